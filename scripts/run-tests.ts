@@ -1,0 +1,55 @@
+/**
+ * The test command. Starts one embedded PostgreSQL for the whole run (unless
+ * REMORA_TEST_PG_URL names an external server), then runs every `test/**\/*.test.ts`
+ * with node:test; each test file creates its own databases under a unique prefix.
+ *
+ *   npm test                      all tests
+ *   npm test -- test/ring.test.ts one file
+ */
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import net from 'node:net';
+import { startEmbeddedPostgres } from '../src/metadata/postgres-server.js';
+
+function listTests(dir: string): string[] {
+  const out: string[] = [];
+  for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+    const p = path.join(dir, e.name);
+    if (e.isDirectory()) out.push(...listTests(p));
+    else if (e.name.endsWith('.test.ts')) out.push(p);
+  }
+  return out.sort();
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+const args = process.argv.slice(2);
+const files = args.length > 0 ? args : listTests('test');
+let url = process.env.REMORA_TEST_PG_URL;
+let stop: (() => Promise<void>) | undefined;
+if (!url) {
+  const pgServer = await startEmbeddedPostgres(path.resolve('.state/test-pg/data'), await freePort());
+  url = pgServer.url;
+  stop = () => pgServer.stop();
+}
+const concurrency = process.env.REMORA_TEST_CONCURRENCY ?? '2';
+const child = spawn(
+  process.execPath,
+  ['--import', 'tsx', '--test', `--test-concurrency=${concurrency}`, '--test-timeout=300000', ...files],
+  { stdio: 'inherit', env: { ...process.env, REMORA_TEST_PG_URL: url } },
+);
+const code: number = await new Promise((resolve) =>
+  child.on('exit', (c, sig) => resolve(c ?? (sig ? 1 : 0))),
+);
+if (stop) await stop();
+process.exit(code);

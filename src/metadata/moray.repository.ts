@@ -1,0 +1,162 @@
+/**
+ * One function per statement against a moray bucket table. Every function takes the
+ * client (or transaction) first. Conditional semantics follow moray:
+ *   etag undefined → unconditional; null → the key must not exist; string → `_etag` must equal it.
+ * A failed condition is `EtagConflict` (moray's EtagConflictError).
+ */
+import type pg from 'pg';
+import { RemoraError } from '../core/errors.js';
+import { morayEtag } from '../core/crc32.js';
+import { type BucketDefinition, columnOf, indexValues } from './buckets.js';
+import type { EtagCondition, MorayRow } from './types.js';
+
+export type Queryable = pg.ClientBase | pg.Pool;
+
+interface RawRow {
+  _id: string;
+  _key: string;
+  _value: string;
+  _etag: string;
+  _mtime: string;
+  _vnode: string | null;
+}
+
+export function rowFromRaw<V>(bucket: string, r: RawRow): MorayRow<V> {
+  return {
+    bucket,
+    key: r._key,
+    value: JSON.parse(r._value) as V,
+    etag: r._etag,
+    mtime: Number(r._mtime),
+    vnode: r._vnode === null ? null : Number(r._vnode),
+    id: Number(r._id),
+  };
+}
+
+const SELECT_COLS = '_id, _key, _value, _etag, _mtime, _vnode';
+
+export async function getRow<V>(
+  db: Queryable,
+  b: BucketDefinition,
+  key: string,
+  forUpdate = false,
+): Promise<MorayRow<V> | undefined> {
+  const r = await db.query<RawRow>(
+    `SELECT ${SELECT_COLS} FROM ${b.name} WHERE _key = $1${forUpdate ? ' FOR UPDATE' : ''}`,
+    [key],
+  );
+  const row = r.rows[0];
+  return row ? rowFromRaw<V>(b.name, row) : undefined;
+}
+
+export function checkEtag(
+  bucket: string,
+  key: string,
+  existing: MorayRow | undefined,
+  etag: EtagCondition,
+): void {
+  if (etag === undefined) return;
+  if (etag === null && existing === undefined) return;
+  if (etag !== null && existing !== undefined && existing.etag === etag) return;
+  throw new RemoraError(
+    'EtagConflict',
+    `${bucket} ${key}: expected etag ${etag === null ? '(none: must not exist)' : etag}, found ${existing ? existing.etag : '(no record)'}`,
+    { details: { bucket, key, expected: etag, actual: existing?.etag ?? null } },
+  );
+}
+
+/** Insert or replace a row. The caller has checked the etag condition under FOR UPDATE. */
+export async function upsertRow(
+  db: Queryable,
+  b: BucketDefinition,
+  key: string,
+  serialized: string,
+  mtime: number,
+  vnode: number | null,
+): Promise<string> {
+  const etag = morayEtag(serialized);
+  const value = JSON.parse(serialized) as Record<string, unknown>;
+  const idx = indexValues(b, value);
+  const cols = b.index.map((i) => columnOf(i.field));
+  const params: unknown[] = [key, serialized, etag, mtime, vnode, ...idx];
+  const placeholders = params.map((_, i) => `$${i + 1}`).join(', ');
+  const updates = ['_value', '_etag', '_mtime', '_vnode', ...cols]
+    .map((c) => `${c} = EXCLUDED.${c}`)
+    .join(', ');
+  await db.query(
+    `INSERT INTO ${b.name} (_key, _value, _etag, _mtime, _vnode${cols.map((c) => `, ${c}`).join('')})
+     VALUES (${placeholders})
+     ON CONFLICT (_key) DO UPDATE SET ${updates}`,
+    params,
+  );
+  return etag;
+}
+
+/** Insert a row that must not exist; false when the key is already taken. */
+export async function insertRowIfAbsent(
+  db: Queryable,
+  b: BucketDefinition,
+  key: string,
+  serialized: string,
+  mtime: number,
+  vnode: number | null,
+): Promise<boolean> {
+  const etag = morayEtag(serialized);
+  const value = JSON.parse(serialized) as Record<string, unknown>;
+  const idx = indexValues(b, value);
+  const cols = b.index.map((i) => columnOf(i.field));
+  const params: unknown[] = [key, serialized, etag, mtime, vnode, ...idx];
+  const placeholders = params.map((_, i) => `$${i + 1}`).join(', ');
+  const r = await db.query(
+    `INSERT INTO ${b.name} (_key, _value, _etag, _mtime, _vnode${cols.map((c) => `, ${c}`).join('')})
+     VALUES (${placeholders}) ON CONFLICT (_key) DO NOTHING`,
+    params,
+  );
+  return r.rowCount === 1;
+}
+
+export async function deleteRow(db: Queryable, b: BucketDefinition, key: string): Promise<number> {
+  const r = await db.query(`DELETE FROM ${b.name} WHERE _key = $1`, [key]);
+  return r.rowCount ?? 0;
+}
+
+/** Rows whose index column equals a value (moray findObjects with one equality filter). */
+export async function findRowsBy<V>(
+  db: Queryable,
+  b: BucketDefinition,
+  field: string,
+  value: string | number,
+  limit = 10_000,
+): Promise<MorayRow<V>[]> {
+  if (!b.index.some((i) => i.field === field)) throw new Error(`${b.name} has no index on ${field}`);
+  const r = await db.query<RawRow>(
+    `SELECT ${SELECT_COLS} FROM ${b.name} WHERE ${columnOf(field)} = $1 ORDER BY _key LIMIT $2`,
+    [value, limit],
+  );
+  return r.rows.map((row) => rowFromRaw<V>(b.name, row));
+}
+
+/** Rows whose index column is one of several values (findObjects with an OR filter). */
+export async function findRowsIn<V>(
+  db: Queryable,
+  b: BucketDefinition,
+  field: string,
+  values: string[],
+): Promise<MorayRow<V>[]> {
+  if (values.length === 0) return [];
+  const r = await db.query<RawRow>(
+    `SELECT ${SELECT_COLS} FROM ${b.name} WHERE ${columnOf(field)} = ANY($1::text[]) ORDER BY _key`,
+    [values],
+  );
+  return r.rows.map((row) => rowFromRaw<V>(b.name, row));
+}
+
+export async function listAll<V>(db: Queryable, b: BucketDefinition): Promise<MorayRow<V>[]> {
+  const r = await db.query<RawRow>(`SELECT ${SELECT_COLS} FROM ${b.name} ORDER BY _key`);
+  return r.rows.map((row) => rowFromRaw<V>(b.name, row));
+}
+
+export async function countRows(db: Queryable, b: BucketDefinition): Promise<number> {
+  const r = await db.query<{ n: string }>(`SELECT count(*) AS n FROM ${b.name}`);
+  return Number(r.rows[0]?.n ?? 0);
+}

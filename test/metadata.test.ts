@@ -1,0 +1,214 @@
+import { test, after, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { openTestTier, testConfig, testPgUrl } from './helpers/pg.js';
+import type { MetadataTier } from '../src/metadata/metadata-tier.js';
+import { MetadataTier as Tier } from '../src/metadata/metadata-tier.js';
+import { isRemoraError } from '../src/core/errors.js';
+import { morayEtag } from '../src/core/crc32.js';
+import { ManualClock } from '../src/core/clock.js';
+import type { RemoraConfig } from '../src/config/config.js';
+
+const OWNER = '4ebc3ff1-dd83-40a6-bc38-9ca15a0cfbac';
+let tier: MetadataTier;
+let config: RemoraConfig;
+let cleanup: () => Promise<void>;
+const clock = new ManualClock(1_700_000_000_000);
+
+before(async () => {
+  ({ tier, config, cleanup } = await openTestTier(testConfig(), clock));
+});
+after(async () => cleanup());
+
+function objectValue(key: string, objectId: string, extra: Record<string, unknown> = {}) {
+  return {
+    dirname: key.slice(0, key.lastIndexOf('/')),
+    key,
+    headers: {},
+    mtime: clock.now(),
+    name: key.slice(key.lastIndexOf('/') + 1),
+    creator: OWNER,
+    owner: OWNER,
+    roles: [],
+    type: 'object',
+    contentLength: 10,
+    contentMD5: 'abc',
+    contentType: 'text/plain',
+    etag: objectId,
+    objectId,
+    sharks: [{ datacenter: 'dc1', manta_storage_id: '1.stor.dc1.remora.local' }],
+    ...extra,
+  };
+}
+
+async function deleteLogFor(objectId: string) {
+  const rows = [];
+  for (const s of tier.indexShards) {
+    const r = await s.pool.query<{ _key: string; _value: string; objectid: string }>(
+      'SELECT _key, _value, objectid FROM manta_delete_log WHERE objectid = $1',
+      [objectId],
+    );
+    rows.push(...r.rows.map((x) => ({ ...x, shard: s.name })));
+  }
+  return rows;
+}
+
+test('_etag is the upper-case CRC32 hex of _value', async () => {
+  const key = `/${OWNER}/stor/etag-check`;
+  const etag = await tier.putObject('manta', key, objectValue(key, 'a0000000-0000-4000-8000-000000000001'));
+  const row = await tier.getObject('manta', key);
+  assert.ok(row);
+  assert.match(etag, /^[0-9A-F]{8}$/);
+  const shard = tier.shard(tier.ring.locate(key).shard);
+  const raw = await shard.pool.query<{ _value: string; _etag: string }>(
+    'SELECT _value, _etag FROM manta WHERE _key=$1',
+    [key],
+  );
+  assert.equal(raw.rows[0]!._etag, morayEtag(raw.rows[0]!._value));
+  assert.equal(row.etag, etag);
+  assert.equal((row.value as { vnode?: number }).vnode, row.vnode, 'vnode stored in _value and _vnode');
+});
+
+test('conditional put: wrong etag and must-not-exist conflicts leave the row unchanged', async () => {
+  const key = `/${OWNER}/stor/cond`;
+  const e1 = await tier.putObject('manta', key, objectValue(key, 'a0000000-0000-4000-8000-000000000002'), {
+    etag: null,
+  });
+  await assert.rejects(
+    tier.putObject('manta', key, objectValue(key, 'a0000000-0000-4000-8000-000000000003'), { etag: null }),
+    (e) => isRemoraError(e, 'EtagConflict'),
+  );
+  await assert.rejects(
+    tier.putObject('manta', key, objectValue(key, 'a0000000-0000-4000-8000-000000000003'), {
+      etag: 'DEADBEEF',
+    }),
+    (e) => isRemoraError(e, 'EtagConflict'),
+  );
+  assert.equal((await tier.getObject('manta', key))!.etag, e1);
+  const e2 = await tier.putObject('manta', key, objectValue(key, 'a0000000-0000-4000-8000-000000000003'), {
+    etag: e1,
+  });
+  assert.notEqual(e2, e1);
+  await assert.rejects(tier.deleteObject('manta', key, { etag: e1 }), (e) =>
+    isRemoraError(e, 'EtagConflict'),
+  );
+  await tier.deleteObject('manta', key, { etag: e2 });
+  assert.equal(await tier.getObject('manta', key), undefined);
+});
+
+test('delete log: overwrite and delete write it in the same shard; directories and same objectId do not', async () => {
+  const key = `/${OWNER}/stor/dl/obj`;
+  const oldId = 'b0000000-0000-4000-8000-000000000001';
+  const newId = 'b0000000-0000-4000-8000-000000000002';
+  await tier.putObject('manta', key, objectValue(key, oldId));
+  // metadata-only update (same objectId): no delete-log row
+  await tier.putObject('manta', key, objectValue(key, oldId, { contentType: 'text/html' }));
+  assert.equal((await deleteLogFor(oldId)).length, 0);
+  clock.advance(5);
+  await tier.putObject('manta', key, objectValue(key, newId));
+  const dl = await deleteLogFor(oldId);
+  assert.equal(dl.length, 1);
+  assert.equal(dl[0]!.shard, tier.ring.locate(key).shard, 'same shard as the key');
+  assert.equal(dl[0]!._key, `/${oldId}/${clock.now()}`);
+  const prev = JSON.parse(dl[0]!._value) as { objectId: string; contentType: string; _etag: string };
+  assert.equal(prev.objectId, oldId);
+  assert.equal(prev.contentType, 'text/html', 'the whole previous record');
+  assert.match(prev._etag, /^[0-9A-F]{8}$/);
+  clock.advance(5);
+  await tier.deleteObject('manta', key);
+  assert.equal((await deleteLogFor(newId)).length, 1);
+  // a directory has no objectId: neither overwrite nor delete logs anything
+  const dir = `/${OWNER}/stor/dl/sub`;
+  const dirValue = {
+    dirname: `/${OWNER}/stor/dl`,
+    key: dir,
+    headers: {},
+    mtime: 1,
+    name: 'sub',
+    creator: OWNER,
+    owner: OWNER,
+    roles: [],
+    type: 'directory',
+  };
+  const countAll = async () => {
+    let total = 0;
+    for (const s of tier.indexShards)
+      total += Number(
+        (await s.pool.query<{ n: string }>('SELECT count(*) n FROM manta_delete_log')).rows[0]!.n,
+      );
+    return total;
+  };
+  const before = await countAll();
+  await tier.putObject('manta', dir, dirValue);
+  await tier.putObject('manta', dir, { ...dirValue, mtime: 2 });
+  await tier.deleteObject('manta', dir);
+  assert.equal(await countAll(), before);
+});
+
+test('two deletes of one objectId in the same millisecond both reach the delete log', async () => {
+  const id = 'c0000000-0000-4000-8000-000000000001';
+  const k1 = `/${OWNER}/stor/same-ms/a`;
+  const k2 = `/${OWNER}/stor/same-ms/b`;
+  await tier.putObject('manta', k1, objectValue(k1, id));
+  await tier.putObject('manta', k2, objectValue(k2, id));
+  await tier.deleteObject('manta', k1);
+  await tier.deleteObject('manta', k2);
+  assert.equal((await deleteLogFor(id)).length, 2);
+});
+
+test('findByObjectId finds links on every shard', async () => {
+  const id = 'd0000000-0000-4000-8000-000000000001';
+  const keys: string[] = [];
+  for (let i = 0; i < 40; i++) keys.push(`/${OWNER}/stor/links${i}/x`);
+  for (const k of keys) await tier.putObject('manta', k, objectValue(k, id));
+  const found = await tier.findByObjectId(id);
+  assert.deepEqual(found.map((r) => r.key).sort(), [...keys].sort());
+  const shards = new Set(keys.map((k) => tier.ring.locate(k).shard));
+  assert.equal(shards.size, 2, 'forty directories spread over both index shards');
+  const many = await tier.findByObjectIds([id, 'd0000000-0000-4000-8000-000000000009']);
+  assert.equal(many.get(id)!.length, 40);
+  assert.equal(many.get('d0000000-0000-4000-8000-000000000009')!.length, 0);
+});
+
+test('ring: entries of a directory share a shard; /<uuid>/stor hashes itself; stable across reopen', async () => {
+  const a = tier.ring.locate(`/${OWNER}/stor/dir/a`);
+  const b = tier.ring.locate(`/${OWNER}/stor/dir/b`);
+  assert.deepEqual(a, b);
+  assert.equal(tier.ring.vnodeOfKey(`/${OWNER}/stor`), tier.ring.vnodeOfTransformed(`/${OWNER}/stor`));
+  const again = await Tier.open(config, testPgUrl());
+  try {
+    for (let i = 0; i < 100; i++) {
+      const k = `/${OWNER}/stor/d${i}/o`;
+      assert.deepEqual(again.ring.locate(k), tier.ring.locate(k));
+    }
+  } finally {
+    await again.close();
+  }
+});
+
+test('ring: a changed shard list or vnode count is refused', async () => {
+  await assert.rejects(Tier.open({ ...config, ring: { vnodes: 4096 } }, testPgUrl()), (e) =>
+    isRemoraError(e, 'RingChanged'),
+  );
+  const shards = [...config.shards, { name: '4.moray.remora.local', role: 'index' as const }];
+  await assert.rejects(Tier.open({ ...config, shards }, testPgUrl()), (e) => isRemoraError(e, 'RingChanged'));
+});
+
+test('batch: operations on one shard are one transaction', async () => {
+  const k1 = `/${OWNER}/stor/batch/a`;
+  const k2 = `/${OWNER}/stor/batch/b`;
+  await tier.putObject('manta', k2, objectValue(k2, 'e0000000-0000-4000-8000-000000000002'));
+  await assert.rejects(
+    tier.batch([
+      { op: 'put', bucket: 'manta', key: k1, value: objectValue(k1, 'e0000000-0000-4000-8000-000000000001') },
+      {
+        op: 'put',
+        bucket: 'manta',
+        key: k2,
+        value: objectValue(k2, 'e0000000-0000-4000-8000-000000000003'),
+        etag: 'DEADBEEF',
+      },
+    ]),
+    (e) => isRemoraError(e, 'EtagConflict'),
+  );
+  assert.equal(await tier.getObject('manta', k1), undefined, 'first put rolled back');
+});
