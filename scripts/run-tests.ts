@@ -10,6 +10,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import net from 'node:net';
+import os from 'node:os';
 import { startEmbeddedPostgres } from '../src/metadata/postgres-server.js';
 
 function listTests(dir: string): string[] {
@@ -38,9 +39,14 @@ const files = args.length > 0 ? args : listTests('test');
 let url = process.env.REMORA_TEST_PG_URL;
 let stop: (() => Promise<void>) | undefined;
 if (!url) {
-  const pgServer = await startEmbeddedPostgres(path.resolve('.state/test-pg/data'), await freePort());
+  // A private cluster per run, so two test runs on one machine never share a data directory.
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'remora-test-pg-'));
+  const pgServer = await startEmbeddedPostgres(path.join(dir, 'data'), await freePort());
   url = pgServer.url;
-  stop = () => pgServer.stop();
+  stop = async () => {
+    await pgServer.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  };
 }
 const concurrency = process.env.REMORA_TEST_CONCURRENCY ?? '2';
 const child = spawn(

@@ -1,0 +1,29 @@
+/**
+ * The `remora` command. Each area registers its own subcommands (src/cli/*.commands.ts);
+ * this file only wires them together.
+ */
+import { Command, CommanderError } from 'commander';
+
+const program = new Command();
+program
+  .name('remora')
+  .description('Housekeeping for a Manta-style object store: metering, GC, audit, cruft, rebalance')
+  .option('--state-dir <dir>', 'state directory (default: ./.state or $REMORA_STATE_DIR)')
+  .option('--json', 'machine-readable output where supported')
+  .showHelpAfterError()
+  .exitOverride();
+
+// Registration list: one line per area.
+const registrations: Array<(p: Command) => void> = [];
+
+for (const register of registrations) register(program);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof CommanderError) {
+    process.exitCode = err.exitCode === 0 ? 0 : 2;
+  } else {
+    throw err;
+  }
+}
