@@ -1,0 +1,68 @@
+/**
+ * Connecting a command to the metadata tier. Three cases:
+ *   1. config.postgres.url is set          → an external PostgreSQL: connect to it.
+ *   2. a deployment is up (`remora up`)    → its state file names the embedded server's URL.
+ *   3. nothing is running                  → start the embedded server on the state directory
+ *                                            for the duration of the command, then stop it.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import type { RemoraConfig } from '../config/config.js';
+import { MetadataTier } from '../metadata/metadata-tier.js';
+import { startEmbeddedPostgres } from '../metadata/postgres-server.js';
+
+/** What a running deployment writes to `<stateDir>/deployment.json`. */
+export interface DeploymentState {
+  pid: number;
+  startedAt: string;
+  postgresUrl: string;
+  frontdoorUrl: string;
+  /** manta_storage_id → base URL of that storage node's HTTP server. */
+  storageNodes: Record<string, { url: string; datacenter: string; root: string }>;
+  operatorToken: string;
+}
+
+export function deploymentStatePath(config: RemoraConfig): string {
+  return path.join(config.stateDir, 'deployment.json');
+}
+
+export function readDeploymentState(config: RemoraConfig): DeploymentState | undefined {
+  const p = deploymentStatePath(config);
+  if (!fs.existsSync(p)) return undefined;
+  const state = JSON.parse(fs.readFileSync(p, 'utf8')) as DeploymentState;
+  return isAlive(state.pid) ? state : undefined;
+}
+
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export function embeddedDataDir(config: RemoraConfig): string {
+  return path.join(config.stateDir, 'postgres', 'data');
+}
+
+/** Run `fn` with an open metadata tier, connecting as described above. */
+export async function withMetadata<T>(config: RemoraConfig, fn: (tier: MetadataTier) => Promise<T>): Promise<T> {
+  let url = config.postgres.url ?? readDeploymentState(config)?.postgresUrl;
+  let stop: (() => Promise<void>) | undefined;
+  if (!url) {
+    const server = await startEmbeddedPostgres(embeddedDataDir(config), config.postgres.port);
+    url = server.url;
+    stop = () => server.stop();
+  }
+  try {
+    const tier = await MetadataTier.open(config, url);
+    try {
+      return await fn(tier);
+    } finally {
+      await tier.close();
+    }
+  } finally {
+    if (stop) await stop();
+  }
+}
