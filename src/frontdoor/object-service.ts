@@ -1,0 +1,397 @@
+/**
+ * The front door's operations, independent of HTTP: resolve a path to an owner and key,
+ * check the caller may touch it, and run the write order every housekeeping invariant
+ * rests on: copies on storage nodes first, then the metadata row (MANTA-REFERENCE §3.1
+ * "the write order is mako file → manta row").
+ */
+import crypto from 'node:crypto';
+import { PassThrough, type Readable } from 'node:stream';
+import { RemoraError, isRemoraError } from '../core/errors.js';
+import { type Clock, type Random, systemClock, systemRandom } from '../core/clock.js';
+import { ALL_NAMESPACES, isUuid, mantaDirname } from '../core/ids.js';
+import type { MetadataTier } from '../metadata/metadata-tier.js';
+import type {
+  AccountValue,
+  MantaObjectValue,
+  MantaValue,
+  Shark,
+  StorageRecordValue,
+} from '../metadata/types.js';
+import { type PickerPolicy, pickTuples } from './picker.js';
+import { accountByLogin, accountByUuid } from './accounts.js';
+import { copyOwner, directoryValue, EMPTY_MD5, linkValue, objectValue } from './records.js';
+
+/** What the front door needs from storage nodes (StorageClient implements it). */
+export interface StorageAccess {
+  put(
+    nodeUrl: string,
+    owner: string,
+    objectId: string,
+    body: Readable,
+    opts?: { contentLength?: number; contentMD5?: string },
+  ): Promise<{ md5: string; bytes: number }>;
+  get(
+    nodeUrl: string,
+    owner: string,
+    objectId: string,
+    opts?: { range?: { start: number; end: number } },
+  ): Promise<{ stream: Readable; contentLength: number; status: number }>;
+  head(
+    nodeUrl: string,
+    owner: string,
+    objectId: string,
+  ): Promise<{ contentLength: number; md5?: string } | undefined>;
+}
+
+export interface FrontDoorDeps {
+  tier: MetadataTier;
+  storage: StorageAccess;
+  /** manta_storage_id → base URL; undefined for an unknown node. */
+  nodeUrl: (storageId: string) => string | undefined;
+  policy: PickerPolicy;
+  defaultCopies: number;
+  clock?: Clock;
+  random?: Random;
+  /** How long the storage-record cache lives (muskie polls every storageInterval). */
+  storageRefreshMs?: number;
+  /** Size assumed for a streamed upload without Content-Length (muskie defaultMaxStreamingSizeMB). */
+  maxStreamingSizeMB?: number;
+}
+
+export interface Caller {
+  account: AccountValue;
+}
+
+export interface Resolved {
+  owner: AccountValue;
+  key: string;
+  namespace: string;
+}
+
+export interface PutResult {
+  objectId: string;
+  md5: string;
+  sharks: Shark[];
+  etag: string;
+  bytes: number;
+  prevObjectId?: string;
+  sharksContacted: { shark: string; result: string }[];
+}
+
+const DEFAULT_STORAGE_REFRESH_MS = 1000;
+
+export class ObjectService {
+  private readonly clock: Clock;
+  private readonly random: Random;
+  private storageCache: { at: number; records: StorageRecordValue[] } | undefined;
+
+  constructor(private readonly deps: FrontDoorDeps) {
+    this.clock = deps.clock ?? systemClock;
+    this.random = deps.random ?? systemRandom;
+  }
+
+  /** `/<login-or-uuid>/<namespace>/...` → owner account and moray key (`/<uuid>/...`). */
+  async resolve(urlPath: string): Promise<Resolved> {
+    let decoded: string;
+    try {
+      decoded = decodeURIComponent(urlPath);
+    } catch (err) {
+      throw new RemoraError('BadRequest', `path ${urlPath} is not valid percent-encoding`, { cause: err });
+    }
+    const parts = decoded.split('/');
+    if (
+      parts[0] !== '' ||
+      parts.length < 3 ||
+      parts.some((p, i) => i > 0 && (p === '' || p === '.' || p === '..'))
+    ) {
+      throw new RemoraError(
+        'BadRequest',
+        `path ${urlPath} must look like /<account>/<namespace>[/...] without empty, . or .. parts`,
+      );
+    }
+    const who = parts[1]!;
+    const owner = isUuid(who)
+      ? await accountByUuid(this.deps.tier, who)
+      : await accountByLogin(this.deps.tier, who);
+    if (!owner) throw new RemoraError('ObjectNotFound', `account ${who} does not exist`);
+    const namespace = parts[2]!;
+    if (!(ALL_NAMESPACES as readonly string[]).includes(namespace)) {
+      throw new RemoraError(
+        'BadRequest',
+        `namespace "${namespace}" is not one of ${ALL_NAMESPACES.join(', ')}`,
+      );
+    }
+    return { owner, namespace, key: ['', owner.uuid, ...parts.slice(2)].join('/') };
+  }
+
+  /** An account reaches only its own namespace; the operator reaches all; anyone may read /public. */
+  authorize(caller: Caller | undefined, r: Resolved, write: boolean): void {
+    if (!write && r.namespace === 'public') return;
+    if (!caller)
+      throw new RemoraError('Unauthorized', 'this request needs an `Authorization: Token <token>` header');
+    if (caller.account.operator || caller.account.uuid === r.owner.uuid) return;
+    throw new RemoraError(
+      'Forbidden',
+      `${caller.account.login} may not ${write ? 'write' : 'read'} ${r.owner.login}'s namespace`,
+    );
+  }
+
+  private async storageRecords(): Promise<StorageRecordValue[]> {
+    const now = this.clock.now();
+    const ttl = this.deps.storageRefreshMs ?? DEFAULT_STORAGE_REFRESH_MS;
+    if (!this.storageCache || now - this.storageCache.at > ttl) {
+      const rows = await this.deps.tier.storageRecords();
+      this.storageCache = { at: now, records: rows.map((r) => r.value) };
+    }
+    return this.storageCache.records;
+  }
+
+  private url(storageId: string): string {
+    const u = this.deps.nodeUrl(storageId);
+    if (!u) throw new RemoraError('StorageNodeUnreachable', `no address known for storage node ${storageId}`);
+    return u;
+  }
+
+  private async requireParentDirectory(key: string): Promise<void> {
+    const parent = mantaDirname(key);
+    const row = await this.deps.tier.getObject<MantaValue>('manta', parent);
+    if (!row) throw new RemoraError('DirectoryNotFound', `parent directory ${parent} does not exist`);
+    if (row.value.type !== 'directory')
+      throw new RemoraError('BadRequest', `parent ${parent} is an object, not a directory`);
+  }
+
+  async putObject(
+    r: Resolved,
+    body: Readable,
+    opts: {
+      contentLength?: number;
+      contentMD5?: string;
+      contentType?: string;
+      copies?: number;
+      headers?: Record<string, string>;
+      creator?: string;
+    },
+  ): Promise<PutResult> {
+    if (r.key.split('/').length < 4)
+      throw new RemoraError('BadRequest', `cannot write an object at the root ${r.key}`);
+    await this.requireParentDirectory(r.key);
+    const existing = await this.deps.tier.getObject<MantaValue>('manta', r.key);
+    if (existing?.value.type === 'directory') throw new RemoraError('BadRequest', `${r.key} is a directory`);
+    const copies = opts.copies ?? this.deps.defaultCopies;
+    if (!Number.isInteger(copies) || copies < 1 || copies > 9)
+      throw new RemoraError('BadRequest', 'durability-level must be 1..9');
+    const objectId = crypto.randomUUID();
+    const creator = opts.creator ?? r.owner.uuid;
+    let sharks: Shark[] = [];
+    let md5 = EMPTY_MD5;
+    let bytes = 0;
+    const contacted: { shark: string; result: string }[] = [];
+    if (opts.contentLength === 0) {
+      for await (const chunk of body) bytes += (chunk as Buffer).length;
+      if (bytes !== 0) throw new RemoraError('BadRequest', 'Content-Length 0 but the body was not empty');
+      if (opts.contentMD5 && opts.contentMD5 !== EMPTY_MD5)
+        throw new RemoraError('Md5Mismatch', `Content-MD5 ${opts.contentMD5} does not match the empty body`);
+    } else {
+      ({ sharks, md5, bytes } = await this.writeCopies(body, creator, objectId, copies, opts, contacted));
+    }
+    const value = objectValue({
+      key: r.key,
+      owner: r.owner.uuid,
+      creator,
+      objectId,
+      contentLength: bytes,
+      contentMD5: md5,
+      contentType: opts.contentType ?? 'application/octet-stream',
+      sharks,
+      headers: opts.headers ?? {},
+      mtime: this.clock.now(),
+    });
+    const etag = await this.deps.tier.putObject('manta', r.key, value as unknown as Record<string, unknown>);
+    const prev = existing?.value;
+    return {
+      objectId,
+      md5,
+      sharks,
+      etag,
+      bytes,
+      sharksContacted: contacted,
+      ...(prev?.objectId ? { prevObjectId: prev.objectId } : {}),
+    };
+  }
+
+  /**
+   * Stream the body to every node of the first tuple whose nodes all answer (the fallback
+   * tuples cover a node that is down before any byte is sent). A failure after bytes have
+   * flowed fails the request: the copies already written stay behind as cruft, as in Manta.
+   */
+  private async writeCopies(
+    body: Readable,
+    owner: string,
+    objectId: string,
+    copies: number,
+    opts: { contentLength?: number; contentMD5?: string },
+    contacted: { shark: string; result: string }[],
+  ): Promise<{ sharks: Shark[]; md5: string; bytes: number }> {
+    const size = opts.contentLength ?? (this.deps.maxStreamingSizeMB ?? 1024) * 1024 * 1024;
+    const tuples = pickTuples(
+      await this.storageRecords(),
+      { size, replicas: copies },
+      this.clock.now(),
+      this.deps.policy,
+      this.random,
+    );
+    for (const tuple of tuples) {
+      const reachable = await Promise.all(
+        tuple.map(async (s) => {
+          try {
+            await this.deps.storage.head(this.url(s.manta_storage_id), owner, objectId);
+            return true;
+          } catch (err) {
+            if (!isRemoraError(err, 'StorageNodeUnreachable')) throw err;
+            contacted.push({ shark: s.manta_storage_id, result: 'unreachable' });
+            return false;
+          }
+        }),
+      );
+      if (!reachable.every(Boolean)) continue;
+      const branches = tuple.map(() => new PassThrough());
+      body.on('data', (chunk: Buffer) => {
+        let wantMore = true;
+        for (const b of branches) wantMore = b.write(chunk) && wantMore;
+        if (!wantMore) {
+          body.pause();
+          const waiting = branches.filter((b) => b.writableNeedDrain);
+          let left = waiting.length;
+          for (const b of waiting) b.once('drain', () => --left === 0 && body.resume());
+        }
+      });
+      body.on('end', () => branches.forEach((b) => b.end()));
+      body.on('error', (e) => branches.forEach((b) => b.destroy(e)));
+      const results = await Promise.allSettled(
+        tuple.map((s, i) =>
+          this.deps.storage.put(this.url(s.manta_storage_id), owner, objectId, branches[i]!, {
+            ...(opts.contentLength !== undefined ? { contentLength: opts.contentLength } : {}),
+            ...(opts.contentMD5 ? { contentMD5: opts.contentMD5 } : {}),
+          }),
+        ),
+      );
+      results.forEach((res, i) =>
+        contacted.push({
+          shark: tuple[i]!.manta_storage_id,
+          result: res.status === 'fulfilled' ? 'ok' : 'error',
+        }),
+      );
+      const failed = results.find((x): x is PromiseRejectedResult => x.status === 'rejected');
+      if (failed) {
+        branches.forEach((b) => b.destroy());
+        throw failed.reason instanceof RemoraError
+          ? failed.reason
+          : new RemoraError('StorageNodeUnreachable', String(failed.reason), { cause: failed.reason });
+      }
+      const ok = results as PromiseFulfilledResult<{ md5: string; bytes: number }>[];
+      const first = ok[0]!.value;
+      if (ok.some((x) => x.value.md5 !== first.md5 || x.value.bytes !== first.bytes)) {
+        throw new RemoraError(
+          'Md5Mismatch',
+          `copies of ${objectId} disagree: ${ok.map((x) => `${x.value.md5}/${x.value.bytes}`).join(', ')}`,
+        );
+      }
+      if (opts.contentLength !== undefined && first.bytes !== opts.contentLength) {
+        throw new RemoraError('TruncatedTransfer', `received ${first.bytes} of ${opts.contentLength} bytes`);
+      }
+      return { sharks: tuple, md5: first.md5, bytes: first.bytes };
+    }
+    throw new RemoraError(
+      'NotEnoughStorageNodes',
+      `no tuple of ${copies} reachable storage nodes (tried ${tuples.length})`,
+    );
+  }
+
+  async mkdir(r: Resolved, creator?: string): Promise<void> {
+    if (r.key.split('/').length < 4) return; // account roots always exist
+    await this.requireParentDirectory(r.key);
+    const existing = await this.deps.tier.getObject<MantaValue>('manta', r.key);
+    if (existing?.value.type === 'directory') return; // mkdir is idempotent (mmkdir)
+    if (existing) throw new RemoraError('BadRequest', `${r.key} exists and is an object`);
+    const v = directoryValue(r.key, r.owner.uuid, this.clock.now(), creator);
+    await this.deps.tier.putObject('manta', r.key, v as unknown as Record<string, unknown>, { etag: null });
+  }
+
+  /** A snaplink at `r` to the object at `source` (possibly another shard, another namespace). */
+  async link(r: Resolved, source: Resolved): Promise<{ objectId: string; prevObjectId?: string }> {
+    await this.requireParentDirectory(r.key);
+    const src = await this.deps.tier.getObject<MantaValue>('manta', source.key);
+    if (!src) throw new RemoraError('ObjectNotFound', `link source ${source.key} does not exist`);
+    if (src.value.type !== 'object')
+      throw new RemoraError('BadRequest', `link source ${source.key} is a directory`);
+    const existing = await this.deps.tier.getObject<MantaValue>('manta', r.key);
+    if (existing?.value.type === 'directory') throw new RemoraError('BadRequest', `${r.key} is a directory`);
+    const v = linkValue(src.value, r.key, r.owner.uuid, this.clock.now());
+    await this.deps.tier.putObject('manta', r.key, v as unknown as Record<string, unknown>);
+    const prev = existing?.value;
+    return { objectId: v.objectId, ...(prev?.objectId ? { prevObjectId: prev.objectId } : {}) };
+  }
+
+  async head(r: Resolved): Promise<MantaValue> {
+    const row = await this.deps.tier.getObject<MantaValue>('manta', r.key);
+    if (!row) throw new RemoraError('ObjectNotFound', `${r.key} does not exist`);
+    return row.value;
+  }
+
+  /** Open the object's bytes from the first copy that answers; the next copy when a node is down. */
+  async open(
+    value: MantaObjectValue,
+    range?: { start: number; end: number },
+  ): Promise<{ stream: Readable; contentLength: number; status: number; shark?: string }> {
+    if (value.contentLength === 0) return { stream: PassThroughEnded(), contentLength: 0, status: 200 };
+    const failures: string[] = [];
+    for (const s of value.sharks) {
+      const url = this.deps.nodeUrl(s.manta_storage_id);
+      if (!url) {
+        failures.push(`${s.manta_storage_id}: unknown node`);
+        continue;
+      }
+      try {
+        const got = await this.deps.storage.get(
+          url,
+          copyOwner(value),
+          value.objectId,
+          range ? { range } : {},
+        );
+        return { ...got, shark: s.manta_storage_id };
+      } catch (err) {
+        if (!isRemoraError(err, 'StorageNodeUnreachable') && !isRemoraError(err, 'ObjectNotFound')) throw err;
+        failures.push(`${s.manta_storage_id}: ${(err as Error).message}`);
+      }
+    }
+    throw new RemoraError(
+      'AllCopiesUnavailable',
+      `no copy of ${value.key} could be read (${failures.join('; ')})`,
+    );
+  }
+
+  async list(r: Resolved, limit = 10_000): Promise<MantaValue[]> {
+    const v = await this.head(r);
+    if (v.type !== 'directory') throw new RemoraError('BadRequest', `${r.key} is not a directory`);
+    return (await this.deps.tier.listDirectory(r.key, limit)).map((x) => x.value);
+  }
+
+  async delete(r: Resolved): Promise<{ prevObjectId?: string }> {
+    const row = await this.deps.tier.getObject<MantaValue>('manta', r.key);
+    if (!row) throw new RemoraError('ObjectNotFound', `${r.key} does not exist`);
+    if (row.value.type === 'directory') {
+      if (r.key.split('/').length < 4)
+        throw new RemoraError('BadRequest', `cannot delete the account root ${r.key}`);
+      if ((await this.deps.tier.listDirectory(r.key, 1)).length > 0)
+        throw new RemoraError('DirectoryNotEmpty', `${r.key} is not empty`);
+    }
+    await this.deps.tier.deleteObject('manta', r.key, { etag: row.etag });
+    return row.value.type === 'object' ? { prevObjectId: row.value.objectId } : {};
+  }
+}
+
+function PassThroughEnded(): Readable {
+  const p = new PassThrough();
+  p.end();
+  return p;
+}
