@@ -19,6 +19,8 @@ export const ERROR_CATALOG = {
   StorageNodeUnreachable: { status: 503, exit: 6, retryable: true },
   StorageNodeFull: { status: 507, exit: 6, retryable: false },
   TruncatedTransfer: { status: 400, exit: 7, retryable: true },
+  RangeNotSatisfiable: { status: 416, exit: 2, retryable: false },
+  MethodNotAllowed: { status: 405, exit: 2, retryable: false },
   // front door
   NotEnoughStorageNodes: { status: 503, exit: 6, retryable: true },
   Unauthorized: { status: 401, exit: 2, retryable: false },

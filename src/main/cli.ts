@@ -3,6 +3,7 @@
  * this file only wires them together.
  */
 import { Command, CommanderError } from 'commander';
+import { registerStorageCommands } from '../cli/storage.commands.js';
 
 const program = new Command();
 program
@@ -14,7 +15,7 @@ program
   .exitOverride();
 
 // Registration list: one line per area.
-const registrations: Array<(p: Command) => void> = [];
+const registrations: Array<(p: Command) => void> = [registerStorageCommands];
 
 for (const register of registrations) register(program);
 

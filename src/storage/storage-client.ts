@@ -1,0 +1,266 @@
+/**
+ * The client of storage nodes, used by the front door and by jobs (rebalance, GC, audit).
+ * node:http with one keep-alive Agent: a copy costs no TCP handshake (the original's nginx ran
+ * with keepalive 0, MANTA-3084). Translation at this boundary:
+ *   refused / reset / timeout / DNS      → StorageNodeUnreachable (cause kept)
+ *   JSON `{code, message}` error bodies  → the RemoraError of that code (404 ObjectNotFound, 469 Md5Mismatch, …)
+ */
+import http from 'node:http';
+import readline from 'node:readline';
+import type { Readable } from 'node:stream';
+import { ERROR_CATALOG, type ErrorCode, RemoraError } from '../core/errors.js';
+import { copyRequestPath, MANIFEST_PATH, tombstoneDestination } from './storage-paths.js';
+
+export interface StorageClientOptions {
+  /** Idle time allowed on a socket (no bytes either way) before the request fails. */
+  timeoutMs?: number;
+  /** Sockets per node. */
+  maxSockets?: number;
+}
+
+/** A node that sends nothing for this long is treated as unreachable; big bodies still flow. */
+export const DEFAULT_TIMEOUT_MS = 30_000;
+const DEFAULT_MAX_SOCKETS = 32;
+
+interface Sent {
+  res: http.IncomingMessage;
+}
+
+export class StorageClient {
+  private readonly agent: http.Agent;
+  private readonly timeoutMs: number;
+
+  constructor(opts: StorageClientOptions = {}) {
+    this.timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    this.agent = new http.Agent({ keepAlive: true, maxSockets: opts.maxSockets ?? DEFAULT_MAX_SOCKETS });
+  }
+
+  /** Store a copy. With `contentMD5` the node refuses a body that does not match (469 → Md5Mismatch). */
+  async put(
+    nodeUrl: string,
+    owner: string,
+    objectId: string,
+    body: Readable | Buffer,
+    opts: { contentLength?: number; contentMD5?: string } = {},
+  ): Promise<{ md5: string; bytes: number }> {
+    const headers: http.OutgoingHttpHeaders = { 'content-type': 'application/octet-stream' };
+    const length = Buffer.isBuffer(body) ? body.length : opts.contentLength;
+    if (length !== undefined) headers['content-length'] = length;
+    if (opts.contentMD5 !== undefined) headers['content-md5'] = opts.contentMD5;
+    const { res } = await this.send(nodeUrl, 'PUT', copyRequestPath(owner, objectId), headers, body);
+    if (res.statusCode !== 201) throw await errorFrom(nodeUrl, res);
+    const parsed = JSON.parse(await readAll(res)) as { md5: string; bytes: number };
+    return { md5: parsed.md5, bytes: parsed.bytes };
+  }
+
+  /** Read a copy (or one byte range of it). The caller must consume or destroy `stream`. */
+  async get(
+    nodeUrl: string,
+    owner: string,
+    objectId: string,
+    opts: { range?: { start: number; end: number } } = {},
+  ): Promise<{ stream: Readable; contentLength: number; status: number; md5?: string }> {
+    const headers: http.OutgoingHttpHeaders = {};
+    if (opts.range) headers.range = `bytes=${opts.range.start}-${opts.range.end}`;
+    const { res } = await this.send(nodeUrl, 'GET', copyRequestPath(owner, objectId), headers);
+    const status = res.statusCode ?? 0;
+    if (status !== 200 && status !== 206) throw await errorFrom(nodeUrl, res);
+    const md5 = headerOf(res, 'content-md5');
+    return {
+      stream: res,
+      contentLength: Number(res.headers['content-length'] ?? 0),
+      status,
+      ...(md5 ? { md5 } : {}),
+    };
+  }
+
+  /** Size (and MD5 when the node knows it) of a copy; undefined when the node has none. */
+  async head(
+    nodeUrl: string,
+    owner: string,
+    objectId: string,
+  ): Promise<{ contentLength: number; md5?: string } | undefined> {
+    const { res } = await this.send(nodeUrl, 'HEAD', copyRequestPath(owner, objectId), {});
+    res.resume();
+    if (res.statusCode === 404) return undefined;
+    if (res.statusCode !== 200) throw errorWithoutBody(nodeUrl, res);
+    const md5 = headerOf(res, 'content-md5');
+    return { contentLength: Number(res.headers['content-length'] ?? 0), ...(md5 ? { md5 } : {}) };
+  }
+
+  /** MOVE a copy to `/tombstone/<day>/<objectId>` on the same node. 'absent' when it was not there. */
+  async tombstone(
+    nodeUrl: string,
+    owner: string,
+    objectId: string,
+    day: string,
+  ): Promise<'moved' | 'absent'> {
+    const headers = { destination: tombstoneDestination(day, objectId) };
+    const { res } = await this.send(nodeUrl, 'MOVE', copyRequestPath(owner, objectId), headers);
+    if (res.statusCode === 204) {
+      res.resume();
+      return 'moved';
+    }
+    const err = await errorFrom(nodeUrl, res);
+    if (err.code === 'ObjectNotFound') return 'absent';
+    throw err;
+  }
+
+  /** The node's manifest, line by line (streamed: memory does not grow with the node). */
+  async manifest(
+    nodeUrl: string,
+  ): Promise<{ startedAt: string; datacenter?: string; lines: AsyncIterable<string> }> {
+    const { res } = await this.send(nodeUrl, 'GET', MANIFEST_PATH, {});
+    if (res.statusCode !== 200) throw await errorFrom(nodeUrl, res);
+    const startedAt = headerOf(res, 'm-mako-dump-time');
+    if (!startedAt) {
+      res.destroy();
+      throw new RemoraError('MalformedInput', `${nodeUrl} sent a manifest without m-mako-dump-time`);
+    }
+    const datacenter = headerOf(res, 'm-datacenter');
+    const lines = readline.createInterface({ input: res, crlfDelay: Infinity });
+    // A cut connection ends the body early: surface it as an error, never as a shorter listing.
+    res.on('aborted', () => lines.close());
+    return { startedAt, ...(datacenter ? { datacenter } : {}), lines: strictLines(nodeUrl, res, lines) };
+  }
+
+  close(): void {
+    this.agent.destroy();
+  }
+
+  /**
+   * One request. A bodyless or Buffer request that fails on a reused keep-alive socket (the node
+   * closed it while idle) is retried once on a fresh one; a streamed body cannot be replayed.
+   */
+  private async send(
+    nodeUrl: string,
+    method: string,
+    reqPath: string,
+    headers: http.OutgoingHttpHeaders,
+    body?: Readable | Buffer,
+  ): Promise<Sent> {
+    try {
+      return await this.sendOnce(nodeUrl, method, reqPath, headers, body);
+    } catch (err) {
+      const replayable = body === undefined || Buffer.isBuffer(body);
+      if (replayable && (err as { reusedSocket?: boolean }).reusedSocket)
+        return this.sendOnce(nodeUrl, method, reqPath, headers, body);
+      throw err;
+    }
+  }
+
+  private sendOnce(
+    nodeUrl: string,
+    method: string,
+    reqPath: string,
+    headers: http.OutgoingHttpHeaders,
+    body?: Readable | Buffer,
+  ): Promise<Sent> {
+    const url = new URL(reqPath, nodeUrl);
+    return new Promise<Sent>((resolve, reject) => {
+      const req = http.request(url, { method, headers, agent: this.agent, timeout: this.timeoutMs });
+      let settled = false;
+      const fail = (err: Error) => {
+        if (settled) return;
+        settled = true;
+        const e = unreachable(nodeUrl, method, err);
+        (e as { reusedSocket?: boolean }).reusedSocket = req.reusedSocket && isReset(err);
+        reject(e);
+      };
+      req.on('timeout', () => req.destroy(new Error(`no data for ${this.timeoutMs} ms`)));
+      req.on('error', fail);
+      req.on('response', (res) => {
+        settled = true;
+        res.on('error', () => {}); // surfaced to whoever reads the body
+        resolve({ res });
+      });
+      if (body === undefined) req.end();
+      else if (Buffer.isBuffer(body)) req.end(body);
+      else {
+        // A failing source aborts the upload; the node then discards its temp file.
+        body.once('error', (err) => req.destroy(err));
+        body.pipe(req);
+      }
+    });
+  }
+}
+
+async function* strictLines(
+  nodeUrl: string,
+  res: http.IncomingMessage,
+  lines: AsyncIterable<string>,
+): AsyncGenerator<string> {
+  for await (const line of lines) yield line;
+  if (!res.complete)
+    throw new RemoraError('StorageNodeUnreachable', `${nodeUrl} cut the manifest short`, {
+      details: { node: nodeUrl },
+    });
+}
+
+function headerOf(res: http.IncomingMessage, name: string): string | undefined {
+  const v = res.headers[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+function isReset(err: Error): boolean {
+  const code = (err as { code?: string }).code;
+  return code === 'ECONNRESET' || code === 'EPIPE';
+}
+
+function unreachable(nodeUrl: string, method: string, cause: Error): RemoraError {
+  return new RemoraError('StorageNodeUnreachable', `storage node ${nodeUrl} (${method}): ${cause.message}`, {
+    cause,
+    details: { node: nodeUrl },
+  });
+}
+
+async function readAll(res: http.IncomingMessage): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of res) chunks.push(c as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** Translate a node's `{code, message}` body; an unknown code keeps the HTTP status as a hint. */
+async function errorFrom(nodeUrl: string, res: http.IncomingMessage): Promise<RemoraError> {
+  let text: string;
+  try {
+    text = await readAll(res);
+  } catch (err) {
+    return unreachable(nodeUrl, 'read error body', err as Error);
+  }
+  let code: string | undefined;
+  let message = text.slice(0, 500);
+  try {
+    const parsed = JSON.parse(text) as { code?: unknown; message?: unknown };
+    if (typeof parsed.code === 'string') code = parsed.code;
+    if (typeof parsed.message === 'string') message = parsed.message;
+  } catch {
+    // not JSON (a proxy's page, say): fall back to the status
+  }
+  return new RemoraError(codeFor(code, res.statusCode ?? 0), `${nodeUrl}: ${message}`, {
+    details: { node: nodeUrl, status: res.statusCode },
+  });
+}
+
+function errorWithoutBody(nodeUrl: string, res: http.IncomingMessage): RemoraError {
+  return new RemoraError(codeFor(undefined, res.statusCode ?? 0), `${nodeUrl}: HTTP ${res.statusCode}`, {
+    details: { node: nodeUrl, status: res.statusCode },
+  });
+}
+
+const STATUS_CODES: Record<number, ErrorCode> = {
+  400: 'BadRequest',
+  404: 'ObjectNotFound',
+  405: 'MethodNotAllowed',
+  416: 'RangeNotSatisfiable',
+  469: 'Md5Mismatch',
+  507: 'StorageNodeFull',
+  502: 'StorageNodeUnreachable',
+  503: 'StorageNodeUnreachable',
+  504: 'StorageNodeUnreachable',
+};
+
+function codeFor(code: string | undefined, status: number): ErrorCode {
+  if (code !== undefined && code in ERROR_CATALOG) return code as ErrorCode;
+  return STATUS_CODES[status] ?? 'Internal';
+}

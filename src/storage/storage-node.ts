@@ -1,0 +1,164 @@
+/**
+ * A storage node ("mako"): one HTTP server over one root directory that plays `/manta`
+ * (MANTA-REFERENCE §1.8). Routes:
+ *
+ *   PUT  /<owner>/<objectId>      store a copy (201, MD5 in `Content-MD5` / `x-remora-md5` and the body)
+ *   GET  /<owner>/<objectId>      read it (Range → 206)
+ *   HEAD /<owner>/<objectId>      size, and the MD5 when this node wrote the copy (see md5-cache.ts)
+ *   MOVE /<owner>/<objectId>      with `Destination: /tombstone/YYYY-MM-DD/<objectId>` (204)
+ *   GET  /manifest                the node's listing (MANTA-REFERENCE §2.4)
+ *
+ * Errors answer `{code, message}` with the catalog's status. Keep-alive is on (the original ran
+ * nginx with keepalive 0, MANTA-3084, which cost a TCP handshake per copy).
+ */
+import fs from 'node:fs';
+import http from 'node:http';
+import type net from 'node:net';
+import path from 'node:path';
+import { type Clock, systemClock } from '../core/clock.js';
+import { RemoraError, toRemoraError } from '../core/errors.js';
+import { CapacityTracker } from './capacity.js';
+import { DEFAULT_MD5_CACHE_ENTRIES, Md5Cache } from './md5-cache.js';
+import { handleGet, handleManifest, handleMove, handlePut, type HandlerContext } from './storage-handlers.js';
+import { MANIFEST_PATH, parseCopyTarget, TEMP_DIR, TOMBSTONE_DIR } from './storage-paths.js';
+
+export interface StorageNodeOptions {
+  /** The directory that plays `/manta`. Created if missing. */
+  root: string;
+  /** `manta_storage_id`, e.g. `1.stor.dc1.remora.local`. */
+  id: string;
+  datacenter: string;
+  /** Cap in MB; undefined = the filesystem's capacity. */
+  capacityMB?: number;
+  /** Default 127.0.0.1. */
+  host?: string;
+  /** Default 0 (any free port). */
+  port?: number;
+  clock?: Clock;
+  md5CacheEntries?: number;
+}
+
+/**
+ * Idle keep-alive sockets are closed after this long. Longer than the client's idle time would
+ * be ideal, but Node's Agent reads the `Keep-Alive: timeout=` hint and retires sockets first.
+ */
+const KEEP_ALIVE_TIMEOUT_MS = 30_000;
+
+export class StorageNode {
+  private readonly sockets = new Set<net.Socket>();
+  private closing: Promise<void> | undefined;
+
+  private constructor(
+    readonly id: string,
+    readonly datacenter: string,
+    readonly root: string,
+    readonly capacity: CapacityTracker,
+    private readonly server: http.Server,
+    readonly url: string,
+  ) {}
+
+  /** Prepare the root, count its bytes when capped, and listen. */
+  static async start(opts: StorageNodeOptions): Promise<StorageNode> {
+    const root = path.resolve(opts.root);
+    await fs.promises.mkdir(path.join(root, TOMBSTONE_DIR), { recursive: true });
+    // Temp files left by a crash are never renamed into place; nothing else writes there.
+    await fs.promises.rm(path.join(root, TEMP_DIR), { recursive: true, force: true });
+    await fs.promises.mkdir(path.join(root, TEMP_DIR), { recursive: true });
+    const capacity = await CapacityTracker.open(root, opts.capacityMB);
+    const clock = opts.clock ?? systemClock;
+    const ctx: HandlerContext = {
+      root,
+      datacenter: opts.datacenter,
+      capacity,
+      md5: new Md5Cache(opts.md5CacheEntries ?? DEFAULT_MD5_CACHE_ENTRIES),
+      now: () => clock.now(),
+    };
+    const server = http.createServer({ keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS }, (req, res) => {
+      void route(ctx, req, res);
+    });
+    const host = opts.host ?? '127.0.0.1';
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(opts.port ?? 0, host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    const port = (server.address() as net.AddressInfo).port;
+    const node = new StorageNode(opts.id, opts.datacenter, root, capacity, server, `http://${host}:${port}`);
+    server.on('connection', (s) => {
+      node.sockets.add(s);
+      s.once('close', () => node.sockets.delete(s));
+    });
+    return node;
+  }
+
+  get port(): number {
+    return Number(new URL(this.url).port);
+  }
+
+  /** Stop listening and end every connection, idle or busy. Uploads in flight remove their temp files. */
+  close(): Promise<void> {
+    this.closing ??= new Promise<void>((resolve) => {
+      this.server.close(() => resolve());
+      this.server.closeAllConnections();
+      for (const s of this.sockets) s.destroy();
+    });
+    return this.closing;
+  }
+}
+
+async function route(
+  ctx: HandlerContext,
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+): Promise<void> {
+  try {
+    const target = req.url ?? '';
+    if (target === MANIFEST_PATH || target.startsWith(`${MANIFEST_PATH}?`)) {
+      if (req.method !== 'GET') throw methodNotAllowed(req.method, 'GET');
+      return await handleManifest(ctx, res);
+    }
+    const copy = parseCopyTarget(target);
+    switch (req.method) {
+      case 'PUT':
+        return await handlePut(ctx, req, res, copy);
+      case 'GET':
+      case 'HEAD':
+        return await handleGet(ctx, req, res, copy);
+      case 'MOVE':
+        return await handleMove(ctx, req, res, copy);
+      default:
+        throw methodNotAllowed(req.method, 'PUT, GET, HEAD, MOVE');
+    }
+  } catch (err) {
+    sendError(req, res, err);
+  }
+}
+
+function methodNotAllowed(method: string | undefined, allow: string): RemoraError {
+  return new RemoraError('MethodNotAllowed', `${method ?? '?'} is not supported here (allowed: ${allow})`, {
+    details: { allow },
+  });
+}
+
+function sendError(req: http.IncomingMessage, res: http.ServerResponse, err: unknown): void {
+  if (res.headersSent || res.destroyed) {
+    // Mid-body failure: cutting the connection is the only honest signal left to the client.
+    res.destroy();
+    return;
+  }
+  const e = toRemoraError(err);
+  const body = JSON.stringify({ code: e.code, message: e.message });
+  const headers: http.OutgoingHttpHeaders = {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(body),
+  };
+  if (e.code === 'RangeNotSatisfiable' && typeof e.details.size === 'number')
+    headers['content-range'] = `bytes */${e.details.size}`;
+  if (e.code === 'MethodNotAllowed' && typeof e.details.allow === 'string') headers.allow = e.details.allow;
+  // An unread request body (rejected before upload) would otherwise be drained to keep the socket.
+  if (!req.complete) headers.connection = 'close';
+  res.writeHead(e.status, headers);
+  res.end(req.method === 'HEAD' ? undefined : body);
+}
