@@ -1,0 +1,128 @@
+/**
+ * The per-source manifest: the commit pointer of one unpack (or one storage listing ingest)
+ * and the index downstream jobs read instead of listing directories.
+ *
+ *   /poseidon/stor/remora/unpacked/YYYY/MM/DD/<source>/manifest.json
+ *
+ * Chunks of an attempt live under `<source>/<runId>/`; the manifest is written last, so a
+ * reader sees a complete earlier attempt or a complete new one, never a mix (DESIGN.md
+ * "each attempt writes its outputs under its own name and a run commits by switching one pointer").
+ */
+import type { ObjectStore } from './object-store.js';
+import type { ChunkInfo } from './chunk-writer.js';
+import type { DumpReport } from './report.js';
+import { sourceManifestPath, unpackedDayDir } from './layout.js';
+import { RemoraError } from '../core/errors.js';
+
+export const MANIFEST_VERSION = 1;
+
+export interface TableManifest {
+  kind: 'moray' | 'generic' | 'mako';
+  rows: number;
+  chunks: ChunkInfo[];
+}
+
+export interface SourceManifest {
+  version: number;
+  /** Shard name or storage node id. */
+  source: string;
+  kind: 'shard' | 'storage-node';
+  day: string;
+  runId: string;
+  /** The instant every row is from: the snapshot's (shard) or the listing's start (node). ISO. */
+  snapshotTime: string;
+  /** True when snapshotTime was not recorded with the input and had to be guessed. */
+  snapshotTimeGuessed?: boolean;
+  input: { path: string; bytes?: number; sha256?: string }[];
+  partitions: number;
+  partitionFunction: 'fnv1a32(utf8(lower(objectId or _key))) mod partitions';
+  tables: Record<string, TableManifest>;
+  report: DumpReport;
+  verdict: 'ok' | 'degraded';
+  createdAt: string;
+}
+
+export async function writeSourceManifest(store: ObjectStore, m: SourceManifest): Promise<string> {
+  const p = sourceManifestPath(m.day, m.source);
+  await store.put(p, Buffer.from(JSON.stringify(m, null, 1)), { 'm-run-id': m.runId });
+  return p;
+}
+
+async function readJson(store: ObjectStore, p: string): Promise<unknown> {
+  const parts: Buffer[] = [];
+  for await (const c of await store.get(p)) parts.push(c as Buffer);
+  return JSON.parse(Buffer.concat(parts).toString('utf8'));
+}
+
+export async function readSourceManifest(
+  store: ObjectStore,
+  day: string,
+  source: string,
+): Promise<SourceManifest | undefined> {
+  const p = sourceManifestPath(day, source);
+  if (!(await store.head(p))) return undefined;
+  return (await readJson(store, p)) as SourceManifest;
+}
+
+/** Every committed source manifest of a day. */
+export async function listSourceManifests(store: ObjectStore, day: string): Promise<SourceManifest[]> {
+  const dir = `${unpackedDayDir(day)}/`;
+  const paths = (await store.list(dir)).filter((p) => /^[^/]+\/manifest\.json$/.test(p.slice(dir.length)));
+  const out: SourceManifest[] = [];
+  for (const p of paths) out.push((await readJson(store, p)) as SourceManifest);
+  return out;
+}
+
+export interface ChunkRef extends ChunkInfo {
+  source: string;
+  table: string;
+  snapshotTime: string;
+}
+
+export interface ChunkQuery {
+  day: string;
+  table: string;
+  /** One shard or node; all when omitted. */
+  source?: string;
+  partition?: number;
+}
+
+/** The chunks of a table on a day (all sources unless one is named), from the committed manifests. */
+export async function listChunks(store: ObjectStore, q: ChunkQuery): Promise<ChunkRef[]> {
+  const manifests = q.source
+    ? [await readSourceManifest(store, q.day, q.source)].filter((m): m is SourceManifest => m !== undefined)
+    : await listSourceManifests(store, q.day);
+  const out: ChunkRef[] = [];
+  for (const m of manifests) {
+    for (const c of m.tables[q.table]?.chunks ?? []) {
+      if (q.partition !== undefined && c.partition !== q.partition) continue;
+      out.push({ ...c, source: m.source, table: q.table, snapshotTime: m.snapshotTime });
+    }
+  }
+  return out;
+}
+
+/**
+ * Local file paths of one partition of a table across every source of the day: what a
+ * DuckDB task reads (`read_parquet([...])`). Needs a store with local files.
+ */
+export async function partitionFiles(
+  store: ObjectStore,
+  q: ChunkQuery & { partition: number },
+): Promise<string[]> {
+  if (!store.localPath)
+    throw new RemoraError('Internal', 'partitionFiles needs an object store with local files');
+  const chunks = await listChunks(store, q);
+  return chunks.map((c) => store.localPath!(c.path));
+}
+
+/** The number of partitions used on a day; every source of a day must agree, or joins break. */
+export async function partitionsOfDay(store: ObjectStore, day: string): Promise<number | undefined> {
+  const counts = new Set((await listSourceManifests(store, day)).map((m) => m.partitions));
+  if (counts.size > 1)
+    throw new RemoraError(
+      'MalformedInput',
+      `day ${day} mixes partition counts ${[...counts].join(', ')}: re-unpack with one P`,
+    );
+  return [...counts][0];
+}

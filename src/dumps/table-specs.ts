@@ -1,0 +1,130 @@
+/**
+ * How each kind of table becomes chunk columns.
+ *
+ *   moray     any bucket table (header has `_key` and `_value`): moray's fixed columns, typed, plus
+ *             columns derived from `_value` (one JSON parse per row, in DuckDB). The dump's
+ *             index columns (dirname, owner, objectid, …) are not kept: moray derives them from
+ *             `_value`, which is kept whole.
+ *   generic   any other table ("unknown column layout"): every column kept verbatim as text.
+ *   mako      a storage node listing (MANTA-REFERENCE §2.4).
+ *
+ * Rows travel Node → an intermediate CSV per partition → DuckDB `COPY … TO parquet`, so the JSON
+ * work runs in DuckDB's threads while Node parses the next rows.
+ */
+import { sqlString } from './duckdb.js';
+
+export interface TableSpec {
+  table: string;
+  kind: 'moray' | 'generic' | 'mako';
+  /** Columns of the intermediate CSV. */
+  csvColumns: string[];
+  /** Dump row → CSV values, or undefined when the row is skipped. */
+  project(values: (string | null)[]): (string | null)[];
+  /** Dump row → the string whose hash picks the partition. */
+  partitionKey(values: (string | null)[]): string;
+  /** SELECT producing the chunk's columns from a `read_csv(...)` expression. */
+  select(from: string, source: string): string;
+  /** Whether chunks carry `value_ok` (rows whose `_value` is not JSON are reported). */
+  checksValues: boolean;
+}
+
+export const MORAY_CSV_COLUMNS = ['_id', '_txn_snap', '_key', '_value', '_etag', '_mtime', '_vnode'];
+
+/**
+ * `_value` fields pulled into typed columns. json_transform is lenient: a field of the wrong
+ * type becomes NULL (the raw `_value` still holds it).
+ */
+const VALUE_SHAPE = JSON.stringify({
+  key: 'VARCHAR',
+  dirname: 'VARCHAR',
+  name: 'VARCHAR',
+  owner: 'VARCHAR',
+  creator: 'VARCHAR',
+  type: 'VARCHAR',
+  objectId: 'VARCHAR',
+  contentLength: 'BIGINT',
+  contentMD5: 'VARCHAR',
+  contentType: 'VARCHAR',
+  etag: 'VARCHAR',
+  _etag: 'VARCHAR',
+  mtime: 'BIGINT',
+  createdFrom: 'VARCHAR',
+  sharks: [{ datacenter: 'VARCHAR', manta_storage_id: 'VARCHAR', url: 'VARCHAR' }],
+});
+
+/**
+ * `sharks` is LIST(STRUCT(datacenter, manta_storage_id)). Legacy 2012 shapes
+ * `{url, server_uuid, zone_uuid}` have no manta_storage_id (MANTA-1144): the host of `url`
+ * (`<zone>.stor.<domain>`) is used, which is how those nodes were named.
+ */
+const SHARKS_SQL = `list_transform(v.sharks, s -> {'datacenter': s.datacenter,
+  'manta_storage_id': coalesce(s.manta_storage_id, regexp_extract(s.url, '^[a-z]+://([^/:]+)', 1))})`;
+
+export function morayTableSpec(table: string, columns: string[]): TableSpec {
+  const idx = MORAY_CSV_COLUMNS.map((c) => columns.indexOf(c));
+  const keyIdx = columns.indexOf('_key');
+  const objIdx = columns.findIndex((c) => c.toLowerCase() === 'objectid');
+  return {
+    table,
+    kind: 'moray',
+    csvColumns: MORAY_CSV_COLUMNS,
+    checksValues: true,
+    project: (values) => idx.map((i) => (i < 0 ? null : (values[i] ?? null))),
+    partitionKey: (values) => {
+      const id = objIdx < 0 ? null : values[objIdx];
+      return id ? id : (values[keyIdx] ?? '');
+    },
+    select: (from, source) => `
+      WITH t AS (SELECT *, json_valid(_value) AS value_ok FROM ${from}),
+      u AS (SELECT *, CASE WHEN value_ok THEN json_transform(_value, ${sqlString(VALUE_SHAPE)}) END AS v FROM t)
+      SELECT coalesce(v.key, _key) AS key, v.owner AS owner, v.creator AS creator,
+        nullif(split_part(coalesce(v.key, _key), '/', 3), '') AS namespace, v.type AS type,
+        v.objectId AS objectId, v.contentLength AS contentLength, v.contentMD5 AS contentMD5,
+        v.contentType AS contentType, v.etag AS etag, v.createdFrom AS createdFrom,
+        v.dirname AS dirname, v.name AS name, ${SHARKS_SQL} AS sharks, v.mtime AS mtime,
+        _key, _etag, TRY_CAST(_mtime AS BIGINT) AS _mtime, TRY_CAST(_id AS BIGINT) AS _id,
+        TRY_CAST(_vnode AS BIGINT) AS _vnode, TRY_CAST(_txn_snap AS BIGINT) AS _txn_snap,
+        ${sqlString(source)} AS shard, _value, value_ok
+      FROM u`,
+  };
+}
+
+/** Column names as DuckDB identifiers (verbatim, double quotes doubled). */
+const ident = (c: string) => `"${c.replaceAll('"', '""')}"`;
+
+export function genericTableSpec(table: string, columns: string[]): TableSpec {
+  return {
+    table,
+    kind: 'generic',
+    csvColumns: columns,
+    checksValues: false,
+    project: (values) => values,
+    partitionKey: (values) => values[0] ?? '',
+    select: (from, source) =>
+      `SELECT ${columns.map(ident).join(', ')}, ${sqlString(source)} AS shard FROM ${from}`,
+  };
+}
+
+export const MAKO_CSV_COLUMNS = ['path', 'bytes', 'mtime', 'kb', 'owner', 'objectId'];
+
+/** Listing rows: one per file on a node. `owner` is the directory: the creator, or the owner (§1.8). */
+export function makoTableSpec(): TableSpec {
+  return {
+    table: 'mako',
+    kind: 'mako',
+    csvColumns: MAKO_CSV_COLUMNS,
+    checksValues: false,
+    project: (values) => values,
+    partitionKey: (values) => values[5] ?? '',
+    select: (from, source) => `
+      SELECT ${sqlString(source)} AS manta_storage_id, owner, objectId, TRY_CAST(bytes AS BIGINT) AS bytes,
+        TRY_CAST(mtime AS BIGINT) AS mtime, TRY_CAST(kb AS BIGINT) AS kb, path FROM ${from}`,
+  };
+}
+
+/** The `read_csv` expression for an intermediate file (all columns text; `""` = empty, bare = NULL). */
+export function readCsvSql(file: string, columns: string[]): string {
+  const cols = columns.map((c) => `${sqlString(c)}: 'VARCHAR'`).join(', ');
+  return `read_csv(${sqlString(file)}, header = false, delim = ',', quote = '"', escape = '"',
+    allow_quoted_nulls = false, new_line = '\\n', max_line_size = 33554432, columns = {${cols}})`;
+}

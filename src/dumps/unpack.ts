@@ -1,0 +1,208 @@
+/**
+ * Unpack: one shard's dump (or the original unpacked table objects) → per-table Parquet
+ * chunks partitioned by objectId, and the source manifest that commits them.
+ * See docs/dumps.md for the layout and the chunk schema.
+ */
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { RemoraError } from '../core/errors.js';
+import { readDump, type DumpSink } from './dump-reader.js';
+import { PartitionedChunkWriter, type ChunkContext } from './chunk-writer.js';
+import { openDuck, type DuckOptions } from './duckdb.js';
+import { EntryObjectWriter } from './entry-objects.js';
+import { dayOf, entryObjectPath } from './layout.js';
+import {
+  type SourceManifest,
+  readSourceManifest,
+  writeSourceManifest,
+  type TableManifest,
+} from './manifest.js';
+import { LocalObjectStore, type ObjectStore } from './object-store.js';
+import { DEFAULT_PARTITIONS } from './partition.js';
+import { ReportBuilder } from './report.js';
+import { genericTableSpec, morayTableSpec } from './table-specs.js';
+import { resolveDumpInput, type ResolvedInput } from './dump-input.js';
+
+export interface UnpackOptions {
+  /** Shard name; default: from the dump's metadata, header or path. */
+  shard?: string;
+  partitions?: number;
+  /** Rows per segment before a background Parquet conversion (default 1M). */
+  segmentRows?: number;
+  /** Also write the original `{"entry"}` table objects next to a plain dump. */
+  entryObjects?: boolean;
+  duck?: DuckOptions;
+}
+
+export interface UnpackResult {
+  manifestPath: string;
+  manifest: SourceManifest;
+  entryObjects: string[];
+}
+
+/** Rows per segment: ~1 GB of intermediate CSV at most, converted while the next one fills. */
+const DEFAULT_SEGMENT_ROWS = 1_000_000;
+
+/** Unpack the inputs of ONE shard at one instant (a plain dump, or one entry object per table). */
+export async function unpackDump(
+  store: ObjectStore,
+  inputPaths: string[],
+  opts: UnpackOptions = {},
+): Promise<UnpackResult> {
+  if (inputPaths.length === 0) throw new RemoraError('UsageError', 'unpack: no input');
+  const report = new ReportBuilder();
+  const inputs: ResolvedInput[] = [];
+  for (const p of inputPaths) inputs.push(await resolveDumpInput(store, p, report));
+  const source = opts.shard ?? inputs.find((i) => i.shard)?.shard;
+  if (!source)
+    throw new RemoraError(
+      'UsageError',
+      `cannot tell which shard ${inputPaths.join(', ')} is from: pass --shard`,
+    );
+  const at = inputs.find((i) => i.snapshotTime && !i.guessed) ?? inputs[0]!;
+  const snapshotTime = at.snapshotTime!;
+  const partitions = opts.partitions ?? DEFAULT_PARTITIONS;
+  if (!Number.isInteger(partitions) || partitions < 1 || partitions > 9999)
+    throw new RemoraError('UsageError', `partitions must be 1..9999, got ${partitions}`);
+  const day = dayOf(snapshotTime);
+  const runId = `${Date.now().toString(36)}-${crypto.randomBytes(3).toString('hex')}`;
+  const workDir =
+    store instanceof LocalObjectStore
+      ? await store.workDir()
+      : await fs.promises.mkdtemp(path.join(os.tmpdir(), 'remora-unpack-'));
+  const duck = await openDuck({ tempDirectory: path.join(workDir, 'duckdb'), ...opts.duck });
+  let queue: Promise<unknown> = Promise.resolve();
+  const ctx: ChunkContext = {
+    store,
+    duck: duck.conn,
+    serial: <T>(fn: () => Promise<T>) => {
+      const r = queue.then(fn);
+      queue = r.catch(() => {});
+      return r;
+    },
+    report,
+    workDir,
+    partitions,
+    segmentRows: opts.segmentRows ?? DEFAULT_SEGMENT_ROWS,
+    day,
+    source,
+    runId,
+  };
+  const router = new TableRouter(ctx);
+  try {
+    const entryWriter = opts.entryObjects
+      ? new EntryObjectWriter(store, (t) => entryObjectPath(source, snapshotTime, t))
+      : undefined;
+    for (const input of inputs) {
+      const info = await readDump(
+        await input.open(),
+        router.withEntries(input.format === 'plain' ? entryWriter : undefined),
+        report,
+        input.path,
+      );
+      report.count('inputs');
+      if (info.tables.length === 0) report.event('empty_input', 'warning', input.path);
+    }
+    const tables = await router.finish();
+    const entryObjects = entryWriter ? await entryWriter.finish() : [];
+    const previous = await readSourceManifest(store, day, source);
+    const manifest: SourceManifest = {
+      version: 1,
+      source,
+      kind: 'shard',
+      day,
+      runId,
+      snapshotTime: snapshotTime.toISOString(),
+      ...(at.guessed ? { snapshotTimeGuessed: true } : {}),
+      input: inputs.map((i) => ({ path: i.path, bytes: i.bytes, sha256: i.sha256 })),
+      partitions,
+      partitionFunction: 'fnv1a32(utf8(lower(objectId or _key))) mod partitions',
+      tables,
+      report: report.build(),
+      verdict: 'ok',
+      createdAt: new Date().toISOString(),
+    };
+    manifest.verdict = manifest.report.events.some((e) => e.severity !== 'info') ? 'degraded' : 'ok';
+    const manifestPath = await writeSourceManifest(store, manifest);
+    if (previous && previous.runId !== runId) await deleteAttempt(store, previous);
+    return { manifestPath, manifest, entryObjects };
+  } catch (err) {
+    router.abort();
+    throw err;
+  } finally {
+    duck.close();
+    await fs.promises.rm(workDir, { recursive: true, force: true });
+  }
+}
+
+/** Remove the chunks of a superseded attempt (after the new manifest is committed). */
+async function deleteAttempt(store: ObjectStore, m: SourceManifest): Promise<void> {
+  for (const t of Object.values(m.tables)) for (const c of t.chunks) await store.delete(c.path);
+}
+
+/** Sends each table's rows to its chunk writer (and, optionally, to the entry-object writer). */
+class TableRouter implements DumpSink {
+  private readonly writers = new Map<string, PartitionedChunkWriter>();
+  private current: PartitionedChunkWriter | undefined;
+  private entries: EntryObjectWriter | undefined;
+
+  constructor(private readonly ctx: ChunkContext) {}
+
+  withEntries(entries: EntryObjectWriter | undefined): this {
+    this.entries = entries;
+    return this;
+  }
+
+  startTable(table: string, columns: string[]): void {
+    let w = this.writers.get(table);
+    if (w && w.spec.csvColumns.length !== columns.length && w.spec.kind === 'generic')
+      throw new RemoraError('MalformedInput', `table ${table} appears twice with different columns`);
+    if (!w) {
+      const moray = columns.includes('_key') && columns.includes('_value');
+      if (!moray)
+        this.ctx.report.event(
+          'unknown_layout',
+          'warning',
+          `${table}: columns ${columns.join(',')} (no _key/_value): kept verbatim as text`,
+        );
+      w = new PartitionedChunkWriter(
+        moray ? morayTableSpec(table, columns) : genericTableSpec(table, columns),
+        this.ctx,
+      );
+      this.writers.set(table, w);
+    }
+    this.current = w;
+    this.entries?.startTable(table, columns);
+  }
+
+  row(values: (string | null)[]): void {
+    this.current!.add(values);
+    this.entries?.row(values);
+  }
+
+  endTable(): void {
+    this.current = undefined;
+    this.entries?.endTable();
+  }
+
+  async drain(): Promise<void> {
+    await this.current?.drain();
+    await this.entries?.drain();
+  }
+
+  async finish(): Promise<Record<string, TableManifest>> {
+    const out: Record<string, TableManifest> = {};
+    for (const [table, w] of this.writers) {
+      const chunks = await w.finish();
+      out[table] = { kind: w.spec.kind, rows: w.rows, chunks };
+      this.ctx.report.count(`rows.${table}`, w.rows);
+    }
+    return out;
+  }
+
+  abort(): void {
+    for (const w of this.writers.values()) w.abort();
+  }
+}
