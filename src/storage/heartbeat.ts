@@ -97,6 +97,11 @@ export class Heartbeat {
     return written;
   }
 
+  /** Resolves when no timer-driven beat is in flight (e.g. once the first beat has landed). */
+  async idle(): Promise<void> {
+    await this.running;
+  }
+
   /** Stop the timer and wait for a beat in flight. */
   async stop(): Promise<void> {
     this.stopped = true;

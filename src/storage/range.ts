@@ -29,8 +29,8 @@ export function parseRange(header: string | undefined, size: number): ByteRange 
     return { start: Math.max(0, size - n), end: size - 1 };
   }
   const start = Number(m[1]);
-  const end = m[2] === '' ? size - 1 : Number(m[2]);
-  if (end < start) return undefined; // syntactically invalid: ignore (RFC 9110 §14.1.1)
+  const last = m[2] === '' ? Infinity : Number(m[2]);
+  if (last < start) return undefined; // syntactically invalid: ignore (RFC 9110 §14.1.1)
   if (start >= size) throw unsatisfiable();
-  return { start, end: Math.min(end, size - 1) };
+  return { start, end: Math.min(last, size - 1) };
 }

@@ -55,8 +55,10 @@ export async function handlePut(
     throw new RemoraError('BadRequest', 'Content-MD5 must be the base64 of a 16-byte MD5 digest');
   let reserved = 0;
   if (expected !== undefined) {
-    if (!(await ctx.capacity.reserve(expected))) throw nodeFull(expected);
-    reserved = expected;
+    // An overwrite needs room only for the growth (the cap counts logical bytes, see capacity.ts).
+    const growth = Math.max(0, expected - (await sizeOf(copyFile(ctx.root, copy))));
+    if (!(await ctx.capacity.reserve(growth))) throw nodeFull(expected);
+    reserved = growth;
   }
   const tmp = path.join(ctx.root, TEMP_DIR, `${copy.objectId}.${randomUUID()}`);
   const hash = createHash('md5');

@@ -158,7 +158,12 @@ function sendError(req: http.IncomingMessage, res: http.ServerResponse, err: unk
     headers['content-range'] = `bytes */${e.details.size}`;
   if (e.code === 'MethodNotAllowed' && typeof e.details.allow === 'string') headers.allow = e.details.allow;
   // An unread request body (rejected before upload) would otherwise be drained to keep the socket.
-  if (!req.complete) headers.connection = 'close';
+  if (!req.complete && hasBody(req)) headers.connection = 'close';
   res.writeHead(e.status, headers);
   res.end(req.method === 'HEAD' ? undefined : body);
+}
+
+function hasBody(req: http.IncomingMessage): boolean {
+  const length = req.headers['content-length'];
+  return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
 }
