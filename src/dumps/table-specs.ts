@@ -126,5 +126,5 @@ export function makoTableSpec(): TableSpec {
 export function readCsvSql(file: string, columns: string[]): string {
   const cols = columns.map((c) => `${sqlString(c)}: 'VARCHAR'`).join(', ');
   return `read_csv(${sqlString(file)}, header = false, delim = ',', quote = '"', escape = '"',
-    allow_quoted_nulls = false, new_line = '\\n', max_line_size = 33554432, columns = {${cols}})`;
+    allow_quoted_nulls = false, new_line = '\\n', max_line_size = 8388608, buffer_size = 16777216, columns = {${cols}})`;
 }

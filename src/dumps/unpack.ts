@@ -3,23 +3,20 @@
  * chunks partitioned by objectId, and the source manifest that commits them.
  * See docs/dumps.md for the layout and the chunk schema.
  */
-import crypto from 'node:crypto';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { RemoraError } from '../core/errors.js';
 import { readDump, type DumpSink } from './dump-reader.js';
 import { PartitionedChunkWriter, type ChunkContext } from './chunk-writer.js';
-import { openDuck, type DuckOptions } from './duckdb.js';
-import { EntryObjectWriter } from './entry-objects.js';
-import { dayOf, entryObjectPath } from './layout.js';
+import { deleteSupersededAttempt, openChunkRun } from './chunk-run.js';
+import type { DuckOptions } from './duckdb.js';
 import {
   type SourceManifest,
   readSourceManifest,
   writeSourceManifest,
   type TableManifest,
 } from './manifest.js';
-import { LocalObjectStore, type ObjectStore } from './object-store.js';
+import type { ObjectStore } from './object-store.js';
+import { EntryObjectWriter } from './entry-objects.js';
+import { dayOf, entryObjectPath } from './layout.js';
 import { DEFAULT_PARTITIONS } from './partition.js';
 import { ReportBuilder } from './report.js';
 import { genericTableSpec, morayTableSpec } from './table-specs.js';
@@ -63,33 +60,16 @@ export async function unpackDump(
     );
   const at = inputs.find((i) => i.snapshotTime && !i.guessed) ?? inputs[0]!;
   const snapshotTime = at.snapshotTime!;
-  const partitions = opts.partitions ?? DEFAULT_PARTITIONS;
-  if (!Number.isInteger(partitions) || partitions < 1 || partitions > 9999)
-    throw new RemoraError('UsageError', `partitions must be 1..9999, got ${partitions}`);
   const day = dayOf(snapshotTime);
-  const runId = `${Date.now().toString(36)}-${crypto.randomBytes(3).toString('hex')}`;
-  const workDir =
-    store instanceof LocalObjectStore
-      ? await store.workDir()
-      : await fs.promises.mkdtemp(path.join(os.tmpdir(), 'remora-unpack-'));
-  const duck = await openDuck({ tempDirectory: path.join(workDir, 'duckdb'), ...opts.duck });
-  let queue: Promise<unknown> = Promise.resolve();
-  const ctx: ChunkContext = {
-    store,
-    duck: duck.conn,
-    serial: <T>(fn: () => Promise<T>) => {
-      const r = queue.then(fn);
-      queue = r.catch(() => {});
-      return r;
-    },
-    report,
-    workDir,
-    partitions,
-    segmentRows: opts.segmentRows ?? DEFAULT_SEGMENT_ROWS,
+  const { ctx, close } = await openChunkRun(store, report, {
     day,
     source,
-    runId,
-  };
+    partitions: opts.partitions ?? DEFAULT_PARTITIONS,
+    segmentRows: opts.segmentRows ?? DEFAULT_SEGMENT_ROWS,
+    duck: opts.duck,
+  });
+  const runId = ctx.runId;
+  const partitions = ctx.partitions;
   const router = new TableRouter(ctx);
   try {
     const entryWriter = opts.entryObjects
@@ -126,20 +106,14 @@ export async function unpackDump(
     };
     manifest.verdict = manifest.report.events.some((e) => e.severity !== 'info') ? 'degraded' : 'ok';
     const manifestPath = await writeSourceManifest(store, manifest);
-    if (previous && previous.runId !== runId) await deleteAttempt(store, previous);
+    await deleteSupersededAttempt(store, day, source, runId, previous);
     return { manifestPath, manifest, entryObjects };
   } catch (err) {
     router.abort();
     throw err;
   } finally {
-    duck.close();
-    await fs.promises.rm(workDir, { recursive: true, force: true });
+    await close();
   }
-}
-
-/** Remove the chunks of a superseded attempt (after the new manifest is committed). */
-async function deleteAttempt(store: ObjectStore, m: SourceManifest): Promise<void> {
-  for (const t of Object.values(m.tables)) for (const c of t.chunks) await store.delete(c.path);
 }
 
 /** Sends each table's rows to its chunk writer (and, optionally, to the entry-object writer). */
