@@ -1,0 +1,111 @@
+/**
+ * The adapter over the job engine (graphile-worker 0.17.3; DESIGN.md "Scale-out": "a task is
+ * claimed, heartbeated and retried through an existing PostgreSQL-backed job engine, not a
+ * queue of our own").
+ *
+ * Why graphile-worker over pg-boss (both run on Node 20 here, DEPENDENCY-NOTES.md):
+ *   - jobs are added by a SQL function (`add_job`), so a run's tasks are enqueued in the SAME
+ *     transaction that moves the run to `running` — no window where a run is running with no
+ *     queued work, or work is queued for a run that never started;
+ *   - LISTEN/NOTIFY wake-ups: measured 1.5–2.1k jobs/s vs pg-boss's ~1k (polling-bound);
+ *   - `forceUnlockWorkers`, exponential backoff (exp(min(attempts,10)) s) and max_attempts
+ *     built in.
+ * What it lacks we add in our tables: run history (it deletes finished jobs) and liveness — a
+ * SIGKILLed worker's job stays locked for 4 hours (resetLockedAt), so Remora heartbeats each
+ * attempt and unlocks the jobs of a worker whose heartbeats stop (see tasks.repository.ts).
+ */
+import {
+  Logger,
+  makeWorkerUtils,
+  run,
+  type Runner,
+  type JobHelpers,
+  type WorkerUtils,
+} from 'graphile-worker';
+import type { Queryable } from '../metadata/moray.repository.js';
+
+/** graphile-worker's own schema in the control database, beside `remora_pipeline`. */
+export const ENGINE_SCHEMA = 'remora_graphile_worker';
+/** The one engine task identifier: its payload names a row of remora_pipeline.tasks. */
+export const TASK_IDENTIFIER = 'remora_pipeline_task';
+
+export interface TaskPayload {
+  taskId: number;
+}
+
+function quietLogger(log: (line: string) => void): Logger {
+  return new Logger(() => (level, message) => {
+    if ((level as string) === 'error') log(`job engine: ${message}`);
+  });
+}
+
+/** Create or upgrade the engine's schema. */
+export async function migrateEngine(connectionString: string, log: (line: string) => void): Promise<void> {
+  const utils = await makeWorkerUtils({ connectionString, schema: ENGINE_SCHEMA, logger: quietLogger(log) });
+  try {
+    await utils.migrate();
+  } finally {
+    await utils.release();
+  }
+}
+
+/**
+ * Enqueue one task inside the caller's transaction. The job key makes a repeated enqueue of
+ * the same task replace the waiting job instead of adding a second one.
+ */
+export async function enqueueTask(tx: Queryable, taskId: number, maxAttempts: number): Promise<void> {
+  await tx.query(`SELECT ${ENGINE_SCHEMA}.add_job($1, $2::json, max_attempts => $3::int, job_key => $4)`, [
+    TASK_IDENTIFIER,
+    JSON.stringify({ taskId } satisfies TaskPayload),
+    maxAttempts,
+    `remora-task-${taskId}`,
+  ]);
+}
+
+export class EngineUtils {
+  private constructor(private readonly utils: WorkerUtils) {}
+
+  static async open(connectionString: string, log: (line: string) => void): Promise<EngineUtils> {
+    return new EngineUtils(
+      await makeWorkerUtils({
+        connectionString,
+        schema: ENGINE_SCHEMA,
+        logger: quietLogger(log),
+        maxPoolSize: 2,
+      }),
+    );
+  }
+
+  /** Release jobs held by dead workers so live ones claim them (their attempt count is kept). */
+  async forceUnlock(engineWorkers: string[]): Promise<void> {
+    if (engineWorkers.length > 0) await this.utils.forceUnlockWorkers(engineWorkers);
+  }
+
+  async close(): Promise<void> {
+    await this.utils.release();
+  }
+}
+
+export interface EngineWorkerOptions {
+  connectionString: string;
+  concurrency: number;
+  /** Poll interval for jobs whose run_at is in the future (retries); new jobs arrive by NOTIFY. */
+  pollIntervalMs: number;
+  log: (line: string) => void;
+  handle: (payload: TaskPayload, helpers: JobHelpers) => Promise<void>;
+}
+
+/** Start claiming tasks. The caller owns signals: we never let the engine install handlers. */
+export async function startEngineWorker(o: EngineWorkerOptions): Promise<Runner> {
+  return run({
+    connectionString: o.connectionString,
+    schema: ENGINE_SCHEMA,
+    concurrency: o.concurrency,
+    pollInterval: o.pollIntervalMs,
+    noHandleSignals: true,
+    logger: quietLogger(o.log),
+    taskList: {
+      [TASK_IDENTIFIER]: async (payload, helpers) => o.handle(payload as TaskPayload, helpers),
+    },
+  });
+}

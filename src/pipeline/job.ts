@@ -1,0 +1,132 @@
+/**
+ * The job definition: what a stage of the pipeline declares so the executor can run it.
+ *
+ * Glossary (DESIGN.md):
+ *   job        a kind of work (snapshot, unpack, storage-metering, …)
+ *   partition  the key a run is for: a day, an hour of a day, a shard on a day, a node on a day
+ *   run        one execution of a job for one partition; the nth run of a partition has seq n
+ *   task       one unit of a run's work, small enough for seconds to minutes (RFD 16 problem 6),
+ *              claimed, retried and timed out through graphile-worker
+ *   attempt    one try of a task by one worker; it writes under its own output prefix, so a
+ *              retry never mixes with an earlier try
+ *   commit     the run's last step: merge the winning attempts' outputs and switch one pointer
+ *              (pipeline_outputs) to this run
+ *
+ * Life of a run (states in pipeline_runs.state):
+ *   waiting ──inputs exist, none invalid──> running ──all tasks done──> succeeded (ok|degraded)
+ *      │                                       │                    └─> invalid   (merged report invalid; not committed)
+ *      └──an input is invalid/failed──> blocked └──a task exhausted its attempts, or commit threw──> failed
+ *   A rerun adds run seq+1 for the partition (unless one is still waiting/running); earlier
+ *   runs stay in the history, and the pointer moves only when the new run commits.
+ */
+import type { RemoraConfig } from '../config/config.js';
+import type { Clock } from '../core/clock.js';
+import type { ObjectStore } from '../dumps/object-store.js';
+import type { MetadataTier } from '../metadata/metadata-tier.js';
+import type { Partition } from './partitions.js';
+import type { ReportBuilder, ReportThresholds, RunReport, Verdict } from './report.js';
+
+/**
+ * Partition kinds. Every partition belongs to a pipeline day (the matrix of `remora runs`
+ * is days × jobs): `day`; `hour` (24 per day); `day-shard` (one per shard per day, e.g. a
+ * snapshot); `day-node` (one per storage node per day, e.g. a manifest).
+ */
+export type PartitionKind = 'day' | 'hour' | 'day-shard' | 'day-node';
+
+export interface PipelineServices {
+  config: RemoraConfig;
+  tier: MetadataTier;
+  /** Where dumps, chunks and outputs live (src/dumps/object-store.ts). */
+  store: ObjectStore;
+  clock: Clock;
+  log: (line: string) => void;
+}
+
+/** An input that is not produced by a job of the pipeline (e.g. a dump uploaded by manatee). */
+export interface ExternalInput {
+  name: string;
+  /** True when the input for this partition exists; `detail` says what was looked for. */
+  exists(ctx: {
+    services: PipelineServices;
+    partition: Partition;
+  }): Promise<{ ready: boolean; detail?: string }>;
+}
+
+/** What an upstream run committed, as seen by a downstream run. */
+export interface UpstreamOutput {
+  job: string;
+  partition: Partition;
+  runId: number;
+  verdict: Verdict;
+  output: unknown;
+}
+
+export interface PlanContext {
+  services: PipelineServices;
+  partition: Partition;
+  runId: number;
+  /** Committed outputs of every upstream partition this run depends on. */
+  upstream: UpstreamOutput[];
+}
+
+export interface TaskSpec {
+  /** Unique within the run, stable across retries (e.g. `p017`). */
+  key: string;
+  params?: unknown;
+}
+
+export interface TaskContext extends PlanContext {
+  task: Required<TaskSpec>;
+  attemptId: number;
+  /** Where this attempt writes: unique per attempt, so a retry never overwrites a dead try's files. */
+  outputPrefix: string;
+  /** Aborted on the per-attempt timeout or on worker shutdown. */
+  signal: AbortSignal;
+  /** A fresh report for this attempt; `report.finish()` is the usual TaskResult.report. */
+  report: ReportBuilder;
+}
+
+export interface TaskResult {
+  report: RunReport;
+  /** Small JSON describing what the attempt wrote (paths, partial sums). */
+  output?: unknown;
+}
+
+export interface CommitContext extends PlanContext {
+  /** Each task's winning attempt, in task-key order. */
+  tasks: { key: string; params: unknown; attemptId: number; output: unknown; report: RunReport }[];
+  /** The merged report of every task (the commit may add to it). */
+  report: RunReport;
+  /** Where the run's own merged output goes (unique per run). */
+  runPrefix: string;
+}
+
+export interface CommitResult {
+  /** What the pointer will name: downstream runs receive it as UpstreamOutput.output. */
+  output: unknown;
+  /** Events and counters of the commit step itself (e.g. per-account delivery). */
+  report?: RunReport;
+}
+
+export interface JobDefinition {
+  name: string;
+  description: string;
+  partition: PartitionKind;
+  /** For `day-shard` jobs: which shards (default all). */
+  shardRole?: 'index' | 'storage' | 'all';
+  inputs: {
+    /** Upstream jobs: this run waits for every matching upstream partition to commit. */
+    upstream?: string[];
+    external?: ExternalInput[];
+  };
+  /** Past this long after the run became due, a still-waiting or running run raises an alert. */
+  deadlineMs: number;
+  /** Tries per task before the run fails (graphile-worker max_attempts). Default 5. */
+  maxAttempts?: number;
+  /** Per-attempt timeout. Default 30 minutes. */
+  taskTimeoutMs?: number;
+  thresholds?: ReportThresholds;
+  split(ctx: PlanContext): Promise<TaskSpec[]>;
+  runTask(ctx: TaskContext): Promise<TaskResult>;
+  commit(ctx: CommitContext): Promise<CommitResult>;
+}

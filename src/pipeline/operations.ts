@@ -1,0 +1,177 @@
+/**
+ * What an operator does with the pipeline: schedule a day, rerun a job (alone or with
+ * everything downstream, with a dry run), backfill a range, drive days to completion,
+ * and retention. The CLI and the scheduler are thin surfaces over these.
+ */
+import type pg from 'pg';
+import type { Coordinator } from './coordinator.js';
+import { runPrefix } from './inputs.js';
+import { addDays, daysBetween, partitionsFor } from './partitions.js';
+import type { PipelineRuntime } from './runtime.js';
+import {
+  ACTIVE_STATES,
+  createRun,
+  deleteRunsBefore,
+  latestRuns,
+  runsBetween,
+  type RunRow,
+} from './runs.repository.js';
+import { jobEnabled } from './settings.js';
+
+export interface PlannedRun {
+  job: string;
+  partitionKey: string;
+  day: string;
+  /** run: a new run will be created; active: one is already waiting/running; disabled: switched off. */
+  action: 'run' | 'active' | 'disabled';
+}
+
+async function inTransaction<T>(pool: pg.Pool, fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+  const c = await pool.connect();
+  try {
+    await c.query('BEGIN');
+    const r = await fn(c);
+    await c.query('COMMIT');
+    return r;
+  } catch (err) {
+    await c.query('ROLLBACK').catch(() => {});
+    throw err;
+  } finally {
+    c.release();
+  }
+}
+
+async function create(
+  rt: PipelineRuntime,
+  job: string,
+  partitionKey: string,
+  day: string,
+  trigger: string,
+  mode: 'once' | 'again',
+) {
+  const deadlineMs = rt.settings.jobs[job]?.deadlineMs ?? rt.graph.get(job).deadlineMs;
+  return inTransaction(rt.control, (c) =>
+    createRun(c, { job, partitionKey, day, trigger, deadlineMs, now: rt.services.clock.now() }, mode),
+  );
+}
+
+/**
+ * Create the runs of one day for every enabled job, unless that partition already had a run
+ * (so a day scheduled twice, or backfilled over, runs once). Returns the ids created.
+ */
+export async function scheduleDay(rt: PipelineRuntime, day: string, trigger: string): Promise<number[]> {
+  const ids: number[] = [];
+  for (const name of rt.graph.names()) {
+    if (!jobEnabled(rt.settings, name)) continue;
+    for (const p of partitionsFor(rt.graph.get(name), day, rt.topology)) {
+      const id = await create(rt, name, p.key, day, trigger, 'once');
+      if (id !== undefined) ids.push(id);
+    }
+  }
+  return ids;
+}
+
+/** What `rerun <job> --date D [--downstream]` would do, in the order it would run. */
+export async function planRerun(
+  rt: PipelineRuntime,
+  job: string,
+  day: string,
+  downstream: boolean,
+): Promise<PlannedRun[]> {
+  const names = downstream ? rt.graph.closure(job) : [rt.graph.get(job).name];
+  const out: PlannedRun[] = [];
+  for (const name of names) {
+    const parts = partitionsFor(rt.graph.get(name), day, rt.topology);
+    const latest = new Map(
+      (
+        await latestRuns(
+          rt.control,
+          name,
+          parts.map((p) => p.key),
+        )
+      ).map((r) => [r.partitionKey, r]),
+    );
+    for (const p of parts) {
+      const active = ACTIVE_STATES.includes(latest.get(p.key)?.state ?? 'succeeded');
+      const action = !jobEnabled(rt.settings, name) ? 'disabled' : active ? 'active' : 'run';
+      out.push({ job: name, partitionKey: p.key, day, action });
+    }
+  }
+  return out;
+}
+
+export async function rerun(
+  rt: PipelineRuntime,
+  job: string,
+  day: string,
+  opts: { downstream: boolean; dryRun: boolean },
+): Promise<PlannedRun[]> {
+  const plan = await planRerun(rt, job, day, opts.downstream);
+  if (opts.dryRun) return plan;
+  for (const p of plan) {
+    if (p.action === 'run') await create(rt, p.job, p.partitionKey, day, 'rerun', 'again');
+  }
+  return plan;
+}
+
+/** Schedule every day of a range, oldest first; days already run are not run again. */
+export async function backfill(
+  rt: PipelineRuntime,
+  from: string,
+  to: string,
+): Promise<{ day: string; created: number }[]> {
+  const out = [];
+  for (const day of daysBetween(from, to))
+    out.push({ day, created: (await scheduleDay(rt, day, 'backfill')).length });
+  return out;
+}
+
+/** The latest run of every (job, partition) of a range of days. */
+export async function latestRunsBetween(rt: PipelineRuntime, from: string, to: string): Promise<RunRow[]> {
+  const latest = new Map<string, RunRow>();
+  for (const r of await runsBetween(rt.control, from, to)) latest.set(`${r.job}|${r.partitionKey}`, r);
+  return [...latest.values()];
+}
+
+export interface DriveOptions {
+  /** Called after each tick with the latest runs of the days. */
+  onProgress?: (runs: RunRow[]) => void;
+  timeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+/**
+ * Tick until every latest run of the given days is finished (succeeded, invalid, failed or
+ * blocked). Returns those runs. Runs waiting on a missing input keep it waiting (and alert
+ * at their deadline); `timeoutMs` bounds how long the caller is prepared to wait.
+ */
+export async function driveDays(
+  rt: PipelineRuntime,
+  coordinator: Coordinator,
+  days: string[],
+  o: DriveOptions = {},
+): Promise<RunRow[]> {
+  const from = days.reduce((a, b) => (a < b ? a : b));
+  const to = days.reduce((a, b) => (a > b ? a : b));
+  const deadline = o.timeoutMs === undefined ? Infinity : Date.now() + o.timeoutMs;
+  for (;;) {
+    await coordinator.tick();
+    const runs = (await latestRunsBetween(rt, from, to)).filter((r) => days.includes(r.day));
+    o.onProgress?.(runs);
+    if (runs.every((r) => !ACTIVE_STATES.includes(r.state))) return runs;
+    if (Date.now() > deadline || o.signal?.aborted) return runs;
+    await new Promise((resolve) => setTimeout(resolve, rt.settings.tickIntervalMs));
+  }
+}
+
+/** Retention: remove run history and per-run outputs of days older than the retention window. */
+export async function applyRetention(rt: PipelineRuntime, today: string): Promise<number> {
+  const before = addDays(today, -rt.settings.retentionDays);
+  const removed = await deleteRunsBefore(rt.control, before);
+  for (const r of removed) await removePrefix(rt, runPrefix(r.job, r.partitionKey, r.id));
+  return removed.length;
+}
+
+async function removePrefix(rt: PipelineRuntime, prefix: string): Promise<void> {
+  for (const p of await rt.services.store.list(prefix)) await rt.services.store.delete(p);
+}

@@ -1,0 +1,119 @@
+/**
+ * Partition keys. A run is keyed by (job, partition key); every key starts with its
+ * pipeline day so `remora runs` can show a days × jobs matrix:
+ *
+ *   day        2024-03-01
+ *   hour       2024-03-01T05
+ *   day-shard  2024-03-01/shard=2.moray.remora.local
+ *   day-node   2024-03-01/node=1.stor.dc1.remora.local
+ */
+import { RemoraError } from '../core/errors.js';
+import type { RemoraConfig } from '../config/config.js';
+import type { JobDefinition, PartitionKind } from './job.js';
+
+export interface Partition {
+  kind: PartitionKind;
+  key: string;
+  day: string;
+  hour?: number;
+  shard?: string;
+  node?: string;
+}
+
+export interface Topology {
+  shards: { name: string; role: 'index' | 'storage' }[];
+  nodes: string[];
+}
+
+export function topologyOf(config: RemoraConfig): Topology {
+  return {
+    shards: config.shards.map((s) => ({ name: s.name, role: s.role })),
+    nodes: config.storage.nodes.map((n) => n.id),
+  };
+}
+
+const DAY_RE = /^\d{4}-\d{2}-\d{2}$/;
+
+export function assertDay(day: string): string {
+  if (!DAY_RE.test(day) || Number.isNaN(Date.parse(`${day}T00:00:00Z`))) {
+    throw new RemoraError('UsageError', `not a day (YYYY-MM-DD): ${day}`);
+  }
+  return day;
+}
+
+export function dayOf(ms: number): string {
+  return new Date(ms).toISOString().slice(0, 10);
+}
+
+export function dayStartMs(day: string): number {
+  return Date.parse(`${day}T00:00:00Z`);
+}
+
+export function addDays(day: string, n: number): string {
+  return dayOf(dayStartMs(day) + n * 86_400_000);
+}
+
+/** Every day from `from` to `to` inclusive, oldest first. */
+export function daysBetween(from: string, to: string): string[] {
+  const out: string[] = [];
+  for (let d = assertDay(from); d <= assertDay(to); d = addDays(d, 1)) out.push(d);
+  return out;
+}
+
+export function parsePartition(kind: PartitionKind, key: string): Partition {
+  const day = key.slice(0, 10);
+  switch (kind) {
+    case 'day':
+      return { kind, key, day };
+    case 'hour':
+      return { kind, key, day, hour: Number(key.slice(11, 13)) };
+    case 'day-shard':
+      return { kind, key, day, shard: key.slice('YYYY-MM-DD/shard='.length) };
+    case 'day-node':
+      return { kind, key, day, node: key.slice('YYYY-MM-DD/node='.length) };
+  }
+}
+
+export function dayPartition(day: string): Partition {
+  return { kind: 'day', key: day, day };
+}
+
+/** Every partition of a job for one pipeline day. */
+export function partitionsFor(job: JobDefinition, day: string, topo: Topology): Partition[] {
+  switch (job.partition) {
+    case 'day':
+      return [dayPartition(day)];
+    case 'hour':
+      return Array.from({ length: 24 }, (_, h) => {
+        const hh = String(h).padStart(2, '0');
+        return { kind: 'hour' as const, key: `${day}T${hh}`, day, hour: h };
+      });
+    case 'day-shard': {
+      const role = job.shardRole ?? 'all';
+      return topo.shards
+        .filter((s) => role === 'all' || s.role === role)
+        .map((s) => ({ kind: 'day-shard' as const, key: `${day}/shard=${s.name}`, day, shard: s.name }));
+    }
+    case 'day-node':
+      return topo.nodes.map((n) => ({ kind: 'day-node' as const, key: `${day}/node=${n}`, day, node: n }));
+  }
+}
+
+/**
+ * The upstream partitions a downstream partition needs: the upstream's partitions of the same
+ * day, narrowed to the same shard / node / hour when both sides have that dimension. So
+ * unpack(day, shard 2) needs snapshot(day, shard 2); metering(day) needs unpack of every shard.
+ */
+export function upstreamPartitions(down: Partition, up: JobDefinition, topo: Topology): Partition[] {
+  return partitionsFor(up, down.day, topo).filter(
+    (p) =>
+      (p.shard === undefined || down.shard === undefined || p.shard === down.shard) &&
+      (p.node === undefined || down.node === undefined || p.node === down.node) &&
+      (p.hour === undefined || down.hour === undefined || p.hour === down.hour),
+  );
+}
+
+/** A partition key made safe for one path segment. */
+export function partitionSlug(key: string): string {
+  return key.replace(/[^A-Za-z0-9._-]+/g, '_');
+}

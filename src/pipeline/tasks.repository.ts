@@ -1,0 +1,204 @@
+/**
+ * Tasks and attempts of runs (schema `remora_pipeline`). One function per statement.
+ *
+ * Task states:    queued → succeeded | failed (attempts exhausted)
+ * Attempt states: running → succeeded | failed (threw or timed out) | lost (its worker stopped
+ *                 heartbeating; the engine job is unlocked and claimed again elsewhere)
+ */
+import type { Queryable } from '../metadata/moray.repository.js';
+import type { RunReport } from './report.js';
+import { SCHEMA } from './runs.repository.js';
+
+export interface TaskRow {
+  id: number;
+  runId: number;
+  key: string;
+  params: unknown;
+  state: 'queued' | 'succeeded' | 'failed';
+  winningAttempt: number | null;
+  output: unknown;
+  report: RunReport | null;
+  error: string | null;
+}
+
+interface RawTask {
+  id: string;
+  run_id: string;
+  task_key: string;
+  params: unknown;
+  state: TaskRow['state'];
+  winning_attempt: string | null;
+  output: unknown;
+  report: RunReport | null;
+  error: string | null;
+}
+
+const toTask = (r: RawTask): TaskRow => ({
+  id: Number(r.id),
+  runId: Number(r.run_id),
+  key: r.task_key,
+  params: r.params,
+  state: r.state,
+  winningAttempt: r.winning_attempt === null ? null : Number(r.winning_attempt),
+  output: r.output,
+  report: r.report,
+  error: r.error,
+});
+
+/** Insert a run's tasks (idempotent on (run, key)); returns every task of the run. */
+export async function insertTasks(
+  db: Queryable,
+  runId: number,
+  specs: { key: string; params: unknown }[],
+): Promise<TaskRow[]> {
+  await db.query(
+    `INSERT INTO ${SCHEMA}.tasks (run_id, task_key, params)
+     SELECT $1, k, p FROM unnest($2::text[], $3::jsonb[]) AS t(k, p)
+     ON CONFLICT (run_id, task_key) DO NOTHING`,
+    [runId, specs.map((s) => s.key), specs.map((s) => JSON.stringify(s.params ?? null))],
+  );
+  return tasksOfRun(db, runId);
+}
+
+export async function tasksOfRun(db: Queryable, runId: number): Promise<TaskRow[]> {
+  const r = await db.query<RawTask>(`SELECT * FROM ${SCHEMA}.tasks WHERE run_id = $1 ORDER BY task_key`, [
+    runId,
+  ]);
+  return r.rows.map(toTask);
+}
+
+export async function getTask(db: Queryable, id: number): Promise<TaskRow | undefined> {
+  const r = await db.query<RawTask>(`SELECT * FROM ${SCHEMA}.tasks WHERE id = $1`, [id]);
+  return r.rows[0] ? toTask(r.rows[0]) : undefined;
+}
+
+/** Task counts per state of each given run. */
+export async function taskProgress(
+  db: Queryable,
+  runIds: number[],
+): Promise<Map<number, { total: number; succeeded: number; failed: number }>> {
+  const r = await db.query<{ run_id: string; total: string; succeeded: string; failed: string }>(
+    `SELECT run_id, count(*) AS total, count(*) FILTER (WHERE state = 'succeeded') AS succeeded,
+       count(*) FILTER (WHERE state = 'failed') AS failed
+     FROM ${SCHEMA}.tasks WHERE run_id = ANY($1) GROUP BY run_id`,
+    [runIds],
+  );
+  return new Map(
+    r.rows.map((x) => [
+      Number(x.run_id),
+      { total: Number(x.total), succeeded: Number(x.succeeded), failed: Number(x.failed) },
+    ]),
+  );
+}
+
+export async function startAttempt(
+  db: Queryable,
+  a: { taskId: number; engineAttempt: number; worker: string; engineWorker: string | null },
+): Promise<number> {
+  const r = await db.query<{ id: string }>(
+    `INSERT INTO ${SCHEMA}.attempts (task_id, engine_attempt, worker, engine_worker) VALUES ($1, $2, $3, $4) RETURNING id`,
+    [a.taskId, a.engineAttempt, a.worker, a.engineWorker],
+  );
+  return Number(r.rows[0]!.id);
+}
+
+export async function setAttemptPrefix(db: Queryable, attemptId: number, prefix: string): Promise<void> {
+  await db.query(`UPDATE ${SCHEMA}.attempts SET output_prefix = $2 WHERE id = $1`, [attemptId, prefix]);
+}
+
+export async function finishAttempt(
+  db: Queryable,
+  attemptId: number,
+  state: 'succeeded' | 'failed',
+  error?: string,
+): Promise<void> {
+  await db.query(
+    `UPDATE ${SCHEMA}.attempts SET state = $2, error = $3, finished_at = now() WHERE id = $1 AND state = 'running'`,
+    [attemptId, state, error ?? null],
+  );
+}
+
+/** First successful attempt wins; a later duplicate (after a lost-then-alive worker) is ignored. */
+export async function completeTask(
+  db: Queryable,
+  t: { taskId: number; attemptId: number; output: unknown; report: RunReport },
+): Promise<boolean> {
+  const r = await db.query(
+    `UPDATE ${SCHEMA}.tasks SET state = 'succeeded', winning_attempt = $2, output = $3, report = $4
+     WHERE id = $1 AND state = 'queued'`,
+    [t.taskId, t.attemptId, JSON.stringify(t.output ?? null), JSON.stringify(t.report)],
+  );
+  return (r.rowCount ?? 0) > 0;
+}
+
+export async function failTask(db: Queryable, taskId: number, error: string): Promise<void> {
+  await db.query(
+    `UPDATE ${SCHEMA}.tasks SET state = 'failed', error = $2 WHERE id = $1 AND state = 'queued'`,
+    [taskId, error],
+  );
+}
+
+/** Heartbeat every attempt a worker process is running. */
+export async function heartbeatAttempts(db: Queryable, attemptIds: number[]): Promise<void> {
+  if (attemptIds.length === 0) return;
+  await db.query(
+    `UPDATE ${SCHEMA}.attempts SET heartbeat_at = now() WHERE id = ANY($1) AND state = 'running'`,
+    [attemptIds],
+  );
+}
+
+/** Mark attempts whose worker stopped heartbeating as lost; returns their engine workers to unlock. */
+export async function reapLostAttempts(
+  db: Queryable,
+  staleMs: number,
+): Promise<{ attemptId: number; engineWorker: string | null }[]> {
+  const r = await db.query<{ id: string; engine_worker: string | null }>(
+    `UPDATE ${SCHEMA}.attempts SET state = 'lost', finished_at = now(),
+       error = 'worker stopped heartbeating (killed or hung); task released to other workers'
+     WHERE state = 'running' AND heartbeat_at < now() - ($1 * interval '1 millisecond')
+     RETURNING id, engine_worker`,
+    [staleMs],
+  );
+  return r.rows.map((x) => ({ attemptId: Number(x.id), engineWorker: x.engine_worker }));
+}
+
+export interface AttemptRow {
+  id: number;
+  taskKey: string;
+  engineAttempt: number;
+  worker: string;
+  state: string;
+  outputPrefix: string;
+  error: string | null;
+  startedAt: Date;
+  finishedAt: Date | null;
+}
+
+export async function attemptsOfRun(db: Queryable, runId: number): Promise<AttemptRow[]> {
+  const r = await db.query<{
+    id: string;
+    task_key: string;
+    engine_attempt: number;
+    worker: string;
+    state: string;
+    output_prefix: string;
+    error: string | null;
+    started_at: Date;
+    finished_at: Date | null;
+  }>(
+    `SELECT a.id, t.task_key, a.engine_attempt, a.worker, a.state, a.output_prefix, a.error, a.started_at, a.finished_at
+     FROM ${SCHEMA}.attempts a JOIN ${SCHEMA}.tasks t ON t.id = a.task_id WHERE t.run_id = $1 ORDER BY a.id`,
+    [runId],
+  );
+  return r.rows.map((x) => ({
+    id: Number(x.id),
+    taskKey: x.task_key,
+    engineAttempt: x.engine_attempt,
+    worker: x.worker,
+    state: x.state,
+    outputPrefix: x.output_prefix,
+    error: x.error,
+    startedAt: x.started_at,
+    finishedAt: x.finished_at,
+  }));
+}

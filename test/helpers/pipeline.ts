@@ -1,0 +1,104 @@
+/** Test harness for the executor: fresh databases, a local object store, fast timings. */
+import path from 'node:path';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { LocalObjectStore } from '../../src/dumps/object-store.js';
+import { systemClock } from '../../src/core/clock.js';
+import type { RemoraConfig } from '../../src/config/config.js';
+import { Coordinator } from '../../src/pipeline/coordinator.js';
+import type { JobDefinition, PipelineServices } from '../../src/pipeline/job.js';
+import { openRuntime, type PipelineRuntime } from '../../src/pipeline/runtime.js';
+import type { PipelineSettings } from '../../src/pipeline/settings.js';
+import { PipelineWorker } from '../../src/pipeline/worker.js';
+import { openTestTier, testConfig, testPgUrl } from './pg.js';
+import { TEST_JOBS } from './pipeline-jobs.js';
+
+/** Short intervals so the suite stays fast: a lost worker is noticed after ~1 s. */
+export const FAST: Partial<PipelineSettings> = {
+  tickIntervalMs: 50,
+  workerPollIntervalMs: 100,
+  heartbeatMs: 200,
+  staleAfterMs: 1000,
+  concurrency: 2,
+};
+
+export interface TestPipeline {
+  rt: PipelineRuntime;
+  coordinator: Coordinator;
+  store: LocalObjectStore;
+  config: RemoraConfig;
+  logs: string[];
+  startWorker(): Promise<PipelineWorker>;
+  close(): Promise<void>;
+}
+
+export function servicesFor(
+  config: RemoraConfig,
+  tier: PipelineServices['tier'],
+  logs: string[],
+): PipelineServices {
+  return {
+    config,
+    tier,
+    store: new LocalObjectStore(path.join(config.stateDir, 'objects')),
+    clock: systemClock,
+    log: (l) => logs.push(l),
+  };
+}
+
+export async function openTestPipeline(
+  o: { jobs?: JobDefinition[]; settings?: Partial<PipelineSettings>; config?: RemoraConfig } = {},
+): Promise<TestPipeline> {
+  const { tier, config, cleanup } = await openTestTier(o.config ?? testConfig());
+  const logs: string[] = [];
+  const services = servicesFor(config, tier, logs);
+  const rt = await openRuntime(services, o.jobs ?? TEST_JOBS, { ...FAST, ...o.settings });
+  const coordinator = new Coordinator(rt);
+  const workers: PipelineWorker[] = [];
+  return {
+    rt,
+    coordinator,
+    store: services.store as LocalObjectStore,
+    config,
+    logs,
+    startWorker: async () => {
+      const w = new PipelineWorker(rt);
+      await w.start();
+      workers.push(w);
+      return w;
+    },
+    close: async () => {
+      for (const w of workers) await w.stop();
+      await coordinator.close();
+      await cleanup();
+    },
+  };
+}
+
+const CHILD = path.join(path.dirname(fileURLToPath(import.meta.url)), 'pipeline-worker-child.ts');
+
+/** A real `remora worker`-like child process running the test jobs; resolves once it claims work. */
+export async function spawnWorker(
+  config: RemoraConfig,
+  settings: Partial<PipelineSettings> = {},
+): Promise<{ child: ChildProcess; name: string }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', CHILD], {
+    env: {
+      ...process.env,
+      REMORA_TEST_PG_URL: testPgUrl(),
+      REMORA_CHILD_CONFIG: JSON.stringify(config),
+      REMORA_CHILD_SETTINGS: JSON.stringify({ ...FAST, ...settings }),
+    },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const name = await new Promise<string>((resolve, reject) => {
+    let buf = '';
+    child.stdout.on('data', (d: Buffer) => {
+      buf += d.toString();
+      const m = /worker ready: (\S+)/.exec(buf);
+      if (m) resolve(m[1]!);
+    });
+    child.once('exit', (code) => reject(new Error(`worker child exited early (${code})`)));
+  });
+  return { child, name };
+}
