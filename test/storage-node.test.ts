@@ -278,35 +278,6 @@ test('keep-alive: several requests reuse one connection, also after an error', a
   assert.deepEqual(reused, [false, true, true, true]);
 });
 
-test('capacity cap: a node over its cap answers 507 StorageNodeFull', async () => {
-  const smallRoot = path.join(parent, 'small');
-  const small = await StorageNode.start({ root: smallRoot, id: 's', datacenter: 'dc1', capacityMB: 0.05 });
-  try {
-    await client.put(small.url, OWNER, id(10), Buffer.alloc(30_000, 1));
-    await assert.rejects(client.put(small.url, OWNER, id(11), Buffer.alloc(30_000, 2)), (e) =>
-      isRemoraError(e, 'StorageNodeFull'),
-    );
-    // Overwriting a copy counts only the difference.
-    await client.put(small.url, OWNER, id(10), Buffer.alloc(40_000, 3));
-    assert.equal((await small.capacity.snapshot()).usedBytes, 40_000);
-    assert.deepEqual(filesUnder(smallRoot), [path.join(OWNER, id(10))]);
-    // A restarted node counts what is already there.
-    await small.close();
-    const again = await StorageNode.start({ root: smallRoot, id: 's', datacenter: 'dc1', capacityMB: 0.05 });
-    try {
-      assert.equal((await again.capacity.snapshot()).usedBytes, 40_000);
-      assert.equal(
-        (await again.capacity.snapshot()).percentUsed,
-        Math.ceil((40_000 / (0.05 * 1048576)) * 100),
-      );
-    } finally {
-      await again.close();
-    }
-  } finally {
-    await small.close();
-  }
-});
-
 test('client: a stopped node is StorageNodeUnreachable', async () => {
   const gone = await StorageNode.start({ root: path.join(parent, 'gone'), id: 'g', datacenter: 'dc1' });
   const url = gone.url;
