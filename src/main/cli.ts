@@ -4,6 +4,7 @@
  */
 import { Command, CommanderError } from 'commander';
 import { registerStorageCommands } from '../cli/storage.commands.js';
+import { registerDumpsCommands } from '../cli/dumps.commands.js';
 
 const program = new Command();
 program
@@ -15,7 +16,7 @@ program
   .exitOverride();
 
 // Registration list: one line per area.
-const registrations: Array<(p: Command) => void> = [registerStorageCommands];
+const registrations: Array<(p: Command) => void> = [registerStorageCommands, registerDumpsCommands];
 
 for (const register of registrations) register(program);
 

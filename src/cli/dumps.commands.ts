@@ -1,0 +1,141 @@
+/**
+ * `remora snapshot | unpack | manifest`: the daily inputs (MANTA-REFERENCE §2; docs/dumps.md).
+ * Thin: the work is in src/dumps/.
+ */
+import type { Command } from 'commander';
+import { readDeploymentState, withMetadata } from '../main/context.js';
+import { defaultObjectStore } from '../dumps/object-store.js';
+import { snapshotAll } from '../dumps/snapshot.js';
+import { unpackDump } from '../dumps/unpack.js';
+import { ingestMakoListing, ingestMakoObject, type MakoIngestResult } from '../dumps/mako.js';
+import type { SourceManifest } from '../dumps/manifest.js';
+import { StorageClient } from '../storage/storage-client.js';
+import { action, configFrom, printTable, usageError } from './cli-support.js';
+
+function printManifest(m: SourceManifest, manifestPath: string, json: boolean | undefined): void {
+  if (json) {
+    process.stdout.write(`${JSON.stringify({ manifestPath, ...m })}\n`);
+    return;
+  }
+  process.stdout.write(
+    `${m.source}: snapshot ${m.snapshotTime}, ${m.partitions} partitions, verdict ${m.verdict}\n`,
+  );
+  printTable(
+    Object.entries(m.tables).map(([table, t]) => ({
+      table,
+      rows: t.rows,
+      chunks: t.chunks.length,
+      bytes: t.chunks.reduce((s, c) => s + c.bytes, 0),
+    })),
+  );
+  for (const e of m.report.events)
+    process.stdout.write(
+      `  ${e.severity} ${e.kind} ×${e.count}${e.examples[0] ? `: ${e.examples[0]}` : ''}\n`,
+    );
+  process.stdout.write(`wrote ${manifestPath}\n`);
+}
+
+export function registerDumpsCommands(program: Command): void {
+  program
+    .command('snapshot')
+    .description(
+      'Snapshot every shard (or one) at one instant each: a REPEATABLE READ transaction streamed with ' +
+        'COPY into a gzipped pg_dump plain dump at /poseidon/stor/manatee_backups/<shard>/YYYY/MM/DD/HH/moray-<time>.gz',
+    )
+    .option('--shard <name>', 'only this shard, e.g. 2.moray.remora.local')
+    .action(
+      action(async (opts: { shard?: string }, cmd: Command) => {
+        const config = configFrom(cmd);
+        const store = defaultObjectStore(config.stateDir);
+        const results = await withMetadata(config, (tier) => snapshotAll(tier, store, opts.shard));
+        printTable(
+          results.map((r) => ({
+            shard: r.shard,
+            instant: r.snapshotTime.toISOString(),
+            rows: Object.entries(r.tables)
+              .map(([t, n]) => `${t}=${n}`)
+              .join(' '),
+            bytes: r.bytes,
+            path: r.path,
+          })),
+        );
+      }),
+    );
+
+  program
+    .command('unpack')
+    .description(
+      'Unpack one shard\'s dump (an object path or a local file; or the original {"entry"} table objects, ' +
+        'one per table) into Parquet chunks partitioned by objectId, and commit its manifest under ' +
+        '/poseidon/stor/remora/unpacked/YYYY/MM/DD/<shard>/',
+    )
+    .argument('<dump...>', 'dump object path(s) or file(s), all from one shard and instant')
+    .option('--partitions <P>', 'partitions per table (every source of a day must use the same P)', '16')
+    .option('--shard <name>', 'shard name, when the dump does not say')
+    .option('--entry-objects', 'also write the original per-table {"entry"} objects next to the dump')
+    .action(
+      action(
+        async (
+          dumps: string[],
+          opts: { partitions: string; shard?: string; entryObjects?: boolean },
+          cmd: Command,
+        ) => {
+          const config = configFrom(cmd);
+          const partitions = Number(opts.partitions);
+          if (!Number.isInteger(partitions) || partitions < 1)
+            throw usageError('--partitions must be a positive integer');
+          const r = await unpackDump(defaultObjectStore(config.stateDir), dumps, {
+            partitions,
+            ...(opts.shard ? { shard: opts.shard } : {}),
+            entryObjects: opts.entryObjects === true,
+          });
+          printManifest(r.manifest, r.manifestPath, cmd.optsWithGlobals<{ json?: boolean }>().json);
+          for (const p of r.entryObjects) process.stdout.write(`wrote ${p}\n`);
+        },
+      ),
+    );
+
+  program
+    .command('manifest')
+    .description(
+      "Fetch each running storage node's listing (GET /manifest), store it at /poseidon/stor/mako/<id> " +
+        'with its start instant, and ingest it into chunks partitioned by objectId',
+    )
+    .option('--node <id>', 'only this storage node')
+    .option('--partitions <P>', "partitions (the same P as the day's unpack)", '16')
+    .option(
+      '--from-store',
+      'ingest the listing already stored at /poseidon/stor/mako/<id> instead of fetching',
+    )
+    .action(
+      action(async (opts: { node?: string; partitions: string; fromStore?: boolean }, cmd: Command) => {
+        const config = configFrom(cmd);
+        const store = defaultObjectStore(config.stateDir);
+        const partitions = Number(opts.partitions);
+        const ids = opts.node ? [opts.node] : config.storage.nodes.map((n) => n.id);
+        const results: MakoIngestResult[] = [];
+        if (opts.fromStore) {
+          for (const id of ids) results.push(await ingestMakoObject(store, id, { partitions }));
+        } else {
+          const nodes = readDeploymentState(config)?.storageNodes;
+          if (!nodes)
+            throw usageError('no running deployment: start one with `remora up`, or use --from-store');
+          const client = new StorageClient();
+          try {
+            for (const id of ids) {
+              const node = nodes[id];
+              if (!node) throw usageError(`storage node ${id} is not running in this deployment`);
+              const m = await client.manifest(node.url);
+              results.push(await ingestMakoListing(store, { storageId: id, ...m }, { partitions }));
+            }
+          } finally {
+            client.close();
+          }
+        }
+        for (const r of results) {
+          process.stdout.write(`stored ${r.listingPath}\n`);
+          printManifest(r.manifest, r.manifestPath, cmd.optsWithGlobals<{ json?: boolean }>().json);
+        }
+      }),
+    );
+}
