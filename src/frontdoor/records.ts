@@ -67,7 +67,6 @@ export function linkValue(
   key: string,
   owner: string,
   mtime: number,
-  creator?: string,
 ): MantaObjectValue {
   const v: MantaObjectValue = {
     dirname: mantaDirname(key),
@@ -75,7 +74,7 @@ export function linkValue(
     headers: source.headers,
     mtime,
     name: mantaBasename(key),
-    creator: creator ?? owner,
+    creator: copyOwner(source),
     owner,
     roles: [],
     type: 'object',

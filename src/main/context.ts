@@ -47,7 +47,10 @@ export function embeddedDataDir(config: RemoraConfig): string {
 }
 
 /** Run `fn` with an open metadata tier, connecting as described above. */
-export async function withMetadata<T>(config: RemoraConfig, fn: (tier: MetadataTier) => Promise<T>): Promise<T> {
+export async function withMetadata<T>(
+  config: RemoraConfig,
+  fn: (tier: MetadataTier) => Promise<T>,
+): Promise<T> {
   let url = config.postgres.url ?? readDeploymentState(config)?.postgresUrl;
   let stop: (() => Promise<void>) | undefined;
   if (!url) {

@@ -1,0 +1,226 @@
+/**
+ * A whole Manta-compatible deployment in one process: PostgreSQL (embedded unless a URL is
+ * configured), the metadata tier, one HTTP storage node per configured node with its
+ * capacity heartbeat, the front door, and the operator account (`poseidon`).
+ * Composition only: every piece lives in its own module.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import type { RemoraConfig } from '../config/config.js';
+import { RemoraError } from '../core/errors.js';
+import type { Clock, Random } from '../core/clock.js';
+import { MetadataTier } from '../metadata/metadata-tier.js';
+import { startEmbeddedPostgres, type RunningPostgres } from '../metadata/postgres-server.js';
+import { StorageNode } from '../storage/storage-node.js';
+import { StorageClient } from '../storage/storage-client.js';
+import { Heartbeat } from '../storage/heartbeat.js';
+import { ObjectService } from '../frontdoor/object-service.js';
+import { FrontDoorServer } from '../frontdoor/server.js';
+import { AuditLog } from '../frontdoor/audit-log.js';
+import { accountByLogin, createAccount, OPERATOR_LOGIN } from '../frontdoor/accounts.js';
+import { FrontDoorClient } from '../frontdoor/client.js';
+import { type DeploymentState, deploymentStatePath, embeddedDataDir, isAlive } from './context.js';
+
+export interface DeploymentOptions {
+  log?: (line: string) => void;
+  clock?: Clock;
+  random?: Random;
+  /** Write `<stateDir>/deployment.json` so other commands find this deployment (default true). */
+  writeState?: boolean;
+  frontdoorPort?: number;
+}
+
+export function storageRoot(config: RemoraConfig, id: string): string {
+  return path.join(config.stateDir, 'storage', id);
+}
+
+export function auditLogDir(config: RemoraConfig): string {
+  return path.join(config.stateDir, 'logs', 'muskie');
+}
+
+export class Deployment {
+  readonly nodes = new Map<string, StorageNode>();
+  readonly heartbeats = new Map<string, Heartbeat>();
+  readonly storage = new StorageClient();
+  private frontdoor: FrontDoorServer | undefined;
+  service!: ObjectService;
+  frontdoorUrl = '';
+  operatorToken = '';
+
+  private constructor(
+    readonly config: RemoraConfig,
+    readonly tier: MetadataTier,
+    private readonly pg: RunningPostgres | undefined,
+    readonly postgresUrl: string,
+    private readonly opts: DeploymentOptions,
+  ) {}
+
+  static async start(config: RemoraConfig, opts: DeploymentOptions = {}): Promise<Deployment> {
+    const log = opts.log ?? (() => {});
+    fs.mkdirSync(config.stateDir, { recursive: true });
+    guardSingleDeployment(config);
+    let pg: RunningPostgres | undefined;
+    let url = config.postgres.url;
+    if (!url) {
+      pg = await startEmbeddedPostgres(embeddedDataDir(config), config.postgres.port, log);
+      url = pg.url;
+      log(`postgres: embedded, ${url.replace(/:[^:@/]+@/, ':***@')}`);
+    }
+    let tier: MetadataTier;
+    try {
+      tier = await MetadataTier.open(config, url);
+    } catch (err) {
+      await pg?.stop();
+      throw err;
+    }
+    const d = new Deployment(config, tier, pg, url, opts);
+    try {
+      await d.startAll();
+    } catch (err) {
+      await d.close();
+      throw err;
+    }
+    return d;
+  }
+
+  private async startAll(): Promise<void> {
+    const log = this.opts.log ?? (() => {});
+    for (const n of this.config.storage.nodes) await this.startNode(n.id);
+    await Promise.all([...this.heartbeats.values()].map((h) => h.idle()));
+    log(
+      `storage: ${this.nodes.size} nodes over ${new Set(this.config.storage.nodes.map((n) => n.datacenter)).size} datacenters`,
+    );
+    this.service = new ObjectService({
+      tier: this.tier,
+      storage: this.storage,
+      nodeUrl: (id) => this.nodes.get(id)?.url ?? this.stoppedNodeUrls.get(id),
+      policy: this.config.picker,
+      defaultCopies: this.config.frontdoor.defaultCopies,
+      ...(this.opts.clock ? { clock: this.opts.clock } : {}),
+      ...(this.opts.random ? { random: this.opts.random } : {}),
+    });
+    this.frontdoor = new FrontDoorServer(
+      this.tier,
+      this.service,
+      new AuditLog(auditLogDir(this.config), 'frontdoor-0'),
+    );
+    this.frontdoorUrl = await this.frontdoor.listen(this.opts.frontdoorPort ?? this.config.frontdoor.port);
+    this.operatorToken = await this.ensureOperator();
+    log(`front door: ${this.frontdoorUrl}`);
+    if (this.opts.writeState !== false) this.writeState();
+  }
+
+  /** Addresses of nodes stopped on purpose (tests): requests to them are refused, as to a dead node. */
+  private readonly stoppedNodeUrls = new Map<string, string>();
+
+  async startNode(id: string): Promise<StorageNode> {
+    const n = this.config.storage.nodes.find((x) => x.id === id);
+    if (!n) throw new RemoraError('UsageError', `unknown storage node ${id}`);
+    const prevPort = this.stoppedNodeUrls.get(id);
+    const node = await StorageNode.start({
+      id: n.id,
+      datacenter: n.datacenter,
+      root: storageRoot(this.config, n.id),
+      ...(n.capacityMB !== undefined ? { capacityMB: n.capacityMB } : {}),
+      ...(prevPort ? { port: Number(new URL(prevPort).port) } : {}),
+      ...(this.opts.clock ? { clock: this.opts.clock } : {}),
+    });
+    this.stoppedNodeUrls.delete(id);
+    this.nodes.set(id, node);
+    this.heartbeats.set(
+      id,
+      Heartbeat.start({
+        tier: this.tier,
+        id: n.id,
+        datacenter: n.datacenter,
+        capacity: node.capacity,
+        intervalMs: this.config.storage.heartbeatIntervalMs,
+        ...(this.opts.clock ? { clock: this.opts.clock } : {}),
+        onError: (e) => (this.opts.log ?? (() => {}))(`heartbeat ${n.id}: ${e.message}`),
+      }),
+    );
+    return node;
+  }
+
+  /** Stop one node (its server and heartbeat), as if it died. */
+  async stopNode(id: string): Promise<void> {
+    const node = this.nodes.get(id);
+    if (!node) return;
+    await this.heartbeats.get(id)?.stop();
+    this.heartbeats.delete(id);
+    await node.close();
+    this.nodes.delete(id);
+    this.stoppedNodeUrls.set(id, node.url);
+  }
+
+  private async ensureOperator(): Promise<string> {
+    const tokenFile = path.join(this.config.stateDir, 'operator-token');
+    const existing = await accountByLogin(this.tier, OPERATOR_LOGIN);
+    if (existing && fs.existsSync(tokenFile)) return fs.readFileSync(tokenFile, 'utf8').trim();
+    if (existing) {
+      throw new RemoraError(
+        'StaleState',
+        `the ${OPERATOR_LOGIN} account exists but ${tokenFile} is missing; restore it or reset the state directory`,
+      );
+    }
+    const { token } = await createAccount(
+      this.tier,
+      { login: OPERATOR_LOGIN, operator: true, reports: false },
+      Date.now(),
+    );
+    fs.writeFileSync(tokenFile, `${token}\n`, { mode: 0o600 });
+    return token;
+  }
+
+  client(token = this.operatorToken): FrontDoorClient {
+    return new FrontDoorClient(this.frontdoorUrl, token);
+  }
+
+  state(): DeploymentState {
+    const storageNodes: DeploymentState['storageNodes'] = {};
+    for (const [id, n] of this.nodes)
+      storageNodes[id] = { url: n.url, datacenter: n.datacenter, root: n.root };
+    return {
+      pid: process.pid,
+      startedAt: new Date().toISOString(),
+      postgresUrl: this.postgresUrl,
+      frontdoorUrl: this.frontdoorUrl,
+      storageNodes,
+      operatorToken: this.operatorToken,
+    };
+  }
+
+  private writeState(): void {
+    const p = deploymentStatePath(this.config);
+    fs.writeFileSync(`${p}.tmp`, JSON.stringify(this.state(), null, 2));
+    fs.renameSync(`${p}.tmp`, p);
+  }
+
+  async close(): Promise<void> {
+    await this.frontdoor?.close();
+    for (const h of this.heartbeats.values()) await h.stop();
+    for (const n of this.nodes.values()) await n.close();
+    this.storage.close();
+    await this.tier.close();
+    await this.pg?.stop();
+    const p = deploymentStatePath(this.config);
+    if (this.opts.writeState !== false && fs.existsSync(p)) {
+      const s = JSON.parse(fs.readFileSync(p, 'utf8')) as DeploymentState;
+      if (s.pid === process.pid) fs.rmSync(p);
+    }
+  }
+}
+
+/** Two deployments on one state directory would share one PostgreSQL data directory: refuse. */
+function guardSingleDeployment(config: RemoraConfig): void {
+  const p = deploymentStatePath(config);
+  if (!fs.existsSync(p)) return;
+  const s = JSON.parse(fs.readFileSync(p, 'utf8')) as DeploymentState;
+  if (s.pid !== process.pid && isAlive(s.pid)) {
+    throw new RemoraError(
+      'StaleState',
+      `a deployment (pid ${s.pid}) is already running on ${config.stateDir}; stop it with \`remora down\` first`,
+    );
+  }
+  fs.rmSync(p); // left by a crash
+}

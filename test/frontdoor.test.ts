@@ -1,0 +1,199 @@
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { startTestDeployment } from './helpers/deployment.js';
+import type { Deployment } from '../src/main/deployment.js';
+import { createAccount } from '../src/frontdoor/accounts.js';
+import type { FrontDoorClient } from '../src/frontdoor/client.js';
+import { isRemoraError } from '../src/core/errors.js';
+import type { MantaObjectValue } from '../src/metadata/types.js';
+import { auditLogDir } from '../src/main/deployment.js';
+
+interface AuditLine {
+  audit: boolean;
+  billable_operation: string;
+  bytesTransferred: number;
+  reqHeaderLength: number;
+  resHeaderLength: number;
+  req: { method: string; url: string; owner: string; caller: { login: string }; headers: Record<string, string> };
+  res: { statusCode: number };
+}
+
+let d: Deployment;
+let cleanup: () => Promise<void>;
+let alice: FrontDoorClient;
+let bob: FrontDoorClient;
+let aliceUuid: string;
+
+before(async () => {
+  ({ d, cleanup } = await startTestDeployment());
+  const a = await createAccount(d.tier, { login: 'alice' }, Date.now());
+  const b = await createAccount(d.tier, { login: 'bob' }, Date.now());
+  aliceUuid = a.account.uuid;
+  alice = d.client(a.token);
+  bob = d.client(b.token);
+});
+after(async () => {
+  alice.close();
+  bob.close();
+  await cleanup();
+});
+
+const md5 = (b: Buffer) => crypto.createHash('md5').update(b).digest('base64');
+
+async function record(p: string): Promise<MantaObjectValue> {
+  const row = await d.tier.getObject<MantaObjectValue>('manta', p.replace('/alice/', `/${aliceUuid}/`));
+  assert.ok(row, `record for ${p}`);
+  return row.value;
+}
+
+test('put stores two copies in two datacenters, then the record; get returns the bytes', async () => {
+  const body = crypto.randomBytes(300_000);
+  await alice.mkdirp('/alice/stor/a/b');
+  const put = await alice.put('/alice/stor/a/b/obj', body);
+  assert.equal(put.md5, md5(body));
+  const v = await record('/alice/stor/a/b/obj');
+  assert.equal(v.contentLength, body.length);
+  assert.equal(v.contentMD5, md5(body));
+  assert.equal(v.sharks.length, 2);
+  assert.equal(new Set(v.sharks.map((s) => s.datacenter)).size, 2);
+  for (const s of v.sharks) {
+    const file = path.join(d.nodes.get(s.manta_storage_id)!.root, aliceUuid, v.objectId);
+    assert.equal(md5(fs.readFileSync(file)), md5(body), `copy on ${s.manta_storage_id}`);
+  }
+  assert.deepEqual(await alice.get('/alice/stor/a/b/obj'), body);
+  assert.deepEqual(await alice.get('/alice/stor/a/b/obj', 'bytes=10-19'), body.subarray(10, 20));
+});
+
+test('a read survives one node down', async () => {
+  const body = crypto.randomBytes(5000);
+  await alice.put('/alice/stor/survive', body);
+  const v = await record('/alice/stor/survive');
+  await d.stopNode(v.sharks[0]!.manta_storage_id);
+  try {
+    assert.deepEqual(await alice.get('/alice/stor/survive'), body);
+  } finally {
+    await d.startNode(v.sharks[0]!.manta_storage_id);
+  }
+});
+
+test('a wrong Content-MD5 is refused and leaves no record and no file', async () => {
+  const body = Buffer.from('hello world');
+  await assert.rejects(
+    alice.put('/alice/stor/badmd5', body, { contentMD5: md5(Buffer.from('other')) }),
+    (e) => isRemoraError(e, 'Md5Mismatch'),
+  );
+  assert.equal(await d.tier.getObject('manta', `/${aliceUuid}/stor/badmd5`), undefined);
+  for (const n of d.nodes.values()) {
+    const dir = path.join(n.root, aliceUuid);
+    const files = fs.existsSync(dir) ? fs.readdirSync(dir) : [];
+    for (const f of files)
+      assert.notEqual(md5(fs.readFileSync(path.join(dir, f))), md5(body), 'no copy of the refused body');
+  }
+});
+
+test('zero-byte objects have no copies and the empty MD5', async () => {
+  await alice.put('/alice/stor/empty', Buffer.alloc(0));
+  const v = await record('/alice/stor/empty');
+  assert.deepEqual(v.sharks, []);
+  assert.equal(v.contentMD5, '1B2M2Y8AsgTpgAmY7PhCfg==');
+  assert.equal((await alice.get('/alice/stor/empty')).length, 0);
+});
+
+test('snaplinks share the objectId across directories and namespaces; overwrite and delete log the old objectId', async () => {
+  await alice.put('/alice/stor/src', Buffer.from('linked bytes'));
+  await alice.mkdirp('/alice/stor/other/deeper');
+  await alice.link('/alice/stor/other/deeper/l1', '/alice/stor/src');
+  await alice.link('/alice/public/l2', '/alice/stor/src');
+  const src = await record('/alice/stor/src');
+  const l1 = await record('/alice/stor/other/deeper/l1');
+  assert.equal(l1.objectId, src.objectId);
+  assert.equal(l1.createdFrom, src.key);
+  assert.equal((await d.tier.findByObjectId(src.objectId)).length, 3);
+  await alice.put('/alice/stor/src', Buffer.from('new bytes'));
+  assert.deepEqual(
+    await alice.get('/alice/stor/other/deeper/l1'),
+    Buffer.from('linked bytes'),
+    'link keeps the old bytes',
+  );
+  await alice.delete('/alice/stor/other/deeper/l1');
+  let logged = 0;
+  for (const s of d.tier.indexShards) {
+    logged += Number(
+      (
+        await s.pool.query<{ n: string }>('SELECT count(*) n FROM manta_delete_log WHERE objectid=$1', [
+          src.objectId,
+        ])
+      ).rows[0]!.n,
+    );
+  }
+  assert.equal(logged, 2, 'overwrite of src and delete of l1');
+});
+
+test('an account reaches only its own namespace; the operator reaches all; /public is readable by anyone', async () => {
+  await alice.put('/alice/stor/private', Buffer.from('secret'));
+  await alice.put('/alice/public/open', Buffer.from('open'));
+  await assert.rejects(bob.get('/alice/stor/private'), (e) => isRemoraError(e, 'Forbidden'));
+  await assert.rejects(bob.put('/alice/stor/intrude', Buffer.from('x')), (e) =>
+    isRemoraError(e, 'Forbidden'),
+  );
+  assert.deepEqual(await bob.get('/alice/public/open'), Buffer.from('open'));
+  const anon = d.client('');
+  try {
+    assert.deepEqual(await anon.get('/alice/public/open'), Buffer.from('open'));
+    await assert.rejects(anon.get('/alice/stor/private'), (e) => isRemoraError(e, 'Unauthorized'));
+  } finally {
+    anon.close();
+  }
+  const op = d.client();
+  try {
+    assert.deepEqual(await op.get('/alice/stor/private'), Buffer.from('secret'));
+  } finally {
+    op.close();
+  }
+  // bob links alice's public object into his own namespace: a cross-account link
+  await bob.link('/bob/stor/from-alice', '/alice/public/open');
+  assert.deepEqual(await bob.get('/bob/stor/from-alice'), Buffer.from('open'));
+});
+
+test('missing parents, deleting non-empty directories and bad paths are refused', async () => {
+  await assert.rejects(alice.put('/alice/stor/nope/x', Buffer.from('x')), (e) =>
+    isRemoraError(e, 'DirectoryNotFound'),
+  );
+  await alice.mkdirp('/alice/stor/full');
+  await alice.put('/alice/stor/full/x', Buffer.from('x'));
+  await assert.rejects(alice.delete('/alice/stor/full'), (e) => isRemoraError(e, 'DirectoryNotEmpty'));
+  await assert.rejects(alice.put('/alice/elsewhere/x', Buffer.from('x')), (e) =>
+    isRemoraError(e, 'BadRequest'),
+  );
+});
+
+test('every request writes one muskie audit line with owner, status and bytes', async () => {
+  await alice.put('/alice/stor/audited', Buffer.from('12345'));
+  await alice.get('/alice/stor/audited');
+  const files: string[] = [];
+  const walk = (p: string) => {
+    for (const e of fs.readdirSync(p, { withFileTypes: true })) {
+      if (e.isDirectory()) walk(path.join(p, e.name));
+      else files.push(path.join(p, e.name));
+    }
+  };
+  walk(auditLogDir(d.config));
+  const lines = files
+    .flatMap((f) => fs.readFileSync(f, 'utf8').split('\n').filter(Boolean))
+    .map((l) => JSON.parse(l) as AuditLine);
+  const put = lines.find((l) => l.req.method === 'PUT' && l.req.url.endsWith('/audited'));
+  const get = lines.find((l) => l.req.method === 'GET' && l.req.url.endsWith('/audited'));
+  assert.ok(put && get, `lines: ${lines.map((l) => `${l.req.method} ${l.req.url}`).join(', ')}`);
+  assert.equal(put.audit, true);
+  assert.equal(put.billable_operation, 'PUT');
+  assert.equal(put.req.owner, aliceUuid);
+  assert.equal(put.req.caller.login, 'alice');
+  assert.equal(put.res.statusCode, 204);
+  assert.equal(put.bytesTransferred, 5);
+  assert.equal(get.bytesTransferred, 5);
+  assert.ok(put.reqHeaderLength > 0 && put.resHeaderLength > 0, JSON.stringify(put.res));
+  assert.equal(put.req.headers.authorization, undefined, 'no token in the log');
+});
