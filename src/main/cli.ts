@@ -3,6 +3,7 @@
  * this file only wires them together.
  */
 import { Command, CommanderError } from 'commander';
+import { registerDeploymentCommands } from '../cli/deployment.commands.js';
 import { registerStorageCommands } from '../cli/storage.commands.js';
 import { registerDumpsCommands } from '../cli/dumps.commands.js';
 
@@ -16,7 +17,11 @@ program
   .exitOverride();
 
 // Registration list: one line per area.
-const registrations: Array<(p: Command) => void> = [registerStorageCommands, registerDumpsCommands];
+const registrations: Array<(p: Command) => void> = [
+  registerDeploymentCommands,
+  registerStorageCommands,
+  registerDumpsCommands,
+];
 
 for (const register of registrations) register(program);
 

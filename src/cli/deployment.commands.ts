@@ -1,0 +1,255 @@
+/** `remora up|down|status|demo|workload|accounts`: the bundled deployment and its users. */
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Command } from 'commander';
+import { action, configFrom, printTable, usageError } from './cli-support.js';
+import { Deployment } from '../main/deployment.js';
+import { deploymentStatePath, isAlive, readDeploymentState, withMetadata } from '../main/context.js';
+import { runDemo } from '../main/demo.js';
+import { runWorkload } from '../workload/driver.js';
+import { bulkLoad } from '../workload/bulk.js';
+import { DEFAULT_SPEC, type WorkloadSpec } from '../workload/generator.js';
+import { createAccount, listAccounts } from '../frontdoor/accounts.js';
+import { storageRoot } from '../main/deployment.js';
+import { formatBytes, summarizeAccounts, summarizeNodes } from '../main/summary.js';
+import { RemoraError } from '../core/errors.js';
+
+const int = (v: string): number => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw usageError(`expected a non-negative integer, got "${v}"`);
+  return n;
+};
+
+export function registerDeploymentCommands(program: Command): void {
+  program
+    .command('up')
+    .description(
+      'start the bundled deployment: PostgreSQL shards, storage nodes, front door (Ctrl-C or `remora down` stops it)',
+    )
+    .option('--detach', 'run in the background; logs go to <state-dir>/remora.log')
+    .action(
+      action(async (opts: { detach?: boolean }, cmd: Command) => {
+        const config = configFrom(cmd);
+        if (opts.detach) return detach(config.stateDir, cmd);
+        const d = await Deployment.start(config, { log: (l) => console.log(l) });
+        console.log(
+          `deployment up (pid ${process.pid}); operator token in ${path.join(config.stateDir, 'operator-token')}`,
+        );
+        await new Promise<void>((resolve) => {
+          const stop = () => resolve();
+          process.once('SIGINT', stop);
+          process.once('SIGTERM', stop);
+        });
+        console.log('stopping…');
+        await d.close().catch((e: unknown) => console.error(`while stopping: ${String(e)}`));
+        console.log('stopped');
+      }),
+    );
+
+  program
+    .command('down')
+    .description('stop the deployment started by `remora up`')
+    .action(
+      action(async (_opts: unknown, cmd: Command) => {
+        const config = configFrom(cmd);
+        const s = readDeploymentState(config);
+        if (!s) {
+          console.log(`no deployment is running on ${config.stateDir}`);
+          return;
+        }
+        process.kill(s.pid, 'SIGTERM');
+        for (let i = 0; i < 300 && isAlive(s.pid); i++) await new Promise((r) => setTimeout(r, 100));
+        if (isAlive(s.pid))
+          throw new RemoraError(
+            'StaleState',
+            `deployment pid ${s.pid} did not stop within 30 s; kill it by hand`,
+          );
+        console.log(`deployment (pid ${s.pid}) stopped`);
+      }),
+    );
+
+  program
+    .command('status')
+    .description('show the running deployment: addresses, accounts, and what is stored where')
+    .action(
+      action(async (_opts: unknown, cmd: Command) => {
+        const config = configFrom(cmd);
+        const s = readDeploymentState(config);
+        if (!s)
+          throw new RemoraError(
+            'StaleState',
+            `no deployment is running on ${config.stateDir}: start one with \`remora up --detach\``,
+          );
+        console.log(`deployment pid ${s.pid}, up since ${s.startedAt}\nfront door ${s.frontdoorUrl}`);
+        await withMetadata(config, async (tier) => {
+          printTable(
+            (await summarizeAccounts(tier)).map((a) => ({ ...a, logicalBytes: formatBytes(a.logicalBytes) })),
+          );
+          printTable(
+            (await summarizeNodes(tier)).map((n) => ({
+              ...n,
+              url: s.storageNodes[n.node]?.url ?? '(down)',
+              bytes: formatBytes(n.bytes),
+            })),
+          );
+        });
+      }),
+    );
+
+  program
+    .command('demo')
+    .description(
+      'the main job: a whole embedded deployment, a workload, the daily pipeline, the results (state in <state-dir>/demo)',
+    )
+    .option('--seed <n>', 'workload seed', int, DEFAULT_SPEC.seed)
+    .option('--objects <n>', 'object operations', int, 300)
+    .option('--accounts <n>', 'accounts', int, DEFAULT_SPEC.accounts)
+    .action(
+      action(async (opts: { seed: number; objects: number; accounts: number }, cmd: Command) => {
+        await runDemo(configFrom(cmd), {
+          spec: { seed: opts.seed, objects: opts.objects, accounts: opts.accounts },
+        });
+      }),
+    );
+
+  program
+    .command('workload')
+    .description(
+      'drive a reproducible (seeded) workload through the front door of the running deployment, or --bulk straight into shards and nodes',
+    )
+    .option('--seed <n>', 'seed: the same seed gives the same workload', int, DEFAULT_SPEC.seed)
+    .option(
+      '--objects <n>',
+      'object operations (puts, overwrites, links, deletes)',
+      int,
+      DEFAULT_SPEC.objects,
+    )
+    .option('--accounts <n>', 'accounts to create', int, DEFAULT_SPEC.accounts)
+    .option('--max-object-bytes <n>', 'largest object', int, DEFAULT_SPEC.maxObjectBytes)
+    .option('--account-prefix <p>', 'prefix for account logins (to run a seed twice on one deployment)', '')
+    .option('--bulk', 'write records (COPY) and files directly: fast, for benchmark-sized data')
+    .option('--no-files', 'with --bulk: records only, no object files')
+    .action(
+      action(
+        async (
+          o: {
+            seed: number;
+            objects: number;
+            accounts: number;
+            maxObjectBytes: number;
+            accountPrefix: string;
+            bulk?: boolean;
+            files: boolean;
+          },
+          cmd: Command,
+        ) => {
+          const config = configFrom(cmd);
+          const spec: WorkloadSpec = {
+            ...DEFAULT_SPEC,
+            seed: o.seed,
+            objects: o.objects,
+            accounts: o.accounts,
+            maxObjectBytes: o.maxObjectBytes,
+          };
+          if (o.bulk) {
+            if (readDeploymentState(config))
+              throw usageError(
+                '--bulk writes node directories directly: stop the deployment first (`remora down`)',
+              );
+            if (o.accountPrefix) throw usageError('--account-prefix is for front-door workloads');
+            await withMetadata(config, async (tier) => {
+              const nodes = config.storage.nodes.map((n) => ({ ...n, root: storageRoot(config, n.id) }));
+              console.log(
+                JSON.stringify(await bulkLoad(tier, { spec, nodes, writeFiles: o.files }), null, 2),
+              );
+            });
+            return;
+          }
+          const s = readDeploymentState(config);
+          if (!s)
+            throw new RemoraError(
+              'StaleState',
+              `no deployment is running on ${config.stateDir}: start one with \`remora up --detach\``,
+            );
+          await withMetadata(config, async (tier) => {
+            console.log(
+              JSON.stringify(
+                await runWorkload(tier, s.frontdoorUrl, spec, { accountPrefix: o.accountPrefix }),
+                null,
+                2,
+              ),
+            );
+          });
+        },
+      ),
+    );
+
+  const accounts = program.command('accounts').description('accounts of the bundled deployment');
+  accounts
+    .command('create <login>')
+    .description('create an account (prints its token once)')
+    .option('--no-reports', 'do not deliver usage reports to this account')
+    .action(
+      action(async (login: string, o: { reports: boolean }, cmd: Command) => {
+        await withMetadata(configFrom(cmd), async (tier) => {
+          const { account, token } = await createAccount(tier, { login, reports: o.reports }, Date.now());
+          console.log(JSON.stringify({ ...account, tokenHash: undefined, token }, null, 2));
+        });
+      }),
+    );
+  accounts
+    .command('list')
+    .description('list accounts')
+    .action(
+      action(async (_o: unknown, cmd: Command) => {
+        await withMetadata(configFrom(cmd), async (tier) => {
+          printTable(
+            (await listAccounts(tier)).map((a) => ({
+              login: a.login,
+              uuid: a.uuid,
+              reports: a.reports,
+              operator: a.operator ?? false,
+            })),
+          );
+        });
+      }),
+    );
+}
+
+/** Start `remora up` in the background and wait until its state file says it is up. */
+async function detach(stateDir: string, cmd: Command): Promise<void> {
+  fs.mkdirSync(stateDir, { recursive: true });
+  const logFile = path.join(stateDir, 'remora.log');
+  const fd = fs.openSync(logFile, 'a');
+  const global = cmd.optsWithGlobals<{ stateDir?: string }>();
+  const child = spawn(
+    process.execPath,
+    [
+      ...process.execArgv,
+      process.argv[1]!,
+      ...(global.stateDir ? ['--state-dir', global.stateDir] : []),
+      'up',
+    ],
+    {
+      detached: true,
+      stdio: ['ignore', fd, fd],
+    },
+  );
+  child.unref();
+  const statePath = deploymentStatePath({ stateDir } as never);
+  for (let i = 0; i < 600; i++) {
+    if (fs.existsSync(statePath)) {
+      const s = JSON.parse(fs.readFileSync(statePath, 'utf8')) as { pid: number; frontdoorUrl: string };
+      if (s.pid === child.pid) {
+        console.log(
+          `deployment up in the background (pid ${s.pid}), front door ${s.frontdoorUrl}; log ${logFile}`,
+        );
+        return;
+      }
+    }
+    if (child.exitCode !== null || !isAlive(child.pid!)) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new RemoraError('StaleState', `the deployment did not come up; see ${logFile}`);
+}
