@@ -26,7 +26,7 @@ export interface UnpackOptions {
   /** Shard name; default: from the dump's metadata, header or path. */
   shard?: string;
   partitions?: number;
-  /** Rows per segment before a background Parquet conversion (default 1M). */
+  /** Rows per segment before a background Parquet conversion (default 500k). */
   segmentRows?: number;
   /** Also write the original `{"entry"}` table objects next to a plain dump. */
   entryObjects?: boolean;
@@ -39,8 +39,8 @@ export interface UnpackResult {
   entryObjects: string[];
 }
 
-/** Rows per segment: ~1 GB of intermediate CSV at most, converted while the next one fills. */
-const DEFAULT_SEGMENT_ROWS = 1_000_000;
+/** Rows per segment: ~350 MB of intermediate CSV, converted while the next one fills. */
+const DEFAULT_SEGMENT_ROWS = 500_000;
 
 /** Unpack the inputs of ONE shard at one instant (a plain dump, or one entry object per table). */
 export async function unpackDump(
