@@ -21,6 +21,9 @@ import type { MetadataTier, ShardHandle } from '../metadata/metadata-tier.js';
 import { backupPath } from './layout.js';
 import type { ObjectStore } from './object-store.js';
 
+/** Bytes of COPY rows gathered before one gzip write. */
+const COPY_BATCH_BYTES = 256 * 1024;
+
 export interface SnapshotResult {
   shard: string;
   path: string;
@@ -130,12 +133,23 @@ async function copyTable(
   await write(`--\n-- Data for Name: ${table}; Type: TABLE DATA; Schema: public; Owner: -\n--\n\n`);
   await write(`COPY public.${table} (${columns.join(', ')}) FROM stdin;\n`);
   const stream = client.query(copyTo(`COPY public.${client.escapeIdentifier(table)} (${cols}) TO STDOUT`));
+  // PostgreSQL sends one CopyData message per row: batch them before gzip, so the per-row cost is
+  // a newline count and a buffer push, not a stream write.
   let rows = 0;
+  let batch: Buffer[] = [];
+  let batchBytes = 0;
   for await (const chunk of stream) {
     const b = chunk as Buffer;
     for (let i = b.indexOf(10); i !== -1; i = b.indexOf(10, i + 1)) rows++;
-    await write(b);
+    batch.push(b);
+    batchBytes += b.length;
+    if (batchBytes >= COPY_BATCH_BYTES) {
+      await write(Buffer.concat(batch, batchBytes));
+      batch = [];
+      batchBytes = 0;
+    }
   }
+  if (batchBytes > 0) await write(Buffer.concat(batch, batchBytes));
   await write('\\.\n\n\n');
   return rows;
 }
