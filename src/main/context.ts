@@ -69,3 +69,14 @@ export async function withMetadata<T>(
     if (stop) await stop();
   }
 }
+
+/** Remove `<stateDir>/deployment.json` if this process wrote it (synchronous: safe in an exit handler). */
+export function removeStateIfOurs(config: RemoraConfig): void {
+  const p = deploymentStatePath(config);
+  try {
+    const s = JSON.parse(fs.readFileSync(p, 'utf8')) as DeploymentState;
+    if (s.pid === process.pid) fs.rmSync(p);
+  } catch {
+    /* absent or unreadable: nothing of ours to remove */
+  }
+}

@@ -19,7 +19,13 @@ import { FrontDoorServer } from '../frontdoor/server.js';
 import { AuditLog } from '../frontdoor/audit-log.js';
 import { accountByLogin, createAccount, OPERATOR_LOGIN } from '../frontdoor/accounts.js';
 import { FrontDoorClient } from '../frontdoor/client.js';
-import { type DeploymentState, deploymentStatePath, embeddedDataDir, isAlive } from './context.js';
+import {
+  type DeploymentState,
+  deploymentStatePath,
+  embeddedDataDir,
+  isAlive,
+  removeStateIfOurs,
+} from './context.js';
 
 export interface DeploymentOptions {
   log?: (line: string) => void;
@@ -203,11 +209,7 @@ export class Deployment {
     this.storage.close();
     await this.tier.close();
     await this.pg?.stop();
-    const p = deploymentStatePath(this.config);
-    if (this.opts.writeState !== false && fs.existsSync(p)) {
-      const s = JSON.parse(fs.readFileSync(p, 'utf8')) as DeploymentState;
-      if (s.pid === process.pid) fs.rmSync(p);
-    }
+    if (this.opts.writeState !== false) removeStateIfOurs(this.config);
   }
 }
 
