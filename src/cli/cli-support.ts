@@ -14,14 +14,17 @@ export function configFrom(cmd: Command): RemoraConfig {
 }
 
 /** Wrap an action so any error prints `<Code>: <message>` and exits with the catalog's exit code. */
-export function action<A extends unknown[]>(fn: (...args: A) => Promise<void>): (...args: A) => Promise<void> {
+export function action<A extends unknown[]>(
+  fn: (...args: A) => Promise<void>,
+): (...args: A) => Promise<void> {
   return async (...args: A) => {
     try {
       await fn(...args);
     } catch (err) {
       const e = toRemoraError(err);
       process.stderr.write(`remora: ${e.code}: ${e.message}\n`);
-      if (process.env.REMORA_DEBUG && e.cause) process.stderr.write(`${String((e.cause as Error).stack ?? e.cause)}\n`);
+      if (process.env.REMORA_DEBUG && e.cause)
+        process.stderr.write(`${e.cause instanceof Error ? e.cause.stack : JSON.stringify(e.cause)}\n`);
       process.exitCode = e.exitCode;
     }
   };
@@ -37,8 +40,18 @@ export function printTable(rows: Record<string, unknown>[], columns?: string[]):
     return;
   }
   const cols = columns ?? Object.keys(rows[0]!);
-  const widths = cols.map((c) => Math.max(c.length, ...rows.map((r) => String(r[c] ?? '').length)));
-  const line = (vals: string[]) => vals.map((v, i) => v.padEnd(widths[i]!)).join('  ').trimEnd();
+  const cell = (v: unknown): string =>
+    v === undefined || v === null
+      ? ''
+      : typeof v === 'object'
+        ? JSON.stringify(v)
+        : String(v);
+  const widths = cols.map((c) => Math.max(c.length, ...rows.map((r) => cell(r[c]).length)));
+  const line = (vals: string[]) =>
+    vals
+      .map((v, i) => v.padEnd(widths[i]!))
+      .join('  ')
+      .trimEnd();
   process.stdout.write(`${line(cols)}\n`);
-  for (const r of rows) process.stdout.write(`${line(cols.map((c) => String(r[c] ?? '')))}\n`);
+  for (const r of rows) process.stdout.write(`${line(cols.map((c) => cell(r[c])))}\n`);
 }
