@@ -17,7 +17,13 @@ interface AuditLine {
   bytesTransferred: number;
   reqHeaderLength: number;
   resHeaderLength: number;
-  req: { method: string; url: string; owner: string; caller: { login: string }; headers: Record<string, string> };
+  req: {
+    method: string;
+    url: string;
+    owner: string;
+    caller: { login: string };
+    headers: Record<string, string>;
+  };
   res: { statusCode: number };
 }
 
@@ -196,4 +202,38 @@ test('every request writes one muskie audit line with owner, status and bytes', 
   assert.equal(get.bytesTransferred, 5);
   assert.ok(put.reqHeaderLength > 0 && put.resHeaderLength > 0, JSON.stringify(put.res));
   assert.equal(put.req.headers.authorization, undefined, 'no token in the log');
+});
+
+test('finished hours of the audit log are published to /poseidon/stor/logs/muskie; the current hour stays', async () => {
+  const { AuditLog } = await import('../src/frontdoor/audit-log.js');
+  const { defaultObjectStore } = await import('../src/dumps/object-store.js');
+  const log = new AuditLog(auditLogDir(d.config), 'frontdoor-test');
+  const past = new Date(Date.UTC(2026, 0, 2, 3, 15));
+  const entry = {
+    operation: 'getobject',
+    billable_operation: 'GET',
+    req: { method: 'GET', url: '/x/stor/y', headers: {}, httpVersion: '1.1' },
+    res: { statusCode: 200, headers: {} },
+    reqHeaderLength: 1,
+    resHeaderLength: 1,
+    bytesTransferred: 3,
+    latency: 1,
+    remoteAddress: '127.0.0.1',
+    remotePort: 1,
+    req_id: 'r',
+  };
+  log.write(entry, past);
+  log.write(entry, past);
+  const published = await d.publishLogs(new Date(Date.UTC(2026, 0, 2, 4, 0)));
+  assert.ok(published.includes('/poseidon/stor/logs/muskie/2026/01/02/03/frontdoor-test.log'));
+  const store = defaultObjectStore(d.config.stateDir);
+  const chunks: Buffer[] = [];
+  for await (const c of await store.get('/poseidon/stor/logs/muskie/2026/01/02/03/frontdoor-test.log'))
+    chunks.push(c as Buffer);
+  assert.equal(Buffer.concat(chunks).toString().trim().split('\n').length, 2);
+  assert.equal(fs.existsSync(path.join(auditLogDir(d.config), '2026/01/02/03')), false, 'spool removed');
+  // the hour in progress is not published
+  const current = new Date(Date.UTC(2026, 0, 2, 4, 10));
+  log.write(entry, current);
+  assert.deepEqual(await d.publishLogs(current), []);
 });

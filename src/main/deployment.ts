@@ -19,6 +19,8 @@ import { FrontDoorServer } from '../frontdoor/server.js';
 import { AuditLog } from '../frontdoor/audit-log.js';
 import { accountByLogin, createAccount, OPERATOR_LOGIN } from '../frontdoor/accounts.js';
 import { FrontDoorClient } from '../frontdoor/client.js';
+import { publishFinishedHours } from '../frontdoor/audit-publisher.js';
+import { defaultObjectStore } from '../dumps/object-store.js';
 import {
   type DeploymentState,
   deploymentStatePath,
@@ -44,7 +46,11 @@ export function auditLogDir(config: RemoraConfig): string {
   return path.join(config.stateDir, 'logs', 'muskie');
 }
 
+/** How often finished hours of the audit log are published (muskie uploaded hourly). */
+const LOG_PUBLISH_INTERVAL_MS = 60_000;
+
 export class Deployment {
+  private logTimer: NodeJS.Timeout | undefined;
   readonly nodes = new Map<string, StorageNode>();
   readonly heartbeats = new Map<string, Heartbeat>();
   readonly storage = new StorageClient();
@@ -113,6 +119,11 @@ export class Deployment {
     this.frontdoorUrl = await this.frontdoor.listen(this.opts.frontdoorPort ?? this.config.frontdoor.port);
     this.operatorToken = await this.ensureOperator();
     log(`front door: ${this.frontdoorUrl}`);
+    this.logTimer = setInterval(
+      () => void this.publishLogs().catch((e: unknown) => log(`audit log publish: ${String(e)}`)),
+      LOG_PUBLISH_INTERVAL_MS,
+    );
+    this.logTimer.unref();
     if (this.opts.writeState !== false) this.writeState();
   }
 
@@ -202,8 +213,15 @@ export class Deployment {
     fs.renameSync(`${p}.tmp`, p);
   }
 
+  /** Move finished hours of the front door's audit log into the object store (muskie's hourly upload). */
+  async publishLogs(now = new Date()): Promise<string[]> {
+    return publishFinishedHours(auditLogDir(this.config), defaultObjectStore(this.config.stateDir), now);
+  }
+
   async close(): Promise<void> {
+    if (this.logTimer) clearInterval(this.logTimer);
     await this.frontdoor?.close();
+    await this.publishLogs().catch(() => undefined);
     for (const h of this.heartbeats.values()) await h.stop();
     for (const n of this.nodes.values()) await n.close();
     this.storage.close();
