@@ -34,6 +34,8 @@ export const ERROR_CATALOG = {
   UsageError: { status: 400, exit: 2, retryable: false },
   StaleState: { status: 500, exit: 5, retryable: false },
   MalformedInput: { status: 400, exit: 8, retryable: false },
+  // rebalance: no snapshot, or one older than the evacuated node's last write
+  SnapshotTooOld: { status: 409, exit: 5, retryable: false },
   Internal: { status: 500, exit: 1, retryable: false },
 } as const satisfies Record<string, { status: number; exit: number; retryable: boolean }>;
 

@@ -6,6 +6,7 @@ import { Command, CommanderError } from 'commander';
 import { registerDeploymentCommands } from '../cli/deployment.commands.js';
 import { registerStorageCommands } from '../cli/storage.commands.js';
 import { registerDumpsCommands } from '../cli/dumps.commands.js';
+import { registerRebalanceCommands } from '../cli/rebalance.commands.js';
 
 const program = new Command();
 program
@@ -21,6 +22,7 @@ const registrations: Array<(p: Command) => void> = [
   registerDeploymentCommands,
   registerStorageCommands,
   registerDumpsCommands,
+  registerRebalanceCommands,
 ];
 
 for (const register of registrations) register(program);

@@ -1,0 +1,292 @@
+/**
+ * `remora rebalance plan | run | status | retry | verify`: evacuate a storage node, or spread
+ * one-datacenter objects, without ever losing a copy (docs/rebalance.md). Thin: the work is in
+ * src/jobs/rebalance/.
+ */
+import type { Command } from 'commander';
+import type { RemoraConfig } from '../config/config.js';
+import { defaultObjectStore } from '../dumps/object-store.js';
+import type { MetadataTier } from '../metadata/metadata-tier.js';
+import { readDeploymentState, withMetadata } from '../main/context.js';
+import { StorageClient } from '../storage/storage-client.js';
+import { runJob, DEFAULT_CONCURRENCY, type RunTotals } from '../jobs/rebalance/rebalance.run.js';
+import { planJob, type PlanResult, replanForRetry } from '../jobs/rebalance/rebalance.service.js';
+import {
+  jobStatus,
+  progressLine,
+  statusMetrics,
+  verifyEvacuated,
+} from '../jobs/rebalance/rebalance.status.js';
+import { migrateRebalance, readJob } from '../jobs/rebalance/rebalance.repository.js';
+import type { NodeUrl } from '../jobs/rebalance/rebalance.transfer.js';
+import { action, configFrom, printTable, usageError } from './cli-support.js';
+
+/** The live display refreshes this often. */
+const PROGRESS_INTERVAL_MS = 2000;
+
+interface Conn {
+  config: RemoraConfig;
+  tier: MetadataTier;
+  storage: StorageClient;
+  nodeUrl: NodeUrl;
+  json: boolean;
+}
+
+async function withConn(cmd: Command, fn: (c: Conn) => Promise<void>): Promise<void> {
+  const config = configFrom(cmd);
+  const nodes = readDeploymentState(config)?.storageNodes ?? {};
+  const storage = new StorageClient();
+  try {
+    await withMetadata(config, (tier) =>
+      fn({
+        config,
+        tier,
+        storage,
+        nodeUrl: (id) => nodes[id]?.url,
+        json: cmd.optsWithGlobals<{ json?: boolean }>().json === true,
+      }),
+    );
+  } finally {
+    storage.close();
+  }
+}
+
+function positive(name: string, v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0) throw usageError(`${name} must be a positive number, got ${v}`);
+  return n;
+}
+
+function printPlan(r: PlanResult): void {
+  process.stdout.write(`snapshots: ${r.snapshots.map((s) => `${s.shard}@${s.snapshotTime}`).join(', ')}\n`);
+  if (r.lastWrite)
+    process.stdout.write(
+      `last write to the node: ${r.lastWrite.at ?? '(holds no copy)'} (from ${r.lastWrite.from})\n`,
+    );
+  process.stdout.write('destination set (role "destination" may receive copies):\n');
+  printTable(
+    r.destinations.map((d) => ({
+      node: d.manta_storage_id,
+      dc: d.datacenter,
+      role: d.role,
+      objects: d.objects,
+      MB: (d.bytes / 1024 / 1024).toFixed(1),
+      'fill%': d.fillBeforePct,
+      'predicted%': d.predictedFillPct,
+    })),
+  );
+  process.stdout.write(
+    `objects: ${r.objects} (${(r.bytes / 1024 / 1024).toFixed(1)} MB): ${JSON.stringify(r.counts)}\n`,
+  );
+  if (r.dryRun) process.stdout.write('dry run: nothing stored\n');
+  else {
+    for (const f of r.instructionFiles) process.stdout.write(`wrote ${f}\n`);
+    process.stdout.write(`job ${r.jobId} planned; start it with \`remora rebalance run --job ${r.jobId}\`\n`);
+  }
+}
+
+interface RunFlags {
+  job?: string;
+  node?: string;
+  concurrency?: string;
+  maxBytesPerSecond?: string;
+  quiet?: boolean;
+}
+
+async function runWithProgress(c: Conn, jobId: string, f: RunFlags): Promise<RunTotals> {
+  const ac = new AbortController();
+  const onSignal = () => ac.abort();
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  const show = async () => {
+    if (!f.quiet) process.stderr.write(`${progressLine(await jobStatus(c.tier, jobId))}\n`);
+  };
+  const timer = setInterval(() => void show().catch(() => {}), PROGRESS_INTERVAL_MS);
+  try {
+    const mbps = positive('--max-bytes-per-second', f.maxBytesPerSecond);
+    return await runJob(
+      { tier: c.tier, storage: c.storage, nodeUrl: c.nodeUrl },
+      {
+        jobId,
+        concurrency: positive('--concurrency', f.concurrency) ?? DEFAULT_CONCURRENCY,
+        signal: ac.signal,
+        ...(f.node ? { dest: f.node } : {}),
+        ...(mbps ? { maxBytesPerSecond: mbps } : {}),
+      },
+    );
+  } finally {
+    clearInterval(timer);
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    await show().catch(() => {});
+  }
+}
+
+async function resolveJob(c: Conn, id?: string): Promise<string> {
+  await migrateRebalance(c.tier.control);
+  const job = await readJob(c.tier.control, id);
+  if (!job)
+    throw usageError(id ? `no rebalance job ${id}` : 'no rebalance job: run `remora rebalance plan` first');
+  return job.id;
+}
+
+function addRunOptions(cmd: Command): Command {
+  return cmd
+    .option('--job <id>', 'the job (default: the newest)')
+    .option('--node <dest>', 'only objects bound for this destination node')
+    .option('--concurrency <N>', `objects copied at once (default ${DEFAULT_CONCURRENCY})`)
+    .option('--max-bytes-per-second <B>', 'throttle the bytes this process copies')
+    .option('--quiet', 'no live progress lines on stderr');
+}
+
+export function registerRebalanceCommands(program: Command): void {
+  const rb = program
+    .command('rebalance')
+    .description(
+      'Evacuate a storage node or spread one-datacenter objects, never losing a copy (docs/rebalance.md)',
+    );
+
+  rb.command('plan')
+    .description(
+      'Plan from the newest unpacked snapshot of every index shard: per object a destination with real free ' +
+        'space, keeping every copy on its own node and never fewer datacenters. Refuses a snapshot older than ' +
+        "the node's last write. Prints the destination set and per-destination objects, bytes and predicted fill.",
+    )
+    .option('--evacuate <node>', 'move every copy off this node (mola -h)')
+    .option(
+      '--ignore <node>',
+      'never use this node as a destination (mola -i; repeatable)',
+      (v: string, a: string[]) => [...a, v],
+      [] as string[],
+    )
+    .option('--fix-single-dc', 'also move one copy of each object whose copies all sit in one datacenter')
+    .option('--max-fill <pct>', 'never plan a destination past this fill (default: the picker max)')
+    .option(
+      '--last-write-margin-ms <ms>',
+      'extra time required between the last write and the snapshot',
+      '1000',
+    )
+    .option('--dry-run', 'print the plan, store nothing')
+    .action(
+      action(
+        async (
+          o: {
+            evacuate?: string;
+            ignore: string[];
+            fixSingleDc?: boolean;
+            maxFill?: string;
+            lastWriteMarginMs: string;
+            dryRun?: boolean;
+          },
+          cmd: Command,
+        ) =>
+          withConn(cmd, async (c) => {
+            const r = await planJob(
+              {
+                tier: c.tier,
+                store: defaultObjectStore(c.config.stateDir),
+                storage: c.storage,
+                nodeUrl: c.nodeUrl,
+              },
+              {
+                ...(o.evacuate ? { evacuate: o.evacuate } : {}),
+                ignore: o.ignore,
+                fixSingleDc: o.fixSingleDc === true,
+                maxFillPct: positive('--max-fill', o.maxFill) ?? c.config.picker.maxUtilizationPct,
+                lagMs: c.config.picker.lagMs,
+                lastWriteMarginMs: Number(o.lastWriteMarginMs),
+                dryRun: o.dryRun === true,
+              },
+            );
+            if (c.json) process.stdout.write(`${JSON.stringify(r)}\n`);
+            else printPlan(r);
+          }),
+      ),
+    );
+
+  addRunOptions(rb.command('run'))
+    .description(
+      'Move the planned objects: copy (MD5 checked before rename), update every record with its etag, then tombstone the old copy. Resumable; one process drives every destination.',
+    )
+    .action(
+      action(async (f: RunFlags, cmd: Command) =>
+        withConn(cmd, async (c) => {
+          const totals = await runWithProgress(c, await resolveJob(c, f.job), f);
+          process.stdout.write(
+            c.json
+              ? `${JSON.stringify(totals)}\n`
+              : `claimed ${totals.claimed}: ${JSON.stringify(totals.outcomes)}\n`,
+          );
+        }),
+      ),
+    );
+
+  addRunOptions(rb.command('retry'))
+    .description('Re-plan skipped and errored objects from live records and fresh heartbeats, then run them')
+    .option('--reason <reason>', 'only objects skipped or errored for this reason')
+    .action(
+      action(async (f: RunFlags & { reason?: string }, cmd: Command) =>
+        withConn(cmd, async (c) => {
+          const r = await replanForRetry(
+            {
+              tier: c.tier,
+              store: defaultObjectStore(c.config.stateDir),
+              storage: c.storage,
+              nodeUrl: c.nodeUrl,
+            },
+            f.job,
+            {
+              maxFillPct: c.config.picker.maxUtilizationPct,
+              lagMs: c.config.picker.lagMs,
+              ...(f.reason ? { reason: f.reason } : {}),
+            },
+          );
+          process.stdout.write(`re-planned: ${JSON.stringify(r.counts)}\n`);
+          const totals = await runWithProgress(c, r.jobId, f);
+          process.stdout.write(`claimed ${totals.claimed}: ${JSON.stringify(totals.outcomes)}\n`);
+        }),
+      ),
+    );
+
+  rb.command('status')
+    .description(
+      'Objects and bytes done and left, rate, ETA, skips and errors by reason (text, --json or --metrics)',
+    )
+    .option('--job <id>', 'the job (default: the newest)')
+    .option('--metrics', 'Prometheus text format')
+    .option('--watch', 'repeat every 2 s until nothing is left')
+    .action(
+      action(async (o: { job?: string; metrics?: boolean; watch?: boolean }, cmd: Command) =>
+        withConn(cmd, async (c) => {
+          for (;;) {
+            const s = await jobStatus(c.tier, o.job);
+            if (o.metrics) process.stdout.write(await statusMetrics(s));
+            else if (c.json) process.stdout.write(`${JSON.stringify(s)}\n`);
+            else process.stdout.write(`${progressLine(s)}\n`);
+            if (!o.watch || s.left.objects === 0) return;
+            await new Promise((r) => setTimeout(r, PROGRESS_INTERVAL_MS));
+          }
+        }),
+      ),
+    );
+
+  rb.command('verify')
+    .description(
+      'Prove a node can go: no live record names it, every moved copy is on its destination with the right size',
+    )
+    .requiredOption('--node <node>', 'the evacuated node')
+    .action(
+      action(async (o: { node: string }, cmd: Command) =>
+        withConn(cmd, async (c) => {
+          const v = await verifyEvacuated(c, o.node);
+          if (c.json) process.stdout.write(`${JSON.stringify(v)}\n`);
+          else {
+            for (const m of v.missing) process.stdout.write(`missing: ${m}\n`);
+            process.stdout.write(`${v.verdict}\n`);
+          }
+          if (!v.safe) process.exitCode = 1;
+        }),
+      ),
+    );
+}

@@ -1,0 +1,161 @@
+/**
+ * The metadata side of moving one object (DESIGN.md invariants 2 and 3; mako_rebalance.js
+ * pullMorayObjects / updateMorayObjects, MANTA-REFERENCE §3.5):
+ *
+ *  - `analyze` (pure) compares the live records of an objectId with the plan. A planned key whose
+ *    record is gone or now names another objectId (an overwrite) is dropped and counted. A planned
+ *    key whose `_etag` changed but still names the old copy is dropped and counted too, and it
+ *    blocks the object: tombstoning the old copy would leave that record one copy short (mola did
+ *    exactly that). `retry` re-plans such objects from live records. A key the plan never saw (a
+ *    link made after the snapshot) is adopted, guarded by the `_etag` just read. A record naming
+ *    both the old and the new node would end up with two copies on one node: the object is skipped.
+ *  - `updateRecords` rewrites `sharks` (old → new) with a conditional put per record; on a
+ *    conflict it re-reads: our own earlier write (a resumed object) counts as done.
+ */
+import { isRemoraError, isRetryable } from '../../core/errors.js';
+import type { MetadataTier } from '../../metadata/metadata-tier.js';
+import type { MantaObjectValue, MantaValue, MorayRow, Shark } from '../../metadata/types.js';
+import type { ObjectRow } from './rebalance.repository.js';
+
+export type LiveRow = MorayRow<MantaValue> & { shard: string };
+
+export interface Analysis {
+  /** Live records to rewrite, with the `_etag` that guards each write. */
+  targets: LiveRow[];
+  /** Planned keys dropped: gone, overwritten, or changed since the plan. */
+  skippedKeys: number;
+  /** Why the object must not move now (a reason and a detail), if so. */
+  stop?: { reason: 'EtagConflict' | 'ObjectAlreadyOnDestShark'; detail: string };
+}
+
+export function names(v: MantaValue, shark: Shark | null): boolean {
+  return (
+    !!shark && v.type === 'object' && v.sharks.some((s) => s.manta_storage_id === shark.manta_storage_id)
+  );
+}
+
+export function analyze(row: ObjectRow, live: readonly LiveRow[]): Analysis {
+  const planned = new Map(row.keys.map((k) => [k.key, k]));
+  const out: Analysis = { targets: [], skippedKeys: 0 };
+  const seen = new Set<string>();
+  for (const r of live) {
+    if (r.value.type !== 'object' || r.value.objectId !== row.objectId) continue;
+    seen.add(r.key);
+    const old = names(r.value, row.oldShark);
+    if (old && names(r.value, row.newShark)) {
+      out.stop = {
+        reason: 'ObjectAlreadyOnDestShark',
+        detail: `${r.key} already lists ${row.newShark!.manta_storage_id}`,
+      };
+      continue;
+    }
+    if (!old) continue; // already moved (by us before a crash, or by someone else)
+    const p = planned.get(r.key);
+    if (!p || p.morayEtag === r.etag) out.targets.push(r);
+    else {
+      out.skippedKeys++;
+      out.stop ??= {
+        reason: 'EtagConflict',
+        detail: `${r.key} changed since the plan and still names the old copy`,
+      };
+    }
+  }
+  for (const k of planned.keys()) if (!seen.has(k)) out.skippedKeys++;
+  const namesAny = live.some((r) => r.value.type === 'object' && r.value.objectId === row.objectId);
+  if (!out.stop && !namesAny)
+    out.stop = { reason: 'EtagConflict', detail: 'every planned record was overwritten or deleted' };
+  return out;
+}
+
+export interface RetryPolicy {
+  attempts: number;
+  baseDelayMs: number;
+}
+
+/** Metadata errors are retried with backoff (the original's "InternalError from moray: re-run"). */
+export const METADATA_RETRY: RetryPolicy = { attempts: 4, baseDelayMs: 100 };
+
+export async function withBackoff<T>(policy: RetryPolicy, fn: () => Promise<T>): Promise<T> {
+  for (let i = 1; ; i++) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (i >= policy.attempts || !isRetryable(err)) throw err;
+      await new Promise((r) => setTimeout(r, policy.baseDelayMs * 4 ** (i - 1)));
+    }
+  }
+}
+
+function replaced(v: MantaObjectValue, oldShark: Shark, newShark: Shark): MantaObjectValue {
+  return {
+    ...v,
+    sharks: v.sharks.map((s) => (s.manta_storage_id === oldShark.manta_storage_id ? newShark : s)),
+  };
+}
+
+export interface UpdateResult {
+  objectId: string;
+  skippedKeys: number;
+  blocked?: string;
+}
+
+/**
+ * Rewrite every target of several objects. First one moray batch (one transaction per shard: the
+ * common case costs one round of transactions for a whole claim batch); when that conflicts,
+ * record by record, where a conflict is judged on a fresh read.
+ */
+export async function updateRecords(
+  tier: MetadataTier,
+  items: { row: ObjectRow; targets: LiveRow[] }[],
+  policy: RetryPolicy = METADATA_RETRY,
+): Promise<UpdateResult[]> {
+  const ops = items.flatMap(({ row, targets }) =>
+    targets.map((t) => ({
+      op: 'put' as const,
+      bucket: 'manta',
+      key: t.key,
+      value: replaced(t.value as MantaObjectValue, row.oldShark!, row.newShark!) as unknown as Record<
+        string,
+        unknown
+      >,
+      etag: t.etag,
+    })),
+  );
+  try {
+    if (ops.length > 0) await withBackoff(policy, () => tier.batch(ops));
+    return items.map(({ row }) => ({ objectId: row.objectId, skippedKeys: 0 }));
+  } catch (err) {
+    if (!isRemoraError(err, 'EtagConflict')) throw err;
+  }
+  const out: UpdateResult[] = [];
+  for (const { row, targets } of items) {
+    const r: UpdateResult = { objectId: row.objectId, skippedKeys: 0 };
+    for (const t of targets) {
+      const v = await updateOne(tier, row, t, policy);
+      if (v === 'dropped') r.skippedKeys++;
+      if (v === 'blocked') r.blocked = `${t.key} changed during the move and still names the old copy`;
+    }
+    out.push(r);
+  }
+  return out;
+}
+
+async function updateOne(
+  tier: MetadataTier,
+  row: ObjectRow,
+  t: LiveRow,
+  policy: RetryPolicy,
+): Promise<'updated' | 'dropped' | 'blocked'> {
+  try {
+    const value = replaced(t.value as MantaObjectValue, row.oldShark!, row.newShark!);
+    await withBackoff(policy, () =>
+      tier.putObject('manta', t.key, value as unknown as Record<string, unknown>, { etag: t.etag }),
+    );
+    return 'updated';
+  } catch (err) {
+    if (!isRemoraError(err, 'EtagConflict')) throw err;
+  }
+  const cur = await withBackoff(policy, () => tier.getObject<MantaValue>('manta', t.key));
+  if (!cur || cur.value.type !== 'object' || cur.value.objectId !== row.objectId) return 'dropped';
+  return names(cur.value, row.oldShark) ? 'blocked' : 'updated';
+}

@@ -1,0 +1,359 @@
+/**
+ * Progress of rebalance jobs in Remora's control database: one function per statement.
+ *
+ *   rebalance_jobs      one row per plan: its parameters, the snapshot instants it read, the
+ *                       destination table printed before anything moved
+ *   rebalance_objects   one row per objectId (the Rust rebalancer's `evacuateobjects`): state,
+ *                       reason, the planned keys with their `_etag`s, old and new shark, claim lease
+ */
+import type { Queryable } from '../../metadata/moray.repository.js';
+import type { Shark } from '../../metadata/types.js';
+import type { ObjectState, PlannedKey } from './rebalance.types.js';
+
+export async function migrateRebalance(db: Queryable): Promise<void> {
+  await db.query(`CREATE TABLE IF NOT EXISTS rebalance_jobs (
+    id TEXT PRIMARY KEY,
+    created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    params JSONB NOT NULL,
+    summary JSONB NOT NULL
+  )`);
+  await db.query(`CREATE TABLE IF NOT EXISTS rebalance_objects (
+    job_id TEXT NOT NULL REFERENCES rebalance_jobs (id) ON DELETE CASCADE,
+    object_id TEXT NOT NULL,
+    state TEXT NOT NULL,
+    reason TEXT,
+    detail TEXT,
+    bytes BIGINT NOT NULL,
+    md5 TEXT NOT NULL,
+    copy_owner TEXT NOT NULL,
+    cause TEXT,
+    old_shark JSONB,
+    new_shark JSONB,
+    dest TEXT,
+    keys JSONB NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    skipped_keys INTEGER NOT NULL DEFAULT 0,
+    claimed_by TEXT,
+    claimed_at TIMESTAMPTZ,
+    updated_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    PRIMARY KEY (job_id, object_id)
+  )`);
+  await db.query(
+    'CREATE INDEX IF NOT EXISTS rebalance_objects_state_idx ON rebalance_objects (job_id, state, dest)',
+  );
+}
+
+export interface JobRow {
+  id: string;
+  createdAt: Date;
+  params: Record<string, unknown>;
+  summary: Record<string, unknown>;
+}
+
+export async function insertJob(
+  db: Queryable,
+  id: string,
+  params: Record<string, unknown>,
+  summary: Record<string, unknown>,
+): Promise<void> {
+  await db.query('INSERT INTO rebalance_jobs (id, params, summary) VALUES ($1, $2, $3)', [
+    id,
+    JSON.stringify(params),
+    JSON.stringify(summary),
+  ]);
+}
+
+export async function updateJobSummary(
+  db: Queryable,
+  id: string,
+  summary: Record<string, unknown>,
+): Promise<void> {
+  await db.query('UPDATE rebalance_jobs SET summary = $2 WHERE id = $1', [id, JSON.stringify(summary)]);
+}
+
+/** One job, or the newest when `id` is undefined. */
+export async function readJob(db: Queryable, id?: string): Promise<JobRow | undefined> {
+  const r = await db.query<{
+    id: string;
+    created_at: Date;
+    params: JobRow['params'];
+    summary: JobRow['summary'];
+  }>(
+    id === undefined
+      ? 'SELECT * FROM rebalance_jobs ORDER BY created_at DESC, id DESC LIMIT 1'
+      : 'SELECT * FROM rebalance_jobs WHERE id = $1',
+    id === undefined ? [] : [id],
+  );
+  const row = r.rows[0];
+  return row && { id: row.id, createdAt: row.created_at, params: row.params, summary: row.summary };
+}
+
+export interface ObjectRow {
+  objectId: string;
+  state: ObjectState;
+  reason: string | null;
+  detail: string | null;
+  bytes: number;
+  md5: string;
+  copyOwner: string;
+  cause: string | null;
+  oldShark: Shark | null;
+  newShark: Shark | null;
+  keys: PlannedKey[];
+  attempts: number;
+}
+
+export type NewObjectRow = Omit<ObjectRow, 'attempts'>;
+
+/** Insert planned objects (one statement per batch: arrays unnested server-side). */
+export async function insertObjects(db: Queryable, jobId: string, rows: NewObjectRow[]): Promise<void> {
+  if (rows.length === 0) return;
+  const col = <T>(f: (r: NewObjectRow) => T) => rows.map(f);
+  await db.query(
+    `INSERT INTO rebalance_objects
+       (job_id, object_id, state, reason, detail, bytes, md5, copy_owner, cause, old_shark, new_shark, dest, keys)
+     SELECT $1, o, s, r, d, b, m, c, ca, os::jsonb, ns::jsonb, ns::jsonb->>'manta_storage_id', k::jsonb
+     FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[], $8::text[],
+                 $9::text[], $10::text[], $11::text[], $12::text[]) AS t(o, s, r, d, b, m, c, ca, os, ns, k)
+     ON CONFLICT (job_id, object_id) DO NOTHING`,
+    [
+      jobId,
+      col((r) => r.objectId),
+      col((r) => r.state),
+      col((r) => r.reason),
+      col((r) => r.detail),
+      col((r) => r.bytes),
+      col((r) => r.md5),
+      col((r) => r.copyOwner),
+      col((r) => r.cause),
+      col((r) => (r.oldShark ? JSON.stringify(r.oldShark) : null)),
+      col((r) => (r.newShark ? JSON.stringify(r.newShark) : null)),
+      col((r) => JSON.stringify(r.keys)),
+    ],
+  );
+}
+
+interface RawObjectRow {
+  object_id: string;
+  state: ObjectState;
+  reason: string | null;
+  detail: string | null;
+  bytes: string;
+  md5: string;
+  copy_owner: string;
+  cause: string | null;
+  old_shark: Shark | null;
+  new_shark: Shark | null;
+  keys: PlannedKey[];
+  attempts: number;
+}
+
+function toObjectRow(r: RawObjectRow): ObjectRow {
+  return {
+    objectId: r.object_id,
+    state: r.state,
+    reason: r.reason,
+    detail: r.detail,
+    bytes: Number(r.bytes),
+    md5: r.md5,
+    copyOwner: r.copy_owner,
+    cause: r.cause,
+    oldShark: r.old_shark,
+    newShark: r.new_shark,
+    keys: r.keys,
+    attempts: r.attempts,
+  };
+}
+
+export interface ClaimQuery {
+  jobId: string;
+  runner: string;
+  /** Only objects going to this destination (`run --node`). */
+  dest?: string;
+  limit: number;
+  /** An `assigned` claim older than this belongs to a dead runner and is claimable again. */
+  leaseMs: number;
+  /** `post_processing` objects last tried before this instant are claimable (one tombstone retry per run). */
+  runStartedAt: Date;
+}
+
+/**
+ * Claim up to `limit` objects: unprocessed ones, assigned ones whose lease expired (a crashed
+ * runner), and post_processing ones not yet retried by this run. SKIP LOCKED lets several runners
+ * (one per destination, or several for one) share a job.
+ */
+export async function claimObjects(db: Queryable, q: ClaimQuery): Promise<ObjectRow[]> {
+  const r = await db.query<RawObjectRow>(
+    `UPDATE rebalance_objects o
+        SET state = 'assigned', claimed_by = $2, claimed_at = now(), updated_at = now(),
+            attempts = o.attempts + 1
+      WHERE (o.job_id, o.object_id) IN (
+        SELECT job_id, object_id FROM rebalance_objects
+         WHERE job_id = $1 AND ($3::text IS NULL OR dest = $3)
+           AND (state = 'unprocessed'
+                OR (state = 'assigned' AND claimed_at < now() - make_interval(secs => $4::float8 / 1000))
+                OR (state = 'post_processing' AND claimed_at < $5))
+         ORDER BY object_id
+         LIMIT $6
+         FOR UPDATE SKIP LOCKED)
+      RETURNING o.*`,
+    [q.jobId, q.runner, q.dest ?? null, q.leaseMs, q.runStartedAt, q.limit],
+  );
+  return r.rows.map(toObjectRow);
+}
+
+/** Keep this runner's claims alive while it works on them. */
+export async function renewClaims(db: Queryable, jobId: string, runner: string): Promise<void> {
+  await db.query(
+    `UPDATE rebalance_objects SET claimed_at = now() WHERE job_id = $1 AND claimed_by = $2 AND state = 'assigned'`,
+    [jobId, runner],
+  );
+}
+
+export interface Outcome {
+  objectId: string;
+  state: Exclude<ObjectState, 'unprocessed' | 'assigned'>;
+  reason?: string;
+  detail?: string;
+  skippedKeys: number;
+}
+
+/** Record the outcome of claimed objects; a claim taken over by another runner is left to it. */
+export async function recordOutcomes(
+  db: Queryable,
+  jobId: string,
+  runner: string,
+  outs: Outcome[],
+): Promise<void> {
+  if (outs.length === 0) return;
+  await db.query(
+    `UPDATE rebalance_objects o
+        SET state = v.s, reason = v.r, detail = v.d, skipped_keys = o.skipped_keys + v.k,
+            claimed_at = now(), updated_at = now()
+       FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::int[]) AS v(id, s, r, d, k)
+      WHERE o.job_id = $1 AND o.object_id = v.id AND o.claimed_by = $2 AND o.state = 'assigned'`,
+    [
+      jobId,
+      runner,
+      outs.map((o) => o.objectId),
+      outs.map((o) => o.state),
+      outs.map((o) => o.reason ?? null),
+      outs.map((o) => (o.detail ?? '').slice(0, 500) || null),
+      outs.map((o) => o.skippedKeys),
+    ],
+  );
+}
+
+/** Objects to re-run (`retry`): skipped and errored ones, optionally of one reason. */
+export async function retryCandidates(db: Queryable, jobId: string, reason?: string): Promise<ObjectRow[]> {
+  const r = await db.query<RawObjectRow>(
+    `SELECT * FROM rebalance_objects WHERE job_id = $1 AND state IN ('skipped', 'error')
+       AND ($2::text IS NULL OR reason = $2) ORDER BY object_id`,
+    [jobId, reason ?? null],
+  );
+  return r.rows.map(toObjectRow);
+}
+
+/** Re-plan one object for `retry`: new keys, destination and state. */
+export async function replanObject(db: Queryable, jobId: string, row: NewObjectRow): Promise<void> {
+  await db.query(
+    `UPDATE rebalance_objects
+        SET state = $3, reason = $4, detail = $5, keys = $6, old_shark = $7, new_shark = $8,
+            dest = $8::jsonb->>'manta_storage_id', claimed_by = NULL, claimed_at = NULL, updated_at = now()
+      WHERE job_id = $1 AND object_id = $2 AND state IN ('skipped', 'error')`,
+    [
+      jobId,
+      row.objectId,
+      row.state,
+      row.reason,
+      row.detail,
+      JSON.stringify(row.keys),
+      row.oldShark ? JSON.stringify(row.oldShark) : null,
+      row.newShark ? JSON.stringify(row.newShark) : null,
+    ],
+  );
+}
+
+export interface StateCount {
+  state: ObjectState;
+  reason: string | null;
+  objects: number;
+  bytes: number;
+  skippedKeys: number;
+}
+
+export async function countByState(db: Queryable, jobId: string): Promise<StateCount[]> {
+  const r = await db.query<{
+    state: ObjectState;
+    reason: string | null;
+    n: string;
+    b: string | null;
+    k: string | null;
+  }>(
+    `SELECT state, reason, count(*) AS n, sum(bytes) AS b, sum(skipped_keys) AS k
+       FROM rebalance_objects WHERE job_id = $1 GROUP BY state, reason ORDER BY state, reason`,
+    [jobId],
+  );
+  return r.rows.map((x) => ({
+    state: x.state,
+    reason: x.reason,
+    objects: Number(x.n),
+    bytes: Number(x.b ?? 0),
+    skippedKeys: Number(x.k ?? 0),
+  }));
+}
+
+/** Completions in the last `windowMs` (objects, bytes) and the first one's instant: the rate and ETA. */
+export async function recentCompletions(
+  db: Queryable,
+  jobId: string,
+  windowMs: number,
+): Promise<{ objects: number; bytes: number; first: Date | null }> {
+  const r = await db.query<{ n: string; b: string | null; first: Date | null }>(
+    `SELECT count(*) AS n, sum(bytes) AS b, min(updated_at) AS first FROM rebalance_objects
+      WHERE job_id = $1 AND state IN ('complete', 'post_processing')
+        AND updated_at > now() - make_interval(secs => $2::float8 / 1000)`,
+    [jobId, windowMs],
+  );
+  const row = r.rows[0]!;
+  return { objects: Number(row.n), bytes: Number(row.b ?? 0), first: row.first };
+}
+
+/** Moved objects of the jobs that evacuated `node` (for verify), in pages. */
+export async function movedObjects(
+  db: Queryable,
+  node: string,
+  after: string,
+  limit: number,
+): Promise<
+  {
+    jobId: string;
+    objectId: string;
+    state: ObjectState;
+    bytes: number;
+    copyOwner: string;
+    newShark: Shark | null;
+  }[]
+> {
+  const r = await db.query<{
+    job_id: string;
+    object_id: string;
+    state: ObjectState;
+    bytes: string;
+    copy_owner: string;
+    new_shark: Shark | null;
+  }>(
+    `SELECT job_id, object_id, state, bytes, copy_owner, new_shark FROM rebalance_objects
+      WHERE old_shark->>'manta_storage_id' = $1 AND object_id > $2
+      ORDER BY object_id LIMIT $3`,
+    [node, after, limit],
+  );
+  return r.rows.map((x) => ({
+    jobId: x.job_id,
+    objectId: x.object_id,
+    state: x.state,
+    bytes: Number(x.bytes),
+    copyOwner: x.copy_owner,
+    newShark: x.new_shark,
+  }));
+}

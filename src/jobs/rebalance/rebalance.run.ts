@@ -1,0 +1,228 @@
+/**
+ * The mover: one process drives every destination (unlike mako_rebalance.js, run by hand on each
+ * destination, serially). Per claim batch:
+ *
+ *   1. claim objects (state → assigned, with a lease)            rebalance_objects
+ *   2. read every live record of their objectIds, all shards     analyze(): drop changed keys
+ *   3. copy each object onto its destination, N at a time        Content-MD5 checked before rename
+ *   4. conditional update of every record (old → new shark)      one moray batch, else per record
+ *   5. re-read: no live record may still name the old copy        (a link made during the move)
+ *   6. MOVE the old copy to /tombstone/<day>/<objectId>            failure → post_processing
+ *   7. record outcomes (complete / post_processing / skipped / error)
+ *
+ * How a crash at each step converges (DESIGN.md invariant 2): every step is re-derived from the
+ * live state on the next claim, not from a local journal. A lease that is not renewed expires and
+ * the object is claimed again. Crash in 3: the node kept no partial file; the copy is redone (or
+ * found complete by HEAD with the right MD5). Crash in 4: records already rewritten name the new
+ * copy, not the old, so they count as done and only the rest are written. Crash in 5–7: the
+ * records are clean, the MOVE is repeated, an absent old copy counts as moved. A copy lands only
+ * at `/<owner>/<objectId>` on the one planned node, and a record never gets the new node twice, so
+ * no step can leave two copies on one node.
+ */
+import os from 'node:os';
+import { type Clock, systemClock } from '../../core/clock.js';
+import { toRemoraError } from '../../core/errors.js';
+import { dayOf } from '../../dumps/layout.js';
+import type { MetadataTier } from '../../metadata/metadata-tier.js';
+import type { StorageClient } from '../../storage/storage-client.js';
+import { analyze, type LiveRow, names, updateRecords } from './rebalance.metadata.js';
+import {
+  claimObjects,
+  type ObjectRow,
+  type Outcome,
+  recordOutcomes,
+  renewClaims,
+} from './rebalance.repository.js';
+import {
+  ByteThrottle,
+  copyObject,
+  destinationHasCopy,
+  type NodeUrl,
+  type Transfer,
+  type TransferFault,
+} from './rebalance.transfer.js';
+import { unionSharksOf } from './rebalance.sources.js';
+
+export interface RunOptions {
+  jobId: string;
+  /** Only objects bound for this destination (`run --node`). */
+  dest?: string;
+  /** Objects copied at once (default 8; the Rust agent's recommended workers × per-assignment, scaled down). */
+  concurrency?: number;
+  maxBytesPerSecond?: number;
+  /** An unrenewed claim is taken over after this long (default 30 s). */
+  leaseMs?: number;
+  /** Objects per claim (default 8 × concurrency). */
+  batchSize?: number;
+  fault?: TransferFault;
+  /** Stop claiming new work when aborted (SIGINT): claimed objects finish first. */
+  signal?: AbortSignal;
+}
+
+export interface RunDeps {
+  tier: MetadataTier;
+  storage: StorageClient;
+  nodeUrl: NodeUrl;
+  clock?: Clock;
+}
+
+export interface RunTotals {
+  claimed: number;
+  outcomes: Record<string, number>;
+}
+
+export const DEFAULT_CONCURRENCY = 8;
+export const DEFAULT_LEASE_MS = 30_000;
+
+export async function runJob(deps: RunDeps, opts: RunOptions): Promise<RunTotals> {
+  const runner = `${os.hostname()}:${process.pid}:${Date.now().toString(36)}`;
+  const concurrency = Math.max(1, opts.concurrency ?? DEFAULT_CONCURRENCY);
+  const leaseMs = opts.leaseMs ?? DEFAULT_LEASE_MS;
+  const t: Transfer = {
+    storage: deps.storage,
+    nodeUrl: deps.nodeUrl,
+    ...(opts.maxBytesPerSecond ? { throttle: new ByteThrottle(opts.maxBytesPerSecond) } : {}),
+    ...(opts.fault ? { fault: opts.fault } : {}),
+  };
+  const db = deps.tier.control;
+  const runStartedAt = (await db.query<{ now: Date }>('SELECT now()')).rows[0]!.now;
+  const totals: RunTotals = { claimed: 0, outcomes: {} };
+  const renew = setInterval(() => void renewClaims(db, opts.jobId, runner).catch(() => {}), leaseMs / 3);
+  try {
+    while (!opts.signal?.aborted) {
+      const rows = await claimObjects(db, {
+        jobId: opts.jobId,
+        runner,
+        limit: opts.batchSize ?? concurrency * 8,
+        leaseMs,
+        runStartedAt,
+        ...(opts.dest ? { dest: opts.dest } : {}),
+      });
+      if (rows.length === 0) break;
+      totals.claimed += rows.length;
+      const outs = await processBatch(deps, t, rows, concurrency);
+      await recordOutcomes(db, opts.jobId, runner, outs);
+      for (const o of outs) {
+        const k = o.reason ? `${o.state}:${o.reason}` : o.state;
+        totals.outcomes[k] = (totals.outcomes[k] ?? 0) + 1;
+      }
+    }
+  } finally {
+    clearInterval(renew);
+  }
+  return totals;
+}
+
+interface Work {
+  row: ObjectRow;
+  targets: LiveRow[];
+  skippedKeys: number;
+  out?: Outcome;
+}
+
+async function processBatch(
+  deps: RunDeps,
+  t: Transfer,
+  rows: ObjectRow[],
+  concurrency: number,
+): Promise<Outcome[]> {
+  const live = await deps.tier.findByObjectIds(rows.map((r) => r.objectId));
+  const work: Work[] = rows.map((row) => {
+    const rowsLive = live.get(row.objectId) ?? [];
+    const a = analyze(row, rowsLive);
+    const w: Work = { row, targets: a.targets, skippedKeys: a.skippedKeys };
+    if (!row.oldShark || !row.newShark) w.out = fail(w, 'error', 'InternalError', 'no old or new shark');
+    else if (a.stop) w.out = fail(w, 'skipped', a.stop.reason, a.stop.detail);
+    return w;
+  });
+  await eachLimit(
+    work.filter((w) => !w.out && w.targets.length > 0),
+    concurrency,
+    async (w) => {
+      const liveRows = live.get(w.row.objectId) ?? [];
+      const req = {
+        objectId: w.row.objectId,
+        copyOwner: w.row.copyOwner,
+        md5: w.row.md5,
+        bytes: w.row.bytes,
+        sources: unionSharksOf(w.row.oldShark!, liveRows, w.row.newShark!),
+        dest: w.row.newShark!,
+      };
+      if (w.row.attempts > 1 && (await destinationHasCopy(t, req))) return;
+      const r = await copyObject(t, req);
+      if (!r.ok) w.out = fail(w, 'skipped', r.reason, r.detail);
+    },
+  );
+  await updateAll(
+    deps.tier,
+    work.filter((w) => !w.out && w.targets.length > 0),
+  );
+  await tombstoneAll(
+    deps,
+    work.filter((w) => !w.out),
+    concurrency,
+  );
+  return work.map((w) => w.out!);
+}
+
+function fail(w: Work, state: 'skipped' | 'error', reason: string, detail: string): Outcome {
+  return { objectId: w.row.objectId, state, reason, detail, skippedKeys: w.skippedKeys };
+}
+
+async function updateAll(tier: MetadataTier, ready: Work[]): Promise<void> {
+  if (ready.length === 0) return;
+  try {
+    const results = await updateRecords(tier, ready);
+    for (const [i, r] of results.entries()) {
+      const w = ready[i]!;
+      w.skippedKeys += r.skippedKeys;
+      if (r.blocked) w.out = fail(w, 'skipped', 'EtagConflict', r.blocked);
+    }
+  } catch (err) {
+    const e = toRemoraError(err);
+    for (const w of ready) w.out = fail(w, 'error', 'MetadataUpdateFailed', `${e.code}: ${e.message}`);
+  }
+}
+
+/** Re-read, then tombstone the old copies no live record names any more. */
+async function tombstoneAll(deps: RunDeps, ready: Work[], concurrency: number): Promise<void> {
+  if (ready.length === 0) return;
+  const live = await deps.tier.findByObjectIds(ready.map((w) => w.row.objectId));
+  const day = dayOf(new Date((deps.clock ?? systemClock).now()));
+  await eachLimit(ready, concurrency, async (w) => {
+    const still = (live.get(w.row.objectId) ?? []).find((r) => names(r.value, w.row.oldShark));
+    if (still) {
+      w.out = fail(
+        w,
+        'skipped',
+        'EtagConflict',
+        `${still.key} (made during the move) still names the old copy`,
+      );
+      return;
+    }
+    const old = w.row.oldShark!;
+    const url = deps.nodeUrl(old.manta_storage_id);
+    const done: Outcome = { objectId: w.row.objectId, state: 'complete', skippedKeys: w.skippedKeys };
+    try {
+      if (!url) throw new Error(`${old.manta_storage_id} has no known address`);
+      await deps.storage.tombstone(url, w.row.copyOwner, w.row.objectId, day);
+      w.out = done;
+    } catch (err) {
+      // The original's "ECONNREFUSED on the remote MOVE": records are clean; the MOVE is owed.
+      w.out = {
+        ...done,
+        state: 'post_processing',
+        detail: `tombstone MOVE failed: ${(err as Error).message}`,
+      };
+    }
+  });
+}
+
+/** Run `fn` over items, at most `limit` at once. */
+export async function eachLimit<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const lanes = Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length) await fn(items[next++]!);
+  });
+  await Promise.all(lanes);
+}

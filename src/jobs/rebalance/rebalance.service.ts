@@ -1,0 +1,275 @@
+/**
+ * Planning a job (I/O around the pure planner) and re-planning for `retry`.
+ *
+ * Plan: read the newest unpack of every index shard, refuse it if it is older than the evacuated
+ * node's last write, decide every candidate objectId, store the decisions in `rebalance_objects`
+ * and write the original's instruction files, one JSON line per key, per destination:
+ *   /poseidon/stor/manta_rebalance/do/<newShark>/<jobId>      (mola kick_off_rebalance.js layout)
+ */
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { type Clock, type Random, systemClock, systemRandom } from '../../core/clock.js';
+import { RemoraError } from '../../core/errors.js';
+import type { ObjectStore } from '../../dumps/object-store.js';
+import type { MetadataTier } from '../../metadata/metadata-tier.js';
+import type { StorageClient } from '../../storage/storage-client.js';
+import { type DestinationSummary, type PlanOptions, RebalancePlanner } from './rebalance.plan.js';
+import {
+  insertJob,
+  insertObjects,
+  migrateRebalance,
+  type NewObjectRow,
+  readJob,
+  replanObject,
+  retryCandidates,
+  updateJobSummary,
+} from './rebalance.repository.js';
+import {
+  candidateGroups,
+  checkSnapshotFresh,
+  latestShardSnapshots,
+  nodeLastWrite,
+} from './rebalance.snapshot.js';
+import { instructionLines, type ObjectGroup, type PlanDecision } from './rebalance.types.js';
+import type { NodeUrl } from './rebalance.transfer.js';
+
+export const INSTRUCTIONS_ROOT = '/poseidon/stor/manta_rebalance/do';
+/** Rows per insert statement while planning. */
+const INSERT_BATCH = 1000;
+
+export interface PlanDeps {
+  tier: MetadataTier;
+  store: ObjectStore;
+  storage: StorageClient;
+  nodeUrl: NodeUrl;
+  clock?: Clock;
+  random?: Random;
+}
+
+export interface PlanRequest {
+  evacuate?: string;
+  ignore?: string[];
+  fixSingleDc?: boolean;
+  maxFillPct: number;
+  lagMs: number;
+  /** Extra time between the node's last write and the snapshot (default 1 s). */
+  lastWriteMarginMs?: number;
+  dryRun?: boolean;
+}
+
+export interface PlanResult {
+  jobId: string;
+  dryRun: boolean;
+  snapshots: { shard: string; snapshotTime: string }[];
+  lastWrite?: { at: string | null; from: string };
+  destinations: DestinationSummary[];
+  counts: Record<string, number>;
+  objects: number;
+  bytes: number;
+  instructionFiles: string[];
+}
+
+export async function planJob(deps: PlanDeps, req: PlanRequest): Promise<PlanResult> {
+  if (!req.evacuate && !req.fixSingleDc)
+    throw new RemoraError('UsageError', 'nothing to plan: give --evacuate <node> and/or --fix-single-dc');
+  const clock = deps.clock ?? systemClock;
+  const records = (await deps.tier.storageRecords()).map((r) => r.value);
+  if (req.evacuate && !records.some((r) => r.manta_storage_id === req.evacuate))
+    throw new RemoraError(
+      'UsageError',
+      `unknown storage node ${req.evacuate}: it has no manta_storage record`,
+    );
+  const shards = deps.tier.indexShards.map((s) => s.name);
+  const snapshots = await latestShardSnapshots(deps.store, shards, clock.now());
+  let lastWrite: PlanResult['lastWrite'];
+  if (req.evacuate) {
+    const lw = await nodeLastWrite(deps.storage, deps.store, req.evacuate, deps.nodeUrl(req.evacuate));
+    checkSnapshotFresh(snapshots, req.evacuate, lw.lastWriteMs, req.lastWriteMarginMs ?? 1000);
+    lastWrite = {
+      at: lw.lastWriteMs === undefined ? null : new Date(lw.lastWriteMs).toISOString(),
+      from: lw.from,
+    };
+  }
+  const opts: PlanOptions = {
+    ...(req.evacuate ? { evacuate: req.evacuate } : {}),
+    ignore: req.ignore ?? [],
+    fixSingleDc: req.fixSingleDc === true,
+    maxFillPct: req.maxFillPct,
+    lagMs: req.lagMs,
+    now: clock.now(),
+    random: deps.random ?? systemRandom,
+  };
+  const planner = new RebalancePlanner(records, opts);
+  const jobId = `${new Date(clock.now()).toISOString().replace(/[-:]/g, '').slice(0, 15)}-${crypto.randomBytes(3).toString('hex')}`;
+  const params = {
+    ...req,
+    snapshots: snapshots.map((s) => ({ shard: s.source, snapshotTime: s.snapshotTime })),
+    lastWrite,
+  };
+  const db = deps.tier.control;
+  if (!req.dryRun) {
+    await migrateRebalance(db);
+    await insertJob(db, jobId, params, {});
+  }
+  const writer = new InstructionWriter();
+  const result: PlanResult = {
+    jobId,
+    dryRun: req.dryRun === true,
+    snapshots: params.snapshots,
+    ...(lastWrite ? { lastWrite } : {}),
+    destinations: [],
+    counts: {},
+    objects: 0,
+    bytes: 0,
+    instructionFiles: [],
+  };
+  try {
+    let batch: NewObjectRow[] = [];
+    for await (const g of candidateGroups(deps.store, snapshots, opts)) {
+      const d = planner.decide(g);
+      if (d.untouched) continue;
+      const key = d.reason ? `${d.state}:${d.reason}` : d.state;
+      result.counts[key] = (result.counts[key] ?? 0) + 1;
+      result.objects++;
+      result.bytes += Number.isFinite(d.bytes) ? d.bytes : 0;
+      if (req.dryRun) continue;
+      if (d.move) await writer.add(d.move.newShark.manta_storage_id, instructionLines(d.move));
+      batch.push(toRow(g, d));
+      if (batch.length >= INSERT_BATCH) {
+        await insertObjects(db, jobId, batch);
+        batch = [];
+      }
+    }
+    if (!req.dryRun) await insertObjects(db, jobId, batch);
+    result.destinations = planner.summary();
+    if (!req.dryRun) {
+      result.instructionFiles = await writer.upload(deps.store, jobId);
+      await updateJobSummary(db, jobId, { ...result });
+    }
+  } finally {
+    await writer.close();
+  }
+  return result;
+}
+
+function toRow(g: ObjectGroup, d: PlanDecision): NewObjectRow {
+  const m = d.move;
+  return {
+    objectId: g.objectId,
+    state: d.state,
+    reason: d.reason ?? null,
+    detail: null,
+    bytes: Number.isFinite(g.contentLength) ? g.contentLength : 0,
+    md5: g.md5,
+    copyOwner: g.copyOwner,
+    cause: m?.cause ?? null,
+    oldShark: m?.oldShark ?? null,
+    newShark: m?.newShark ?? null,
+    keys: m?.keys ?? g.keys,
+  };
+}
+
+/** Instruction lines spooled to local files per destination, uploaded when the plan is stored. */
+class InstructionWriter {
+  private dir: string | undefined;
+  private readonly files = new Map<string, fs.WriteStream>();
+
+  async add(dest: string, lines: object[]): Promise<void> {
+    this.dir ??= await fs.promises.mkdtemp(path.join(os.tmpdir(), 'remora-rebalance-'));
+    let f = this.files.get(dest);
+    if (!f) {
+      f = fs.createWriteStream(path.join(this.dir, dest));
+      this.files.set(dest, f);
+    }
+    const ok = f.write(lines.map((l) => `${JSON.stringify(l)}\n`).join(''));
+    if (!ok) await new Promise<void>((r) => f.once('drain', () => r()));
+  }
+
+  async upload(store: ObjectStore, jobId: string): Promise<string[]> {
+    const out: string[] = [];
+    for (const [dest, f] of this.files) {
+      await new Promise<void>((resolve, reject) =>
+        f.end((err?: Error | null) => (err ? reject(err) : resolve())),
+      );
+      const p = `${INSTRUCTIONS_ROOT}/${dest}/${jobId}`;
+      await store.put(p, fs.createReadStream(path.join(this.dir!, dest)));
+      out.push(p);
+    }
+    return out;
+  }
+
+  async close(): Promise<void> {
+    for (const f of this.files.values()) f.destroy();
+    if (this.dir) await fs.promises.rm(this.dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * `retry`: re-plan skipped and errored objects from LIVE records (their `_etag`s and copies may
+ * have changed since the snapshot) and fresh heartbeats, so a destination that filled up or went
+ * away is no longer chosen, and set them back to unprocessed.
+ */
+export async function replanForRetry(
+  deps: PlanDeps,
+  jobId: string | undefined,
+  req: { maxFillPct: number; lagMs: number; reason?: string },
+): Promise<{ jobId: string; counts: Record<string, number> }> {
+  const db = deps.tier.control;
+  await migrateRebalance(db);
+  const job = await readJob(db, jobId);
+  if (!job)
+    throw new RemoraError(
+      'UsageError',
+      jobId ? `no rebalance job ${jobId}` : 'no rebalance job: run `remora rebalance plan` first',
+    );
+  const p = job.params as { evacuate?: string; ignore?: string[]; fixSingleDc?: boolean };
+  const records = (await deps.tier.storageRecords()).map((r) => r.value);
+  const planner = new RebalancePlanner(records, {
+    ...(p.evacuate ? { evacuate: p.evacuate } : {}),
+    ignore: p.ignore ?? [],
+    fixSingleDc: p.fixSingleDc === true,
+    maxFillPct: req.maxFillPct,
+    lagMs: req.lagMs,
+    now: (deps.clock ?? systemClock).now(),
+    random: deps.random ?? systemRandom,
+  });
+  const rows = await retryCandidates(db, job.id, req.reason);
+  const live = await deps.tier.findByObjectIds(rows.map((r) => r.objectId));
+  const counts: Record<string, number> = {};
+  for (const row of rows) {
+    const g: ObjectGroup = {
+      objectId: row.objectId,
+      copyOwner: row.copyOwner,
+      md5: row.md5,
+      contentLength: row.bytes,
+      keys: (live.get(row.objectId) ?? []).flatMap((r) =>
+        r.value.type === 'object'
+          ? [
+              {
+                key: r.key,
+                shard: r.shard,
+                morayEtag: r.etag,
+                etag: r.value.etag,
+                owner: r.value.owner,
+                sharks: r.value.sharks,
+              },
+            ]
+          : [],
+      ),
+    };
+    const d = planner.decide(g);
+    // Nothing names the old copy any more (moved, overwritten, deleted): nothing is left to do.
+    const state = d.untouched ? 'complete' : d.state;
+    await replanObject(db, job.id, {
+      ...toRow(g, d),
+      state,
+      reason: d.untouched ? null : (d.reason ?? null),
+      detail: d.untouched ? 'nothing left to move at retry' : null,
+    });
+    const key = d.reason && !d.untouched ? `${state}:${d.reason}` : state;
+    counts[key] = (counts[key] ?? 0) + 1;
+  }
+  return { jobId: job.id, counts };
+}
