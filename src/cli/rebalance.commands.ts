@@ -92,6 +92,7 @@ interface RunFlags {
   concurrency?: string;
   maxBytesPerSecond?: string;
   quiet?: boolean;
+  leaseMs?: string;
 }
 
 async function runWithProgress(c: Conn, jobId: string, f: RunFlags): Promise<RunTotals> {
@@ -105,6 +106,7 @@ async function runWithProgress(c: Conn, jobId: string, f: RunFlags): Promise<Run
   const timer = setInterval(() => void show().catch(() => {}), PROGRESS_INTERVAL_MS);
   try {
     const mbps = positive('--max-bytes-per-second', f.maxBytesPerSecond);
+    const leaseMs = positive('--lease-ms', f.leaseMs);
     return await runJob(
       { tier: c.tier, storage: c.storage, nodeUrl: c.nodeUrl },
       {
@@ -113,6 +115,7 @@ async function runWithProgress(c: Conn, jobId: string, f: RunFlags): Promise<Run
         signal: ac.signal,
         ...(f.node ? { dest: f.node } : {}),
         ...(mbps ? { maxBytesPerSecond: mbps } : {}),
+        ...(leaseMs ? { leaseMs } : {}),
       },
     );
   } finally {
@@ -137,7 +140,11 @@ function addRunOptions(cmd: Command): Command {
     .option('--node <dest>', 'only objects bound for this destination node')
     .option('--concurrency <N>', `objects copied at once (default ${DEFAULT_CONCURRENCY})`)
     .option('--max-bytes-per-second <B>', 'throttle the bytes this process copies')
-    .option('--quiet', 'no live progress lines on stderr');
+    .option('--quiet', 'no live progress lines on stderr')
+    .option(
+      '--lease-ms <ms>',
+      "take over another runner's claims after this long without renewal (default 30000)",
+    );
 }
 
 export function registerRebalanceCommands(program: Command): void {

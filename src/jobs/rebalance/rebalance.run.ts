@@ -177,6 +177,9 @@ async function updateAll(tier: MetadataTier, ready: Work[]): Promise<void> {
       const w = ready[i]!;
       w.skippedKeys += r.skippedKeys;
       if (r.blocked) w.out = fail(w, 'skipped', 'EtagConflict', r.blocked);
+      // Every record changed under us (overwritten, deleted): the new copy is cruft, the old one stays.
+      else if (r.skippedKeys === w.targets.length)
+        w.out = fail(w, 'skipped', 'EtagConflict', 'every record changed during the move');
     }
   } catch (err) {
     const e = toRemoraError(err);

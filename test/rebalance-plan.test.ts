@@ -1,0 +1,168 @@
+/** The pure planner, with tables of cases: destinations, room, datacenters, spread. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { SeededRandom } from '../src/core/clock.js';
+import type { StorageRecordValue } from '../src/metadata/types.js';
+import { RebalancePlanner, type PlanOptions } from '../src/jobs/rebalance/rebalance.plan.js';
+import type { ObjectGroup } from '../src/jobs/rebalance/rebalance.types.js';
+
+const NOW = 1_700_000_000_000;
+const MiB = 1024 * 1024;
+
+function node(id: string, dc: string, availableMB = 1000, percentUsed = 50, ageMs = 0): StorageRecordValue {
+  return {
+    hostname: id,
+    datacenter: dc,
+    manta_storage_id: id,
+    availableMB,
+    percentUsed,
+    timestamp: NOW - ageMs,
+    filesystem: '/manta',
+  };
+}
+
+const s = (id: string, dc: string) => ({ manta_storage_id: id, datacenter: dc });
+
+function obj(
+  id: string,
+  sharks: { manta_storage_id: string; datacenter: string }[],
+  bytes = MiB,
+  keys = 1,
+): ObjectGroup {
+  return {
+    objectId: id,
+    copyOwner: 'owner',
+    md5: 'md5==',
+    contentLength: bytes,
+    keys: Array.from({ length: keys }, (_, i) => ({
+      key: `/o/stor/${id}/${i}`,
+      shard: `${i}.moray`,
+      morayEtag: 'E',
+      etag: id,
+      owner: 'o',
+      sharks,
+    })),
+  };
+}
+
+const opts = (o: Partial<PlanOptions> = {}): PlanOptions => ({
+  evacuate: 'a1',
+  maxFillPct: 90,
+  lagMs: 60_000,
+  now: NOW,
+  random: new SeededRandom(1),
+  ...o,
+});
+
+const cluster = () => [
+  node('a1', 'dc1'),
+  node('a2', 'dc1'),
+  node('b1', 'dc2'),
+  node('b2', 'dc2'),
+  node('c1', 'dc3'),
+];
+
+test('destination roles: evacuated, ignored, stale and full nodes are never destinations', () => {
+  const p = new RebalancePlanner(
+    [
+      node('a1', 'dc1'),
+      node('a2', 'dc1', 10, 95),
+      node('b1', 'dc2', 1000, 50, 120_000),
+      node('b2', 'dc2'),
+      node('c1', 'dc3'),
+    ],
+    opts({ ignore: ['c1'] }),
+  );
+  assert.deepEqual(Object.fromEntries(p.nodes.map((n) => [n.shark.manta_storage_id, n.role])), {
+    a1: 'evacuated',
+    a2: 'full',
+    b1: 'stale',
+    b2: 'destination',
+    c1: 'ignored',
+  });
+});
+
+test('decisions: keep datacenters, never a node that holds a copy, links move together', () => {
+  const cases: { name: string; sharks: ReturnType<typeof s>[]; want: string | string[] }[] = [
+    {
+      name: 'dc1+dc2 → dc1 or dc3 (never dc2: fewer DCs)',
+      sharks: [s('a1', 'dc1'), s('b1', 'dc2')],
+      want: ['a2', 'c1'],
+    },
+    { name: 'dc1+dc3 → dc1 or dc2', sharks: [s('a1', 'dc1'), s('c1', 'dc3')], want: ['a2', 'b1', 'b2'] },
+    { name: 'one copy → anywhere but itself', sharks: [s('a1', 'dc1')], want: ['a2', 'b1', 'b2', 'c1'] },
+    {
+      name: 'a1+a2 (one DC) → another DC raises the count',
+      sharks: [s('a1', 'dc1'), s('a2', 'dc1')],
+      want: ['b1', 'b2', 'c1'],
+    },
+    { name: 'not on the node → untouched', sharks: [s('b1', 'dc2'), s('c1', 'dc3')], want: 'untouched' },
+  ];
+  for (const c of cases) {
+    for (let seed = 0; seed < 20; seed++) {
+      const p = new RebalancePlanner(cluster(), opts({ random: new SeededRandom(seed) }));
+      const d = p.decide(obj('x', c.sharks, MiB, 3));
+      if (c.want === 'untouched') {
+        assert.equal(d.untouched, true, c.name);
+        continue;
+      }
+      assert.ok(d.move, c.name);
+      assert.ok(
+        (c.want as string[]).includes(d.move.newShark.manta_storage_id),
+        `${c.name}: got ${d.move.newShark.manta_storage_id}`,
+      );
+      assert.equal(d.move.oldShark.manta_storage_id, 'a1');
+      assert.equal(d.move.keys.length, 3, 'every key of the objectId moves');
+    }
+  }
+});
+
+test('skips: no node keeps the datacenters; no node has room; bad records are errors', () => {
+  const twoDcs = [node('a1', 'dc1'), node('b1', 'dc2')];
+  const p1 = new RebalancePlanner(twoDcs, opts());
+  assert.equal(p1.decide(obj('x', [s('a1', 'dc1'), s('b1', 'dc2')])).reason, 'ObjectAlreadyInDatacenter');
+  // 1000 MB free at 50% used → total 2000 MB, budget 90% − 1000 = 800 MB.
+  const p2 = new RebalancePlanner(cluster(), opts());
+  assert.equal(
+    p2.decide(obj('big', [s('a1', 'dc1'), s('b1', 'dc2')], 900 * MiB)).reason,
+    'DestinationInsufficientSpace',
+  );
+  const dup = obj('d', [s('a1', 'dc1'), s('a1', 'dc1')]);
+  assert.equal(p2.decide(dup).reason, 'DuplicateShark');
+  assert.equal(p2.decide({ ...obj('m', [s('a1', 'dc1')]), md5: '' }).reason, 'BadMorayObject');
+});
+
+test('capacity: bytes already assigned count, so no destination is planned past the max fill', () => {
+  // Only c1 (dc3) keeps two DCs for dc1+dc2 objects other than a2; ignore a2: c1 alone, 800 MB budget.
+  const p = new RebalancePlanner(cluster(), opts({ ignore: ['a2'] }));
+  const out = Array.from({ length: 10 }, (_, i) =>
+    p.decide(obj(`o${i}`, [s('a1', 'dc1'), s('b1', 'dc2')], 100 * MiB)),
+  );
+  assert.equal(out.filter((d) => d.move).length, 8);
+  assert.equal(out.filter((d) => d.reason === 'DestinationInsufficientSpace').length, 2);
+  const c1 = p.summary().find((x) => x.manta_storage_id === 'c1')!;
+  assert.equal(c1.objects, 8);
+  assert.ok(c1.predictedFillPct <= 90, `predicted ${c1.predictedFillPct}`);
+});
+
+test('spread: equal destinations share the load', () => {
+  const p = new RebalancePlanner(cluster(), opts());
+  for (let i = 0; i < 300; i++) p.decide(obj(`o${i}`, [s('a1', 'dc1')], 64 * 1024));
+  const counts = p
+    .summary()
+    .filter((x) => x.role === 'destination')
+    .map((x) => x.objects);
+  assert.equal(
+    counts.reduce((a, b) => a + b, 0),
+    300,
+  );
+  assert.ok(Math.min(...counts) >= 40, `uneven spread ${counts.join(',')}`);
+});
+
+test('single-DC mode: the first copy moves to another datacenter', () => {
+  const p = new RebalancePlanner(cluster(), opts({ evacuate: undefined, fixSingleDc: true }));
+  const d = p.decide(obj('x', [s('b1', 'dc2'), s('b2', 'dc2')]));
+  assert.equal(d.move?.oldShark.manta_storage_id, 'b1');
+  assert.notEqual(d.move?.newShark.datacenter, 'dc2');
+  assert.equal(p.decide(obj('y', [s('b1', 'dc2'), s('c1', 'dc3')])).untouched, true);
+});
