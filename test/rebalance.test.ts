@@ -182,10 +182,10 @@ test('evacuate: stale snapshot refused; links move together; overwrite and corru
         return c;
       });
     if ((objectId === corruptOnce.v.objectId && attempt === 0) || objectId === corruptAlways.v.objectId)
-      return before1(async (c) => {
+      return before1((c) => {
         const bad = Buffer.from(c);
         bad[0] = bad[0]! ^ 0xff;
-        return bad;
+        return Promise.resolve(bad);
       });
     return undefined;
   };
