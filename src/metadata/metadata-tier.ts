@@ -73,6 +73,8 @@ export class MetadataTier {
     const controlDb = `${prefix}_control`;
     await ensureDatabase(serverUrl, controlDb);
     const control = new pg.Pool({ connectionString: databaseUrl(serverUrl, controlDb), max: 4 });
+    // An idle client losing its server (PostgreSQL stopping) must not crash the process.
+    control.on('error', () => {});
     const shards = new Map<string, ShardHandle>();
     try {
       await migrateControl(control);

@@ -34,6 +34,7 @@ export async function startEmbeddedPostgres(
   const parent = path.dirname(dataDir);
   fs.mkdirSync(parent, { recursive: true });
   fs.chmodSync(parent, 0o755);
+  checkTraversable(parent);
   await clearStalePostmaster(dataDir, log);
   const server = new EmbeddedPostgres({
     databaseDir: dataDir,
@@ -80,6 +81,25 @@ export async function startEmbeddedPostgres(
       await server.stop();
     },
   };
+}
+
+/**
+ * As root, PostgreSQL runs as the `postgres` user, which must be able to reach the data
+ * directory: every ancestor needs the others-execute bit. Without it initdb fails with a
+ * message that never reaches the operator, so say it here.
+ */
+function checkTraversable(dir: string): void {
+  if (process.getuid?.() !== 0) return;
+  for (let d = path.resolve(dir); ; d = path.dirname(d)) {
+    if ((fs.statSync(d).mode & 0o001) === 0) {
+      throw new RemoraError(
+        'InvalidConfig',
+        `PostgreSQL runs as the "postgres" user (it refuses root) and cannot enter ${d}: ` +
+          `make it traversable (chmod o+x ${d}) or choose another state directory`,
+      );
+    }
+    if (d === path.dirname(d)) return;
+  }
 }
 
 /** Remove or stop what a crashed run left behind, so a restart after SIGKILL works. */
