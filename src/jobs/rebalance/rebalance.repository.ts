@@ -202,6 +202,21 @@ export async function claimObjects(db: Queryable, q: ClaimQuery): Promise<Object
   return r.rows.map(toObjectRow);
 }
 
+/** Objects another runner holds (unexpired claims): a run waits for them rather than ending early. */
+export async function countHeldElsewhere(
+  db: Queryable,
+  jobId: string,
+  runner: string,
+  dest?: string,
+): Promise<number> {
+  const r = await db.query<{ n: string }>(
+    `SELECT count(*) AS n FROM rebalance_objects
+      WHERE job_id = $1 AND state = 'assigned' AND claimed_by <> $2 AND ($3::text IS NULL OR dest = $3)`,
+    [jobId, runner, dest ?? null],
+  );
+  return Number(r.rows[0]!.n);
+}
+
 /** Keep this runner's claims alive while it works on them. */
 export async function renewClaims(db: Queryable, jobId: string, runner: string): Promise<void> {
   await db.query(

@@ -27,6 +27,7 @@ import type { MetadataTier } from '../../metadata/metadata-tier.js';
 import type { StorageClient } from '../../storage/storage-client.js';
 import { analyze, type LiveRow, names, updateRecords } from './rebalance.metadata.js';
 import {
+  countHeldElsewhere,
   claimObjects,
   type ObjectRow,
   type Outcome,
@@ -98,7 +99,12 @@ export async function runJob(deps: RunDeps, opts: RunOptions): Promise<RunTotals
         runStartedAt,
         ...(opts.dest ? { dest: opts.dest } : {}),
       });
-      if (rows.length === 0) break;
+      if (rows.length === 0) {
+        // A crashed runner's claims become claimable when their lease runs out: wait for them.
+        if ((await countHeldElsewhere(db, opts.jobId, runner, opts.dest)) === 0) break;
+        await new Promise((r) => setTimeout(r, Math.min(1000, leaseMs / 2)));
+        continue;
+      }
       totals.claimed += rows.length;
       const outs = await processBatch(deps, t, rows, concurrency);
       await recordOutcomes(db, opts.jobId, runner, outs);
