@@ -39,7 +39,7 @@ test('a worker SIGKILLed mid-task: the task is retried elsewhere and the output 
   children.push(child);
   await scheduleDay(tp.rt, day, 'test');
   const deadline = Date.now() + 20_000;
-  let runId = 0;
+  let runId: number;
   for (;;) {
     await tp.coordinator.tick();
     const runs = await runsBetween(tp.rt.control, day, day);

@@ -172,18 +172,18 @@ export class ReportBuilder {
   }
 
   /**
-   * Record one occurrence of an event. `warning`/`error` also count a non-fatal error and
+   * Record `n` (default 1) occurrences of an event. `warning`/`error` also count a non-fatal error and
    * `fatal` a fatal one, so the counters and the histogram always agree.
    */
-  event(kind: string, severity: Severity, example?: unknown): this {
+  event(kind: string, severity: Severity, example?: unknown, n = 1): this {
     const k = eventKey(severity, kind);
     const e = (this.report.events[k] ??= { kind, severity, count: 0, examples: [] });
-    e.count++;
+    e.count += n;
     if (example !== undefined && e.examples.length < (this.opts.maxExamples ?? DEFAULT_MAX_EXAMPLES)) {
       e.examples.push(example);
     }
-    if (severity === 'warning' || severity === 'error') this.report.counters.nonFatalErrors++;
-    if (severity === 'fatal') this.report.counters.fatalErrors++;
+    if (severity === 'warning' || severity === 'error') this.report.counters.nonFatalErrors += n;
+    if (severity === 'fatal') this.report.counters.fatalErrors += n;
     return this;
   }
 

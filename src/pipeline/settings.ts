@@ -11,6 +11,7 @@
  */
 import type { RemoraConfig } from '../config/config.js';
 import { RemoraError } from '../core/errors.js';
+import { DEFAULT_PARTITIONS } from '../dumps/partition.js';
 import { DEFAULT_THRESHOLDS, type ReportThresholds } from './report.js';
 
 export interface JobSettings {
@@ -38,6 +39,8 @@ export interface PipelineSettings {
   /** How many days back the scheduler looks for missed days on start. */
   catchUpDays: number;
   thresholds: ReportThresholds;
+  /** Partitions P of unpacked chunks (by hash of objectId); metering runs one task per partition. */
+  partitions: number;
   alertWebhook?: string;
   metricsPort?: number;
 }
@@ -54,6 +57,7 @@ export const DEFAULT_SETTINGS: PipelineSettings = {
   reportRetentionDays: 90,
   catchUpDays: 7,
   thresholds: DEFAULT_THRESHOLDS,
+  partitions: DEFAULT_PARTITIONS,
 };
 
 export function pipelineSettings(

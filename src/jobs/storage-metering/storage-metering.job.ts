@@ -1,0 +1,204 @@
+/**
+ * The storage-metering job: one task per partition of the unpacked `manta` chunks (partial
+ * sums per owner and namespace, written under the attempt's own prefix), then a commit that
+ * merges the partial sums, writes the original JSON shapes and delivers per-account reports.
+ *
+ *   operator  /poseidon/stor/usage/storage/YYYY/MM/DD/00/h00.json   {"owner","storage":{ns:{…}}} per line
+ *   account   /<login>/reports/usage/storage/YYYY/MM/DD/00/h00.json {"storage":{…},"date":…}
+ *             /<login>/reports/usage/storage/latest                 (a copy; the original snaplinked it)
+ *
+ * Only accounts with `reports: true` get the per-account files (the original's
+ * DELIVER_UNAPPROVED_REPORTS=false); everyone is counted (COUNT_UNAPPROVED_USERS=true).
+ * Per-account reports older than the retention window are removed (RFD 16 problem 7).
+ */
+import { RemoraError } from '../../core/errors.js';
+import type { Namespace } from '../../core/ids.js';
+import { readSourceManifest } from '../../dumps/manifest.js';
+import type { ObjectStore } from '../../dumps/object-store.js';
+import type { CommitContext, JobDefinition, PipelineServices, TaskContext } from '../../pipeline/job.js';
+import { ReportBuilder } from '../../pipeline/report.js';
+import { scanPartition } from './storage-metering.scan.js';
+import {
+  mergeUsage,
+  operatorReportPath,
+  storageRecord,
+  userLatestPath,
+  userReportDir,
+  userReportPath,
+  type Usage,
+  type UsageRow,
+} from './storage-metering.rules.js';
+
+/** What the unpack job commits for one shard (src/pipeline/dump-jobs.ts). */
+export interface UnpackOutput {
+  source: string;
+  day: string;
+  runId: string;
+  partitions: number;
+  manifestPath: string;
+}
+
+export interface StorageMeteringOptions {
+  /** Days of per-account reports kept. */
+  reportRetentionDays: number;
+}
+
+interface TaskParams {
+  partition: number;
+  sources: UnpackOutput[];
+}
+
+async function readAll(store: ObjectStore, p: string): Promise<string> {
+  const parts: Buffer[] = [];
+  for await (const c of await store.get(p)) parts.push(c as Buffer);
+  return Buffer.concat(parts).toString('utf8');
+}
+
+async function runPartition(ctx: TaskContext) {
+  const { partition, sources } = ctx.task.params as TaskParams;
+  const store = ctx.services.store;
+  if (!store.localPath) throw new RemoraError('Internal', 'storage metering reads chunks from local files');
+  const files: string[] = [];
+  for (const s of sources) {
+    const m = await readSourceManifest(store, s.day, s.source);
+    // The pointer named this unpack run; a newer unpack replaced (and deleted) its chunks.
+    if (!m || m.runId !== s.runId) {
+      throw new RemoraError(
+        'StaleState',
+        `unpack of ${s.source} ${s.day} changed since this run started (rerun metering)`,
+      );
+    }
+    for (const c of m.tables.manta?.chunks ?? [])
+      if (c.partition === partition) files.push(store.localPath(c.path));
+    ctx.report.count(
+      'bytesRead',
+      (m.tables.manta?.chunks ?? [])
+        .filter((c) => c.partition === partition)
+        .reduce((a, c) => a + c.bytes, 0),
+    );
+  }
+  const done = ctx.report.phase('scan');
+  const rows = await scanPartition(files, ctx.report);
+  done();
+  const body = rows
+    .map((r) => JSON.stringify(r, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v)))
+    .join('\n');
+  const path = `${ctx.outputPrefix}partial.ndjson`;
+  await store.put(path, body);
+  ctx.report.count('bytesWritten', Buffer.byteLength(body));
+  return { report: ctx.report.finish(), output: { path, rows: rows.length } };
+}
+
+function parsePartial(text: string): UsageRow[] {
+  return text
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => {
+      const r = JSON.parse(line) as Record<string, string>;
+      return {
+        owner: r.owner!,
+        namespace: r.namespace as Namespace,
+        directories: BigInt(r.directories!),
+        keys: BigInt(r.keys!),
+        objects: BigInt(r.objects!),
+        bytes: BigInt(r.bytes!),
+      };
+    });
+}
+
+interface AccountRecord {
+  uuid: string;
+  login: string;
+  reports?: boolean;
+}
+
+async function listAccounts(services: PipelineServices): Promise<AccountRecord[]> {
+  const r = await services.tier.storageShard.pool.query<{ _value: string }>('SELECT _value FROM accounts');
+  return r.rows.map((x) => JSON.parse(x._value) as AccountRecord);
+}
+
+/** Remove an account's daily reports older than `keepFrom` (YYYY-MM-DD); `latest` stays. */
+async function pruneUserReports(store: ObjectStore, login: string, keepFrom: string): Promise<number> {
+  let removed = 0;
+  const dir = `${userReportDir(login)}/`;
+  for (const p of await store.list(dir)) {
+    const m = /^(\d{4})\/(\d{2})\/(\d{2})\//.exec(p.slice(dir.length));
+    if (m && `${m[1]}-${m[2]}-${m[3]}` < keepFrom) {
+      await store.delete(p);
+      removed++;
+    }
+  }
+  return removed;
+}
+
+async function commitMetering(ctx: CommitContext, o: StorageMeteringOptions) {
+  const { store } = ctx.services;
+  const day = ctx.partition.day;
+  const report = new ReportBuilder();
+  const usage = new Map<string, Map<Namespace, Usage>>();
+  for (const t of ctx.tasks)
+    mergeUsage(usage, parsePartial(await readAll(store, (t.output as { path: string }).path)));
+  const owners = [...usage.keys()].sort();
+  const lines = owners.map((owner) => JSON.stringify({ owner, storage: storageRecord(usage.get(owner)) }));
+  const body = lines.length > 0 ? `${lines.join('\n')}\n` : '';
+  // Run-scoped first (this run's own name), then the original path operators read.
+  await store.put(`${ctx.runPrefix}h00.json`, body);
+  await store.put(operatorReportPath(day), body);
+  report.count('accounts', owners.length).count('bytesWritten', Buffer.byteLength(body) * 2);
+
+  const accounts = new Map((await listAccounts(ctx.services)).map((a) => [a.uuid, a]));
+  const keepFrom = new Date(Date.parse(`${day}T00:00:00Z`) - o.reportRetentionDays * 86_400_000)
+    .toISOString()
+    .slice(0, 10);
+  for (const owner of owners) {
+    const acct = accounts.get(owner);
+    if (!acct) {
+      report.event('unknown-owner', 'warning', { owner });
+      continue;
+    }
+    if (acct.reports !== true) {
+      report.count('notDelivered');
+      continue;
+    }
+    const userBody = `${JSON.stringify({ storage: storageRecord(usage.get(owner)), date: `${day}T00:00:00.000Z` })}\n`;
+    await store.put(userReportPath(acct.login, day), userBody);
+    await store.put(userLatestPath(acct.login), userBody);
+    report.count('delivered').count('reportsPruned', await pruneUserReports(store, acct.login, keepFrom));
+  }
+  return {
+    output: { path: `${ctx.runPrefix}h00.json`, published: operatorReportPath(day), accounts: owners.length },
+    report: report.finish(),
+  };
+}
+
+export function storageMeteringJob(o: StorageMeteringOptions): JobDefinition {
+  return {
+    name: 'storage-metering',
+    description: 'per account and namespace: directories, keys, objects, bytes (MANTA-REFERENCE §3.6)',
+    partition: 'day',
+    inputs: { upstream: ['unpack'] },
+    // The original ran at 08:15 after a 00:00 dump; eight hours late is worth a page.
+    deadlineMs: 8 * 3_600_000,
+    maxAttempts: 5,
+    taskTimeoutMs: 30 * 60_000,
+    split: (ctx) => {
+      const sources = ctx.upstream.map((u) => u.output as UnpackOutput);
+      const counts = new Set(sources.map((s) => s.partitions));
+      if (counts.size > 1) {
+        throw new RemoraError(
+          'MalformedInput',
+          `unpacked shards disagree on partitions (${[...counts].join(', ')})`,
+        );
+      }
+      const p = [...counts][0] ?? 0;
+      return Promise.resolve(
+        Array.from({ length: p }, (_, i) => ({
+          key: `p${String(i).padStart(4, '0')}`,
+          params: { partition: i, sources },
+        })),
+      );
+    },
+    runTask: runPartition,
+    commit: (ctx) => commitMetering(ctx, o),
+  };
+}
