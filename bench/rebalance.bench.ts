@@ -1,0 +1,170 @@
+/**
+ * Rebalance mover throughput between loopback storage nodes, beside a baseline measured in the
+ * same run: plain HTTP GET from the source + PUT to another node of the same bytes, same
+ * concurrency, no metadata work. Figures: objects/s and MB/s, and their ratios.
+ * Targets: ≥ 0.8 of the baseline's MB/s for 16 MiB objects, ≥ 0.5 of its objects/s for 4 KiB.
+ *   REMORA_BENCH_REBALANCE_SMALL (default 2000 objects of 4 KiB), REMORA_BENCH_REBALANCE_LARGE
+ *   (default 24 objects of 16 MiB), REMORA_BENCH_REBALANCE_CONCURRENCY (default 8)
+ */
+import crypto from 'node:crypto';
+import { ensureBenchPostgres } from './support.js';
+import { SeededRandom } from '../src/core/clock.js';
+import type { Deployment } from '../src/main/deployment.js';
+import { objectValue } from '../src/frontdoor/records.js';
+import { RebalancePlanner } from '../src/jobs/rebalance/rebalance.plan.js';
+import { insertJob, insertObjects, migrateRebalance } from '../src/jobs/rebalance/rebalance.repository.js';
+import { eachLimit, runJob } from '../src/jobs/rebalance/rebalance.run.js';
+import type { ObjectGroup } from '../src/jobs/rebalance/rebalance.types.js';
+
+const SRC = { manta_storage_id: '1.stor.dc1.remora.local', datacenter: 'dc1' };
+const OTHER = { manta_storage_id: '2.stor.dc2.remora.local', datacenter: 'dc2' };
+const DEST = '3.stor.dc3.remora.local';
+const BASELINE_DEST = '4.stor.dc3.remora.local';
+const md5 = (b: Buffer) => crypto.createHash('md5').update(b).digest('base64');
+
+interface Case {
+  label: string;
+  count: number;
+  bytes: number;
+}
+
+export default async function bench(): Promise<void> {
+  const concurrency = Number(process.env.REMORA_BENCH_REBALANCE_CONCURRENCY ?? 8);
+  const cases: Case[] = [
+    { label: '4 KiB', count: Number(process.env.REMORA_BENCH_REBALANCE_SMALL ?? 2000), bytes: 4096 },
+    {
+      label: '16 MiB',
+      count: Number(process.env.REMORA_BENCH_REBALANCE_LARGE ?? 24),
+      bytes: 16 * 1024 * 1024,
+    },
+  ];
+  const stop = await ensureBenchPostgres();
+  const { startTestDeployment } = await import('../test/helpers/deployment.js');
+  const { d, cleanup } = await startTestDeployment({
+    storage: {
+      nodes: [
+        SRC,
+        OTHER,
+        { manta_storage_id: DEST, datacenter: 'dc3' },
+        { manta_storage_id: BASELINE_DEST, datacenter: 'dc3' },
+      ].map((n) => ({ id: n.manta_storage_id, datacenter: n.datacenter })),
+      heartbeatIntervalMs: 1000,
+    },
+  });
+  try {
+    await migrateRebalance(d.tier.control);
+    for (const c of cases) await runCase(d, c, concurrency);
+  } finally {
+    await cleanup();
+    await stop();
+  }
+}
+
+async function runCase(d: Deployment, c: Case, concurrency: number): Promise<void> {
+  const owner = crypto.randomUUID();
+  const groups = await loadObjects(d, owner, c);
+  const url = (id: string) => d.nodes.get(id)?.url;
+  const t0 = performance.now();
+  await eachLimit(groups, concurrency, async (g) => {
+    const got = await d.storage.get(url(SRC.manta_storage_id)!, owner, g.objectId);
+    await d.storage.put(url(BASELINE_DEST)!, owner, g.objectId, got.stream, {
+      contentLength: g.contentLength,
+    });
+  });
+  const base = (performance.now() - t0) / 1000;
+  const jobId = await planAll(d, groups, c.label);
+  const t1 = performance.now();
+  const totals = await runJob({ tier: d.tier, storage: d.storage, nodeUrl: url }, { jobId, concurrency });
+  const moved = (performance.now() - t1) / 1000;
+  if (totals.outcomes.complete !== c.count)
+    throw new Error(`rebalance bench: ${JSON.stringify(totals.outcomes)}`);
+  const mb = (c.count * c.bytes) / 1024 / 1024;
+  const line = (name: string, s: number) =>
+    `${name.padEnd(9)} ${(c.count / s).toFixed(1).padStart(8)} objects/s ${(mb / s).toFixed(1).padStart(8)} MB/s`;
+  console.log(`rebalance ${c.label} × ${c.count} (concurrency ${concurrency}):`);
+  console.log(`  ${line('baseline', base)}   (plain GET + PUT, no metadata)`);
+  console.log(
+    `  ${line('rebalance', moved)}   (copy + MD5 check + etag-guarded update + tombstone + progress)`,
+  );
+  const target = c.bytes >= 1024 * 1024 ? 'MB/s ratio target ≥ 0.8' : 'objects/s ratio target ≥ 0.5';
+  console.log(`  ratio ${(base / moved).toFixed(2)} (${target})`);
+}
+
+/** Records on the index shards and copies on SRC and OTHER, as the front door would leave them. */
+async function loadObjects(d: Deployment, owner: string, c: Case): Promise<ObjectGroup[]> {
+  const body = crypto.randomBytes(c.bytes);
+  const sum = md5(body);
+  const groups: ObjectGroup[] = [];
+  const ops = [];
+  for (let i = 0; i < c.count; i++) {
+    const objectId = crypto.randomUUID();
+    const key = `/${owner}/stor/bench-${c.bytes}/${i % 64}/o${i}`;
+    const v = objectValue({
+      key,
+      owner,
+      objectId,
+      contentLength: c.bytes,
+      contentMD5: sum,
+      contentType: 'application/octet-stream',
+      sharks: [SRC, OTHER],
+      mtime: Date.now(),
+    });
+    ops.push({ op: 'put' as const, bucket: 'manta', key, value: v as unknown as Record<string, unknown> });
+    groups.push({ objectId, copyOwner: owner, md5: sum, contentLength: c.bytes, keys: [] });
+  }
+  for (let i = 0; i < ops.length; i += 500) await d.tier.batch(ops.slice(i, i + 500));
+  await eachLimit(groups, 8, async (g) => {
+    for (const s of [SRC, OTHER])
+      await d.storage.put(d.nodes.get(s.manta_storage_id)!.url, owner, g.objectId, body);
+  });
+  const live = await d.tier.findByObjectIds(groups.map((g) => g.objectId));
+  for (const g of groups)
+    for (const r of live.get(g.objectId) ?? [])
+      if (r.value.type === 'object')
+        g.keys.push({
+          key: r.key,
+          shard: r.shard,
+          morayEtag: r.etag,
+          etag: r.value.etag,
+          owner,
+          sharks: r.value.sharks,
+        });
+  return groups;
+}
+
+/** The planner over the loaded objects (all bound for DEST: BASELINE_DEST is ignored). */
+async function planAll(d: Deployment, groups: ObjectGroup[], label: string): Promise<string> {
+  const records = (await d.tier.storageRecords()).map((r) => r.value);
+  const planner = new RebalancePlanner(records, {
+    evacuate: SRC.manta_storage_id,
+    ignore: [BASELINE_DEST],
+    maxFillPct: 99,
+    lagMs: 600_000,
+    now: Date.now(),
+    random: new SeededRandom(1),
+  });
+  const jobId = `bench-${label.replace(/\W/g, '')}-${Date.now()}`;
+  await insertJob(d.tier.control, jobId, { bench: true }, {});
+  const rows = groups.map((g) => {
+    const m = planner.decide(g).move!;
+    if (m.newShark.manta_storage_id !== DEST) throw new Error(`planned ${m.newShark.manta_storage_id}`);
+    return {
+      objectId: g.objectId,
+      state: 'unprocessed' as const,
+      reason: null,
+      detail: null,
+      bytes: g.contentLength,
+      md5: g.md5,
+      copyOwner: g.copyOwner,
+      cause: m.cause,
+      oldShark: m.oldShark,
+      newShark: m.newShark,
+      keys: m.keys,
+    };
+  });
+  for (let i = 0; i < rows.length; i += 1000)
+    await insertObjects(d.tier.control, jobId, rows.slice(i, i + 1000));
+  return jobId;
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) await bench();
