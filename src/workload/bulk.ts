@@ -23,6 +23,7 @@ import { createAccount, accountByLogin } from '../frontdoor/accounts.js';
 import { directoryValue, EMPTY_MD5, linkValue, objectValue } from '../frontdoor/records.js';
 import { type WorkloadSpec, generateWorkload, RECENT_WINDOW } from './generator.js';
 import { copyLine } from './copy-text.js';
+import { mantaDirname } from '../core/ids.js';
 import { bucketDdl, columnOf, DELETE_LOG_BUCKET, MANTA_BUCKET } from '../metadata/buckets.js';
 import { bulkMd5 } from './bulk-content.js';
 
@@ -94,8 +95,13 @@ export async function bulkLoad(tier: MetadataTier, opts: BulkOptions): Promise<B
     const [, login, ...rest] = p.split('/');
     return ['', uuidOf.get(login!)!, ...rest].join('/');
   };
+  // Keys of one directory share a vnode: hash each directory once (sha256 + BigInt per key
+  // was the loader's largest CPU cost after JSON).
+  const located = new Map<string, { vnode: number; shard: string }>();
   const shardOf = (key: string) => {
-    const loc = tier.ring.locate(key);
+    const dir = mantaDirname(key);
+    let loc = located.get(dir);
+    if (!loc) located.set(dir, (loc = tier.ring.locate(key)));
     let p = pending.get(loc.shard);
     if (!p) pending.set(loc.shard, (p = { rows: new Map(), removeFlushed: new Set(), deleteLog: [] }));
     return { p, vnode: loc.vnode };

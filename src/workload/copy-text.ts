@@ -1,8 +1,11 @@
 /** PostgreSQL COPY text format: one row per line, tab-separated, `\N` for NULL. */
 
+const NEEDS_ESCAPE = /[\\\t\n\r]/;
+
 export function copyField(v: string | number | null | undefined): string {
   if (v === null || v === undefined) return '\\N';
   if (typeof v === 'number') return String(v);
+  if (!NEEDS_ESCAPE.test(v)) return v;
   let out = '';
   let last = 0;
   for (let i = 0; i < v.length; i++) {
