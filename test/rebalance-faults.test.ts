@@ -202,3 +202,30 @@ test('the agent SIGKILLed mid-object and restarted: converges, no duplicate or l
   assert.deepEqual(tempFiles(roots), [], 'no orphan temp file');
   assert.equal(md5(await alice.get('/alice/public/blob-link')), md5(body));
 });
+
+function cli(args: string[]): Promise<{ code: number | null; out: string }> {
+  const env = { ...process.env };
+  delete env.REMORA_CONFIG;
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', 'src/main/cli.ts', '--state-dir', d.config.stateDir, ...args],
+    {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env,
+    },
+  );
+  return exitOf(child);
+}
+
+test('CLI: status as metrics, verify verdict and exit code', async () => {
+  const m = await cli(['rebalance', 'status', '--metrics']);
+  assert.equal(m.code, 0, m.out);
+  assert.match(m.out, /remora_rebalance_objects\{job="[^"]+",state="complete"\} \d+/);
+  const ok = await cli(['rebalance', 'verify', '--node', N1]);
+  assert.equal(ok.code, 0, ok.out);
+  assert.match(ok.out, /^SAFE TO REMOVE 1\.stor\.dc1/m);
+  const notOk = await cli(['rebalance', 'verify', '--node', N3]);
+  assert.equal(notOk.code, 1, notOk.out);
+  assert.match(notOk.out, /NOT SAFE/);
+});
