@@ -7,6 +7,7 @@ import { registerDeploymentCommands } from '../cli/deployment.commands.js';
 import { registerStorageCommands } from '../cli/storage.commands.js';
 import { registerDumpsCommands } from '../cli/dumps.commands.js';
 import { registerRebalanceCommands } from '../cli/rebalance.commands.js';
+import { registerPipelineCommands } from '../cli/pipeline.commands.js';
 
 const program = new Command();
 program
@@ -23,6 +24,7 @@ const registrations: Array<(p: Command) => void> = [
   registerStorageCommands,
   registerDumpsCommands,
   registerRebalanceCommands,
+  registerPipelineCommands,
 ];
 
 for (const register of registrations) register(program);

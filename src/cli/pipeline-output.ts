@@ -1,0 +1,24 @@
+/** The usage table `remora pipeline run` ends with: the day's storage metering, per account and namespace. */
+import { listAccounts } from '../frontdoor/accounts.js';
+import { operatorReportPath } from '../jobs/storage-metering/storage-metering.rules.js';
+import type { PipelineRuntime } from '../pipeline/runtime.js';
+import { printTable } from './cli-support.js';
+
+export async function printUsageTable(rt: PipelineRuntime, day: string): Promise<void> {
+  const { store, tier } = rt.services;
+  const path = operatorReportPath(day);
+  if (!(await store.head(path))) return;
+  const parts: Buffer[] = [];
+  for await (const c of await store.get(path)) parts.push(c as Buffer);
+  const logins = new Map((await listAccounts(tier)).map((a) => [a.uuid, a.login]));
+  const rows: Record<string, string>[] = [];
+  for (const line of Buffer.concat(parts).toString('utf8').split('\n').filter(Boolean)) {
+    const r = JSON.parse(line) as { owner: string; storage: Record<string, Record<string, string>> };
+    for (const [ns, u] of Object.entries(r.storage)) {
+      if (Object.values(u).every((v) => v === '0')) continue;
+      rows.push({ account: logins.get(r.owner) ?? r.owner, namespace: ns, ...u });
+    }
+  }
+  process.stdout.write(`\nstorage usage ${day} (${path})\n`);
+  printTable(rows, ['account', 'namespace', 'directories', 'keys', 'objects', 'bytes']);
+}

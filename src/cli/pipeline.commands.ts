@@ -1,0 +1,234 @@
+/**
+ * `remora pipeline run`, `runs`, `run show`, `rerun`, `backfill`, `scheduler`, `worker`:
+ * thin surfaces over src/pipeline (docs/pipeline.md).
+ */
+import type { Command } from 'commander';
+import { systemClock } from '../core/clock.js';
+import { RemoraError } from '../core/errors.js';
+import { defaultObjectStore } from '../dumps/object-store.js';
+import { withMetadata } from '../main/context.js';
+import { Coordinator } from '../pipeline/coordinator.js';
+import { defaultJobs } from '../pipeline/default-jobs.js';
+import { serveMetrics } from '../pipeline/metrics.js';
+import { backfill, driveDays, rerun, scheduleDay } from '../pipeline/operations.js';
+import { assertDay, dayOf, daysBetween } from '../pipeline/partitions.js';
+import type { RunRow } from '../pipeline/runs.repository.js';
+import { openRuntime, type PipelineRuntime } from '../pipeline/runtime.js';
+import { Scheduler } from '../pipeline/scheduler.js';
+import { pipelineSettings } from '../pipeline/settings.js';
+import { describeRun, runMatrix } from '../pipeline/views.js';
+import { PipelineWorker } from '../pipeline/worker.js';
+import { action, configFrom, printTable } from './cli-support.js';
+import { printUsageTable } from './pipeline-output.js';
+
+interface ServeOptions {
+  metricsPort?: string;
+  worker?: boolean;
+  concurrency?: string;
+}
+
+const log = (line: string) => process.stderr.write(`${new Date().toISOString()} ${line}\n`);
+
+/** Open the runtime (and optionally an in-process worker and a metrics endpoint) around `fn`. */
+async function withPipeline(
+  cmd: Command,
+  o: ServeOptions,
+  fn: (rt: PipelineRuntime, c: Coordinator) => Promise<void>,
+): Promise<void> {
+  const config = configFrom(cmd);
+  const over = o.concurrency ? { concurrency: Number(o.concurrency) } : {};
+  const settings = pipelineSettings(config, over);
+  await withMetadata(config, async (tier) => {
+    const services = { config, tier, store: defaultObjectStore(config.stateDir), clock: systemClock, log };
+    const rt = await openRuntime(services, defaultJobs(settings), over);
+    const coordinator = new Coordinator(rt);
+    const port =
+      o.metricsPort ?? (settings.metricsPort === undefined ? undefined : String(settings.metricsPort));
+    const metrics = port === undefined ? undefined : await serveMetrics(rt.metrics, Number(port));
+    if (metrics) log(`metrics on ${metrics.url}`);
+    const worker = o.worker === false ? undefined : new PipelineWorker(rt);
+    await worker?.start();
+    try {
+      await fn(rt, coordinator);
+    } finally {
+      await worker?.stop();
+      await coordinator.close();
+      await metrics?.close();
+    }
+  });
+}
+
+function progressPrinter(): (runs: RunRow[]) => void {
+  let last = '';
+  return (runs) => {
+    const by = new Map<string, number>();
+    for (const r of runs) by.set(`${r.job}:${r.state}`, (by.get(`${r.job}:${r.state}`) ?? 0) + 1);
+    const line = [...by].map(([k, n]) => `${k}×${n}`).join('  ');
+    if (line !== last) process.stderr.write(`  ${line}\n`);
+    last = line;
+  };
+}
+
+function printRuns(runs: RunRow[]): void {
+  printTable(
+    runs.map((r) => ({
+      id: r.id,
+      job: r.job,
+      partition: r.partitionKey,
+      seq: r.seq,
+      state: r.state,
+      verdict: r.verdict ?? '',
+      note: r.error ?? r.waitingOn ?? '',
+    })),
+  );
+}
+
+async function drive(
+  rt: PipelineRuntime,
+  c: Coordinator,
+  days: string[],
+  timeout?: string,
+): Promise<RunRow[]> {
+  const runs = await driveDays(rt, c, days, {
+    onProgress: progressPrinter(),
+    ...(timeout ? { timeoutMs: Number(timeout) * 1000 } : {}),
+  });
+  printRuns(runs);
+  if (runs.some((r) => r.state !== 'succeeded')) process.exitCode = 1;
+  return runs;
+}
+
+const withServe = (c: Command) =>
+  c
+    .option('--no-worker', 'do not run tasks in this process (only `remora worker` processes will)')
+    .option('--metrics-port <port>', 'serve Prometheus metrics on this port');
+
+export function registerPipelineCommands(program: Command): void {
+  const pipeline = program
+    .command('pipeline')
+    .description('the daily pipeline: snapshot → unpack → storage metering');
+  withServe(pipeline.command('run'))
+    .description('run a whole day to completion, with progress (default: today, UTC)')
+    .option('--date <day>', 'pipeline day YYYY-MM-DD')
+    .option('--timeout <seconds>', 'stop waiting after this long (late inputs keep their runs waiting)')
+    .action(
+      action(async (o: ServeOptions & { date?: string; timeout?: string }, cmd: Command) => {
+        const day = assertDay(o.date ?? dayOf(Date.now()));
+        await withPipeline(cmd, o, async (rt, c) => {
+          await scheduleDay(rt, day, 'manual');
+          const runs = await drive(rt, c, [day], o.timeout);
+          const metering = runs.find((r) => r.job === 'storage-metering' && r.state === 'succeeded');
+          if (metering) await printUsageTable(rt, day);
+        });
+      }),
+    );
+
+  program
+    .command('runs')
+    .description('days × jobs matrix of run verdicts, like a calendar')
+    .option('--days <n>', 'how many days back', '7')
+    .action(
+      action(async (o: { days: string }, cmd: Command) => {
+        await withPipeline(cmd, { worker: false }, async (rt) => {
+          const m = await runMatrix(rt, dayOf(Date.now()), Number(o.days));
+          printTable(
+            m.days.map((d) => ({
+              day: d,
+              ...Object.fromEntries(m.jobs.map((j) => [j, m.cells.get(d)?.get(j) ?? '·'])),
+            })),
+          );
+        });
+      }),
+    );
+
+  program
+    .command('run')
+    .description('one run')
+    .command('show <id>')
+    .description('a run’s report with its examples, tasks, attempts and alerts')
+    .action(
+      action(async (id: string, _o: unknown, cmd: Command) => {
+        await withPipeline(cmd, { worker: false }, async (rt) => {
+          const d = await describeRun(rt, Number(id));
+          if (!d) throw new RemoraError('UsageError', `no run ${id}`);
+          process.stdout.write(`${JSON.stringify(d, null, 2)}\n`);
+        });
+      }),
+    );
+
+  withServe(program.command('rerun <job>'))
+    .description('run a job again for a day, alone or with everything downstream')
+    .requiredOption('--date <day>', 'pipeline day YYYY-MM-DD')
+    .option('--downstream', 'also rerun every job that depends on it')
+    .option('--dry-run', 'print what would run, run nothing')
+    .action(
+      action(
+        async (
+          job: string,
+          o: ServeOptions & { date: string; downstream?: boolean; dryRun?: boolean },
+          cmd: Command,
+        ) => {
+          const day = assertDay(o.date);
+          await withPipeline(cmd, o.dryRun ? { ...o, worker: false } : o, async (rt, c) => {
+            const plan = await rerun(rt, job, day, { downstream: !!o.downstream, dryRun: !!o.dryRun });
+            printTable(
+              plan.map((p) => ({
+                job: p.job,
+                partition: p.partitionKey,
+                action: o.dryRun && p.action === 'run' ? 'would run' : p.action,
+              })),
+            );
+            if (!o.dryRun) await drive(rt, c, [day]);
+          });
+        },
+      ),
+    );
+
+  withServe(program.command('backfill'))
+    .description('run every day of a range once, oldest first')
+    .requiredOption('--from <day>', 'first day')
+    .requiredOption('--to <day>', 'last day')
+    .action(
+      action(async (o: ServeOptions & { from: string; to: string }, cmd: Command) => {
+        await withPipeline(cmd, o, async (rt, c) => {
+          for (const b of await backfill(rt, o.from, o.to))
+            log(`backfill ${b.day}: ${b.created} run(s) created`);
+          await drive(rt, c, daysBetween(o.from, o.to));
+        });
+      }),
+    );
+
+  withServe(program.command('scheduler'))
+    .description('daily trigger, catch-up of missed days, retention, and the coordinator loop')
+    .action(
+      action(async (o: ServeOptions, cmd: Command) => {
+        await withPipeline(cmd, o, async (rt, c) => {
+          const s = new Scheduler(rt, c);
+          const stop = () => s.stop();
+          process.once('SIGINT', stop);
+          process.once('SIGTERM', stop);
+          log('scheduler started');
+          await s.run();
+        });
+      }),
+    );
+
+  program
+    .command('worker')
+    .description(
+      'claim and run pipeline tasks (any number, on any machine sharing the control DB and object store)',
+    )
+    .option('--concurrency <n>', 'tasks at once')
+    .option('--metrics-port <port>', 'serve Prometheus metrics on this port')
+    .action(
+      action(async (o: ServeOptions, cmd: Command) => {
+        await withPipeline(cmd, { ...o, worker: true }, async () => {
+          log('worker started');
+          await new Promise<void>((resolve) => {
+            process.once('SIGINT', resolve);
+            process.once('SIGTERM', resolve);
+          });
+        });
+      }),
+    );
+}

@@ -1,0 +1,76 @@
+/**
+ * The scheduler: the daily trigger, catch-up of missed days, retention, and the coordinator
+ * loop. The trigger only creates a day's runs; each run then starts when its inputs exist,
+ * never at a wall-clock offset (unlike the original crons, MANTA-REFERENCE §5.1). Hourly
+ * partitions are created with their day and each waits for its own hour's input.
+ *
+ * Missed days (the scheduler was down) are caught up oldest first, and said so loudly.
+ */
+import type { Coordinator } from './coordinator.js';
+import { applyRetention, scheduleDay } from './operations.js';
+import { addDays, dayOf } from './partitions.js';
+import type { PipelineRuntime } from './runtime.js';
+import { runsBetween } from './runs.repository.js';
+
+export class Scheduler {
+  private lastDay: string | undefined;
+  private stopped = false;
+  private wake: (() => void) | undefined;
+
+  constructor(
+    private readonly rt: PipelineRuntime,
+    private readonly coordinator: Coordinator,
+  ) {}
+
+  /** Schedule days in the catch-up window that have no runs at all, oldest first; returns them. */
+  async catchUp(today: string): Promise<string[]> {
+    const from = addDays(today, -this.rt.settings.catchUpDays);
+    const had = new Set((await runsBetween(this.rt.control, from, today)).map((r) => r.day));
+    const missed: string[] = [];
+    for (let d = from; d < today; d = addDays(d, 1)) if (!had.has(d)) missed.push(d);
+    if (missed.length > 0) {
+      this.rt.services.log(
+        `CATCH-UP: ${missed.length} missed day(s) with no runs: ${missed.join(', ')} — scheduling oldest first`,
+      );
+      for (const d of missed) await scheduleDay(this.rt, d, 'catch-up');
+    }
+    return missed;
+  }
+
+  /** One scheduler step: trigger a new day (and its retention), then one coordinator tick. */
+  async step(): Promise<void> {
+    const today = dayOf(this.rt.services.clock.now());
+    if (today !== this.lastDay) {
+      if (this.lastDay === undefined) await this.catchUp(today);
+      const created = await scheduleDay(this.rt, today, 'daily');
+      if (created.length > 0) this.rt.services.log(`daily trigger: ${created.length} run(s) for ${today}`);
+      const removed = await applyRetention(this.rt, today);
+      if (removed > 0)
+        this.rt.services.log(
+          `retention: removed ${removed} run(s) older than ${this.rt.settings.retentionDays} days`,
+        );
+      this.lastDay = today;
+    }
+    await this.coordinator.tick();
+  }
+
+  /** Run until stop(). Errors of one step are logged; the next step retries. */
+  async run(): Promise<void> {
+    while (!this.stopped) {
+      try {
+        await this.step();
+      } catch (err) {
+        this.rt.services.log(`scheduler step failed: ${(err as Error).message}`);
+      }
+      await new Promise<void>((resolve) => {
+        this.wake = resolve;
+        setTimeout(resolve, this.rt.settings.tickIntervalMs);
+      });
+    }
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.wake?.();
+  }
+}
