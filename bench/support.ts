@@ -2,19 +2,8 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import net from 'node:net';
 import { startEmbeddedPostgres } from '../src/metadata/postgres-server.js';
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
+import { freePort } from '../test/helpers/net.js';
 
 /** Ensure REMORA_TEST_PG_URL points at a server; returns a stop function. */
 export async function ensureBenchPostgres(): Promise<() => Promise<void>> {

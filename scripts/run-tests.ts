@@ -9,9 +9,9 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import net from 'node:net';
 import os from 'node:os';
 import { startEmbeddedPostgres } from '../src/metadata/postgres-server.js';
+import { freePort } from '../test/helpers/net.js';
 
 function listTests(dir: string): string[] {
   const out: string[] = [];
@@ -21,17 +21,6 @@ function listTests(dir: string): string[] {
     else if (e.name.endsWith('.test.ts')) out.push(p);
   }
   return out.sort();
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 const args = process.argv.slice(2);

@@ -6,12 +6,14 @@ import { type Command, InvalidArgumentError } from 'commander';
 import { action, configFrom, printTable, usageError } from './cli-support.js';
 import { Deployment } from '../main/deployment.js';
 import {
+  type DeploymentState,
   deploymentStatePath,
   isAlive,
   readDeploymentState,
   withMetadata,
   removeStateIfOurs,
 } from '../main/context.js';
+import type { RemoraConfig } from '../config/config.js';
 import { runDemo } from '../main/demo.js';
 import { runWorkload } from '../workload/driver.js';
 import { bulkLoad } from '../workload/bulk.js';
@@ -81,12 +83,7 @@ export function registerDeploymentCommands(program: Command): void {
     .action(
       action(async (_opts: unknown, cmd: Command) => {
         const config = configFrom(cmd);
-        const s = readDeploymentState(config);
-        if (!s)
-          throw new RemoraError(
-            'StaleState',
-            `no deployment is running on ${config.stateDir}: start one with \`remora up --detach\``,
-          );
+        const s = requireDeployment(config);
         console.log(`deployment pid ${s.pid}, up since ${s.startedAt}\nfront door ${s.frontdoorUrl}`);
         await withMetadata(config, async (tier) => {
           printTable(
@@ -172,12 +169,7 @@ export function registerDeploymentCommands(program: Command): void {
             });
             return;
           }
-          const s = readDeploymentState(config);
-          if (!s)
-            throw new RemoraError(
-              'StaleState',
-              `no deployment is running on ${config.stateDir}: start one with \`remora up --detach\``,
-            );
+          const s = requireDeployment(config);
           await withMetadata(config, async (tier) => {
             console.log(
               JSON.stringify(
@@ -278,4 +270,15 @@ function waitForStopSignal(): Promise<void> {
       process.on(sig, stop);
     }
   });
+}
+
+/** The running deployment's state, or a StaleState error telling the operator how to start one. */
+function requireDeployment(config: RemoraConfig): DeploymentState {
+  const s = readDeploymentState(config);
+  if (!s)
+    throw new RemoraError(
+      'StaleState',
+      `no deployment is running on ${config.stateDir}: start one with \`remora up --detach\``,
+    );
+  return s;
 }

@@ -65,6 +65,29 @@ export function checkEtag(
   );
 }
 
+/** INSERT of one row with its index columns; `conflict` is what to do when `_key` exists. */
+function insertStatement(
+  b: BucketDefinition,
+  key: string,
+  serialized: string,
+  mtime: number,
+  vnode: number | null,
+  conflict: 'update' | 'nothing',
+): { sql: string; params: unknown[]; etag: string } {
+  const etag = morayEtag(serialized);
+  const idx = indexValues(b, JSON.parse(serialized) as Record<string, unknown>);
+  const cols = b.index.map((i) => columnOf(i.field));
+  const params: unknown[] = [key, serialized, etag, mtime, vnode, ...idx];
+  const placeholders = params.map((_, i) => `$${i + 1}`).join(', ');
+  const onConflict =
+    conflict === 'nothing'
+      ? 'DO NOTHING'
+      : `DO UPDATE SET ${['_value', '_etag', '_mtime', '_vnode', ...cols].map((c) => `${c} = EXCLUDED.${c}`).join(', ')}`;
+  const sql = `INSERT INTO ${b.name} (_key, _value, _etag, _mtime, _vnode${cols.map((c) => `, ${c}`).join('')})
+     VALUES (${placeholders}) ON CONFLICT (_key) ${onConflict}`;
+  return { sql, params, etag };
+}
+
 /** Insert or replace a row. The caller has checked the etag condition under FOR UPDATE. */
 export async function upsertRow(
   db: Queryable,
@@ -74,21 +97,8 @@ export async function upsertRow(
   mtime: number,
   vnode: number | null,
 ): Promise<string> {
-  const etag = morayEtag(serialized);
-  const value = JSON.parse(serialized) as Record<string, unknown>;
-  const idx = indexValues(b, value);
-  const cols = b.index.map((i) => columnOf(i.field));
-  const params: unknown[] = [key, serialized, etag, mtime, vnode, ...idx];
-  const placeholders = params.map((_, i) => `$${i + 1}`).join(', ');
-  const updates = ['_value', '_etag', '_mtime', '_vnode', ...cols]
-    .map((c) => `${c} = EXCLUDED.${c}`)
-    .join(', ');
-  await db.query(
-    `INSERT INTO ${b.name} (_key, _value, _etag, _mtime, _vnode${cols.map((c) => `, ${c}`).join('')})
-     VALUES (${placeholders})
-     ON CONFLICT (_key) DO UPDATE SET ${updates}`,
-    params,
-  );
+  const { sql, params, etag } = insertStatement(b, key, serialized, mtime, vnode, 'update');
+  await db.query(sql, params);
   return etag;
 }
 
@@ -101,17 +111,8 @@ export async function insertRowIfAbsent(
   mtime: number,
   vnode: number | null,
 ): Promise<boolean> {
-  const etag = morayEtag(serialized);
-  const value = JSON.parse(serialized) as Record<string, unknown>;
-  const idx = indexValues(b, value);
-  const cols = b.index.map((i) => columnOf(i.field));
-  const params: unknown[] = [key, serialized, etag, mtime, vnode, ...idx];
-  const placeholders = params.map((_, i) => `$${i + 1}`).join(', ');
-  const r = await db.query(
-    `INSERT INTO ${b.name} (_key, _value, _etag, _mtime, _vnode${cols.map((c) => `, ${c}`).join('')})
-     VALUES (${placeholders}) ON CONFLICT (_key) DO NOTHING`,
-    params,
-  );
+  const { sql, params } = insertStatement(b, key, serialized, mtime, vnode, 'nothing');
+  const r = await db.query(sql, params);
   return r.rowCount === 1;
 }
 
