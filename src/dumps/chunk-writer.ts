@@ -13,7 +13,8 @@ import type { DuckDBConnection } from '@duckdb/node-api';
 import { partitionOf } from './partition.js';
 import { chunkPath } from './layout.js';
 import { adoptFile, type ObjectStore } from './object-store.js';
-import { readCsvSql, type TableSpec } from './table-specs.js';
+import { readCsvSql, readTsvSql, type TableSpec } from './table-specs.js';
+import { CopyRowScanner, partitionOfAsciiBytes } from './copy-rows.js';
 import { sqlString } from './duckdb.js';
 import type { ReportBuilder } from './report.js';
 
@@ -44,10 +45,10 @@ export interface ChunkContext {
 const WRITE_BUFFER_BYTES = 1 << 20;
 
 /**
- * One partition's write buffer. Rows are encoded straight into bytes: building CSV lines as
- * JS strings and joining them cost more in GC than everything else together.
+ * One intermediate file's write buffer. Rows are encoded straight into bytes: building CSV lines
+ * as JS strings and joining them cost more in GC than everything else together.
  */
-class CsvBuffer {
+class LineBuffer {
   private buf = Buffer.allocUnsafe(WRITE_BUFFER_BYTES);
   private off = 0;
   fd: number | undefined;
@@ -76,6 +77,18 @@ class CsvBuffer {
     this.off = o;
   }
 
+  /** Append `src[start, end)` and a newline (a raw COPY row, copy-rows.ts). */
+  appendLine(src: Buffer, start: number, end: number): void {
+    const need = end - start + 1;
+    if (this.off + need > this.buf.length) {
+      this.flush();
+      if (need > this.buf.length) this.buf = Buffer.allocUnsafe(need);
+    }
+    src.copy(this.buf, this.off, start, end);
+    this.off += need;
+    this.buf[this.off - 1] = 0x0a;
+  }
+
   flush(): void {
     if (this.off === 0) return;
     this.fd ??= fs.openSync(this.file(), 'w');
@@ -93,8 +106,12 @@ class CsvBuffer {
 export class PartitionedChunkWriter {
   private segment = 0;
   private segmentRowCount = 0;
-  private readonly buffers: CsvBuffer[] = [];
+  /** Per partition: decoded rows as CSV, and clean COPY rows as they are (TSV). */
+  private readonly buffers: LineBuffer[] = [];
+  private readonly rawBuffers: LineBuffer[] = [];
   private readonly rowsPerPartition: number[] = [];
+  private readonly rawRowsPerPartition: number[] = [];
+  private readonly scanner: CopyRowScanner | undefined;
   private pending: Promise<void> = Promise.resolve();
   readonly chunks: ChunkInfo[] = [];
   rows = 0;
@@ -104,9 +121,34 @@ export class PartitionedChunkWriter {
     private readonly ctx: ChunkContext,
   ) {
     for (let p = 0; p < ctx.partitions; p++) {
-      this.buffers.push(new CsvBuffer(() => this.csvFile(this.segment, p)));
+      this.buffers.push(new LineBuffer(() => this.csvFile(this.segment, p)));
+      this.rawBuffers.push(new LineBuffer(() => this.tsvFile(this.segment, p)));
       this.rowsPerPartition.push(0);
+      this.rawRowsPerPartition.push(0);
     }
+    if (spec.raw) this.scanner = new CopyRowScanner(spec.raw.width);
+  }
+
+  /**
+   * Add one COPY row as bytes, when it needs no decoding (copy-rows.ts); false: it was not
+   * taken (escapes, wrong width, or a table kind without a raw path), decode it and add() it.
+   */
+  addRaw(buf: Buffer, start: number, end: number): boolean {
+    const raw = this.spec.raw;
+    const sc = this.scanner;
+    if (!raw || !sc || !sc.scan(buf, start, end)) return false;
+    let k = raw.key;
+    if (sc.isNullOrEmpty(buf, k)) k = raw.fallbackKey;
+    let p: number;
+    if (k >= 0 && !sc.isNull(buf, k)) {
+      p = partitionOfAsciiBytes(buf, sc.starts[k]!, sc.ends[k]!, this.ctx.partitions);
+      if (p < 0) p = partitionOf(buf.toString('utf8', sc.starts[k], sc.ends[k]), this.ctx.partitions);
+    } else p = partitionOf('', this.ctx.partitions);
+    this.rawBuffers[p]!.appendLine(buf, start, end);
+    this.rawRowsPerPartition[p]!++;
+    this.segmentRowCount++;
+    this.rows++;
+    return true;
   }
 
   /** Add one dump row (already decoded). */
@@ -132,39 +174,56 @@ export class PartitionedChunkWriter {
 
   /** Close files without converting (the run failed). */
   abort(): void {
-    for (const b of this.buffers) if (b.fd !== undefined) fs.closeSync(b.fd);
+    for (const b of [...this.buffers, ...this.rawBuffers]) if (b.fd !== undefined) fs.closeSync(b.fd);
   }
 
   private csvFile(segment: number, p: number): string {
     return path.join(this.ctx.workDir, `${this.spec.table}-s${segment}-p${p}.csv`);
   }
 
+  private tsvFile(segment: number, p: number): string {
+    return path.join(this.ctx.workDir, `${this.spec.table}-s${segment}-p${p}.tsv`);
+  }
+
   private async rotate(): Promise<void> {
-    for (const b of this.buffers) b.close();
+    for (const b of [...this.buffers, ...this.rawBuffers]) b.close();
     const segment = this.segment;
-    const rows = [...this.rowsPerPartition];
+    const csvRows = [...this.rowsPerPartition];
+    const tsvRows = [...this.rawRowsPerPartition];
     this.segment++;
     this.segmentRowCount = 0;
     this.rowsPerPartition.fill(0);
+    this.rawRowsPerPartition.fill(0);
     // One conversion in flight; a failure surfaces at the next rotate or at finish().
     await this.pending;
-    const next = this.convertSegment(segment, rows);
+    const next = this.convertSegment(segment, csvRows, tsvRows);
     next.catch(() => {});
     this.pending = next;
   }
 
-  private async convertSegment(segment: number, rows: number[]): Promise<void> {
-    for (let p = 0; p < rows.length; p++) {
-      if (rows[p] === 0) continue;
-      const csv = this.csvFile(segment, p);
+  /** The rows of one partition of a segment: the decoded (CSV) and the raw (TSV) file. */
+  private segmentSource(segment: number, p: number, csvRows: number, tsvRows: number): string {
+    const parts: string[] = [];
+    const cols = this.spec.csvColumns;
+    if (csvRows > 0) parts.push(`SELECT * FROM ${readCsvSql(this.csvFile(segment, p), cols)}`);
+    const raw = this.spec.raw;
+    if (tsvRows > 0 && raw) parts.push(readTsvSql(this.tsvFile(segment, p), raw.width, raw.project, cols));
+    return `(${parts.join(' UNION ALL ')}) AS src`;
+  }
+
+  private async convertSegment(segment: number, csvRows: number[], tsvRows: number[]): Promise<void> {
+    for (let p = 0; p < csvRows.length; p++) {
+      const rows = csvRows[p]! + tsvRows[p]!;
+      if (rows === 0) continue;
       const out = path.join(this.ctx.workDir, `${this.spec.table}-s${segment}-p${p}.parquet`);
-      const sql = this.spec.select(readCsvSql(csv, this.spec.csvColumns), this.ctx.source);
+      const sql = this.spec.select(this.segmentSource(segment, p, csvRows[p]!, tsvRows[p]!), this.ctx.source);
       await this.ctx.serial(() =>
         this.ctx.duck.run(
           `COPY (${sql}) TO ${sqlString(out)} (FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1, DICTIONARY_SIZE_LIMIT 1, ROW_GROUP_SIZE 100000, ROW_GROUP_SIZE_BYTES 33554432)`,
         ),
       );
-      await fs.promises.rm(csv, { force: true });
+      await fs.promises.rm(this.csvFile(segment, p), { force: true });
+      await fs.promises.rm(this.tsvFile(segment, p), { force: true });
       if (this.spec.checksValues) await this.reportBadValues(out);
       const objectPath = chunkPath(
         this.ctx.day,
@@ -179,7 +238,7 @@ export class PartitionedChunkWriter {
         path: objectPath,
         partition: p,
         segment,
-        rows: rows[p]!,
+        rows,
         bytes: put.bytes,
         sha256: put.sha256,
       });

@@ -14,7 +14,7 @@
  * throws MalformedInput and fails the run.
  */
 import { Readable } from 'node:stream';
-import { StringDecoder } from 'node:string_decoder';
+import { isUtf8 } from 'node:buffer';
 import zlib from 'node:zlib';
 import { RemoraError } from '../core/errors.js';
 import { parseCopyHeader, unescapeCopyField } from './copy-text.js';
@@ -26,6 +26,11 @@ export interface DumpSink {
   endTable(): void;
   /** Called between input chunks: the place to wait for a background flush (backpressure). */
   drain(): Promise<void>;
+  /**
+   * Optional fast path: one COPY row as bytes `buf[start, end)` (valid UTF-8, no newline).
+   * Return false to get it decoded through row() instead (escapes, wrong width: see copy-rows.ts).
+   */
+  rawRow?(buf: Buffer, start: number, end: number): boolean;
 }
 
 export interface DumpInfo {
@@ -39,6 +44,9 @@ export interface DumpInfo {
 /** pg_dump writes this as its last line; without it a plain dump is truncated. */
 const TRAILER = '-- PostgreSQL database dump complete';
 const META_RE = /^-- remora-(shard|snapshot-time): (.+)$/;
+const NEWLINE = 0x0a;
+const BACKSLASH = 0x5c;
+const DOT = 0x2e;
 
 export async function readDump(
   source: Readable,
@@ -48,17 +56,33 @@ export async function readDump(
 ): Promise<DumpInfo> {
   const input = await maybeGunzip(source);
   const parser = new LineParser(sink, report, name);
-  const decoder = new StringDecoder('utf8');
-  let rest = '';
+  // Lines are split on the newline byte (never part of a multi-byte UTF-8 character), so rows
+  // can go to the sink as bytes; only the lines that need it are decoded to strings.
+  let rest: Buffer | undefined;
   try {
     for await (const chunk of input) {
-      const text = rest + decoder.write(chunk as Buffer);
+      const buf = chunk as Buffer;
       let start = 0;
-      for (let nl = text.indexOf('\n', start); nl !== -1; nl = text.indexOf('\n', start)) {
-        parser.line(text.slice(start, nl));
+      let nl = buf.indexOf(NEWLINE);
+      if (rest !== undefined) {
+        if (nl === -1) {
+          rest = Buffer.concat([rest, buf]);
+          continue;
+        }
+        const joined = Buffer.concat([rest, buf.subarray(0, nl)]);
+        parser.lineBytes(joined, 0, joined.length, isUtf8(joined));
+        rest = undefined;
+        start = nl + 1;
+        nl = buf.indexOf(NEWLINE, start);
+      }
+      const last = buf.lastIndexOf(NEWLINE);
+      // One UTF-8 check per chunk: rows of a valid chunk go to DuckDB as they are.
+      const utf8 = last >= start && isUtf8(buf.subarray(start, last));
+      for (; nl !== -1; nl = buf.indexOf(NEWLINE, start)) {
+        parser.lineBytes(buf, start, nl, utf8);
         start = nl + 1;
       }
-      rest = text.slice(start);
+      if (start < buf.length) rest = Buffer.from(buf.subarray(start));
       await sink.drain();
     }
   } catch (err) {
@@ -69,8 +93,7 @@ export async function readDump(
       { cause: err },
     );
   }
-  rest += decoder.end();
-  if (rest !== '') parser.line(rest);
+  if (rest !== undefined) parser.line(rest.toString('utf8'));
   return parser.finish();
 }
 
@@ -104,6 +127,18 @@ class LineParser {
     private readonly report: ReportBuilder,
     private readonly name: string,
   ) {}
+
+  /** One line as bytes; `utf8` says the bytes are valid UTF-8. */
+  lineBytes(buf: Buffer, start: number, end: number, utf8: boolean): void {
+    if (this.table && this.format === 'plain' && utf8 && this.sink.rawRow) {
+      const endOfData = end - start === 2 && buf[start] === BACKSLASH && buf[start + 1] === DOT;
+      if (!endOfData && this.sink.rawRow(buf, start, end)) {
+        this.lineNo++;
+        return;
+      }
+    }
+    this.line(buf.toString('utf8', start, end));
+  }
 
   line(line: string): void {
     this.lineNo++;

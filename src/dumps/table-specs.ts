@@ -26,6 +26,12 @@ export interface TableSpec {
   select(from: string, source: string): string;
   /** Whether chunks carry `value_ok` (rows whose `_value` is not JSON are reported). */
   checksValues: boolean;
+  /**
+   * Clean COPY rows kept as bytes (copy-rows.ts), read back with readTsvSql: the dump's width,
+   * the dump column of each CSV column (-1: NULL), and the partition key: dump column `key`
+   * unless NULL or empty, then `fallbackKey` (-1: the empty string) — as partitionKey().
+   */
+  raw?: { width: number; project: number[]; key: number; fallbackKey: number };
 }
 
 export const MORAY_CSV_COLUMNS = ['_id', '_txn_snap', '_key', '_value', '_etag', '_mtime', '_vnode'];
@@ -69,6 +75,7 @@ export function morayTableSpec(table: string, columns: string[]): TableSpec {
     kind: 'moray',
     csvColumns: MORAY_CSV_COLUMNS,
     checksValues: true,
+    raw: { width: columns.length, project: idx, key: objIdx < 0 ? keyIdx : objIdx, fallbackKey: keyIdx },
     project: (values) => idx.map((i) => (i < 0 ? null : (values[i] ?? null))),
     partitionKey: (values) => {
       const id = objIdx < 0 ? null : values[objIdx];
@@ -98,6 +105,7 @@ export function genericTableSpec(table: string, columns: string[]): TableSpec {
     kind: 'generic',
     csvColumns: columns,
     checksValues: false,
+    raw: { width: columns.length, project: columns.map((_, i) => i), key: 0, fallbackKey: -1 },
     project: (values) => values,
     partitionKey: (values) => values[0] ?? '',
     select: (from, source) =>
@@ -127,4 +135,16 @@ export function readCsvSql(file: string, columns: string[]): string {
   const cols = columns.map((c) => `${sqlString(c)}: 'VARCHAR'`).join(', ');
   return `read_csv(${sqlString(file)}, header = false, delim = ',', quote = '"', escape = '"',
     allow_quoted_nulls = false, new_line = '\\n', max_line_size = 8388608, buffer_size = 16777216, columns = {${cols}})`;
+}
+
+/**
+ * A SELECT of `columns` from an intermediate file of raw COPY rows (copy-rows.ts): tab-separated,
+ * no quoting, `\N` = NULL, every other byte literal (the rows were checked to hold no escape).
+ */
+export function readTsvSql(file: string, width: number, project: number[], columns: string[]): string {
+  const cols = Array.from({ length: width }, (_, i) => `'c${i}': 'VARCHAR'`).join(', ');
+  const from = `read_csv(${sqlString(file)}, header = false, delim = '\\t', quote = '', escape = '',
+    nullstr = '\\N', new_line = '\\n', max_line_size = 8388608, buffer_size = 16777216, columns = {${cols}})`;
+  const select = project.map((i, k) => `${i < 0 ? 'NULL::VARCHAR' : `c${i}`} AS ${ident(columns[k]!)}`);
+  return `SELECT ${select.join(', ')} FROM ${from}`;
 }

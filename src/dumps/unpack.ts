@@ -121,6 +121,9 @@ class TableRouter implements DumpSink {
   private readonly writers = new Map<string, PartitionedChunkWriter>();
   private current: PartitionedChunkWriter | undefined;
   private entries: EntryObjectWriter | undefined;
+  /** The dump columns each writer's raw path was built for. */
+  private readonly rawColumns = new Map<string, string>();
+  private rawOk = false;
 
   constructor(private readonly ctx: ChunkContext) {}
 
@@ -148,12 +151,22 @@ class TableRouter implements DumpSink {
       this.writers.set(table, w);
     }
     this.current = w;
+    // Raw rows are projected by position: only for the column layout the writer was made for.
+    const layout = columns.join('\t');
+    if (!this.rawColumns.has(table)) this.rawColumns.set(table, layout);
+    this.rawOk = this.rawColumns.get(table) === layout;
     this.entries?.startTable(table, columns);
   }
 
   row(values: (string | null)[]): void {
     this.current!.add(values);
     this.entries?.row(values);
+  }
+
+  rawRow(buf: Buffer, start: number, end: number): boolean {
+    // The entry-object writer needs decoded values.
+    if (this.entries || !this.current || !this.rawOk) return false;
+    return this.current.addRaw(buf, start, end);
   }
 
   endTable(): void {
