@@ -188,3 +188,18 @@ test('a backfill of 3 days runs each day once, even when asked twice', async () 
     assert.equal((await executions('publish', d)).length, 1);
   }
 });
+
+test('the scheduler catches up missed days oldest first, and says so', async () => {
+  const { Scheduler } = await import('../src/pipeline/scheduler.js');
+  const { runMatrix } = await import('../src/pipeline/views.js');
+  const s = new Scheduler(tp.rt, tp.coordinator);
+  tp.rt.settings.catchUpDays = 3;
+  const missed = await s.catchUp('2024-07-10');
+  assert.deepEqual(missed, ['2024-07-07', '2024-07-08', '2024-07-09']);
+  assert.ok(tp.logs.some((l) => l.startsWith('CATCH-UP: 3 missed day(s)')));
+  const created = await runsBetween(tp.rt.control, '2024-07-07', '2024-07-09');
+  assert.deepEqual([...new Set(created.map((r) => r.day))], missed, 'created oldest first');
+  assert.deepEqual(await s.catchUp('2024-07-10'), [], 'scheduled days are not missed any more');
+  const m = await runMatrix(tp.rt, '2024-07-09', 2);
+  assert.equal(m.cells.get('2024-07-09')?.get('extract'), 'waiting');
+});
