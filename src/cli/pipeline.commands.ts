@@ -3,21 +3,16 @@
  * thin surfaces over src/pipeline (docs/pipeline.md).
  */
 import type { Command } from 'commander';
-import { systemClock } from '../core/clock.js';
 import { RemoraError } from '../core/errors.js';
-import { defaultObjectStore } from '../dumps/object-store.js';
 import { withMetadata } from '../main/context.js';
 import { Coordinator } from '../pipeline/coordinator.js';
-import { defaultJobs } from '../pipeline/default-jobs.js';
-import { serveMetrics } from '../pipeline/metrics.js';
 import { backfill, driveDays, rerun, scheduleDay } from '../pipeline/operations.js';
 import { assertDay, dayOf, daysBetween } from '../pipeline/partitions.js';
 import type { RunRow } from '../pipeline/runs.repository.js';
-import { openRuntime, type PipelineRuntime } from '../pipeline/runtime.js';
+import type { PipelineRuntime } from '../pipeline/runtime.js';
+import { withPipelineSession } from '../pipeline/session.js';
 import { Scheduler } from '../pipeline/scheduler.js';
-import { pipelineSettings } from '../pipeline/settings.js';
 import { describeRun, runMatrix } from '../pipeline/views.js';
-import { PipelineWorker } from '../pipeline/worker.js';
 import { action, configFrom, printTable } from './cli-support.js';
 import { printUsageTable } from './pipeline-output.js';
 
@@ -29,33 +24,27 @@ interface ServeOptions {
 
 const log = (line: string) => process.stderr.write(`${new Date().toISOString()} ${line}\n`);
 
-/** Open the runtime (and optionally an in-process worker and a metrics endpoint) around `fn`. */
+/** Open a pipeline session (runtime, coordinator, optional worker and metrics) around `fn`. */
 async function withPipeline(
   cmd: Command,
   o: ServeOptions,
   fn: (rt: PipelineRuntime, c: Coordinator) => Promise<void>,
 ): Promise<void> {
   const config = configFrom(cmd);
-  const over = o.concurrency ? { concurrency: Number(o.concurrency) } : {};
-  const settings = pipelineSettings(config, over);
-  await withMetadata(config, async (tier) => {
-    const services = { config, tier, store: defaultObjectStore(config.stateDir), clock: systemClock, log };
-    const rt = await openRuntime(services, defaultJobs(settings), over);
-    const coordinator = new Coordinator(rt);
-    const port =
-      o.metricsPort ?? (settings.metricsPort === undefined ? undefined : String(settings.metricsPort));
-    const metrics = port === undefined ? undefined : await serveMetrics(rt.metrics, Number(port));
-    if (metrics) log(`metrics on ${metrics.url}`);
-    const worker = o.worker === false ? undefined : new PipelineWorker(rt);
-    await worker?.start();
-    try {
-      await fn(rt, coordinator);
-    } finally {
-      await worker?.stop();
-      await coordinator.close();
-      await metrics?.close();
-    }
-  });
+  const settings = o.concurrency ? { concurrency: Number(o.concurrency) } : {};
+  await withMetadata(config, (tier) =>
+    withPipelineSession(
+      config,
+      tier,
+      {
+        log,
+        settings,
+        ...(o.worker === false ? { worker: false } : {}),
+        ...(o.metricsPort !== undefined ? { metricsPort: Number(o.metricsPort) } : {}),
+      },
+      fn,
+    ),
+  );
 }
 
 function progressPrinter(): (runs: RunRow[]) => void {

@@ -10,6 +10,10 @@ import { Deployment } from './deployment.js';
 import { runWorkload } from '../workload/driver.js';
 import { DEFAULT_SPEC, type WorkloadSpec } from '../workload/generator.js';
 import { formatBytes, summarizeAccounts, summarizeNodes } from './summary.js';
+import { withPipelineSession } from '../pipeline/session.js';
+import { driveDays, scheduleDay } from '../pipeline/operations.js';
+import { dayOf } from '../pipeline/partitions.js';
+import { printUsageTable } from '../cli/pipeline-output.js';
 
 export interface DemoOptions {
   spec?: Partial<WorkloadSpec>;
@@ -54,8 +58,32 @@ export async function runDemo(config: RemoraConfig, opts: DemoOptions = {}): Pro
         `   ${n.node.padEnd(25)} ${n.datacenter.padEnd(5)} ${String(n.copies).padStart(6)}  ${formatBytes(n.bytes).padStart(12)}`,
       );
     }
+    await runDailyPipeline(cfg, d, out);
     if (opts.after) await opts.after(d, out);
   } finally {
     await d.close();
   }
 }
+
+/** The daily pipeline for today, in this process, on the demo's deployment; ends with the usage table. */
+async function runDailyPipeline(
+  cfg: RemoraConfig,
+  d: Deployment,
+  out: (line: string) => void,
+): Promise<void> {
+  const day = dayOf(Date.now());
+  out(`== daily pipeline for ${day}: snapshot → unpack → storage metering → delivery`);
+  await withPipelineSession(cfg, d.tier, { log: () => {} }, async (rt, c) => {
+    await scheduleDay(rt, day, 'demo');
+    const runs = await driveDays(rt, c, [day], { timeoutMs: PIPELINE_TIMEOUT_MS });
+    for (const r of runs) {
+      out(`   ${r.job.padEnd(18)} ${r.partitionKey.padEnd(34)} ${r.state.padEnd(10)} ${r.verdict ?? ''}`);
+    }
+    if (runs.some((r) => r.job === 'storage-metering' && r.state === 'succeeded'))
+      await printUsageTable(rt, day);
+    else out('   storage metering did not succeed: see `remora runs` and `remora run show <id>`');
+  });
+}
+
+/** The demo's pipeline finishes in seconds; a stuck run should fail the demo, not hang it. */
+const PIPELINE_TIMEOUT_MS = 5 * 60_000;

@@ -1,0 +1,54 @@
+/**
+ * One process's pipeline session: the runtime, a coordinator, optionally an in-process
+ * worker and a metrics endpoint, around `fn`; everything closed afterwards. Used by the
+ * `pipeline`/`rerun`/`backfill`/`scheduler` commands and by the quick-start demo.
+ */
+import type { RemoraConfig } from '../config/config.js';
+import { type Clock, systemClock } from '../core/clock.js';
+import { defaultObjectStore } from '../dumps/object-store.js';
+import type { MetadataTier } from '../metadata/metadata-tier.js';
+import { Coordinator } from './coordinator.js';
+import { defaultJobs } from './default-jobs.js';
+import { serveMetrics } from './metrics.js';
+import { openRuntime, type PipelineRuntime } from './runtime.js';
+import { pipelineSettings, type PipelineSettings } from './settings.js';
+import { PipelineWorker } from './worker.js';
+
+export interface SessionOptions {
+  /** Run tasks in this process too (default true). */
+  worker?: boolean;
+  metricsPort?: number;
+  settings?: Partial<PipelineSettings>;
+  clock?: Clock;
+  log: (line: string) => void;
+}
+
+export async function withPipelineSession<T>(
+  config: RemoraConfig,
+  tier: MetadataTier,
+  o: SessionOptions,
+  fn: (rt: PipelineRuntime, c: Coordinator) => Promise<T>,
+): Promise<T> {
+  const settings = pipelineSettings(config, o.settings ?? {});
+  const services = {
+    config,
+    tier,
+    store: defaultObjectStore(config.stateDir),
+    clock: o.clock ?? systemClock,
+    log: o.log,
+  };
+  const rt = await openRuntime(services, defaultJobs(settings), o.settings ?? {});
+  const coordinator = new Coordinator(rt);
+  const port = o.metricsPort ?? settings.metricsPort;
+  const metrics = port === undefined ? undefined : await serveMetrics(rt.metrics, port);
+  if (metrics) o.log(`metrics on ${metrics.url}`);
+  const worker = o.worker === false ? undefined : new PipelineWorker(rt);
+  await worker?.start();
+  try {
+    return await fn(rt, coordinator);
+  } finally {
+    await worker?.stop();
+    await coordinator.close();
+    await metrics?.close();
+  }
+}
