@@ -10,16 +10,11 @@ import { RemoraError, isRemoraError } from '../core/errors.js';
 import { type Clock, type Random, systemClock, systemRandom } from '../core/clock.js';
 import { ALL_NAMESPACES, isUuid, mantaDirname } from '../core/ids.js';
 import type { MetadataTier } from '../metadata/metadata-tier.js';
-import type {
-  AccountValue,
-  MantaObjectValue,
-  MantaValue,
-  Shark,
-  StorageRecordValue,
-} from '../metadata/types.js';
-import { type PickerPolicy, pickTuples } from './picker.js';
+import type { AccountValue, MantaObjectValue, MantaValue, Shark } from '../metadata/types.js';
+import type { PickerPolicy } from './picker.js';
 import { accountByLogin, accountByUuid } from './accounts.js';
 import { copyOwner, directoryValue, EMPTY_MD5, linkValue, objectValue } from './records.js';
+import { CopyWriter } from './copy-writer.js';
 
 /** What the front door needs from storage nodes (StorageClient implements it). */
 export interface StorageAccess {
@@ -78,21 +73,13 @@ export interface PutResult {
   sharksContacted: { shark: string; result: string }[];
 }
 
-const DEFAULT_STORAGE_REFRESH_MS = 1000;
-/** How long a node that did not answer is left out of picks (shorter than muskie's 60 s heartbeat lag). */
-const SUSPECT_MS = 10_000;
-/** Rounds of picking (each: a primary and two fallback tuples) before a write gives up. */
-const PICK_ROUNDS = 3;
-
 export class ObjectService {
   private readonly clock: Clock;
-  private readonly random: Random;
-  private storageCache: { at: number; records: StorageRecordValue[] } | undefined;
-  private readonly suspectUntil = new Map<string, number>();
+  private readonly copies: CopyWriter;
 
   constructor(private readonly deps: FrontDoorDeps) {
     this.clock = deps.clock ?? systemClock;
-    this.random = deps.random ?? systemRandom;
+    this.copies = new CopyWriter(deps, this.clock, deps.random ?? systemRandom);
   }
 
   /** `/<login-or-uuid>/<namespace>/...` → owner account and moray key (`/<uuid>/...`). */
@@ -141,22 +128,6 @@ export class ObjectService {
     );
   }
 
-  private async storageRecords(): Promise<StorageRecordValue[]> {
-    const now = this.clock.now();
-    const ttl = this.deps.storageRefreshMs ?? DEFAULT_STORAGE_REFRESH_MS;
-    if (!this.storageCache || now - this.storageCache.at > ttl) {
-      const rows = await this.deps.tier.storageRecords();
-      this.storageCache = { at: now, records: rows.map((r) => r.value) };
-    }
-    return this.storageCache.records;
-  }
-
-  private url(storageId: string): string {
-    const u = this.deps.nodeUrl(storageId);
-    if (!u) throw new RemoraError('StorageNodeUnreachable', `no address known for storage node ${storageId}`);
-    return u;
-  }
-
   private async requireParentDirectory(key: string): Promise<void> {
     const parent = mantaDirname(key);
     const row = await this.deps.tier.getObject<MantaValue>('manta', parent);
@@ -197,7 +168,7 @@ export class ObjectService {
       if (opts.contentMD5 && opts.contentMD5 !== EMPTY_MD5)
         throw new RemoraError('Md5Mismatch', `Content-MD5 ${opts.contentMD5} does not match the empty body`);
     } else {
-      ({ sharks, md5, bytes } = await this.writeCopies(body, creator, objectId, copies, opts, contacted));
+      ({ sharks, md5, bytes } = await this.copies.write(body, creator, objectId, copies, opts, contacted));
     }
     const value = objectValue({
       key: r.key,
@@ -222,117 +193,6 @@ export class ObjectService {
       sharksContacted: contacted,
       ...(prev?.objectId ? { prevObjectId: prev.objectId } : {}),
     };
-  }
-
-  /**
-   * Stream the body to every node of the first tuple whose nodes all answer (the fallback
-   * tuples cover a node that is down before any byte is sent). A failure after bytes have
-   * flowed fails the request: the copies already written stay behind as cruft, as in Manta.
-   */
-  private async writeCopies(
-    body: Readable,
-    owner: string,
-    objectId: string,
-    copies: number,
-    opts: { contentLength?: number; contentMD5?: string },
-    contacted: { shark: string; result: string }[],
-  ): Promise<{ sharks: Shark[]; md5: string; bytes: number }> {
-    const size = opts.contentLength ?? (this.deps.maxStreamingSizeMB ?? 1024) * 1024 * 1024;
-    const tuple = await this.chooseReachableTuple(owner, objectId, size, copies, contacted);
-    const branches = tuple.map(() => new PassThrough());
-    body.on('data', (chunk: Buffer) => {
-      let wantMore = true;
-      for (const b of branches) wantMore = b.write(chunk) && wantMore;
-      if (!wantMore) {
-        body.pause();
-        const waiting = branches.filter((b) => b.writableNeedDrain);
-        let left = waiting.length;
-        for (const b of waiting) b.once('drain', () => --left === 0 && body.resume());
-      }
-    });
-    body.on('end', () => branches.forEach((b) => b.end()));
-    body.on('error', (e) => branches.forEach((b) => b.destroy(e)));
-    const results = await Promise.allSettled(
-      tuple.map((s, i) =>
-        this.deps.storage.put(this.url(s.manta_storage_id), owner, objectId, branches[i]!, {
-          ...(opts.contentLength !== undefined ? { contentLength: opts.contentLength } : {}),
-          ...(opts.contentMD5 ? { contentMD5: opts.contentMD5 } : {}),
-        }),
-      ),
-    );
-    results.forEach((res, i) =>
-      contacted.push({
-        shark: tuple[i]!.manta_storage_id,
-        result: res.status === 'fulfilled' ? 'ok' : 'error',
-      }),
-    );
-    const failed = results.find((x): x is PromiseRejectedResult => x.status === 'rejected');
-    if (failed) {
-      branches.forEach((b) => b.destroy());
-      throw failed.reason instanceof RemoraError
-        ? failed.reason
-        : new RemoraError('StorageNodeUnreachable', String(failed.reason), { cause: failed.reason });
-    }
-    const ok = results as PromiseFulfilledResult<{ md5: string; bytes: number }>[];
-    const first = ok[0]!.value;
-    if (ok.some((x) => x.value.md5 !== first.md5 || x.value.bytes !== first.bytes)) {
-      throw new RemoraError(
-        'Md5Mismatch',
-        `copies of ${objectId} disagree: ${ok.map((x) => `${x.value.md5}/${x.value.bytes}`).join(', ')}`,
-      );
-    }
-    if (opts.contentLength !== undefined && first.bytes !== opts.contentLength) {
-      throw new RemoraError('TruncatedTransfer', `received ${first.bytes} of ${opts.contentLength} bytes`);
-    }
-    return { sharks: tuple, md5: first.md5, bytes: first.bytes };
-  }
-
-  /**
-   * Pick tuples (muskie's primary + two fallbacks) and return the first whose nodes all
-   * answer. Unlike muskie, a node that did not answer is remembered for SUSPECT_MS and left
-   * out of the next picks, for this request and the following ones: a dead node whose last
-   * heartbeat is still fresh would otherwise be picked again and again until its record ages.
-   */
-  private async chooseReachableTuple(
-    owner: string,
-    objectId: string,
-    size: number,
-    copies: number,
-    contacted: { shark: string; result: string }[],
-  ): Promise<Shark[]> {
-    for (let round = 0; round < PICK_ROUNDS; round++) {
-      const now = this.clock.now();
-      const records = (await this.storageRecords()).filter(
-        (r) => (this.suspectUntil.get(r.manta_storage_id) ?? 0) <= now,
-      );
-      const tuples = pickTuples(records, { size, replicas: copies }, now, this.deps.policy, this.random);
-      let newlySuspect = false;
-      for (const tuple of tuples) {
-        if (tuple.some((s) => (this.suspectUntil.get(s.manta_storage_id) ?? 0) > now)) continue;
-        const reachable = await Promise.all(tuple.map((s) => this.probe(s, owner, objectId, contacted)));
-        if (reachable.every(Boolean)) return tuple;
-        newlySuspect = true;
-      }
-      if (!newlySuspect) break;
-    }
-    throw new RemoraError('NotEnoughStorageNodes', `no ${copies} reachable storage nodes with room answered`);
-  }
-
-  private async probe(
-    s: Shark,
-    owner: string,
-    objectId: string,
-    contacted: { shark: string; result: string }[],
-  ): Promise<boolean> {
-    try {
-      await this.deps.storage.head(this.url(s.manta_storage_id), owner, objectId);
-      return true;
-    } catch (err) {
-      if (!isRemoraError(err, 'StorageNodeUnreachable')) throw err;
-      contacted.push({ shark: s.manta_storage_id, result: 'unreachable' });
-      this.suspectUntil.set(s.manta_storage_id, this.clock.now() + SUSPECT_MS);
-      return false;
-    }
   }
 
   async mkdir(r: Resolved, creator?: string): Promise<void> {
