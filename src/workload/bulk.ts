@@ -11,7 +11,6 @@
  * generator's RECENT_WINDOW guarantees to hold.
  */
 import path from 'node:path';
-import { Worker } from 'node:worker_threads';
 import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
 import pgCopy from 'pg-copy-streams';
@@ -24,7 +23,8 @@ import { directoryValue, EMPTY_MD5, linkValue, objectValue } from '../frontdoor/
 import { type WorkloadSpec, generateWorkload, RECENT_WINDOW } from './generator.js';
 import { copyLine } from './copy-text.js';
 import { mantaDirname } from '../core/ids.js';
-import { bucketDdl, columnOf, DELETE_LOG_BUCKET, MANTA_BUCKET } from '../metadata/buckets.js';
+import { deferIndexes, restoreIndexes } from './bulk-indexes.js';
+import { FileWriter } from './file-writer.js';
 import { bulkMd5 } from './bulk-content.js';
 
 export interface BulkNode {
@@ -295,70 +295,4 @@ function pickSharks(byDc: Map<string, BulkNode[]>, copies: number, r: SeededRand
     out.push({ datacenter: n.datacenter, manta_storage_id: n.id });
   }
   return out;
-}
-
-class FileWriter {
-  // Under tsx the worker needs the TypeScript loader too; compiled, it is plain JS.
-  private readonly worker = import.meta.url.endsWith('.ts')
-    ? new Worker(
-        `import('tsx/esm/api').then((api) => { api.register(); return import(${JSON.stringify(new URL('./file-writer.worker.ts', import.meta.url).href)}); })`,
-        { eval: true },
-      )
-    : new Worker(new URL('./file-writer.worker.js', import.meta.url));
-  private outstanding = 0;
-  private waiters: (() => void)[] = [];
-  private failure: Error | undefined;
-
-  constructor() {
-    this.worker.on('message', (n: number) => {
-      this.outstanding -= n;
-      if (this.outstanding === 0) this.waiters.splice(0).forEach((w) => w());
-    });
-    this.worker.on('error', (e) => {
-      this.failure = e;
-      this.waiters.splice(0).forEach((w) => w());
-    });
-  }
-
-  send(files: [string, number][]): void {
-    if (this.failure) throw this.failure;
-    this.outstanding += files.length;
-    this.worker.postMessage({ files });
-  }
-
-  async close(): Promise<void> {
-    if (this.outstanding > 0) await new Promise<void>((resolve) => this.waiters.push(resolve));
-    if (this.failure) throw this.failure;
-    this.worker.postMessage('close');
-    await this.worker.terminate();
-  }
-}
-
-/**
- * Loading into empty `manta` tables is several times faster without their secondary indexes;
- * they are rebuilt once at the end (the same DDL the tier applies at open). Tables that
- * already hold rows keep their indexes: a live deployment is never left without them.
- */
-async function deferIndexes(tier: MetadataTier): Promise<string[]> {
-  const deferred: string[] = [];
-  for (const s of tier.indexShards) {
-    const empty = (await s.pool.query('SELECT 1 FROM manta LIMIT 1')).rowCount === 0;
-    if (!empty) continue;
-    for (const b of [MANTA_BUCKET, DELETE_LOG_BUCKET]) {
-      for (const i of b.index) await s.pool.query(`DROP INDEX IF EXISTS ${b.name}_${columnOf(i.field)}_idx`);
-    }
-    deferred.push(s.name);
-  }
-  return deferred;
-}
-
-async function restoreIndexes(tier: MetadataTier, shards: string[]): Promise<void> {
-  await Promise.all(
-    shards.map(async (name) => {
-      const pool = tier.shard(name).pool;
-      for (const b of [MANTA_BUCKET, DELETE_LOG_BUCKET])
-        for (const stmt of bucketDdl(b)) await pool.query(stmt);
-      await pool.query('ANALYZE manta');
-    }),
-  );
 }
