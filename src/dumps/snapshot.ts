@@ -17,7 +17,7 @@ import type pg from 'pg';
 import { to as copyTo } from 'pg-copy-streams';
 import { RemoraError } from '../core/errors.js';
 import { BUCKETS } from '../metadata/buckets.js';
-import type { MetadataTier, ShardHandle } from '../metadata/metadata-tier.js';
+import { connectShard, type MetadataTier, type ShardHandle } from '../metadata/metadata-tier.js';
 import { backupPath } from './layout.js';
 import type { ObjectStore } from './object-store.js';
 
@@ -39,16 +39,7 @@ export function shardTables(role: 'index' | 'storage'): string[] {
 }
 
 export async function snapshotShard(shard: ShardHandle, store: ObjectStore): Promise<SnapshotResult> {
-  let client: pg.PoolClient;
-  try {
-    client = await shard.pool.connect();
-  } catch (err) {
-    throw new RemoraError(
-      'ShardUnavailable',
-      `shard ${shard.name} is unreachable: ${(err as Error).message}`,
-      { cause: err },
-    );
-  }
+  const client = await connectShard(shard);
   const gzip = zlib.createGzip({ level: 1 });
   let put: Promise<{ bytes: number; sha256: string }> | undefined;
   try {

@@ -234,16 +234,7 @@ export class MetadataTier {
   }
 
   async inTransaction<T>(shard: ShardHandle, fn: (tx: pg.PoolClient) => Promise<T>): Promise<T> {
-    let client: pg.PoolClient;
-    try {
-      client = await shard.pool.connect();
-    } catch (err) {
-      throw new RemoraError(
-        'ShardUnavailable',
-        `shard ${shard.name} is unreachable: ${(err as Error).message}`,
-        { cause: err },
-      );
-    }
+    const client = await connectShard(shard);
     try {
       await client.query('BEGIN');
       const r = await fn(client);
@@ -315,6 +306,21 @@ export class MetadataTier {
 
   accountsBucket(): BucketDefinition {
     return ACCOUNTS_BUCKET;
+  }
+}
+
+/** A client of the shard's pool; an unreachable shard is `ShardUnavailable`, naming it. */
+export async function connectShard(shard: ShardHandle): Promise<pg.PoolClient> {
+  try {
+    return await shard.pool.connect();
+  } catch (err) {
+    throw new RemoraError(
+      'ShardUnavailable',
+      `shard ${shard.name} is unreachable: ${(err as Error).message}`,
+      {
+        cause: err,
+      },
+    );
   }
 }
 
