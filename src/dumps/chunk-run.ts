@@ -3,6 +3,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import type { DuckDBConnection } from '@duckdb/node-api';
 import { RemoraError } from '../core/errors.js';
 import type { ChunkContext } from './chunk-writer.js';
 import { openDuck, type DuckOptions } from './duckdb.js';
@@ -17,6 +18,13 @@ export interface ChunkRunOptions {
   segmentRows: number;
   duck?: DuckOptions;
 }
+
+/**
+ * Parquet conversions run at once, each on its own DuckDB connection. One conversion of a
+ * partition-sized file leaves a core idle much of the time (its single row group is written
+ * by one thread); two keep both cores of the target machine busy. Measured: see docs/dumps.md.
+ */
+const CONVERSIONS_IN_PARALLEL = 2;
 
 export function checkPartitions(p: number): number {
   if (!Number.isInteger(p) || p < 1 || p > 9999)
@@ -35,15 +43,23 @@ export async function openChunkRun(
       ? await store.workDir()
       : await fs.promises.mkdtemp(path.join(os.tmpdir(), 'remora-chunks-'));
   const duck = await openDuck({ tempDirectory: path.join(workDir, 'duckdb'), ...opts.duck });
-  let queue: Promise<unknown> = Promise.resolve();
+  const conns: DuckDBConnection[] = [duck.conn];
+  while (conns.length < CONVERSIONS_IN_PARALLEL) conns.push(await duck.instance.connect());
+  const idle = [...conns];
+  const waiting: ((c: DuckDBConnection) => void)[] = [];
   const ctx: ChunkContext = {
     store,
-    duck: duck.conn,
-    serial: <T>(fn: () => Promise<T>) => {
-      const r = queue.then(fn);
-      queue = r.catch(() => {});
-      return r;
+    withDuck: async <T>(fn: (conn: DuckDBConnection) => Promise<T>) => {
+      const conn = idle.pop() ?? (await new Promise<DuckDBConnection>((resolve) => waiting.push(resolve)));
+      try {
+        return await fn(conn);
+      } finally {
+        const next = waiting.shift();
+        if (next) next(conn);
+        else idle.push(conn);
+      }
     },
+    conversions: conns.length,
     report,
     workDir,
     partitions: checkPartitions(opts.partitions),
@@ -55,6 +71,7 @@ export async function openChunkRun(
   return {
     ctx,
     close: async () => {
+      for (const c of conns.slice(1)) c.closeSync();
       duck.close();
       await fs.promises.rm(workDir, { recursive: true, force: true });
     },

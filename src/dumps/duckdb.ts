@@ -17,7 +17,7 @@ export interface DuckOptions {
 
 export async function openDuck(
   opts: DuckOptions = {},
-): Promise<{ conn: DuckDBConnection; close: () => void }> {
+): Promise<{ conn: DuckDBConnection; instance: DuckDBInstance; close: () => void }> {
   const config: Record<string, string> = {
     autoinstall_known_extensions: 'false',
     autoload_known_extensions: 'false',
@@ -31,6 +31,7 @@ export async function openDuck(
   const conn = await instance.connect();
   return {
     conn,
+    instance,
     close: () => {
       conn.closeSync();
       instance.closeSync();

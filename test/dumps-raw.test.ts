@@ -1,0 +1,189 @@
+/**
+ * The unpacker's byte path (copy-rows.ts: clean COPY rows handed to DuckDB as they are) must
+ * give exactly what decoding every row gives. The decoding path is forced by asking for entry
+ * objects (that writer needs decoded values), so the same dump is unpacked both ways and
+ * compared, row by row and partition by partition. No PostgreSQL needed.
+ */
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import zlib from 'node:zlib';
+import { LocalObjectStore } from '../src/dumps/object-store.js';
+import { unpackDump } from '../src/dumps/unpack.js';
+import { escapeCopyField } from '../src/dumps/copy-text.js';
+import { CopyRowScanner, partitionOfAsciiBytes } from '../src/dumps/copy-rows.js';
+import { partitionOf } from '../src/dumps/partition.js';
+import { readChunkRows, type ChunkRow } from './helpers/chunks.js';
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'remora-dumps-raw-'));
+after(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+const COLS = ['_id', '_txn_snap', '_key', '_value', '_etag', '_mtime', '_vnode', 'objectid'];
+
+/** Rows of every kind the byte path must take or refuse. */
+function rows(): string[] {
+  const out: string[] = [];
+  const row = (f: (string | null)[]) => f.map(escapeCopyField).join('\t');
+  for (let i = 0; i < 3000; i++) {
+    const id = `0b9f6d3a-7f3c-4f0e-9d1e-${i.toString(16).padStart(12, '0')}`;
+    const key = `/4ebc3ff1-dd83-40a6-bc38-000000000001/stor/d${i % 7}/o${i}`;
+    const value = {
+      key,
+      objectId: id,
+      owner: 'o',
+      type: 'object',
+      contentLength: i,
+      pad: 'x'.repeat(i % 300),
+    };
+    switch (i % 10) {
+      case 0: // escapes in the key and the value: decoded path
+        out.push(
+          row([
+            String(i),
+            null,
+            `${key}\ttab\\slash`,
+            JSON.stringify({ ...value, note: 'a\\b"c' }),
+            'AAAAAAAA',
+            '1',
+            '2',
+            id,
+          ]),
+        );
+        break;
+      case 1: // upper-case objectId (partitioned lower-cased), empty _etag
+        out.push(row([String(i), '7', key, JSON.stringify(value), '', '1', null, id.toUpperCase()]));
+        break;
+      case 2: // no objectId: partitioned by key; non-ASCII key
+        out.push(
+          row([
+            String(i),
+            null,
+            `${key}-ÉTÉ-日本`,
+            JSON.stringify({ ...value, objectId: undefined }),
+            'B',
+            '1',
+            '3',
+            null,
+          ]),
+        );
+        break;
+      case 3: // empty objectId: partitioned by key
+        out.push(row([String(i), null, key, JSON.stringify(value), 'C', '1', '3', '']));
+        break;
+      case 4: // non-ASCII objectId (Unicode lower-casing)
+        out.push(row([String(i), null, key, JSON.stringify(value), 'D', '1', '3', `ÀB-${i}`]));
+        break;
+      case 5: // a _value that is not JSON; a field that is literally "\N" text (escaped)
+        out.push(row([String(i), null, key, '{not json', '\\N', '1', '3', id]));
+        break;
+      case 6: // wrong width: reported, dropped
+        out.push([String(i), key, 'short'].join('\t'));
+        break;
+      default:
+        out.push(
+          row([
+            String(i),
+            null,
+            key,
+            JSON.stringify(value),
+            'EEEEEEEE',
+            String(1e12 + i),
+            String(i % 8192),
+            id,
+          ]),
+        );
+    }
+  }
+  return out;
+}
+
+function dumpText(): string {
+  return [
+    '-- remora-snapshot-time: 2024-03-05T06:07:08.000Z',
+    `COPY public.manta (${COLS.join(', ')}) FROM stdin;`,
+    ...rows(),
+    '\\.',
+    '',
+    '-- PostgreSQL database dump complete',
+    '',
+  ].join('\n');
+}
+
+async function unpackBothWays(file: string, shard: string) {
+  const store = new LocalObjectStore(path.join(tmp, shard));
+  const read = async (entryObjects: boolean) => {
+    const r = await unpackDump(store, [file], { shard, partitions: 5, entryObjects, segmentRows: 1000 });
+    const byPartition = new Map<number, ChunkRow[]>();
+    for (const c of r.manifest.tables.manta!.chunks) {
+      const got = await readChunkRows(store, [c.path]);
+      byPartition.set(c.partition, [...(byPartition.get(c.partition) ?? []), ...got]);
+    }
+    for (const v of byPartition.values()) v.sort((a, b) => Number(a._id) - Number(b._id));
+    return { r, byPartition };
+  };
+  return { bytes: await read(false), decoded: await read(true) };
+}
+
+for (const [name, write] of [
+  ['plain (64 KB read chunks split rows)', (f: string, t: string) => fs.writeFileSync(f, t)],
+  ['gzip', (f: string, t: string) => fs.writeFileSync(f, zlib.gzipSync(t))],
+] as const) {
+  test(`byte path = decoding path: ${name}`, async () => {
+    const file = path.join(tmp, `moray-2024-03-05-06-07-08-${name.length}`);
+    write(file, dumpText());
+    const { bytes, decoded } = await unpackBothWays(file, `raw${name.length}.moray`);
+    assert.equal(bytes.r.manifest.tables.manta!.rows, 2700);
+    assert.equal(bytes.r.manifest.tables.manta!.rows, decoded.r.manifest.tables.manta!.rows);
+    assert.deepEqual([...bytes.byPartition.keys()].sort(), [...decoded.byPartition.keys()].sort());
+    for (const [p, want] of decoded.byPartition)
+      assert.deepEqual(bytes.byPartition.get(p), want, `partition ${p}`);
+    const events = (r: typeof bytes.r) =>
+      r.manifest.report.events
+        .map((e) => [e.kind, e.count])
+        .sort((a, b) => String(a[0]).localeCompare(String(b[0])));
+    assert.deepEqual(events(bytes.r), events(decoded.r));
+    assert.deepEqual(events(bytes.r), [
+      ['bad_row', 300],
+      ['bad_value', 300],
+    ]);
+  });
+}
+
+test('invalid UTF-8 in a chunk: those rows are decoded (U+FFFD), as before', async () => {
+  const text = dumpText();
+  const bad = Buffer.from(text.replace('/d3/o17\t', '/d3/o17\u0001\t'));
+  bad[bad.indexOf(0x01)] = 0xff;
+  const file = path.join(tmp, 'moray-2024-03-05-06-07-09');
+  fs.writeFileSync(file, bad);
+  const { bytes, decoded } = await unpackBothWays(file, 'rawutf.moray');
+  for (const [p, want] of decoded.byPartition)
+    assert.deepEqual(bytes.byPartition.get(p), want, `partition ${p}`);
+  const all = [...bytes.byPartition.values()].flat();
+  assert.ok(all.some((x) => String(x._key).includes('\ufffd')));
+});
+
+test('CopyRowScanner: widths, whole-field \\N only, partition of bytes = partitionOf', () => {
+  const sc = new CopyRowScanner(3);
+  const b = (s: string) => Buffer.from(s);
+  assert.equal(sc.scan(b('a\tb\tc'), 0, 5), true);
+  assert.equal(sc.scan(b('a\tb'), 0, 3), false);
+  assert.equal(sc.scan(b('a\tb\tc\td'), 0, 7), false);
+  assert.equal(sc.scan(b('\\N\t\\N\t\\N'), 0, 8), true);
+  assert.equal(sc.scan(b('a\\N\tb\tc'), 0, 7), false);
+  assert.equal(sc.scan(b('\\Nx\tb\tc'), 0, 7), false);
+  assert.equal(sc.scan(b('a\t\\\\N\tc'), 0, 7), false);
+  assert.equal(sc.scan(b('a\tb\\t\tc'), 0, 7), false);
+  // Several rows in one buffer: the backslash search is shared between them.
+  const two = b('\\N\tb\tc\nd\te\\n\tf\ng\th\ti');
+  assert.equal(sc.scan(two, 0, 6), true);
+  assert.equal(sc.scan(two, 7, 14), false);
+  assert.equal(sc.scan(two, 15, 20), true);
+  for (const id of ['ABC-def', '', '0B9F6D3A-7F3C-4F0E-9D1E-00000000000A', '/x/stor/Ünï'])
+    for (const p of [1, 7, 16]) {
+      const got = partitionOfAsciiBytes(b(id), 0, Buffer.byteLength(id), p);
+      if (/^[\x00-\x7f]*$/.test(id)) assert.equal(got, partitionOf(id, p), id);
+      else assert.equal(got, -1);
+    }
+});
