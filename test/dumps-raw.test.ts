@@ -161,7 +161,7 @@ test('invalid UTF-8 in a chunk: those rows are decoded (U+FFFD), as before', asy
   for (const [p, want] of decoded.byPartition)
     assert.deepEqual(bytes.byPartition.get(p), want, `partition ${p}`);
   const all = [...bytes.byPartition.values()].flat();
-  assert.ok(all.some((x) => String(x._key).includes('\ufffd')));
+  assert.ok(all.some((x) => typeof x._key === 'string' && x._key.includes('\ufffd')));
 });
 
 test('CopyRowScanner: widths, whole-field \\N only, partition of bytes = partitionOf', () => {
@@ -183,7 +183,7 @@ test('CopyRowScanner: widths, whole-field \\N only, partition of bytes = partiti
   for (const id of ['ABC-def', '', '0B9F6D3A-7F3C-4F0E-9D1E-00000000000A', '/x/stor/Ünï'])
     for (const p of [1, 7, 16]) {
       const got = partitionOfAsciiBytes(b(id), 0, Buffer.byteLength(id), p);
-      if (/^[\x00-\x7f]*$/.test(id)) assert.equal(got, partitionOf(id, p), id);
+      if ([...id].every((ch) => ch.charCodeAt(0) < 0x80)) assert.equal(got, partitionOf(id, p), id);
       else assert.equal(got, -1);
     }
 });
