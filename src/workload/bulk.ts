@@ -64,6 +64,8 @@ interface Pending {
 }
 
 const DEFAULT_BATCH = 20_000;
+/** Files queued for the writer thread before generation waits (bounds memory when the disk is slow). */
+const MAX_QUEUED_FILES = 60_000;
 
 export async function bulkLoad(tier: MetadataTier, opts: BulkOptions): Promise<BulkSummary> {
   const started = Date.now();
@@ -193,6 +195,7 @@ export async function bulkLoad(tier: MetadataTier, opts: BulkOptions): Promise<B
     }
     if (ops % (opts.batchSize ?? DEFAULT_BATCH) === 0) {
       if (writer && files.length) {
+        await writer.waitBelow(MAX_QUEUED_FILES);
         writer.send(files);
         s.files += files.length;
         files = [];

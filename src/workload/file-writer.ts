@@ -10,17 +10,17 @@ export class FileWriter {
       )
     : new Worker(new URL('./file-writer.worker.js', import.meta.url));
   private outstanding = 0;
-  private waiters: (() => void)[] = [];
+  private waiters: { below: number; resolve: () => void }[] = [];
   private failure: Error | undefined;
 
   constructor() {
     this.worker.on('message', (n: number) => {
       this.outstanding -= n;
-      if (this.outstanding === 0) this.waiters.splice(0).forEach((w) => w());
+      this.wake();
     });
     this.worker.on('error', (e) => {
       this.failure = e;
-      this.waiters.splice(0).forEach((w) => w());
+      this.wake();
     });
   }
 
@@ -30,9 +30,27 @@ export class FileWriter {
     this.worker.postMessage({ files });
   }
 
-  async close(): Promise<void> {
-    if (this.outstanding > 0) await new Promise<void>((resolve) => this.waiters.push(resolve));
+  /**
+   * Backpressure: resolve once at most `limit` files are queued. When the disk is slower than
+   * record generation, batches would otherwise pile up in the worker's queue without bound.
+   */
+  async waitBelow(limit: number): Promise<void> {
+    if (this.outstanding > limit && !this.failure) {
+      await new Promise<void>((resolve) => this.waiters.push({ below: limit, resolve }));
+    }
     if (this.failure) throw this.failure;
+  }
+
+  private wake(): void {
+    this.waiters = this.waiters.filter((w) => {
+      const ready = this.failure !== undefined || this.outstanding <= w.below;
+      if (ready) w.resolve();
+      return !ready;
+    });
+  }
+
+  async close(): Promise<void> {
+    await this.waitBelow(0);
     this.worker.postMessage('close');
     await this.worker.terminate();
   }
