@@ -8,17 +8,19 @@
  * instant (`m-snapshot-time` on the object, and a `-- remora-snapshot-time:` header comment).
  *
  * Tables stream `COPY … TO STDOUT` → gzip (level 1, as manatee's `gzip -1`, §2.1) → the object
- * store; nothing is held in memory. embedded PostgreSQL ships no pg_dump (DEPENDENCY-NOTES),
+ * store; nothing is held in memory. gzip runs as independent 4 MB members on the thread pool
+ * (parallel-gzip.ts), so compression overlaps PostgreSQL's COPY and the COPY parsing; the file
+ * is still one gzip file. embedded PostgreSQL ships no pg_dump (DEPENDENCY-NOTES),
  * and a real pg_dump's data section is exactly this `COPY … FROM stdin;` / rows / `\.` text.
  */
 import { once } from 'node:events';
-import zlib from 'node:zlib';
 import type pg from 'pg';
 import { to as copyTo } from 'pg-copy-streams';
 import { RemoraError } from '../core/errors.js';
 import { BUCKETS } from '../metadata/buckets.js';
 import { connectShard, type MetadataTier, type ShardHandle } from '../metadata/metadata-tier.js';
 import { backupPath } from './layout.js';
+import { ParallelGzip } from './parallel-gzip.js';
 import type { ObjectStore } from './object-store.js';
 
 /** Bytes of COPY rows gathered before one gzip write. */
@@ -40,7 +42,7 @@ export function shardTables(role: 'index' | 'storage'): string[] {
 
 export async function snapshotShard(shard: ShardHandle, store: ObjectStore): Promise<SnapshotResult> {
   const client = await connectShard(shard);
-  const gzip = zlib.createGzip({ level: 1 });
+  const gzip = new ParallelGzip({ level: 1 });
   let put: Promise<{ bytes: number; sha256: string }> | undefined;
   try {
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
