@@ -93,7 +93,7 @@ test('unpack reads a multi-member dump like a single-member one; a cut member st
       store,
       r.manifest.tables.manta!.chunks.map((c) => c.path),
     );
-    return rows.map((x) => ({ ...x, shard: null })).sort((a, b) => Number(a._id) - Number(b._id));
+    return rows.sort((a, b) => Number(a._id) - Number(b._id)).map((x) => ({ ...x, shard: null }));
   };
   const a = await read(multi, 'm.moray');
   assert.equal(a.length, 5000);
