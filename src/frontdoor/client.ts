@@ -11,6 +11,8 @@ export interface PutOptions {
   contentMD5?: string;
   copies?: number;
   contentLength?: number;
+  /** Extra request headers, e.g. Manta `m-*` user metadata. */
+  headers?: Record<string, string>;
 }
 
 export interface HeadResult {
@@ -78,6 +80,7 @@ export class FrontDoorClient {
     opts: PutOptions = {},
   ): Promise<{ objectId: string; md5: string }> {
     const headers: Record<string, string> = {
+      ...opts.headers,
       'content-type': opts.contentType ?? 'application/octet-stream',
     };
     if (Buffer.isBuffer(body)) headers['content-length'] = String(body.length);

@@ -138,6 +138,7 @@ export class FrontDoorServer {
         ...(len !== undefined ? { contentLength: Number(len) } : {}),
         ...(typeof req.headers['content-md5'] === 'string' ? { contentMD5: req.headers['content-md5'] } : {}),
         contentType: ctype || 'application/octet-stream',
+        headers: userHeaders(req.headers),
         ...(typeof copies === 'string' ? { copies: Number(copies) } : {}),
         ...(caller && caller.account.uuid !== r.owner.uuid ? { creator: caller.account.uuid } : {}),
       });
@@ -244,8 +245,16 @@ export class FrontDoorServer {
   }
 }
 
+/** Manta keeps `m-*` request headers with the object and returns them on GET and HEAD. */
+function userHeaders(h: http.IncomingHttpHeaders): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(h)) if (k.startsWith('m-') && typeof v === 'string') out[k] = v;
+  return out;
+}
+
 function objectHeaders(v: MantaObjectValue): Record<string, string> {
   return {
+    ...userHeaders(v.headers),
     'content-type': v.contentType,
     'content-md5': v.contentMD5,
     etag: v.etag,
