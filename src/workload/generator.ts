@@ -29,6 +29,12 @@ export interface WorkloadSpec {
   /** Largest object in bytes (the size mix is clipped to it). */
   maxObjectBytes: number;
   copies: number;
+  /**
+   * Skew (optional): this share of object operations goes to the first `count` accounts, the
+   * rest to all accounts uniformly. Unset, accounts are uniform and no extra draw is made, so
+   * existing seeds give the same sequence.
+   */
+  largeAccounts?: { count: number; share: number };
 }
 
 export const DEFAULT_SPEC: WorkloadSpec = {
@@ -110,7 +116,11 @@ export function* generateWorkload(spec: WorkloadSpec): Generator<WorkloadOp> {
   };
   for (let i = 0; i < spec.objects; i++) {
     const x = r.next();
-    const login = r.pick(logins);
+    const big = spec.largeAccounts;
+    const login =
+      big && big.count > 0 && r.next() < big.share
+        ? logins[r.int(Math.min(big.count, logins.length))]!
+        : r.pick(logins);
     const target = liveRecent();
     if (target && x < spec.linkRate) {
       // Links: same directory, another directory (maybe another shard), another namespace,

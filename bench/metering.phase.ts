@@ -1,0 +1,104 @@
+/**
+ * The timed part of the metering benchmark, in its own process so its peak RSS (Node +
+ * DuckDB, from getrusage) is the metering's alone. Runs the storage-metering job's own
+ * `split`, `runTask` (one per partition, `concurrency` at a time, as a worker with that
+ * concurrency would) and `commit`, over unpacked chunks already in `<workDir>/objects`.
+ * Prints one JSON line. Usage (from metering.bench.ts):
+ *
+ *   tsx bench/metering.phase.ts <workDir> <concurrency>
+ *
+ * `<workDir>/sources.json` holds the unpack outputs (what the unpack job commits per shard);
+ * `<workDir>/accounts.json` the `accounts` rows' `_value`s (the commit reads them to deliver
+ * per-account reports; served here without PostgreSQL, so the child measures only metering).
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { systemClock } from '../src/core/clock.js';
+import { LocalObjectStore } from '../src/dumps/object-store.js';
+import type { MetadataTier } from '../src/metadata/metadata-tier.js';
+import type { RemoraConfig } from '../src/config/config.js';
+import type { PipelineServices, TaskSpec } from '../src/pipeline/job.js';
+import { attemptPrefix, runPrefix } from '../src/pipeline/inputs.js';
+import { mergeReports, ReportBuilder, type RunReport } from '../src/pipeline/report.js';
+import { storageMeteringJob, type UnpackOutput } from '../src/jobs/storage-metering/storage-metering.job.js';
+
+const [workDir, conc] = process.argv.slice(2) as [string, string];
+const concurrency = Number(conc);
+const sources = JSON.parse(fs.readFileSync(path.join(workDir, 'sources.json'), 'utf8')) as UnpackOutput[];
+const accountValues = JSON.parse(fs.readFileSync(path.join(workDir, 'accounts.json'), 'utf8')) as string[];
+const day = sources[0]!.day;
+const store = new LocalObjectStore(path.join(workDir, 'objects'));
+// The commit's only use of the tier: `SELECT _value FROM accounts` on the storage shard.
+const tier = {
+  storageShard: {
+    pool: { query: () => Promise.resolve({ rows: accountValues.map((_value) => ({ _value })) }) },
+  },
+} as unknown as MetadataTier;
+const services: PipelineServices = {
+  config: {} as RemoraConfig,
+  tier,
+  store,
+  clock: systemClock,
+  log: () => {},
+};
+const job = storageMeteringJob({ reportRetentionDays: 90 });
+const partition = { kind: 'day' as const, key: day, day };
+const runId = 1;
+const upstream = sources.map((output, i) => ({
+  job: 'unpack',
+  partition: { kind: 'day-shard' as const, key: `${day}/shard=${output.source}`, day, shard: output.source },
+  runId: 100 + i,
+  verdict: 'ok' as const,
+  output,
+}));
+const plan = { services, partition, runId, upstream };
+const maxRssMB = () => process.resourceUsage().maxRSS / 1024;
+
+const cpu0 = process.cpuUsage();
+const t0 = process.hrtime.bigint();
+const secs = (from: bigint) => Number(process.hrtime.bigint() - from) / 1e9;
+const specs = await job.split(plan);
+const done: { key: string; params: unknown; attemptId: number; output: unknown; report: RunReport }[] = [];
+let next = 0;
+const lane = async () => {
+  while (next < specs.length) {
+    const i = next++;
+    const spec = specs[i]! as Required<TaskSpec>;
+    const attemptId = i + 1;
+    const r = await job.runTask({
+      ...plan,
+      task: spec,
+      attemptId,
+      outputPrefix: attemptPrefix(job.name, day, runId, attemptId),
+      signal: new AbortController().signal,
+      report: new ReportBuilder(),
+    });
+    done[i] = { key: spec.key, params: spec.params, attemptId, output: r.output, report: r.report };
+  }
+};
+await Promise.all(Array.from({ length: concurrency }, lane));
+const scanSeconds = secs(t0);
+const cpu = process.cpuUsage(cpu0);
+const scanCpuSeconds = (cpu.user + cpu.system) / 1e6;
+const scanRssMB = maxRssMB();
+const report = mergeReports(done.map((d) => d.report));
+const t1 = process.hrtime.bigint();
+const c = await job.commit({ ...plan, tasks: done, report, runPrefix: runPrefix(job.name, day, runId) });
+const commitSeconds = secs(t1);
+process.stdout.write(
+  `${JSON.stringify({
+    records: report.counters.recordsScanned,
+    skipped: report.counters.skipped,
+    verdict: report.verdict,
+    tasks: specs.length,
+    accounts: (c.output as { accounts: number }).accounts,
+    delivered: c.report?.counters.delivered ?? 0,
+    scanSeconds,
+    scanCpuSeconds,
+    commitSeconds,
+    // The commit's own phases (ms): merge partial sums, write the operator file, deliver.
+    commitPhases: c.report?.durations ?? {},
+    scanRssMB,
+    maxRssMB: maxRssMB(),
+  })}\n`,
+);
