@@ -118,10 +118,7 @@ export class StorageClient {
       throw new RemoraError('MalformedInput', `${nodeUrl} sent a manifest without m-mako-dump-time`);
     }
     const datacenter = headerOf(res, 'm-datacenter');
-    const lines = readline.createInterface({ input: res, crlfDelay: Infinity });
-    // A cut connection ends the body early: surface it as an error, never as a shorter listing.
-    res.on('aborted', () => lines.close());
-    return { startedAt, ...(datacenter ? { datacenter } : {}), lines: strictLines(nodeUrl, res, lines) };
+    return { startedAt, ...(datacenter ? { datacenter } : {}), lines: strictLines(nodeUrl, res) };
   }
 
   close(): void {
@@ -185,11 +182,15 @@ export class StorageClient {
   }
 }
 
-async function* strictLines(
-  nodeUrl: string,
-  res: http.IncomingMessage,
-  lines: AsyncIterable<string>,
-): AsyncGenerator<string> {
+/**
+ * The listing's lines. The line reader is created on the first `next()`, not before: a reader
+ * made earlier starts the body flowing, and if the caller is slow to begin (opening DuckDB),
+ * every line and the close go by with nobody listening, and the iteration never ends.
+ */
+async function* strictLines(nodeUrl: string, res: http.IncomingMessage): AsyncGenerator<string> {
+  const lines = readline.createInterface({ input: res, crlfDelay: Infinity });
+  // A cut connection ends the body early: surface it as an error, never as a shorter listing.
+  res.on('aborted', () => lines.close());
   for await (const line of lines) yield line;
   if (!res.complete)
     throw new RemoraError('StorageNodeUnreachable', `${nodeUrl} cut the manifest short`, {
