@@ -58,7 +58,7 @@ test('live storage-node listings ingest to exactly the copies the records name; 
         store,
         (r.manifest.tables.mako?.chunks ?? []).map((x) => x.path),
       );
-      for (const row of rows) seen.add(`${String(row.manta_storage_id)} ${String(row.objectId)}`);
+      for (const row of rows) seen.add(`${row.manta_storage_id as string} ${row.objectId as string}`);
     }
     assert.deepEqual([...seen].sort(), [...expected].sort());
     assert.equal(tombstones, 1);
