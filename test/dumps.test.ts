@@ -1,5 +1,5 @@
 /**
- * Unpack against the real Manta fixtures (../shared/fixtures/manta-samples), bad input, the
+ * Unpack against the real Manta fixtures (test/fixtures/manta-samples, from ../shared/fixtures), bad input, the
  * object store, and storage-node listing ingestion. No PostgreSQL needed here.
  */
 import { test, after } from 'node:test';
@@ -17,7 +17,9 @@ import { ingestMakoListing } from '../src/dumps/mako.js';
 import { isRemoraError } from '../src/core/errors.js';
 import { readChunkRows } from './helpers/chunks.js';
 
-const FIXTURES = process.env.REMORA_FIXTURES ?? path.resolve('../shared/fixtures/manta-samples');
+// A copy of ../shared/fixtures/manta-samples (MPL-2.0, joyent/manta-mola data/), kept in the
+// repository so a clean clone on any machine has them.
+const FIXTURES = process.env.REMORA_FIXTURES ?? path.resolve('test/fixtures/manta-samples');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'remora-dumps-'));
 const store = new LocalObjectStore(path.join(tmp, 'objects'));
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
