@@ -11,7 +11,6 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import net from 'node:net';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
@@ -20,21 +19,11 @@ import { from as copyFrom } from 'pg-copy-streams';
 import { defaultConfig } from '../src/config/config.js';
 import { MetadataTier } from '../src/metadata/metadata-tier.js';
 import { startEmbeddedPostgres } from '../src/metadata/postgres-server.js';
+import { freePort } from '../test/helpers/net.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const SIZES = (process.env.REMORA_BENCH_ROWS ?? '1000000,3000000').split(',').map(Number);
 const PARTITIONS = 16;
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 const hex = (n: number, w: number) => n.toString(16).padStart(w, '0');
 

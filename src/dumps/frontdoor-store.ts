@@ -14,13 +14,14 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Readable, Transform } from 'node:stream';
+import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { isRemoraError } from '../core/errors.js';
 import type { FrontDoorClient } from '../frontdoor/client.js';
 import {
   checkObjectPath,
   type ObjectHead,
+  hashingCounter,
   type ObjectMeta,
   type ObjectStore,
   type PutResult,
@@ -46,17 +47,9 @@ export class FrontDoorObjectStore implements ObjectStore {
     const dir = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'remora-fd-put-'));
     const tmp = path.join(dir, 'body');
     try {
-      const hash = crypto.createHash('sha256');
-      let bytes = 0;
-      const count = new Transform({
-        transform(chunk: Buffer, _e, cb) {
-          hash.update(chunk);
-          bytes += chunk.length;
-          cb(null, chunk);
-        },
-      });
-      await pipeline(body, count, fs.createWriteStream(tmp));
-      const sha256 = hash.digest('hex');
+      const counter = hashingCounter();
+      await pipeline(body, counter.transform, fs.createWriteStream(tmp));
+      const { bytes, sha256 } = counter.result();
       await this.client.put(objectPath, fs.createReadStream(tmp), {
         contentLength: bytes,
         headers: metaHeaders(meta, sha256),

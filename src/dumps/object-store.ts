@@ -73,6 +73,20 @@ function badPath(p: string): RemoraError {
   return new RemoraError('InvalidPath', `invalid object path ${JSON.stringify(p)}`);
 }
 
+/** A pass-through that counts the bytes and hashes them (sha256) on the way: every backend records both. */
+export function hashingCounter(): { transform: Transform; result: () => { bytes: number; sha256: string } } {
+  const hash = crypto.createHash('sha256');
+  let bytes = 0;
+  const transform = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      hash.update(chunk);
+      bytes += chunk.length;
+      cb(null, chunk);
+    },
+  });
+  return { transform, result: () => ({ bytes, sha256: hash.digest('hex') }) };
+}
+
 export class LocalObjectStore implements ObjectStore {
   constructor(readonly root: string) {}
 
@@ -90,23 +104,15 @@ export class LocalObjectStore implements ObjectStore {
     await fs.promises.mkdir(path.dirname(file), { recursive: true });
     await fs.promises.mkdir(path.dirname(metaFile), { recursive: true });
     const tmp = path.join(path.dirname(file), `${TEMP_PREFIX}${crypto.randomUUID()}`);
-    const hash = crypto.createHash('sha256');
-    let bytes = 0;
-    const counter = new Transform({
-      transform(chunk: Buffer, _enc, cb) {
-        hash.update(chunk);
-        bytes += chunk.length;
-        cb(null, chunk);
-      },
-    });
+    const counter = hashingCounter();
     const source =
       Buffer.isBuffer(body) || typeof body === 'string' ? Readable.from([Buffer.from(body)]) : body;
     try {
       const out = fs.createWriteStream(tmp, { flags: 'wx' });
-      await pipeline(source, counter, out);
+      await pipeline(source, counter.transform, out);
       const fh = await fs.promises.open(tmp, 'r');
       await fh.sync().finally(() => fh.close());
-      const sha256 = hash.digest('hex');
+      const { bytes, sha256 } = counter.result();
       const record = { bytes, sha256, meta, mtime: new Date().toISOString() };
       const metaTmp = `${metaFile}${TEMP_PREFIX}${crypto.randomUUID()}`;
       await fs.promises.writeFile(metaTmp, JSON.stringify(record));
