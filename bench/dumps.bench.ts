@@ -28,7 +28,7 @@ const PARTITIONS = 16;
 const hex = (n: number, w: number) => n.toString(16).padStart(w, '0');
 
 /** COPY text rows of `manta`: 1 directory per 100 objects, 2 sharks, one link per 20 objects. */
-function* mantaRows(n: number): Generator<string> {
+export function* mantaRows(n: number): Generator<string> {
   const owners = Array.from({ length: 50 }, (_, i) => `4ebc3ff1-dd83-40a6-bc38-${hex(i, 12)}`);
   const batch: string[] = [];
   for (let i = 0; i < n; i++) {
@@ -68,7 +68,7 @@ function* mantaRows(n: number): Generator<string> {
   if (batch.length) yield batch.join('');
 }
 
-async function load(url: string, n: number): Promise<number> {
+export async function load(url: string, n: number): Promise<number> {
   const client = new pg.Client({ connectionString: url });
   await client.connect();
   const t = Date.now();

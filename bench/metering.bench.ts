@@ -7,7 +7,8 @@
  * within and across directories, namespaces and accounts, overwrites, deletes, zero-byte
  * objects) into the two index shards; 1,200 accounts, three of them large (30% of object
  * operations between them, so the largest account grows with the size); snapshot of every
- * shard; unpack into P partitions. Timed, in a child process (bench/metering.phase.ts) so its
+ * shard; unpack as the pipeline does (P per shard from its row count, DEFAULT_ROWS_PER_PARTITION
+ * rows per partition: P grows with the data, so a task's memory does not). Timed, in a child process (bench/metering.phase.ts) so its
  * peak RSS is the metering's own: the job's `runTask` for every partition (2 at a time, the
  * worker's default concurrency) and its `commit` (merge, operator file, per-account reports).
  *
@@ -21,11 +22,13 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ensureBenchPostgres } from './support.js';
 import { DEFAULT_SPEC, type WorkloadSpec } from '../src/workload/generator.js';
+import { CHUNK_SCHEMA } from '../src/dumps/manifest.js';
+import { DEFAULT_ROWS_PER_PARTITION } from '../src/dumps/partition.js';
+import type { UnpackOutput } from '../src/jobs/storage-metering/storage-metering.job.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const SIZES = (process.env.REMORA_BENCH_METERING_RECORDS ?? '1000000,3000000').split(',').map(Number);
 const KEEP = process.env.REMORA_BENCH_METERING_KEEP;
-const PARTITIONS = 16;
 const CONCURRENCY = 2;
 const ACCOUNTS = 1200;
 /** Live records per object operation of the generator (puts, links, minus deletes), measured. */
@@ -52,6 +55,56 @@ interface Built {
   records: number;
   largest: number;
   note: string;
+  /** How the chunks were unpacked (UNPACK_TAG): kept inputs are unpacked again when it changes. */
+  unpacked?: string;
+}
+
+interface Dump {
+  path: string;
+  shard: string;
+  rows: number;
+}
+
+/** Chunk schema and partitioning of the unpack, as the pipeline's unpack job does it. */
+const UNPACK_TAG = `schema ${CHUNK_SCHEMA}, auto P at ${DEFAULT_ROWS_PER_PARTITION} rows`;
+
+/** Unpack every shard's dump as the pipeline does (automatic P from the snapshot's row count); writes sources.json. */
+async function unpackAll(dir: string, dumps: Dump[]): Promise<number> {
+  const { LocalObjectStore } = await import('../src/dumps/object-store.js');
+  const { unpackDump } = await import('../src/dumps/unpack.js');
+  const store = new LocalObjectStore(path.join(dir, 'objects'));
+  const t = Date.now();
+  const sources = [];
+  for (const d of dumps) {
+    const u = await unpackDump(store, [d.path], { shard: d.shard, partitions: 'auto', expectedRows: d.rows });
+    sources.push({
+      source: u.manifest.source,
+      day: u.manifest.day,
+      runId: u.manifest.runId,
+      partitions: u.manifest.partitions,
+      manifestPath: u.manifestPath,
+    });
+  }
+  fs.writeFileSync(path.join(dir, 'sources.json'), JSON.stringify(sources));
+  return (Date.now() - t) / 1000;
+}
+
+/** Kept inputs from before dumps.json: the dumps and row counts are in the unpack manifests. */
+async function dumpsOf(dir: string): Promise<Dump[]> {
+  const file = path.join(dir, 'dumps.json');
+  if (fs.existsSync(file)) return JSON.parse(fs.readFileSync(file, 'utf8')) as Dump[];
+  const { LocalObjectStore } = await import('../src/dumps/object-store.js');
+  const { readSourceManifest } = await import('../src/dumps/manifest.js');
+  const store = new LocalObjectStore(path.join(dir, 'objects'));
+  const sources = JSON.parse(fs.readFileSync(path.join(dir, 'sources.json'), 'utf8')) as UnpackOutput[];
+  const dumps: Dump[] = [];
+  for (const s of sources) {
+    const m = (await readSourceManifest(store, s.day, s.source))!;
+    const rows = Object.values(m.tables).reduce((a, t) => a + t.rows, 0);
+    dumps.push({ path: m.input[0]!.path, shard: m.source, rows });
+  }
+  fs.writeFileSync(file, JSON.stringify(dumps));
+  return dumps;
 }
 
 /** Bulk load → snapshot → unpack into `<dir>/objects`; writes sources.json and accounts.json. */
@@ -60,7 +113,6 @@ async function build(n: number, dir: string): Promise<Built> {
   const { bulkLoad } = await import('../src/workload/bulk.js');
   const { LocalObjectStore } = await import('../src/dumps/object-store.js');
   const { snapshotAll } = await import('../src/dumps/snapshot.js');
-  const { unpackDump } = await import('../src/dumps/unpack.js');
   const { tier, config, cleanup } = await openTestTier(testConfig());
   try {
     const spec: WorkloadSpec = {
@@ -92,21 +144,14 @@ async function build(n: number, dir: string): Promise<Built> {
     const t1 = Date.now();
     const snaps = await snapshotAll(tier, store);
     const tSnap = (Date.now() - t1) / 1000;
-    const t2 = Date.now();
-    const sources = [];
-    for (const snap of snaps) {
-      const u = await unpackDump(store, [snap.path], { shard: snap.shard, partitions: PARTITIONS });
-      sources.push({
-        source: u.manifest.source,
-        day: u.manifest.day,
-        runId: u.manifest.runId,
-        partitions: u.manifest.partitions,
-        manifestPath: u.manifestPath,
-      });
-    }
-    const tUnpack = (Date.now() - t2) / 1000;
+    const dumps: Dump[] = snaps.map((x) => ({
+      path: x.path,
+      shard: x.shard,
+      rows: Object.values(x.tables).reduce((a, b) => a + b, 0),
+    }));
+    fs.writeFileSync(path.join(dir, 'dumps.json'), JSON.stringify(dumps));
+    const tUnpack = await unpackAll(dir, dumps);
     const accounts = await tier.storageShard.pool.query<{ _value: string }>('SELECT _value FROM accounts');
-    fs.writeFileSync(path.join(dir, 'sources.json'), JSON.stringify(sources));
     fs.writeFileSync(path.join(dir, 'accounts.json'), JSON.stringify(accounts.rows.map((r) => r._value)));
     const built: Built = {
       records,
@@ -114,7 +159,8 @@ async function build(n: number, dir: string): Promise<Built> {
       note:
         `inputs: ${s.accounts} accounts, ${s.objects} puts (${s.overwrites} overwrites), ${s.links} links, ` +
         `${s.deletes} deletes; bulk load ${tLoad.toFixed(1)} s, snapshot ${tSnap.toFixed(1)} s, ` +
-        `unpack ${tUnpack.toFixed(1)} s (${snaps.length} shards, ${PARTITIONS} partitions)`,
+        `unpack ${tUnpack.toFixed(1)} s (${snaps.length} shards)`,
+      unpacked: UNPACK_TAG,
     };
     fs.writeFileSync(path.join(dir, 'built.json'), JSON.stringify(built));
     return built;
@@ -162,6 +208,14 @@ export default async function bench(): Promise<void> {
         if (KEEP && fs.existsSync(path.join(dir, 'built.json'))) {
           built = JSON.parse(fs.readFileSync(path.join(dir, 'built.json'), 'utf8')) as Built;
           built.note += ' (reused)';
+          if (built.unpacked !== UNPACK_TAG) {
+            const secs = await unpackAll(dir, await dumpsOf(dir));
+            built.note += `; unpacked again (${UNPACK_TAG}) in ${secs.toFixed(1)} s`;
+            fs.writeFileSync(
+              path.join(dir, 'built.json'),
+              JSON.stringify({ ...built, note: built.note.replace(' (reused)', ''), unpacked: UNPACK_TAG }),
+            );
+          }
         } else {
           fs.mkdirSync(dir, { recursive: true });
           built = await build(n, dir);

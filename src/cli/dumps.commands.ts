@@ -70,7 +70,12 @@ export function registerDumpsCommands(program: Command): void {
         '/poseidon/stor/remora/unpacked/YYYY/MM/DD/<shard>/',
     )
     .argument('<dump...>', 'dump object path(s) or file(s), all from one shard and instant')
-    .option('--partitions <P>', 'partitions per table (every source of a day must use the same P)', '16')
+    .option(
+      '--partitions <P>',
+      'partitions per table, or "auto": the power of two that keeps ~128k rows per partition ' +
+        '(sources with different P still join, by the gcd of their P)',
+      'auto',
+    )
     .option('--shard <name>', 'shard name, when the dump does not say')
     .option('--entry-objects', 'also write the original per-table {"entry"} objects next to the dump')
     .action(
@@ -81,9 +86,9 @@ export function registerDumpsCommands(program: Command): void {
           cmd: Command,
         ) => {
           const config = configFrom(cmd);
-          const partitions = Number(opts.partitions);
-          if (!Number.isInteger(partitions) || partitions < 1)
-            throw usageError('--partitions must be a positive integer');
+          const partitions = opts.partitions === 'auto' ? 'auto' : Number(opts.partitions);
+          if (partitions !== 'auto' && (!Number.isInteger(partitions) || partitions < 1))
+            throw usageError('--partitions must be a positive integer or "auto"');
           const r = await unpackDump(defaultObjectStore(config.stateDir), dumps, {
             partitions,
             ...(opts.shard ? { shard: opts.shard } : {}),

@@ -13,8 +13,16 @@ import type { ChunkInfo } from './chunk-writer.js';
 import type { DumpReport } from './report.js';
 import { sourceManifestPath, unpackedDayDir } from './layout.js';
 import { RemoraError } from '../core/errors.js';
+import { inGroup, partitionGroups } from './partition.js';
 
 export const MANIFEST_VERSION = 1;
+
+/**
+ * Chunk columns, versioned: 2 added `copies` (the number of sharks) to moray tables, so that
+ * readers that only need the count skip decoding the `sharks` list. Readers check it with
+ * hasCopiesColumn and fall back to `len(sharks)` on older chunks.
+ */
+export const CHUNK_SCHEMA = 2;
 
 export interface TableManifest {
   kind: 'moray' | 'generic' | 'mako';
@@ -35,6 +43,8 @@ export interface SourceManifest {
   snapshotTimeGuessed?: boolean;
   input: { path: string; bytes?: number; sha256?: string }[];
   partitions: number;
+  /** CHUNK_SCHEMA of the chunks; absent before 2. */
+  chunkSchema?: number;
   partitionFunction: 'fnv1a32(utf8(lower(objectId or _key))) mod partitions';
   tables: Record<string, TableManifest>;
   report: DumpReport;
@@ -84,7 +94,13 @@ export interface ChunkQuery {
   table: string;
   /** One shard or node; all when omitted. */
   source?: string;
+  /** A partition group of the chosen sources (partitionGroups): with one P everywhere, a partition. */
   partition?: number;
+}
+
+/** Whether the source's moray chunks have the `copies` column (CHUNK_SCHEMA 2). */
+export function hasCopiesColumn(m: SourceManifest): boolean {
+  return (m.chunkSchema ?? 1) >= 2;
 }
 
 /** The chunks of a table on a day (all sources unless one is named), from the committed manifests. */
@@ -93,9 +109,10 @@ export async function listChunks(store: ObjectStore, q: ChunkQuery): Promise<Chu
     ? [await readSourceManifest(store, q.day, q.source)].filter((m): m is SourceManifest => m !== undefined)
     : await listSourceManifests(store, q.day);
   const out: ChunkRef[] = [];
+  const groups = groupsOf(manifests, q.table) ?? 1;
   for (const m of manifests) {
     for (const c of m.tables[q.table]?.chunks ?? []) {
-      if (q.partition !== undefined && c.partition !== q.partition) continue;
+      if (q.partition !== undefined && !inGroup(c.partition, q.partition, groups)) continue;
       out.push({ ...c, source: m.source, table: q.table, snapshotTime: m.snapshotTime });
     }
   }
@@ -103,7 +120,7 @@ export async function listChunks(store: ObjectStore, q: ChunkQuery): Promise<Chu
 }
 
 /**
- * Local file paths of one partition of a table across every source of the day: what a
+ * Local file paths of one partition group of a table across every source of the day: what a
  * DuckDB task reads (`read_parquet([...])`). Needs a store with local files.
  */
 export async function partitionFiles(
@@ -116,13 +133,17 @@ export async function partitionFiles(
   return chunks.map((c) => store.localPath!(c.path));
 }
 
-/** The number of partitions used on a day; every source of a day must agree, or joins break. */
-export async function partitionsOfDay(store: ObjectStore, day: string): Promise<number | undefined> {
-  const counts = new Set((await listSourceManifests(store, day)).map((m) => m.partitions));
-  if (counts.size > 1)
-    throw new RemoraError(
-      'MalformedInput',
-      `day ${day} mixes partition counts ${[...counts].join(', ')}: re-unpack with one P`,
-    );
-  return [...counts][0];
+/**
+ * The partition groups of a table over a set of sources (partitionGroups): a join task takes
+ * one group. Sources without rows of the table do not count (the storage shard has no `manta`
+ * rows, and its automatic P is 1). Undefined when no source has rows of the table.
+ */
+export function groupsOf(manifests: readonly SourceManifest[], table: string): number | undefined {
+  const ps = manifests.filter((m) => (m.tables[table]?.rows ?? 0) > 0).map((m) => m.partitions);
+  return ps.length === 0 ? undefined : partitionGroups(ps);
+}
+
+/** The chunks of `table` in partition group `group` of `groups` (partitionGroups). */
+export function groupChunks(m: SourceManifest, table: string, group: number, groups: number): ChunkInfo[] {
+  return (m.tables[table]?.chunks ?? []).filter((c) => inGroup(c.partition, group, groups));
 }

@@ -36,5 +36,48 @@ export function partitionOf(id: string, partitions: number): number {
   return fnv1a32(id.toLowerCase()) % partitions;
 }
 
-/** Default number of partitions per table: small enough for tiny deployments, raise for large ones. */
+/** Default number of partitions per table when one is asked for by number (CLI `--partitions`). */
 export const DEFAULT_PARTITIONS = 16;
+
+/**
+ * Rows per partition the automatic P aims at. A downstream task holds one partition group
+ * (one partition of every source, see partitionGroups) in DuckDB at a time, so this, not the
+ * size of the day, bounds its memory; bigger partitions mean fewer fixed costs per task.
+ * Measured in bench/metering.bench.ts (docs/pipeline.md "Bench").
+ */
+export const DEFAULT_ROWS_PER_PARTITION = 131_072;
+/** The automatic P never goes above this (files per table and source stay manageable). */
+export const MAX_AUTO_PARTITIONS = 1024;
+
+/**
+ * The automatic partition count of a source of about `rows` rows: the smallest power of two
+ * that keeps partitions at or under `rowsPerPartition` (at least 1, at most MAX_AUTO_PARTITIONS).
+ * Powers of two, so that sources of different sizes still join (partitionGroups).
+ */
+export function autoPartitions(rows: number, rowsPerPartition = DEFAULT_ROWS_PER_PARTITION): number {
+  let p = 1;
+  while (p < MAX_AUTO_PARTITIONS && rows / p > rowsPerPartition) p *= 2;
+  return p;
+}
+
+function gcd(a: number, b: number): number {
+  while (b) [a, b] = [b, a % b];
+  return a;
+}
+
+/**
+ * How sources partitioned with different P are joined: with G = gcd of their P, group g
+ * (0 ≤ g < G) is partitions p ≡ g (mod G) of every source. An objectId with hash h sits in
+ * partition h mod P of a source, and (h mod P) mod G = h mod G because G divides P: all its
+ * rows, in every source, are in group h mod G. With one P everywhere, groups are partitions.
+ */
+export function partitionGroups(partitionCounts: Iterable<number>): number {
+  let g = 0;
+  for (const p of partitionCounts) g = gcd(g, p);
+  return g;
+}
+
+/** Whether partition `p` belongs to group `group` of `groups` (partitionGroups). */
+export function inGroup(p: number, group: number, groups: number): boolean {
+  return p % groups === group;
+}

@@ -88,7 +88,8 @@ export function morayTableSpec(table: string, columns: string[]): TableSpec {
         nullif(split_part(coalesce(v.key, _key), '/', 3), '') AS namespace, v.type AS type,
         v.objectId AS objectId, v.contentLength AS contentLength, v.contentMD5 AS contentMD5,
         v.contentType AS contentType, v.etag AS etag, v.createdFrom AS createdFrom,
-        v.dirname AS dirname, v.name AS name, ${SHARKS_SQL} AS sharks, v.mtime AS mtime,
+        v.dirname AS dirname, v.name AS name, ${SHARKS_SQL} AS sharks,
+        len(v.sharks)::INTEGER AS copies, v.mtime AS mtime,
         _key, _etag, TRY_CAST(_mtime AS BIGINT) AS _mtime, TRY_CAST(_id AS BIGINT) AS _id,
         TRY_CAST(_vnode AS BIGINT) AS _vnode, TRY_CAST(_txn_snap AS BIGINT) AS _txn_snap,
         ${sqlString(source)} AS shard, _value, value_ok

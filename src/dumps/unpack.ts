@@ -9,6 +9,7 @@ import { PartitionedChunkWriter, type ChunkContext } from './chunk-writer.js';
 import { deleteSupersededAttempt, openChunkRun } from './chunk-run.js';
 import type { DuckOptions } from './duckdb.js';
 import {
+  CHUNK_SCHEMA,
   type SourceManifest,
   readSourceManifest,
   writeSourceManifest,
@@ -17,7 +18,7 @@ import {
 import type { ObjectStore } from './object-store.js';
 import { EntryObjectWriter } from './entry-objects.js';
 import { dayOf, entryObjectPath } from './layout.js';
-import { DEFAULT_PARTITIONS } from './partition.js';
+import { autoPartitions } from './partition.js';
 import { ReportBuilder } from './report.js';
 import { genericTableSpec, morayTableSpec } from './table-specs.js';
 import { resolveDumpInput, type ResolvedInput } from './dump-input.js';
@@ -25,7 +26,12 @@ import { resolveDumpInput, type ResolvedInput } from './dump-input.js';
 export interface UnpackOptions {
   /** Shard name; default: from the dump's metadata, header or path. */
   shard?: string;
-  partitions?: number;
+  /** P, or 'auto' (default): autoPartitions of the expected rows. */
+  partitions?: number | 'auto';
+  /** Rows the input holds (the snapshot counted them); else estimated from its size. */
+  expectedRows?: number;
+  /** For 'auto' (default DEFAULT_ROWS_PER_PARTITION). */
+  rowsPerPartition?: number;
   /** Rows per segment before a background Parquet conversion (default 500k). */
   segmentRows?: number;
   /** Also write the original `{"entry"}` table objects next to a plain dump. */
@@ -41,6 +47,20 @@ export interface UnpackResult {
 
 /** Rows per segment: ~350 MB of intermediate CSV, converted while the next one fills. */
 const DEFAULT_SEGMENT_ROWS = 500_000;
+
+/**
+ * Bytes of input per row, for sizing P when the row count was not recorded: a gzip -1 dump of
+ * ~900-byte moray rows (measured: 73 MB for 1M rows). An uncompressed input is overestimated
+ * ~9x, which only makes partitions smaller.
+ */
+const INPUT_BYTES_PER_ROW = 80;
+
+function choosePartitions(opts: UnpackOptions, inputs: ResolvedInput[]): number {
+  const p = opts.partitions ?? 'auto';
+  if (p !== 'auto') return p;
+  const rows = opts.expectedRows ?? inputs.reduce((a, i) => a + (i.bytes ?? 0), 0) / INPUT_BYTES_PER_ROW;
+  return autoPartitions(rows, opts.rowsPerPartition);
+}
 
 /** Unpack the inputs of ONE shard at one instant (a plain dump, or one entry object per table). */
 export async function unpackDump(
@@ -64,7 +84,7 @@ export async function unpackDump(
   const { ctx, close } = await openChunkRun(store, report, {
     day,
     source,
-    partitions: opts.partitions ?? DEFAULT_PARTITIONS,
+    partitions: choosePartitions(opts, inputs),
     segmentRows: opts.segmentRows ?? DEFAULT_SEGMENT_ROWS,
     duck: opts.duck,
   });
@@ -98,6 +118,7 @@ export async function unpackDump(
       ...(at.guessed ? { snapshotTimeGuessed: true } : {}),
       input: inputs.map((i) => ({ path: i.path, bytes: i.bytes, sha256: i.sha256 })),
       partitions,
+      chunkSchema: CHUNK_SCHEMA,
       partitionFunction: 'fnv1a32(utf8(lower(objectId or _key))) mod partitions',
       tables,
       report: report.build(),

@@ -10,7 +10,7 @@ import type { PipelineSettings } from './settings.js';
 
 export function defaultJobs(s: PipelineSettings): JobDefinition[] {
   return [
-    ...dumpJobs({ partitions: s.partitions }),
+    ...dumpJobs({ partitions: s.partitions, rowsPerPartition: s.rowsPerPartition }),
     storageMeteringJob({ reportRetentionDays: s.reportRetentionDays }),
   ];
 }

@@ -10,7 +10,6 @@
  */
 import { RemoraError } from '../core/errors.js';
 import { BACKUPS_ROOT } from '../dumps/layout.js';
-import { DEFAULT_PARTITIONS } from '../dumps/partition.js';
 import type { DumpReport } from '../dumps/report.js';
 import { snapshotShard } from '../dumps/snapshot.js';
 import { unpackDump } from '../dumps/unpack.js';
@@ -23,6 +22,8 @@ export interface SnapshotOutput {
   shard: string;
   path: string;
   snapshotTime: string;
+  /** Rows in the dump (every table), when this run took it: sizes the unpack's partitions. */
+  rows?: number;
 }
 
 /** Copy a dumps-stage report into the executor's report (same shape: kind, severity, examples). */
@@ -59,11 +60,9 @@ const snapshot: JobDefinition = {
     let out: SnapshotOutput | undefined;
     if (ctx.partition.day === dayOf(clock.now())) {
       const r = await snapshotShard(tier.shard(shard), store);
-      out = { shard, path: r.path, snapshotTime: r.snapshotTime.toISOString() };
-      ctx.report.count('bytesWritten', r.bytes).count(
-        'recordsScanned',
-        Object.values(r.tables).reduce((a, b) => a + b, 0),
-      );
+      const rows = Object.values(r.tables).reduce((a, b) => a + b, 0);
+      out = { shard, path: r.path, snapshotTime: r.snapshotTime.toISOString(), rows };
+      ctx.report.count('bytesWritten', r.bytes).count('recordsScanned', rows);
     } else {
       const dir = `${BACKUPS_ROOT}/${shard}/${ctx.partition.day.replaceAll('-', '/')}/`;
       const dumps = (await store.list(dir)).filter((p) => /\/moray-[^/]*\.gz$/.test(p));
@@ -80,7 +79,12 @@ const snapshot: JobDefinition = {
   commit: (ctx) => Promise.resolve({ output: ctx.tasks[0]?.output }),
 };
 
-function unpack(partitions: number): JobDefinition {
+interface UnpackJobOptions {
+  partitions: number | 'auto';
+  rowsPerPartition?: number;
+}
+
+function unpack(o: UnpackJobOptions): JobDefinition {
   return {
     name: 'unpack',
     description: 'dump → Parquet chunks partitioned by objectId, with a manifest',
@@ -92,7 +96,12 @@ function unpack(partitions: number): JobDefinition {
     runTask: async (ctx) => {
       const snap = ctx.upstream[0]?.output as SnapshotOutput | undefined;
       if (!snap) throw new RemoraError('Internal', `unpack ${ctx.partition.key}: no snapshot output`);
-      const r = await unpackDump(ctx.services.store, [snap.path], { shard: snap.shard, partitions });
+      const r = await unpackDump(ctx.services.store, [snap.path], {
+        shard: snap.shard,
+        partitions: o.partitions,
+        ...(snap.rows !== undefined ? { expectedRows: snap.rows } : {}),
+        ...(o.rowsPerPartition !== undefined ? { rowsPerPartition: o.rowsPerPartition } : {}),
+      });
       absorbDumpReport(ctx.report, r.manifest.report);
       for (const t of Object.values(r.manifest.tables)) {
         ctx.report.count('recordsScanned', t.rows).count(
@@ -113,6 +122,6 @@ function unpack(partitions: number): JobDefinition {
   };
 }
 
-export function dumpJobs(o: { partitions?: number } = {}): JobDefinition[] {
-  return [snapshot, unpack(o.partitions ?? DEFAULT_PARTITIONS)];
+export function dumpJobs(o: Partial<UnpackJobOptions> = {}): JobDefinition[] {
+  return [snapshot, unpack({ partitions: 'auto', ...o })];
 }

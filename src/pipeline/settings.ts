@@ -6,12 +6,13 @@
  *   "pipeline": {
  *     "jobs": { "storage-metering": { "enabled": false, "deadlineMs": 28800000 } },
  *     "concurrency": 2, "retentionDays": 30, "reportRetentionDays": 90,
+ *     "partitions": "auto", "rowsPerPartition": 131072,
  *     "alertWebhook": "https://ops.example.com/hooks/remora", "metricsPort": 9464
  *   }
  */
 import type { RemoraConfig } from '../config/config.js';
 import { RemoraError } from '../core/errors.js';
-import { DEFAULT_PARTITIONS } from '../dumps/partition.js';
+import { DEFAULT_ROWS_PER_PARTITION } from '../dumps/partition.js';
 import { DEFAULT_THRESHOLDS, type ReportThresholds } from './report.js';
 
 export interface JobSettings {
@@ -39,8 +40,13 @@ export interface PipelineSettings {
   /** How many days back the scheduler looks for missed days on start. */
   catchUpDays: number;
   thresholds: ReportThresholds;
-  /** Partitions P of unpacked chunks (by hash of objectId); metering runs one task per partition. */
-  partitions: number;
+  /**
+   * Partitions P of unpacked chunks (by hash of objectId), or 'auto': per shard, the power of
+   * two that keeps `rowsPerPartition` rows per partition, so a task's memory does not grow
+   * with the day. Metering runs one task per partition group (partitionGroups).
+   */
+  partitions: number | 'auto';
+  rowsPerPartition: number;
   alertWebhook?: string;
   metricsPort?: number;
 }
@@ -57,7 +63,8 @@ export const DEFAULT_SETTINGS: PipelineSettings = {
   reportRetentionDays: 90,
   catchUpDays: 7,
   thresholds: DEFAULT_THRESHOLDS,
-  partitions: DEFAULT_PARTITIONS,
+  partitions: 'auto',
+  rowsPerPartition: DEFAULT_ROWS_PER_PARTITION,
 };
 
 export function pipelineSettings(
@@ -83,6 +90,13 @@ export function pipelineSettings(
     if (!(typeof s[k] === 'number' && s[k] > 0))
       throw new RemoraError('InvalidConfig', `pipeline.${k} must be > 0`);
   }
+  if (
+    s.partitions !== 'auto' &&
+    !(Number.isInteger(s.partitions) && s.partitions >= 1 && s.partitions <= 9999)
+  )
+    throw new RemoraError('InvalidConfig', 'pipeline.partitions must be "auto" or an integer 1..9999');
+  if (!(Number.isInteger(s.rowsPerPartition) && s.rowsPerPartition >= 1))
+    throw new RemoraError('InvalidConfig', 'pipeline.rowsPerPartition must be a positive integer');
   if (s.staleAfterMs <= s.heartbeatMs * 2) {
     throw new RemoraError(
       'InvalidConfig',

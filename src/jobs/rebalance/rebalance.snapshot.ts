@@ -11,7 +11,7 @@ import readline from 'node:readline';
 import { RemoraError } from '../../core/errors.js';
 import { openDuck, sqlString } from '../../dumps/duckdb.js';
 import { dayOf, makoPath } from '../../dumps/layout.js';
-import { readSourceManifest, type SourceManifest } from '../../dumps/manifest.js';
+import { groupChunks, groupsOf, readSourceManifest, type SourceManifest } from '../../dumps/manifest.js';
 import type { ObjectStore } from '../../dumps/object-store.js';
 import { classifyMakoLine } from '../../dumps/mako.js';
 import type { StorageClient } from '../../storage/storage-client.js';
@@ -40,12 +40,6 @@ export async function latestShardSnapshots(
       );
     out.push(found);
   }
-  const ps = new Set(out.map((m) => m.partitions));
-  if (ps.size > 1)
-    throw new RemoraError(
-      'SnapshotTooOld',
-      `the newest unpacks of the index shards use different partition counts (${[...ps].join(', ')}): unpack them again with one P`,
-    );
   return out;
 }
 
@@ -130,10 +124,11 @@ export async function* candidateGroups(
   if (!store.localPath) throw new RemoraError('Internal', 'planning needs an object store with local files');
   const duck = await openDuck();
   try {
-    const partitions = snapshots[0]?.partitions ?? 0;
-    for (let p = 0; p < partitions; p++) {
+    // Shards unpacked with different P join by partition group (partitionGroups).
+    const groups = groupsOf(snapshots, 'manta') ?? 0;
+    for (let g = 0; g < groups; g++) {
       const files = snapshots.flatMap((m) =>
-        (m.tables.manta?.chunks ?? []).filter((c) => c.partition === p).map((c) => store.localPath!(c.path)),
+        groupChunks(m, 'manta', g, groups).map((c) => store.localPath!(c.path)),
       );
       if (files.length === 0) continue;
       const r = await duck.conn.runAndReadAll(candidateSql(files, q));

@@ -13,7 +13,13 @@
  */
 import { RemoraError } from '../../core/errors.js';
 import type { Namespace } from '../../core/ids.js';
-import { readSourceManifest } from '../../dumps/manifest.js';
+import {
+  groupChunks,
+  groupsOf,
+  hasCopiesColumn,
+  readSourceManifest,
+  type SourceManifest,
+} from '../../dumps/manifest.js';
 import type { ObjectStore } from '../../dumps/object-store.js';
 import type { CommitContext, JobDefinition, PipelineServices, TaskContext } from '../../pipeline/job.js';
 import { ReportBuilder } from '../../pipeline/report.js';
@@ -44,7 +50,9 @@ export interface StorageMeteringOptions {
 }
 
 interface TaskParams {
-  partition: number;
+  /** Partition group `group` of `groups` (partitionGroups): partitions p ≡ group (mod groups) of every source. */
+  group: number;
+  groups: number;
   sources: UnpackOutput[];
 }
 
@@ -55,10 +63,11 @@ async function readAll(store: ObjectStore, p: string): Promise<string> {
 }
 
 async function runPartition(ctx: TaskContext) {
-  const { partition, sources } = ctx.task.params as TaskParams;
+  const { group, groups, sources } = ctx.task.params as TaskParams;
   const store = ctx.services.store;
   if (!store.localPath) throw new RemoraError('Internal', 'storage metering reads chunks from local files');
   const files: string[] = [];
+  let copiesColumn = true;
   for (const s of sources) {
     const m = await readSourceManifest(store, s.day, s.source);
     // The pointer named this unpack run; a newer unpack replaced (and deleted) its chunks.
@@ -68,17 +77,16 @@ async function runPartition(ctx: TaskContext) {
         `unpack of ${s.source} ${s.day} changed since this run started (rerun metering)`,
       );
     }
-    for (const c of m.tables.manta?.chunks ?? [])
-      if (c.partition === partition) files.push(store.localPath(c.path));
+    const chunks = groupChunks(m, 'manta', group, groups);
+    for (const c of chunks) files.push(store.localPath(c.path));
+    if (chunks.length > 0 && !hasCopiesColumn(m)) copiesColumn = false;
     ctx.report.count(
       'bytesRead',
-      (m.tables.manta?.chunks ?? [])
-        .filter((c) => c.partition === partition)
-        .reduce((a, c) => a + c.bytes, 0),
+      chunks.reduce((a, c) => a + c.bytes, 0),
     );
   }
   const done = ctx.report.phase('scan');
-  const rows = await scanPartition(files, ctx.report);
+  const rows = await scanPartition(files, ctx.report, { copiesColumn });
   done();
   // One JSON line per (owner, namespace), counts as decimal strings (built by hand: a
   // JSON.stringify replacer per value was a visible share of a task's CPU).
@@ -205,22 +213,19 @@ export function storageMeteringJob(o: StorageMeteringOptions): JobDefinition {
     deadlineMs: 8 * 3_600_000,
     maxAttempts: 5,
     taskTimeoutMs: 30 * 60_000,
-    split: (ctx) => {
+    split: async (ctx) => {
       const sources = ctx.upstream.map((u) => u.output as UnpackOutput);
-      const counts = new Set(sources.map((s) => s.partitions));
-      if (counts.size > 1) {
-        throw new RemoraError(
-          'MalformedInput',
-          `unpacked shards disagree on partitions (${[...counts].join(', ')})`,
-        );
+      const manifests: SourceManifest[] = [];
+      for (const s of sources) {
+        const m = await readSourceManifest(ctx.services.store, s.day, s.source);
+        if (m) manifests.push(m);
       }
-      const p = [...counts][0] ?? 0;
-      return Promise.resolve(
-        Array.from({ length: p }, (_, i) => ({
-          key: `p${String(i).padStart(4, '0')}`,
-          params: { partition: i, sources },
-        })),
-      );
+      // Shards unpacked with different P still join: one task per partition group.
+      const groups = groupsOf(manifests, 'manta') ?? 0;
+      return Array.from({ length: groups }, (_, i) => ({
+        key: `p${String(i).padStart(4, '0')}`,
+        params: { group: i, groups, sources } satisfies TaskParams,
+      }));
     },
     runTask: runPartition,
     commit: (ctx) => commitMetering(ctx, o),

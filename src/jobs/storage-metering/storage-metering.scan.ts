@@ -34,7 +34,7 @@ function wellFormed(): string {
  * Measured (docs/pipeline.md "Bench"): the earlier plan (a count query, then dirs/keys/objects
  * CTEs joined back together) read the files twice and cost 1.3–1.8x the CPU per run.
  */
-function query(files: string[]): string {
+function query(files: string[], copies: string): string {
   const from = `read_parquet([${files.map(sqlString).join(', ')}])`;
   return `
     WITH r AS MATERIALIZED (
@@ -45,8 +45,8 @@ function query(files: string[]): string {
         coalesce(value_ok AND namespace NOT IN (${NS_LIST}), false) AS unm,
         -- BIGINT arithmetic, HUGEINT only for a row whose product overflows (a HUGEINT multiply
         -- on every row cost a third of the query).
-        coalesce(try(greatest(coalesce(contentLength, 0), ${MIN_SIZE}) * coalesce(len(sharks), 0)),
-          greatest(coalesce(contentLength, 0), ${MIN_SIZE})::HUGEINT * coalesce(len(sharks), 0)) AS b
+        coalesce(try(greatest(coalesce(contentLength, 0), ${MIN_SIZE}) * coalesce(${copies}, 0)),
+          greatest(coalesce(contentLength, 0), ${MIN_SIZE})::HUGEINT * coalesce(${copies}, 0)) AS b
       FROM ${from}
     ),
     objs AS (SELECT owner, min(rk) AS rk, max(b) AS b FROM r WHERE obj AND rk > 0 GROUP BY owner, objectId)
@@ -71,7 +71,9 @@ function malformedQuery(files: string[]): string {
 let shared: ReturnType<typeof openDuck> | undefined;
 
 async function connect(): Promise<DuckDBConnection> {
-  shared ??= openDuck({ memoryLimit: '256MB' });
+  // One DuckDB thread per task: a worker runs `concurrency` tasks at once (2 on the target
+  // machine), and two 2-thread queries on two cores cost ~25% more CPU than two 1-thread ones.
+  shared ??= openDuck({ memoryLimit: '256MB', threads: 1 });
   try {
     return await (await shared).instance.connect();
   } catch (err) {
@@ -87,14 +89,26 @@ export async function closeMeteringDuck(): Promise<void> {
   if (s) (await s).close();
 }
 
-/** Scan one partition's files; bad rows become events in `report`, never exceptions. */
-export async function scanPartition(files: string[], report: ReportBuilder): Promise<UsageRow[]> {
+export interface ScanOptions {
+  /**
+   * The chunks have the `copies` column (manifest CHUNK_SCHEMA 2): read it instead of decoding
+   * the `sharks` list, which was ~40% of the scan's CPU (docs/pipeline.md "Bench").
+   */
+  copiesColumn: boolean;
+}
+
+/** Scan one partition group's files; bad rows become events in `report`, never exceptions. */
+export async function scanPartition(
+  files: string[],
+  report: ReportBuilder,
+  opts: ScanOptions,
+): Promise<UsageRow[]> {
   if (files.length === 0) return [];
   const conn = await connect();
   try {
     // Columns, not row objects: counts arrive as bigint (HUGEINT bytes too), no strings built.
     const [isObj, owner, rank, obj, unm, count, bytes] = (
-      await conn.runAndReadAll(query(files))
+      await conn.runAndReadAll(query(files, opts.copiesColumn ? 'copies' : 'len(sharks)'))
     ).getColumns() as [
       boolean[],
       (string | null)[],
