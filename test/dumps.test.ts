@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import zlib from 'node:zlib';
+import { Readable } from 'node:stream';
 import { LocalObjectStore } from '../src/dumps/object-store.js';
 import { unpackDump } from '../src/dumps/unpack.js';
 import { listChunks, partitionFiles } from '../src/dumps/manifest.js';
@@ -16,6 +17,7 @@ import { escapeCopyField, unescapeCopyField } from '../src/dumps/copy-text.js';
 import { ingestMakoListing } from '../src/dumps/mako.js';
 import { isRemoraError } from '../src/core/errors.js';
 import { readChunkRows } from './helpers/chunks.js';
+import { readText } from './helpers/pipeline-jobs.js';
 
 // A copy of ../shared/fixtures/manta-samples (MPL-2.0, joyent/manta-mola data/), kept in the
 // repository so a clean clone on any machine has them.
@@ -222,6 +224,18 @@ test('object store: atomic put records size and sha256; list, head, delete; path
   assert.equal(put.sha256, '2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824');
   const h = await store.head(p);
   assert.deepEqual([h?.bytes, h?.sha256, h?.meta['m-x']], [5, put.sha256, '1']);
+  // A streamed body takes the other write path: the same record, and a replace is whole.
+  const streamed = await store.put(`${p}.s`, Readable.from([Buffer.from('hel'), Buffer.from('lo')]));
+  assert.equal(streamed.sha256, put.sha256);
+  await store.put(`${p}.s`, 'bye');
+  assert.equal(await readText(store, `${p}.s`), 'bye');
+  assert.deepEqual((await store.head(`${p}.s`))?.bytes, 3);
+  await store.delete(`${p}.s`);
+  assert.deepEqual(
+    fs.readdirSync(path.dirname(store.localPath(p))).filter((f) => f.startsWith('.tmp-')),
+    [],
+    'no temp files left behind',
+  );
   assert.deepEqual(await store.list('/poseidon/stor/test/'), [p]);
   assert.deepEqual(await store.list('/poseidon/stor/test/a/b'), [p]);
   await store.delete(p);

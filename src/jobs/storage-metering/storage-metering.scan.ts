@@ -5,11 +5,12 @@
  * objectId (DESIGN.md "Scale-out"), so the per-owner dedup is exact here and memory is bounded
  * by the partition, never by the largest account (RFD 16 problem 5).
  */
+import os from 'node:os';
 import type { DuckDBConnection } from '@duckdb/node-api';
 import { openDuck, sqlString } from '../../dumps/duckdb.js';
 import { NAMESPACES } from '../../core/ids.js';
 import type { ReportBuilder } from '../../pipeline/report.js';
-import { MIN_SIZE, zeroUsage, type Usage, type UsageRow } from './storage-metering.rules.js';
+import { MIN_SIZE } from './storage-metering.rules.js';
 
 const NS_LIST = NAMESPACES.map(sqlString).join(', ');
 /** Examples of malformed rows kept per partition (the report keeps 5 per kind overall). */
@@ -28,11 +29,15 @@ function wellFormed(): string {
  *   obj  an object key (else a directory)
  *   unm  a parsable row in a namespace that is not metered (reported, not charged)
  *   b    billed bytes of the object: max(contentLength, 128 KiB) × copies
- * and two small aggregates come back, told apart by `o`:
- *   true   per (owner, first rank): objects, bytes — from a group by (owner, objectId)
- *   false  per (owner, rk, obj, unm): row counts — scanned, malformed, unmetered, directories, keys
+ * then, per (owner, rank): directories and keys (row counts), objects and bytes (from a group
+ * by (owner, objectId): an object's first rank). One row comes back: the partition's counters
+ * and its partial file, already written as JSON lines (owner, then namespace in NAMESPACES
+ * order) by DuckDB.
+ *
  * Measured (docs/pipeline.md "Bench"): the earlier plan (a count query, then dirs/keys/objects
- * CTEs joined back together) read the files twice and cost 1.3–1.8x the CPU per run.
+ * CTEs joined back together) read the files twice and cost 1.3–1.8x the CPU per run; returning
+ * the ~4k per-owner rows as columns and building the lines in JS cost 20–50 ms per partition on
+ * the main thread (HUGEINT → bigint conversion), ~30% of a 235k-record partition's scan.
  */
 function query(files: string[], copies: string): string {
   const from = `read_parquet([${files.map(sqlString).join(', ')}])`;
@@ -49,11 +54,19 @@ function query(files: string[], copies: string): string {
           greatest(coalesce(contentLength, 0), ${MIN_SIZE})::HUGEINT * coalesce(${copies}, 0)) AS b
       FROM ${from}
     ),
-    objs AS (SELECT owner, min(rk) AS rk, max(b) AS b FROM r WHERE obj AND rk > 0 GROUP BY owner, objectId)
-    SELECT true AS o, owner, rk, NULL::BOOLEAN AS obj, NULL::BOOLEAN AS unm, count(*) AS n, sum(b) AS bytes
-    FROM objs GROUP BY owner, rk
-    UNION ALL
-    SELECT false, owner, rk, obj, unm, count(*), NULL FROM r GROUP BY owner, rk, obj, unm`;
+    objs AS (SELECT owner, min(rk) AS rk, max(b) AS b FROM r WHERE obj AND rk > 0 GROUP BY owner, objectId),
+    o AS (SELECT owner, rk, count(*) AS objects, sum(b) AS bytes FROM objs GROUP BY owner, rk),
+    -- An object's first rank is a rank where that owner has a key: every (owner, rk) of o is in k.
+    k AS (SELECT owner, rk, count(*) FILTER (NOT obj) AS dirs, count(*) FILTER (obj) AS keys
+      FROM r WHERE rk > 0 GROUP BY owner, rk),
+    u AS (SELECT owner, rk, dirs, keys, coalesce(objects, 0) AS objects, coalesce(bytes, 0) AS bytes
+      FROM k LEFT JOIN o USING (owner, rk))
+    SELECT count(*) AS scanned, count(*) FILTER (rk < 0) AS malformed, count(*) FILTER (unm) AS unmetered,
+      (SELECT count(*) FROM u) AS lines,
+      (SELECT string_agg(format('{{"owner":{},"namespace":"{}","directories":"{}","keys":"{}","objects":"{}","bytes":"{}"}}',
+          to_json(owner), [${NS_LIST}][rk], dirs, keys, objects, bytes), chr(10) ORDER BY owner, rk)
+        FROM u) AS body
+    FROM r`;
 }
 
 function malformedQuery(files: string[]): string {
@@ -64,21 +77,40 @@ function malformedQuery(files: string[]): string {
 }
 
 /**
- * One DuckDB instance per process, shared by the tasks a worker runs (each on its own
- * connection): opening and closing an instance per task cost ~60 ms, as much as scanning a
- * 60k-record partition, and one buffer pool for concurrent tasks bounds memory better than two.
+ * One DuckDB instance per process, shared by the tasks a worker runs: opening and closing an
+ * instance per task cost ~60 ms, as much as scanning a 60k-record partition.
+ *
+ * One scan at a time per process, with every core: a worker runs `concurrency` tasks at once,
+ * but their scans take turns on this instance (the rest of a task — its inputs, its output
+ * write — overlaps the other's scan). Measured (docs/pipeline.md "Bench"): two concurrent
+ * one-thread scans held two partitions' hash tables at once and left each query's freed memory
+ * in a different allocator arena, so peak RSS crept up with the number of tasks (3M/1M ratio
+ * 1.05–1.3 between identical runs); one two-thread scan at a time was flat (1.08) at about the
+ * same CPU per record.
  */
 let shared: ReturnType<typeof openDuck> | undefined;
+let turn: Promise<void> = Promise.resolve();
 
 async function connect(): Promise<DuckDBConnection> {
-  // One DuckDB thread per task: a worker runs `concurrency` tasks at once (2 on the target
-  // machine), and two 2-thread queries on two cores cost ~25% more CPU than two 1-thread ones.
-  shared ??= openDuck({ memoryLimit: '256MB', threads: 1 });
+  shared ??= openDuck({ memoryLimit: '256MB', threads: os.availableParallelism() });
   try {
     return await (await shared).instance.connect();
   } catch (err) {
     shared = undefined;
     throw err;
+  }
+}
+
+/** Run `fn` when the scans queued before it are done. */
+async function oneScanAtATime<T>(fn: () => Promise<T>): Promise<T> {
+  const before = turn;
+  let done!: () => void;
+  turn = new Promise<void>((resolve) => (done = resolve));
+  await before;
+  try {
+    return await fn();
+  } finally {
+    done();
   }
 }
 
@@ -97,83 +129,44 @@ export interface ScanOptions {
   copiesColumn: boolean;
 }
 
+/** A partition's partial sums: one JSON line per (owner, namespace) with counts as decimal strings. */
+export interface PartialSums {
+  body: string;
+  lines: number;
+}
+
 /** Scan one partition group's files; bad rows become events in `report`, never exceptions. */
 export async function scanPartition(
   files: string[],
   report: ReportBuilder,
   opts: ScanOptions,
-): Promise<UsageRow[]> {
-  if (files.length === 0) return [];
+): Promise<PartialSums> {
+  if (files.length === 0) return { body: '', lines: 0 };
+  // Time spent waiting for this process's other scans is a phase of its own in the report.
+  const queued = report.phase('queued');
+  return oneScanAtATime(() => {
+    queued();
+    return scanFiles(files, report, opts);
+  });
+}
+
+async function scanFiles(files: string[], report: ReportBuilder, opts: ScanOptions): Promise<PartialSums> {
   const conn = await connect();
   try {
-    // Columns, not row objects: counts arrive as bigint (HUGEINT bytes too), no strings built.
-    const [isObj, owner, rank, obj, unm, count, bytes] = (
-      await conn.runAndReadAll(query(files, opts.copiesColumn ? 'copies' : 'len(sharks)'))
-    ).getColumns() as [
-      boolean[],
-      (string | null)[],
-      number[],
-      (boolean | null)[],
-      (boolean | null)[],
-      bigint[],
-      (bigint | null)[],
-    ];
-    let scanned = 0;
-    let malformed = 0;
-    let unmetered = 0;
-    const usage = new Map<string, Usage>();
-    const cell = (owner: string, rk: number): Usage => {
-      const k = `${owner}\u0000${rk}`;
-      let u = usage.get(k);
-      if (!u) usage.set(k, (u = zeroUsage()));
-      return u;
-    };
-    for (let i = 0; i < isObj.length; i++) {
-      const rk = rank[i]!;
-      const n = count[i]!;
-      if (isObj[i]) {
-        const u = cell(owner[i]!, rk);
-        u.objects += n;
-        u.bytes += bytes[i] ?? 0n;
-        continue;
-      }
-      scanned += Number(n);
-      if (rk < 0) malformed += Number(n);
-      if (unm[i]) unmetered += Number(n);
-      if (rk > 0) {
-        const u = cell(owner[i]!, rk);
-        if (obj[i]) u.keys += n;
-        else u.directories += n;
-      }
-    }
+    const [row] = (await conn.runAndReadAll(query(files, opts.copiesColumn ? 'copies' : 'len(sharks)'))).getRows();
+    const [scanned, malformed, unmetered, lines, body] = row as [bigint, bigint, bigint, bigint, string | null];
     report
-      .count('recordsScanned', scanned)
-      .count('skipped', malformed)
-      .count('processed', scanned - malformed);
-    report.count('unmeteredNamespaceRows', unmetered);
-    if (malformed > 0) {
+      .count('recordsScanned', Number(scanned))
+      .count('skipped', Number(malformed))
+      .count('processed', Number(scanned - malformed));
+    report.count('unmeteredNamespaceRows', Number(unmetered));
+    if (malformed > 0n) {
       const examples = (await conn.runAndReadAll(malformedQuery(files))).getRowObjectsJson();
       for (const ex of examples) report.event('malformed-record', 'error', ex);
       // The remaining malformed rows are counted without examples.
-      report.event('malformed-record', 'error', undefined, malformed - examples.length);
+      report.event('malformed-record', 'error', undefined, Number(malformed) - examples.length);
     }
-    const out: UsageRow[] = [];
-    for (const [k, u] of usage) {
-      const i = k.indexOf('\u0000');
-      out.push({
-        owner: k.slice(0, i),
-        namespace: NAMESPACES[Number(k.slice(i + 1)) - 1]!,
-        ...u,
-      });
-    }
-    // Owner, then namespace in NAMESPACES order: a stable partial file.
-    return out.sort((a, b) =>
-      a.owner < b.owner
-        ? -1
-        : a.owner > b.owner
-          ? 1
-          : NAMESPACES.indexOf(a.namespace) - NAMESPACES.indexOf(b.namespace),
-    );
+    return { body: body ?? '', lines: Number(lines) };
   } finally {
     conn.closeSync();
   }
