@@ -150,7 +150,7 @@ export class LocalObjectStore implements ObjectStore {
     const fd = fs.openSync(tmp, 'wx');
     try {
       try {
-        for (let off = 0; off < data.length; ) off += fs.writeSync(fd, data, off);
+        for (let off = 0; off < data.length;) off += fs.writeSync(fd, data, off);
         await new Promise<void>((resolve, reject) => fs.fsync(fd, (err) => (err ? reject(err) : resolve())));
       } finally {
         fs.closeSync(fd);

@@ -153,8 +153,16 @@ export async function scanPartition(
 async function scanFiles(files: string[], report: ReportBuilder, opts: ScanOptions): Promise<PartialSums> {
   const conn = await connect();
   try {
-    const [row] = (await conn.runAndReadAll(query(files, opts.copiesColumn ? 'copies' : 'len(sharks)'))).getRows();
-    const [scanned, malformed, unmetered, lines, body] = row as [bigint, bigint, bigint, bigint, string | null];
+    const [row] = (
+      await conn.runAndReadAll(query(files, opts.copiesColumn ? 'copies' : 'len(sharks)'))
+    ).getRows();
+    const [scanned, malformed, unmetered, lines, body] = row as [
+      bigint,
+      bigint,
+      bigint,
+      bigint,
+      string | null,
+    ];
     report
       .count('recordsScanned', Number(scanned))
       .count('skipped', Number(malformed))
