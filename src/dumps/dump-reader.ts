@@ -16,6 +16,7 @@
 import { Readable } from 'node:stream';
 import { isUtf8 } from 'node:buffer';
 import zlib from 'node:zlib';
+import { ZLIB_CHUNK_BYTES } from './parallel-gzip.js';
 import { RemoraError } from '../core/errors.js';
 import { parseCopyHeader, unescapeCopyField } from './copy-text.js';
 import type { ReportBuilder } from './report.js';
@@ -108,7 +109,7 @@ async function maybeGunzip(source: Readable): Promise<Readable> {
   }
   const stream = Readable.from(replay(), { objectMode: false });
   if (head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b) {
-    const gunzip = zlib.createGunzip();
+    const gunzip = zlib.createGunzip({ chunkSize: ZLIB_CHUNK_BYTES });
     stream.on('error', (e) => gunzip.destroy(e));
     return stream.pipe(gunzip);
   }

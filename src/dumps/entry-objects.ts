@@ -9,6 +9,7 @@
  */
 import { once } from 'node:events';
 import zlib from 'node:zlib';
+import { ZLIB_CHUNK_BYTES } from './parallel-gzip.js';
 import type { ObjectStore, PutResult } from './object-store.js';
 
 export class EntryObjectWriter {
@@ -23,7 +24,7 @@ export class EntryObjectWriter {
 
   startTable(table: string, columns: string[]): void {
     this.endTable();
-    const gzip = zlib.createGzip({ level: 1 });
+    const gzip = zlib.createGzip({ level: 1, chunkSize: ZLIB_CHUNK_BYTES });
     const put = this.store.put(this.pathOf(table), gzip);
     put.catch(() => {});
     this.puts.push(put);

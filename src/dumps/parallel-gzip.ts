@@ -13,6 +13,14 @@ import zlib from 'node:zlib';
 
 const gzip = promisify(zlib.gzip);
 
+/**
+ * zlib's output buffer size for every stream and buffer call in Remora (Node's default: 16 KiB).
+ * Each buffer is a thread-pool round trip and a JS callback: at 16 KiB, gunzipping a 906 MB
+ * dump took 3.1 s and 3.2 CPU-s (half of it on the main thread); at 1 MiB, 1.0–1.2 s and 1.1
+ * CPU-s (docs/dumps.md "Bench").
+ */
+export const ZLIB_CHUNK_BYTES = 1 << 20;
+
 /** Input bytes per gzip member: large enough that member overhead is noise. */
 export const GZIP_BLOCK_BYTES = 4 * 1024 * 1024;
 /** Blocks compressed at once: the two cores of the target machine, plus one being filled. */
@@ -49,7 +57,7 @@ export class ParallelGzip extends Transform {
     const block = Buffer.concat(this.pending, this.pendingBytes);
     this.pending = [];
     this.pendingBytes = 0;
-    const p = gzip(block, this.options);
+    const p = gzip(block, { chunkSize: ZLIB_CHUNK_BYTES, ...this.options });
     p.catch(() => {});
     this.queue.push(p);
   }
