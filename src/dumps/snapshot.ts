@@ -15,16 +15,13 @@
  */
 import { once } from 'node:events';
 import type pg from 'pg';
-import { to as copyTo } from 'pg-copy-streams';
 import { RemoraError } from '../core/errors.js';
 import { BUCKETS } from '../metadata/buckets.js';
 import { connectShard, type MetadataTier, type ShardHandle } from '../metadata/metadata-tier.js';
 import { backupPath } from './layout.js';
+import { CopyOutBlocks } from './copy-out.js';
 import { ParallelGzip } from './parallel-gzip.js';
 import type { ObjectStore } from './object-store.js';
-
-/** Bytes of COPY rows gathered before one gzip write. */
-const COPY_BATCH_BYTES = 256 * 1024;
 
 export interface SnapshotResult {
   shard: string;
@@ -125,24 +122,17 @@ async function copyTable(
   const cols = columns.map((c) => client.escapeIdentifier(c)).join(', ');
   await write(`--\n-- Data for Name: ${table}; Type: TABLE DATA; Schema: public; Owner: -\n--\n\n`);
   await write(`COPY public.${table} (${columns.join(', ')}) FROM stdin;\n`);
-  const stream = client.query(copyTo(`COPY public.${client.escapeIdentifier(table)} (${cols}) TO STDOUT`));
-  // PostgreSQL sends one CopyData message per row: batch them before gzip, so the per-row cost is
-  // a newline count and a buffer push, not a stream write.
-  let rows = 0;
-  let batch: Buffer[] = [];
-  let batchBytes = 0;
-  for await (const chunk of stream) {
-    const b = chunk as Buffer;
-    for (let i = b.indexOf(10); i !== -1; i = b.indexOf(10, i + 1)) rows++;
-    batch.push(b);
-    batchBytes += b.length;
-    if (batchBytes >= COPY_BATCH_BYTES) {
-      await write(Buffer.concat(batch, batchBytes));
-      batch = [];
-      batchBytes = 0;
-    }
-  }
-  if (batchBytes > 0) await write(Buffer.concat(batch, batchBytes));
+  const copy = client.query(
+    new CopyOutBlocks(`COPY public.${client.escapeIdentifier(table)} (${cols}) TO STDOUT`),
+  );
+  for await (const block of copy) await write(block as Buffer);
+  await copy.settled;
+  if (copy.serverRows !== undefined && copy.serverRows !== copy.rows)
+    throw new RemoraError(
+      'Internal',
+      `COPY of ${table} sent ${copy.rows} rows but the server counted ${copy.serverRows}: the dump is not written`,
+    );
+  const rows = copy.rows;
   await write('\\.\n\n\n');
   return rows;
 }
