@@ -2,7 +2,7 @@
  * One phase of the dumps benchmark, run in its own process so its peak RSS (Node + DuckDB,
  * from getrusage) is the phase's alone. Prints one JSON line. Usage (from dumps.bench.ts):
  *   tsx bench/dumps.phase.ts snapshot <pgUrl> <dbPrefix> <stateDir> <shard>
- *   tsx bench/dumps.phase.ts unpack   <dumpPath> <stateDir> <partitions>
+ *   tsx bench/dumps.phase.ts unpack   <dumpPath> <stateDir> <partitions|auto> <expectedRows>
  */
 import path from 'node:path';
 import { defaultConfig } from '../src/config/config.js';
@@ -30,16 +30,19 @@ if (phase === 'snapshot') {
     `${JSON.stringify({ path: r.path, rows: r.tables.manta, bytes: r.bytes, seconds: secs, maxRssMB: maxRssMB() })}\n`,
   );
 } else if (phase === 'unpack') {
-  const [dump, stateDir, partitions] = args as [string, string, string];
+  const [dump, stateDir, partitions, expectedRows] = args as [string, string, string, string];
   const store = new LocalObjectStore(path.join(stateDir, 'objects'));
-  const r = await unpackDump(store, [dump], { partitions: Number(partitions) });
+  const r = await unpackDump(store, [dump], {
+    partitions: partitions === 'auto' ? 'auto' : Number(partitions),
+    expectedRows: Number(expectedRows),
+  });
   const m = r.manifest.tables.manta!;
   const bytes = Object.values(r.manifest.tables).reduce(
     (s, t) => s + t.chunks.reduce((a, c) => a + c.bytes, 0),
     0,
   );
   process.stdout.write(
-    `${JSON.stringify({ rows: m.rows, chunks: m.chunks.length, bytes, seconds: seconds(), maxRssMB: maxRssMB(), verdict: r.manifest.verdict })}\n`,
+    `${JSON.stringify({ rows: m.rows, partitions: r.manifest.partitions, chunks: m.chunks.length, bytes, seconds: seconds(), maxRssMB: maxRssMB(), verdict: r.manifest.verdict })}\n`,
   );
 } else {
   process.stderr.write(`unknown phase ${String(phase)}\n`);
