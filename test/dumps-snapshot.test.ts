@@ -208,49 +208,69 @@ test('round trip: live records → snapshot → unpack → the same records in t
   for (const [id, parts] of partsOf) assert.equal(parts.size, 1, `${id} in one partition`);
 });
 
-test('COPY TO as blocks: rows split across blocks arrive whole and counted; a failing COPY leaves the client usable', async () => {
-  const shard = tier.indexShards[0]!;
-  const client = await connectShard(shard);
-  try {
-    await client.query('CREATE TEMP TABLE copy_blocks (i int, t text)');
-    // Rows of varied length, with COPY escapes, so rows and message headers straddle 100-byte blocks.
-    await client.query(
-      `INSERT INTO copy_blocks SELECT i, repeat(chr(97 + i % 26), i % 37) || E'\\t\\\\x' FROM generate_series(1, 2000) i`,
-    );
-    const blocks: Buffer[] = [];
-    const copy = client.query(new CopyOutBlocks('COPY copy_blocks TO STDOUT', 100));
-    for await (const b of copy) blocks.push(Buffer.from(b as Buffer));
-    await copy.settled;
-    assert.ok(blocks.length > 100, `${blocks.length} blocks`);
-    assert.ok(
-      blocks.slice(0, -1).every((b) => b.length === 100),
-      'full blocks until the last',
-    );
-    const text = Buffer.concat(blocks).toString('utf8');
-    const lines = text.split('\n');
-    assert.equal(lines.pop(), '', 'ends with a newline');
-    assert.equal(lines.length, 2000);
-    assert.deepEqual([copy.rows, copy.serverRows], [2000, 2000]);
-    const expected = await client.query<{ i: number; t: string }>('SELECT i, t FROM copy_blocks ORDER BY i');
-    const got = new Map(lines.map((l) => l.split('\t')).map(([i, t]) => [Number(i), unescapeCopyField(t!)]));
-    assert.deepEqual(
-      expected.rows.map((r) => got.get(r.i)),
-      expected.rows.map((r) => r.t),
-    );
+test(
+  'COPY TO as blocks: rows split across blocks arrive whole and counted; a failing COPY leaves the client usable',
+  { timeout: 60_000 },
+  async () => {
+    const shard = tier.indexShards[0]!;
+    const client = await connectShard(shard);
+    try {
+      await client.query('CREATE TEMP TABLE copy_blocks (i int, t text)');
+      // Rows of varied length, with COPY escapes, so rows and message headers straddle 100-byte blocks.
+      await client.query(
+        `INSERT INTO copy_blocks SELECT i, repeat(chr(97 + i % 26), i % 37) || E'\\t\\\\x' FROM generate_series(1, 2000) i`,
+      );
+      const blocks: Buffer[] = [];
+      const copy = client.query(new CopyOutBlocks('COPY copy_blocks TO STDOUT', 100));
+      for await (const b of copy) blocks.push(Buffer.from(b as Buffer));
+      await copy.settled;
+      assert.ok(blocks.length > 100, `${blocks.length} blocks`);
+      assert.ok(
+        blocks.slice(0, -1).every((b) => b.length === 100),
+        'full blocks until the last',
+      );
+      const text = Buffer.concat(blocks).toString('utf8');
+      const lines = text.split('\n');
+      assert.equal(lines.pop(), '', 'ends with a newline');
+      assert.equal(lines.length, 2000);
+      assert.deepEqual([copy.rows, copy.serverRows], [2000, 2000]);
+      const expected = await client.query<{ i: number; t: string }>(
+        'SELECT i, t FROM copy_blocks ORDER BY i',
+      );
+      const got = new Map(
+        lines.map((l) => l.split('\t')).map(([i, t]) => [Number(i), unescapeCopyField(t!)]),
+      );
+      assert.deepEqual(
+        expected.rows.map((r) => got.get(r.i)),
+        expected.rows.map((r) => r.t),
+      );
 
-    const bad = client.query(new CopyOutBlocks('COPY no_such_table TO STDOUT'));
-    await assert.rejects(
-      (async () => {
-        for await (const _ of bad) void _;
-      })(),
-      /no_such_table/,
-    );
-    await bad.settled;
-    assert.equal(
-      (await client.query<{ n: number }>('SELECT count(*)::int AS n FROM copy_blocks')).rows[0]!.n,
-      2000,
-    );
-  } finally {
-    client.release();
-  }
-});
+      // A reader that gives up after the first block (its write failed): the rest of the COPY is
+      // drained, and the client answers the next query instead of waiting forever.
+      const early = client.query(new CopyOutBlocks('COPY copy_blocks TO STDOUT', 100));
+      await assert.rejects(
+        (async () => {
+          for await (const _ of early) throw new Error(`write failed ${String(_ === undefined)}`);
+        })(),
+        /write failed/,
+      );
+      await early.settled;
+      assert.equal(early.rows, 2000, 'the rest was read and dropped');
+
+      const bad = client.query(new CopyOutBlocks('COPY no_such_table TO STDOUT'));
+      await assert.rejects(
+        (async () => {
+          for await (const _ of bad) void _;
+        })(),
+        /no_such_table/,
+      );
+      await bad.settled;
+      assert.equal(
+        (await client.query<{ n: number }>('SELECT count(*)::int AS n FROM copy_blocks')).rows[0]!.n,
+        2000,
+      );
+    } finally {
+      client.release();
+    }
+  },
+);

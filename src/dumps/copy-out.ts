@@ -41,7 +41,7 @@ export class CopyOutBlocks extends Readable implements Submittable {
   private pgDataHandler: ((b: Buffer) => void) | undefined;
   private readonly onData = (chunk: Buffer) => {
     this.parse(chunk);
-    if (!this.wanted) this.connection?.stream.pause();
+    if (!this.wanted && !this.discarding) this.connection?.stream.pause();
   };
   private readonly header = Buffer.alloc(5);
   private headerBytes = 0;
@@ -51,6 +51,8 @@ export class CopyOutBlocks extends Readable implements Submittable {
   private block: Buffer;
   private used = 0;
   private wanted = false;
+  /** Destroyed before the COPY ended: the rest is read and dropped (see _destroy). */
+  private discarding = false;
   private settle!: () => void;
 
   constructor(
@@ -83,6 +85,19 @@ export class CopyOutBlocks extends Readable implements Submittable {
     this.connection?.stream.resume();
   }
 
+  /**
+   * A reader that stops early (its write failed) must not leave the COPY half read: the client
+   * would wait forever for the end of it, and so would the ROLLBACK queued behind it. The rest
+   * of the COPY is read and dropped, then the socket goes back to the client as usual.
+   */
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    if (this.connection) {
+      this.discarding = true;
+      this.connection.stream.resume();
+    }
+    cb(err);
+  }
+
   private parse(c: Buffer): void {
     let i = 0;
     while (i < c.length) {
@@ -109,15 +124,16 @@ export class CopyOutBlocks extends Readable implements Submittable {
       if (this.remaining > 0) return;
       this.remaining = -1;
       if (this.code === COPY_DONE || !COPY_OUT_MESSAGES.has(this.code)) {
-        if (this.used > 0) this.push(this.block.subarray(0, this.used));
+        if (this.used > 0 && !this.discarding) this.push(this.block.subarray(0, this.used));
         this.detach(c.subarray(i));
-        this.push(null);
+        if (!this.discarding) this.push(null);
         return;
       }
     }
   }
 
   private append(src: Buffer, start: number, end: number): void {
+    if (this.discarding) return;
     while (start < end) {
       const n = Math.min(end - start, this.blockBytes - this.used);
       src.copy(this.block, this.used, start, start + n);
