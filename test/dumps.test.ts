@@ -217,6 +217,54 @@ test('entry objects: the original {"entry"} format is written on request and rea
   ]);
 });
 
+test(
+  'entry objects: a table that fills its gzip buffer, then another table starting in the same read, does not stall',
+  { timeout: 30_000 },
+  async () => {
+    // ~55 KB of manta rows (over a gzip stream's 16 KB buffer), then a delete-log table that
+    // starts near the end of the same 64 KB read of a plain file and goes on into the next read: the writer
+    // remembered "needs drain" from the first table's stream and, between the two reads, waited
+    // for a 'drain' of the second one that never came.
+    const value = (i: number) =>
+      JSON.stringify({ key: `/o/stor/k${i}`, objectId: `id${i}`, type: 'object', pad: 'p'.repeat(120) });
+    const rows = Array.from({ length: 280 }, (_, i) => [
+      '' + i,
+      '<null>',
+      `/o/stor/k${i}`,
+      value(i),
+      'CCCCCCCC',
+      '3',
+      '<null>',
+      `id${i}`,
+    ]);
+    const deletes = Array.from(
+      { length: 200 },
+      (_, i) => `${i}\t\\N\t/id${i}/1\t${value(i)}\tDDDDDDDD\t4\t\\N\tid${i}\n`,
+    );
+    const text = plainDump(rows).replace(
+      '\\.\n',
+      '\\.\n\nCOPY public.manta_delete_log (_id, _txn_snap, _key, _value, _etag, _mtime, _vnode, objectid) FROM stdin;\n' +
+        `${deletes.join('')}\\.\n`,
+    );
+    const tableSwitch = Buffer.byteLength(text.slice(0, text.indexOf('COPY public.manta_delete_log')));
+    // The second table's part of the first read stays under the 16 KB buffer: no 'drain' of its own.
+    assert.ok(tableSwitch > 52 * 1024 && tableSwitch < 62 * 1024, `delete log at byte ${tableSwitch}`);
+    assert.ok(Buffer.byteLength(text) > 64 * 1024, `${Buffer.byteLength(text)} bytes`);
+    const file = path.join(tmp, 'moray-2024-03-05-06-07-10');
+    fs.writeFileSync(file, text);
+    const r = await unpackDump(store, [file], { shard: 'd.moray.fixture', entryObjects: true });
+    assert.equal(r.entryObjects.length, 2);
+    assert.deepEqual([r.manifest.tables.manta?.rows, r.manifest.tables.manta_delete_log?.rows], [280, 200]);
+    const lines = (i: number) =>
+      zlib
+        .gunzipSync(fs.readFileSync(store.localPath(r.entryObjects[i]!)))
+        .toString()
+        .trim()
+        .split('\n');
+    assert.deepEqual([lines(0).length, lines(1).length], [281, 201]);
+  },
+);
+
 test('object store: atomic put records size and sha256; list, head, delete; paths are checked', async () => {
   const p = '/poseidon/stor/test/a/b.txt';
   const put = await store.put(p, 'hello', { 'm-x': '1' });

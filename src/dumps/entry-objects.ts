@@ -15,7 +15,6 @@ import type { ObjectStore, PutResult } from './object-store.js';
 export class EntryObjectWriter {
   private gzip: zlib.Gzip | undefined;
   private readonly puts: Promise<PutResult>[] = [];
-  private needsDrain = false;
 
   constructor(
     private readonly store: ObjectStore,
@@ -41,9 +40,13 @@ export class EntryObjectWriter {
     this.gzip = undefined;
   }
 
+  /**
+   * Wait while the current table's gzip is over its buffer. Asked of the stream itself
+   * (`writableNeedDrain`), not remembered from a write: a 'drain' that already happened, or a
+   * flag left from the previous table's stream, made this wait for an event that never came.
+   */
   async drain(): Promise<void> {
-    if (this.needsDrain && this.gzip) await once(this.gzip, 'drain');
-    this.needsDrain = false;
+    if (this.gzip?.writableNeedDrain) await once(this.gzip, 'drain');
   }
 
   async finish(): Promise<string[]> {
@@ -52,6 +55,6 @@ export class EntryObjectWriter {
   }
 
   private write(s: string): void {
-    if (this.gzip && !this.gzip.write(s)) this.needsDrain = true;
+    this.gzip?.write(s);
   }
 }
