@@ -175,6 +175,10 @@ export class LocalObjectStore implements ObjectStore {
     const metaFile = this.metaPath(objectPath);
     const sha256 = await sha256File(file);
     const bytes = (await fs.promises.stat(file)).size;
+    // On disk before it has a name, as put() does: a manifest naming this object is written
+    // (and fsynced) afterwards, and must never point at data a crash lost.
+    const fh = await fs.promises.open(file, 'r');
+    await fh.sync().finally(() => fh.close());
     await fs.promises.mkdir(path.dirname(target), { recursive: true });
     await fs.promises.mkdir(path.dirname(metaFile), { recursive: true });
     const record = { bytes, sha256, meta, mtime: new Date().toISOString() };
