@@ -3,8 +3,7 @@
  * Thin: the work is in src/dumps/.
  */
 import type { Command } from 'commander';
-import { readDeploymentState, withMetadata } from '../main/context.js';
-import { defaultObjectStore } from '../dumps/object-store.js';
+import { readDeploymentState, withMetadata, withObjectStore } from '../main/context.js';
 import { snapshotAll } from '../dumps/snapshot.js';
 import { unpackDump } from '../dumps/unpack.js';
 import { ingestMakoListing, ingestMakoObject, type MakoIngestResult } from '../dumps/mako.js';
@@ -46,8 +45,9 @@ export function registerDumpsCommands(program: Command): void {
     .action(
       action(async (opts: { shard?: string }, cmd: Command) => {
         const config = configFrom(cmd);
-        const store = defaultObjectStore(config.stateDir);
-        const results = await withMetadata(config, (tier) => snapshotAll(tier, store, opts.shard));
+        const results = await withObjectStore(config, (store) =>
+          withMetadata(config, (tier) => snapshotAll(tier, store, opts.shard)),
+        );
         printTable(
           results.map((r) => ({
             shard: r.shard,
@@ -89,11 +89,13 @@ export function registerDumpsCommands(program: Command): void {
           const partitions = opts.partitions === 'auto' ? 'auto' : Number(opts.partitions);
           if (partitions !== 'auto' && (!Number.isInteger(partitions) || partitions < 1))
             throw usageError('--partitions must be a positive integer or "auto"');
-          const r = await unpackDump(defaultObjectStore(config.stateDir), dumps, {
-            partitions,
-            ...(opts.shard ? { shard: opts.shard } : {}),
-            entryObjects: opts.entryObjects === true,
-          });
+          const r = await withObjectStore(config, (store) =>
+            unpackDump(store, dumps, {
+              partitions,
+              ...(opts.shard ? { shard: opts.shard } : {}),
+              entryObjects: opts.entryObjects === true,
+            }),
+          );
           printManifest(r.manifest, r.manifestPath, cmd.optsWithGlobals<{ json?: boolean }>().json);
           for (const p of r.entryObjects) process.stdout.write(`wrote ${p}\n`);
         },
@@ -115,28 +117,29 @@ export function registerDumpsCommands(program: Command): void {
     .action(
       action(async (opts: { node?: string; partitions: string; fromStore?: boolean }, cmd: Command) => {
         const config = configFrom(cmd);
-        const store = defaultObjectStore(config.stateDir);
         const partitions = Number(opts.partitions);
         const ids = opts.node ? [opts.node] : config.storage.nodes.map((n) => n.id);
         const results: MakoIngestResult[] = [];
-        if (opts.fromStore) {
-          for (const id of ids) results.push(await ingestMakoObject(store, id, { partitions }));
-        } else {
-          const nodes = readDeploymentState(config)?.storageNodes;
-          if (!nodes)
-            throw usageError('no running deployment: start one with `remora up`, or use --from-store');
-          const client = new StorageClient();
-          try {
-            for (const id of ids) {
-              const node = nodes[id];
-              if (!node) throw usageError(`storage node ${id} is not running in this deployment`);
-              const m = await client.manifest(node.url);
-              results.push(await ingestMakoListing(store, { storageId: id, ...m }, { partitions }));
+        await withObjectStore(config, async (store) => {
+          if (opts.fromStore) {
+            for (const id of ids) results.push(await ingestMakoObject(store, id, { partitions }));
+          } else {
+            const nodes = readDeploymentState(config)?.storageNodes;
+            if (!nodes)
+              throw usageError('no running deployment: start one with `remora up`, or use --from-store');
+            const client = new StorageClient();
+            try {
+              for (const id of ids) {
+                const node = nodes[id];
+                if (!node) throw usageError(`storage node ${id} is not running in this deployment`);
+                const m = await client.manifest(node.url);
+                results.push(await ingestMakoListing(store, { storageId: id, ...m }, { partitions }));
+              }
+            } finally {
+              client.close();
             }
-          } finally {
-            client.close();
           }
-        }
+        });
         for (const r of results) {
           process.stdout.write(`stored ${r.listingPath}\n`);
           printManifest(r.manifest, r.manifestPath, cmd.optsWithGlobals<{ json?: boolean }>().json);

@@ -4,7 +4,7 @@
  */
 import type { Command } from 'commander';
 import { RemoraError } from '../core/errors.js';
-import { withMetadata } from '../main/context.js';
+import { withMetadata, withObjectStore } from '../main/context.js';
 import { Coordinator } from '../pipeline/coordinator.js';
 import { backfill, driveDays, rerun, scheduleDay } from '../pipeline/operations.js';
 import { assertDay, dayOf, daysBetween } from '../pipeline/partitions.js';
@@ -32,17 +32,20 @@ async function withPipeline(
 ): Promise<void> {
   const config = configFrom(cmd);
   const settings = o.concurrency ? { concurrency: Number(o.concurrency) } : {};
-  await withMetadata(config, (tier) =>
-    withPipelineSession(
-      config,
-      tier,
-      {
-        log,
-        settings,
-        ...(o.worker === false ? { worker: false } : {}),
-        ...(o.metricsPort !== undefined ? { metricsPort: Number(o.metricsPort) } : {}),
-      },
-      fn,
+  await withObjectStore(config, (store) =>
+    withMetadata(config, (tier) =>
+      withPipelineSession(
+        config,
+        tier,
+        {
+          log,
+          settings,
+          store,
+          ...(o.worker === false ? { worker: false } : {}),
+          ...(o.metricsPort !== undefined ? { metricsPort: Number(o.metricsPort) } : {}),
+        },
+        fn,
+      ),
     ),
   );
 }

@@ -5,9 +5,9 @@
  */
 import type { Command } from 'commander';
 import type { RemoraConfig } from '../config/config.js';
-import { defaultObjectStore } from '../dumps/object-store.js';
+import type { ObjectStore } from '../dumps/object-store.js';
 import type { MetadataTier } from '../metadata/metadata-tier.js';
-import { readDeploymentState, withMetadata } from '../main/context.js';
+import { readDeploymentState, withMetadata, withObjectStore } from '../main/context.js';
 import { StorageClient } from '../storage/storage-client.js';
 import { runJob, DEFAULT_CONCURRENCY, type RunTotals } from '../jobs/rebalance/rebalance.run.js';
 import { planJob, type PlanResult, replanForRetry } from '../jobs/rebalance/rebalance.service.js';
@@ -27,6 +27,8 @@ const PROGRESS_INTERVAL_MS = 2000;
 interface Conn {
   config: RemoraConfig;
   tier: MetadataTier;
+  /** Where the day's unpacked chunks are (the configured object store). */
+  store: ObjectStore;
   storage: StorageClient;
   nodeUrl: NodeUrl;
   json: boolean;
@@ -37,14 +39,17 @@ async function withConn(cmd: Command, fn: (c: Conn) => Promise<void>): Promise<v
   const nodes = readDeploymentState(config)?.storageNodes ?? {};
   const storage = new StorageClient();
   try {
-    await withMetadata(config, (tier) =>
-      fn({
-        config,
-        tier,
-        storage,
-        nodeUrl: (id) => nodes[id]?.url,
-        json: cmd.optsWithGlobals<{ json?: boolean }>().json === true,
-      }),
+    await withObjectStore(config, (store) =>
+      withMetadata(config, (tier) =>
+        fn({
+          config,
+          tier,
+          store,
+          storage,
+          nodeUrl: (id) => nodes[id]?.url,
+          json: cmd.optsWithGlobals<{ json?: boolean }>().json === true,
+        }),
+      ),
     );
   } finally {
     storage.close();
@@ -192,7 +197,7 @@ export function registerRebalanceCommands(program: Command): void {
             const r = await planJob(
               {
                 tier: c.tier,
-                store: defaultObjectStore(c.config.stateDir),
+                store: c.store,
                 storage: c.storage,
                 nodeUrl: c.nodeUrl,
               },
@@ -238,7 +243,7 @@ export function registerRebalanceCommands(program: Command): void {
           const r = await replanForRetry(
             {
               tier: c.tier,
-              store: defaultObjectStore(c.config.stateDir),
+              store: c.store,
               storage: c.storage,
               nodeUrl: c.nodeUrl,
             },

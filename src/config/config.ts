@@ -50,6 +50,13 @@ export interface RemoraConfig {
     port: number;
     defaultCopies: number;
   };
+  /**
+   * Where pipeline inputs and outputs (dumps, chunks, reports) live: `local` (the embedded
+   * default, `<stateDir>/objects`) or `frontdoor`, the deployment's own front door as the
+   * operator account, so workers on several machines share them (docs/dumps.md "Object store").
+   * `url` and `token` default to the running deployment's (`deployment.json`, `operator-token`).
+   */
+  objectStore: { backend: 'local' | 'frontdoor'; url?: string; token?: string };
 }
 
 export const DEFAULT_DATACENTERS = ['dc1', 'dc2', 'dc3'] as const;
@@ -79,6 +86,7 @@ export function defaultConfig(stateDir = path.resolve('.state')): RemoraConfig {
     storage: { nodes: defaultStorageNodes(), heartbeatIntervalMs: 5000 },
     picker: { lagMs: 60_000, maxUtilizationPct: 90, multiDC: true },
     frontdoor: { port: 0, defaultCopies: 2 },
+    objectStore: { backend: 'local' },
   };
 }
 
@@ -151,6 +159,14 @@ export function validateConfig(c: RemoraConfig): void {
     fail('config: postgres.databasePrefix must match [a-z][a-z0-9_]*');
   if (c.frontdoor.defaultCopies < 1 || c.frontdoor.defaultCopies > 9)
     fail('config: frontdoor.defaultCopies must be 1..9 (muskie DEF_MAX_COPIES)');
+  if (c.objectStore.backend !== 'local' && c.objectStore.backend !== 'frontdoor')
+    fail(
+      `config: objectStore.backend must be "local" or "frontdoor", got ${JSON.stringify(c.objectStore.backend)}`,
+    );
+  if (c.objectStore.url !== undefined && !/^https?:\/\/[^/]+/.test(c.objectStore.url))
+    fail(
+      `config: objectStore.url must be an http(s) URL of the front door, got ${JSON.stringify(c.objectStore.url)}`,
+    );
 }
 
 function deepFreeze<T>(o: T): T {

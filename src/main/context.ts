@@ -8,6 +8,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { RemoraConfig } from '../config/config.js';
+import { RemoraError } from '../core/errors.js';
+import { FrontDoorObjectStore } from '../dumps/frontdoor-store.js';
+import { defaultObjectStore, type ObjectStore } from '../dumps/object-store.js';
+import { FrontDoorClient } from '../frontdoor/client.js';
 import { MetadataTier } from '../metadata/metadata-tier.js';
 import { startEmbeddedPostgres } from '../metadata/postgres-server.js';
 
@@ -78,5 +82,47 @@ export function removeStateIfOurs(config: RemoraConfig): void {
     if (s.pid === process.pid) fs.rmSync(p);
   } catch {
     /* absent or unreadable: nothing of ours to remove */
+  }
+}
+
+/**
+ * The object store the configuration names (`objectStore.backend`): the local directory, or
+ * the front door as the operator account — at `objectStore.url` with `objectStore.token`, else
+ * the running deployment's front door and operator token. `close` releases its connections.
+ */
+export function openObjectStore(config: RemoraConfig): { store: ObjectStore; close: () => void } {
+  const o = config.objectStore;
+  if (o.backend === 'local') return { store: defaultObjectStore(config.stateDir), close: () => {} };
+  const state = readDeploymentState(config);
+  const url = o.url ?? state?.frontdoorUrl;
+  if (!url)
+    throw new RemoraError(
+      'UsageError',
+      'objectStore.backend is "frontdoor" but no front door is known: set objectStore.url, or start the deployment (remora up)',
+    );
+  const tokenFile = path.join(config.stateDir, 'operator-token');
+  const token =
+    o.token ??
+    state?.operatorToken ??
+    (fs.existsSync(tokenFile) ? fs.readFileSync(tokenFile, 'utf8').trim() : undefined);
+  if (!token)
+    throw new RemoraError(
+      'UsageError',
+      `objectStore.backend is "frontdoor" but no operator token: set objectStore.token, or run where ${tokenFile} exists`,
+    );
+  const client = new FrontDoorClient(url, token);
+  return { store: new FrontDoorObjectStore(client), close: () => client.close() };
+}
+
+/** Run `fn` with the configured object store, closing it afterwards. */
+export async function withObjectStore<T>(
+  config: RemoraConfig,
+  fn: (store: ObjectStore) => Promise<T>,
+): Promise<T> {
+  const { store, close } = openObjectStore(config);
+  try {
+    return await fn(store);
+  } finally {
+    close();
   }
 }

@@ -21,6 +21,7 @@ import { accountByLogin, createAccount, OPERATOR_LOGIN } from '../frontdoor/acco
 import { FrontDoorClient } from '../frontdoor/client.js';
 import { publishFinishedHours } from '../frontdoor/audit-publisher.js';
 import { defaultObjectStore } from '../dumps/object-store.js';
+import { FrontDoorObjectStore } from '../dumps/frontdoor-store.js';
 import {
   type DeploymentState,
   deploymentStatePath,
@@ -215,13 +216,26 @@ export class Deployment {
 
   /** Move finished hours of the front door's audit log into the object store (muskie's hourly upload). */
   async publishLogs(now = new Date()): Promise<string[]> {
-    return publishFinishedHours(auditLogDir(this.config), defaultObjectStore(this.config.stateDir), now);
+    const dir = auditLogDir(this.config);
+    if (this.config.objectStore.backend !== 'frontdoor')
+      return publishFinishedHours(dir, defaultObjectStore(this.config.stateDir), now);
+    // Where the pipeline reads them: this deployment's own front door, as the operator.
+    const client = this.client();
+    try {
+      return await publishFinishedHours(dir, new FrontDoorObjectStore(client), now);
+    } finally {
+      client.close();
+    }
   }
 
   async close(): Promise<void> {
     if (this.logTimer) clearInterval(this.logTimer);
+    // Logs published through the front door go before it closes; to a local directory, after
+    // (so they hold the requests that finished while it closed).
+    const viaFrontDoor = this.config.objectStore.backend === 'frontdoor';
+    if (viaFrontDoor) await this.publishLogs().catch(() => undefined);
     await this.frontdoor?.close();
-    await this.publishLogs().catch(() => undefined);
+    if (!viaFrontDoor) await this.publishLogs().catch(() => undefined);
     for (const h of this.heartbeats.values()) await h.stop();
     for (const n of this.nodes.values()) await n.close();
     this.storage.close();

@@ -5,7 +5,7 @@
  */
 import type { RemoraConfig } from '../config/config.js';
 import { type Clock, systemClock } from '../core/clock.js';
-import { defaultObjectStore } from '../dumps/object-store.js';
+import { defaultObjectStore, type ObjectStore } from '../dumps/object-store.js';
 import type { MetadataTier } from '../metadata/metadata-tier.js';
 import { Coordinator } from './coordinator.js';
 import { defaultJobs } from './default-jobs.js';
@@ -21,6 +21,8 @@ export interface SessionOptions {
   settings?: Partial<PipelineSettings>;
   clock?: Clock;
   log: (line: string) => void;
+  /** Where inputs and outputs live (default: the local directory; see openObjectStore). */
+  store?: ObjectStore;
 }
 
 export async function withPipelineSession<T>(
@@ -33,7 +35,7 @@ export async function withPipelineSession<T>(
   const services = {
     config,
     tier,
-    store: defaultObjectStore(config.stateDir),
+    store: o.store ?? defaultObjectStore(config.stateDir),
     clock: o.clock ?? systemClock,
     log: o.log,
   };

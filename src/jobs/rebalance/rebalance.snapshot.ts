@@ -9,6 +9,7 @@
  */
 import readline from 'node:readline';
 import { RemoraError } from '../../core/errors.js';
+import { withLocalChunks } from '../../dumps/local-chunks.js';
 import { openDuck, sqlString } from '../../dumps/duckdb.js';
 import { dayOf, makoPath } from '../../dumps/layout.js';
 import { groupChunks, groupsOf, readSourceManifest, type SourceManifest } from '../../dumps/manifest.js';
@@ -121,17 +122,17 @@ export async function* candidateGroups(
   snapshots: readonly SourceManifest[],
   q: CandidateQuery,
 ): AsyncGenerator<ObjectGroup> {
-  if (!store.localPath) throw new RemoraError('Internal', 'planning needs an object store with local files');
   const duck = await openDuck();
   try {
     // Shards unpacked with different P join by partition group (partitionGroups).
     const groups = groupsOf(snapshots, 'manta') ?? 0;
     for (let g = 0; g < groups; g++) {
-      const files = snapshots.flatMap((m) =>
-        groupChunks(m, 'manta', g, groups).map((c) => store.localPath!(c.path)),
+      const chunks = snapshots.flatMap((m) => groupChunks(m, 'manta', g, groups));
+      if (chunks.length === 0) continue;
+      // Local files for DuckDB: the store's own, or verified copies from the front door.
+      const r = await withLocalChunks(store, chunks, (files) =>
+        duck.conn.runAndReadAll(candidateSql(files, q)),
       );
-      if (files.length === 0) continue;
-      const r = await duck.conn.runAndReadAll(candidateSql(files, q));
       yield* groupRows(r.getRowObjectsJson() as unknown as CandidateRow[]);
     }
   } finally {

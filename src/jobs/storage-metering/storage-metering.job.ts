@@ -13,6 +13,7 @@
  */
 import { RemoraError } from '../../core/errors.js';
 import type { Namespace } from '../../core/ids.js';
+import { type ChunkFile, withLocalChunks } from '../../dumps/local-chunks.js';
 import {
   groupChunks,
   groupsOf,
@@ -65,9 +66,8 @@ async function readAll(store: ObjectStore, p: string): Promise<string> {
 async function runPartition(ctx: TaskContext) {
   const { group, groups, sources } = ctx.task.params as TaskParams;
   const store = ctx.services.store;
-  if (!store.localPath) throw new RemoraError('Internal', 'storage metering reads chunks from local files');
   const inputs = ctx.report.phase('inputs');
-  const files: string[] = [];
+  const chunks: ChunkFile[] = [];
   let copiesColumn = true;
   for (const s of sources) {
     const m = await readSourceManifest(store, s.day, s.source);
@@ -78,18 +78,22 @@ async function runPartition(ctx: TaskContext) {
         `unpack of ${s.source} ${s.day} changed since this run started (rerun metering)`,
       );
     }
-    const chunks = groupChunks(m, 'manta', group, groups);
-    for (const c of chunks) files.push(store.localPath(c.path));
-    if (chunks.length > 0 && !hasCopiesColumn(m)) copiesColumn = false;
+    const mine = groupChunks(m, 'manta', group, groups);
+    chunks.push(...mine);
+    if (mine.length > 0 && !hasCopiesColumn(m)) copiesColumn = false;
     ctx.report.count(
       'bytesRead',
-      chunks.reduce((a, c) => a + c.bytes, 0),
+      mine.reduce((a, c) => a + c.bytes, 0),
     );
   }
-  inputs();
-  const done = ctx.report.phase('scan');
-  const partial = await scanPartition(files, ctx.report, { copiesColumn });
-  done();
+  // Local files for DuckDB: the store's own, or verified copies from the front door.
+  const partial = await withLocalChunks(store, chunks, async (files) => {
+    inputs();
+    const done = ctx.report.phase('scan');
+    const p = await scanPartition(files, ctx.report, { copiesColumn });
+    done();
+    return p;
+  });
   const written = ctx.report.phase('write');
   const path = `${ctx.outputPrefix}partial.ndjson`;
   await store.put(path, partial.body);

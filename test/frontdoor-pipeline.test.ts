@@ -1,0 +1,147 @@
+/**
+ * The pipeline on the front-door object store (`objectStore.backend: "frontdoor"`): snapshot →
+ * unpack → storage metering with every dump, chunk and report kept in the deployment itself
+ * (as the original kept them under /poseidon/stor), chunks read back as verified local copies;
+ * and what an operator sees when the backend is misconfigured.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { startTestDeployment } from './helpers/deployment.js';
+import { FAST } from './helpers/pipeline.js';
+import { loadConfig } from '../src/config/config.js';
+import { isRemoraError } from '../src/core/errors.js';
+import { FrontDoorObjectStore } from '../src/dumps/frontdoor-store.js';
+import { withLocalChunks } from '../src/dumps/local-chunks.js';
+import { readSourceManifest } from '../src/dumps/manifest.js';
+import { createAccount } from '../src/frontdoor/accounts.js';
+import { openObjectStore } from '../src/main/context.js';
+import {
+  MIN_SIZE,
+  operatorReportPath,
+  userLatestPath,
+} from '../src/jobs/storage-metering/storage-metering.rules.js';
+import type { UnpackOutput } from '../src/jobs/storage-metering/storage-metering.job.js';
+import { driveDays, scheduleDay } from '../src/pipeline/operations.js';
+import { dayOf } from '../src/pipeline/partitions.js';
+import { withPipelineSession } from '../src/pipeline/session.js';
+
+async function text(s: Readable): Promise<string> {
+  const parts: Buffer[] = [];
+  for await (const c of s) parts.push(c as Buffer);
+  return Buffer.concat(parts).toString('utf8');
+}
+
+test(
+  'daily pipeline with the front door as its object store: reports in Manta, nothing local',
+  { timeout: 180_000 },
+  async () => {
+    const { d, cleanup } = await startTestDeployment({ objectStore: { backend: 'frontdoor' } });
+    const client = d.client();
+    try {
+      const { account, token } = await createAccount(d.tier, { login: 'fduser', reports: true }, Date.now());
+      const user = d.client(token);
+      for (let i = 0; i < 5; i++)
+        await user.put(`/fduser/stor/o${i}`, Buffer.from(`hello ${i}`), { copies: 2 });
+      user.close();
+
+      const store = new FrontDoorObjectStore(client);
+      const day = dayOf(Date.now());
+      const runs = await withPipelineSession(
+        d.config,
+        d.tier,
+        { log: () => {}, store, settings: FAST },
+        async (rt, c) => {
+          await scheduleDay(rt, day, 'test');
+          return driveDays(rt, c, [day], { timeoutMs: 150_000 });
+        },
+      );
+      assert.ok(
+        runs.every((r) => r.state === 'succeeded'),
+        runs.map((r) => `${r.job}:${r.state}:${r.error ?? ''}`).join('\n'),
+      );
+
+      const lines = (await text(await store.get(operatorReportPath(day))))
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as { owner: string; storage: Record<string, Record<string, string>> });
+      const mine = lines.find((l) => l.owner === account.uuid);
+      assert.ok(mine, 'the account is in the operator file');
+      assert.deepEqual(
+        [mine.storage.stor!.keys, mine.storage.stor!.objects, mine.storage.stor!.bytes],
+        ['5', '5', String(5 * 2 * MIN_SIZE)],
+      );
+      assert.ok(
+        await store.head(userLatestPath('fduser')),
+        'the account report was delivered through the front door',
+      );
+      assert.ok(
+        !fs.existsSync(path.join(d.config.stateDir, 'objects', 'poseidon')),
+        'nothing was written to the local object directory',
+      );
+
+      // The chunks metering read were verified copies: a chunk whose manifest says otherwise is refused.
+      const unpack = runs.find(
+        (r) =>
+          r.job === 'unpack' && (r.output as UnpackOutput | undefined)?.source === '2.moray.remora.local',
+      );
+      const m = (await readSourceManifest(store, day, (unpack!.output as UnpackOutput).source))!;
+      const chunk = m.tables.manta!.chunks[0]!;
+      const seen: string[] = [];
+      assert.equal(
+        await withLocalChunks(store, [chunk], async (files) => {
+          seen.push(...files);
+          return fs.statSync(files[0]!).size;
+        }),
+        chunk.bytes,
+      );
+      assert.ok(
+        seen[0]!.startsWith(os.tmpdir()) && !fs.existsSync(seen[0]!),
+        'the copy is removed afterwards',
+      );
+      await assert.rejects(
+        withLocalChunks(store, [{ ...chunk, sha256: '0'.repeat(64) }], () => Promise.resolve(0)),
+        (e) => isRemoraError(e, 'MalformedInput') && /unpack that shard again/.test((e as Error).message),
+      );
+    } finally {
+      client.close();
+      await cleanup();
+    }
+  },
+);
+
+test('object store configuration: an unknown backend, or a front door nobody can name, is a clear error', () => {
+  const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'remora-objstore-'));
+  try {
+    assert.throws(
+      () => loadConfig({ REMORA_STATE_DIR: stateDir }, { objectStore: { backend: 'nfs' as 'local' } }),
+      (e) => isRemoraError(e, 'InvalidConfig') && /objectStore.backend/.test((e as Error).message),
+    );
+    assert.throws(
+      () =>
+        loadConfig({ REMORA_STATE_DIR: stateDir }, { objectStore: { backend: 'frontdoor', url: 'ftp://x' } }),
+      (e) => isRemoraError(e, 'InvalidConfig') && /objectStore.url/.test((e as Error).message),
+    );
+    const config = loadConfig({ REMORA_STATE_DIR: stateDir }, { objectStore: { backend: 'frontdoor' } });
+    assert.throws(
+      () => openObjectStore(config),
+      (e) => isRemoraError(e, 'UsageError') && /remora up/.test((e as Error).message),
+    );
+    const withUrl = loadConfig(
+      { REMORA_STATE_DIR: stateDir },
+      { objectStore: { backend: 'frontdoor', url: 'http://127.0.0.1:1' } },
+    );
+    assert.throws(
+      () => openObjectStore(withUrl),
+      (e) => isRemoraError(e, 'UsageError') && /operator token/.test((e as Error).message),
+    );
+    const local = openObjectStore(loadConfig({ REMORA_STATE_DIR: stateDir }));
+    assert.equal(local.store.localPath?.('/a/b'), path.join(stateDir, 'objects', 'a', 'b'));
+    local.close();
+  } finally {
+    fs.rmSync(stateDir, { recursive: true, force: true });
+  }
+});
