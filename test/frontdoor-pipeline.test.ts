@@ -94,7 +94,7 @@ test(
       assert.equal(
         await withLocalChunks(store, [chunk], async (files) => {
           seen.push(...files);
-          return fs.statSync(files[0]!).size;
+          return (await fs.promises.stat(files[0]!)).size;
         }),
         chunk.bytes,
       );
