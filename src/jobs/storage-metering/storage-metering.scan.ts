@@ -63,8 +63,12 @@ function query(files: string[], copies: string): string {
       FROM k LEFT JOIN o USING (owner, rk))
     SELECT count(*) AS scanned, count(*) FILTER (rk < 0) AS malformed, count(*) FILTER (unm) AS unmetered,
       (SELECT count(*) FROM u) AS lines,
-      (SELECT string_agg(format('{{"owner":{},"namespace":"{}","directories":"{}","keys":"{}","objects":"{}","bytes":"{}"}}',
-          to_json(owner), [${NS_LIST}][rk], dirs, keys, objects, bytes), chr(10) ORDER BY owner, rk)
+      -- Lines built with ||: format() with to_json() per line was ~10% of the whole scan. An owner
+      -- of plain characters (a UUID) needs no JSON escaping; anything else goes through to_json.
+      (SELECT string_agg('{"owner":' || CASE WHEN regexp_full_match(owner, '[0-9A-Za-z_.-]*')
+            THEN '"' || owner || '"' ELSE to_json(owner)::VARCHAR END
+          || ',"namespace":"' || [${NS_LIST}][rk] || '","directories":"' || dirs || '","keys":"' || keys
+          || '","objects":"' || objects || '","bytes":"' || bytes || '"}', chr(10) ORDER BY owner, rk)
         FROM u) AS body
     FROM r`;
 }
