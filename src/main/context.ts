@@ -85,24 +85,34 @@ export function removeStateIfOurs(config: RemoraConfig): void {
   }
 }
 
+/** Where a deployment keeps the operator account's token. */
+export function operatorTokenPath(config: RemoraConfig): string {
+  return path.join(config.stateDir, 'operator-token');
+}
+
 /**
  * The object store the configuration names (`objectStore.backend`): the local directory, or
  * the front door as the operator account — at `objectStore.url` with `objectStore.token`, else
- * the running deployment's front door and operator token. `close` releases its connections.
+ * `frontDoor` (a deployment passes its own), else the running deployment's front door and
+ * operator token. `close` releases its connections.
  */
-export function openObjectStore(config: RemoraConfig): { store: ObjectStore; close: () => void } {
+export function openObjectStore(
+  config: RemoraConfig,
+  frontDoor?: { url: string; token: string },
+): { store: ObjectStore; close: () => void } {
   const o = config.objectStore;
   if (o.backend === 'local') return { store: defaultObjectStore(config.stateDir), close: () => {} };
-  const state = readDeploymentState(config);
-  const url = o.url ?? state?.frontdoorUrl;
+  const state = frontDoor ? undefined : readDeploymentState(config);
+  const url = o.url ?? frontDoor?.url ?? state?.frontdoorUrl;
   if (!url)
     throw new RemoraError(
       'UsageError',
       'objectStore.backend is "frontdoor" but no front door is known: set objectStore.url, or start the deployment (remora up)',
     );
-  const tokenFile = path.join(config.stateDir, 'operator-token');
+  const tokenFile = operatorTokenPath(config);
   const token =
     o.token ??
+    frontDoor?.token ??
     state?.operatorToken ??
     (fs.existsSync(tokenFile) ? fs.readFileSync(tokenFile, 'utf8').trim() : undefined);
   if (!token)

@@ -20,12 +20,12 @@ import { AuditLog } from '../frontdoor/audit-log.js';
 import { accountByLogin, createAccount, OPERATOR_LOGIN } from '../frontdoor/accounts.js';
 import { FrontDoorClient } from '../frontdoor/client.js';
 import { publishFinishedHours } from '../frontdoor/audit-publisher.js';
-import { defaultObjectStore } from '../dumps/object-store.js';
-import { FrontDoorObjectStore } from '../dumps/frontdoor-store.js';
 import {
   type DeploymentState,
   deploymentStatePath,
   embeddedDataDir,
+  openObjectStore,
+  operatorTokenPath,
   readDeploymentState,
   removeStateIfOurs,
 } from './context.js';
@@ -172,7 +172,7 @@ export class Deployment {
   }
 
   private async ensureOperator(): Promise<string> {
-    const tokenFile = path.join(this.config.stateDir, 'operator-token');
+    const tokenFile = operatorTokenPath(this.config);
     const existing = await accountByLogin(this.tier, OPERATOR_LOGIN);
     if (existing && fs.existsSync(tokenFile)) return fs.readFileSync(tokenFile, 'utf8').trim();
     if (existing) {
@@ -216,15 +216,15 @@ export class Deployment {
 
   /** Move finished hours of the front door's audit log into the object store (muskie's hourly upload). */
   async publishLogs(now = new Date()): Promise<string[]> {
-    const dir = auditLogDir(this.config);
-    if (this.config.objectStore.backend !== 'frontdoor')
-      return publishFinishedHours(dir, defaultObjectStore(this.config.stateDir), now);
-    // Where the pipeline reads them: this deployment's own front door, as the operator.
-    const client = this.client();
+    // Where the pipeline reads them: the configured store (through this front door, if so).
+    const { store, close } = openObjectStore(this.config, {
+      url: this.frontdoorUrl,
+      token: this.operatorToken,
+    });
     try {
-      return await publishFinishedHours(dir, new FrontDoorObjectStore(client), now);
+      return await publishFinishedHours(auditLogDir(this.config), store, now);
     } finally {
-      client.close();
+      close();
     }
   }
 

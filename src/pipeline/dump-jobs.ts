@@ -60,9 +60,8 @@ const snapshot: JobDefinition = {
     let out: SnapshotOutput | undefined;
     if (ctx.partition.day === dayOf(clock.now())) {
       const r = await snapshotShard(tier.shard(shard), store);
-      const rows = Object.values(r.tables).reduce((a, b) => a + b, 0);
-      out = { shard, path: r.path, snapshotTime: r.snapshotTime.toISOString(), rows };
-      ctx.report.count('bytesWritten', r.bytes).count('recordsScanned', rows);
+      out = { shard, path: r.path, snapshotTime: r.snapshotTime.toISOString(), rows: r.rows };
+      ctx.report.count('bytesWritten', r.bytes).count('recordsScanned', r.rows);
     } else {
       const dir = `${BACKUPS_ROOT}/${shard}/${ctx.partition.day.replaceAll('-', '/')}/`;
       const dumps = (await store.list(dir)).filter((p) => /\/moray-[^/]*\.gz$/.test(p));
