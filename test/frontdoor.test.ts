@@ -164,6 +164,22 @@ test('an account reaches only its own namespace; the operator reaches all; /publ
   assert.deepEqual(await bob.get('/bob/stor/from-alice'), Buffer.from('open'));
 });
 
+test('concurrent mkdirs of one new directory all succeed (mkdir is idempotent, also in a race)', async () => {
+  // Two shards snapshotting at once through the front-door store both create
+  // /poseidon/stor/manatee_backups: the loser of the write race used to get EtagConflict.
+  for (let round = 0; round < 5; round++) {
+    const dir = `/alice/stor/race-${round}`;
+    await Promise.all(Array.from({ length: 8 }, () => alice.mkdir(dir)));
+    const h = await alice.head(dir);
+    assert.equal(h?.status, 200);
+  }
+  await assert.rejects(alice.put('/alice/stor/race-0', Buffer.from('x')), (e) =>
+    isRemoraError(e, 'BadRequest'),
+  );
+  await alice.put('/alice/stor/race-file', Buffer.from('x'));
+  await assert.rejects(alice.mkdir('/alice/stor/race-file'), (e) => isRemoraError(e, 'BadRequest'));
+});
+
 test('missing parents, deleting non-empty directories and bad paths are refused', async () => {
   await assert.rejects(alice.put('/alice/stor/nope/x', Buffer.from('x')), (e) =>
     isRemoraError(e, 'DirectoryNotFound'),

@@ -202,7 +202,15 @@ export class ObjectService {
     if (existing?.value.type === 'directory') return; // mkdir is idempotent (mmkdir)
     if (existing) throw new RemoraError('BadRequest', `${r.key} exists and is an object`);
     const v = directoryValue(r.key, r.owner.uuid, this.clock.now(), creator);
-    await this.deps.tier.putObject('manta', r.key, v as unknown as Record<string, unknown>, { etag: null });
+    try {
+      await this.deps.tier.putObject('manta', r.key, v as unknown as Record<string, unknown>, { etag: null });
+    } catch (err) {
+      // Another mkdir of the same directory won the race between our read and our write: it
+      // exists now, which is all mkdir promises. Anything else there is still a conflict.
+      if (!isRemoraError(err, 'EtagConflict')) throw err;
+      const now = await this.deps.tier.getObject<MantaValue>('manta', r.key);
+      if (now?.value.type !== 'directory') throw err;
+    }
   }
 
   /** A snaplink at `r` to the object at `source` (possibly another shard, another namespace). */
