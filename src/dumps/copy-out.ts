@@ -102,6 +102,10 @@ export class CopyOutBlocks extends Readable implements Submittable {
     let i = 0;
     while (i < c.length) {
       if (this.remaining < 0) {
+        if (this.headerBytes === 0 && !this.discarding) {
+          i = this.copyWholeMessages(c, i);
+          if (i === c.length) return;
+        }
         const n = Math.min(5 - this.headerBytes, c.length - i);
         c.copy(this.header, this.headerBytes, i, i + n);
         this.headerBytes += n;
@@ -130,6 +134,45 @@ export class CopyOutBlocks extends Readable implements Submittable {
         return;
       }
     }
+  }
+
+  /**
+   * The common case, from a message start at `i`: a run of CopyData messages wholly inside `c`
+   * that fits the block is copied with one copy, then moved together in place over its 5-byte
+   * headers. A copy per row (~900 bytes) cost ~0.5 s per 1M rows in call overhead and the
+   * short-lived views it allocates; `copyWithin` allocates nothing. Returns where the run
+   * ended: at the first message that is not CopyData, is cut by the end of `c`, or would not
+   * fit; the message-by-message path takes it from there.
+   */
+  private copyWholeMessages(c: Buffer, i: number): number {
+    const room = this.blockBytes - this.used;
+    let end = i;
+    let count = 0;
+    while (end + 5 <= c.length && c[end] === COPY_DATA) {
+      const next = end + 1 + c.readUInt32BE(end + 1);
+      if (next > c.length || next - i > room) break;
+      end = next;
+      count++;
+    }
+    if (count === 0) return i;
+    const block = this.block;
+    c.copy(block, this.used, i, end);
+    let dst = this.used;
+    for (let at = i; at < end; ) {
+      const payload = c.readUInt32BE(at + 1) - 4;
+      const src = this.used + (at - i) + 5;
+      block.copyWithin(dst, src, src + payload);
+      dst += payload;
+      at += 5 + payload;
+    }
+    this.used = dst;
+    this.rows += count;
+    if (this.used === this.blockBytes) {
+      this.wanted = this.push(block);
+      this.block = Buffer.allocUnsafe(this.blockBytes);
+      this.used = 0;
+    }
+    return end;
   }
 
   private append(src: Buffer, start: number, end: number): void {
