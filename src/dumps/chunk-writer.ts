@@ -53,6 +53,13 @@ const PARQUET_OPTIONS =
 /** Bytes buffered per partition before a write: few syscalls, bounded memory (P × 1 MB). */
 const WRITE_BUFFER_BYTES = 1 << 20;
 
+/** What one intermediate file of a segment holds (the read_csv buffer is sized to its longest line). */
+export interface SegmentFile {
+  rows: number;
+  /** Bytes of its longest line, newline included. */
+  longestLine: number;
+}
+
 /**
  * One intermediate file's write buffer. Rows are encoded straight into bytes: building CSV lines
  * as JS strings and joining them cost more in GC than everything else together.
@@ -60,6 +67,8 @@ const WRITE_BUFFER_BYTES = 1 << 20;
 class LineBuffer {
   private buf = Buffer.allocUnsafe(WRITE_BUFFER_BYTES);
   private off = 0;
+  private rows = 0;
+  private longestLine = 0;
   fd: number | undefined;
 
   constructor(private readonly file: () => string) {}
@@ -83,6 +92,7 @@ class LineBuffer {
       b[o++] = 0x22;
     }
     b[o++] = 0x0a;
+    this.counted(o - this.off);
     this.off = o;
   }
 
@@ -96,6 +106,21 @@ class LineBuffer {
     src.copy(this.buf, this.off, start, end);
     this.off += need;
     this.buf[this.off - 1] = 0x0a;
+    this.counted(need);
+  }
+
+  private counted(lineBytes: number): void {
+    this.rows++;
+    if (lineBytes > this.longestLine) this.longestLine = lineBytes;
+  }
+
+  /** Close the file; what it holds, and start counting afresh for the next one. */
+  closeFile(): SegmentFile {
+    this.close();
+    const file = { rows: this.rows, longestLine: this.longestLine };
+    this.rows = 0;
+    this.longestLine = 0;
+    return file;
   }
 
   flush(): void {
@@ -118,8 +143,6 @@ export class PartitionedChunkWriter {
   /** Per partition: decoded rows as CSV, and clean COPY rows as they are (TSV). */
   private readonly buffers: LineBuffer[] = [];
   private readonly rawBuffers: LineBuffer[] = [];
-  private readonly rowsPerPartition: number[] = [];
-  private readonly rawRowsPerPartition: number[] = [];
   private readonly scanner: CopyRowScanner | undefined;
   private pending: Promise<void> = Promise.resolve();
   readonly chunks: ChunkInfo[] = [];
@@ -132,8 +155,6 @@ export class PartitionedChunkWriter {
     for (let p = 0; p < ctx.partitions; p++) {
       this.buffers.push(new LineBuffer(() => this.csvFile(this.segment, p)));
       this.rawBuffers.push(new LineBuffer(() => this.tsvFile(this.segment, p)));
-      this.rowsPerPartition.push(0);
-      this.rawRowsPerPartition.push(0);
     }
     if (spec.raw) this.scanner = new CopyRowScanner(spec.raw.width);
   }
@@ -154,7 +175,6 @@ export class PartitionedChunkWriter {
       if (p < 0) p = partitionOf(buf.toString('utf8', sc.starts[k], sc.ends[k]), this.ctx.partitions);
     } else p = partitionOf('', this.ctx.partitions);
     this.rawBuffers[p]!.appendLine(buf, start, end);
-    this.rawRowsPerPartition[p]!++;
     this.segmentRowCount++;
     this.rows++;
     return true;
@@ -164,7 +184,6 @@ export class PartitionedChunkWriter {
   add(values: (string | null)[]): void {
     const p = partitionOf(this.spec.partitionKey(values), this.ctx.partitions);
     this.buffers[p]!.append(this.spec.project(values));
-    this.rowsPerPartition[p]!++;
     this.segmentRowCount++;
     this.rows++;
   }
@@ -195,37 +214,38 @@ export class PartitionedChunkWriter {
   }
 
   private async rotate(): Promise<void> {
-    for (const b of [...this.buffers, ...this.rawBuffers]) b.close();
     const segment = this.segment;
-    const csvRows = [...this.rowsPerPartition];
-    const tsvRows = [...this.rawRowsPerPartition];
+    const files = this.buffers.map((b, p) => ({ csv: b.closeFile(), tsv: this.rawBuffers[p]!.closeFile() }));
     this.segment++;
     this.segmentRowCount = 0;
-    this.rowsPerPartition.fill(0);
-    this.rawRowsPerPartition.fill(0);
     // One conversion in flight; a failure surfaces at the next rotate or at finish().
     await this.pending;
-    const next = this.convertSegment(segment, csvRows, tsvRows);
+    const next = this.convertSegment(segment, files);
     next.catch(() => {});
     this.pending = next;
   }
 
   /** The rows of one partition of a segment: the decoded (CSV) and the raw (TSV) file. */
-  private segmentSource(segment: number, p: number, csvRows: number, tsvRows: number): string {
+  private segmentSource(segment: number, p: number, csv: SegmentFile, tsv: SegmentFile): string {
     const parts: string[] = [];
     const cols = this.spec.csvColumns;
-    if (csvRows > 0) parts.push(`SELECT * FROM ${readCsvSql(this.csvFile(segment, p), cols)}`);
+    if (csv.rows > 0)
+      parts.push(`SELECT * FROM ${readCsvSql(this.csvFile(segment, p), cols, csv.longestLine)}`);
     const raw = this.spec.raw;
-    if (tsvRows > 0 && raw) parts.push(readTsvSql(this.tsvFile(segment, p), raw.width, raw.project, cols));
+    if (tsv.rows > 0 && raw)
+      parts.push(readTsvSql(this.tsvFile(segment, p), raw.width, raw.project, cols, tsv.longestLine));
     return `(${parts.join(' UNION ALL ')}) AS src`;
   }
 
   /** Convert a segment's partitions, `ctx.conversions` at a time. */
-  private async convertSegment(segment: number, csvRows: number[], tsvRows: number[]): Promise<void> {
+  private async convertSegment(
+    segment: number,
+    files: { csv: SegmentFile; tsv: SegmentFile }[],
+  ): Promise<void> {
     let next = 0;
     const lane = async () => {
-      for (let p = next++; p < csvRows.length; p = next++)
-        await this.convertPartition(segment, p, csvRows[p]!, tsvRows[p]!);
+      for (let p = next++; p < files.length; p = next++)
+        await this.convertPartition(segment, p, files[p]!.csv, files[p]!.tsv);
     };
     const lanes = Array.from({ length: this.ctx.conversions }, lane);
     const settled = await Promise.allSettled(lanes);
@@ -236,13 +256,13 @@ export class PartitionedChunkWriter {
   private async convertPartition(
     segment: number,
     p: number,
-    csvRows: number,
-    tsvRows: number,
+    csv: SegmentFile,
+    tsv: SegmentFile,
   ): Promise<void> {
-    const rows = csvRows + tsvRows;
+    const rows = csv.rows + tsv.rows;
     if (rows === 0) return;
     const out = path.join(this.ctx.workDir, `${this.spec.table}-s${segment}-p${p}.parquet`);
-    const sql = this.spec.select(this.segmentSource(segment, p, csvRows, tsvRows), this.ctx.source);
+    const sql = this.spec.select(this.segmentSource(segment, p, csv, tsv), this.ctx.source);
     await this.ctx.withDuck((conn) => conn.run(`COPY (${sql}) TO ${sqlString(out)} (${PARQUET_OPTIONS})`));
     await fs.promises.rm(this.csvFile(segment, p), { force: true });
     await fs.promises.rm(this.tsvFile(segment, p), { force: true });

@@ -158,7 +158,7 @@ export class CopyOutBlocks extends Readable implements Submittable {
     const block = this.block;
     c.copy(block, this.used, i, end);
     let dst = this.used;
-    for (let at = i; at < end; ) {
+    for (let at = i; at < end;) {
       const payload = c.readUInt32BE(at + 1) - 4;
       const src = this.used + (at - i) + 5;
       block.copyWithin(dst, src, src + payload);

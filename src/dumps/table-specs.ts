@@ -131,21 +131,45 @@ export function makoTableSpec(): TableSpec {
   };
 }
 
+/**
+ * read_csv's buffer for a file whose longest line is `longestLine` bytes: a power of two above
+ * it, at least 2 MiB. DuckDB needs the buffer to hold the longest line (`max_line_size`), and each
+ * conversion thread holds buffers of this size: a fixed 16 MB (for 8 MB lines) cost ~50 MB of the
+ * unpack's peak RSS (docs/dumps.md "Session 4"), while moray rows are a few KB.
+ */
+export function csvBufferBytes(longestLine: number): number {
+  let b = MIN_CSV_BUFFER_BYTES;
+  while (b <= longestLine + 1) b *= 2;
+  return b;
+}
+const MIN_CSV_BUFFER_BYTES = 2 << 20;
+
+function sizeOptions(longestLine: number): string {
+  const b = csvBufferBytes(longestLine);
+  return `max_line_size = ${b}, buffer_size = ${b}`;
+}
+
 /** The `read_csv` expression for an intermediate file (all columns text; `""` = empty, bare = NULL). */
-export function readCsvSql(file: string, columns: string[]): string {
+export function readCsvSql(file: string, columns: string[], longestLine: number): string {
   const cols = columns.map((c) => `${sqlString(c)}: 'VARCHAR'`).join(', ');
   return `read_csv(${sqlString(file)}, header = false, delim = ',', quote = '"', escape = '"',
-    allow_quoted_nulls = false, new_line = '\\n', max_line_size = 8388608, buffer_size = 16777216, columns = {${cols}})`;
+    allow_quoted_nulls = false, new_line = '\\n', ${sizeOptions(longestLine)}, columns = {${cols}})`;
 }
 
 /**
  * A SELECT of `columns` from an intermediate file of raw COPY rows (copy-rows.ts): tab-separated,
  * no quoting, `\N` = NULL, every other byte literal (the rows were checked to hold no escape).
  */
-export function readTsvSql(file: string, width: number, project: number[], columns: string[]): string {
+export function readTsvSql(
+  file: string,
+  width: number,
+  project: number[],
+  columns: string[],
+  longestLine: number,
+): string {
   const cols = Array.from({ length: width }, (_, i) => `'c${i}': 'VARCHAR'`).join(', ');
   const from = `read_csv(${sqlString(file)}, header = false, delim = '\\t', quote = '', escape = '',
-    nullstr = '\\N', new_line = '\\n', max_line_size = 8388608, buffer_size = 16777216, columns = {${cols}})`;
+    nullstr = '\\N', new_line = '\\n', ${sizeOptions(longestLine)}, columns = {${cols}})`;
   const select = project.map((i, k) => `${i < 0 ? 'NULL::VARCHAR' : `c${i}`} AS ${ident(columns[k]!)}`);
   return `SELECT ${select.join(', ')} FROM ${from}`;
 }
