@@ -15,6 +15,7 @@ import { unpackDump } from '../src/dumps/unpack.js';
 import { escapeCopyField } from '../src/dumps/copy-text.js';
 import { CopyRowScanner, partitionOfAsciiBytes } from '../src/dumps/copy-rows.js';
 import { partitionOf } from '../src/dumps/partition.js';
+import { LineBuffer, writeBufferBytes } from '../src/dumps/chunk-writer.js';
 import { readChunkRows, type ChunkRow } from './helpers/chunks.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'remora-dumps-raw-'));
@@ -204,4 +205,26 @@ test('CopyRowScanner: widths, whole-field \\N only, partition of bytes = partiti
       if ([...id].every((ch) => ch.charCodeAt(0) < 0x80)) assert.equal(got, partitionOf(id, p), id);
       else assert.equal(got, -1);
     }
+});
+
+test('intermediate write buffers: bounded whatever P; lines longer than the buffer; counts per file', () => {
+  for (const p of [1, 16, 17, 32, 256, 1024, 9999]) {
+    const b = writeBufferBytes(p);
+    assert.ok(b >= 64 << 10 && b <= 1 << 20, `P=${p}: ${b}`);
+    if (p <= 256) assert.ok(2 * p * b <= 32 << 20, `P=${p}: ${2 * p * b} bytes in all`);
+  }
+  const files = [path.join(tmp, 'lb-0.tsv'), path.join(tmp, 'lb-1.tsv')];
+  let n = 0;
+  const buf = new LineBuffer(() => files[n]!, 64);
+  const lines = ['short', 'x'.repeat(63), 'y'.repeat(200), 'z', 'w'.repeat(64), 'v'.repeat(10)];
+  for (const l of lines) {
+    const src = Buffer.from(`..${l}..`);
+    buf.appendLine(src, 2, src.length - 2);
+  }
+  assert.deepEqual(buf.closeFile(), { rows: lines.length, longestLine: 201 });
+  assert.equal(fs.readFileSync(files[0]!, 'utf8'), lines.map((l) => `${l}\n`).join(''));
+  n = 1;
+  buf.append(['a"b', null, 'c'.repeat(100)]);
+  assert.deepEqual(buf.closeFile(), { rows: 1, longestLine: 111 });
+  assert.equal(fs.readFileSync(files[1]!, 'utf8'), `"a""b",,"${'c'.repeat(100)}"\n`);
 });

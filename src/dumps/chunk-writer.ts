@@ -1,11 +1,11 @@
 /**
  * Writes one table's rows as Parquet chunks partitioned by partitionOf(partition key, P).
  *
- * Rows are appended to one intermediate CSV per partition (1 MB write buffers). Every
+ * Rows are appended to intermediate files per partition (write buffers: writeBufferBytes). Every
  * `segmentRows` rows the segment is closed and converted to Parquet by DuckDB in the
  * background while the next segment fills: Node parses, DuckDB converts, on two cores. At most
  * one segment is converting, so memory is bounded by the write buffers, one DuckDB COPY and
- * the input stream — not by the table. Each (partition, segment) becomes one chunk.
+ * the input stream — not by the table or by P. Each (partition, segment) becomes one chunk.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -50,8 +50,23 @@ export interface ChunkContext {
 const PARQUET_OPTIONS =
   'FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1, DICTIONARY_SIZE_LIMIT 1, ROW_GROUP_SIZE 10000, ROW_GROUP_SIZE_BYTES 8388608';
 
-/** Bytes buffered per partition before a write: few syscalls, bounded memory (P × 1 MB). */
-const WRITE_BUFFER_BYTES = 1 << 20;
+/** Bytes buffered per intermediate file before a write, at most. */
+const MAX_WRITE_BUFFER_BYTES = 1 << 20;
+const MIN_WRITE_BUFFER_BYTES = 64 << 10;
+/** The write buffers of one table's files together (each partition has a CSV and a TSV file). */
+const WRITE_BUFFER_BUDGET_BYTES = 32 << 20;
+
+/**
+ * Each intermediate file's write buffer for P partitions: 1 MB up to P = 16, then smaller, so
+ * that the buffers stay within 32 MB up to P = 256 instead of growing with P (the automatic P
+ * grows with the table: 1024 partitions of two 1 MB buffers were 2 GB); never under 64 KB, so
+ * writes stay few (P = 1024: 128 MB at most, and a CSV file's buffer is only allocated when a
+ * row needs decoding).
+ */
+export function writeBufferBytes(partitions: number): number {
+  const share = Math.floor(WRITE_BUFFER_BUDGET_BYTES / (2 * partitions));
+  return Math.min(MAX_WRITE_BUFFER_BYTES, Math.max(MIN_WRITE_BUFFER_BYTES, share));
+}
 
 /** What one intermediate file of a segment holds (the read_csv buffer is sized to its longest line). */
 export interface SegmentFile {
@@ -64,24 +79,32 @@ export interface SegmentFile {
  * One intermediate file's write buffer. Rows are encoded straight into bytes: building CSV lines
  * as JS strings and joining them cost more in GC than everything else together.
  */
-class LineBuffer {
-  private buf = Buffer.allocUnsafe(WRITE_BUFFER_BYTES);
+export class LineBuffer {
+  /** Allocated at the first row: most tables' CSV files (rows that needed decoding) stay empty. */
+  private buf: Buffer | undefined;
   private off = 0;
   private rows = 0;
   private longestLine = 0;
   fd: number | undefined;
 
-  constructor(private readonly file: () => string) {}
+  constructor(
+    private readonly file: () => string,
+    private readonly capacity: number,
+  ) {}
+
+  /** The buffer, with room for `need` more bytes (a longer line gets a buffer until the next flush). */
+  private room(need: number): Buffer {
+    if (this.buf && this.off + need <= this.buf.length) return this.buf;
+    this.flush();
+    if (!this.buf || need > this.buf.length) this.buf = Buffer.allocUnsafe(Math.max(need, this.capacity));
+    return this.buf;
+  }
 
   /** Append one CSV row: NULL as an empty field, values quoted with `"` doubled. */
   append(values: (string | null)[]): void {
     let need = 1;
     for (const v of values) need += v === null ? 1 : v.length * 3 + 3;
-    if (this.off + need > this.buf.length) {
-      this.flush();
-      if (need > this.buf.length) this.buf = Buffer.allocUnsafe(need);
-    }
-    const b = this.buf;
+    const b = this.room(need);
     let o = this.off;
     for (let i = 0; i < values.length; i++) {
       if (i > 0) b[o++] = 0x2c;
@@ -99,13 +122,10 @@ class LineBuffer {
   /** Append `src[start, end)` and a newline (a raw COPY row, copy-rows.ts). */
   appendLine(src: Buffer, start: number, end: number): void {
     const need = end - start + 1;
-    if (this.off + need > this.buf.length) {
-      this.flush();
-      if (need > this.buf.length) this.buf = Buffer.allocUnsafe(need);
-    }
-    src.copy(this.buf, this.off, start, end);
+    const b = this.room(need);
+    src.copy(b, this.off, start, end);
     this.off += need;
-    this.buf[this.off - 1] = 0x0a;
+    b[this.off - 1] = 0x0a;
     this.counted(need);
   }
 
@@ -124,10 +144,11 @@ class LineBuffer {
   }
 
   flush(): void {
-    if (this.off === 0) return;
+    if (this.off === 0 || !this.buf) return;
     this.fd ??= fs.openSync(this.file(), 'w');
     fs.writeSync(this.fd, this.buf, 0, this.off);
     this.off = 0;
+    if (this.buf.length > this.capacity) this.buf = undefined;
   }
 
   close(): void {
@@ -152,9 +173,10 @@ export class PartitionedChunkWriter {
     readonly spec: TableSpec,
     private readonly ctx: ChunkContext,
   ) {
+    const bufferBytes = writeBufferBytes(ctx.partitions);
     for (let p = 0; p < ctx.partitions; p++) {
-      this.buffers.push(new LineBuffer(() => this.csvFile(this.segment, p)));
-      this.rawBuffers.push(new LineBuffer(() => this.tsvFile(this.segment, p)));
+      this.buffers.push(new LineBuffer(() => this.csvFile(this.segment, p), bufferBytes));
+      this.rawBuffers.push(new LineBuffer(() => this.tsvFile(this.segment, p), bufferBytes));
     }
     if (spec.raw) this.scanner = new CopyRowScanner(spec.raw.width);
   }
