@@ -101,13 +101,9 @@ export class LocalObjectStore implements ObjectStore {
   }
 
   async put(objectPath: string, body: Readable | Buffer | string, meta: ObjectMeta = {}): Promise<PutResult> {
-    const file = this.localPath(objectPath);
-    const metaFile = this.metaPath(objectPath);
     if ((typeof body === 'string' || Buffer.isBuffer(body)) && body.length <= SMALL_PUT_BYTES)
-      return this.putSmall(objectPath, file, metaFile, Buffer.from(body), meta);
-    await fs.promises.mkdir(path.dirname(file), { recursive: true });
-    await fs.promises.mkdir(path.dirname(metaFile), { recursive: true });
-    const tmp = path.join(path.dirname(file), `${TEMP_PREFIX}${crypto.randomUUID()}`);
+      return this.putSmall(objectPath, Buffer.from(body), meta);
+    const tmp = this.tempFor(objectPath);
     const counter = hashingCounter();
     const source =
       Buffer.isBuffer(body) || typeof body === 'string' ? Readable.from([Buffer.from(body)]) : body;
@@ -116,18 +112,41 @@ export class LocalObjectStore implements ObjectStore {
       await pipeline(source, counter.transform, out);
       const fh = await fs.promises.open(tmp, 'r');
       await fh.sync().finally(() => fh.close());
-      const { bytes, sha256 } = counter.result();
-      const record = { bytes, sha256, meta, mtime: new Date().toISOString() };
-      const metaTmp = `${metaFile}${TEMP_PREFIX}${crypto.randomUUID()}`;
-      await fs.promises.writeFile(metaTmp, JSON.stringify(record));
-      // Meta first, data second: the data rename is the commit point; head() cross-checks the size.
-      await fs.promises.rename(metaTmp, metaFile);
-      await fs.promises.rename(tmp, file);
-      return { path: objectPath, bytes, sha256 };
+      return this.commit(objectPath, tmp, counter.result(), meta);
     } catch (err) {
       await fs.promises.rm(tmp, { force: true });
       throw err;
     }
+  }
+
+  /** A temp file name next to where `objectPath` will be (its directories created). */
+  private tempFor(objectPath: string): string {
+    const dir = path.dirname(this.localPath(objectPath));
+    fs.mkdirSync(dir, { recursive: true });
+    return path.join(dir, `${TEMP_PREFIX}${crypto.randomUUID()}`);
+  }
+
+  /**
+   * Give a finished, fsynced data file its name, with its record: the meta file first (temp +
+   * rename), then the data (rename). The data rename is the commit point; head() cross-checks the
+   * size, so a crash between the two renames is noticed. Synchronous on purpose: a small file and
+   * two renames block for well under 1 ms, a thread-pool hop can take far longer (putSmall).
+   */
+  private commit(
+    objectPath: string,
+    dataFile: string,
+    { bytes, sha256 }: { bytes: number; sha256: string },
+    meta: ObjectMeta,
+  ): PutResult {
+    const file = this.localPath(objectPath);
+    const metaFile = this.metaPath(objectPath);
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    fs.mkdirSync(path.dirname(metaFile), { recursive: true });
+    const metaTmp = `${metaFile}${TEMP_PREFIX}${crypto.randomUUID()}`;
+    fs.writeFileSync(metaTmp, JSON.stringify({ bytes, sha256, meta, mtime: new Date().toISOString() }));
+    fs.renameSync(metaTmp, metaFile);
+    fs.renameSync(dataFile, file);
+    return { path: objectPath, bytes, sha256 };
   }
 
   /**
@@ -137,16 +156,8 @@ export class LocalObjectStore implements ObjectStore {
    * (two DuckDB scans) the ~12 hops of the streamed path took a 0.5 MB put from ~6 ms to 50–90 ms
    * (docs/pipeline.md "Bench"). Writing a few MB into the page cache blocks for well under 1 ms.
    */
-  private async putSmall(
-    objectPath: string,
-    file: string,
-    metaFile: string,
-    data: Buffer,
-    meta: ObjectMeta,
-  ): Promise<PutResult> {
-    fs.mkdirSync(path.dirname(file), { recursive: true });
-    fs.mkdirSync(path.dirname(metaFile), { recursive: true });
-    const tmp = path.join(path.dirname(file), `${TEMP_PREFIX}${crypto.randomUUID()}`);
+  private async putSmall(objectPath: string, data: Buffer, meta: ObjectMeta): Promise<PutResult> {
+    const tmp = this.tempFor(objectPath);
     const fd = fs.openSync(tmp, 'wx');
     try {
       try {
@@ -155,14 +166,8 @@ export class LocalObjectStore implements ObjectStore {
       } finally {
         fs.closeSync(fd);
       }
-      const bytes = data.length;
       const sha256 = crypto.createHash('sha256').update(data).digest('hex');
-      const metaTmp = `${metaFile}${TEMP_PREFIX}${crypto.randomUUID()}`;
-      fs.writeFileSync(metaTmp, JSON.stringify({ bytes, sha256, meta, mtime: new Date().toISOString() }));
-      // Meta first, data second: the data rename is the commit point; head() cross-checks the size.
-      fs.renameSync(metaTmp, metaFile);
-      fs.renameSync(tmp, file);
-      return { path: objectPath, bytes, sha256 };
+      return this.commit(objectPath, tmp, { bytes: data.length, sha256 }, meta);
     } catch (err) {
       fs.rmSync(tmp, { force: true });
       throw err;
@@ -171,22 +176,14 @@ export class LocalObjectStore implements ObjectStore {
 
   /** Rename a local file (on the store's filesystem) into place; see adoptFile. */
   async adopt(objectPath: string, file: string, meta: ObjectMeta = {}): Promise<PutResult> {
-    const target = this.localPath(objectPath);
-    const metaFile = this.metaPath(objectPath);
+    checkObjectPath(objectPath); // before hashing the file
     const sha256 = await sha256File(file);
     const bytes = (await fs.promises.stat(file)).size;
     // On disk before it has a name, as put() does: a manifest naming this object is written
     // (and fsynced) afterwards, and must never point at data a crash lost.
     const fh = await fs.promises.open(file, 'r');
     await fh.sync().finally(() => fh.close());
-    await fs.promises.mkdir(path.dirname(target), { recursive: true });
-    await fs.promises.mkdir(path.dirname(metaFile), { recursive: true });
-    const record = { bytes, sha256, meta, mtime: new Date().toISOString() };
-    const metaTmp = `${metaFile}${TEMP_PREFIX}${crypto.randomUUID()}`;
-    await fs.promises.writeFile(metaTmp, JSON.stringify(record));
-    await fs.promises.rename(metaTmp, metaFile);
-    await fs.promises.rename(file, target);
-    return { path: objectPath, bytes, sha256 };
+    return this.commit(objectPath, file, { bytes, sha256 }, meta);
   }
 
   /** A scratch directory on the store's filesystem (so adopt() is a rename); remove it when done. */
