@@ -12,7 +12,6 @@ import type { ObjectStore } from './object-store.js';
 import type { ChunkInfo } from './chunk-writer.js';
 import type { DumpReport } from './report.js';
 import { sourceManifestPath, unpackedDayDir } from './layout.js';
-import { RemoraError } from '../core/errors.js';
 import { inGroup, partitionGroups } from './partition.js';
 
 export const MANIFEST_VERSION = 1;
@@ -117,20 +116,6 @@ export async function listChunks(store: ObjectStore, q: ChunkQuery): Promise<Chu
     }
   }
   return out;
-}
-
-/**
- * Local file paths of one partition group of a table across every source of the day: what a
- * DuckDB task reads (`read_parquet([...])`). Needs a store with local files.
- */
-export async function partitionFiles(
-  store: ObjectStore,
-  q: ChunkQuery & { partition: number },
-): Promise<string[]> {
-  if (!store.localPath)
-    throw new RemoraError('Internal', 'partitionFiles needs an object store with local files');
-  const chunks = await listChunks(store, q);
-  return chunks.map((c) => store.localPath!(c.path));
 }
 
 /**
