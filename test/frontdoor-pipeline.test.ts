@@ -9,7 +9,6 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Readable } from 'node:stream';
 import { startTestDeployment } from './helpers/deployment.js';
 import { FAST } from './helpers/pipeline.js';
 import { loadConfig } from '../src/config/config.js';
@@ -17,6 +16,7 @@ import { isRemoraError } from '../src/core/errors.js';
 import { FrontDoorObjectStore } from '../src/dumps/frontdoor-store.js';
 import { withLocalChunks } from '../src/dumps/local-chunks.js';
 import { readSourceManifest } from '../src/dumps/manifest.js';
+import { readObjectText } from '../src/dumps/object-store.js';
 import { createAccount } from '../src/frontdoor/accounts.js';
 import { openObjectStore } from '../src/main/context.js';
 import {
@@ -28,12 +28,6 @@ import type { UnpackOutput } from '../src/jobs/storage-metering/storage-metering
 import { driveDays, scheduleDay } from '../src/pipeline/operations.js';
 import { dayOf } from '../src/pipeline/partitions.js';
 import { withPipelineSession } from '../src/pipeline/session.js';
-
-async function text(s: Readable): Promise<string> {
-  const parts: Buffer[] = [];
-  for await (const c of s) parts.push(c as Buffer);
-  return Buffer.concat(parts).toString('utf8');
-}
 
 test(
   'daily pipeline with the front door as its object store: reports in Manta, nothing local',
@@ -64,7 +58,7 @@ test(
         runs.map((r) => `${r.job}:${r.state}:${r.error ?? ''}`).join('\n'),
       );
 
-      const lines = (await text(await store.get(operatorReportPath(day))))
+      const lines = (await readObjectText(store, operatorReportPath(day)))
         .trim()
         .split('\n')
         .map((l) => JSON.parse(l) as { owner: string; storage: Record<string, Record<string, string>> });

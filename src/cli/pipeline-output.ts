@@ -1,4 +1,5 @@
 /** The usage table `remora pipeline run` ends with: the day's storage metering, per account and namespace. */
+import { readObjectText } from '../dumps/object-store.js';
 import { listAccounts } from '../frontdoor/accounts.js';
 import { operatorReportPath } from '../jobs/storage-metering/storage-metering.rules.js';
 import type { PipelineRuntime } from '../pipeline/runtime.js';
@@ -8,11 +9,10 @@ export async function printUsageTable(rt: PipelineRuntime, day: string): Promise
   const { store, tier } = rt.services;
   const path = operatorReportPath(day);
   if (!(await store.head(path))) return;
-  const parts: Buffer[] = [];
-  for await (const c of await store.get(path)) parts.push(c as Buffer);
+  const text = await readObjectText(store, path);
   const logins = new Map((await listAccounts(tier)).map((a) => [a.uuid, a.login]));
   const rows: Record<string, string>[] = [];
-  for (const line of Buffer.concat(parts).toString('utf8').split('\n').filter(Boolean)) {
+  for (const line of text.split('\n').filter(Boolean)) {
     const r = JSON.parse(line) as { owner: string; storage: Record<string, Record<string, string>> };
     for (const [ns, u] of Object.entries(r.storage)) {
       if (Object.values(u).every((v) => v === '0')) continue;

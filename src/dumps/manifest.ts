@@ -8,7 +8,7 @@
  * reader sees a complete earlier attempt or a complete new one, never a mix (DESIGN.md
  * "each attempt writes its outputs under its own name and a run commits by switching one pointer").
  */
-import type { ObjectStore } from './object-store.js';
+import { readObjectText, type ObjectStore } from './object-store.js';
 import type { ChunkInfo } from './chunk-writer.js';
 import type { DumpReport } from './report.js';
 import { sourceManifestPath, unpackedDayDir } from './layout.js';
@@ -58,9 +58,7 @@ export async function writeSourceManifest(store: ObjectStore, m: SourceManifest)
 }
 
 async function readJson(store: ObjectStore, p: string): Promise<unknown> {
-  const parts: Buffer[] = [];
-  for await (const c of await store.get(p)) parts.push(c as Buffer);
-  return JSON.parse(Buffer.concat(parts).toString('utf8'));
+  return JSON.parse(await readObjectText(store, p));
 }
 
 export async function readSourceManifest(

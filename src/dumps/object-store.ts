@@ -258,6 +258,13 @@ async function walk(dir: string, objectDir: string, out: string[]): Promise<void
   }
 }
 
+/** A whole (small) object as UTF-8 text: manifests, partial files, reports. */
+export async function readObjectText(store: ObjectStore, objectPath: string): Promise<string> {
+  const parts: Buffer[] = [];
+  for await (const c of await store.get(objectPath)) parts.push(c as Buffer);
+  return Buffer.concat(parts).toString('utf8');
+}
+
 export async function sha256File(file: string): Promise<string> {
   const hash = crypto.createHash('sha256');
   for await (const chunk of fs.createReadStream(file)) hash.update(chunk as Buffer);

@@ -11,7 +11,7 @@
  * count how often each ran).
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { ObjectStore } from '../../src/dumps/object-store.js';
+import { readObjectText, type ObjectStore } from '../../src/dumps/object-store.js';
 import type { JobDefinition, TaskContext } from '../../src/pipeline/job.js';
 
 export const PARTS = 4;
@@ -19,9 +19,7 @@ export const SLOW_MARKER = '/test/control/slow';
 
 export async function readText(store: ObjectStore, p: string): Promise<string | undefined> {
   if (!(await store.head(p))) return undefined;
-  const parts: Buffer[] = [];
-  for await (const c of await store.get(p)) parts.push(c as Buffer);
-  return Buffer.concat(parts).toString('utf8');
+  return readObjectText(store, p);
 }
 
 async function whileSlow(ctx: TaskContext): Promise<void> {

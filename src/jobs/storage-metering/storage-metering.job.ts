@@ -21,7 +21,7 @@ import {
   readSourceManifest,
   type SourceManifest,
 } from '../../dumps/manifest.js';
-import type { ObjectStore } from '../../dumps/object-store.js';
+import { readObjectText, type ObjectStore } from '../../dumps/object-store.js';
 import type { CommitContext, JobDefinition, PipelineServices, TaskContext } from '../../pipeline/job.js';
 import { ReportBuilder } from '../../pipeline/report.js';
 import { scanPartition } from './storage-metering.scan.js';
@@ -55,12 +55,6 @@ interface TaskParams {
   group: number;
   groups: number;
   sources: UnpackOutput[];
-}
-
-async function readAll(store: ObjectStore, p: string): Promise<string> {
-  const parts: Buffer[] = [];
-  for await (const c of await store.get(p)) parts.push(c as Buffer);
-  return Buffer.concat(parts).toString('utf8');
 }
 
 async function runPartition(ctx: TaskContext) {
@@ -151,7 +145,7 @@ async function commitMetering(ctx: CommitContext, o: StorageMeteringOptions) {
   const merged = report.phase('merge');
   const usage = new Map<string, Map<Namespace, Usage>>();
   for (const t of ctx.tasks)
-    mergeUsage(usage, parsePartial(await readAll(store, (t.output as { path: string }).path)));
+    mergeUsage(usage, parsePartial(await readObjectText(store, (t.output as { path: string }).path)));
   const owners = [...usage.keys()].sort();
   const lines = owners.map((owner) => JSON.stringify({ owner, storage: storageRecord(usage.get(owner)) }));
   const body = lines.length > 0 ? `${lines.join('\n')}\n` : '';
