@@ -8,6 +8,7 @@ import { snapshotAll } from '../dumps/snapshot.js';
 import { unpackDump } from '../dumps/unpack.js';
 import { ingestMakoListing, ingestMakoObject, type MakoIngestResult } from '../dumps/mako.js';
 import type { SourceManifest } from '../dumps/manifest.js';
+import { DEFAULT_PARTITIONS } from '../dumps/partition.js';
 import { StorageClient } from '../storage/storage-client.js';
 import { action, configFrom, printTable, usageError } from './cli-support.js';
 
@@ -109,7 +110,11 @@ export function registerDumpsCommands(program: Command): void {
         'with its start instant, and ingest it into chunks partitioned by objectId',
     )
     .option('--node <id>', 'only this storage node')
-    .option('--partitions <P>', "partitions (the same P as the day's unpack)", '16')
+    .option(
+      '--partitions <P>',
+      "partitions of the listing's chunks (any P joins the shards' chunks, by the gcd of their P)",
+      String(DEFAULT_PARTITIONS),
+    )
     .option(
       '--from-store',
       'ingest the listing already stored at /poseidon/stor/mako/<id> instead of fetching',

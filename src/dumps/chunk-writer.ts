@@ -136,25 +136,21 @@ export class LineBuffer {
 
   /** Close the file; what it holds, and start counting afresh for the next one. */
   closeFile(): SegmentFile {
-    this.close();
+    this.flush();
+    if (this.fd !== undefined) fs.closeSync(this.fd);
+    this.fd = undefined;
     const file = { rows: this.rows, longestLine: this.longestLine };
     this.rows = 0;
     this.longestLine = 0;
     return file;
   }
 
-  flush(): void {
+  private flush(): void {
     if (this.off === 0 || !this.buf) return;
     this.fd ??= fs.openSync(this.file(), 'w');
     fs.writeSync(this.fd, this.buf, 0, this.off);
     this.off = 0;
     if (this.buf.length > this.capacity) this.buf = undefined;
-  }
-
-  close(): void {
-    this.flush();
-    if (this.fd !== undefined) fs.closeSync(this.fd);
-    this.fd = undefined;
   }
 }
 

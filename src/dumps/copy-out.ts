@@ -167,11 +167,7 @@ export class CopyOutBlocks extends Readable implements Submittable {
     }
     this.used = dst;
     this.rows += count;
-    if (this.used === this.blockBytes) {
-      this.wanted = this.push(block);
-      this.block = Buffer.allocUnsafe(this.blockBytes);
-      this.used = 0;
-    }
+    this.pushIfFull();
     return end;
   }
 
@@ -182,12 +178,16 @@ export class CopyOutBlocks extends Readable implements Submittable {
       src.copy(this.block, this.used, start, start + n);
       this.used += n;
       start += n;
-      if (this.used === this.blockBytes) {
-        this.wanted = this.push(this.block);
-        this.block = Buffer.allocUnsafe(this.blockBytes);
-        this.used = 0;
-      }
+      this.pushIfFull();
     }
+  }
+
+  /** A full block goes to the reader; the next rows go to a new one. */
+  private pushIfFull(): void {
+    if (this.used < this.blockBytes) return;
+    this.wanted = this.push(this.block);
+    this.block = Buffer.allocUnsafe(this.blockBytes);
+    this.used = 0;
   }
 
   /** Give the socket back to the client, with the bytes it has not seen yet. */

@@ -36,7 +36,10 @@ export function partitionOf(id: string, partitions: number): number {
   return fnv1a32(id.toLowerCase()) % partitions;
 }
 
-/** Default number of partitions per table when one is asked for by number (CLI `--partitions`). */
+/**
+ * P of a storage node's listing when none is given (mako ingest, `remora manifest`). Shards
+ * choose theirs from their size (autoPartitions); the two still join by partition group.
+ */
 export const DEFAULT_PARTITIONS = 16;
 
 /**

@@ -134,10 +134,10 @@ export function makoTableSpec(): TableSpec {
 /**
  * read_csv's buffer for a file whose longest line is `longestLine` bytes: a power of two above
  * it, at least 2 MiB. DuckDB needs the buffer to hold the longest line (`max_line_size`), and each
- * conversion thread holds buffers of this size: a fixed 16 MB (for 8 MB lines) cost ~50 MB of the
+ * conversion thread holds buffers of this size: a fixed 16 MB (for 8 MB lines) cost ~65 MB of the
  * unpack's peak RSS (docs/dumps.md "Session 4"), while moray rows are a few KB.
  */
-export function csvBufferBytes(longestLine: number): number {
+function csvBufferBytes(longestLine: number): number {
   let b = MIN_CSV_BUFFER_BYTES;
   while (b <= longestLine + 1) b *= 2;
   return b;
