@@ -1,5 +1,6 @@
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
+import { layersPlugin } from './eslint.layers.js';
 
 export default tseslint.config(
   { ignores: ['dist/**', 'node_modules/**', '.state/**', 'bin/**', 'web-dist/**'] },
@@ -27,7 +28,12 @@ export default tseslint.config(
     },
   },
   {
-    files: ['eslint.config.js'],
+    files: ['src/**/*.ts'],
+    plugins: { remora: layersPlugin },
+    rules: { 'remora/layers': 'error' },
+  },
+  {
+    files: ['eslint.config.js', 'eslint.layers.js'],
     extends: [tseslint.configs.disableTypeChecked],
   },
 );

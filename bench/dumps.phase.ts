@@ -7,7 +7,7 @@
 import path from 'node:path';
 import { defaultConfig } from '../src/config/config.js';
 import { MetadataTier } from '../src/metadata/metadata-tier.js';
-import { LocalObjectStore } from '../src/dumps/object-store.js';
+import { LocalObjectStore } from '../src/objectstore/object-store.js';
 import { snapshotShard } from '../src/dumps/snapshot.js';
 import { unpackDump } from '../src/dumps/unpack.js';
 

@@ -70,7 +70,7 @@ const UNPACK_TAG = `schema ${CHUNK_SCHEMA}, auto P at ${DEFAULT_ROWS_PER_PARTITI
 
 /** Unpack every shard's dump as the pipeline does (automatic P from the snapshot's row count); writes sources.json. */
 async function unpackAll(dir: string, dumps: Dump[]): Promise<number> {
-  const { LocalObjectStore } = await import('../src/dumps/object-store.js');
+  const { LocalObjectStore } = await import('../src/objectstore/object-store.js');
   const { unpackDump } = await import('../src/dumps/unpack.js');
   const store = new LocalObjectStore(path.join(dir, 'objects'));
   const t = Date.now();
@@ -93,7 +93,7 @@ async function unpackAll(dir: string, dumps: Dump[]): Promise<number> {
 async function dumpsOf(dir: string): Promise<Dump[]> {
   const file = path.join(dir, 'dumps.json');
   if (fs.existsSync(file)) return JSON.parse(fs.readFileSync(file, 'utf8')) as Dump[];
-  const { LocalObjectStore } = await import('../src/dumps/object-store.js');
+  const { LocalObjectStore } = await import('../src/objectstore/object-store.js');
   const { readSourceManifest } = await import('../src/dumps/manifest.js');
   const store = new LocalObjectStore(path.join(dir, 'objects'));
   const sources = JSON.parse(fs.readFileSync(path.join(dir, 'sources.json'), 'utf8')) as UnpackOutput[];
@@ -111,7 +111,7 @@ async function dumpsOf(dir: string): Promise<Dump[]> {
 async function build(n: number, dir: string): Promise<Built> {
   const { openTestTier, testConfig } = await import('../test/helpers/pg.js');
   const { bulkLoad } = await import('../src/workload/bulk.js');
-  const { LocalObjectStore } = await import('../src/dumps/object-store.js');
+  const { LocalObjectStore } = await import('../src/objectstore/object-store.js');
   const { snapshotAll } = await import('../src/dumps/snapshot.js');
   const { tier, config, cleanup } = await openTestTier(testConfig());
   try {

@@ -14,12 +14,12 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { systemClock } from '../src/core/clock.js';
-import { LocalObjectStore } from '../src/dumps/object-store.js';
+import { LocalObjectStore } from '../src/objectstore/object-store.js';
 import type { MetadataTier } from '../src/metadata/metadata-tier.js';
 import type { RemoraConfig } from '../src/config/config.js';
 import type { PipelineServices, TaskSpec } from '../src/pipeline/job.js';
 import { attemptPrefix, runPrefix } from '../src/pipeline/inputs.js';
-import { mergeReports, ReportBuilder, type RunReport } from '../src/pipeline/report.js';
+import { mergeReports, ReportBuilder, type RunReport } from '../src/core/run-report.js';
 import { storageMeteringJob, type UnpackOutput } from '../src/jobs/storage-metering/storage-metering.job.js';
 
 const [workDir, conc] = process.argv.slice(2) as [string, string];

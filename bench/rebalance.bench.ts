@@ -9,7 +9,7 @@
 import crypto from 'node:crypto';
 import { ensureBenchPostgres } from './support.js';
 import { SeededRandom } from '../src/core/clock.js';
-import type { Deployment } from '../src/main/deployment.js';
+import type { Deployment } from '../src/deployment/deployment.js';
 import { objectValue } from '../src/frontdoor/records.js';
 import { RebalancePlanner } from '../src/jobs/rebalance/rebalance.plan.js';
 import { insertJob, insertObjects, migrateRebalance } from '../src/jobs/rebalance/rebalance.repository.js';

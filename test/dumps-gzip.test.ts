@@ -12,7 +12,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
 import { ParallelGzip } from '../src/dumps/parallel-gzip.js';
-import { LocalObjectStore } from '../src/dumps/object-store.js';
+import { LocalObjectStore } from '../src/objectstore/object-store.js';
 import { unpackDump } from '../src/dumps/unpack.js';
 import { readChunkRows } from './helpers/chunks.js';
 

@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import zlib from 'node:zlib';
-import { LocalObjectStore } from '../src/dumps/object-store.js';
+import { LocalObjectStore } from '../src/objectstore/object-store.js';
 import { unpackDump } from '../src/dumps/unpack.js';
 import { escapeCopyField } from '../src/dumps/copy-text.js';
 import { CopyRowScanner, partitionOfAsciiBytes } from '../src/dumps/copy-rows.js';

@@ -10,7 +10,7 @@ import zlib from 'node:zlib';
 import { openTestTier } from './helpers/pg.js';
 import { readChunkRows } from './helpers/chunks.js';
 import type { MetadataTier } from '../src/metadata/metadata-tier.js';
-import { LocalObjectStore } from '../src/dumps/object-store.js';
+import { LocalObjectStore } from '../src/objectstore/object-store.js';
 import { snapshotAll, snapshotShard } from '../src/dumps/snapshot.js';
 import { unpackDump } from '../src/dumps/unpack.js';
 import { listChunks } from '../src/dumps/manifest.js';

@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import { Readable } from 'node:stream';
-import { LocalObjectStore } from '../src/dumps/object-store.js';
+import { LocalObjectStore } from '../src/objectstore/object-store.js';
 import { unpackDump } from '../src/dumps/unpack.js';
 import { listChunks } from '../src/dumps/manifest.js';
 import { partitionOf } from '../src/dumps/partition.js';

@@ -13,12 +13,12 @@ import { startTestDeployment } from './helpers/deployment.js';
 import { FAST } from './helpers/pipeline.js';
 import { loadConfig } from '../src/config/config.js';
 import { isRemoraError } from '../src/core/errors.js';
-import { FrontDoorObjectStore } from '../src/dumps/frontdoor-store.js';
-import { withLocalChunks } from '../src/dumps/local-chunks.js';
+import { FrontDoorObjectStore } from '../src/objectstore/frontdoor-store.js';
+import { withLocalChunks } from '../src/objectstore/local-chunks.js';
 import { readSourceManifest } from '../src/dumps/manifest.js';
-import { readObjectText } from '../src/dumps/object-store.js';
+import { readObjectText } from '../src/objectstore/object-store.js';
 import { createAccount } from '../src/frontdoor/accounts.js';
-import { openObjectStore } from '../src/main/context.js';
+import { openObjectStore } from '../src/deployment/context.js';
 import {
   MIN_SIZE,
   operatorReportPath,
@@ -26,8 +26,8 @@ import {
 } from '../src/jobs/storage-metering/storage-metering.rules.js';
 import type { UnpackOutput } from '../src/jobs/storage-metering/storage-metering.job.js';
 import { driveDays, scheduleDay } from '../src/pipeline/operations.js';
-import { dayOf } from '../src/pipeline/partitions.js';
-import { withPipelineSession } from '../src/pipeline/session.js';
+import { dayOf } from '../src/core/days.js';
+import { withDailyPipeline } from '../src/jobs/catalog.js';
 
 test(
   'daily pipeline with the front door as its object store: reports in Manta, nothing local',
@@ -44,7 +44,7 @@ test(
 
       const store = new FrontDoorObjectStore(client);
       const day = dayOf(Date.now());
-      const runs = await withPipelineSession(
+      const runs = await withDailyPipeline(
         d.config,
         d.tier,
         { log: () => {}, store, settings: FAST },

@@ -4,12 +4,12 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { startTestDeployment } from './helpers/deployment.js';
-import type { Deployment } from '../src/main/deployment.js';
+import type { Deployment } from '../src/deployment/deployment.js';
 import { createAccount } from '../src/frontdoor/accounts.js';
 import type { FrontDoorClient } from '../src/frontdoor/client.js';
 import { isRemoraError } from '../src/core/errors.js';
 import type { MantaObjectValue } from '../src/metadata/types.js';
-import { auditLogDir } from '../src/main/deployment.js';
+import { auditLogDir } from '../src/deployment/deployment.js';
 
 interface AuditLine {
   audit: boolean;
@@ -222,7 +222,7 @@ test('every request writes one muskie audit line with owner, status and bytes', 
 
 test('finished hours of the audit log are published to /poseidon/stor/logs/muskie; the current hour stays', async () => {
   const { AuditLog } = await import('../src/frontdoor/audit-log.js');
-  const { defaultObjectStore } = await import('../src/dumps/object-store.js');
+  const { defaultObjectStore } = await import('../src/objectstore/object-store.js');
   const log = new AuditLog(auditLogDir(d.config), 'frontdoor-test');
   const past = new Date(Date.UTC(2026, 0, 2, 3, 15));
   const entry = {

@@ -12,7 +12,7 @@ import path from 'node:path';
 import { startTestDeployment } from './helpers/deployment.js';
 import { readChunkRows } from './helpers/chunks.js';
 import { createAccount } from '../src/frontdoor/accounts.js';
-import { LocalObjectStore } from '../src/dumps/object-store.js';
+import { LocalObjectStore } from '../src/objectstore/object-store.js';
 import { ingestMakoListing } from '../src/dumps/mako.js';
 import type { MantaObjectValue } from '../src/metadata/types.js';
 import { copyOwner } from '../src/frontdoor/records.js';

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { openDuck, sqlString } from '../src/dumps/duckdb.js';
 import { closeMeteringDuck, scanPartition } from '../src/jobs/storage-metering/storage-metering.scan.js';
 import { MIN_SIZE } from '../src/jobs/storage-metering/storage-metering.rules.js';
-import { ReportBuilder } from '../src/pipeline/report.js';
+import { ReportBuilder } from '../src/core/run-report.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'remora-scan-'));
 after(async () => {

@@ -20,7 +20,7 @@ import {
   tempFiles,
 } from './helpers/rebalance.js';
 import { testConfig } from './helpers/pg.js';
-import type { Deployment } from '../src/main/deployment.js';
+import type { Deployment } from '../src/deployment/deployment.js';
 import { defaultStorageNodes } from '../src/config/config.js';
 import { SeededRandom } from '../src/core/clock.js';
 import { createAccount } from '../src/frontdoor/accounts.js';

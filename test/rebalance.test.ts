@@ -18,7 +18,7 @@ import {
   snapshotAndUnpack,
   storeOf,
 } from './helpers/rebalance.js';
-import type { Deployment } from '../src/main/deployment.js';
+import type { Deployment } from '../src/deployment/deployment.js';
 import { createAccount } from '../src/frontdoor/accounts.js';
 import type { FrontDoorClient } from '../src/frontdoor/client.js';
 import { isRemoraError } from '../src/core/errors.js';

@@ -2,6 +2,7 @@
 import { Command } from 'commander';
 import { loadConfig, type RemoraConfig } from '../config/config.js';
 import { RemoraError, toRemoraError } from '../core/errors.js';
+import { formatTable } from '../core/table.js';
 
 export interface GlobalOptions {
   stateDir?: string;
@@ -35,23 +36,5 @@ export function usageError(message: string): RemoraError {
 }
 
 export function printTable(rows: Record<string, unknown>[], columns?: string[]): void {
-  if (rows.length === 0) {
-    process.stdout.write('(none)\n');
-    return;
-  }
-  const cols = columns ?? Object.keys(rows[0]!);
-  const cell = (v: unknown): string => {
-    if (v === undefined || v === null) return '';
-    if (typeof v === 'string') return v;
-    if (typeof v === 'number' || typeof v === 'boolean' || typeof v === 'bigint') return v.toString();
-    return JSON.stringify(v);
-  };
-  const widths = cols.map((c) => Math.max(c.length, ...rows.map((r) => cell(r[c]).length)));
-  const line = (vals: string[]) =>
-    vals
-      .map((v, i) => v.padEnd(widths[i]!))
-      .join('  ')
-      .trimEnd();
-  process.stdout.write(`${line(cols)}\n`);
-  for (const r of rows) process.stdout.write(`${line(cols.map((c) => cell(r[c])))}\n`);
+  process.stdout.write(formatTable(rows, columns));
 }

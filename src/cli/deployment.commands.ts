@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { type Command, InvalidArgumentError } from 'commander';
 import { action, configFrom, printTable, usageError } from './cli-support.js';
-import { Deployment } from '../main/deployment.js';
+import { Deployment } from '../deployment/deployment.js';
 import {
   type DeploymentState,
   isAlive,
@@ -12,15 +12,15 @@ import {
   withMetadata,
   removeStateIfOurs,
   operatorTokenPath,
-} from '../main/context.js';
+} from '../deployment/context.js';
 import type { RemoraConfig } from '../config/config.js';
-import { runDemo } from '../main/demo.js';
+import { runDemo } from '../deployment/demo.js';
 import { runWorkload } from '../workload/driver.js';
 import { bulkLoad } from '../workload/bulk.js';
 import { DEFAULT_SPEC, type WorkloadSpec } from '../workload/generator.js';
 import { createAccount, listAccounts } from '../frontdoor/accounts.js';
-import { storageRoot } from '../main/deployment.js';
-import { formatBytes, summarizeAccounts, summarizeNodes } from '../main/summary.js';
+import { storageRoot } from '../deployment/deployment.js';
+import { formatBytes, summarizeAccounts, summarizeNodes } from '../deployment/summary.js';
 import { RemoraError } from '../core/errors.js';
 
 const int = (v: string): number => {

@@ -3,7 +3,7 @@
  * Thin: the work is in src/dumps/.
  */
 import type { Command } from 'commander';
-import { readDeploymentState, withMetadata, withObjectStore } from '../main/context.js';
+import { readDeploymentState, withMetadata, withObjectStore } from '../deployment/context.js';
 import { snapshotAll } from '../dumps/snapshot.js';
 import { unpackDump } from '../dumps/unpack.js';
 import { ingestMakoListing, ingestMakoObject, type MakoIngestResult } from '../dumps/mako.js';

@@ -4,17 +4,17 @@
  */
 import type { Command } from 'commander';
 import { RemoraError } from '../core/errors.js';
-import { withMetadata, withObjectStore } from '../main/context.js';
+import { withMetadata, withObjectStore } from '../deployment/context.js';
 import { Coordinator } from '../pipeline/coordinator.js';
 import { backfill, driveDays, rerun, scheduleDay } from '../pipeline/operations.js';
-import { assertDay, dayOf, daysBetween } from '../pipeline/partitions.js';
+import { assertDay, dayOf, daysBetween } from '../core/days.js';
 import type { RunRow } from '../pipeline/runs.repository.js';
 import type { PipelineRuntime } from '../pipeline/runtime.js';
-import { withPipelineSession } from '../pipeline/session.js';
+import { withDailyPipeline } from '../jobs/catalog.js';
 import { Scheduler } from '../pipeline/scheduler.js';
 import { describeRun, runMatrix } from '../pipeline/views.js';
 import { action, configFrom, printTable } from './cli-support.js';
-import { printUsageTable } from './pipeline-output.js';
+import { printUsageTable } from '../deployment/usage-table.js';
 
 interface ServeOptions {
   metricsPort?: string;
@@ -34,7 +34,7 @@ async function withPipeline(
   const settings = o.concurrency ? { concurrency: Number(o.concurrency) } : {};
   await withObjectStore(config, (store) =>
     withMetadata(config, (tier) =>
-      withPipelineSession(
+      withDailyPipeline(
         config,
         tier,
         {

@@ -5,9 +5,9 @@
  */
 import type { Command } from 'commander';
 import type { RemoraConfig } from '../config/config.js';
-import type { ObjectStore } from '../dumps/object-store.js';
+import type { ObjectStore } from '../objectstore/object-store.js';
 import type { MetadataTier } from '../metadata/metadata-tier.js';
-import { readDeploymentState, withMetadata, withObjectStore } from '../main/context.js';
+import { readDeploymentState, withMetadata, withObjectStore } from '../deployment/context.js';
 import { StorageClient } from '../storage/storage-client.js';
 import { runJob, DEFAULT_CONCURRENCY, type RunTotals } from '../jobs/rebalance/rebalance.run.js';
 import { planJob, type PlanResult, replanForRetry } from '../jobs/rebalance/rebalance.service.js';

@@ -5,7 +5,7 @@
 import type { Command } from 'commander';
 import { systemClock } from '../core/clock.js';
 import type { RemoraConfig } from '../config/config.js';
-import { readDeploymentState, withMetadata } from '../main/context.js';
+import { readDeploymentState, withMetadata } from '../deployment/context.js';
 import {
   disableWrites,
   enableWrites,

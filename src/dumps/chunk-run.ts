@@ -8,7 +8,7 @@ import { RemoraError } from '../core/errors.js';
 import type { ChunkContext } from './chunk-writer.js';
 import { openDuck, type DuckOptions } from './duckdb.js';
 import type { SourceManifest } from './manifest.js';
-import { LocalObjectStore, type ObjectStore } from './object-store.js';
+import { LocalObjectStore, type ObjectStore } from '../objectstore/object-store.js';
 import type { ReportBuilder } from './report.js';
 
 export interface ChunkRunOptions {

@@ -12,7 +12,7 @@ import path from 'node:path';
 import type { DuckDBConnection } from '@duckdb/node-api';
 import { partitionOf } from './partition.js';
 import { chunkPath } from './layout.js';
-import { adoptFile, type ObjectStore } from './object-store.js';
+import { adoptFile, type ObjectStore } from '../objectstore/object-store.js';
 import { readCsvSql, readTsvSql, type TableSpec } from './table-specs.js';
 import { CopyRowScanner, partitionOfAsciiBytes } from './copy-rows.js';
 import { sqlString } from './duckdb.js';

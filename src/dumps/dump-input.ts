@@ -12,7 +12,7 @@ import type { Readable } from 'node:stream';
 import zlib from 'node:zlib';
 import { RemoraError } from '../core/errors.js';
 import { parseDumpName } from './layout.js';
-import type { ObjectStore } from './object-store.js';
+import type { ObjectStore } from '../objectstore/object-store.js';
 import type { ReportBuilder } from './report.js';
 
 export interface ResolvedInput {

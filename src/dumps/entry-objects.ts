@@ -10,7 +10,7 @@
 import { once } from 'node:events';
 import zlib from 'node:zlib';
 import { ZLIB_CHUNK_BYTES } from './parallel-gzip.js';
-import type { ObjectStore, PutResult } from './object-store.js';
+import type { ObjectStore, PutResult } from '../objectstore/object-store.js';
 
 export class EntryObjectWriter {
   private gzip: zlib.Gzip | undefined;

@@ -15,12 +15,9 @@ export const BACKUPS_ROOT = '/poseidon/stor/manatee_backups';
 export const MAKO_ROOT = '/poseidon/stor/mako';
 export const UNPACKED_ROOT = '/poseidon/stor/remora/unpacked';
 
-const pad = (n: number, w = 2) => String(n).padStart(w, '0');
+import { dayOf } from '../core/days.js';
 
-/** `YYYY-MM-DD` of an instant, UTC. */
-export function dayOf(at: Date): string {
-  return `${at.getUTCFullYear()}-${pad(at.getUTCMonth() + 1)}-${pad(at.getUTCDate())}`;
-}
+const pad = (n: number, w = 2) => String(n).padStart(w, '0');
 
 /** `YYYY-MM-DD-HH-MM-SS`, as manatee names dumps. */
 export function stampOf(at: Date): string {

@@ -8,7 +8,7 @@
  * reader sees a complete earlier attempt or a complete new one, never a mix (DESIGN.md
  * "each attempt writes its outputs under its own name and a run commits by switching one pointer").
  */
-import { readObjectText, type ObjectStore } from './object-store.js';
+import { readObjectText, type ObjectStore } from '../objectstore/object-store.js';
 import type { ChunkInfo } from './chunk-writer.js';
 import type { DumpReport } from './report.js';
 import { sourceManifestPath, unpackedDayDir } from './layout.js';

@@ -21,7 +21,7 @@ import { connectShard, type MetadataTier, type ShardHandle } from '../metadata/m
 import { backupPath } from './layout.js';
 import { CopyOutBlocks } from './copy-out.js';
 import { ParallelGzip } from './parallel-gzip.js';
-import type { ObjectStore } from './object-store.js';
+import type { ObjectStore } from '../objectstore/object-store.js';
 
 export interface SnapshotResult {
   shard: string;

@@ -15,9 +15,10 @@ import {
   writeSourceManifest,
   type TableManifest,
 } from './manifest.js';
-import type { ObjectStore } from './object-store.js';
+import type { ObjectStore } from '../objectstore/object-store.js';
 import { EntryObjectWriter } from './entry-objects.js';
-import { dayOf, entryObjectPath } from './layout.js';
+import { entryObjectPath } from './layout.js';
+import { dayOf } from '../core/days.js';
 import { autoPartitions } from './partition.js';
 import { ReportBuilder } from './report.js';
 import { genericTableSpec, morayTableSpec } from './table-specs.js';

@@ -19,7 +19,7 @@ import { raiseAlert } from './alerts.js';
 import { EngineUtils, enqueueTask } from './engine.js';
 import type { JobDefinition, UpstreamOutput } from './job.js';
 import { partitionOfRun, resolveInputs, runPrefix } from './inputs.js';
-import { mergeReports, type RunReport } from './report.js';
+import { mergeReports, type RunReport } from '../core/run-report.js';
 import type { PipelineRuntime } from './runtime.js';
 import { jobEnabled } from './settings.js';
 import {

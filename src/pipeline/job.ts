@@ -21,10 +21,10 @@
  */
 import type { RemoraConfig } from '../config/config.js';
 import type { Clock } from '../core/clock.js';
-import type { ObjectStore } from '../dumps/object-store.js';
+import type { ObjectStore } from '../objectstore/object-store.js';
 import type { MetadataTier } from '../metadata/metadata-tier.js';
 import type { Partition } from './partitions.js';
-import type { ReportBuilder, ReportThresholds, RunReport, Verdict } from './report.js';
+import type { ReportBuilder, ReportThresholds, RunReport, Verdict } from '../core/run-report.js';
 
 /**
  * Partition kinds. Every partition belongs to a pipeline day (the matrix of `remora runs`

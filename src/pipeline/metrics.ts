@@ -6,7 +6,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import client from 'prom-client';
-import type { RunReport } from './report.js';
+import type { RunReport } from '../core/run-report.js';
 
 export class PipelineMetrics {
   readonly registry = new client.Registry();

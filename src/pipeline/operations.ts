@@ -6,7 +6,8 @@
 import type pg from 'pg';
 import type { Coordinator } from './coordinator.js';
 import { runPrefix } from './inputs.js';
-import { addDays, daysBetween, partitionsFor } from './partitions.js';
+import { partitionsFor } from './partitions.js';
+import { addDays, daysBetween } from '../core/days.js';
 import type { PipelineRuntime } from './runtime.js';
 import {
   ACTIVE_STATES,

@@ -7,7 +7,6 @@
  *   day-shard  2024-03-01/shard=2.moray.remora.local
  *   day-node   2024-03-01/node=1.stor.dc1.remora.local
  */
-import { RemoraError } from '../core/errors.js';
 import type { RemoraConfig } from '../config/config.js';
 import type { JobDefinition, PartitionKind } from './job.js';
 
@@ -30,34 +29,6 @@ export function topologyOf(config: RemoraConfig): Topology {
     shards: config.shards.map((s) => ({ name: s.name, role: s.role })),
     nodes: config.storage.nodes.map((n) => n.id),
   };
-}
-
-const DAY_RE = /^\d{4}-\d{2}-\d{2}$/;
-
-export function assertDay(day: string): string {
-  if (!DAY_RE.test(day) || Number.isNaN(Date.parse(`${day}T00:00:00Z`))) {
-    throw new RemoraError('UsageError', `not a day (YYYY-MM-DD): ${day}`);
-  }
-  return day;
-}
-
-export function dayOf(ms: number): string {
-  return new Date(ms).toISOString().slice(0, 10);
-}
-
-export function dayStartMs(day: string): number {
-  return Date.parse(`${day}T00:00:00Z`);
-}
-
-export function addDays(day: string, n: number): string {
-  return dayOf(dayStartMs(day) + n * 86_400_000);
-}
-
-/** Every day from `from` to `to` inclusive, oldest first. */
-export function daysBetween(from: string, to: string): string[] {
-  const out: string[] = [];
-  for (let d = assertDay(from); d <= assertDay(to); d = addDays(d, 1)) out.push(d);
-  return out;
 }
 
 export function parsePartition(kind: PartitionKind, key: string): Partition {

@@ -4,7 +4,7 @@
  * DEPENDENCY-NOTES.md). One function per statement, client first.
  */
 import type { Queryable } from '../metadata/moray.repository.js';
-import type { RunReport, Verdict } from './report.js';
+import type { RunReport, Verdict } from '../core/run-report.js';
 
 export const SCHEMA = 'remora_pipeline';
 

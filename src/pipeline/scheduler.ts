@@ -8,7 +8,7 @@
  */
 import type { Coordinator } from './coordinator.js';
 import { applyRetention, scheduleDay } from './operations.js';
-import { addDays, dayOf } from './partitions.js';
+import { addDays, dayOf } from '../core/days.js';
 import type { PipelineRuntime } from './runtime.js';
 import { runsBetween } from './runs.repository.js';
 

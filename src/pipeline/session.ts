@@ -1,20 +1,23 @@
 /**
  * One process's pipeline session: the runtime, a coordinator, optionally an in-process
  * worker and a metrics endpoint, around `fn`; everything closed afterwards. Used by the
- * `pipeline`/`rerun`/`backfill`/`scheduler` commands and by the quick-start demo.
+ * `pipeline`/`rerun`/`backfill`/`scheduler` commands and by the quick-start demo, through
+ * the job catalog's `withDailyPipeline` (src/jobs/catalog.ts).
  */
 import type { RemoraConfig } from '../config/config.js';
 import { type Clock, systemClock } from '../core/clock.js';
-import { defaultObjectStore, type ObjectStore } from '../dumps/object-store.js';
+import { defaultObjectStore, type ObjectStore } from '../objectstore/object-store.js';
 import type { MetadataTier } from '../metadata/metadata-tier.js';
 import { Coordinator } from './coordinator.js';
-import { defaultJobs } from './default-jobs.js';
+import type { JobDefinition } from './job.js';
 import { serveMetrics } from './metrics.js';
 import { openRuntime, type PipelineRuntime } from './runtime.js';
 import { pipelineSettings, type PipelineSettings } from './settings.js';
 import { PipelineWorker } from './worker.js';
 
 export interface SessionOptions {
+  /** The jobs this session runs (the catalog's list; the executor knows no job by name). */
+  jobs: (settings: PipelineSettings) => JobDefinition[];
   /** Run tasks in this process too (default true). */
   worker?: boolean;
   metricsPort?: number;
@@ -39,7 +42,7 @@ export async function withPipelineSession<T>(
     clock: o.clock ?? systemClock,
     log: o.log,
   };
-  const rt = await openRuntime(services, defaultJobs(settings), o.settings ?? {});
+  const rt = await openRuntime(services, o.jobs(settings), o.settings ?? {});
   const coordinator = new Coordinator(rt);
   const port = o.metricsPort ?? settings.metricsPort;
   const metrics = port === undefined ? undefined : await serveMetrics(rt.metrics, port);

@@ -13,7 +13,7 @@
 import type { RemoraConfig } from '../config/config.js';
 import { RemoraError } from '../core/errors.js';
 import { DEFAULT_ROWS_PER_PARTITION } from '../dumps/partition.js';
-import { DEFAULT_THRESHOLDS, type ReportThresholds } from './report.js';
+import { DEFAULT_THRESHOLDS, type ReportThresholds } from '../core/run-report.js';
 
 export interface JobSettings {
   /** Per-job switch (the original's METER_STORAGE_ENABLED, GC_ENABLED, … SAPI flags). */

@@ -6,7 +6,7 @@
  *                 heartbeating; the engine job is unlocked and claimed again elsewhere)
  */
 import type { Queryable } from '../metadata/moray.repository.js';
-import type { RunReport } from './report.js';
+import type { RunReport } from '../core/run-report.js';
 import { SCHEMA } from './runs.repository.js';
 
 export interface TaskRow {

@@ -2,7 +2,7 @@
 import { alertsForRun, getRun, type RunRow, type RunState } from './runs.repository.js';
 import { attemptsOfRun, tasksOfRun, type AttemptRow, type TaskRow } from './tasks.repository.js';
 import { latestRunsBetween } from './operations.js';
-import { addDays } from './partitions.js';
+import { addDays } from '../core/days.js';
 import type { PipelineRuntime } from './runtime.js';
 
 /** Worst first: the cell of a job on a day shows its worst partition. */

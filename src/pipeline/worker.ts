@@ -18,7 +18,7 @@ import { RemoraError, toRemoraError } from '../core/errors.js';
 import { EngineUtils, startEngineWorker, type TaskPayload } from './engine.js';
 import { attemptPrefix, partitionOfRun } from './inputs.js';
 import type { TaskResult, UpstreamOutput } from './job.js';
-import { ReportBuilder } from './report.js';
+import { ReportBuilder } from '../core/run-report.js';
 import type { PipelineRuntime } from './runtime.js';
 import { getRun } from './runs.repository.js';
 import {

@@ -1,7 +1,7 @@
 /** Test helpers for dumps: read chunk rows back through DuckDB. */
 import type { Json } from '@duckdb/node-api';
 import { openDuck, sqlString } from '../../src/dumps/duckdb.js';
-import type { LocalObjectStore } from '../../src/dumps/object-store.js';
+import type { LocalObjectStore } from '../../src/objectstore/object-store.js';
 
 export type ChunkRow = Record<string, Json>;
 

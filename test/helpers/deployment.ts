@@ -2,7 +2,7 @@
 import { testConfig, dropDatabases } from './pg.js';
 import fs from 'node:fs';
 import type { RemoraConfig } from '../../src/config/config.js';
-import { Deployment, type DeploymentOptions } from '../../src/main/deployment.js';
+import { Deployment, type DeploymentOptions } from '../../src/deployment/deployment.js';
 
 export async function startTestDeployment(
   over: Partial<RemoraConfig> = {},

@@ -11,7 +11,7 @@
  * count how often each ran).
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { readObjectText, type ObjectStore } from '../../src/dumps/object-store.js';
+import { readObjectText, type ObjectStore } from '../../src/objectstore/object-store.js';
 import type { JobDefinition, TaskContext } from '../../src/pipeline/job.js';
 
 export const PARTS = 4;

@@ -2,7 +2,7 @@
 import path from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { LocalObjectStore } from '../../src/dumps/object-store.js';
+import { LocalObjectStore } from '../../src/objectstore/object-store.js';
 import { systemClock } from '../../src/core/clock.js';
 import type { RemoraConfig } from '../../src/config/config.js';
 import { Coordinator } from '../../src/pipeline/coordinator.js';

@@ -2,10 +2,10 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { LocalObjectStore } from '../../src/dumps/object-store.js';
+import { LocalObjectStore } from '../../src/objectstore/object-store.js';
 import { snapshotAll } from '../../src/dumps/snapshot.js';
 import { unpackDump } from '../../src/dumps/unpack.js';
-import type { Deployment } from '../../src/main/deployment.js';
+import type { Deployment } from '../../src/deployment/deployment.js';
 import type { MantaObjectValue } from '../../src/metadata/types.js';
 import { TEMP_DIR } from '../../src/storage/storage-paths.js';
 

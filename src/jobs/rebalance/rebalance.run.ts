@@ -22,7 +22,7 @@
 import os from 'node:os';
 import { type Clock, systemClock } from '../../core/clock.js';
 import { toRemoraError } from '../../core/errors.js';
-import { dayOf } from '../../dumps/layout.js';
+import { dayOf } from '../../core/days.js';
 import type { MetadataTier } from '../../metadata/metadata-tier.js';
 import type { StorageClient } from '../../storage/storage-client.js';
 import { analyze, type LiveRow, names, updateRecords } from './rebalance.metadata.js';

@@ -12,7 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { type Clock, type Random, systemClock, systemRandom } from '../../core/clock.js';
 import { RemoraError } from '../../core/errors.js';
-import type { ObjectStore } from '../../dumps/object-store.js';
+import type { ObjectStore } from '../../objectstore/object-store.js';
 import type { MetadataTier } from '../../metadata/metadata-tier.js';
 import type { StorageClient } from '../../storage/storage-client.js';
 import { type DestinationSummary, type PlanOptions, RebalancePlanner } from './rebalance.plan.js';

@@ -9,11 +9,12 @@
  */
 import readline from 'node:readline';
 import { RemoraError } from '../../core/errors.js';
-import { withLocalChunks } from '../../dumps/local-chunks.js';
+import { withLocalChunks } from '../../objectstore/local-chunks.js';
 import { openDuck, sqlString } from '../../dumps/duckdb.js';
-import { dayOf, makoPath } from '../../dumps/layout.js';
+import { makoPath } from '../../dumps/layout.js';
+import { dayOf } from '../../core/days.js';
 import { groupChunks, groupsOf, readSourceManifest, type SourceManifest } from '../../dumps/manifest.js';
-import type { ObjectStore } from '../../dumps/object-store.js';
+import type { ObjectStore } from '../../objectstore/object-store.js';
 import { classifyMakoLine } from '../../dumps/mako.js';
 import type { StorageClient } from '../../storage/storage-client.js';
 import type { Shark } from '../../metadata/types.js';

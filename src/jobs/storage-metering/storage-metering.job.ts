@@ -13,7 +13,7 @@
  */
 import { RemoraError } from '../../core/errors.js';
 import type { Namespace } from '../../core/ids.js';
-import { type ChunkFile, withLocalChunks } from '../../dumps/local-chunks.js';
+import { type ChunkFile, withLocalChunks } from '../../objectstore/local-chunks.js';
 import {
   groupChunks,
   groupsOf,
@@ -21,9 +21,9 @@ import {
   readSourceManifest,
   type SourceManifest,
 } from '../../dumps/manifest.js';
-import { readObjectText, type ObjectStore } from '../../dumps/object-store.js';
+import { readObjectText, type ObjectStore } from '../../objectstore/object-store.js';
 import type { CommitContext, JobDefinition, PipelineServices, TaskContext } from '../../pipeline/job.js';
-import { ReportBuilder } from '../../pipeline/report.js';
+import { ReportBuilder } from '../../core/run-report.js';
 import { scanPartition } from './storage-metering.scan.js';
 import {
   mergeUsage,

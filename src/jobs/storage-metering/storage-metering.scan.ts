@@ -9,7 +9,7 @@ import os from 'node:os';
 import type { DuckDBConnection } from '@duckdb/node-api';
 import { openDuck, sqlString } from '../../dumps/duckdb.js';
 import { NAMESPACES } from '../../core/ids.js';
-import type { ReportBuilder } from '../../pipeline/report.js';
+import type { ReportBuilder } from '../../core/run-report.js';
 import { MIN_SIZE } from './storage-metering.rules.js';
 
 const NS_LIST = NAMESPACES.map(sqlString).join(', ');

@@ -13,10 +13,10 @@ import { BACKUPS_ROOT } from '../dumps/layout.js';
 import type { DumpReport } from '../dumps/report.js';
 import { snapshotShard } from '../dumps/snapshot.js';
 import { unpackDump } from '../dumps/unpack.js';
-import type { UnpackOutput } from '../jobs/storage-metering/storage-metering.job.js';
-import type { JobDefinition } from './job.js';
-import { dayOf, dayStartMs } from './partitions.js';
-import type { ReportBuilder } from './report.js';
+import type { UnpackOutput } from './storage-metering/storage-metering.job.js';
+import type { JobDefinition } from '../pipeline/job.js';
+import { dayOf, dayStartMs } from '../core/days.js';
+import type { ReportBuilder } from '../core/run-report.js';
 
 export interface SnapshotOutput {
   shard: string;

@@ -7,8 +7,8 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import type { ObjectStore } from '../dumps/object-store.js';
-import { hourPath } from './audit-log.js';
+import type { ObjectStore } from '../objectstore/object-store.js';
+import { hourPath } from '../frontdoor/audit-log.js';
 
 export const MUSKIE_LOG_ROOT = '/poseidon/stor/logs/muskie';
 

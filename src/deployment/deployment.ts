@@ -19,7 +19,7 @@ import { FrontDoorServer } from '../frontdoor/server.js';
 import { AuditLog } from '../frontdoor/audit-log.js';
 import { accountByLogin, createAccount, OPERATOR_LOGIN } from '../frontdoor/accounts.js';
 import { FrontDoorClient } from '../frontdoor/client.js';
-import { publishFinishedHours } from '../frontdoor/audit-publisher.js';
+import { publishFinishedHours } from './audit-publisher.js';
 import {
   type DeploymentState,
   deploymentStatePath,

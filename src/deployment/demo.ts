@@ -10,10 +10,10 @@ import { Deployment } from './deployment.js';
 import { runWorkload } from '../workload/driver.js';
 import { DEFAULT_SPEC, type WorkloadSpec } from '../workload/generator.js';
 import { formatBytes, summarizeAccounts, summarizeNodes } from './summary.js';
-import { withPipelineSession } from '../pipeline/session.js';
+import { withDailyPipeline } from '../jobs/catalog.js';
 import { driveDays, scheduleDay } from '../pipeline/operations.js';
-import { dayOf } from '../pipeline/partitions.js';
-import { printUsageTable } from '../cli/pipeline-output.js';
+import { dayOf } from '../core/days.js';
+import { printUsageTable } from './usage-table.js';
 
 export interface DemoOptions {
   spec?: Partial<WorkloadSpec>;
@@ -73,7 +73,7 @@ async function runDailyPipeline(
 ): Promise<void> {
   const day = dayOf(Date.now());
   out(`== daily pipeline for ${day}: snapshot → unpack → storage metering → delivery`);
-  await withPipelineSession(cfg, d.tier, { log: () => {} }, async (rt, c) => {
+  await withDailyPipeline(cfg, d.tier, { log: () => {} }, async (rt, c) => {
     await scheduleDay(rt, day, 'demo');
     const runs = await driveDays(rt, c, [day], { timeoutMs: PIPELINE_TIMEOUT_MS });
     for (const r of runs) {

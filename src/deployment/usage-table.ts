@@ -1,9 +1,9 @@
 /** The usage table `remora pipeline run` ends with: the day's storage metering, per account and namespace. */
-import { readObjectText } from '../dumps/object-store.js';
+import { readObjectText } from '../objectstore/object-store.js';
 import { listAccounts } from '../frontdoor/accounts.js';
 import { operatorReportPath } from '../jobs/storage-metering/storage-metering.rules.js';
 import type { PipelineRuntime } from '../pipeline/runtime.js';
-import { printTable } from './cli-support.js';
+import { formatTable } from '../core/table.js';
 
 export async function printUsageTable(rt: PipelineRuntime, day: string): Promise<void> {
   const { store, tier } = rt.services;
@@ -20,5 +20,7 @@ export async function printUsageTable(rt: PipelineRuntime, day: string): Promise
     }
   }
   process.stdout.write(`\nstorage usage ${day} (${path})\n`);
-  printTable(rows, ['account', 'namespace', 'directories', 'keys', 'objects', 'bytes']);
+  process.stdout.write(
+    formatTable(rows, ['account', 'namespace', 'directories', 'keys', 'objects', 'bytes']),
+  );
 }

@@ -1,0 +1,31 @@
+/**
+ * The daily pipeline as code (DESIGN.md "The daily pipeline"). To add a job: write its
+ * JobDefinition in src/jobs/<job>/ (see docs/pipeline.md "Adding a job") and list it here,
+ * after its upstream jobs.
+ */
+import { storageMeteringJob } from './storage-metering/storage-metering.job.js';
+import { dumpJobs } from './dump-jobs.js';
+import type { RemoraConfig } from '../config/config.js';
+import type { MetadataTier } from '../metadata/metadata-tier.js';
+import type { Coordinator } from '../pipeline/coordinator.js';
+import type { JobDefinition } from '../pipeline/job.js';
+import type { PipelineRuntime } from '../pipeline/runtime.js';
+import { withPipelineSession, type SessionOptions } from '../pipeline/session.js';
+import type { PipelineSettings } from '../pipeline/settings.js';
+
+export function defaultJobs(s: PipelineSettings): JobDefinition[] {
+  return [
+    ...dumpJobs({ partitions: s.partitions, rowsPerPartition: s.rowsPerPartition }),
+    storageMeteringJob({ reportRetentionDays: s.reportRetentionDays }),
+  ];
+}
+
+/** A pipeline session (src/pipeline/session.ts) running the daily pipeline's jobs. */
+export function withDailyPipeline<T>(
+  config: RemoraConfig,
+  tier: MetadataTier,
+  o: Omit<SessionOptions, 'jobs'>,
+  fn: (rt: PipelineRuntime, c: Coordinator) => Promise<T>,
+): Promise<T> {
+  return withPipelineSession(config, tier, { ...o, jobs: defaultJobs }, fn);
+}
