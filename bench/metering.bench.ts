@@ -38,7 +38,7 @@ const DIRS_PER_ACCOUNT = 15;
 
 interface PhaseResult {
   records: number;
-  skipped: number;
+  malformed: number;
   verdict: string;
   tasks: number;
   accounts: number;

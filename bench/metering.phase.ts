@@ -88,7 +88,7 @@ const commitSeconds = secs(t1);
 process.stdout.write(
   `${JSON.stringify({
     records: report.counters.recordsScanned,
-    skipped: report.counters.skipped,
+    malformed: report.counters.malformed,
     verdict: report.verdict,
     tasks: specs.length,
     accounts: (c.output as { accounts: number }).accounts,

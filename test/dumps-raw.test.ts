@@ -159,7 +159,7 @@ for (const [name, write] of [
     for (const [p, want] of decoded.byPartition)
       assert.deepEqual(bytes.byPartition.get(p), want, `partition ${p}`);
     const events = (r: typeof bytes.r) =>
-      r.manifest.report.events
+      Object.values(r.manifest.report.events)
         .map((e) => [e.kind, e.count])
         .sort((a, b) => String(a[0]).localeCompare(String(b[0])));
     assert.deepEqual(events(bytes.r), events(decoded.r));

@@ -75,7 +75,7 @@ test('scan: partial lines are JSON for any owner; an objectId counts once per ow
   assert.equal(cell(uuid, 'uploads'), undefined);
   const r = report.finish();
   assert.deepEqual(
-    [r.counters.recordsScanned, r.counters.skipped, r.counters.unmeteredNamespaceRows],
+    [r.counters.recordsScanned, r.counters.malformed, r.counters.unmeteredNamespaceRows],
     [6, 0, 1],
   );
 });

@@ -8,6 +8,7 @@ import { snapshotAll } from '../dumps/snapshot.js';
 import { unpackDump } from '../dumps/unpack.js';
 import { ingestMakoListing, ingestMakoObject, type MakoIngestResult } from '../dumps/mako.js';
 import type { SourceManifest } from '../dumps/manifest.js';
+import { exampleText } from '../core/run-report.js';
 import { DEFAULT_PARTITIONS } from '../dumps/partition.js';
 import { StorageClient } from '../storage/storage-client.js';
 import { action, configFrom, printTable, usageError } from './cli-support.js';
@@ -28,9 +29,9 @@ function printManifest(m: SourceManifest, manifestPath: string, json: boolean | 
       bytes: t.chunks.reduce((s, c) => s + c.bytes, 0),
     })),
   );
-  for (const e of m.report.events)
+  for (const e of Object.values(m.report.events))
     process.stdout.write(
-      `  ${e.severity} ${e.kind} ×${e.count}${e.examples[0] ? `: ${e.examples[0]}` : ''}\n`,
+      `  ${e.severity} ${e.kind} ×${e.count}${e.examples[0] !== undefined ? `: ${exampleText(e.examples[0])}` : ''}\n`,
     );
   process.stdout.write(`wrote ${manifestPath}\n`);
 }

@@ -3,8 +3,10 @@
  * between stages (DESIGN.md "Run reports"; RFD 16 problems 2 and 3: "counts of scanned,
  * processed, non-fatal and fatal items are missing").
  *
- *   counters   records scanned, accounts, processed normally, skipped, non-fatal errors,
- *              fatal errors, bytes read/written, plus any job-specific counter
+ *   counters   records scanned, accounts, processed normally, skipped (not eligible yet, or
+ *              left for another run: never judged), malformed (unusable records: judged
+ *              against the threshold), non-fatal errors, fatal errors, bytes read/written,
+ *              plus any job-specific counter
  *   events     a histogram by `kind` and `severity`, each with up to N example records
  *   durations  named phases in ms (`total` always present once finished)
  *   verdict    ok        nothing worse than `info` happened
@@ -24,12 +26,17 @@ const VERDICT_RANK: Record<Verdict, number> = { ok: 0, degraded: 1, invalid: 2 }
 
 /** Examples kept per event kind: enough to debug, bounded so a report never grows with the data. */
 export const DEFAULT_MAX_EXAMPLES = 5;
+/** Characters kept of one string example (a bad `_value` may be megabytes). */
+export const MAX_EXAMPLE_CHARS = 500;
 
 export interface ReportCounters {
   recordsScanned: number;
   accounts: number;
   processed: number;
+  /** Records passed over on purpose (not eligible yet, handled elsewhere); never invalidates a run. */
   skipped: number;
+  /** Records that could not be used (bad JSON, missing fields): the share judged by ReportThresholds. */
+  malformed: number;
   nonFatalErrors: number;
   fatalErrors: number;
   bytesRead: number;
@@ -59,7 +66,7 @@ export interface RunReport {
 
 /** "More than X% malformed → invalid" (DESIGN.md: a systematic failure fails the job). */
 export interface ReportThresholds {
-  /** Share (0..1) of `recordsScanned` that may be skipped as malformed before the output is invalid. */
+  /** Share (0..1) of `recordsScanned` that may be `malformed` before the output is invalid. */
   maxMalformedShare: number;
   /** Below this many records the share is not judged (3 bad rows of 5 is not "systematic"). */
   minRecordsForShare: number;
@@ -73,6 +80,7 @@ export function emptyCounters(): ReportCounters {
     accounts: 0,
     processed: 0,
     skipped: 0,
+    malformed: 0,
     nonFatalErrors: 0,
     fatalErrors: 0,
     bytesRead: 0,
@@ -106,11 +114,11 @@ export function judge(report: RunReport, thresholds: ReportThresholds = DEFAULT_
   }
   const c = report.counters;
   if (c.fatalErrors > 0) raise('invalid', `${c.fatalErrors} fatal errors`);
-  const share = c.recordsScanned > 0 ? c.skipped / c.recordsScanned : 0;
+  const share = c.recordsScanned > 0 ? c.malformed / c.recordsScanned : 0;
   if (c.recordsScanned >= thresholds.minRecordsForShare && share > thresholds.maxMalformedShare) {
     raise(
       'invalid',
-      `${(share * 100).toFixed(2)}% of records skipped as malformed (limit ${(thresholds.maxMalformedShare * 100).toFixed(2)}%)`,
+      `${(share * 100).toFixed(2)}% of records malformed (limit ${(thresholds.maxMalformedShare * 100).toFixed(2)}%)`,
     );
   }
   for (const r of report.verdictReasons) if (!reasons.includes(r)) reasons.push(r);
@@ -180,7 +188,11 @@ export class ReportBuilder {
     const e = (this.report.events[k] ??= { kind, severity, count: 0, examples: [] });
     e.count += n;
     if (example !== undefined && e.examples.length < (this.opts.maxExamples ?? DEFAULT_MAX_EXAMPLES)) {
-      e.examples.push(example);
+      e.examples.push(
+        typeof example === 'string' && example.length > MAX_EXAMPLE_CHARS
+          ? `${example.slice(0, MAX_EXAMPLE_CHARS)}…`
+          : example,
+      );
     }
     if (severity === 'warning' || severity === 'error') this.report.counters.nonFatalErrors += n;
     if (severity === 'fatal') this.report.counters.fatalErrors += n;
@@ -209,4 +221,9 @@ export class ReportBuilder {
     this.report.finishedAt = new Date(this.now()).toISOString();
     return judge(structuredClone(this.report), this.opts.thresholds);
   }
+}
+
+/** One example as text for a terminal line (strings as they are, anything else as JSON). */
+export function exampleText(example: unknown): string {
+  return typeof example === 'string' ? example : JSON.stringify(example);
 }

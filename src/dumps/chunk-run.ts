@@ -9,7 +9,7 @@ import type { ChunkContext } from './chunk-writer.js';
 import { openDuck, type DuckOptions } from './duckdb.js';
 import type { SourceManifest } from './manifest.js';
 import { LocalObjectStore, type ObjectStore } from '../objectstore/object-store.js';
-import type { ReportBuilder } from './report.js';
+import type { ReportBuilder } from '../core/run-report.js';
 
 export interface ChunkRunOptions {
   day: string;

@@ -16,7 +16,7 @@ import { adoptFile, type ObjectStore } from '../objectstore/object-store.js';
 import { readCsvSql, readTsvSql, type TableSpec } from './table-specs.js';
 import { CopyRowScanner, partitionOfAsciiBytes } from './copy-rows.js';
 import { sqlString } from './duckdb.js';
-import type { ReportBuilder } from './report.js';
+import type { ReportBuilder } from '../core/run-report.js';
 
 export interface ChunkInfo {
   path: string;

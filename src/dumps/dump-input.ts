@@ -13,7 +13,7 @@ import zlib from 'node:zlib';
 import { RemoraError } from '../core/errors.js';
 import { parseDumpName } from './layout.js';
 import type { ObjectStore } from '../objectstore/object-store.js';
-import type { ReportBuilder } from './report.js';
+import type { ReportBuilder } from '../core/run-report.js';
 
 export interface ResolvedInput {
   path: string;

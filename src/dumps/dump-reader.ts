@@ -19,7 +19,7 @@ import zlib from 'node:zlib';
 import { ZLIB_CHUNK_BYTES } from './parallel-gzip.js';
 import { RemoraError } from '../core/errors.js';
 import { parseCopyHeader, unescapeCopyField } from './copy-text.js';
-import type { ReportBuilder } from './report.js';
+import type { ReportBuilder } from '../core/run-report.js';
 
 export interface DumpSink {
   startTable(table: string, columns: string[]): void;

@@ -20,7 +20,7 @@ import { dayOf } from '../core/days.js';
 import { readSourceManifest, type SourceManifest, writeSourceManifest } from './manifest.js';
 import type { ObjectStore, PutResult } from '../objectstore/object-store.js';
 import { DEFAULT_PARTITIONS } from './partition.js';
-import { ReportBuilder } from './report.js';
+import { ReportBuilder } from '../core/run-report.js';
 import { makoTableSpec } from './table-specs.js';
 
 export interface MakoListing {
@@ -117,7 +117,7 @@ export async function ingestMakoListing(
     const chunks = await writer.finish();
     report.count('rows.mako', writer.rows);
     const previous = await readSourceManifest(store, day, source);
-    const built = report.build();
+    const built = report.finish();
     const manifest: SourceManifest = {
       version: 1,
       source,
@@ -130,7 +130,7 @@ export async function ingestMakoListing(
       partitionFunction: 'fnv1a32(utf8(lower(objectId or _key))) mod partitions',
       tables: { mako: { kind: 'mako', rows: writer.rows, chunks } },
       report: built,
-      verdict: built.events.some((e) => e.severity !== 'info') ? 'degraded' : 'ok',
+      verdict: built.verdict,
       createdAt: new Date().toISOString(),
     };
     const manifestPath = await writeSourceManifest(store, manifest);

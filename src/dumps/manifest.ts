@@ -10,7 +10,7 @@
  */
 import { readObjectText, type ObjectStore } from '../objectstore/object-store.js';
 import type { ChunkInfo } from './chunk-writer.js';
-import type { DumpReport } from './report.js';
+import type { RunReport, Verdict } from '../core/run-report.js';
 import { sourceManifestPath, unpackedDayDir } from './layout.js';
 import { inGroup, partitionGroups } from './partition.js';
 
@@ -46,8 +46,9 @@ export interface SourceManifest {
   chunkSchema?: number;
   partitionFunction: 'fnv1a32(utf8(lower(objectId or _key))) mod partitions';
   tables: Record<string, TableManifest>;
-  report: DumpReport;
-  verdict: 'ok' | 'degraded';
+  report: RunReport;
+  /** The report's verdict (manifests written before the shared report said only ok/degraded). */
+  verdict: Verdict;
   createdAt: string;
 }
 

@@ -20,7 +20,7 @@ import { EntryObjectWriter } from './entry-objects.js';
 import { entryObjectPath } from './layout.js';
 import { dayOf } from '../core/days.js';
 import { autoPartitions } from './partition.js';
-import { ReportBuilder } from './report.js';
+import { ReportBuilder } from '../core/run-report.js';
 import { genericTableSpec, morayTableSpec } from './table-specs.js';
 import { resolveDumpInput, type ResolvedInput } from './dump-input.js';
 
@@ -122,11 +122,11 @@ export async function unpackDump(
       chunkSchema: CHUNK_SCHEMA,
       partitionFunction: 'fnv1a32(utf8(lower(objectId or _key))) mod partitions',
       tables,
-      report: report.build(),
+      report: report.finish(),
       verdict: 'ok',
       createdAt: new Date().toISOString(),
     };
-    manifest.verdict = manifest.report.events.some((e) => e.severity !== 'info') ? 'degraded' : 'ok';
+    manifest.verdict = manifest.report.verdict;
     const manifestPath = await writeSourceManifest(store, manifest);
     await deleteSupersededAttempt(store, day, source, runId, previous);
     return { manifestPath, manifest, entryObjects };

@@ -10,13 +10,11 @@
  */
 import { RemoraError } from '../core/errors.js';
 import { BACKUPS_ROOT } from '../dumps/layout.js';
-import type { DumpReport } from '../dumps/report.js';
 import { snapshotShard } from '../dumps/snapshot.js';
 import { unpackDump } from '../dumps/unpack.js';
 import type { UnpackOutput } from './storage-metering/storage-metering.job.js';
 import type { JobDefinition } from '../pipeline/job.js';
 import { dayOf, dayStartMs } from '../core/days.js';
-import type { ReportBuilder } from '../core/run-report.js';
 
 export interface SnapshotOutput {
   shard: string;
@@ -24,15 +22,6 @@ export interface SnapshotOutput {
   snapshotTime: string;
   /** Rows in the dump (every table), when this run took it: sizes the unpack's partitions. */
   rows?: number;
-}
-
-/** Copy a dumps-stage report into the executor's report (same shape: kind, severity, examples). */
-export function absorbDumpReport(into: ReportBuilder, r: DumpReport): void {
-  for (const [k, v] of Object.entries(r.counters)) into.count(k, v);
-  for (const e of r.events) {
-    into.event(e.kind, e.severity, e.examples[0], e.count);
-    for (const ex of e.examples.slice(1)) into.event(e.kind, e.severity, ex, 0);
-  }
 }
 
 const snapshot: JobDefinition = {
@@ -101,7 +90,7 @@ function unpack(o: UnpackJobOptions): JobDefinition {
         ...(snap.rows !== undefined ? { expectedRows: snap.rows } : {}),
         ...(o.rowsPerPartition !== undefined ? { rowsPerPartition: o.rowsPerPartition } : {}),
       });
-      absorbDumpReport(ctx.report, r.manifest.report);
+      ctx.report.absorb(r.manifest.report);
       for (const t of Object.values(r.manifest.tables)) {
         ctx.report.count('recordsScanned', t.rows).count(
           'bytesWritten',

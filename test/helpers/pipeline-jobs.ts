@@ -72,7 +72,7 @@ const extract: JobDefinition = {
         good.push(Number(line));
         ctx.report.count('processed');
       } else {
-        ctx.report.count('skipped').event('malformed-line', 'error', line);
+        ctx.report.count('malformed').event('malformed-line', 'error', line);
       }
     }
     const path = `${ctx.outputPrefix}numbers.json`;

@@ -169,7 +169,7 @@ async function scanFiles(files: string[], report: ReportBuilder, opts: ScanOptio
     ];
     report
       .count('recordsScanned', Number(scanned))
-      .count('skipped', Number(malformed))
+      .count('malformed', Number(malformed))
       .count('processed', Number(scanned - malformed));
     report.count('unmeteredNamespaceRows', Number(unmetered));
     if (malformed > 0n) {
