@@ -24,7 +24,7 @@ import { ensureBenchPostgres } from './support.js';
 import { DEFAULT_SPEC, type WorkloadSpec } from '../src/workload/generator.js';
 import { CHUNK_SCHEMA } from '../src/dumps/manifest.js';
 import { DEFAULT_ROWS_PER_PARTITION } from '../src/dumps/partition.js';
-import type { UnpackOutput } from '../src/jobs/storage-metering/storage-metering.job.js';
+import type { UnpackRef } from '../src/dumps/partition-inputs.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const SIZES = (process.env.REMORA_BENCH_METERING_RECORDS ?? '1000000,3000000').split(',').map(Number);
@@ -96,7 +96,7 @@ async function dumpsOf(dir: string): Promise<Dump[]> {
   const { LocalObjectStore } = await import('../src/objectstore/object-store.js');
   const { readSourceManifest } = await import('../src/dumps/manifest.js');
   const store = new LocalObjectStore(path.join(dir, 'objects'));
-  const sources = JSON.parse(fs.readFileSync(path.join(dir, 'sources.json'), 'utf8')) as UnpackOutput[];
+  const sources = JSON.parse(fs.readFileSync(path.join(dir, 'sources.json'), 'utf8')) as UnpackRef[];
   const dumps: Dump[] = [];
   for (const s of sources) {
     const m = (await readSourceManifest(store, s.day, s.source))!;

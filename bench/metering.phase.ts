@@ -17,14 +17,18 @@ import { systemClock } from '../src/core/clock.js';
 import { LocalObjectStore } from '../src/objectstore/object-store.js';
 import type { MetadataTier } from '../src/metadata/metadata-tier.js';
 import type { RemoraConfig } from '../src/config/config.js';
-import type { PipelineServices, TaskSpec } from '../src/pipeline/job.js';
+import type { JobDefinition, PipelineServices } from '../src/pipeline/job.js';
 import { attemptPrefix, runPrefix } from '../src/pipeline/inputs.js';
 import { mergeReports, ReportBuilder, type RunReport } from '../src/core/run-report.js';
-import { storageMeteringJob, type UnpackOutput } from '../src/jobs/storage-metering/storage-metering.job.js';
+import {
+  storageMeteringJob,
+  storageMeteringOutput,
+} from '../src/jobs/storage-metering/storage-metering.job.js';
+import type { UnpackRef } from '../src/dumps/partition-inputs.js';
 
 const [workDir, conc] = process.argv.slice(2) as [string, string];
 const concurrency = Number(conc);
-const sources = JSON.parse(fs.readFileSync(path.join(workDir, 'sources.json'), 'utf8')) as UnpackOutput[];
+const sources = JSON.parse(fs.readFileSync(path.join(workDir, 'sources.json'), 'utf8')) as UnpackRef[];
 const accountValues = JSON.parse(fs.readFileSync(path.join(workDir, 'accounts.json'), 'utf8')) as string[];
 const day = sources[0]!.day;
 const store = new LocalObjectStore(path.join(workDir, 'objects'));
@@ -41,7 +45,8 @@ const services: PipelineServices = {
   clock: systemClock,
   log: () => {},
 };
-const job = storageMeteringJob({ reportRetentionDays: 90 });
+// Driven as the executor drives any job: params and outputs are what the job's own split returned.
+const job: JobDefinition = storageMeteringJob({ reportRetentionDays: 90 });
 const partition = { kind: 'day' as const, key: day, day };
 const runId = 1;
 const upstream = sources.map((output, i) => ({
@@ -63,7 +68,8 @@ let next = 0;
 const lane = async () => {
   while (next < specs.length) {
     const i = next++;
-    const spec = specs[i]! as Required<TaskSpec>;
+    const { key, params } = specs[i]!;
+    const spec = { key, params };
     const attemptId = i + 1;
     const r = await job.runTask({
       ...plan,
@@ -91,7 +97,7 @@ process.stdout.write(
     malformed: report.counters.malformed,
     verdict: report.verdict,
     tasks: specs.length,
-    accounts: (c.output as { accounts: number }).accounts,
+    accounts: storageMeteringOutput.parse(c.output).accounts,
     delivered: c.report?.counters.delivered ?? 0,
     scanSeconds,
     scanCpuSeconds,

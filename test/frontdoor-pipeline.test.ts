@@ -24,7 +24,7 @@ import {
   operatorReportPath,
   userLatestPath,
 } from '../src/jobs/storage-metering/storage-metering.rules.js';
-import type { UnpackOutput } from '../src/jobs/storage-metering/storage-metering.job.js';
+import { unpackOutput } from '../src/jobs/unpack/unpack.job.js';
 import { driveDays, scheduleDay } from '../src/pipeline/operations.js';
 import { dayOf } from '../src/core/days.js';
 import { withDailyPipeline } from '../src/jobs/catalog.js';
@@ -79,10 +79,9 @@ test(
 
       // The chunks metering read were verified copies: a chunk whose manifest says otherwise is refused.
       const unpack = runs.find(
-        (r) =>
-          r.job === 'unpack' && (r.output as UnpackOutput | undefined)?.source === '2.moray.remora.local',
+        (r) => r.job === 'unpack' && unpackOutput.parse(r.output).source === '2.moray.remora.local',
       );
-      const m = (await readSourceManifest(store, day, (unpack!.output as UnpackOutput).source))!;
+      const m = (await readSourceManifest(store, day, unpackOutput.parse(unpack!.output).source))!;
       const chunk = m.tables.manta!.chunks[0]!;
       const seen: string[] = [];
       assert.equal(

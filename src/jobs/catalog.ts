@@ -4,7 +4,8 @@
  * after its upstream jobs.
  */
 import { storageMeteringJob } from './storage-metering/storage-metering.job.js';
-import { dumpJobs } from './dump-jobs.js';
+import { snapshotJob } from './snapshot/snapshot.job.js';
+import { unpackJob } from './unpack/unpack.job.js';
 import type { RemoraConfig } from '../config/config.js';
 import type { MetadataTier } from '../metadata/metadata-tier.js';
 import type { Coordinator } from '../pipeline/coordinator.js';
@@ -15,7 +16,8 @@ import type { PipelineSettings } from '../pipeline/settings.js';
 
 export function defaultJobs(s: PipelineSettings): JobDefinition[] {
   return [
-    ...dumpJobs({ partitions: s.partitions, rowsPerPartition: s.rowsPerPartition }),
+    snapshotJob,
+    unpackJob({ partitions: s.partitions, rowsPerPartition: s.rowsPerPartition }),
     storageMeteringJob({ reportRetentionDays: s.reportRetentionDays }),
   ];
 }

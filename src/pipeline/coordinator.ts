@@ -200,7 +200,8 @@ export class Coordinator {
         runPrefix: runPrefix(run.job, run.partitionKey, run.id),
       });
       final = result.report ? mergeReports([merged, result.report], { thresholds }) : merged;
-      output = result.output;
+      // A job that declares its output type has it checked before any reader sees it.
+      output = job.output ? job.output.parse(result.output) : result.output;
     } catch (err) {
       await this.fail(run, `commit failed: ${toRemoraError(err).message}`, ['running']);
       return;

@@ -19,7 +19,9 @@
  *   A rerun adds run seq+1 for the partition (unless one is still waiting/running); earlier
  *   runs stay in the history, and the pointer moves only when the new run commits.
  */
+import type { z } from 'zod';
 import type { RemoraConfig } from '../config/config.js';
+import { RemoraError } from '../core/errors.js';
 import type { Clock } from '../core/clock.js';
 import type { ObjectStore } from '../objectstore/object-store.js';
 import type { MetadataTier } from '../metadata/metadata-tier.js';
@@ -69,14 +71,14 @@ export interface PlanContext {
   upstream: UpstreamOutput[];
 }
 
-export interface TaskSpec {
+export interface TaskSpec<P = unknown> {
   /** Unique within the run, stable across retries (e.g. `p017`). */
   key: string;
-  params?: unknown;
+  params?: P;
 }
 
-export interface TaskContext extends PlanContext {
-  task: Required<TaskSpec>;
+export interface TaskContext<P = unknown> extends PlanContext {
+  task: { key: string; params: P };
   attemptId: number;
   /** Where this attempt writes: unique per attempt, so a retry never overwrites a dead try's files. */
   outputPrefix: string;
@@ -86,29 +88,68 @@ export interface TaskContext extends PlanContext {
   report: ReportBuilder;
 }
 
-export interface TaskResult {
+export interface TaskResult<T = unknown> {
   report: RunReport;
   /** Small JSON describing what the attempt wrote (paths, partial sums). */
-  output?: unknown;
+  output?: T;
 }
 
-export interface CommitContext extends PlanContext {
+export interface CommitContext<P = unknown, T = unknown> extends PlanContext {
   /** Each task's winning attempt, in task-key order. */
-  tasks: { key: string; params: unknown; attemptId: number; output: unknown; report: RunReport }[];
+  tasks: { key: string; params: P; attemptId: number; output: T; report: RunReport }[];
   /** The merged report of every task (the commit may add to it). */
   report: RunReport;
   /** Where the run's own merged output goes (unique per run). */
   runPrefix: string;
 }
 
-export interface CommitResult {
+export interface CommitResult<O = unknown> {
   /** What the pointer will name: downstream runs receive it as UpstreamOutput.output. */
-  output: unknown;
+  output: O;
   /** Events and counters of the commit step itself (e.g. per-account delivery). */
   report?: RunReport;
 }
 
-export interface JobDefinition {
+/**
+ * A job's output type, declared once by the job that produces it and used by every job that
+ * reads it: the pointer's output comes back from the control database as JSON, so a reader
+ * gets it through `parse` (a schema), never through a cast.
+ */
+export interface OutputType<O> {
+  readonly job: string;
+  parse(value: unknown): O;
+}
+
+export function outputType<O>(job: string, schema: z.ZodType<O>): OutputType<O> {
+  return {
+    job,
+    parse(value) {
+      const r = schema.safeParse(value);
+      if (r.success) return r.data;
+      throw new RemoraError(
+        'MalformedInput',
+        `the output of ${job} does not have its declared shape (${r.error.issues
+          .map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`)
+          .join('; ')}): was it written by another version? rerun ${job}`,
+      );
+    },
+  };
+}
+
+/** The upstream outputs of one job, typed by its declared output type. */
+export function upstreamOf<O>(
+  upstream: readonly UpstreamOutput[],
+  type: OutputType<O>,
+): (Omit<UpstreamOutput, 'output'> & { output: O })[] {
+  return upstream.filter((u) => u.job === type.job).map((u) => ({ ...u, output: type.parse(u.output) }));
+}
+
+/**
+ * A stage of the pipeline. P is its tasks' params, T what a task's attempt returns, O what
+ * the run commits (declared by `output` when other jobs read it). Methods (not function
+ * properties) so a JobDefinition<P, T, O> is a JobDefinition for the executor.
+ */
+export interface JobDefinition<P = unknown, T = unknown, O = unknown> {
   name: string;
   description: string;
   partition: PartitionKind;
@@ -126,7 +167,9 @@ export interface JobDefinition {
   /** Per-attempt timeout. Default 30 minutes. */
   taskTimeoutMs?: number;
   thresholds?: ReportThresholds;
-  split(ctx: PlanContext): Promise<TaskSpec[]>;
-  runTask(ctx: TaskContext): Promise<TaskResult>;
-  commit(ctx: CommitContext): Promise<CommitResult>;
+  /** The committed output's type, when other jobs read it (they import it from this job). */
+  output?: OutputType<O>;
+  split(ctx: PlanContext): Promise<TaskSpec<P>[]>;
+  runTask(ctx: TaskContext<P>): Promise<TaskResult<T>>;
+  commit(ctx: CommitContext<P, T>): Promise<CommitResult<O>>;
 }

@@ -9,11 +9,11 @@
  */
 import readline from 'node:readline';
 import { RemoraError } from '../../core/errors.js';
-import { withLocalChunks } from '../../objectstore/local-chunks.js';
 import { openDuck, sqlString } from '../../dumps/duckdb.js';
 import { makoPath } from '../../dumps/layout.js';
 import { dayOf } from '../../core/days.js';
-import { groupChunks, groupsOf, readSourceManifest, type SourceManifest } from '../../dumps/manifest.js';
+import { readSourceManifest, type SourceManifest } from '../../dumps/manifest.js';
+import { PartitionInputs } from '../../dumps/partition-inputs.js';
 import type { ObjectStore } from '../../objectstore/object-store.js';
 import { classifyMakoLine } from '../../dumps/mako.js';
 import type { StorageClient } from '../../storage/storage-client.js';
@@ -125,16 +125,15 @@ export async function* candidateGroups(
 ): AsyncGenerator<ObjectGroup> {
   const duck = await openDuck();
   try {
-    // Shards unpacked with different P join by partition group (partitionGroups).
-    const groups = groupsOf(snapshots, 'manta') ?? 0;
-    for (let g = 0; g < groups; g++) {
-      const chunks = snapshots.flatMap((m) => groupChunks(m, 'manta', g, groups));
-      if (chunks.length === 0) continue;
-      // Local files for DuckDB: the store's own, or verified copies from the front door.
-      const r = await withLocalChunks(store, chunks, (files) =>
-        duck.conn.runAndReadAll(candidateSql(files, q)),
+    // The same partition inputs every pipeline job reads (src/dumps/partition-inputs.ts).
+    const inputs = PartitionInputs.of(store, snapshots);
+    for (const { params } of inputs.tasks(['manta'])) {
+      const r = await inputs.withGroup(params, ['manta'], ({ files }) =>
+        files.manta!.length === 0
+          ? Promise.resolve(undefined)
+          : duck.conn.runAndReadAll(candidateSql(files.manta!, q)),
       );
-      yield* groupRows(r.getRowObjectsJson() as unknown as CandidateRow[]);
+      if (r) yield* groupRows(r.getRowObjectsJson() as unknown as CandidateRow[]);
     }
   } finally {
     duck.close();

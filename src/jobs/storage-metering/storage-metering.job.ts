@@ -11,19 +11,20 @@
  * DELIVER_UNAPPROVED_REPORTS=false); everyone is counted (COUNT_UNAPPROVED_USERS=true).
  * Per-account reports older than the retention window are removed (RFD 16 problem 7).
  */
-import { RemoraError } from '../../core/errors.js';
 import type { Namespace } from '../../core/ids.js';
-import { type ChunkFile, withLocalChunks } from '../../objectstore/local-chunks.js';
-import {
-  groupChunks,
-  groupsOf,
-  hasCopiesColumn,
-  readSourceManifest,
-  type SourceManifest,
-} from '../../dumps/manifest.js';
+import { PartitionInputs, type PartitionGroup, type UnpackRef } from '../../dumps/partition-inputs.js';
 import { readObjectText, type ObjectStore } from '../../objectstore/object-store.js';
-import type { CommitContext, JobDefinition, PipelineServices, TaskContext } from '../../pipeline/job.js';
+import {
+  outputType,
+  upstreamOf,
+  type CommitContext,
+  type JobDefinition,
+  type PipelineServices,
+  type TaskContext,
+} from '../../pipeline/job.js';
 import { ReportBuilder } from '../../core/run-report.js';
+import { unpackOutput } from '../unpack/unpack.job.js';
+import { z } from 'zod';
 import { scanPartition } from './storage-metering.scan.js';
 import {
   mergeUsage,
@@ -36,58 +37,47 @@ import {
   type UsageRow,
 } from './storage-metering.rules.js';
 
-/** What the unpack job commits for one shard (src/pipeline/dump-jobs.ts). */
-export interface UnpackOutput {
-  source: string;
-  day: string;
-  runId: string;
-  partitions: number;
-  manifestPath: string;
-}
+/** What a storage-metering run commits: the run's operator file, where it was published, how many owners. */
+export const storageMeteringOutput = outputType(
+  'storage-metering',
+  z.object({ path: z.string(), published: z.string(), accounts: z.number().int().nonnegative() }),
+);
+type StorageMeteringOutput = ReturnType<typeof storageMeteringOutput.parse>;
 
 export interface StorageMeteringOptions {
   /** Days of per-account reports kept. */
   reportRetentionDays: number;
 }
 
-interface TaskParams {
-  /** Partition group `group` of `groups` (partitionGroups): partitions p ≡ group (mod groups) of every source. */
-  group: number;
-  groups: number;
-  sources: UnpackOutput[];
+interface TaskParams extends PartitionGroup {
+  /** The committed unpacks the run started from (every shard). */
+  sources: UnpackRef[];
 }
 
-async function runPartition(ctx: TaskContext) {
-  const { group, groups, sources } = ctx.task.params as TaskParams;
+interface TaskOutput {
+  path: string;
+  rows: number;
+}
+
+async function runPartition(ctx: TaskContext<TaskParams>) {
+  const { sources, ...group } = ctx.task.params;
   const store = ctx.services.store;
   const inputs = ctx.report.phase('inputs');
-  const chunks: ChunkFile[] = [];
-  let copiesColumn = true;
-  for (const s of sources) {
-    const m = await readSourceManifest(store, s.day, s.source);
-    // The pointer named this unpack run; a newer unpack replaced (and deleted) its chunks.
-    if (!m || m.runId !== s.runId) {
-      throw new RemoraError(
-        'StaleState',
-        `unpack of ${s.source} ${s.day} changed since this run started (rerun metering)`,
-      );
-    }
-    const mine = groupChunks(m, 'manta', group, groups);
-    chunks.push(...mine);
-    if (mine.length > 0 && !hasCopiesColumn(m)) copiesColumn = false;
-    ctx.report.count(
-      'bytesRead',
-      mine.reduce((a, c) => a + c.bytes, 0),
-    );
-  }
+  const partitions = await PartitionInputs.open(store, sources);
   // Local files for DuckDB: the store's own, or verified copies from the front door.
-  const partial = await withLocalChunks(store, chunks, async (files) => {
-    inputs();
-    const done = ctx.report.phase('scan');
-    const p = await scanPartition(files, ctx.report, { copiesColumn });
-    done();
-    return p;
-  });
+  const partial = await partitions.withGroup(
+    group,
+    ['manta'],
+    async ({ files, chunkSchema }) => {
+      inputs();
+      const done = ctx.report.phase('scan');
+      // Chunks before CHUNK_SCHEMA 2 have no `copies` column: the scan falls back to len(sharks).
+      const p = await scanPartition(files.manta!, ctx.report, { copiesColumn: chunkSchema >= 2 });
+      done();
+      return p;
+    },
+    ctx.report,
+  );
   const written = ctx.report.phase('write');
   const path = `${ctx.outputPrefix}partial.ndjson`;
   await store.put(path, partial.body);
@@ -138,14 +128,13 @@ async function pruneUserReports(store: ObjectStore, login: string, keepFrom: str
 /** Per-account reports written at once: each is two small puts (fsynced) and a listing. */
 const DELIVERY_CONCURRENCY = 16;
 
-async function commitMetering(ctx: CommitContext, o: StorageMeteringOptions) {
+async function commitMetering(ctx: CommitContext<TaskParams, TaskOutput>, o: StorageMeteringOptions) {
   const { store } = ctx.services;
   const day = ctx.partition.day;
   const report = new ReportBuilder();
   const merged = report.phase('merge');
   const usage = new Map<string, Map<Namespace, Usage>>();
-  for (const t of ctx.tasks)
-    mergeUsage(usage, parsePartial(await readObjectText(store, (t.output as { path: string }).path)));
+  for (const t of ctx.tasks) mergeUsage(usage, parsePartial(await readObjectText(store, t.output.path)));
   const owners = [...usage.keys()].sort();
   const lines = owners.map((owner) => JSON.stringify({ owner, storage: storageRecord(usage.get(owner)) }));
   const body = lines.length > 0 ? `${lines.join('\n')}\n` : '';
@@ -193,7 +182,9 @@ async function commitMetering(ctx: CommitContext, o: StorageMeteringOptions) {
   };
 }
 
-export function storageMeteringJob(o: StorageMeteringOptions): JobDefinition {
+export function storageMeteringJob(
+  o: StorageMeteringOptions,
+): JobDefinition<TaskParams, TaskOutput, StorageMeteringOutput> {
   return {
     name: 'storage-metering',
     description: 'per account and namespace: directories, keys, objects, bytes (MANTA-REFERENCE §3.6)',
@@ -203,19 +194,11 @@ export function storageMeteringJob(o: StorageMeteringOptions): JobDefinition {
     deadlineMs: 8 * 3_600_000,
     maxAttempts: 5,
     taskTimeoutMs: 30 * 60_000,
+    output: storageMeteringOutput,
     split: async (ctx) => {
-      const sources = ctx.upstream.map((u) => u.output as UnpackOutput);
-      const manifests: SourceManifest[] = [];
-      for (const s of sources) {
-        const m = await readSourceManifest(ctx.services.store, s.day, s.source);
-        if (m) manifests.push(m);
-      }
-      // Shards unpacked with different P still join: one task per partition group.
-      const groups = groupsOf(manifests, 'manta') ?? 0;
-      return Array.from({ length: groups }, (_, i) => ({
-        key: `p${String(i).padStart(4, '0')}`,
-        params: { group: i, groups, sources } satisfies TaskParams,
-      }));
+      const sources = upstreamOf(ctx.upstream, unpackOutput).map((u) => u.output);
+      const partitions = await PartitionInputs.open(ctx.services.store, sources);
+      return partitions.tasks(['manta']).map((t) => ({ key: t.key, params: { ...t.params, sources } }));
     },
     runTask: runPartition,
     commit: (ctx) => commitMetering(ctx, o),

@@ -1,0 +1,71 @@
+/**
+ * The snapshot stage as a pipeline job (src/dumps/snapshot.ts does the work; docs/dumps.md).
+ *
+ *   snapshot (day-shard)  today: take a consistent snapshot now; a past day: use the newest
+ *                         dump already stored for that day (manatee's, or an earlier run's) —
+ *                         the past cannot be snapshotted, so none is a fatal event (invalid)
+ */
+import { z } from 'zod';
+import { dayOf, dayStartMs } from '../../core/days.js';
+import { BACKUPS_ROOT } from '../../dumps/layout.js';
+import { snapshotShard } from '../../dumps/snapshot.js';
+import { outputType, type JobDefinition } from '../../pipeline/job.js';
+
+export const snapshotOutput = outputType(
+  'snapshot',
+  z
+    .object({
+      shard: z.string(),
+      path: z.string(),
+      snapshotTime: z.string(),
+      /** Rows in the dump (every table), when this run took it: sizes the unpack's partitions. */
+      rows: z.number().int().nonnegative().optional(),
+    })
+    // A past day with no dump commits nothing (the run is invalid and downstream blocks).
+    .optional(),
+);
+export type SnapshotOutput = NonNullable<ReturnType<typeof snapshotOutput.parse>>;
+
+export const snapshotJob: JobDefinition<unknown, SnapshotOutput | undefined, SnapshotOutput | undefined> = {
+  name: 'snapshot',
+  description: 'a consistent snapshot of each shard, as a gzipped plain-format dump',
+  partition: 'day-shard',
+  inputs: {
+    external: [
+      {
+        name: 'the day has begun',
+        exists: ({ services, partition }) =>
+          Promise.resolve({
+            ready: services.clock.now() >= dayStartMs(partition.day),
+            detail: partition.day,
+          }),
+      },
+    ],
+  },
+  deadlineMs: 2 * 3_600_000,
+  maxAttempts: 3,
+  output: snapshotOutput,
+  split: () => Promise.resolve([{ key: 'dump' }]),
+  runTask: async (ctx) => {
+    const { tier, store, clock } = ctx.services;
+    const shard = ctx.partition.shard!;
+    let out: SnapshotOutput | undefined;
+    if (ctx.partition.day === dayOf(clock.now())) {
+      const r = await snapshotShard(tier.shard(shard), store);
+      out = { shard, path: r.path, snapshotTime: r.snapshotTime.toISOString(), rows: r.rows };
+      ctx.report.count('bytesWritten', r.bytes).count('recordsScanned', r.rows);
+    } else {
+      const dir = `${BACKUPS_ROOT}/${shard}/${ctx.partition.day.replaceAll('-', '/')}/`;
+      const dumps = (await store.list(dir)).filter((p) => /\/moray-[^/]*\.gz$/.test(p));
+      const newest = dumps.at(-1);
+      if (newest) {
+        const head = await store.head(newest);
+        out = { shard, path: newest, snapshotTime: head?.meta['m-snapshot-time'] ?? ctx.partition.day };
+      } else {
+        ctx.report.event('no-dump-for-past-day', 'fatal', { shard, looked: dir });
+      }
+    }
+    return { report: ctx.report.finish(), output: out };
+  },
+  commit: (ctx) => Promise.resolve({ output: ctx.tasks[0]?.output }),
+};

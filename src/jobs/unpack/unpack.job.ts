@@ -1,0 +1,61 @@
+/**
+ * The unpack stage as a pipeline job (src/dumps/unpack.ts does the work; docs/dumps.md): the
+ * snapshot's dump → Parquet chunks partitioned by objectId, and the source manifest (unpack's
+ * own commit pointer). Its output is an UnpackRef: jobs that read chunks open them with
+ * PartitionInputs (src/dumps/partition-inputs.ts).
+ */
+import { RemoraError } from '../../core/errors.js';
+import { unpackRefSchema, type UnpackRef } from '../../dumps/partition-inputs.js';
+import { unpackDump } from '../../dumps/unpack.js';
+import { outputType, upstreamOf, type JobDefinition } from '../../pipeline/job.js';
+import { snapshotOutput } from '../snapshot/snapshot.job.js';
+
+export const unpackOutput = outputType('unpack', unpackRefSchema);
+
+export interface UnpackJobOptions {
+  partitions: number | 'auto';
+  rowsPerPartition?: number;
+}
+
+export function unpackJob(o: UnpackJobOptions): JobDefinition<unknown, UnpackRef, UnpackRef> {
+  return {
+    name: 'unpack',
+    description: 'dump → Parquet chunks partitioned by objectId, with a manifest',
+    partition: 'day-shard',
+    inputs: { upstream: ['snapshot'] },
+    deadlineMs: 4 * 3_600_000,
+    maxAttempts: 3,
+    output: unpackOutput,
+    split: () => Promise.resolve([{ key: 'unpack' }]),
+    runTask: async (ctx) => {
+      const snap = upstreamOf(ctx.upstream, snapshotOutput)[0]?.output;
+      if (!snap) throw new RemoraError('Internal', `unpack ${ctx.partition.key}: no snapshot output`);
+      const r = await unpackDump(ctx.services.store, [snap.path], {
+        shard: snap.shard,
+        partitions: o.partitions,
+        ...(snap.rows !== undefined ? { expectedRows: snap.rows } : {}),
+        ...(o.rowsPerPartition !== undefined ? { rowsPerPartition: o.rowsPerPartition } : {}),
+      });
+      ctx.report.absorb(r.manifest.report);
+      for (const t of Object.values(r.manifest.tables)) {
+        ctx.report.count('recordsScanned', t.rows).count(
+          'bytesWritten',
+          t.chunks.reduce((a, c) => a + c.bytes, 0),
+        );
+      }
+      const output: UnpackRef = {
+        source: r.manifest.source,
+        day: r.manifest.day,
+        runId: r.manifest.runId,
+        partitions: r.manifest.partitions,
+        manifestPath: r.manifestPath,
+      };
+      return { report: ctx.report.finish(), output };
+    },
+    commit: (ctx) => {
+      const out = ctx.tasks[0]?.output;
+      if (!out) throw new RemoraError('Internal', `unpack ${ctx.partition.key}: the task returned no output`);
+      return Promise.resolve({ output: out });
+    },
+  };
+}
