@@ -47,7 +47,7 @@ function manifest(
     report: emptyReport(),
     verdict: 'ok',
     createdAt: `${DAY}T00:00:01.000Z`,
-  } as SourceManifest;
+  };
 }
 
 async function withStore(fn: (store: LocalObjectStore) => Promise<void>) {

@@ -17,6 +17,7 @@ import { readCsvSql, readTsvSql, type TableSpec } from './table-specs.js';
 import { CopyRowScanner, partitionOfAsciiBytes } from './copy-rows.js';
 import { sqlString } from './duckdb.js';
 import type { ReportBuilder } from '../core/run-report.js';
+import { eachLimit } from '../core/concurrency.js';
 
 export interface ChunkInfo {
   path: string;
@@ -260,15 +261,7 @@ export class PartitionedChunkWriter {
     segment: number,
     files: { csv: SegmentFile; tsv: SegmentFile }[],
   ): Promise<void> {
-    let next = 0;
-    const lane = async () => {
-      for (let p = next++; p < files.length; p = next++)
-        await this.convertPartition(segment, p, files[p]!.csv, files[p]!.tsv);
-    };
-    const lanes = Array.from({ length: this.ctx.conversions }, lane);
-    const settled = await Promise.allSettled(lanes);
-    const failed = settled.find((r) => r.status === 'rejected');
-    if (failed) throw failed.reason;
+    await eachLimit(files, this.ctx.conversions, (f, p) => this.convertPartition(segment, p, f.csv, f.tsv));
   }
 
   private async convertPartition(

@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
+import { eachLimit } from '../core/concurrency.js';
 import { RemoraError } from '../core/errors.js';
 import { checkObjectPath, hashingCounter, type ObjectStore } from './object-store.js';
 
@@ -29,11 +30,7 @@ export async function withLocalChunks<T>(
   const dir = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'remora-chunks-'));
   try {
     const files = chunks.map((c) => path.join(dir, ...checkObjectPath(c.path)));
-    let next = 0;
-    const lane = async () => {
-      for (let i = next++; i < chunks.length; i = next++) await download(store, chunks[i]!, files[i]!);
-    };
-    await Promise.all(Array.from({ length: DOWNLOADS_IN_PARALLEL }, lane));
+    await eachLimit(chunks, DOWNLOADS_IN_PARALLEL, (c, i) => download(store, c, files[i]!));
     return await fn(files);
   } finally {
     await fs.promises.rm(dir, { recursive: true, force: true });

@@ -8,25 +8,21 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { parentPort } from 'node:worker_threads';
+import { eachLimit } from '../core/concurrency.js';
 import { bulkContent } from './bulk-content.js';
 
 const FILE_CONCURRENCY = 16;
 const madeDirs = new Set<string>();
 
 async function writeAll(files: [string, number][]): Promise<void> {
-  let next = 0;
-  const lane = async () => {
-    while (next < files.length) {
-      const [file, size] = files[next++]!;
-      const dir = path.dirname(file);
-      if (!madeDirs.has(dir)) {
-        fs.mkdirSync(dir, { recursive: true });
-        madeDirs.add(dir);
-      }
-      await fs.promises.writeFile(file, bulkContent(size));
+  await eachLimit(files, FILE_CONCURRENCY, async ([file, size]) => {
+    const dir = path.dirname(file);
+    if (!madeDirs.has(dir)) {
+      fs.mkdirSync(dir, { recursive: true });
+      madeDirs.add(dir);
     }
-  };
-  await Promise.all(Array.from({ length: FILE_CONCURRENCY }, lane));
+    await fs.promises.writeFile(file, bulkContent(size));
+  });
 }
 
 let queue = Promise.resolve();

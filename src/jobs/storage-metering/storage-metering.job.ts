@@ -11,6 +11,7 @@
  * DELIVER_UNAPPROVED_REPORTS=false); everyone is counted (COUNT_UNAPPROVED_USERS=true).
  * Per-account reports older than the retention window are removed (RFD 16 problem 7).
  */
+import { eachLimit } from '../../core/concurrency.js';
 import type { Namespace } from '../../core/ids.js';
 import { PartitionInputs, type PartitionGroup, type UnpackRef } from '../../dumps/partition-inputs.js';
 import { readObjectText, type ObjectStore } from '../../objectstore/object-store.js';
@@ -164,17 +165,12 @@ async function commitMetering(ctx: CommitContext<TaskParams, TaskOutput>, o: Sto
     }
     deliveries.push({ login: acct.login, owner });
   }
-  let next = 0;
-  const lane = async () => {
-    while (next < deliveries.length) {
-      const { login, owner } = deliveries[next++]!;
-      const userBody = `${JSON.stringify({ storage: storageRecord(usage.get(owner)), date: `${day}T00:00:00.000Z` })}\n`;
-      await store.put(userReportPath(login, day), userBody);
-      await store.put(userLatestPath(login), userBody);
-      report.count('delivered').count('reportsPruned', await pruneUserReports(store, login, keepFrom));
-    }
-  };
-  await Promise.all(Array.from({ length: DELIVERY_CONCURRENCY }, lane));
+  await eachLimit(deliveries, DELIVERY_CONCURRENCY, async ({ login, owner }) => {
+    const userBody = `${JSON.stringify({ storage: storageRecord(usage.get(owner)), date: `${day}T00:00:00.000Z` })}\n`;
+    await store.put(userReportPath(login, day), userBody);
+    await store.put(userLatestPath(login), userBody);
+    report.count('delivered').count('reportsPruned', await pruneUserReports(store, login, keepFrom));
+  });
   delivered();
   return {
     output: { path: `${ctx.runPrefix}h00.json`, published: operatorReportPath(day), accounts: owners.length },
