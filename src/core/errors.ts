@@ -36,6 +36,9 @@ export const ERROR_CATALOG = {
   MalformedInput: { status: 400, exit: 8, retryable: false },
   // rebalance: no snapshot, or one older than the evacuated node's last write
   SnapshotTooOld: { status: 409, exit: 5, retryable: false },
+  // pipeline: an attempt cut short (another attempt may well succeed)
+  TaskTimeout: { status: 504, exit: 9, retryable: true },
+  WorkerShutdown: { status: 503, exit: 9, retryable: true },
   Internal: { status: 500, exit: 1, retryable: false },
 } as const satisfies Record<string, { status: number; exit: number; retryable: boolean }>;
 

@@ -14,7 +14,7 @@
 import os from 'node:os';
 import crypto from 'node:crypto';
 import type { JobHelpers, Runner } from 'graphile-worker';
-import { RemoraError, toRemoraError } from '../core/errors.js';
+import { isRemoraError, isRetryable, RemoraError, toRemoraError } from '../core/errors.js';
 import { EngineUtils, startEngineWorker, type TaskPayload } from './engine.js';
 import { attemptPrefix, partitionOfRun } from './inputs.js';
 import type { TaskResult, UpstreamOutput } from './job.js';
@@ -95,10 +95,10 @@ export class PipelineWorker {
     const t0 = Date.now();
     const timeoutMs = job.taskTimeoutMs ?? DEFAULT_TASK_TIMEOUT_MS;
     const abort = new AbortController();
-    const onShutdown = () => abort.abort(new RemoraError('Internal', 'worker shutting down'));
+    const onShutdown = () => abort.abort(new RemoraError('WorkerShutdown', 'worker shutting down'));
     helpers.abortSignal.addEventListener('abort', onShutdown);
     const timer = setTimeout(
-      () => abort.abort(new RemoraError('Internal', `attempt timed out after ${timeoutMs} ms`)),
+      () => abort.abort(new RemoraError('TaskTimeout', `attempt timed out after ${timeoutMs} ms`)),
       timeoutMs,
     );
     try {
@@ -126,13 +126,20 @@ export class PipelineWorker {
       const message = toRemoraError(err).message;
       await finishAttempt(db, attemptId, 'failed', message);
       this.rt.metrics.tasks.inc({ job: run.job, outcome: 'failed' });
-      if (helpers.job.attempts >= helpers.job.max_attempts) {
+      // The catalog says which errors another attempt could fix; a RemoraError that is not
+      // retryable (bad input, a stale unpack, a usage error) fails the task now instead of
+      // being tried max_attempts times. Errors from elsewhere are not classified: retried.
+      const final = isRemoraError(err) && !isRetryable(err);
+      if (final || helpers.job.attempts >= helpers.job.max_attempts) {
         await failTask(
           db,
           task.id,
-          `attempt ${helpers.job.attempts}/${helpers.job.max_attempts}: ${message}`,
+          final
+            ? `attempt ${helpers.job.attempts}: ${message} (${toRemoraError(err).code} is not retryable)`
+            : `attempt ${helpers.job.attempts}/${helpers.job.max_attempts}: ${message}`,
         );
       }
+      if (final) return; // the engine's job is done: the task failed in our tables
       throw err;
     } finally {
       clearTimeout(timer);
