@@ -13,7 +13,8 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { systemClock } from '../src/core/clock.js';
+import { systemClock, systemRandom } from '../src/core/clock.js';
+import { DuckPool } from '../src/dumps/duckdb.js';
 import { LocalObjectStore } from '../src/objectstore/object-store.js';
 import type { MetadataTier } from '../src/metadata/metadata-tier.js';
 import type { RemoraConfig } from '../src/config/config.js';
@@ -42,7 +43,9 @@ const services: PipelineServices = {
   config: {} as RemoraConfig,
   tier,
   store,
+  duck: new DuckPool(),
   clock: systemClock,
+  random: systemRandom,
   log: () => {},
 };
 // Driven as the executor drives any job: params and outputs are what the job's own split returned.

@@ -7,14 +7,15 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { openDuck, sqlString } from '../src/dumps/duckdb.js';
-import { closeMeteringDuck, scanPartition } from '../src/jobs/storage-metering/storage-metering.scan.js';
+import { DuckPool, openDuck, sqlString } from '../src/dumps/duckdb.js';
+import { scanPartition } from '../src/jobs/storage-metering/storage-metering.scan.js';
 import { MIN_SIZE } from '../src/jobs/storage-metering/storage-metering.rules.js';
 import { ReportBuilder } from '../src/core/run-report.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'remora-scan-'));
+const duck = new DuckPool();
 after(async () => {
-  await closeMeteringDuck();
+  await duck.close();
   fs.rmSync(tmp, { recursive: true, force: true });
 });
 
@@ -31,7 +32,7 @@ test('scan: partial lines are JSON for any owner; an objectId counts once per ow
     [uuid, 'id-3', '/y/uploads/u', 'object', 'uploads', 5, 2],
   ];
   const file = path.join(tmp, 'p0000-000.parquet');
-  const duck = await openDuck({ threads: 1 });
+  const writer = await openDuck({ threads: 1 });
   try {
     const values = rows
       .map(
@@ -39,17 +40,17 @@ test('scan: partial lines are JSON for any owner; an objectId counts once per ow
           `(${r.map((v) => (v === null ? 'NULL' : typeof v === 'number' ? String(v) : sqlString(v))).join(', ')})`,
       )
       .join(', ');
-    await duck.conn.run(
+    await writer.conn.run(
       `COPY (SELECT owner, objectId, key, type, namespace, contentLength::BIGINT AS contentLength,
           copies::INTEGER AS copies, true AS value_ok, key AS _key, '{}' AS _value, 's' AS shard
         FROM (VALUES ${values}) t(owner, objectId, key, type, namespace, contentLength, copies))
        TO ${sqlString(file)} (FORMAT parquet)`,
     );
   } finally {
-    duck.close();
+    writer.close();
   }
   const report = new ReportBuilder();
-  const partial = await scanPartition([file], report, { copiesColumn: true });
+  const partial = await scanPartition(duck, [file], report, { copiesColumn: true });
   const lines = partial.body.split('\n').map((l) => JSON.parse(l) as Record<string, string>);
   assert.equal(partial.lines, lines.length);
   const cell = (owner: string, ns: string) => lines.find((l) => l.owner === owner && l.namespace === ns);

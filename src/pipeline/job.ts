@@ -22,7 +22,8 @@
 import type { z } from 'zod';
 import type { RemoraConfig } from '../config/config.js';
 import { RemoraError } from '../core/errors.js';
-import type { Clock } from '../core/clock.js';
+import type { Clock, Random } from '../core/clock.js';
+import type { DuckPool } from '../dumps/duckdb.js';
 import type { ObjectStore } from '../objectstore/object-store.js';
 import type { MetadataTier } from '../metadata/metadata-tier.js';
 import type { Partition } from './partitions.js';
@@ -35,12 +36,20 @@ import type { ReportBuilder, ReportThresholds, RunReport, Verdict } from '../cor
  */
 export type PartitionKind = 'day' | 'hour' | 'day-shard' | 'day-node';
 
+/**
+ * What a task can use, opened once per process by whoever runs the pipeline (the session) and
+ * closed by it: a job never opens its own pools or reads the bundled deployment's state.
+ */
 export interface PipelineServices {
   config: RemoraConfig;
   tier: MetadataTier;
-  /** Where dumps, chunks and outputs live (src/dumps/object-store.ts). */
+  /** Where dumps, chunks and outputs live (src/objectstore/object-store.ts). */
   store: ObjectStore;
+  /** The process's DuckDB, for reading chunks (one query at a time; closed with the session). */
+  duck: DuckPool;
   clock: Clock;
+  /** Randomness (placement, sampling): seeded in tests. */
+  random: Random;
   log: (line: string) => void;
 }
 

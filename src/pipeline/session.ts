@@ -5,7 +5,8 @@
  * the job catalog's `withDailyPipeline` (src/jobs/catalog.ts).
  */
 import type { RemoraConfig } from '../config/config.js';
-import { type Clock, systemClock } from '../core/clock.js';
+import { type Clock, systemClock, systemRandom } from '../core/clock.js';
+import { DuckPool } from '../dumps/duckdb.js';
 import { defaultObjectStore, type ObjectStore } from '../objectstore/object-store.js';
 import type { MetadataTier } from '../metadata/metadata-tier.js';
 import { Coordinator } from './coordinator.js';
@@ -39,7 +40,9 @@ export async function withPipelineSession<T>(
     config,
     tier,
     store: o.store ?? defaultObjectStore(config.stateDir),
+    duck: new DuckPool(),
     clock: o.clock ?? systemClock,
+    random: systemRandom,
     log: o.log,
   };
   const rt = await openRuntime(services, o.jobs(settings), o.settings ?? {});
@@ -55,5 +58,6 @@ export async function withPipelineSession<T>(
     await worker?.stop();
     await coordinator.close();
     await metrics?.close();
+    await services.duck.close();
   }
 }

@@ -3,7 +3,8 @@ import path from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { LocalObjectStore } from '../../src/objectstore/object-store.js';
-import { systemClock } from '../../src/core/clock.js';
+import { SeededRandom, systemClock } from '../../src/core/clock.js';
+import { DuckPool } from '../../src/dumps/duckdb.js';
 import type { RemoraConfig } from '../../src/config/config.js';
 import { Coordinator } from '../../src/pipeline/coordinator.js';
 import type { JobDefinition, PipelineServices } from '../../src/pipeline/job.js';
@@ -41,7 +42,9 @@ export function servicesFor(
     config,
     tier,
     store: new LocalObjectStore(path.join(config.stateDir, 'objects')),
+    duck: new DuckPool(),
     clock: systemClock,
+    random: new SeededRandom(1),
     log: (l) => logs.push(l),
   };
 }
@@ -70,6 +73,7 @@ export async function openTestPipeline(
     close: async () => {
       for (const w of workers) await w.stop();
       await coordinator.close();
+      await services.duck.close();
       await cleanup();
     },
   };

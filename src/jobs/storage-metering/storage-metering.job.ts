@@ -73,7 +73,9 @@ async function runPartition(ctx: TaskContext<TaskParams>) {
       inputs();
       const done = ctx.report.phase('scan');
       // Chunks before CHUNK_SCHEMA 2 have no `copies` column: the scan falls back to len(sharks).
-      const p = await scanPartition(files.manta!, ctx.report, { copiesColumn: chunkSchema >= 2 });
+      const p = await scanPartition(ctx.services.duck, files.manta!, ctx.report, {
+        copiesColumn: chunkSchema >= 2,
+      });
       done();
       return p;
     },

@@ -5,9 +5,8 @@
  * objectId (DESIGN.md "Scale-out"), so the per-owner dedup is exact here and memory is bounded
  * by the partition, never by the largest account (RFD 16 problem 5).
  */
-import os from 'node:os';
 import type { DuckDBConnection } from '@duckdb/node-api';
-import { openDuck, sqlString } from '../../dumps/duckdb.js';
+import { sqlString, type DuckPool } from '../../dumps/duckdb.js';
 import { NAMESPACES } from '../../core/ids.js';
 import type { ReportBuilder } from '../../core/run-report.js';
 import { MIN_SIZE } from './storage-metering.rules.js';
@@ -80,51 +79,6 @@ function malformedQuery(files: string[]): string {
     LIMIT ${EXAMPLE_ROWS}`;
 }
 
-/**
- * One DuckDB instance per process, shared by the tasks a worker runs: opening and closing an
- * instance per task cost ~60 ms, as much as scanning a 60k-record partition.
- *
- * One scan at a time per process, with every core: a worker runs `concurrency` tasks at once,
- * but their scans take turns on this instance (the rest of a task — its inputs, its output
- * write — overlaps the other's scan). Measured (docs/pipeline.md "Bench"): two concurrent
- * one-thread scans held two partitions' hash tables at once and left each query's freed memory
- * in a different allocator arena, so peak RSS crept up with the number of tasks (3M/1M ratio
- * 1.05–1.3 between identical runs); one two-thread scan at a time was flat (1.08) at about the
- * same CPU per record.
- */
-let shared: ReturnType<typeof openDuck> | undefined;
-let turn: Promise<void> = Promise.resolve();
-
-async function connect(): Promise<DuckDBConnection> {
-  shared ??= openDuck({ memoryLimit: '256MB', threads: os.availableParallelism() });
-  try {
-    return await (await shared).instance.connect();
-  } catch (err) {
-    shared = undefined;
-    throw err;
-  }
-}
-
-/** Run `fn` when the scans queued before it are done. */
-async function oneScanAtATime<T>(fn: () => Promise<T>): Promise<T> {
-  const before = turn;
-  let done!: () => void;
-  turn = new Promise<void>((resolve) => (done = resolve));
-  await before;
-  try {
-    return await fn();
-  } finally {
-    done();
-  }
-}
-
-/** Close the shared DuckDB instance (tests, shutdown); the next scan opens a new one. */
-export async function closeMeteringDuck(): Promise<void> {
-  const s = shared;
-  shared = undefined;
-  if (s) (await s).close();
-}
-
 export interface ScanOptions {
   /**
    * The chunks have the `copies` column (manifest CHUNK_SCHEMA 2): read it instead of decoding
@@ -141,45 +95,36 @@ export interface PartialSums {
 
 /** Scan one partition group's files; bad rows become events in `report`, never exceptions. */
 export async function scanPartition(
+  duck: DuckPool,
   files: string[],
   report: ReportBuilder,
   opts: ScanOptions,
 ): Promise<PartialSums> {
   if (files.length === 0) return { body: '', lines: 0 };
-  // Time spent waiting for this process's other scans is a phase of its own in the report.
-  const queued = report.phase('queued');
-  return oneScanAtATime(() => {
-    queued();
-    return scanFiles(files, report, opts);
-  });
+  // Time spent waiting for this process's other queries is a phase of its own in the report.
+  return duck.run((conn) => scanFiles(conn, files, report, opts), report.phase('queued'));
 }
 
-async function scanFiles(files: string[], report: ReportBuilder, opts: ScanOptions): Promise<PartialSums> {
-  const conn = await connect();
-  try {
-    const [row] = (
-      await conn.runAndReadAll(query(files, opts.copiesColumn ? 'copies' : 'len(sharks)'))
-    ).getRows();
-    const [scanned, malformed, unmetered, lines, body] = row as [
-      bigint,
-      bigint,
-      bigint,
-      bigint,
-      string | null,
-    ];
-    report
-      .count('recordsScanned', Number(scanned))
-      .count('malformed', Number(malformed))
-      .count('processed', Number(scanned - malformed));
-    report.count('unmeteredNamespaceRows', Number(unmetered));
-    if (malformed > 0n) {
-      const examples = (await conn.runAndReadAll(malformedQuery(files))).getRowObjectsJson();
-      for (const ex of examples) report.event('malformed-record', 'error', ex);
-      // The remaining malformed rows are counted without examples.
-      report.event('malformed-record', 'error', undefined, Number(malformed) - examples.length);
-    }
-    return { body: body ?? '', lines: Number(lines) };
-  } finally {
-    conn.closeSync();
+async function scanFiles(
+  conn: DuckDBConnection,
+  files: string[],
+  report: ReportBuilder,
+  opts: ScanOptions,
+): Promise<PartialSums> {
+  const [row] = (
+    await conn.runAndReadAll(query(files, opts.copiesColumn ? 'copies' : 'len(sharks)'))
+  ).getRows();
+  const [scanned, malformed, unmetered, lines, body] = row as [bigint, bigint, bigint, bigint, string | null];
+  report
+    .count('recordsScanned', Number(scanned))
+    .count('malformed', Number(malformed))
+    .count('processed', Number(scanned - malformed));
+  report.count('unmeteredNamespaceRows', Number(unmetered));
+  if (malformed > 0n) {
+    const examples = (await conn.runAndReadAll(malformedQuery(files))).getRowObjectsJson();
+    for (const ex of examples) report.event('malformed-record', 'error', ex);
+    // The remaining malformed rows are counted without examples.
+    report.event('malformed-record', 'error', undefined, Number(malformed) - examples.length);
   }
+  return { body: body ?? '', lines: Number(lines) };
 }
