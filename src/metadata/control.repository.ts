@@ -1,19 +1,34 @@
 /** Remora's own control database: the stored ring and node settings that must survive restarts. */
+import { migrate, type MigrationList } from './migrations.js';
 import type { Queryable } from './moray.repository.js';
 import type { RingDefinition } from './ring.js';
 
-export async function migrateControl(db: Queryable): Promise<void> {
-  await db.query(`CREATE TABLE IF NOT EXISTS remora_ring (
+/** Remora's control tables (src/metadata/migrations.ts): add a version at the end, never edit a released one. */
+export const controlMigrations: MigrationList = {
+  schema: 'control',
+  migrations: [
+    {
+      version: 1,
+      name: 'baseline',
+      up: [
+        `CREATE TABLE IF NOT EXISTS remora_ring (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     definition JSONB NOT NULL,
     created_at TIMESTAMPTZ NOT NULL DEFAULT now()
-  )`);
-  await db.query(`CREATE TABLE IF NOT EXISTS remora_storage_settings (
+  )`,
+        `CREATE TABLE IF NOT EXISTS remora_storage_settings (
     manta_storage_id TEXT PRIMARY KEY,
     writes_enabled BOOLEAN NOT NULL,
     updated_at TIMESTAMPTZ NOT NULL DEFAULT now(),
     reason TEXT
-  )`);
+  )`,
+      ],
+    },
+  ],
+};
+
+export async function migrateControl(db: Queryable): Promise<void> {
+  await migrate(db, controlMigrations);
 }
 
 export async function readRing(db: Queryable): Promise<RingDefinition | undefined> {

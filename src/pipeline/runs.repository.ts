@@ -3,6 +3,7 @@
  * (graphile-worker 0.17 deletes finished jobs, so history cannot live in its tables;
  * DEPENDENCY-NOTES.md). One function per statement, client first.
  */
+import { migrate, type MigrationList } from '../metadata/migrations.js';
 import type { Queryable } from '../metadata/moray.repository.js';
 import type { RunReport, Verdict } from '../core/run-report.js';
 
@@ -33,9 +34,16 @@ export interface RunRow {
   alertedAt: Date | null;
 }
 
-export async function migratePipeline(db: Queryable): Promise<void> {
-  await db.query(`CREATE SCHEMA IF NOT EXISTS ${SCHEMA}`);
-  await db.query(`CREATE TABLE IF NOT EXISTS ${SCHEMA}.runs (
+/** The executor's tables (src/metadata/migrations.ts): add a version at the end, never edit a released one. */
+export const pipelineMigrations: MigrationList = {
+  schema: 'pipeline',
+  migrations: [
+    {
+      version: 1,
+      name: 'baseline',
+      up: [
+        `CREATE SCHEMA IF NOT EXISTS ${SCHEMA}`,
+        `CREATE TABLE IF NOT EXISTS ${SCHEMA}.runs (
     id BIGSERIAL PRIMARY KEY,
     job TEXT NOT NULL,
     partition_key TEXT NOT NULL,
@@ -55,14 +63,14 @@ export async function migratePipeline(db: Queryable): Promise<void> {
     deadline_at TIMESTAMPTZ NOT NULL,
     alerted_at TIMESTAMPTZ,
     UNIQUE (job, partition_key, seq)
-  )`);
-  // At most one waiting/running run per (job, partition): a rerun or a second scheduler
-  // can never start the same partition twice at once.
-  await db.query(`CREATE UNIQUE INDEX IF NOT EXISTS runs_one_active ON ${SCHEMA}.runs (job, partition_key)
-    WHERE state IN ('waiting', 'running')`);
-  await db.query(`CREATE INDEX IF NOT EXISTS runs_day ON ${SCHEMA}.runs (day)`);
-  await db.query(`CREATE INDEX IF NOT EXISTS runs_state ON ${SCHEMA}.runs (state)`);
-  await db.query(`CREATE TABLE IF NOT EXISTS ${SCHEMA}.tasks (
+  )`,
+        // At most one waiting/running run per (job, partition): a rerun or a second scheduler
+        // can never start the same partition twice at once.
+        `CREATE UNIQUE INDEX IF NOT EXISTS runs_one_active ON ${SCHEMA}.runs (job, partition_key)
+    WHERE state IN ('waiting', 'running')`,
+        `CREATE INDEX IF NOT EXISTS runs_day ON ${SCHEMA}.runs (day)`,
+        `CREATE INDEX IF NOT EXISTS runs_state ON ${SCHEMA}.runs (state)`,
+        `CREATE TABLE IF NOT EXISTS ${SCHEMA}.tasks (
     id BIGSERIAL PRIMARY KEY,
     run_id BIGINT NOT NULL REFERENCES ${SCHEMA}.runs(id) ON DELETE CASCADE,
     task_key TEXT NOT NULL,
@@ -73,8 +81,8 @@ export async function migratePipeline(db: Queryable): Promise<void> {
     report JSONB,
     error TEXT,
     UNIQUE (run_id, task_key)
-  )`);
-  await db.query(`CREATE TABLE IF NOT EXISTS ${SCHEMA}.attempts (
+  )`,
+        `CREATE TABLE IF NOT EXISTS ${SCHEMA}.attempts (
     id BIGSERIAL PRIMARY KEY,
     task_id BIGINT NOT NULL REFERENCES ${SCHEMA}.tasks(id) ON DELETE CASCADE,
     engine_attempt INTEGER NOT NULL,
@@ -86,10 +94,10 @@ export async function migratePipeline(db: Queryable): Promise<void> {
     started_at TIMESTAMPTZ NOT NULL DEFAULT now(),
     heartbeat_at TIMESTAMPTZ NOT NULL DEFAULT now(),
     finished_at TIMESTAMPTZ
-  )`);
-  await db.query(`CREATE INDEX IF NOT EXISTS attempts_running ON ${SCHEMA}.attempts (state, heartbeat_at)`);
-  // The pointer: which run's output downstream stages read, switched in one statement at commit.
-  await db.query(`CREATE TABLE IF NOT EXISTS ${SCHEMA}.outputs (
+  )`,
+        `CREATE INDEX IF NOT EXISTS attempts_running ON ${SCHEMA}.attempts (state, heartbeat_at)`,
+        // The pointer: which run's output downstream stages read, switched in one statement at commit.
+        `CREATE TABLE IF NOT EXISTS ${SCHEMA}.outputs (
     job TEXT NOT NULL,
     partition_key TEXT NOT NULL,
     run_id BIGINT NOT NULL,
@@ -97,8 +105,8 @@ export async function migratePipeline(db: Queryable): Promise<void> {
     output JSONB,
     committed_at TIMESTAMPTZ NOT NULL DEFAULT now(),
     PRIMARY KEY (job, partition_key)
-  )`);
-  await db.query(`CREATE TABLE IF NOT EXISTS ${SCHEMA}.alerts (
+  )`,
+        `CREATE TABLE IF NOT EXISTS ${SCHEMA}.alerts (
     id BIGSERIAL PRIMARY KEY,
     run_id BIGINT,
     job TEXT NOT NULL,
@@ -106,7 +114,14 @@ export async function migratePipeline(db: Queryable): Promise<void> {
     kind TEXT NOT NULL,
     message TEXT NOT NULL,
     created_at TIMESTAMPTZ NOT NULL DEFAULT now()
-  )`);
+  )`,
+      ],
+    },
+  ],
+};
+
+export async function migratePipeline(db: Queryable): Promise<void> {
+  await migrate(db, pipelineMigrations);
 }
 
 const RUN_COLUMNS = `id, job, partition_key, to_char(day, 'YYYY-MM-DD') AS day, seq, state, verdict, trigger,

@@ -6,18 +6,26 @@
  *   rebalance_objects   one row per objectId (the Rust rebalancer's `evacuateobjects`): state,
  *                       reason, the planned keys with their `_etag`s, old and new shark, claim lease
  */
+import { migrate, type MigrationList } from '../../metadata/migrations.js';
 import type { Queryable } from '../../metadata/moray.repository.js';
 import type { Shark } from '../../metadata/types.js';
 import type { ObjectState, PlannedKey } from './rebalance.types.js';
 
-export async function migrateRebalance(db: Queryable): Promise<void> {
-  await db.query(`CREATE TABLE IF NOT EXISTS rebalance_jobs (
+/** Rebalance progress tables (src/metadata/migrations.ts): add a version at the end, never edit a released one. */
+export const rebalanceMigrations: MigrationList = {
+  schema: 'rebalance',
+  migrations: [
+    {
+      version: 1,
+      name: 'baseline',
+      up: [
+        `CREATE TABLE IF NOT EXISTS rebalance_jobs (
     id TEXT PRIMARY KEY,
     created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
     params JSONB NOT NULL,
     summary JSONB NOT NULL
-  )`);
-  await db.query(`CREATE TABLE IF NOT EXISTS rebalance_objects (
+  )`,
+        `CREATE TABLE IF NOT EXISTS rebalance_objects (
     job_id TEXT NOT NULL REFERENCES rebalance_jobs (id) ON DELETE CASCADE,
     object_id TEXT NOT NULL,
     state TEXT NOT NULL,
@@ -37,10 +45,15 @@ export async function migrateRebalance(db: Queryable): Promise<void> {
     claimed_at TIMESTAMPTZ,
     updated_at TIMESTAMPTZ NOT NULL DEFAULT now(),
     PRIMARY KEY (job_id, object_id)
-  )`);
-  await db.query(
-    'CREATE INDEX IF NOT EXISTS rebalance_objects_state_idx ON rebalance_objects (job_id, state, dest)',
-  );
+  )`,
+        'CREATE INDEX IF NOT EXISTS rebalance_objects_state_idx ON rebalance_objects (job_id, state, dest)',
+      ],
+    },
+  ],
+};
+
+export async function migrateRebalance(db: Queryable): Promise<void> {
+  await migrate(db, rebalanceMigrations);
 }
 
 export interface JobRow {
