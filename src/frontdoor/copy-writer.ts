@@ -8,7 +8,7 @@ import { RemoraError, isRemoraError } from '../core/errors.js';
 import type { Clock, Random } from '../core/clock.js';
 import type { Shark, StorageRecordValue } from '../metadata/types.js';
 import { pickTuples } from './picker.js';
-import type { FrontDoorDeps } from './object-service.js';
+import type { FrontDoorDeps } from './deps.js';
 
 const DEFAULT_STORAGE_REFRESH_MS = 1000;
 /** How long a node that did not answer is left out of picks (shorter than muskie's 60 s heartbeat lag). */

@@ -26,15 +26,8 @@ import type { Clock, Random } from '../core/clock.js';
 import type { DuckPool } from '../dumps/duckdb.js';
 import type { ObjectStore } from '../objectstore/object-store.js';
 import type { MetadataTier } from '../metadata/metadata-tier.js';
-import type { Partition } from './partitions.js';
+import type { Partition, PartitionKind } from './partitions.js';
 import type { ReportBuilder, ReportThresholds, RunReport, Verdict } from '../core/run-report.js';
-
-/**
- * Partition kinds. Every partition belongs to a pipeline day (the matrix of `remora runs`
- * is days × jobs): `day`; `hour` (24 per day); `day-shard` (one per shard per day, e.g. a
- * snapshot); `day-node` (one per storage node per day, e.g. a manifest).
- */
-export type PartitionKind = 'day' | 'hour' | 'day-shard' | 'day-node';
 
 /**
  * What a task can use, opened once per process by whoever runs the pipeline (the session) and

@@ -8,7 +8,20 @@
  *   day-node   2024-03-01/node=1.stor.dc1.remora.local
  */
 import type { RemoraConfig } from '../config/config.js';
-import type { JobDefinition, PartitionKind } from './job.js';
+
+/**
+ * Partition kinds. Every partition belongs to a pipeline day (the matrix of `remora runs`
+ * is days × jobs): `day`; `hour` (24 per day); `day-shard` (one per shard per day, e.g. a
+ * snapshot); `day-node` (one per storage node per day, e.g. a manifest).
+ */
+export type PartitionKind = 'day' | 'hour' | 'day-shard' | 'day-node';
+
+/** What partitioning needs to know of a job (a JobDefinition is one). */
+export interface PartitionedJob {
+  partition: PartitionKind;
+  /** For `day-shard` jobs: which shards (default all). */
+  shardRole?: 'index' | 'storage' | 'all';
+}
 
 export interface Partition {
   kind: PartitionKind;
@@ -50,7 +63,7 @@ export function dayPartition(day: string): Partition {
 }
 
 /** Every partition of a job for one pipeline day. */
-export function partitionsFor(job: JobDefinition, day: string, topo: Topology): Partition[] {
+export function partitionsFor(job: PartitionedJob, day: string, topo: Topology): Partition[] {
   switch (job.partition) {
     case 'day':
       return [dayPartition(day)];
@@ -75,7 +88,7 @@ export function partitionsFor(job: JobDefinition, day: string, topo: Topology): 
  * day, narrowed to the same shard / node / hour when both sides have that dimension. So
  * unpack(day, shard 2) needs snapshot(day, shard 2); metering(day) needs unpack of every shard.
  */
-export function upstreamPartitions(down: Partition, up: JobDefinition, topo: Topology): Partition[] {
+export function upstreamPartitions(down: Partition, up: PartitionedJob, topo: Topology): Partition[] {
   return partitionsFor(up, down.day, topo).filter(
     (p) =>
       (p.shard === undefined || down.shard === undefined || p.shard === down.shard) &&
