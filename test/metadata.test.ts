@@ -95,6 +95,31 @@ test('conditional put: wrong etag and must-not-exist conflicts leave the row unc
   assert.equal(await tier.getObject('manta', key), undefined);
 });
 
+test('conditional put: of concurrent writers holding the same etag, exactly one wins each round', async () => {
+  const key = `/${OWNER}/stor/race`;
+  let etag = await tier.putObject('manta', key, objectValue(key, 'c0000000-0000-4000-8000-000000000000'));
+  for (let round = 1; round <= 5; round++) {
+    const writers = Array.from({ length: 8 }, (_, i) =>
+      tier.putObject(
+        'manta',
+        key,
+        objectValue(
+          key,
+          `c0000000-0000-4000-8000-0000000${String(round).padStart(2, '0')}${String(i).padStart(3, '0')}`,
+        ),
+        { etag },
+      ),
+    );
+    const results = await Promise.allSettled(writers);
+    const won = results.filter((r) => r.status === 'fulfilled');
+    assert.equal(won.length, 1, `round ${round}: ${won.length} writers won with etag ${etag}`);
+    for (const r of results)
+      if (r.status === 'rejected') assert.ok(isRemoraError(r.reason, 'EtagConflict'), String(r.reason));
+    etag = (won[0] as PromiseFulfilledResult<string>).value;
+    assert.equal((await tier.getObject('manta', key))!.etag, etag);
+  }
+});
+
 test('delete log: overwrite and delete write it in the same shard; directories and same objectId do not', async () => {
   const key = `/${OWNER}/stor/dl/obj`;
   const oldId = 'b0000000-0000-4000-8000-000000000001';

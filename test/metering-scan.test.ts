@@ -9,7 +9,6 @@ import os from 'node:os';
 import path from 'node:path';
 import { DuckPool, openDuck, sqlString } from '../src/dumps/duckdb.js';
 import { scanPartition } from '../src/jobs/storage-metering/storage-metering.scan.js';
-import { MIN_SIZE } from '../src/jobs/storage-metering/storage-metering.rules.js';
 import { ReportBuilder } from '../src/core/run-report.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'remora-scan-'));
@@ -61,7 +60,7 @@ test('scan: partial lines are JSON for any owner; an objectId counts once per ow
     directories: '1',
     keys: '1',
     objects: '1',
-    bytes: String(MIN_SIZE * 2),
+    bytes: '262144', // 2 copies × the 128 KiB minimum (pinned literal, not MIN_SIZE)
   });
   assert.deepEqual(cell(odd, 'public'), {
     owner: odd,
@@ -72,7 +71,7 @@ test('scan: partial lines are JSON for any owner; an objectId counts once per ow
     bytes: String(300_000 * 3),
   });
   // The cross-account link is charged to its own owner; uploads are not metered.
-  assert.deepEqual([cell(uuid, 'public')?.objects, cell(uuid, 'public')?.bytes], ['1', String(MIN_SIZE * 2)]);
+  assert.deepEqual([cell(uuid, 'public')?.objects, cell(uuid, 'public')?.bytes], ['1', '262144']);
   assert.equal(cell(uuid, 'uploads'), undefined);
   const r = report.finish();
   assert.deepEqual(
