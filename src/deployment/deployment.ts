@@ -124,6 +124,7 @@ export class Deployment {
       this.tier,
       this.service,
       new AuditLog(auditLogDir(this.config), 'frontdoor-0'),
+      log,
     );
     this.frontdoorUrl = await this.frontdoor.listen(this.opts.frontdoorPort ?? this.config.frontdoor.port);
     this.operatorToken = await this.ensureOperator();
