@@ -126,7 +126,9 @@ export class StorageClient {
     const startedAt = headerOf(res, 'm-mako-dump-time');
     if (!startedAt) {
       res.destroy();
-      throw new RemoraError('MalformedInput', `${nodeUrl} sent a manifest without m-mako-dump-time`);
+      throw new RemoraError('MalformedInput', `${nodeUrl} sent a manifest without m-mako-dump-time`, {
+        details: { node: nodeUrl },
+      });
     }
     const datacenter = headerOf(res, 'm-datacenter');
     return { startedAt, ...(datacenter ? { datacenter } : {}), lines: strictLines(nodeUrl, res) };
