@@ -67,8 +67,9 @@ export class ObjectService {
       parts.length < 3 ||
       parts.some((p, i) => i > 0 && (p === '' || p === '.' || p === '..'))
     ) {
+      // BadRequest, not InvalidPath: the front-door object store reads it as "no such directory".
       throw new RemoraError(
-        'InvalidPath',
+        'BadRequest',
         `path ${decoded} must look like /<account>/<namespace>[/...] without empty, . or .. parts`,
       );
     }

@@ -16,7 +16,7 @@
  *      the request did not itself contain (its path, its Location header, the caller's own
  *      account) are replaced by `<hidden>`.
  */
-import { type ErrorCode, RemoraError } from '../core/errors.js';
+import { ERROR_CATALOG, type ErrorCode, type RemoraError } from '../core/errors.js';
 
 /** Codes whose message the front door writes from the request alone (rule 2). */
 const SHOWN_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
@@ -81,12 +81,11 @@ export function publicError(err: RemoraError, facts: RequestFacts): PublicError 
     if (FIXED[code] === undefined) code = 'Internal';
     message = `${FIXED[code]!} (request ${facts.requestId})`;
   }
-  const out = new RemoraError(code, message);
   const headers: Record<string, string> = {};
   if (code === 'MethodNotAllowed' && typeof err.details.allow === 'string') headers.allow = err.details.allow;
   if (code === 'RangeNotSatisfiable' && typeof err.details.size === 'number')
     headers['content-range'] = `bytes */${err.details.size}`;
-  return { status: out.status, code, message, headers, hidden: !shown };
+  return { status: ERROR_CATALOG[code].status, code, message, headers, hidden: !shown };
 }
 
 /** Rule 4: anything the request itself contained is no secret to its sender, and is kept. */

@@ -103,7 +103,7 @@ export class StorageNode {
     });
     const host = opts.host ?? '127.0.0.1';
     await new Promise<void>((resolve, reject) => {
-      server.once('error', (err: NodeJS.ErrnoException) =>
+      const failed = (err: NodeJS.ErrnoException) =>
         reject(
           err.code === 'EADDRINUSE'
             ? new RemoraError(
@@ -112,10 +112,10 @@ export class StorageNode {
                 { cause: err, details: { port: opts.port, host } },
               )
             : err,
-        ),
-      );
+        );
+      server.once('error', failed);
       server.listen(opts.port ?? 0, host, () => {
-        server.off('error', reject);
+        server.off('error', failed);
         resolve();
       });
     });
