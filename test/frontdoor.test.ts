@@ -10,6 +10,7 @@ import type { FrontDoorClient } from '../src/frontdoor/client.js';
 import { isRemoraError } from '../src/core/errors.js';
 import type { MantaObjectValue } from '../src/metadata/types.js';
 import { auditLogDir } from '../src/deployment/deployment.js';
+import { rawRequest } from './storage-raw-http.js';
 
 interface AuditLine {
   audit: boolean;
@@ -32,12 +33,15 @@ let cleanup: () => Promise<void>;
 let alice: FrontDoorClient;
 let bob: FrontDoorClient;
 let aliceUuid: string;
+let aliceToken: string;
+const aliceAuth = () => ({ Authorization: `Token ${aliceToken}` });
 
 before(async () => {
   ({ d, cleanup } = await startTestDeployment());
   const a = await createAccount(d.tier, { login: 'alice' }, Date.now());
   const b = await createAccount(d.tier, { login: 'bob' }, Date.now());
   aliceUuid = a.account.uuid;
+  aliceToken = a.token;
   alice = d.client(a.token);
   bob = d.client(b.token);
 });
@@ -252,4 +256,126 @@ test('finished hours of the audit log are published to /poseidon/stor/logs/muski
   const current = new Date(Date.UTC(2026, 0, 2, 4, 10));
   log.write(entry, current);
   assert.deepEqual(await d.publishLogs(current), []);
+});
+
+test('a control character in a name is 400 InvalidPath, never a 500 with a PostgreSQL message', async () => {
+  await alice.mkdirp('/alice/stor/names');
+  const bad = ['a\u0000b', 'nul\u0000', 'line\nfeed', 'tab\there', 'del\u007f', 'c1\u0085'];
+  for (const name of bad) {
+    const p = `/alice/stor/names/${name}`;
+    for (const attempt of [
+      () => alice.put(p, Buffer.from('x')),
+      () => alice.get(p),
+      () => alice.mkdir(p),
+      () => alice.delete(p),
+      // A header cannot carry a raw control character: the Location is percent-encoded.
+      () => alice.link('/alice/stor/names/ok-link', p.split('/').map(encodeURIComponent).join('/')),
+    ])
+      await assert.rejects(attempt(), (e) => {
+        assert.ok(isRemoraError(e, 'InvalidPath'), `${JSON.stringify(name)}: ${String(e)}`);
+        assert.match(e.message, /control character U\+00[0-9A-F]{2}/);
+        return true;
+      });
+  }
+  // On the wire: percent-encoded, and a literal NUL in the request line (Node's parser refuses it).
+  const raw = await rawRequest(d.frontdoorUrl, 'PUT', '/alice/stor/names/x%00y', aliceAuth(), 'x');
+  assert.equal(raw.status, 400);
+  const body = JSON.parse(raw.body) as { code: string; message: string };
+  assert.equal(body.code, 'InvalidPath');
+  assert.doesNotMatch(body.message, /0x00|byte sequence|UTF8|postgres/i);
+  const literal = await rawRequest(d.frontdoorUrl, 'GET', '/alice/stor/names/x\u0000y', aliceAuth());
+  assert.equal(literal.status, 400);
+  // A path longer than the limit is refused the same way, before PostgreSQL sees it.
+  await assert.rejects(alice.put(`/alice/stor/names/${'n'.repeat(1100)}`, Buffer.from('x')), (e) =>
+    isRemoraError(e, 'InvalidPath'),
+  );
+  assert.deepEqual(await alice.list('/alice/stor/names'), [], 'nothing was stored');
+});
+
+test('Range: past the end → 416 with Content-Range: bytes */<size>; malformed or multi-range → the whole object', async () => {
+  const body = crypto.randomBytes(1000);
+  await alice.put('/alice/stor/ranged', body);
+  await alice.put('/alice/stor/ranged-empty', Buffer.alloc(0));
+  for (const [p, range, size] of [
+    ['/alice/stor/ranged', 'bytes=1000-', 1000],
+    ['/alice/stor/ranged', 'bytes=5000-6000', 1000],
+    ['/alice/stor/ranged', 'bytes=-0', 1000],
+    ['/alice/stor/ranged-empty', 'bytes=0-', 0],
+  ] as const) {
+    const r = await rawRequest(d.frontdoorUrl, 'GET', p, { ...aliceAuth(), Range: range });
+    assert.equal(r.status, 416, `${p} ${range}: ${r.status} ${r.body}`);
+    assert.equal(r.headers['content-range'], `bytes */${size}`);
+    assert.equal((JSON.parse(r.body) as { code: string }).code, 'RangeNotSatisfiable');
+  }
+  await assert.rejects(alice.get('/alice/stor/ranged', 'bytes=1000-'), (e) =>
+    isRemoraError(e, 'RangeNotSatisfiable'),
+  );
+  // RFC 9110 §14.2: a Range the server does not understand is ignored, as on the storage nodes.
+  for (const range of ['bytes=5-2', 'bytes=0-1,5-6', 'items=0-1', 'bytes=x-y']) {
+    const r = await rawRequest(d.frontdoorUrl, 'GET', '/alice/stor/ranged', { ...aliceAuth(), Range: range });
+    assert.equal(r.status, 200, range);
+    assert.equal(Number(r.headers['content-length']), 1000, range);
+  }
+  const last = await rawRequest(d.frontdoorUrl, 'GET', '/alice/stor/ranged', {
+    ...aliceAuth(),
+    Range: 'bytes=-10',
+  });
+  assert.equal(last.status, 206);
+  assert.equal(last.headers['content-range'], 'bytes 990-999/1000');
+  assert.deepEqual(Buffer.from(last.body, 'latin1'), body.subarray(990));
+});
+
+test('an unsupported method is 405 with Allow, whoever asks and whatever the path', async () => {
+  await alice.put('/alice/stor/methods', Buffer.from('x'));
+  for (const method of ['POST', 'PATCH', 'OPTIONS', 'MOVE', 'PROPFIND', 'LOCK']) {
+    for (const [p, headers] of [
+      ['/alice/stor/methods', aliceAuth()],
+      ['/nobody/stor/x', {}],
+      ['/alice/stor/methods', { Authorization: 'Token wrong' }],
+    ] as const) {
+      const r = await rawRequest(d.frontdoorUrl, method, p, headers);
+      assert.equal(r.status, 405, `${method} ${p}: ${r.status} ${r.body}`);
+      assert.equal(r.headers.allow, 'GET, HEAD, PUT, DELETE');
+      assert.equal((JSON.parse(r.body) as { code: string }).code, 'MethodNotAllowed');
+    }
+  }
+  assert.deepEqual(await alice.get('/alice/stor/methods'), Buffer.from('x'));
+});
+
+test('every answer names its request id; the real error behind a hidden one is in the audit log under it', async () => {
+  const ok = await rawRequest(d.frontdoorUrl, 'GET', '/alice/stor/methods', aliceAuth());
+  assert.match(ok.headers['x-request-id'] ?? '', /^[0-9a-f-]{36}$/);
+  await assert.rejects(alice.get('/alice/stor/none'), (err) => {
+    assert.ok(isRemoraError(err, 'ObjectNotFound'));
+    assert.match(String(err.details.requestId), /^[0-9a-f-]{36}$/);
+    return true;
+  });
+  // The nodes refuse a wrong Content-MD5 (their message names them): the client sees a fixed
+  // message; the audit line of that request keeps the nodes' own words.
+  const md5Wrong = md5(Buffer.from('other'));
+  const r = await rawRequest(
+    d.frontdoorUrl,
+    'PUT',
+    '/alice/stor/md5-logged',
+    { ...aliceAuth(), 'Content-MD5': md5Wrong },
+    'abc',
+  );
+  assert.equal(r.status, 469);
+  const shown = JSON.parse(r.body) as { code: string; message: string; requestId: string };
+  assert.equal(shown.code, 'Md5Mismatch');
+  assert.doesNotMatch(shown.message, /http:|127\.0\.0\.1/);
+  assert.ok(shown.message.includes(shown.requestId));
+  const files: string[] = [];
+  const walk = (p: string) => {
+    for (const e of fs.readdirSync(p, { withFileTypes: true }))
+      if (e.isDirectory()) walk(path.join(p, e.name));
+      else files.push(path.join(p, e.name));
+  };
+  walk(auditLogDir(d.config));
+  const line = files
+    .flatMap((f) => fs.readFileSync(f, 'utf8').split('\n').filter(Boolean))
+    .map((l) => JSON.parse(l) as { req_id: string; err?: { code: string; message: string } })
+    .find((l) => l.req_id === shown.requestId);
+  assert.equal(line?.err?.code, 'Md5Mismatch');
+  assert.match(line.err.message, /http:\/\/127\.0\.0\.1:\d+: Content-MD5/);
 });

@@ -7,6 +7,7 @@ import { Readable } from 'node:stream';
 import { StorageNode } from '../src/storage/storage-node.js';
 import { StorageClient } from '../src/storage/storage-client.js';
 import { isRemoraError } from '../src/core/errors.js';
+import { TEST_INTERNAL_TOKEN } from './helpers/internal-token.js';
 
 const OWNER = '4ebc3ff1-dd83-40a6-bc38-9ca15a0cfbac';
 const id = (n: number) => `a0000000-0000-4000-8000-${n.toString().padStart(12, '0')}`;
@@ -16,7 +17,7 @@ const CAP = CAP_MB * 1024 * 1024;
 
 let dir: string;
 let root: string;
-const client = new StorageClient({ timeoutMs: 5000 });
+const client = new StorageClient({ timeoutMs: 5000, internalToken: TEST_INTERNAL_TOKEN });
 
 before(() => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'remora-capacity-'));
@@ -32,7 +33,13 @@ function copies(): string[] {
 }
 
 test('capacity cap: 507 StorageNodeFull, overwrite counts growth, counted again after restart', async () => {
-  const small = await StorageNode.start({ root, id: 's', datacenter: 'dc1', capacityMB: CAP_MB });
+  const small = await StorageNode.start({
+    root,
+    id: 's',
+    datacenter: 'dc1',
+    capacityMB: CAP_MB,
+    internalToken: TEST_INTERNAL_TOKEN,
+  });
   try {
     await client.put(small.url, OWNER, id(10), Buffer.alloc(30_000, 1));
     await assert.rejects(client.put(small.url, OWNER, id(11), Buffer.alloc(30_000, 2)), (e) =>
@@ -47,7 +54,13 @@ test('capacity cap: 507 StorageNodeFull, overwrite counts growth, counted again 
   } finally {
     await small.close();
   }
-  const again = await StorageNode.start({ root, id: 's', datacenter: 'dc1', capacityMB: CAP_MB });
+  const again = await StorageNode.start({
+    root,
+    id: 's',
+    datacenter: 'dc1',
+    capacityMB: CAP_MB,
+    internalToken: TEST_INTERNAL_TOKEN,
+  });
   try {
     assert.equal((await again.capacity.snapshot()).usedBytes, 40_000, 'bytes already under root count');
   } finally {
@@ -56,7 +69,13 @@ test('capacity cap: 507 StorageNodeFull, overwrite counts growth, counted again 
 });
 
 test('capacity cap: a streamed body without Content-Length is cut at the cap; nothing left behind', async () => {
-  const small = await StorageNode.start({ root, id: 's', datacenter: 'dc1', capacityMB: CAP_MB });
+  const small = await StorageNode.start({
+    root,
+    id: 's',
+    datacenter: 'dc1',
+    capacityMB: CAP_MB,
+    internalToken: TEST_INTERNAL_TOKEN,
+  });
   try {
     const chunks = Array.from({ length: 20 }, () => Buffer.alloc(1000, 4));
     // 12,428 bytes free: 20,000 streamed bytes must be refused part-way.

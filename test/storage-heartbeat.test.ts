@@ -10,6 +10,7 @@ import { ManualClock } from '../src/core/clock.js';
 import { type StorageRecordValue, WRITES_DISABLED_TIMESTAMP } from '../src/metadata/types.js';
 import { StorageNode } from '../src/storage/storage-node.js';
 import { StorageClient } from '../src/storage/storage-client.js';
+import { TEST_INTERNAL_TOKEN } from './helpers/internal-token.js';
 import { Heartbeat } from '../src/storage/heartbeat.js';
 import { disableWrites, enableWrites, storageStatus } from '../src/storage/storage-admin.js';
 
@@ -20,7 +21,7 @@ let tier: MetadataTier;
 let config: RemoraConfig;
 let cleanup: () => Promise<void>;
 let node: StorageNode;
-const client = new StorageClient();
+const client = new StorageClient({ internalToken: TEST_INTERNAL_TOKEN });
 const heartbeats: Heartbeat[] = [];
 
 before(async () => {
@@ -31,6 +32,7 @@ before(async () => {
     id: n.id,
     datacenter: n.datacenter,
     capacityMB: 10,
+    internalToken: TEST_INTERNAL_TOKEN,
   });
 });
 

@@ -10,9 +10,20 @@ import { Readable } from 'node:stream';
 import { StorageNode } from '../src/storage/storage-node.js';
 import { StorageClient } from '../src/storage/storage-client.js';
 import { listManifest, parseManifestLine } from '../src/storage/manifest.js';
+import {
+  type DurableFileOps,
+  durableFileOps,
+  handleGet,
+  handleMove,
+  handlePut,
+  type HandlerContext,
+} from '../src/storage/storage-handlers.js';
+import { Md5Cache } from '../src/storage/md5-cache.js';
+import { copyFile, insideRoot, tombstoneFile } from '../src/storage/storage-paths.js';
 import { isRemoraError } from '../src/core/errors.js';
 import { ManualClock } from '../src/core/clock.js';
 import { rawRequest } from './storage-raw-http.js';
+import { TEST_INTERNAL_TOKEN } from './helpers/internal-token.js';
 
 const OWNER = '4ebc3ff1-dd83-40a6-bc38-9ca15a0cfbac';
 const id = (n: number) => `a0000000-0000-4000-8000-${n.toString().padStart(12, '0')}`;
@@ -23,7 +34,23 @@ let parent: string;
 let root: string;
 let sentinel: string;
 let node: StorageNode;
-const client = new StorageClient({ timeoutMs: 5000 });
+const client = new StorageClient({ timeoutMs: 5000, internalToken: TEST_INTERNAL_TOKEN });
+/** What raw mutating requests carry: the node refuses PUT and MOVE without it. */
+const AUTH = { Authorization: `Internal ${TEST_INTERNAL_TOKEN}` };
+
+/** Every fsync and rename the node made, in order, with the size of a file when it was fsynced. */
+const fsLog: { op: 'fsync' | 'rename'; path: string; to?: string; size?: number }[] = [];
+const recordingFileOps: DurableFileOps = {
+  async fsync(p, flags) {
+    const st = fs.statSync(p);
+    fsLog.push({ op: 'fsync', path: p, ...(st.isFile() ? { size: st.size } : {}) });
+    await durableFileOps.fsync(p, flags);
+  },
+  async rename(from, to) {
+    fsLog.push({ op: 'rename', path: from, to });
+    await durableFileOps.rename(from, to);
+  },
+};
 
 before(async () => {
   // parent/ holds the node's root and a sentinel file that no request may touch.
@@ -31,7 +58,14 @@ before(async () => {
   root = path.join(parent, 'root');
   sentinel = path.join(parent, 'sentinel');
   fs.writeFileSync(sentinel, 'do not touch');
-  node = await StorageNode.start({ root, id: '1.stor.dc1.remora.local', datacenter: 'dc1', clock });
+  node = await StorageNode.start({
+    root,
+    id: '1.stor.dc1.remora.local',
+    datacenter: 'dc1',
+    clock,
+    internalToken: TEST_INTERNAL_TOKEN,
+    fileOps: recordingFileOps,
+  });
 });
 
 after(async () => {
@@ -103,8 +137,9 @@ test('absent copies: GET → ObjectNotFound, HEAD → undefined, JSON error body
   const raw = await rawRequest(node.url, 'GET', `/${OWNER}/${id(99)}`);
   assert.equal(raw.status, 404);
   assert.equal((JSON.parse(raw.body) as { code: string }).code, 'ObjectNotFound');
-  const del = await rawRequest(node.url, 'DELETE', `/${OWNER}/${id(99)}`);
+  const del = await rawRequest(node.url, 'DELETE', `/${OWNER}/${id(99)}`, AUTH);
   assert.equal(del.status, 405, 'DELETE is not enabled (mako nginx dav_methods PUT MOVE)');
+  assert.equal(del.headers.allow, 'PUT, GET, HEAD, MOVE');
 });
 
 test('wrong Content-MD5 → 469 Md5Mismatch and nothing left under root', async () => {
@@ -113,7 +148,13 @@ test('wrong Content-MD5 → 469 Md5Mismatch and nothing left under root', async 
   await assert.rejects(client.put(node.url, OWNER, id(2), body, { contentMD5: md5('other bytes') }), (e) =>
     isRemoraError(e, 'Md5Mismatch'),
   );
-  const raw = await rawRequest(node.url, 'PUT', `/${OWNER}/${id(2)}`, { 'Content-MD5': md5('x') }, 'abc');
+  const raw = await rawRequest(
+    node.url,
+    'PUT',
+    `/${OWNER}/${id(2)}`,
+    { ...AUTH, 'Content-MD5': md5('x') },
+    'abc',
+  );
   assert.equal(raw.status, 469);
   assert.deepEqual(filesUnder(root), before);
   assert.deepEqual(fs.readdirSync(path.join(root, 'nginx_temp')), []);
@@ -125,7 +166,8 @@ test('truncated upload (socket destroyed mid-body) → no file left, capacity re
   const socket = net.connect(Number(port), hostname);
   await new Promise((r) => socket.once('connect', r));
   socket.write(
-    `PUT /${OWNER}/${id(3)} HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n` + 'a'.repeat(5000),
+    `PUT /${OWNER}/${id(3)} HTTP/1.1\r\nHost: x\r\nAuthorization: ${AUTH.Authorization}\r\n` +
+      `Content-Length: 1000000\r\n\r\n${'a'.repeat(5000)}`,
   );
   // Wait until the node has the upload's temp file open, then cut the connection.
   await waitFor(() => fs.readdirSync(path.join(root, 'nginx_temp')).length > 0);
@@ -175,7 +217,7 @@ test('path traversal and malformed paths are refused; nothing outside root is to
   for (const t of targets) {
     for (const method of ['PUT', 'GET', 'MOVE']) {
       const headers: Record<string, string> =
-        method === 'MOVE' ? { Destination: `/tombstone/2024-01-01/${id(5)}` } : {};
+        method === 'MOVE' ? { ...AUTH, Destination: `/tombstone/2024-01-01/${id(5)}` } : AUTH;
       const r = await rawRequest(node.url, method, t, headers, method === 'PUT' ? 'overwrite' : '');
       assert.equal(r.status, 400, `${method} ${t} → ${r.status}`);
       assert.notEqual(r.body, 'do not touch');
@@ -196,7 +238,12 @@ test('path traversal and malformed paths are refused; nothing outside root is to
     '',
   ];
   for (const d of destinations) {
-    const r = await rawRequest(node.url, 'MOVE', `/${OWNER}/${id(4)}`, d ? { Destination: d } : {});
+    const r = await rawRequest(
+      node.url,
+      'MOVE',
+      `/${OWNER}/${id(4)}`,
+      d ? { ...AUTH, Destination: d } : AUTH,
+    );
     assert.equal(r.status, 400, `MOVE → ${JSON.stringify(d)}: ${r.status}`);
     assert.equal((JSON.parse(r.body) as { code: string }).code, 'InvalidPath');
   }
@@ -218,11 +265,13 @@ test('MOVE to the tombstone tree (both Destination forms); absent source → 404
   assert.equal(fs.existsSync(path.join(root, OWNER, id(7))), false);
   assert.equal(await client.tombstone(node.url, OWNER, id(7), '2024-02-29'), 'absent');
   const full = await rawRequest(node.url, 'MOVE', `/${OWNER}/${id(8)}`, {
+    ...AUTH,
     Destination: `/manta/tombstone/2024-03-01/${id(8)}`,
   });
   assert.equal(full.status, 204);
   assert.equal(fs.readFileSync(path.join(root, 'tombstone', '2024-03-01', id(8)), 'utf8'), 'eight');
   const missing = await rawRequest(node.url, 'MOVE', `/${OWNER}/${id(9)}`, {
+    ...AUTH,
     Destination: `/tombstone/2024-03-01/${id(9)}`,
   });
   assert.equal(missing.status, 404);
@@ -279,11 +328,192 @@ test('keep-alive: several requests reuse one connection, also after an error', a
 });
 
 test('client: a stopped node is StorageNodeUnreachable', async () => {
-  const gone = await StorageNode.start({ root: path.join(parent, 'gone'), id: 'g', datacenter: 'dc1' });
+  const gone = await StorageNode.start({
+    root: path.join(parent, 'gone'),
+    id: 'g',
+    datacenter: 'dc1',
+    internalToken: TEST_INTERNAL_TOKEN,
+  });
   const url = gone.url;
   await gone.close();
   await assert.rejects(client.head(url, OWNER, id(1)), (e) => isRemoraError(e, 'StorageNodeUnreachable'));
   await assert.rejects(client.put(url, OWNER, id(1), Buffer.from('x')), (e) =>
     isRemoraError(e, 'StorageNodeUnreachable'),
+  );
+});
+
+/** Every regular file under a directory with its content: what a refused request must not change. */
+function contentsUnder(dir: string): Map<string, string> {
+  return new Map(filesUnder(dir).map((f) => [f, fs.readFileSync(path.join(dir, f), 'latin1')]));
+}
+
+test('PUT, MOVE, DELETE, other methods and the manifest need the internal credential; refused ones change nothing', async () => {
+  await client.put(node.url, OWNER, id(20), Buffer.from('kept'));
+  const before = contentsUnder(root);
+  const wrong = [
+    undefined,
+    'Internal',
+    `Internal wrong-token-0123456789abcdef`,
+    `Internal ${TEST_INTERNAL_TOKEN}x`,
+    `Internal ${TEST_INTERNAL_TOKEN.slice(0, -1)}`,
+    `Token ${TEST_INTERNAL_TOKEN}`,
+    `Basic ${Buffer.from(`internal:${TEST_INTERNAL_TOKEN}`).toString('base64')}`,
+    `Internal ${TEST_INTERNAL_TOKEN} extra`,
+  ];
+  const tomb = { Destination: `/tombstone/2024-01-01/${id(20)}` };
+  const requests: [string, string, Record<string, string>, string][] = [
+    ['PUT', `/${OWNER}/${id(20)}`, {}, 'overwritten'],
+    ['PUT', `/${OWNER}/${id(21)}`, {}, 'new copy'],
+    ['MOVE', `/${OWNER}/${id(20)}`, tomb, ''],
+    ['DELETE', `/${OWNER}/${id(20)}`, {}, ''],
+    ['COPY', `/${OWNER}/${id(20)}`, { Destination: `/${OWNER}/${id(21)}` }, ''],
+    ['POST', `/${OWNER}/${id(20)}`, {}, 'x'],
+    ['PROPPATCH', `/${OWNER}/${id(20)}`, {}, ''],
+    ['GET', '/manifest', {}, ''],
+    ['PUT', '/manifest', {}, 'x'],
+    ['PUT', '/../sentinel', {}, 'x'],
+  ];
+  for (const auth of wrong) {
+    for (const [method, target, headers, body] of requests) {
+      const r = await rawRequest(
+        node.url,
+        method,
+        target,
+        { ...headers, ...(auth === undefined ? {} : { Authorization: auth }) },
+        body,
+      );
+      const what = `${method} ${target} with ${auth ?? 'no Authorization'}`;
+      assert.equal(r.status, 401, `${what} → ${r.status} ${r.body}`);
+      assert.equal((JSON.parse(r.body) as { code: string }).code, 'InternalCredentialRefused', what);
+      assert.equal(r.headers['www-authenticate'], 'Internal', what);
+      assert.doesNotMatch(r.body, new RegExp(TEST_INTERNAL_TOKEN.slice(0, 10)), 'the token is never echoed');
+    }
+  }
+  assert.deepEqual(contentsUnder(root), before, 'no refused request changed a file');
+  assert.deepEqual(fs.readdirSync(path.join(root, 'nginx_temp')), []);
+  assert.equal(fs.readFileSync(sentinel, 'utf8'), 'do not touch');
+
+  // A client with another deployment's credential is refused the same way.
+  const stranger = new StorageClient({ timeoutMs: 5000, internalToken: 'another-deployments-token-0123' });
+  try {
+    for (const attempt of [
+      stranger.put(node.url, OWNER, id(20), Buffer.from('overwritten')),
+      stranger.tombstone(node.url, OWNER, id(20), '2024-01-01'),
+      stranger.manifest(node.url),
+    ])
+      await assert.rejects(attempt, (e) => isRemoraError(e, 'InternalCredentialRefused'));
+    // Reads of a copy stay open, as on mako: they need both UUIDs, which only the metadata holds.
+    const got = await stranger.get(node.url, OWNER, id(20));
+    assert.equal((await readStream(got.stream)).toString(), 'kept');
+    assert.equal((await rawRequest(node.url, 'HEAD', `/${OWNER}/${id(20)}`)).status, 200);
+  } finally {
+    stranger.close();
+  }
+  assert.deepEqual(contentsUnder(root), before);
+
+  // With the credential: the same scheme in any case; an unsupported method is then 405 with Allow.
+  const lower = await rawRequest(
+    node.url,
+    'PUT',
+    `/${OWNER}/${id(21)}`,
+    {
+      Authorization: `internal ${TEST_INTERNAL_TOKEN}`,
+    },
+    'new copy',
+  );
+  assert.equal(lower.status, 201);
+  for (const [method, target, allow] of [
+    ['PROPPATCH', `/${OWNER}/${id(20)}`, 'PUT, GET, HEAD, MOVE'],
+    ['PUT', '/manifest', 'GET'],
+  ] as const) {
+    const r = await rawRequest(node.url, method, target, AUTH, method === 'PUT' ? 'x' : '');
+    assert.equal(r.status, 405, `${method} ${target}`);
+    assert.equal(r.headers.allow, allow);
+  }
+});
+
+test('the second path guard refuses a resolved path outside the root, even when the whitelist is bypassed', async () => {
+  // Unit: the guard itself, including a sibling directory that shares the root's name as a prefix.
+  const refused = (f: () => unknown) => assert.throws(f, (e) => isRemoraError(e, 'InvalidPath'));
+  refused(() => insideRoot(root, '..', 'sentinel'));
+  refused(() => insideRoot(root, OWNER, '..', '..', 'sentinel'));
+  refused(() => insideRoot(root, `../${path.basename(root)}-evil`, 'x'));
+  refused(() => insideRoot(root, parent, 'sentinel'));
+  refused(() => insideRoot(root, '.'));
+  refused(() => insideRoot(root, ''));
+  refused(() => copyFile(root, { owner: '..', objectId: 'sentinel' }));
+  refused(() => copyFile(root, { owner: OWNER, objectId: '../../sentinel' }));
+  refused(() => tombstoneFile(root, '../..', 'sentinel'));
+  assert.equal(copyFile(root, { owner: OWNER, objectId: id(1) }), path.join(root, OWNER, id(1)));
+  assert.equal(tombstoneFile(root, '2024-01-01', id(1)), path.join(root, 'tombstone', '2024-01-01', id(1)));
+
+  // The handlers reach it: a CopyPath that never went through the whitelist (what a future,
+  // looser pattern could let through) is refused before any file is opened, written or moved.
+  const victim = path.join(parent, id(30));
+  fs.writeFileSync(victim, 'outside the root');
+  const parentBefore = fs.readdirSync(parent).sort();
+  const ctx: HandlerContext = {
+    root,
+    datacenter: 'dc1',
+    capacity: node.capacity,
+    md5: new Md5Cache(10),
+    now: () => clock.now(),
+    files: durableFileOps,
+  };
+  const escaping = { owner: '..', objectId: id(30) };
+  const req = (method: string, headers: Record<string, string>, body = '') =>
+    Object.assign(Readable.from([Buffer.from(body)]), { method, headers }) as unknown as http.IncomingMessage;
+  const res = {
+    writeHead: () => assert.fail('a response was started for a path outside the root'),
+    end: () => assert.fail('a response was sent for a path outside the root'),
+  } as unknown as http.ServerResponse;
+  const isInvalidPath = (e: unknown) => isRemoraError(e, 'InvalidPath');
+  await assert.rejects(handleGet(ctx, req('GET', {}), res, escaping), isInvalidPath);
+  await assert.rejects(
+    handleMove(ctx, req('MOVE', { destination: `/tombstone/2024-01-01/${id(30)}` }), res, escaping),
+    isInvalidPath,
+  );
+  await assert.rejects(
+    handlePut(ctx, req('PUT', { 'content-length': '4' }, 'evil'), res, escaping),
+    isInvalidPath,
+  );
+  await assert.rejects(handlePut(ctx, req('PUT', {}, 'evil'), res, escaping), isInvalidPath);
+  assert.equal(fs.readFileSync(victim, 'utf8'), 'outside the root');
+  assert.equal(fs.existsSync(path.join(root, 'tombstone', '2024-01-01', id(30))), false);
+  assert.deepEqual(fs.readdirSync(parent).sort(), parentBefore);
+  assert.deepEqual(fs.readdirSync(path.join(root, 'nginx_temp')), []);
+  fs.rmSync(victim);
+});
+
+test('PUT fsyncs the temp file, with all its bytes, before renaming it into place, then fsyncs the directory', async () => {
+  fsLog.length = 0;
+  const body = crypto.randomBytes(300_000);
+  await client.put(node.url, OWNER, id(22), Readable.from([body.subarray(0, 1000), body.subarray(1000)]), {
+    contentLength: body.length,
+  });
+  const dest = path.join(root, OWNER, id(22));
+  const renamed = fsLog.findIndex((e) => e.op === 'rename' && e.to === dest);
+  assert.ok(renamed >= 0, `the copy was renamed into place: ${JSON.stringify(fsLog)}`);
+  const tmp = fsLog[renamed]!.path;
+  assert.equal(path.dirname(tmp), path.join(root, 'nginx_temp'), 'from a temp file');
+  const synced = fsLog.findIndex((e) => e.op === 'fsync' && e.path === tmp);
+  assert.ok(synced >= 0 && synced < renamed, `fsync(temp) before rename: ${JSON.stringify(fsLog)}`);
+  assert.equal(fsLog[synced]!.size, body.length, 'fsynced once every byte was written');
+  const dirSynced = fsLog.findIndex(
+    (e, i) => i > renamed && e.op === 'fsync' && e.path === path.dirname(dest),
+  );
+  assert.ok(dirSynced > renamed, 'the directory is fsynced after the rename, so the rename survives a crash');
+  assert.deepEqual(fs.readFileSync(dest), body);
+
+  // MOVE: the rename into the tombstone tree, then an fsync of the tombstone directory.
+  fsLog.length = 0;
+  assert.equal(await client.tombstone(node.url, OWNER, id(22), '2024-03-02'), 'moved');
+  const tombDir = path.join(root, 'tombstone', '2024-03-02');
+  assert.deepEqual(
+    fsLog.map((e) => [e.op, e.to ?? e.path]),
+    [
+      ['rename', path.join(tombDir, id(22))],
+      ['fsync', tombDir],
+    ],
   );
 });

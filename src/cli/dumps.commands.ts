@@ -3,7 +3,12 @@
  * Thin: the work is in src/dumps/.
  */
 import type { Command } from 'commander';
-import { readDeploymentState, withMetadata, withObjectStore } from '../deployment/context.js';
+import {
+  readDeploymentState,
+  requireInternalToken,
+  withMetadata,
+  withObjectStore,
+} from '../deployment/context.js';
 import { snapshotAll } from '../dumps/snapshot.js';
 import { unpackDump } from '../dumps/unpack.js';
 import { ingestMakoListing, ingestMakoObject, type MakoIngestResult } from '../dumps/mako.js';
@@ -133,7 +138,7 @@ export function registerDumpsCommands(program: Command): void {
             const nodes = readDeploymentState(config)?.storageNodes;
             if (!nodes)
               throw usageError('no running deployment: start one with `remora up`, or use --from-store');
-            const client = new StorageClient();
+            const client = new StorageClient({ internalToken: requireInternalToken(config) });
             try {
               for (const id of ids) {
                 const node = nodes[id];

@@ -7,7 +7,12 @@ import type { Command } from 'commander';
 import type { RemoraConfig } from '../config/config.js';
 import type { ObjectStore } from '../objectstore/object-store.js';
 import type { MetadataTier } from '../metadata/metadata-tier.js';
-import { readDeploymentState, withMetadata, withObjectStore } from '../deployment/context.js';
+import {
+  readDeploymentState,
+  requireInternalToken,
+  withMetadata,
+  withObjectStore,
+} from '../deployment/context.js';
 import { StorageClient } from '../storage/storage-client.js';
 import { runJob, DEFAULT_CONCURRENCY, type RunTotals } from '../jobs/rebalance/rebalance.run.js';
 import { planJob, type PlanResult, replanForRetry } from '../jobs/rebalance/rebalance.service.js';
@@ -37,7 +42,7 @@ interface Conn {
 async function withConn(cmd: Command, fn: (c: Conn) => Promise<void>): Promise<void> {
   const config = configFrom(cmd);
   const nodes = readDeploymentState(config)?.storageNodes ?? {};
-  const storage = new StorageClient();
+  const storage = new StorageClient({ internalToken: requireInternalToken(config) });
   try {
     await withObjectStore(config, (store) =>
       withMetadata(config, (tier) =>

@@ -37,6 +37,11 @@ export interface RemoraConfig {
     nodes: StorageNodeConfig[];
     /** minnow's heartbeat interval (SAPI template: 5 s). */
     heartbeatIntervalMs: number;
+    /**
+     * The internal credential storage nodes require on PUT, MOVE and the manifest (docs/storage-nodes.md).
+     * Unset = generated once into `<stateDir>/internal-token` (mode 0600).
+     */
+    internalToken?: string;
   };
   picker: {
     /** A node whose heartbeat is older than this is not written to (muskie SAPI template: 60 s). */

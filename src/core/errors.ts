@@ -21,6 +21,8 @@ export const ERROR_CATALOG = {
   TruncatedTransfer: { status: 400, exit: 7, retryable: true },
   RangeNotSatisfiable: { status: 416, exit: 2, retryable: false },
   MethodNotAllowed: { status: 405, exit: 2, retryable: false },
+  // a mutating request to a storage node without the deployment's internal credential, or a wrong one
+  InternalCredentialRefused: { status: 401, exit: 2, retryable: false },
   // front door
   NotEnoughStorageNodes: { status: 503, exit: 6, retryable: true },
   Unauthorized: { status: 401, exit: 2, retryable: false },
@@ -33,6 +35,8 @@ export const ERROR_CATALOG = {
   InvalidConfig: { status: 500, exit: 2, retryable: false },
   UsageError: { status: 400, exit: 2, retryable: false },
   StaleState: { status: 500, exit: 5, retryable: false },
+  // a port the deployment must listen on is held by another process
+  PortInUse: { status: 500, exit: 5, retryable: false },
   MalformedInput: { status: 400, exit: 8, retryable: false },
   // rebalance: no snapshot, or one older than the evacuated node's last write
   SnapshotTooOld: { status: 409, exit: 5, retryable: false },

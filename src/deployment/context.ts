@@ -14,6 +14,7 @@ import { defaultObjectStore, type ObjectStore } from '../objectstore/object-stor
 import { FrontDoorClient } from '../frontdoor/client.js';
 import { MetadataTier } from '../metadata/metadata-tier.js';
 import { startEmbeddedPostgres } from '../metadata/postgres-server.js';
+import { checkInternalToken, generateInternalToken } from '../storage/internal-auth.js';
 
 /** What a running deployment writes to `<stateDir>/deployment.json`. */
 export interface DeploymentState {
@@ -88,6 +89,51 @@ export function removeStateIfOurs(config: RemoraConfig): void {
 /** Where a deployment keeps the operator account's token. */
 export function operatorTokenPath(config: RemoraConfig): string {
   return path.join(config.stateDir, 'operator-token');
+}
+
+/** Where a deployment keeps the internal credential of its storage nodes (when not configured). */
+export function internalTokenPath(config: RemoraConfig): string {
+  return path.join(config.stateDir, 'internal-token');
+}
+
+/**
+ * The internal credential storage nodes require (docs/storage-nodes.md): `storage.internalToken`
+ * from the configuration, else `<stateDir>/internal-token`; undefined when neither exists.
+ */
+export function readInternalToken(config: RemoraConfig): string | undefined {
+  if (config.storage.internalToken !== undefined)
+    return checkInternalToken(config.storage.internalToken, 'config storage.internalToken');
+  const file = internalTokenPath(config);
+  if (!fs.existsSync(file)) return undefined;
+  return checkInternalToken(fs.readFileSync(file, 'utf8').trim(), file);
+}
+
+/** The credential for a client of storage nodes (jobs, CLI commands): refused when none is known. */
+export function requireInternalToken(config: RemoraConfig): string {
+  const token = readInternalToken(config);
+  if (token === undefined)
+    throw new RemoraError(
+      'UsageError',
+      `no internal storage credential: set storage.internalToken in the configuration, or run where ${internalTokenPath(config)} exists (\`remora up\` creates it)`,
+    );
+  return token;
+}
+
+/**
+ * The credential a deployment starts its nodes with: the configured or stored one, else a new
+ * one generated once and stored with mode 0600 (like the operator token). `wx` makes a race
+ * between two starters end with one file, which both then read.
+ */
+export function ensureInternalToken(config: RemoraConfig): string {
+  const existing = readInternalToken(config);
+  if (existing !== undefined) return existing;
+  const file = internalTokenPath(config);
+  try {
+    fs.writeFileSync(file, `${generateInternalToken()}\n`, { mode: 0o600, flag: 'wx' });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  }
+  return checkInternalToken(fs.readFileSync(file, 'utf8').trim(), file);
 }
 
 /**

@@ -5,6 +5,7 @@
  * Composition only: every piece lives in its own module.
  */
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import type { RemoraConfig } from '../config/config.js';
 import { RemoraError } from '../core/errors.js';
@@ -24,6 +25,7 @@ import {
   type DeploymentState,
   deploymentStatePath,
   embeddedDataDir,
+  ensureInternalToken,
   openObjectStore,
   operatorTokenPath,
   readDeploymentState,
@@ -54,7 +56,8 @@ export class Deployment {
   private logTimer: NodeJS.Timeout | undefined;
   readonly nodes = new Map<string, StorageNode>();
   readonly heartbeats = new Map<string, Heartbeat>();
-  readonly storage = new StorageClient();
+  /** The client of this deployment's storage nodes, with their internal credential. */
+  readonly storage: StorageClient;
   private frontdoor: FrontDoorServer | undefined;
   service!: ObjectService;
   frontdoorUrl = '';
@@ -66,16 +69,21 @@ export class Deployment {
     private readonly pg: RunningPostgres | undefined,
     readonly postgresUrl: string,
     private readonly opts: DeploymentOptions,
-  ) {}
+    /** What every mutating request to a storage node must carry (docs/storage-nodes.md). */
+    readonly internalToken: string,
+  ) {
+    this.storage = new StorageClient({ internalToken });
+  }
 
   static async start(config: RemoraConfig, opts: DeploymentOptions = {}): Promise<Deployment> {
     const log = opts.log ?? (() => {});
     fs.mkdirSync(config.stateDir, { recursive: true });
     guardSingleDeployment(config);
+    const internalToken = ensureInternalToken(config);
     let pg: RunningPostgres | undefined;
     let url = config.postgres.url;
     if (!url) {
-      pg = await startEmbeddedPostgres(embeddedDataDir(config), config.postgres.port, log);
+      pg = await startPostgresOrSayWhy(config, log);
       url = pg.url;
       log(`postgres: embedded, ${url.replace(/:[^:@/]+@/, ':***@')}`);
     }
@@ -86,7 +94,7 @@ export class Deployment {
       await pg?.stop();
       throw err;
     }
-    const d = new Deployment(config, tier, pg, url, opts);
+    const d = new Deployment(config, tier, pg, url, opts, internalToken);
     try {
       await d.startAll();
     } catch (err) {
@@ -116,6 +124,7 @@ export class Deployment {
       this.tier,
       this.service,
       new AuditLog(auditLogDir(this.config), 'frontdoor-0'),
+      log,
     );
     this.frontdoorUrl = await this.frontdoor.listen(this.opts.frontdoorPort ?? this.config.frontdoor.port);
     this.operatorToken = await this.ensureOperator();
@@ -139,6 +148,7 @@ export class Deployment {
       id: n.id,
       datacenter: n.datacenter,
       root: storageRoot(this.config, n.id),
+      internalToken: this.internalToken,
       ...(n.capacityMB !== undefined ? { capacityMB: n.capacityMB } : {}),
       ...(prevPort ? { port: Number(new URL(prevPort).port) } : {}),
       ...(this.opts.clock ? { clock: this.opts.clock } : {}),
@@ -243,6 +253,37 @@ export class Deployment {
     await this.pg?.stop();
     if (this.opts.writeState !== false) removeStateIfOurs(this.config);
   }
+}
+
+/**
+ * Start the embedded PostgreSQL; when that fails and its port is held by another process, say
+ * so (PortInUse, naming the port and the key to change) instead of the generic start failure.
+ */
+async function startPostgresOrSayWhy(
+  config: RemoraConfig,
+  log: (l: string) => void,
+): Promise<RunningPostgres> {
+  const port = config.postgres.port;
+  try {
+    return await startEmbeddedPostgres(embeddedDataDir(config), port, log);
+  } catch (err) {
+    if (!(await portTaken(port, '127.0.0.1'))) throw err;
+    throw new RemoraError(
+      'PortInUse',
+      `port ${port} (embedded PostgreSQL, postgres.port) is already in use on 127.0.0.1 by another process: ` +
+        `stop it, or set postgres.port in ${path.join(config.stateDir, 'config.json')}`,
+      { cause: err, details: { port } },
+    );
+  }
+}
+
+/** True when something else listens on host:port right now. */
+function portTaken(port: number, host: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const probe = net.createServer();
+    probe.once('error', (e: NodeJS.ErrnoException) => resolve(e.code === 'EADDRINUSE'));
+    probe.listen(port, host, () => probe.close(() => resolve(false)));
+  });
 }
 
 /** Two deployments on one state directory would share one PostgreSQL data directory: refuse. */

@@ -64,14 +64,19 @@ export class FrontDoorClient {
     const text = await readAll(res);
     let code: ErrorCode = 'Internal';
     let message = `${what}: HTTP ${res.statusCode}`;
+    let requestId = headerOf(res, 'x-request-id');
     try {
-      const j = JSON.parse(text.toString()) as { code?: string; message?: string };
+      const j = JSON.parse(text.toString()) as { code?: string; message?: string; requestId?: string };
       if (j.code && j.code in ERROR_CATALOG) code = j.code as ErrorCode;
       if (j.message) message = `${what}: ${j.message}`;
+      if (typeof j.requestId === 'string') requestId = j.requestId;
     } catch {
       /* not JSON: keep the status */
     }
-    throw new RemoraError(code, message, { details: { status: res.statusCode } });
+    // The request id is what the operator looks up in the front door's log for the real cause.
+    throw new RemoraError(code, message, {
+      details: { status: res.statusCode, ...(requestId ? { requestId } : {}) },
+    });
   }
 
   async put(
@@ -147,6 +152,11 @@ export class FrontDoorClient {
     await this.expectOk(res, `DELETE ${path}`);
     res.resume();
   }
+}
+
+function headerOf(res: http.IncomingMessage, name: string): string | undefined {
+  const v = res.headers[name];
+  return Array.isArray(v) ? v[0] : v;
 }
 
 async function readAll(s: Readable): Promise<Buffer> {

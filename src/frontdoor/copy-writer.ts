@@ -2,6 +2,9 @@
  * Writing an object's copies: pick storage nodes (muskie's picker), make sure every node of
  * the chosen tuple answers, then stream the one request body to all of them at once, each
  * node checking the MD5 before it renames the copy into place.
+ *
+ * Errors about a node carry `details.node` (or `details.nodes`): the front door shows the client
+ * a fixed message for those and logs the detail (public-error.ts).
  */
 import { PassThrough, type Readable } from 'node:stream';
 import { RemoraError, isRemoraError } from '../core/errors.js';
@@ -40,7 +43,10 @@ export class CopyWriter {
 
   private url(storageId: string): string {
     const u = this.deps.nodeUrl(storageId);
-    if (!u) throw new RemoraError('StorageNodeUnreachable', `no address known for storage node ${storageId}`);
+    if (!u)
+      throw new RemoraError('StorageNodeUnreachable', `no address known for storage node ${storageId}`, {
+        details: { node: storageId },
+      });
     return u;
   }
 
@@ -91,7 +97,10 @@ export class CopyWriter {
       branches.forEach((b) => b.destroy());
       throw failed.reason instanceof RemoraError
         ? failed.reason
-        : new RemoraError('StorageNodeUnreachable', String(failed.reason), { cause: failed.reason });
+        : new RemoraError('StorageNodeUnreachable', String(failed.reason), {
+            cause: failed.reason,
+            details: { nodes: tuple.map((s) => s.manta_storage_id) },
+          });
     }
     const ok = results as PromiseFulfilledResult<{ md5: string; bytes: number }>[];
     const first = ok[0]!.value;
@@ -99,6 +108,7 @@ export class CopyWriter {
       throw new RemoraError(
         'Md5Mismatch',
         `copies of ${objectId} disagree: ${ok.map((x) => `${x.value.md5}/${x.value.bytes}`).join(', ')}`,
+        { details: { nodes: tuple.map((s) => s.manta_storage_id) } },
       );
     }
     if (opts.contentLength !== undefined && first.bytes !== opts.contentLength) {

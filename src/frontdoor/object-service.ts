@@ -25,7 +25,19 @@ export interface Resolved {
   owner: AccountValue;
   key: string;
   namespace: string;
+  /**
+   * The path as the client spelled it (decoded): what error messages name. The key starts with
+   * the owner's UUID, which a caller who named the account by login must not learn from an error.
+   */
+  shown: string;
 }
+
+const BASE64_MD5_RE = /^[A-Za-z0-9+/]{22}==$/;
+/** Longest accepted request path, in UTF-8 bytes: well under what PostgreSQL can index in `_key`. */
+export const MAX_PATH_BYTES = 1024;
+/** C0 controls, DEL and C1 controls: never part of a name (NUL cannot even be stored in PostgreSQL text). */
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
+const CONTROL_RE = /[\u0000-\u001f\u007f-\u009f]/;
 
 export interface PutResult {
   objectId: string;
@@ -48,21 +60,17 @@ export class ObjectService {
 
   /** `/<login-or-uuid>/<namespace>/...` → owner account and moray key (`/<uuid>/...`). */
   async resolve(urlPath: string): Promise<Resolved> {
-    let decoded: string;
-    try {
-      decoded = decodeURIComponent(urlPath);
-    } catch (err) {
-      throw new RemoraError('BadRequest', `path ${urlPath} is not valid percent-encoding`, { cause: err });
-    }
+    const decoded = decodePath(urlPath);
     const parts = decoded.split('/');
     if (
       parts[0] !== '' ||
       parts.length < 3 ||
       parts.some((p, i) => i > 0 && (p === '' || p === '.' || p === '..'))
     ) {
+      // BadRequest, not InvalidPath: the front-door object store reads it as "no such directory".
       throw new RemoraError(
         'BadRequest',
-        `path ${urlPath} must look like /<account>/<namespace>[/...] without empty, . or .. parts`,
+        `path ${decoded} must look like /<account>/<namespace>[/...] without empty, . or .. parts`,
       );
     }
     const who = parts[1]!;
@@ -77,7 +85,7 @@ export class ObjectService {
         `namespace "${namespace}" is not one of ${ALL_NAMESPACES.join(', ')}`,
       );
     }
-    return { owner, namespace, key: ['', owner.uuid, ...parts.slice(2)].join('/') };
+    return { owner, namespace, key: ['', owner.uuid, ...parts.slice(2)].join('/'), shown: decoded };
   }
 
   /** An account reaches only its own namespace; the operator reaches all; anyone may read /public. */
@@ -92,12 +100,12 @@ export class ObjectService {
     );
   }
 
-  private async requireParentDirectory(key: string): Promise<void> {
-    const parent = mantaDirname(key);
-    const row = await this.deps.tier.getObject<MantaValue>('manta', parent);
-    if (!row) throw new RemoraError('DirectoryNotFound', `parent directory ${parent} does not exist`);
+  private async requireParentDirectory(r: Resolved): Promise<void> {
+    const row = await this.deps.tier.getObject<MantaValue>('manta', mantaDirname(r.key));
+    const shown = mantaDirname(r.shown);
+    if (!row) throw new RemoraError('DirectoryNotFound', `parent directory ${shown} does not exist`);
     if (row.value.type !== 'directory')
-      throw new RemoraError('BadRequest', `parent ${parent} is an object, not a directory`);
+      throw new RemoraError('BadRequest', `parent ${shown} is an object, not a directory`);
   }
 
   async putObject(
@@ -113,10 +121,13 @@ export class ObjectService {
     },
   ): Promise<PutResult> {
     if (r.key.split('/').length < 4)
-      throw new RemoraError('BadRequest', `cannot write an object at the root ${r.key}`);
-    await this.requireParentDirectory(r.key);
+      throw new RemoraError('BadRequest', `cannot write an object at the root ${r.shown}`);
+    await this.requireParentDirectory(r);
     const existing = await this.deps.tier.getObject<MantaValue>('manta', r.key);
-    if (existing?.value.type === 'directory') throw new RemoraError('BadRequest', `${r.key} is a directory`);
+    if (existing?.value.type === 'directory')
+      throw new RemoraError('BadRequest', `${r.shown} is a directory`);
+    if (opts.contentMD5 !== undefined && !BASE64_MD5_RE.test(opts.contentMD5))
+      throw new RemoraError('BadRequest', 'Content-MD5 must be the base64 of a 16-byte MD5 digest');
     const copies = opts.copies ?? this.deps.defaultCopies;
     if (!Number.isInteger(copies) || copies < 1 || copies > 9)
       throw new RemoraError('BadRequest', 'durability-level must be 1..9');
@@ -161,10 +172,10 @@ export class ObjectService {
 
   async mkdir(r: Resolved, creator?: string): Promise<void> {
     if (r.key.split('/').length < 4) return; // account roots always exist
-    await this.requireParentDirectory(r.key);
+    await this.requireParentDirectory(r);
     const existing = await this.deps.tier.getObject<MantaValue>('manta', r.key);
     if (existing?.value.type === 'directory') return; // mkdir is idempotent (mmkdir)
-    if (existing) throw new RemoraError('BadRequest', `${r.key} exists and is an object`);
+    if (existing) throw new RemoraError('BadRequest', `${r.shown} exists and is an object`);
     const v = directoryValue(r.key, r.owner.uuid, this.clock.now(), creator);
     try {
       await this.deps.tier.putObject('manta', r.key, v as unknown as Record<string, unknown>, { etag: null });
@@ -179,13 +190,14 @@ export class ObjectService {
 
   /** A snaplink at `r` to the object at `source` (possibly another shard, another namespace). */
   async link(r: Resolved, source: Resolved): Promise<{ objectId: string; prevObjectId?: string }> {
-    await this.requireParentDirectory(r.key);
+    await this.requireParentDirectory(r);
     const src = await this.deps.tier.getObject<MantaValue>('manta', source.key);
-    if (!src) throw new RemoraError('ObjectNotFound', `link source ${source.key} does not exist`);
+    if (!src) throw new RemoraError('ObjectNotFound', `link source ${source.shown} does not exist`);
     if (src.value.type !== 'object')
-      throw new RemoraError('BadRequest', `link source ${source.key} is a directory`);
+      throw new RemoraError('BadRequest', `link source ${source.shown} is a directory`);
     const existing = await this.deps.tier.getObject<MantaValue>('manta', r.key);
-    if (existing?.value.type === 'directory') throw new RemoraError('BadRequest', `${r.key} is a directory`);
+    if (existing?.value.type === 'directory')
+      throw new RemoraError('BadRequest', `${r.shown} is a directory`);
     const v = linkValue(src.value, r.key, r.owner.uuid, this.clock.now());
     await this.deps.tier.putObject('manta', r.key, v as unknown as Record<string, unknown>);
     const prev = existing?.value;
@@ -194,14 +206,19 @@ export class ObjectService {
 
   async head(r: Resolved): Promise<MantaValue> {
     const row = await this.deps.tier.getObject<MantaValue>('manta', r.key);
-    if (!row) throw new RemoraError('ObjectNotFound', `${r.key} does not exist`);
+    if (!row) throw new RemoraError('ObjectNotFound', `${r.shown} does not exist`);
     return row.value;
   }
 
-  /** Open the object's bytes from the first copy that answers; the next copy when a node is down. */
+  /**
+   * Open the object's bytes from the first copy that answers; the next copy when a node is down.
+   * `shown` names the object in the error (the path as the client spelled it); which node failed
+   * and why is kept in `details.failures`, for the server's log only.
+   */
   async open(
     value: MantaObjectValue,
-    range?: { start: number; end: number },
+    range: { start: number; end: number } | undefined,
+    shown: string,
   ): Promise<{ stream: Readable; contentLength: number; status: number; shark?: string }> {
     if (value.contentLength === 0) return { stream: PassThroughEnded(), contentLength: 0, status: 200 };
     const failures: string[] = [];
@@ -224,30 +241,54 @@ export class ObjectService {
         failures.push(`${s.manta_storage_id}: ${(err as Error).message}`);
       }
     }
-    throw new RemoraError(
-      'AllCopiesUnavailable',
-      `no copy of ${value.key} could be read (${failures.join('; ')})`,
-    );
+    throw new RemoraError('AllCopiesUnavailable', `no copy of ${shown} could be read; retry later`, {
+      details: { failures },
+    });
   }
 
   async list(r: Resolved, limit = 10_000): Promise<MantaValue[]> {
     const v = await this.head(r);
-    if (v.type !== 'directory') throw new RemoraError('BadRequest', `${r.key} is not a directory`);
+    if (v.type !== 'directory') throw new RemoraError('BadRequest', `${r.shown} is not a directory`);
     return (await this.deps.tier.listDirectory(r.key, limit)).map((x) => x.value);
   }
 
   async delete(r: Resolved): Promise<{ prevObjectId?: string }> {
     const row = await this.deps.tier.getObject<MantaValue>('manta', r.key);
-    if (!row) throw new RemoraError('ObjectNotFound', `${r.key} does not exist`);
+    if (!row) throw new RemoraError('ObjectNotFound', `${r.shown} does not exist`);
     if (row.value.type === 'directory') {
       if (r.key.split('/').length < 4)
-        throw new RemoraError('BadRequest', `cannot delete the account root ${r.key}`);
+        throw new RemoraError('BadRequest', `cannot delete the account root ${r.shown}`);
       if ((await this.deps.tier.listDirectory(r.key, 1)).length > 0)
-        throw new RemoraError('DirectoryNotEmpty', `${r.key} is not empty`);
+        throw new RemoraError('DirectoryNotEmpty', `${r.shown} is not empty`);
     }
     await this.deps.tier.deleteObject('manta', r.key, { etag: row.etag });
     return row.value.type === 'object' ? { prevObjectId: row.value.objectId } : {};
   }
+}
+
+/**
+ * Percent-decode a request path and refuse what cannot be a name: bad encoding, a control
+ * character (a NUL used to reach PostgreSQL and come back as a 500 with its message), or a path
+ * longer than MAX_PATH_BYTES. The message never echoes the offending characters.
+ */
+function decodePath(urlPath: string): string {
+  let decoded: string;
+  try {
+    decoded = decodeURIComponent(urlPath);
+  } catch (err) {
+    throw new RemoraError('InvalidPath', 'the path is not valid percent-encoded UTF-8', { cause: err });
+  }
+  const control = CONTROL_RE.exec(decoded);
+  if (control) {
+    const cp = control[0].codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0');
+    throw new RemoraError(
+      'InvalidPath',
+      `the path contains the control character U+${cp} at position ${control.index}: names may not hold control characters`,
+    );
+  }
+  if (Buffer.byteLength(decoded) > MAX_PATH_BYTES)
+    throw new RemoraError('InvalidPath', `the path is longer than ${MAX_PATH_BYTES} bytes`);
+  return decoded;
 }
 
 function PassThroughEnded(): Readable {

@@ -6,6 +6,13 @@
  *   GET    object bytes (Range) or, for a directory, one JSON line per entry
  *   HEAD   metadata headers; DELETE object or empty directory
  * Auth: `Authorization: Token <token>`. One muskie audit line per request.
+ *
+ * Every response carries `x-request-id`. A failure answers `{code, message, requestId}` under
+ * the rules of public-error.ts: no storage-node address and no other account's UUID ever
+ * reaches the client; the real error is logged under the request id. Checked in this order:
+ * the method (405 with `Allow`), the token (401), the path (400 InvalidPath: bad encoding,
+ * control characters such as NUL, `.`/`..`), then the operation (a Range past the end: 416 with
+ * `Content-Range: bytes *\/<size>`).
  */
 import http from 'node:http';
 import crypto from 'node:crypto';
@@ -13,9 +20,15 @@ import type { AddressInfo } from 'node:net';
 import { RemoraError, toRemoraError } from '../core/errors.js';
 import type { MetadataTier } from '../metadata/metadata-tier.js';
 import type { MantaObjectValue, MantaValue } from '../metadata/types.js';
+import { parseRange } from '../storage/range.js';
 import { accountByToken } from './accounts.js';
 import { type AuditEntry, type AuditLog, headerLength } from './audit-log.js';
 import type { Caller, ObjectService, Resolved } from './object-service.js';
+import { publicError } from './public-error.js';
+
+/** The methods the front door serves; anything else is 405 with this `Allow`. */
+const METHODS: readonly string[] = ['GET', 'HEAD', 'PUT', 'DELETE'];
+const ALLOW = METHODS.join(', ');
 
 interface Outcome {
   operation: string;
@@ -35,13 +48,32 @@ export class FrontDoorServer {
     private readonly tier: MetadataTier,
     private readonly service: ObjectService,
     private readonly audit: AuditLog | undefined,
+    /** The server's own log: the real error behind every hidden or 5xx answer, by request id. */
+    private readonly serverLog: (line: string) => void = () => {},
   ) {}
 
   async listen(port = 0, host = '127.0.0.1'): Promise<string> {
-    this.server = http.createServer((req, res) => void this.handle(req, res));
-    this.server.keepAliveTimeout = 5000;
-    await new Promise<void>((resolve) => this.server!.listen(port, host, resolve));
-    this.url = `http://${host}:${(this.server.address() as AddressInfo).port}`;
+    const server = http.createServer((req, res) => void this.handle(req, res));
+    server.keepAliveTimeout = 5000;
+    await new Promise<void>((resolve, reject) => {
+      const failed = (err: NodeJS.ErrnoException) =>
+        reject(
+          err.code === 'EADDRINUSE'
+            ? new RemoraError(
+                'PortInUse',
+                `front door: port ${port} on ${host} is already in use by another process: stop it, or set frontdoor.port`,
+                { cause: err, details: { port, host } },
+              )
+            : err,
+        );
+      server.once('error', failed);
+      server.listen(port, host, () => {
+        server.off('error', failed);
+        resolve();
+      });
+    });
+    this.server = server;
+    this.url = `http://${host}:${(server.address() as AddressInfo).port}`;
     return this.url;
   }
 
@@ -69,7 +101,13 @@ export class FrontDoorServer {
     const outcome: Outcome = { operation: 'unknown', billable: req.method ?? 'GET', bytes: 0 };
     let caller: Caller | undefined;
     let err: RemoraError | undefined;
+    res.setHeader('x-request-id', reqId);
     try {
+      const method = req.method ?? '';
+      if (!METHODS.includes(method))
+        throw new RemoraError('MethodNotAllowed', `${method} is not supported (allowed: ${ALLOW})`, {
+          details: { allow: ALLOW },
+        });
       caller = await this.caller(req);
       const pathname = (req.url ?? '/').split('?')[0]!;
       if (pathname === '/ping') {
@@ -82,9 +120,17 @@ export class FrontDoorServer {
       await this.route(req, res, r, caller, outcome);
     } catch (e) {
       err = toRemoraError(e);
+      const location = req.headers.location;
+      const pub = publicError(err, {
+        requestId: reqId,
+        texts: [req.url ?? '', ...(typeof location === 'string' ? [location] : [])],
+        ...(caller ? { callerUuid: caller.account.uuid } : {}),
+      });
+      if (pub.hidden || pub.status >= 500) this.serverLog(`front door request ${reqId}: ${describe(err)}`);
       if (!res.headersSent) {
-        const body = JSON.stringify(err.toJSON());
-        head(res, err.status, {
+        const body = JSON.stringify({ code: pub.code, message: pub.message, requestId: reqId });
+        head(res, pub.status, {
+          ...pub.headers,
           'content-type': 'application/json',
           'content-length': Buffer.byteLength(body),
         }).end(body);
@@ -178,7 +224,7 @@ export class FrontDoorServer {
       if (method === 'HEAD')
         return void head(res, 200, { ...headers, 'content-length': String(v.contentLength) }).end();
       const range = parseRange(req.headers.range, v.contentLength);
-      const got = await this.service.open(v, range);
+      const got = await this.service.open(v, range, r.shown);
       head(res, range ? 206 : 200, {
         ...headers,
         'content-length': String(got.contentLength),
@@ -201,7 +247,9 @@ export class FrontDoorServer {
       head(res, 204, {}).end();
       return;
     }
-    throw new RemoraError('BadRequest', `method ${method} is not supported`);
+    throw new RemoraError('MethodNotAllowed', `${method} is not supported (allowed: ${ALLOW})`, {
+      details: { allow: ALLOW },
+    });
   }
 
   private log(
@@ -239,7 +287,8 @@ export class FrontDoorServer {
       ...(o.objectId ? { objectId: o.objectId } : {}),
       ...(o.prevObjectId ? { prevObjectId: o.prevObjectId } : {}),
       ...(o.sharksContacted ? { sharksContacted: o.sharksContacted } : {}),
-      ...(err ? { err: { code: err.code, message: err.message } } : {}),
+      // The real error, not what the client was shown: this log is the operator's.
+      ...(err ? { err: { code: err.code, message: describe(err) } } : {}),
     };
     this.audit.write(entry, new Date());
   }
@@ -271,22 +320,12 @@ function listEntry(v: MantaValue): Record<string, unknown> {
     : base;
 }
 
-export function parseRange(h: string | undefined, size: number): { start: number; end: number } | undefined {
-  if (!h) return undefined;
-  const m = /^bytes=(\d*)-(\d*)$/.exec(h.trim());
-  if (!m || (m[1] === '' && m[2] === '')) throw new RemoraError('BadRequest', `unsupported Range ${h}`);
-  let start: number;
-  let end: number;
-  if (m[1] === '') {
-    start = Math.max(0, size - Number(m[2]));
-    end = size - 1;
-  } else {
-    start = Number(m[1]);
-    end = m[2] === '' ? size - 1 : Math.min(Number(m[2]), size - 1);
-  }
-  if (start > end || start >= size)
-    throw new RemoraError('BadRequest', `Range ${h} is outside the object (${size} bytes)`);
-  return { start, end };
+/** An error for the server's log: its message, the failures it collected, and its cause. */
+function describe(err: RemoraError): string {
+  const failures = Array.isArray(err.details.failures) ? ` [${err.details.failures.join('; ')}]` : '';
+  const cause =
+    err.cause instanceof Error && err.cause.message !== err.message ? ` (cause: ${err.cause.message})` : '';
+  return `${err.code}: ${err.message}${failures}${cause}`;
 }
 
 /** writeHead through setHeader, so the audit line can read back what was sent (getHeaders). */

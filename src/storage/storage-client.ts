@@ -4,14 +4,23 @@
  * with keepalive 0, MANTA-3084). Translation at this boundary:
  *   refused / reset / timeout / DNS      → StorageNodeUnreachable (cause kept)
  *   JSON `{code, message}` error bodies  → the RemoraError of that code (404 ObjectNotFound, 469 Md5Mismatch, …)
+ * Every error it raises names the node (`details.node`, and the URL in the message): it is for
+ * logs and operators. The front door never shows it to a user (frontdoor/public-error.ts).
+ * Every request carries the deployment's internal credential (internal-auth.ts).
  */
 import http from 'node:http';
 import readline from 'node:readline';
 import type { Readable } from 'node:stream';
 import { ERROR_CATALOG, type ErrorCode, RemoraError } from '../core/errors.js';
+import { checkInternalToken, internalAuthorization } from './internal-auth.js';
 import { copyRequestPath, MANIFEST_PATH, tombstoneDestination } from './storage-paths.js';
 
 export interface StorageClientOptions {
+  /**
+   * The deployment's internal credential, sent on every request (nodes refuse PUT, MOVE and the
+   * manifest without it). Required, so no client can be made that silently lacks it.
+   */
+  internalToken: string;
   /** Idle time allowed on a socket (no bytes either way) before the request fails. */
   timeoutMs?: number;
   /** Sockets per node. */
@@ -29,8 +38,10 @@ interface Sent {
 export class StorageClient {
   private readonly agent: http.Agent;
   private readonly timeoutMs: number;
+  private readonly authorization: string;
 
-  constructor(opts: StorageClientOptions = {}) {
+  constructor(opts: StorageClientOptions) {
+    this.authorization = internalAuthorization(checkInternalToken(opts.internalToken, 'storage client'));
     this.timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.agent = new http.Agent({ keepAlive: true, maxSockets: opts.maxSockets ?? DEFAULT_MAX_SOCKETS });
   }
@@ -115,7 +126,9 @@ export class StorageClient {
     const startedAt = headerOf(res, 'm-mako-dump-time');
     if (!startedAt) {
       res.destroy();
-      throw new RemoraError('MalformedInput', `${nodeUrl} sent a manifest without m-mako-dump-time`);
+      throw new RemoraError('MalformedInput', `${nodeUrl} sent a manifest without m-mako-dump-time`, {
+        details: { node: nodeUrl },
+      });
     }
     const datacenter = headerOf(res, 'm-datacenter');
     return { startedAt, ...(datacenter ? { datacenter } : {}), lines: strictLines(nodeUrl, res) };
@@ -155,7 +168,12 @@ export class StorageClient {
   ): Promise<Sent> {
     const url = new URL(reqPath, nodeUrl);
     return new Promise<Sent>((resolve, reject) => {
-      const req = http.request(url, { method, headers, agent: this.agent, timeout: this.timeoutMs });
+      const req = http.request(url, {
+        method,
+        headers: { ...headers, authorization: this.authorization },
+        agent: this.agent,
+        timeout: this.timeoutMs,
+      });
       let settled = false;
       const fail = (err: Error) => {
         if (settled) return;
@@ -251,6 +269,7 @@ function errorWithoutBody(nodeUrl: string, res: http.IncomingMessage): RemoraErr
 
 const STATUS_CODES: Record<number, ErrorCode> = {
   400: 'BadRequest',
+  401: 'InternalCredentialRefused',
   404: 'ObjectNotFound',
   405: 'MethodNotAllowed',
   416: 'RangeNotSatisfiable',

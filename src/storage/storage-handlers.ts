@@ -30,7 +30,25 @@ export interface HandlerContext {
   capacity: CapacityTracker;
   md5: Md5Cache;
   now: () => number;
+  files: DurableFileOps;
 }
+
+/**
+ * The calls whose order makes a stored copy survive a crash: fsync the temp file, then rename
+ * it into place, then fsync the directory (so the rename itself is on disk). Every fsync and
+ * rename of a copy goes through this object, so a test can wrap it and record the order
+ * (test/storage-node.test.ts "fsync before rename"); a node uses `durableFileOps` otherwise.
+ */
+export interface DurableFileOps {
+  /** Open `p` with `flags` and fsync it (a file with 'r+', a directory with 'r'). */
+  fsync(p: string, flags: 'r' | 'r+'): Promise<void>;
+  rename(from: string, to: string): Promise<void>;
+}
+
+export const durableFileOps: DurableFileOps = {
+  fsync: fsyncPath,
+  rename: (from, to) => fs.promises.rename(from, to),
+};
 
 /** Batch manifest lines into chunks of about this size: one write per line would cost a syscall each. */
 const MANIFEST_CHUNK_BYTES = 64 * 1024;
@@ -89,12 +107,12 @@ export async function handlePut(
       throw new RemoraError('Md5Mismatch', `Content-MD5 ${wantMd5} does not match the body's MD5 ${md5}`, {
         details: { expected: wantMd5, actual: md5 },
       });
-    await fsyncPath(tmp, 'r+');
+    await ctx.files.fsync(tmp, 'r+');
     const dest = copyFile(ctx.root, copy);
     await fs.promises.mkdir(path.dirname(dest), { recursive: true }); // nginx create_full_put_path
     const previous = await sizeOf(dest);
-    await fs.promises.rename(tmp, dest);
-    await fsyncPath(path.dirname(dest), 'r'); // the rename itself must survive a crash
+    await ctx.files.rename(tmp, dest);
+    await ctx.files.fsync(path.dirname(dest), 'r'); // the rename itself must survive a crash
     ctx.capacity.commit(bytes - previous);
     const st = await fs.promises.stat(dest);
     ctx.md5.set(dest, { md5, size: st.size, mtimeMs: st.mtimeMs });
@@ -178,11 +196,11 @@ export async function handleMove(
   if (!st.isFile()) throw notFound(copy);
   await fs.promises.mkdir(path.dirname(dest), { recursive: true });
   try {
-    await fs.promises.rename(src, dest);
+    await ctx.files.rename(src, dest);
   } catch (err) {
     throw notFoundOr(err, copy);
   }
-  await fsyncPath(path.dirname(dest), 'r');
+  await ctx.files.fsync(path.dirname(dest), 'r');
   ctx.md5.delete(src);
   res.writeHead(204);
   res.end();

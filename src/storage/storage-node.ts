@@ -8,6 +8,11 @@
  *   MOVE /<owner>/<objectId>      with `Destination: /tombstone/YYYY-MM-DD/<objectId>` (204)
  *   GET  /manifest                the node's listing (MANTA-REFERENCE §2.4)
  *
+ * Every request but a GET or HEAD of a copy (so PUT, MOVE, any other method, and the manifest)
+ * must carry the deployment's internal credential (internal-auth.ts), checked before the method
+ * and the path: a client without it gets `401 InternalCredentialRefused` and learns nothing else.
+ * Then an unsupported method is `405` with `Allow`, then a bad path `400 InvalidPath`.
+ *
  * Errors answer `{code, message}` with the catalog's status. Keep-alive is on (the original ran
  * nginx with keepalive 0, MANTA-3084, which cost a TCP handshake per copy).
  */
@@ -19,7 +24,16 @@ import { type Clock, systemClock } from '../core/clock.js';
 import { RemoraError, toRemoraError } from '../core/errors.js';
 import { CapacityTracker } from './capacity.js';
 import { DEFAULT_MD5_CACHE_ENTRIES, Md5Cache } from './md5-cache.js';
-import { handleGet, handleManifest, handleMove, handlePut, type HandlerContext } from './storage-handlers.js';
+import { InternalCredential } from './internal-auth.js';
+import {
+  type DurableFileOps,
+  durableFileOps,
+  handleGet,
+  handleManifest,
+  handleMove,
+  handlePut,
+  type HandlerContext,
+} from './storage-handlers.js';
 import { MANIFEST_PATH, parseCopyTarget, TEMP_DIR, TOMBSTONE_DIR } from './storage-paths.js';
 
 export interface StorageNodeOptions {
@@ -36,7 +50,16 @@ export interface StorageNodeOptions {
   port?: number;
   clock?: Clock;
   md5CacheEntries?: number;
+  /** The deployment's internal credential: required on every request but GET/HEAD of a copy. */
+  internalToken: string;
+  /** Tests only: wraps the fsync and rename calls so a test can record their order. */
+  fileOps?: DurableFileOps;
 }
+
+/** Methods that read a copy: the only ones served without the internal credential. */
+const READ_METHODS = new Set(['GET', 'HEAD']);
+const COPY_METHODS: readonly string[] = ['PUT', 'GET', 'HEAD', 'MOVE'];
+const COPY_ALLOW = COPY_METHODS.join(', ');
 
 /**
  * Idle keep-alive sockets are closed after this long. Longer than the client's idle time would
@@ -59,6 +82,7 @@ export class StorageNode {
 
   /** Prepare the root, count its bytes when capped, and listen. */
   static async start(opts: StorageNodeOptions): Promise<StorageNode> {
+    const auth = new InternalCredential(opts.internalToken);
     const root = path.resolve(opts.root);
     await fs.promises.mkdir(path.join(root, TOMBSTONE_DIR), { recursive: true });
     // Temp files left by a crash are never renamed into place; nothing else writes there.
@@ -72,15 +96,26 @@ export class StorageNode {
       capacity,
       md5: new Md5Cache(opts.md5CacheEntries ?? DEFAULT_MD5_CACHE_ENTRIES),
       now: () => clock.now(),
+      files: opts.fileOps ?? durableFileOps,
     };
     const server = http.createServer({ keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS }, (req, res) => {
-      void route(ctx, req, res);
+      void route(ctx, auth, req, res);
     });
     const host = opts.host ?? '127.0.0.1';
     await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
+      const failed = (err: NodeJS.ErrnoException) =>
+        reject(
+          err.code === 'EADDRINUSE'
+            ? new RemoraError(
+                'PortInUse',
+                `storage node ${opts.id}: port ${opts.port ?? 0} on ${host} is already in use by another process`,
+                { cause: err, details: { port: opts.port, host } },
+              )
+            : err,
+        );
+      server.once('error', failed);
       server.listen(opts.port ?? 0, host, () => {
-        server.off('error', reject);
+        server.off('error', failed);
         resolve();
       });
     });
@@ -110,17 +145,25 @@ export class StorageNode {
 
 async function route(
   ctx: HandlerContext,
+  auth: InternalCredential,
   req: http.IncomingMessage,
   res: http.ServerResponse,
 ): Promise<void> {
   try {
     const target = req.url ?? '';
-    if (target === MANIFEST_PATH || target.startsWith(`${MANIFEST_PATH}?`)) {
-      if (req.method !== 'GET') throw methodNotAllowed(req.method, 'GET');
+    const method = req.method ?? '';
+    const manifest = target === MANIFEST_PATH || target.startsWith(`${MANIFEST_PATH}?`);
+    // The manifest names every account's UUID and every objectId on the node: what a caller
+    // would need to aim a MOVE. Only jobs read it, and they carry the credential.
+    if (manifest || !READ_METHODS.has(method))
+      auth.check(req.headers.authorization, manifest ? 'the manifest' : method || '?');
+    if (manifest) {
+      if (method !== 'GET') throw methodNotAllowed(method, 'GET');
       return await handleManifest(ctx, res);
     }
+    if (!COPY_METHODS.includes(method)) throw methodNotAllowed(method, COPY_ALLOW);
     const copy = parseCopyTarget(target);
-    switch (req.method) {
+    switch (method) {
       case 'PUT':
         return await handlePut(ctx, req, res, copy);
       case 'GET':
@@ -129,7 +172,7 @@ async function route(
       case 'MOVE':
         return await handleMove(ctx, req, res, copy);
       default:
-        throw methodNotAllowed(req.method, 'PUT, GET, HEAD, MOVE');
+        throw methodNotAllowed(method, COPY_ALLOW);
     }
   } catch (err) {
     sendError(req, res, err);
@@ -157,6 +200,7 @@ function sendError(req: http.IncomingMessage, res: http.ServerResponse, err: unk
   if (e.code === 'RangeNotSatisfiable' && typeof e.details.size === 'number')
     headers['content-range'] = `bytes */${e.details.size}`;
   if (e.code === 'MethodNotAllowed' && typeof e.details.allow === 'string') headers.allow = e.details.allow;
+  if (e.code === 'InternalCredentialRefused') headers['www-authenticate'] = 'Internal';
   // An unread request body (rejected before upload) would otherwise be drained to keep the socket.
   if (!req.complete && hasBody(req)) headers.connection = 'close';
   res.writeHead(e.status, headers);
