@@ -29,6 +29,8 @@ test('remora up --detach, workload, status, down: a deployment in the background
     const up = cli(stateDir, 'up', '--detach');
     assert.equal(up.status, 0, up.stderr);
     assert.match(up.stdout, /deployment up in the background \(pid \d+\)/);
+    // The state file holds the operator token: its owner alone may read it.
+    assert.equal(fs.statSync(path.join(stateDir, 'deployment.json')).mode & 0o777, 0o600);
     const again = cli(stateDir, 'up');
     assert.equal(again.status, 5, 'a second deployment on the same state directory is refused');
     assert.match(again.stderr, /StaleState: a deployment \(pid \d+\) is already running/);

@@ -220,7 +220,9 @@ export class Deployment {
 
   private writeState(): void {
     const p = deploymentStatePath(this.config);
-    fs.writeFileSync(`${p}.tmp`, JSON.stringify(this.state(), null, 2));
+    // It holds the operator token: readable by its owner only, like the token files.
+    fs.rmSync(`${p}.tmp`, { force: true });
+    fs.writeFileSync(`${p}.tmp`, JSON.stringify(this.state(), null, 2), { mode: 0o600 });
     fs.renameSync(`${p}.tmp`, p);
   }
 
