@@ -1,0 +1,172 @@
+/**
+ * The GC decision (src/jobs/gc/gc.plan.ts) as tables of cases, with the original's worked
+ * example (mola docs/gc-design-alternatives.md, MANTA-REFERENCE §3.1).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { decideObject, type DeleteRecord, type GcOptions } from '../src/jobs/gc/gc.plan.js';
+
+const OID = '0dbe2527-e6b2-e1bc-ecf6-f4fe07b2451d';
+const OWNER = '074d493f-c3e5-cf02-bb85-c30c1bf85de5';
+const CREATOR = '1b2c3d4e-0000-4000-8000-000000000009';
+const H = 3_600_000;
+const DAY = 24 * H;
+const T0 = Date.parse('2026-11-20T00:00:00Z');
+
+function del(
+  shard: string,
+  mtime: number,
+  over: Record<string, unknown> = {},
+  sharks = [
+    { manta_storage_id: '1.stor', datacenter: 'dc1' },
+    { manta_storage_id: '2.stor', datacenter: 'dc2' },
+  ],
+): DeleteRecord {
+  return {
+    shard,
+    key: `/${OID}/${mtime}`,
+    etag: 'ABCDEF01',
+    mtime,
+    value: JSON.stringify({
+      objectId: OID,
+      owner: OWNER,
+      type: 'object',
+      contentLength: 10,
+      sharks,
+      ...over,
+    }),
+  };
+}
+
+const opts = (now: number, earliestSnapshotMs = now - H): GcOptions => ({
+  now,
+  graceMs: 2 * DAY,
+  earliestSnapshotMs,
+});
+
+function verdicts(live: { shard: string; key: string }[], deletes: DeleteRecord[], o: GcOptions) {
+  return decideObject({ objectId: OID, live, deletes }, o).map((d) => ({
+    shard: d.record.shard,
+    verdict: d.verdict,
+    cleanup: d.cleanup,
+    tombstone: d.tombstone.map((c) => `${c.node}:${c.owner}`),
+  }));
+}
+
+test('the worked example: two keys on two shards, deleted at t3 and t4', () => {
+  // /k on shard A and /l on shard B point at one objectId; /k deleted at t3, /l at t4.
+  const t3 = T0 + 3 * H;
+  const t4 = T0 + 4 * H;
+  const records = [del('A', t3), del('B', t4)];
+  // The next day: A's record is redundant at once (a later record exists), B's waits for grace.
+  assert.deepEqual(verdicts([], records, opts(T0 + DAY)), [
+    { shard: 'A', verdict: 'superseded', cleanup: true, tombstone: [] },
+    { shard: 'B', verdict: 'waiting-grace', cleanup: false, tombstone: [] },
+  ]);
+  // After the grace period, only B's record remains and the copies go.
+  assert.deepEqual(verdicts([], [del('B', t4)], opts(t4 + 2 * DAY + 1)), [
+    { shard: 'B', verdict: 'eligible', cleanup: true, tombstone: [`1.stor:${OWNER}`, `2.stor:${OWNER}`] },
+  ]);
+});
+
+test('decision table', () => {
+  const now = T0 + 10 * DAY;
+  const old = now - 5 * DAY;
+  type Case = [string, { shard: string; key: string }[], DeleteRecord[], GcOptions, string[]];
+  const cases: Case[] = [
+    [
+      'a live reference anywhere makes the record redundant',
+      [{ shard: 'B', key: '/x/stor/l' }],
+      [del('A', old)],
+      opts(now),
+      ['live-reference+cleanup'],
+    ],
+    [
+      'newer than the earliest snapshot: not provable, even with a live ref',
+      [{ shard: 'B', key: '/x' }],
+      [del('A', now - 10)],
+      opts(now, now - H),
+      ['not-provable'],
+    ],
+    ['inside the grace period: wait', [], [del('A', now - DAY)], opts(now), ['waiting-grace']],
+    ['exactly at the grace period: still wait', [], [del('A', now - 2 * DAY)], opts(now), ['waiting-grace']],
+    [
+      'past the grace period: tombstone every copy, then clean up',
+      [],
+      [del('A', old)],
+      opts(now),
+      ['eligible+cleanup:2'],
+    ],
+    ['zero-byte: clean up only', [], [del('A', old, {}, [])], opts(now), ['zero-byte+cleanup']],
+    [
+      'zero-byte inside grace: clean up only (there is nothing to wait for)',
+      [],
+      [del('A', now - H, {}, [])],
+      opts(now, now),
+      ['zero-byte+cleanup'],
+    ],
+    [
+      'a later record that is not provable yet still supersedes',
+      [],
+      [del('A', old), del('B', now - 10)],
+      opts(now, now - H),
+      ['superseded+cleanup', 'not-provable'],
+    ],
+    [
+      'two records of the same instant both decide (copies deduplicated by the runner)',
+      [],
+      [del('A', old), del('B', old)],
+      opts(now),
+      ['eligible+cleanup:2', 'eligible+cleanup:2'],
+    ],
+    ['not JSON', [], [{ ...del('A', old), value: '{nope' }], opts(now), ['malformed']],
+    ['no owner', [], [del('A', old, { owner: '' })], opts(now), ['malformed']],
+    [
+      'another objectId inside',
+      [],
+      [del('A', old, { objectId: 'ffffffff-0000-4000-8000-000000000000' })],
+      opts(now),
+      ['malformed'],
+    ],
+    [
+      'a shark without a storage id',
+      [],
+      [del('A', old, {}, [{ manta_storage_id: '', datacenter: 'dc1' }])],
+      opts(now),
+      ['malformed'],
+    ],
+    ['sharks not a list', [], [del('A', old, { sharks: 'x' })], opts(now), ['malformed']],
+    [
+      'a key that is not /<objectId>/<ms>',
+      [],
+      [{ ...del('A', old), key: `/${OID}` }],
+      opts(now),
+      ['malformed'],
+    ],
+  ];
+  for (const [name, live, deletes, o, want] of cases) {
+    const got = decideObject({ objectId: OID, live, deletes }, o).map(
+      (d) =>
+        `${d.verdict}${d.cleanup ? '+cleanup' : ''}${d.tombstone.length ? `:${d.tombstone.length}` : ''}`,
+    );
+    assert.deepEqual(got, want, name);
+  }
+});
+
+test('copies are named at the path they have: creator before owner', () => {
+  const now = T0 + 10 * DAY;
+  const [d] = decideObject(
+    { objectId: OID, live: [], deletes: [del('A', now - 5 * DAY, { creator: CREATOR })] },
+    opts(now),
+  );
+  assert.deepEqual(
+    d!.tombstone.map((c) => c.owner),
+    [CREATOR, CREATOR],
+  );
+  const [bad] = decideObject(
+    { objectId: OID, live: [], deletes: [del('A', now - 5 * DAY, { creator: 'not-a-uuid' })] },
+    opts(now),
+  );
+  assert.equal(bad!.verdict, 'malformed');
+  assert.deepEqual(bad!.tombstone, []);
+});
