@@ -178,13 +178,8 @@ export async function applyRetention(rt: PipelineRuntime, today: string): Promis
   const before = addDays(today, -rt.settings.retentionDays);
   const runs = await finishedRunsBefore(rt.control, before);
   for (const r of runs) await removePrefix(rt, runPrefix(r.job, r.partitionKey, r.id));
-  return (
-    await deleteRunsBefore(
-      rt.control,
-      before,
-      runs.map((r) => r.id),
-    )
-  ).length;
+  const ids = runs.map((r) => r.id);
+  return (await deleteRunsBefore(rt.control, before, ids)).length;
 }
 
 async function removePrefix(rt: PipelineRuntime, prefix: string): Promise<void> {

@@ -47,10 +47,15 @@ export class Scheduler {
     if (this.lastDay === undefined || today > this.lastDay) {
       if (this.lastDay === undefined) await this.catchUp(today);
       else {
-        const skipped = daysBetween(addDays(this.lastDay, 1), today).slice(0, -1);
-        if (skipped.length > 0) {
+        // As on start, no further back than catchUpDays (older days: `remora backfill`).
+        const passed = daysBetween(addDays(this.lastDay, 1), today).slice(0, -1);
+        const skipped = passed.filter((d) => d >= addDays(today, -this.rt.settings.catchUpDays));
+        if (passed.length > 0) {
+          const left = passed.length - skipped.length;
           this.rt.services.log(
-            `CATCH-UP: ${skipped.length} day(s) passed since the last trigger: ${skipped.join(', ')} — scheduling oldest first`,
+            `CATCH-UP: ${passed.length} day(s) passed since the last trigger: ${passed.join(', ')} — scheduling ` +
+              (left > 0 ? `the last ${skipped.length} (catchUpDays), ` : '') +
+              'oldest first',
           );
           for (const d of skipped) await scheduleDay(this.rt, d, 'catch-up');
         }
