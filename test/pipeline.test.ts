@@ -203,3 +203,51 @@ test('the scheduler catches up missed days oldest first, and says so', async () 
   const m = await runMatrix(tp.rt, '2024-07-09', 2);
   assert.equal(m.cells.get('2024-07-09')?.get('extract'), 'waiting');
 });
+
+test('a scheduler step triggers every day the clock passed since the last step, oldest first', async () => {
+  const { Scheduler } = await import('../src/pipeline/scheduler.js');
+  const { ManualClock } = await import('../src/core/clock.js');
+  const { DAY_MS } = await import('../src/core/days.js');
+  const clock = new ManualClock(Date.parse('2024-08-01T06:00:00Z'));
+  const rt = {
+    ...tp.rt,
+    services: { ...tp.rt.services, clock },
+    settings: { ...tp.rt.settings, catchUpDays: 3, retentionDays: 10_000 },
+  };
+  const s = new Scheduler(rt, tp.coordinator);
+  await s.step();
+  clock.advance(DAY_MS / 2); // same day: nothing new
+  await s.step();
+  clock.advance(3 * DAY_MS); // 2024-08-04T18:00, as if the process had been suspended
+  await s.step();
+  clock.advance(5 * DAY_MS); // 2024-08-09: four days passed, only three (catchUpDays) are run
+  await s.step();
+  const runs = await runsBetween(tp.rt.control, '2024-08-01', '2024-08-09');
+  const firstOfDay = new Map<string, { id: number; trigger: string }>();
+  for (const r of [...runs].sort((a, b) => a.id - b.id)) if (!firstOfDay.has(r.day)) firstOfDay.set(r.day, r);
+  assert.deepEqual(
+    [...firstOfDay].map(([day, r]) => `${day}:${r.trigger}`),
+    [
+      '2024-08-01:daily',
+      '2024-08-02:catch-up',
+      '2024-08-03:catch-up',
+      '2024-08-04:daily',
+      '2024-08-06:catch-up',
+      '2024-08-07:catch-up',
+      '2024-08-08:catch-up',
+      '2024-08-09:daily',
+    ],
+    'each day once, created oldest first',
+  );
+  assert.equal(runs.filter((r) => r.job === 'sum').length, 8);
+  assert.ok(
+    tp.logs.some((l) =>
+      l.startsWith(
+        'CATCH-UP: 2 day(s) passed since the last trigger: 2024-08-02, 2024-08-03 — scheduling oldest',
+      ),
+    ),
+  );
+  assert.ok(
+    tp.logs.some((l) => l.includes('2024-08-08 — scheduling the last 3 (catchUpDays), oldest first')),
+  );
+});

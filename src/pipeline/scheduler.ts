@@ -8,7 +8,7 @@
  */
 import type { Coordinator } from './coordinator.js';
 import { applyRetention, scheduleDay } from './operations.js';
-import { addDays, dayOf } from '../core/days.js';
+import { addDays, dayOf, daysBetween } from '../core/days.js';
 import type { PipelineRuntime } from './runtime.js';
 import { runsBetween } from './runs.repository.js';
 
@@ -37,19 +37,42 @@ export class Scheduler {
     return missed;
   }
 
-  /** One scheduler step: trigger a new day (and its retention), then one coordinator tick. */
+  /**
+   * One scheduler step: trigger each new day (and its retention), then one coordinator tick.
+   * Days the clock passed between two steps (a suspended process, a step slower than a day, a
+   * sped-up test clock) are triggered too, oldest first, and logged as a catch-up.
+   */
   async step(): Promise<void> {
     const today = dayOf(this.rt.services.clock.now());
-    if (today !== this.lastDay) {
+    if (this.lastDay === undefined || today > this.lastDay) {
       if (this.lastDay === undefined) await this.catchUp(today);
+      else {
+        // As on start, no further back than catchUpDays (older days: `remora backfill`).
+        const passed = daysBetween(addDays(this.lastDay, 1), today).slice(0, -1);
+        const skipped = passed.filter((d) => d >= addDays(today, -this.rt.settings.catchUpDays));
+        if (passed.length > 0) {
+          const left = passed.length - skipped.length;
+          this.rt.services.log(
+            `CATCH-UP: ${passed.length} day(s) passed since the last trigger: ${passed.join(', ')} — scheduling ` +
+              (left > 0 ? `the last ${skipped.length} (catchUpDays), ` : '') +
+              'oldest first',
+          );
+          for (const d of skipped) await scheduleDay(this.rt, d, 'catch-up');
+        }
+      }
       const created = await scheduleDay(this.rt, today, 'daily');
       if (created.length > 0) this.rt.services.log(`daily trigger: ${created.length} run(s) for ${today}`);
-      const removed = await applyRetention(this.rt, today);
-      if (removed > 0)
-        this.rt.services.log(
-          `retention: removed ${removed} run(s) older than ${this.rt.settings.retentionDays} days`,
-        );
       this.lastDay = today;
+      // A failing retention must not stop the pipeline; the next day's retention covers these days too.
+      try {
+        const removed = await applyRetention(this.rt, today);
+        if (removed > 0)
+          this.rt.services.log(
+            `retention: removed ${removed} run(s) older than ${this.rt.settings.retentionDays} days`,
+          );
+      } catch (err) {
+        this.rt.services.log(`retention failed (retried with the next day's): ${(err as Error).message}`);
+      }
     }
     await this.coordinator.tick();
   }
@@ -62,9 +85,13 @@ export class Scheduler {
       } catch (err) {
         this.rt.services.log(`scheduler step failed: ${(err as Error).message}`);
       }
+      if (this.stopped) break;
       await new Promise<void>((resolve) => {
-        this.wake = resolve;
-        setTimeout(resolve, this.rt.settings.tickIntervalMs);
+        const timer = setTimeout(resolve, this.rt.settings.tickIntervalMs);
+        this.wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
       });
     }
   }
