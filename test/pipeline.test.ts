@@ -204,6 +204,22 @@ test('the scheduler catches up missed days oldest first, and says so', async () 
   assert.equal(m.cells.get('2024-07-09')?.get('extract'), 'waiting');
 });
 
+test('a pipeline that never ran has no missed days: catch-up starts at the first run', async () => {
+  const { Scheduler } = await import('../src/pipeline/scheduler.js');
+  const fresh = await openTestPipeline();
+  try {
+    fresh.rt.settings.catchUpDays = 5;
+    const s = new Scheduler(fresh.rt, fresh.coordinator);
+    assert.deepEqual(await s.catchUp('2024-09-10'), []);
+    assert.ok(fresh.logs.some((l) => l.startsWith('no run history')));
+    await scheduleDay(fresh.rt, '2024-09-08', 'test');
+    // The first run is on the 8th: the 9th is missed, the 5th–7th are before the pipeline existed.
+    assert.deepEqual(await s.catchUp('2024-09-10'), ['2024-09-09']);
+  } finally {
+    await fresh.close();
+  }
+});
+
 test('a scheduler step triggers every day the clock passed since the last step, oldest first', async () => {
   const { Scheduler } = await import('../src/pipeline/scheduler.js');
   const { ManualClock } = await import('../src/core/clock.js');

@@ -228,6 +228,14 @@ export async function runsBetween(db: Queryable, fromDay: string, toDay: string)
   return r.rows.map(toRun);
 }
 
+/** The oldest day any run is recorded for, or undefined when the pipeline has never run. */
+export async function firstRunDay(db: Queryable): Promise<string | undefined> {
+  const r = await db.query<{ d: string | null }>(
+    `SELECT to_char(min(day), 'YYYY-MM-DD') AS d FROM ${SCHEMA}.runs`,
+  );
+  return r.rows[0]?.d ?? undefined;
+}
+
 /** Move a run from one of `from` to `to`, setting fields; false when another actor moved it first. */
 export async function transitionRun(
   db: Queryable,

@@ -10,7 +10,7 @@ import type { Coordinator } from './coordinator.js';
 import { applyRetention, scheduleDay } from './operations.js';
 import { addDays, dayOf, daysBetween } from '../core/days.js';
 import type { PipelineRuntime } from './runtime.js';
-import { runsBetween } from './runs.repository.js';
+import { firstRunDay, runsBetween } from './runs.repository.js';
 
 export class Scheduler {
   private lastDay: string | undefined;
@@ -22,9 +22,22 @@ export class Scheduler {
     private readonly coordinator: Coordinator,
   ) {}
 
-  /** Schedule days in the catch-up window that have no runs at all, oldest first; returns them. */
+  /**
+   * Schedule days in the catch-up window that have no runs at all, oldest first; returns them.
+   * The window is the last `catchUpDays`, but never before the first day the pipeline ever ran:
+   * a fresh installation has no missed days (the days before it are `remora backfill`'s), and
+   * catching them up would only fail for want of their dumps.
+   */
   async catchUp(today: string): Promise<string[]> {
-    const from = addDays(today, -this.rt.settings.catchUpDays);
+    const first = await firstRunDay(this.rt.control);
+    if (first === undefined) {
+      this.rt.services.log(
+        `no run history: nothing to catch up before ${today} (older days: remora backfill --from D1 --to D2)`,
+      );
+      return [];
+    }
+    const windowStart = addDays(today, -this.rt.settings.catchUpDays);
+    const from = first > windowStart ? first : windowStart;
     const had = new Set((await runsBetween(this.rt.control, from, today)).map((r) => r.day));
     const missed: string[] = [];
     for (let d = from; d < today; d = addDays(d, 1)) if (!had.has(d)) missed.push(d);
