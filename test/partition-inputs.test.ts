@@ -12,6 +12,7 @@ import { emptyReport, ReportBuilder } from '../src/core/run-report.js';
 import { writeSourceManifest, type SourceManifest } from '../src/dumps/manifest.js';
 import { PartitionInputs, type UnpackRef } from '../src/dumps/partition-inputs.js';
 import { LocalObjectStore } from '../src/objectstore/object-store.js';
+import { unpackJob } from '../src/jobs/unpack/unpack.job.js';
 
 const DAY = '2026-11-30';
 
@@ -117,4 +118,22 @@ test('groups join sources of different P over several tables; a group gets every
     assert.equal(got.bytes, 11 + 11 + 11 + 15);
     assert.equal(report.finish().counters.bytesRead, got.bytes);
     assert.equal(got.chunkSchema, 2);
+  }));
+
+test('unpack retention removes the unpacked days before the cut, and nothing else', () =>
+  withStore(async (store) => {
+    const keep = [
+      '/poseidon/stor/remora/unpacked/2026/11/20/2.moray/manifest.json',
+      '/poseidon/stor/other/2026/01/01/x',
+    ];
+    const drop = [
+      '/poseidon/stor/remora/unpacked/2026/11/19/2.moray/manifest.json',
+      '/poseidon/stor/remora/unpacked/2025/12/31/2.moray/r1/manta/p0000-000.parquet',
+    ];
+    for (const p of [...keep, ...drop]) await store.put(p, 'x');
+    const job = unpackJob({ partitions: 'auto' });
+    const services = { store } as unknown as Parameters<NonNullable<typeof job.retain>>[0]['services'];
+    assert.equal(await job.retain!({ services, before: '2026-11-20' }), 2);
+    for (const p of keep) assert.ok(await store.head(p), p);
+    for (const p of drop) assert.equal(await store.head(p), undefined, p);
   }));

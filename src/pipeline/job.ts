@@ -171,6 +171,12 @@ export interface JobDefinition<P = unknown, T = unknown, O = unknown> {
   thresholds?: ReportThresholds;
   /** The committed output's type, when other jobs read it (they import it from this job). */
   output?: OutputType<O>;
+  /**
+   * Retention of what the job keeps outside its runs' prefixes (e.g. unpacked chunks): remove
+   * what belongs to days before `before` (YYYY-MM-DD); returns the objects removed. The executor
+   * calls it with the scheduler's retention (`retentionDays`); run prefixes it removes itself.
+   */
+  retain?(ctx: { services: PipelineServices; before: string }): Promise<number>;
   split(ctx: PlanContext): Promise<TaskSpec<P>[]>;
   runTask(ctx: TaskContext<P>): Promise<TaskResult<T>>;
   commit(ctx: CommitContext<P, T>): Promise<CommitResult<O>>;

@@ -179,7 +179,13 @@ export async function applyRetention(rt: PipelineRuntime, today: string): Promis
   const runs = await finishedRunsBefore(rt.control, before);
   for (const r of runs) await removePrefix(rt, runPrefix(r.job, r.partitionKey, r.id));
   const ids = runs.map((r) => r.id);
-  return (await deleteRunsBefore(rt.control, before, ids)).length;
+  const removed = (await deleteRunsBefore(rt.control, before, ids)).length;
+  for (const name of rt.graph.names()) {
+    const job = rt.graph.get(name);
+    const n = job.retain ? await job.retain({ services: rt.services, before }) : 0;
+    if (n > 0) rt.services.log(`retention: ${name} removed ${n} object(s) of days before ${before}`);
+  }
+  return removed;
 }
 
 async function removePrefix(rt: PipelineRuntime, prefix: string): Promise<void> {

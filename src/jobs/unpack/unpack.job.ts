@@ -6,6 +6,7 @@
  */
 import { RemoraError } from '../../core/errors.js';
 import { unpackRefSchema, type UnpackRef } from '../../dumps/partition-inputs.js';
+import { UNPACKED_ROOT } from '../../dumps/layout.js';
 import { unpackDump } from '../../dumps/unpack.js';
 import { outputType, upstreamOf, type JobDefinition } from '../../pipeline/job.js';
 import { snapshotOutput } from '../snapshot/snapshot.job.js';
@@ -26,6 +27,19 @@ export function unpackJob(o: UnpackJobOptions): JobDefinition<unknown, UnpackRef
     deadlineMs: 4 * 3_600_000,
     maxAttempts: 3,
     output: unpackOutput,
+    // Unpacked chunks are derived data: kept as long as run history (rebalance plans read the
+    // newest unpack of the last SNAPSHOT_LOOKBACK_DAYS, well inside it). Dumps are not removed.
+    retain: async ({ services, before }) => {
+      let removed = 0;
+      for (const p of await services.store.list(`${UNPACKED_ROOT}/`)) {
+        const m = /^(\d{4})\/(\d{2})\/(\d{2})\//.exec(p.slice(UNPACKED_ROOT.length + 1));
+        if (m && `${m[1]}-${m[2]}-${m[3]}` < before) {
+          await services.store.delete(p);
+          removed++;
+        }
+      }
+      return removed;
+    },
     split: () => Promise.resolve([{ key: 'unpack' }]),
     runTask: async (ctx) => {
       const snap = upstreamOf(ctx.upstream, snapshotOutput)[0]?.output;
