@@ -161,6 +161,25 @@ export class MetadataTier {
   }
 
   /**
+   * Delete a row from the shard that holds it, not the shard the ring picks for its key (a
+   * delete-log row lives where the deleted key was; GC cleans it up there), conditional on its
+   * etag (EtagConflict when it changed). False when it is already gone. Not for `manta` rows:
+   * those go through batch(), which writes the delete log.
+   */
+  async deleteOnShard(shardName: string, bucketName: string, key: string, etag: string): Promise<boolean> {
+    const b = bucketByName(bucketName);
+    if (b === MANTA_BUCKET)
+      throw new RemoraError('Internal', 'deleteOnShard is not for manta rows: use deleteObject (delete log)');
+    return this.inTransaction(this.shard(shardName), async (tx) => {
+      const existing = await getRow<Record<string, unknown>>(tx, b, key, true);
+      if (!existing) return false;
+      checkEtag(b.name, key, existing, etag);
+      await deleteRow(tx, b, key);
+      return true;
+    });
+  }
+
+  /**
    * Run operations; all operations on one shard run in one transaction (moray batch).
    * Returns the new etag of each put ('' for deletes), in input order. Any etag conflict
    * aborts that shard's transaction and is thrown as EtagConflict.

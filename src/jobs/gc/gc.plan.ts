@@ -57,13 +57,7 @@ export interface CopyRef {
 }
 
 export type Verdict =
-  | 'malformed'
-  | 'not-provable'
-  | 'live-reference'
-  | 'superseded'
-  | 'zero-byte'
-  | 'waiting-grace'
-  | 'eligible';
+  'malformed' | 'not-provable' | 'live-reference' | 'superseded' | 'zero-byte' | 'waiting-grace' | 'eligible';
 
 export interface RecordDecision {
   record: DeleteRecord;

@@ -1,0 +1,155 @@
+/**
+ * Applying a GC plan, idempotently (a retried task redoes only what is not done). Order, per
+ * objectId with copies to tombstone (DESIGN.md invariant 1):
+ *
+ *   1. re-check: every index shard is asked (indexed `objectid` lookup) whether a live record
+ *      names the objectId now; a hit cancels every action of the objectId (counted, exampled).
+ *      The next run sees the reference in its snapshot and cleans the record up as redundant.
+ *   2. move each copy to `/manta/tombstone/<day>/<objectId>` on its node (MOVE). A copy already
+ *      gone (moved by an earlier attempt, or never written) is "absent": done. A node that does
+ *      not answer, or whose address is unknown, keeps its copies for the next run (counted), and
+ *      the objectId's delete record stays so that run finds them again.
+ *   3. clean up the delete record: a conditional delete on the shard that holds it (not the
+ *      shard the ring would pick for its key), with the `_etag` read from the snapshot. A record
+ *      already gone or changed is counted as already done / skipped.
+ *
+ * Redundant and zero-byte records go straight to step 3 (no copies move, no re-check needed:
+ * removing a delete record never removes data).
+ *
+ * What a crash at each step leaves, and how the next attempt converges:
+ *   after 1         nothing changed                        → redone
+ *   during 2        some copies in tombstone, others not   → moved ones are "absent", the rest move
+ *   after 2         copies in tombstone, record still there → step 3 deletes it
+ *   after 3         done                                   → the record is gone: already done
+ */
+import { eachLimit } from '../../core/concurrency.js';
+import { isRemoraError } from '../../core/errors.js';
+import type { ReportBuilder } from '../../core/run-report.js';
+import type { MetadataTier } from '../../metadata/metadata-tier.js';
+import type { StorageClient } from '../../storage/storage-client.js';
+import type { ByteThrottle } from '../../storage/throttle.js';
+import type { CopyRef, RecordDecision } from './gc.plan.js';
+
+export interface GcApplyDeps {
+  tier: Pick<MetadataTier, 'findByObjectIds' | 'deleteOnShard'>;
+  storage: Pick<StorageClient, 'tombstone'>;
+  /** manta_storage_id → base URL (the node directory); undefined: address unknown. */
+  nodeUrl(id: string): string | undefined;
+  /** Per node: objects and bytes per second (the original moved everything at once). */
+  throttle(node: string): { objects: ByteThrottle; bytes: ByteThrottle };
+  /** The tombstone directory's day (the run's day, so a retried attempt uses the same one). */
+  day: string;
+  report: ReportBuilder;
+  signal?: AbortSignal;
+}
+
+/** ObjectIds asked about at once in the re-check (one indexed `IN` per shard). */
+const RECHECK_BATCH = 500;
+/** Copies moved at once per task (each MOVE is a rename on its node). */
+const MOVES_IN_PARALLEL = 8;
+
+interface ObjectWork {
+  objectId: string;
+  decisions: RecordDecision[];
+  copies: CopyRef[];
+  bytes: number;
+}
+
+export async function applyDecisions(decisions: readonly RecordDecision[], deps: GcApplyDeps): Promise<void> {
+  const r = deps.report;
+  const byObject = new Map<string, ObjectWork>();
+  const cleanupOnly: RecordDecision[] = [];
+  for (const d of decisions) {
+    if (d.verdict !== 'eligible') {
+      if (d.cleanup) cleanupOnly.push(d);
+      continue;
+    }
+    const objectId = d.tombstone[0]!.objectId;
+    const w = byObject.get(objectId) ?? { objectId, decisions: [], copies: [], bytes: d.contentLength ?? 0 };
+    w.decisions.push(d);
+    // Two records of one instant name the same copies: each node's copy moves once.
+    for (const c of d.tombstone) if (!w.copies.some((x) => x.node === c.node)) w.copies.push(c);
+    byObject.set(objectId, w);
+  }
+
+  // 1. Re-check live metadata.
+  const work = [...byObject.values()];
+  const cleared: ObjectWork[] = [];
+  for (let i = 0; i < work.length; i += RECHECK_BATCH) {
+    const batch = work.slice(i, i + RECHECK_BATCH);
+    const live = await deps.tier.findByObjectIds(batch.map((w) => w.objectId));
+    for (const w of batch) {
+      const refs = live.get(w.objectId) ?? [];
+      if (refs.length > 0) {
+        r.count('recheckCancelled').event('recheck-cancelled', 'info', {
+          objectId: w.objectId,
+          reference: `${refs[0]!.key} on ${refs[0]!.shard}`,
+        });
+      } else cleared.push(w);
+    }
+  }
+
+  // 2. Move copies; an objectId whose copies all moved (or were gone) gets its records cleaned up.
+  const done: RecordDecision[] = [...cleanupOnly];
+  await eachLimit(cleared, MOVES_IN_PARALLEL, async (w) => {
+    if (deps.signal?.aborted) return;
+    let allMoved = true;
+    for (const c of w.copies) if (!(await moveCopy(c, w.bytes, deps))) allMoved = false;
+    if (allMoved) done.push(...w.decisions);
+  });
+
+  // 3. Clean up delete records on the shard that holds each.
+  for (const d of done) {
+    if (deps.signal?.aborted) return;
+    try {
+      const removed = await deps.tier.deleteOnShard(
+        d.record.shard,
+        'manta_delete_log',
+        d.record.key,
+        d.record.etag,
+      );
+      r.count(removed ? 'deleteRecordsRemoved' : 'deleteRecordsAlreadyGone');
+    } catch (err) {
+      if (!isRemoraError(err, 'EtagConflict')) throw err;
+      // Changed since the snapshot (moray rewrote it?): left for the next run, which reads the new one.
+      r.count('deleteRecordsChanged').event('delete-record-changed', 'warning', {
+        shard: d.record.shard,
+        key: d.record.key,
+      });
+    }
+  }
+}
+
+/** Move one copy to tombstone; false when it is left for the next run. */
+async function moveCopy(c: CopyRef, bytes: number, deps: GcApplyDeps): Promise<boolean> {
+  const r = deps.report;
+  const url = deps.nodeUrl(c.node);
+  if (!url) {
+    r.count('copiesLeftAddressUnknown').event('node-address-unknown', 'warning', {
+      node: c.node,
+      objectId: c.objectId,
+    });
+    return false;
+  }
+  const t = deps.throttle(c.node);
+  await t.objects.take(1);
+  await t.bytes.take(bytes);
+  try {
+    const outcome = await deps.storage.tombstone(url, c.owner, c.objectId, deps.day);
+    if (outcome === 'moved') {
+      r.count('copiesTombstoned').count(`copiesTombstoned.${c.node}`).count('bytesTombstoned', bytes);
+      r.count(`bytesTombstoned.${c.node}`, bytes);
+    } else
+      r.count('copiesAlreadyGone').event('copy-already-gone', 'info', { node: c.node, objectId: c.objectId });
+    return true;
+  } catch (err) {
+    if (isRemoraError(err, 'StorageNodeUnreachable')) {
+      r.count('copiesLeftNodeUnreachable').event('node-unreachable', 'warning', {
+        node: c.node,
+        objectId: c.objectId,
+      });
+      return false;
+    }
+    throw err;
+  }
+}
