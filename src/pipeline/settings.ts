@@ -1,7 +1,8 @@
 /**
- * Pipeline settings: the `pipeline` section of the configuration file
- * (`<stateDir>/config.json` or $REMORA_CONFIG), with defaults. RemoraConfig does not declare
- * the section yet, but loadConfig keeps unknown sections, so it is read and validated here.
+ * Pipeline settings: the `pipeline` section of the configuration (declared and validated in
+ * src/config/config.ts, `pipelineConfigSchema`), with defaults. Per-job settings live under
+ * `pipeline.jobs.<name>`: `{enabled, deadlineMs}` for every job, plus the keys a job declares
+ * in `JOB_SPECIFIC_SETTINGS` (config.ts), typed here through `JobsConfig`.
  *
  *   "pipeline": {
  *     "jobs": { "storage-metering": { "enabled": false, "deadlineMs": 28800000 } },
@@ -10,19 +11,21 @@
  *     "alertWebhook": "https://ops.example.com/hooks/remora", "metricsPort": 9464
  *   }
  */
-import type { RemoraConfig } from '../config/config.js';
+import {
+  pipelineConfigSchema,
+  type JobSettings,
+  type JobsConfig,
+  type RemoraConfig,
+} from '../config/config.js';
 import { RemoraError } from '../core/errors.js';
 import { DEFAULT_ROWS_PER_PARTITION } from '../dumps/partition.js';
 import { DEFAULT_THRESHOLDS, type ReportThresholds } from '../core/run-report.js';
 
-export interface JobSettings {
-  /** Per-job switch (the original's METER_STORAGE_ENABLED, GC_ENABLED, … SAPI flags). */
-  enabled?: boolean;
-  deadlineMs?: number;
-}
+export type { JobSettings, JobsConfig };
 
 export interface PipelineSettings {
-  jobs: Record<string, JobSettings>;
+  /** `pipeline.jobs`: per-job switches, deadlines and job-specific keys. */
+  jobs: JobsConfig;
   /** Coordinator tick: how often waiting runs re-check their inputs and running runs their tasks. */
   tickIntervalMs: number;
   /** Tasks each worker process runs at once. */
@@ -67,11 +70,16 @@ export const DEFAULT_SETTINGS: PipelineSettings = {
   rowsPerPartition: DEFAULT_ROWS_PER_PARTITION,
 };
 
+/**
+ * The configured settings with defaults, and `over` (code: the CLI's flags, tests) on top.
+ * The configuration section was validated at load; the result is checked again with the same
+ * schema (so an override cannot slip past it) and for what needs the defaults to judge.
+ */
 export function pipelineSettings(
   config: RemoraConfig,
   over: Partial<PipelineSettings> = {},
 ): PipelineSettings {
-  const raw = (config as unknown as { pipeline?: Partial<PipelineSettings> }).pipeline ?? {};
+  const raw = config.pipeline ?? {};
   const s: PipelineSettings = {
     ...DEFAULT_SETTINGS,
     ...raw,
@@ -79,24 +87,11 @@ export function pipelineSettings(
     jobs: { ...(raw.jobs ?? {}), ...(over.jobs ?? {}) },
     thresholds: { ...DEFAULT_THRESHOLDS, ...(raw.thresholds ?? {}), ...(over.thresholds ?? {}) },
   };
-  const positive = [
-    'tickIntervalMs',
-    'concurrency',
-    'workerPollIntervalMs',
-    'heartbeatMs',
-    'staleAfterMs',
-  ] as const;
-  for (const k of positive) {
-    if (!(typeof s[k] === 'number' && s[k] > 0))
-      throw new RemoraError('InvalidConfig', `pipeline.${k} must be > 0`);
+  const r = pipelineConfigSchema.safeParse(s);
+  if (!r.success) {
+    const problems = r.error.issues.map((i) => `pipeline.${i.path.map(String).join('.')}: ${i.message}`);
+    throw new RemoraError('InvalidConfig', `invalid pipeline settings: ${problems.join('; ')}`);
   }
-  if (
-    s.partitions !== 'auto' &&
-    !(Number.isInteger(s.partitions) && s.partitions >= 1 && s.partitions <= 9999)
-  )
-    throw new RemoraError('InvalidConfig', 'pipeline.partitions must be "auto" or an integer 1..9999');
-  if (!(Number.isInteger(s.rowsPerPartition) && s.rowsPerPartition >= 1))
-    throw new RemoraError('InvalidConfig', 'pipeline.rowsPerPartition must be a positive integer');
   if (s.staleAfterMs <= s.heartbeatMs * 2) {
     throw new RemoraError(
       'InvalidConfig',
