@@ -2,8 +2,15 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { type Command, InvalidArgumentError, Option } from 'commander';
-import { action, configFrom, printTable, usageError } from './cli-support.js';
+import { type Command, Option } from 'commander';
+import {
+  action,
+  configFrom,
+  parseNonNegativeInt,
+  parsePositiveInt,
+  printTable,
+  usageError,
+} from './cli-support.js';
 import { Deployment } from '../deployment/deployment.js';
 import {
   type DeploymentState,
@@ -23,12 +30,18 @@ import { storageRoot } from '../deployment/deployment.js';
 import { formatBytes, summarizeAccounts, summarizeNodes } from '../deployment/summary.js';
 import { ERROR_CATALOG, type ErrorCode, RemoraError, toRemoraError } from '../core/errors.js';
 
-const int = (v: string): number => {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 0)
-    throw new InvalidArgumentError(`expected a non-negative integer, got "${v}"`);
-  return n;
-};
+/** The workload flags demo and workload share, parsed (a bad value is a UsageError naming its flag). */
+function workloadFlags(o: { seed: string; objects: string; accounts: string; maxObjectBytes?: string }) {
+  return {
+    seed: parseNonNegativeInt(o.seed, '--seed'),
+    objects: parseNonNegativeInt(o.objects, '--objects'),
+    accounts: parsePositiveInt(o.accounts, '--accounts'),
+    maxObjectBytes:
+      o.maxObjectBytes === undefined
+        ? DEFAULT_SPEC.maxObjectBytes
+        : parseNonNegativeInt(o.maxObjectBytes, '--max-object-bytes'),
+  };
+}
 
 export function registerDeploymentCommands(program: Command): void {
   program
@@ -110,14 +123,13 @@ export function registerDeploymentCommands(program: Command): void {
     .description(
       'the main job: a whole embedded deployment, a workload, the daily pipeline, the results (state in <state-dir>/demo)',
     )
-    .option('--seed <n>', 'workload seed', int, DEFAULT_SPEC.seed)
-    .option('--objects <n>', 'object operations', int, 300)
-    .option('--accounts <n>', 'accounts', int, DEFAULT_SPEC.accounts)
+    .option('--seed <n>', 'workload seed', String(DEFAULT_SPEC.seed))
+    .option('--objects <n>', 'object operations', '300')
+    .option('--accounts <n>', 'accounts', String(DEFAULT_SPEC.accounts))
     .action(
-      action(async (opts: { seed: number; objects: number; accounts: number }, cmd: Command) => {
-        await runDemo(configFrom(cmd), {
-          spec: { seed: opts.seed, objects: opts.objects, accounts: opts.accounts },
-        });
+      action(async (opts: { seed: string; objects: string; accounts: string }, cmd: Command) => {
+        const { seed, objects, accounts } = workloadFlags(opts);
+        await runDemo(configFrom(cmd), { spec: { seed, objects, accounts } });
       }),
     );
 
@@ -126,15 +138,14 @@ export function registerDeploymentCommands(program: Command): void {
     .description(
       'drive a reproducible (seeded) workload through the front door of the running deployment, or --bulk straight into shards and nodes',
     )
-    .option('--seed <n>', 'seed: the same seed gives the same workload', int, DEFAULT_SPEC.seed)
+    .option('--seed <n>', 'seed: the same seed gives the same workload', String(DEFAULT_SPEC.seed))
     .option(
       '--objects <n>',
       'object operations (puts, overwrites, links, deletes)',
-      int,
-      DEFAULT_SPEC.objects,
+      String(DEFAULT_SPEC.objects),
     )
-    .option('--accounts <n>', 'accounts to create', int, DEFAULT_SPEC.accounts)
-    .option('--max-object-bytes <n>', 'largest object', int, DEFAULT_SPEC.maxObjectBytes)
+    .option('--accounts <n>', 'accounts to create', String(DEFAULT_SPEC.accounts))
+    .option('--max-object-bytes <n>', 'largest object', String(DEFAULT_SPEC.maxObjectBytes))
     .option('--account-prefix <p>', 'prefix for account logins (to run a seed twice on one deployment)', '')
     .option('--bulk', 'write records (COPY) and files directly: fast, for benchmark-sized data')
     .option('--no-files', 'with --bulk: records only, no object files')
@@ -142,24 +153,18 @@ export function registerDeploymentCommands(program: Command): void {
       action(
         async (
           o: {
-            seed: number;
-            objects: number;
-            accounts: number;
-            maxObjectBytes: number;
+            seed: string;
+            objects: string;
+            accounts: string;
+            maxObjectBytes: string;
             accountPrefix: string;
             bulk?: boolean;
             files: boolean;
           },
           cmd: Command,
         ) => {
+          const spec: WorkloadSpec = { ...DEFAULT_SPEC, ...workloadFlags(o) };
           const config = configFrom(cmd);
-          const spec: WorkloadSpec = {
-            ...DEFAULT_SPEC,
-            seed: o.seed,
-            objects: o.objects,
-            accounts: o.accounts,
-            maxObjectBytes: o.maxObjectBytes,
-          };
           if (o.bulk) {
             if (readDeploymentState(config))
               throw usageError(

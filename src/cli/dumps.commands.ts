@@ -16,7 +16,10 @@ import type { SourceManifest } from '../dumps/manifest.js';
 import { exampleText } from '../core/run-report.js';
 import { DEFAULT_PARTITIONS } from '../dumps/partition.js';
 import { StorageClient } from '../storage/storage-client.js';
-import { action, configFrom, printTable, usageError } from './cli-support.js';
+import { action, configFrom, parsePositiveInt, printTable, usageError } from './cli-support.js';
+
+/** As `pipeline.partitions` (src/config/config.ts). */
+const MAX_PARTITIONS = 9999;
 
 function printManifest(m: SourceManifest, manifestPath: string, json: boolean | undefined): void {
   if (json) {
@@ -52,6 +55,10 @@ export function registerDumpsCommands(program: Command): void {
     .action(
       action(async (opts: { shard?: string }, cmd: Command) => {
         const config = configFrom(cmd);
+        if (opts.shard !== undefined && !config.shards.some((s) => s.name === opts.shard))
+          throw usageError(
+            `--shard: unknown shard ${JSON.stringify(opts.shard)}; configured: ${config.shards.map((s) => s.name).join(', ')}`,
+          );
         const results = await withObjectStore(config, (store) =>
           withMetadata(config, (tier) => snapshotAll(tier, store, opts.shard)),
         );
@@ -92,10 +99,11 @@ export function registerDumpsCommands(program: Command): void {
           opts: { partitions: string; shard?: string; entryObjects?: boolean },
           cmd: Command,
         ) => {
+          const partitions =
+            opts.partitions === 'auto'
+              ? 'auto'
+              : parsePositiveInt(opts.partitions, '--partitions', MAX_PARTITIONS);
           const config = configFrom(cmd);
-          const partitions = opts.partitions === 'auto' ? 'auto' : Number(opts.partitions);
-          if (partitions !== 'auto' && (!Number.isInteger(partitions) || partitions < 1))
-            throw usageError('--partitions must be a positive integer or "auto"');
           const r = await withObjectStore(config, (store) =>
             unpackDump(store, dumps, {
               partitions,
@@ -127,8 +135,8 @@ export function registerDumpsCommands(program: Command): void {
     )
     .action(
       action(async (opts: { node?: string; partitions: string; fromStore?: boolean }, cmd: Command) => {
+        const partitions = parsePositiveInt(opts.partitions, '--partitions', MAX_PARTITIONS);
         const config = configFrom(cmd);
-        const partitions = Number(opts.partitions);
         const ids = opts.node ? [opts.node] : config.storage.nodes.map((n) => n.id);
         const results: MakoIngestResult[] = [];
         await withObjectStore(config, async (store) => {

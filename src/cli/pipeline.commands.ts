@@ -8,13 +8,22 @@ import { RemoraError } from '../core/errors.js';
 import { withMetadata, withObjectStore } from '../deployment/context.js';
 import { Coordinator } from '../pipeline/coordinator.js';
 import { backfill, driveDays, rerun, scheduleDay } from '../pipeline/operations.js';
-import { assertDay, dayOf, daysBetween } from '../core/days.js';
+import { dayOf, daysBetween } from '../core/days.js';
 import type { RunRow } from '../pipeline/runs.repository.js';
 import type { PipelineRuntime } from '../pipeline/runtime.js';
 import { withDailyPipeline } from '../jobs/catalog.js';
 import { Scheduler } from '../pipeline/scheduler.js';
 import { describeRun, runMatrix } from '../pipeline/views.js';
-import { action, configFrom, printTable } from './cli-support.js';
+import {
+  action,
+  configFrom,
+  parseDayRange,
+  parsePastDay,
+  parsePort,
+  parsePositiveInt,
+  parsePositiveNumber,
+  printTable,
+} from './cli-support.js';
 import { printUsageTable } from '../deployment/usage-table.js';
 
 interface ServeOptions {
@@ -22,6 +31,9 @@ interface ServeOptions {
   worker?: boolean;
   concurrency?: string;
 }
+
+/** `runs --days` looks back at most this far (ten years). */
+const MAX_DAYS = 3660;
 
 const log = (line: string) => process.stderr.write(`${new Date().toISOString()} ${line}\n`);
 
@@ -65,8 +77,10 @@ async function withPipeline(
   o: ServeOptions,
   fn: (rt: PipelineRuntime, c: Coordinator) => Promise<void>,
 ): Promise<void> {
+  const settings =
+    o.concurrency !== undefined ? { concurrency: parsePositiveInt(o.concurrency, '--concurrency') } : {};
+  const metricsPort = o.metricsPort !== undefined ? parsePort(o.metricsPort, '--metrics-port') : undefined;
   const config = configFrom(cmd);
-  const settings = o.concurrency ? { concurrency: Number(o.concurrency) } : {};
   await withObjectStore(config, (store) =>
     withMetadata(config, (tier) =>
       withDailyPipeline(
@@ -78,7 +92,7 @@ async function withPipeline(
           store,
           clock: cliClock(),
           ...(o.worker === false ? { worker: false } : {}),
-          ...(o.metricsPort !== undefined ? { metricsPort: Number(o.metricsPort) } : {}),
+          ...(metricsPort !== undefined ? { metricsPort } : {}),
         },
         fn,
       ),
@@ -115,11 +129,11 @@ async function drive(
   rt: PipelineRuntime,
   c: Coordinator,
   days: string[],
-  timeout?: string,
+  timeoutS?: number,
 ): Promise<RunRow[]> {
   const runs = await driveDays(rt, c, days, {
     onProgress: progressPrinter(),
-    ...(timeout ? { timeoutMs: Number(timeout) * 1000 } : {}),
+    ...(timeoutS !== undefined ? { timeoutMs: timeoutS * 1000 } : {}),
   });
   printRuns(runs);
   if (runs.some((r) => r.state !== 'succeeded')) process.exitCode = 1;
@@ -141,10 +155,12 @@ export function registerPipelineCommands(program: Command): void {
     .option('--timeout <seconds>', 'stop waiting after this long (late inputs keep their runs waiting)')
     .action(
       action(async (o: ServeOptions & { date?: string; timeout?: string }, cmd: Command) => {
-        const day = assertDay(o.date ?? dayOf(cliClock().now()));
+        const today = dayOf(cliClock().now());
+        const day = o.date === undefined ? today : parsePastDay(o.date, '--date', today);
+        const timeoutS = o.timeout === undefined ? undefined : parsePositiveNumber(o.timeout, '--timeout');
         await withPipeline(cmd, o, async (rt, c) => {
           await scheduleDay(rt, day, 'manual');
-          const runs = await drive(rt, c, [day], o.timeout);
+          const runs = await drive(rt, c, [day], timeoutS);
           const metering = runs.find((r) => r.job === 'storage-metering' && r.state === 'succeeded');
           if (metering) await printUsageTable(rt, day);
         });
@@ -157,8 +173,9 @@ export function registerPipelineCommands(program: Command): void {
     .option('--days <n>', 'how many days back', '7')
     .action(
       action(async (o: { days: string }, cmd: Command) => {
+        const days = parsePositiveInt(o.days, '--days', MAX_DAYS);
         await withPipeline(cmd, { worker: false }, async (rt) => {
-          const m = await runMatrix(rt, dayOf(cliClock().now()), Number(o.days));
+          const m = await runMatrix(rt, dayOf(cliClock().now()), days);
           printTable(
             m.days.map((d) => ({
               day: d,
@@ -176,8 +193,9 @@ export function registerPipelineCommands(program: Command): void {
     .description('a run’s report with its examples, tasks, attempts and alerts')
     .action(
       action(async (id: string, _o: unknown, cmd: Command) => {
+        const runId = parsePositiveInt(id, 'run show <id>');
         await withPipeline(cmd, { worker: false }, async (rt) => {
-          const d = await describeRun(rt, Number(id));
+          const d = await describeRun(rt, runId);
           if (!d) throw new RemoraError('UsageError', `no run ${id}`);
           process.stdout.write(`${JSON.stringify(d, null, 2)}\n`);
         });
@@ -196,7 +214,7 @@ export function registerPipelineCommands(program: Command): void {
           o: ServeOptions & { date: string; downstream?: boolean; dryRun?: boolean },
           cmd: Command,
         ) => {
-          const day = assertDay(o.date);
+          const day = parsePastDay(o.date, '--date', dayOf(cliClock().now()));
           await withPipeline(cmd, o.dryRun ? { ...o, worker: false } : o, async (rt, c) => {
             const plan = await rerun(rt, job, day, { downstream: !!o.downstream, dryRun: !!o.dryRun });
             printTable(
@@ -218,10 +236,10 @@ export function registerPipelineCommands(program: Command): void {
     .requiredOption('--to <day>', 'last day')
     .action(
       action(async (o: ServeOptions & { from: string; to: string }, cmd: Command) => {
+        const { from, to } = parseDayRange(o.from, o.to, undefined, dayOf(cliClock().now()));
         await withPipeline(cmd, o, async (rt, c) => {
-          for (const b of await backfill(rt, o.from, o.to))
-            log(`backfill ${b.day}: ${b.created} run(s) created`);
-          await drive(rt, c, daysBetween(o.from, o.to));
+          for (const b of await backfill(rt, from, to)) log(`backfill ${b.day}: ${b.created} run(s) created`);
+          await drive(rt, c, daysBetween(from, to));
         });
       }),
     );

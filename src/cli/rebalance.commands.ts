@@ -24,7 +24,15 @@ import {
 } from '../jobs/rebalance/rebalance.status.js';
 import { migrateRebalance, readJob } from '../jobs/rebalance/rebalance.repository.js';
 import type { NodeUrl } from '../jobs/rebalance/rebalance.transfer.js';
-import { action, configFrom, printTable, usageError } from './cli-support.js';
+import {
+  action,
+  configFrom,
+  parseNonNegativeInt,
+  parsePositiveInt,
+  parsePositiveNumber,
+  printTable,
+  usageError,
+} from './cli-support.js';
 
 /** The live display refreshes this often. */
 const PROGRESS_INTERVAL_MS = 2000;
@@ -61,11 +69,16 @@ async function withConn(cmd: Command, fn: (c: Conn) => Promise<void>): Promise<v
   }
 }
 
-function positive(name: string, v: string | undefined): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!Number.isFinite(n) || n <= 0) throw usageError(`${name} must be a positive number, got ${v}`);
-  return n;
+/** The numeric flags of `run` and `retry`, parsed before anything is opened. */
+function runNumbers(f: RunFlags): { concurrency: number; maxBytesPerSecond?: number; leaseMs?: number } {
+  return {
+    concurrency:
+      f.concurrency === undefined ? DEFAULT_CONCURRENCY : parsePositiveInt(f.concurrency, '--concurrency'),
+    ...(f.maxBytesPerSecond === undefined
+      ? {}
+      : { maxBytesPerSecond: parsePositiveInt(f.maxBytesPerSecond, '--max-bytes-per-second') }),
+    ...(f.leaseMs === undefined ? {} : { leaseMs: parsePositiveInt(f.leaseMs, '--lease-ms') }),
+  };
 }
 
 function printPlan(r: PlanResult): void {
@@ -115,17 +128,13 @@ async function runWithProgress(c: Conn, jobId: string, f: RunFlags): Promise<Run
   };
   const timer = setInterval(() => void show().catch(() => {}), PROGRESS_INTERVAL_MS);
   try {
-    const mbps = positive('--max-bytes-per-second', f.maxBytesPerSecond);
-    const leaseMs = positive('--lease-ms', f.leaseMs);
     return await runJob(
       { tier: c.tier, storage: c.storage, nodeUrl: c.nodeUrl },
       {
         jobId,
-        concurrency: positive('--concurrency', f.concurrency) ?? DEFAULT_CONCURRENCY,
+        ...runNumbers(f),
         signal: ac.signal,
         ...(f.node ? { dest: f.node } : {}),
-        ...(mbps ? { maxBytesPerSecond: mbps } : {}),
-        ...(leaseMs ? { leaseMs } : {}),
       },
     );
   } finally {
@@ -197,8 +206,11 @@ export function registerRebalanceCommands(program: Command): void {
             dryRun?: boolean;
           },
           cmd: Command,
-        ) =>
-          withConn(cmd, async (c) => {
+        ) => {
+          const maxFill =
+            o.maxFill === undefined ? undefined : parsePositiveNumber(o.maxFill, '--max-fill', 100);
+          const lastWriteMarginMs = parseNonNegativeInt(o.lastWriteMarginMs, '--last-write-margin-ms');
+          return withConn(cmd, async (c) => {
             const r = await planJob(
               {
                 tier: c.tier,
@@ -210,15 +222,16 @@ export function registerRebalanceCommands(program: Command): void {
                 ...(o.evacuate ? { evacuate: o.evacuate } : {}),
                 ignore: o.ignore,
                 fixSingleDc: o.fixSingleDc === true,
-                maxFillPct: positive('--max-fill', o.maxFill) ?? c.config.picker.maxUtilizationPct,
+                maxFillPct: maxFill ?? c.config.picker.maxUtilizationPct,
                 lagMs: c.config.picker.lagMs,
-                lastWriteMarginMs: Number(o.lastWriteMarginMs),
+                lastWriteMarginMs,
                 dryRun: o.dryRun === true,
               },
             );
             if (c.json) process.stdout.write(`${JSON.stringify(r)}\n`);
             else printPlan(r);
-          }),
+          });
+        },
       ),
     );
 
@@ -227,24 +240,26 @@ export function registerRebalanceCommands(program: Command): void {
       'Move the planned objects: copy (MD5 checked before rename), update every record with its etag, then tombstone the old copy. Resumable; one process drives every destination.',
     )
     .action(
-      action(async (f: RunFlags, cmd: Command) =>
-        withConn(cmd, async (c) => {
+      action(async (f: RunFlags, cmd: Command) => {
+        runNumbers(f); // refuse a bad flag before connecting
+        return withConn(cmd, async (c) => {
           const totals = await runWithProgress(c, await resolveJob(c, f.job), f);
           process.stdout.write(
             c.json
               ? `${JSON.stringify(totals)}\n`
               : `claimed ${totals.claimed}: ${JSON.stringify(totals.outcomes)}\n`,
           );
-        }),
-      ),
+        });
+      }),
     );
 
   addRunOptions(rb.command('retry'))
     .description('Re-plan skipped and errored objects from live records and fresh heartbeats, then run them')
     .option('--reason <reason>', 'only objects skipped or errored for this reason')
     .action(
-      action(async (f: RunFlags & { reason?: string }, cmd: Command) =>
-        withConn(cmd, async (c) => {
+      action(async (f: RunFlags & { reason?: string }, cmd: Command) => {
+        runNumbers(f); // refuse a bad flag before connecting
+        return withConn(cmd, async (c) => {
           const r = await replanForRetry(
             {
               tier: c.tier,
@@ -262,8 +277,8 @@ export function registerRebalanceCommands(program: Command): void {
           process.stdout.write(`re-planned: ${JSON.stringify(r.counts)}\n`);
           const totals = await runWithProgress(c, r.jobId, f);
           process.stdout.write(`claimed ${totals.claimed}: ${JSON.stringify(totals.outcomes)}\n`);
-        }),
-      ),
+        });
+      }),
     );
 
   rb.command('status')
