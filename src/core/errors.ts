@@ -37,6 +37,8 @@ export const ERROR_CATALOG = {
   StaleState: { status: 500, exit: 5, retryable: false },
   // a port the deployment must listen on is held by another process
   PortInUse: { status: 500, exit: 5, retryable: false },
+  // a command that needs a deployment ran on a state directory that has none (only up/demo create one)
+  NoDeployment: { status: 500, exit: 5, retryable: false },
   MalformedInput: { status: 400, exit: 8, retryable: false },
   // rebalance: no snapshot, or one older than the evacuated node's last write
   SnapshotTooOld: { status: 409, exit: 5, retryable: false },

@@ -4,6 +4,9 @@
  *   2. a deployment is up (`remora up`)    → its state file names the embedded server's URL.
  *   3. nothing is running                  → start the embedded server on the state directory
  *                                            for the duration of the command, then stop it.
+ * Only `remora up` and `remora demo` create a deployment: a state directory with none of the
+ * three (a mistyped --state-dir) is refused with NoDeployment, instead of initialising a new,
+ * empty PostgreSQL cluster there and answering from it.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -59,6 +62,7 @@ export async function withMetadata<T>(
   let url = config.postgres.url ?? readDeploymentState(config)?.postgresUrl;
   let stop: (() => Promise<void>) | undefined;
   if (!url) {
+    requireEmbeddedCluster(config);
     const server = await startEmbeddedPostgres(embeddedDataDir(config), config.postgres.port);
     url = server.url;
     stop = () => server.stop();
@@ -73,6 +77,22 @@ export async function withMetadata<T>(
   } finally {
     if (stop) await stop();
   }
+}
+
+/**
+ * The embedded PostgreSQL cluster a deployment created in the state directory (`remora up`),
+ * or NoDeployment naming the directory looked at and how to create one.
+ */
+export function requireEmbeddedCluster(config: RemoraConfig): void {
+  const dataDir = embeddedDataDir(config);
+  if (fs.existsSync(path.join(dataDir, 'PG_VERSION'))) return;
+  throw new RemoraError(
+    'NoDeployment',
+    `no deployment in state directory ${config.stateDir}: no running deployment (${deploymentStatePath(config)}), ` +
+      `no PostgreSQL cluster in ${dataDir}, and no external PostgreSQL (REMORA_PG_URL or postgres.url). ` +
+      `Check --state-dir / REMORA_STATE_DIR, or create a deployment there with \`remora --state-dir ${config.stateDir} up\``,
+    { details: { stateDir: config.stateDir } },
+  );
 }
 
 /** Remove `<stateDir>/deployment.json` if this process wrote it (synchronous: safe in an exit handler). */
