@@ -6,7 +6,7 @@
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
-import { openTestTier, testConfig, testPgUrl } from './helpers/pg.js';
+import { openTestTier, testPgUrl } from './helpers/pg.js';
 import { MetadataTier } from '../src/metadata/metadata-tier.js';
 import { connectionFailure, isRemoraError, toRemoraError } from '../src/core/errors.js';
 import { describeServer } from '../src/metadata/pg-connection.js';
@@ -48,9 +48,9 @@ async function noUncaught(fn: () => Promise<void>): Promise<void> {
   assert.deepEqual(uncaught.map(String), [], 'nothing escaped as an uncaught exception');
 }
 
-function withUrl(url: URL | string): ReturnType<typeof testConfig> {
-  const c = testConfig();
-  return { ...c, postgres: { ...c.postgres, url: String(url) } };
+/** The test tier's configuration pointing at another URL (nothing is created on a failed open). */
+function withUrl(url: URL | string): MetadataTier['config'] {
+  return { ...tier.config, postgres: { ...tier.config.postgres, url: String(url) } };
 }
 
 test('a connection lost under a checked-out client does not kill the process', async () => {
