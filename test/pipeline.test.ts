@@ -267,3 +267,13 @@ test('a scheduler step triggers every day the clock passed since the last step, 
     tp.logs.some((l) => l.includes('2024-08-08 — scheduling the last 3 (catchUpDays), oldest first')),
   );
 });
+
+test('a job name in pipeline.jobs that no job has is refused at start', async () => {
+  const { isRemoraError } = await import('../src/core/errors.js');
+  await assert.rejects(
+    openTestPipeline({ settings: { jobs: { 'storage-meterin': { enabled: false } } } }),
+    (e) =>
+      isRemoraError(e, 'InvalidConfig') &&
+      /pipeline\.jobs names no such job: storage-meterin/.test(e.message),
+  );
+});

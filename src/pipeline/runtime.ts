@@ -4,6 +4,7 @@
  * engine's schema). Opening migrates both schemas.
  */
 import type pg from 'pg';
+import { RemoraError } from '../core/errors.js';
 import { databaseUrl } from '../metadata/postgres-server.js';
 import { JobGraph } from './dag.js';
 import { migrateEngine } from './engine.js';
@@ -41,6 +42,13 @@ export async function openRuntime(
     control: tier.control,
     controlUrl,
   };
+  // The configuration layer cannot see the job list: a mistyped job name is caught here.
+  const unknown = Object.keys(rt.settings.jobs).filter((name) => !rt.graph.has(name));
+  if (unknown.length > 0)
+    throw new RemoraError(
+      'InvalidConfig',
+      `pipeline.jobs names no such job: ${unknown.join(', ')} (jobs: ${rt.graph.names().join(', ')})`,
+    );
   // Two processes starting at once may race on CREATE SCHEMA/TABLE; a session advisory lock orders them.
   const client = await tier.control.connect();
   try {
