@@ -162,6 +162,7 @@ export class Deployment {
         id: n.id,
         datacenter: n.datacenter,
         capacity: node.capacity,
+        url: node.url,
         intervalMs: this.config.storage.heartbeatIntervalMs,
         ...(this.opts.clock ? { clock: this.opts.clock } : {}),
         onError: (e) => (this.opts.log ?? (() => {}))(`heartbeat ${n.id}: ${e.message}`),

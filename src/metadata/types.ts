@@ -73,6 +73,8 @@ export interface StorageRecordValue {
   filesystem: string;
   server_uuid?: string;
   zone_uuid?: string;
+  /** Base URL of the node's HTTP server (DESIGN.md: the heartbeat carries the node's URL). */
+  url?: string;
 }
 
 export interface AccountValue {

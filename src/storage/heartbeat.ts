@@ -33,6 +33,8 @@ export interface HeartbeatOptions {
   intervalMs: number;
   clock?: Clock;
   hostname?: string;
+  /** The node's base URL, written into the record so jobs find the node (storage/node-directory.ts). */
+  url?: string;
   /** Called when a beat fails; the heartbeat keeps going (a shard outage must not kill the node). */
   onError?: (err: RemoraError) => void;
 }
@@ -44,6 +46,7 @@ export function storageRecord(
   hostname: string,
   snap: CapacitySnapshot,
   timestamp: number,
+  url?: string,
 ): StorageRecordValue {
   return {
     manta_storage_id: id,
@@ -53,6 +56,7 @@ export function storageRecord(
     percentUsed: snap.percentUsed,
     timestamp,
     filesystem: '/manta',
+    ...(url ? { url } : {}),
   };
 }
 
@@ -86,6 +90,7 @@ export class Heartbeat {
       hostname,
       snap,
       enabled ? clock.now() : WRITES_DISABLED_TIMESTAMP,
+      this.opts.url,
     );
     await tier.putObject(STORAGE_BUCKET.name, id, { ...fresh });
     let written = fresh;
