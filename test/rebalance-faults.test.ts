@@ -12,7 +12,7 @@ import path from 'node:path';
 import { startTestDeployment } from './helpers/deployment.js';
 import {
   md5,
-  nodeUrls,
+  nodeDirectory,
   objectRecords,
   pastLastWrite,
   snapshotAndUnpack,
@@ -21,6 +21,7 @@ import {
 } from './helpers/rebalance.js';
 import { testConfig } from './helpers/pg.js';
 import type { Deployment } from '../src/deployment/deployment.js';
+import type { NodeDirectory } from '../src/storage/node-directory.js';
 import { defaultStorageNodes } from '../src/config/config.js';
 import { SeededRandom } from '../src/core/clock.js';
 import { createAccount } from '../src/frontdoor/accounts.js';
@@ -43,23 +44,25 @@ let cleanup: () => Promise<void>;
 let alice: FrontDoorClient;
 let owner: string;
 let nodeUrl: (id: string) => string | undefined;
+let nodes: NodeDirectory;
 let roots: Map<string, string>;
 
 before(async () => {
   const base = testConfig();
   // Nodes 3 and 4 are small, so a destination can be filled; the seeded picker makes placement repeatable.
-  const nodes = defaultStorageNodes().map((n) =>
+  const configured = defaultStorageNodes().map((n) =>
     n.id === N3 ? { ...n, capacityMB: 8 } : n.id === N4 ? { ...n, capacityMB: 5 } : n,
   );
   ({ d, cleanup } = await startTestDeployment(
-    { ...base, storage: { nodes, heartbeatIntervalMs: 300 } },
+    { ...base, storage: { nodes: configured, heartbeatIntervalMs: 300 } },
     { writeState: true, random: new SeededRandom(11) },
   ));
   fs.writeFileSync(path.join(d.config.stateDir, 'config.json'), JSON.stringify(d.config));
   const a = await createAccount(d.tier, { login: 'alice' }, Date.now());
   owner = a.account.uuid;
   alice = d.client(a.token);
-  nodeUrl = nodeUrls(d);
+  nodes = await nodeDirectory(d);
+  nodeUrl = (id) => nodes.url(id);
   roots = new Map([...d.nodes].map(([id, n]) => [id, n.root]));
 });
 after(async () => {

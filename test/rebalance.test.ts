@@ -12,13 +12,14 @@ import { Transform } from 'node:stream';
 import { startTestDeployment } from './helpers/deployment.js';
 import {
   md5,
-  nodeUrls,
+  nodeDirectory,
   objectRecords,
   pastLastWrite,
   snapshotAndUnpack,
   storeOf,
 } from './helpers/rebalance.js';
 import type { Deployment } from '../src/deployment/deployment.js';
+import type { NodeDirectory } from '../src/storage/node-directory.js';
 import { createAccount } from '../src/frontdoor/accounts.js';
 import type { FrontDoorClient } from '../src/frontdoor/client.js';
 import { isRemoraError } from '../src/core/errors.js';
@@ -35,6 +36,7 @@ let cleanup: () => Promise<void>;
 let alice: FrontDoorClient;
 let owner: string;
 let nodeUrl: (id: string) => string | undefined;
+let nodes: NodeDirectory;
 /** path → bytes every key must read back. */
 const expected = new Map<string, Buffer>();
 
@@ -46,7 +48,8 @@ before(async () => {
   const a = await createAccount(d.tier, { login: 'alice' }, Date.now());
   owner = a.account.uuid;
   alice = d.client(a.token);
-  nodeUrl = nodeUrls(d);
+  nodes = await nodeDirectory(d);
+  nodeUrl = (id) => nodes.url(id);
   const sizes = [0, 1, 1000, 40_000, 300_000, 1_200_000];
   for (const dir of ['a', 'b/c', 'links', 'e']) await alice.mkdirp(`/alice/stor/${dir}`);
   for (let i = 0; i < 30; i++) {
@@ -213,7 +216,7 @@ test('evacuate: stale snapshot refused; links move together; overwrite and corru
     co.contentMD5,
   );
 
-  const v1 = await verifyEvacuated({ tier: d.tier, storage: d.storage, nodeUrl }, evac);
+  const v1 = await verifyEvacuated({ tier: d.tier, storage: d.storage, nodes }, evac);
   assert.equal(v1.safe, false, 'a live record still names the node');
 
   // retry re-plans from live records and runs without the fault.
@@ -237,7 +240,7 @@ test('evacuate: stale snapshot refused; links move together; overwrite and corru
         'never two copies on one node',
       );
     }
-    const v2 = await verifyEvacuated({ tier: d.tier, storage: d.storage, nodeUrl }, evac);
+    const v2 = await verifyEvacuated({ tier: d.tier, storage: d.storage, nodes }, evac);
     assert.equal(v2.safe, true, v2.verdict);
     assert.match(v2.verdict, /^SAFE TO REMOVE/);
   } finally {
@@ -276,7 +279,7 @@ test('source node killed mid-run: copies come from another copy; tombstones owed
     'old copies on the dead node are owed a tombstone',
   );
   await readsAll();
-  const v = await verifyEvacuated({ tier: d.tier, storage: d.storage, nodeUrl }, evac);
+  const v = await verifyEvacuated({ tier: d.tier, storage: d.storage, nodes }, evac);
   assert.equal(v.safe, true, v.verdict);
   await d.startNode(evac);
   await run(p.jobId);

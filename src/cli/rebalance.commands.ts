@@ -7,19 +7,16 @@ import type { Command } from 'commander';
 import type { RemoraConfig } from '../config/config.js';
 import type { ObjectStore } from '../objectstore/object-store.js';
 import type { MetadataTier } from '../metadata/metadata-tier.js';
-import {
-  readDeploymentState,
-  requireInternalToken,
-  withMetadata,
-  withObjectStore,
-} from '../deployment/context.js';
+import { requireInternalToken, withMetadata, withObjectStore } from '../deployment/context.js';
 import { StorageClient } from '../storage/storage-client.js';
+import { NodeDirectory } from '../storage/node-directory.js';
 import { runJob, DEFAULT_CONCURRENCY, type RunTotals } from '../jobs/rebalance/rebalance.run.js';
 import { planJob, type PlanResult, replanForRetry } from '../jobs/rebalance/rebalance.service.js';
 import {
   jobStatus,
   progressLine,
   statusMetrics,
+  VERIFY_CHECKS,
   verifyEvacuated,
 } from '../jobs/rebalance/rebalance.status.js';
 import { migrateRebalance, readJob } from '../jobs/rebalance/rebalance.repository.js';
@@ -43,26 +40,29 @@ interface Conn {
   /** Where the day's unpacked chunks are (the configured object store). */
   store: ObjectStore;
   storage: StorageClient;
+  /** Node addresses from the configuration or the heartbeat records, never deployment.json. */
+  nodes: NodeDirectory;
   nodeUrl: NodeUrl;
   json: boolean;
 }
 
 async function withConn(cmd: Command, fn: (c: Conn) => Promise<void>): Promise<void> {
   const config = configFrom(cmd);
-  const nodes = readDeploymentState(config)?.storageNodes ?? {};
   const storage = new StorageClient({ internalToken: requireInternalToken(config) });
   try {
     await withObjectStore(config, (store) =>
-      withMetadata(config, (tier) =>
-        fn({
+      withMetadata(config, async (tier) => {
+        const nodes = await NodeDirectory.load(config.storage.nodes, tier);
+        await fn({
           config,
           tier,
           store,
           storage,
-          nodeUrl: (id) => nodes[id]?.url,
+          nodes,
+          nodeUrl: (id) => nodes.url(id),
           json: cmd.optsWithGlobals<{ json?: boolean }>().json === true,
-        }),
-      ),
+        });
+      }),
     );
   } finally {
     storage.close();
@@ -102,6 +102,11 @@ function printPlan(r: PlanResult): void {
   process.stdout.write(
     `objects: ${r.objects} (${(r.bytes / 1024 / 1024).toFixed(1)} MB): ${JSON.stringify(r.counts)}\n`,
   );
+  if (r.activeJobs?.length)
+    process.stdout.write(
+      `warning: active job(s) ${r.activeJobs.join(', ')} already evacuate this node` +
+        (r.dryRun ? ': the plan would be refused without --force\n' : ' (--force)\n'),
+    );
   if (r.dryRun) process.stdout.write('dry run: nothing stored\n');
   else {
     for (const f of r.instructionFiles) process.stdout.write(`wrote ${f}\n`);
@@ -124,12 +129,12 @@ async function runWithProgress(c: Conn, jobId: string, f: RunFlags): Promise<Run
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
   const show = async () => {
-    if (!f.quiet) process.stderr.write(`${progressLine(await jobStatus(c.tier, jobId))}\n`);
+    if (!f.quiet) process.stderr.write(`${progressLine(await jobStatus(c.tier, jobId, c.nodes))}\n`);
   };
   const timer = setInterval(() => void show().catch(() => {}), PROGRESS_INTERVAL_MS);
   try {
     return await runJob(
-      { tier: c.tier, storage: c.storage, nodeUrl: c.nodeUrl },
+      { tier: c.tier, storage: c.storage, nodeUrl: c.nodeUrl, refreshNodes: () => c.nodes.refresh() },
       {
         jobId,
         ...runNumbers(f),
@@ -143,6 +148,12 @@ async function runWithProgress(c: Conn, jobId: string, f: RunFlags): Promise<Run
     process.off('SIGTERM', onSignal);
     await show().catch(() => {});
   }
+}
+
+/** `--node` must name a known storage node: claiming nothing for a typo and exiting 0 would hide it. */
+function checkNode(c: Conn, node: string | undefined): void {
+  if (node && !c.nodes.has(node))
+    throw usageError(`unknown storage node ${node}: not configured and no manta_storage record`);
 }
 
 async function resolveJob(c: Conn, id?: string): Promise<string> {
@@ -194,6 +205,7 @@ export function registerRebalanceCommands(program: Command): void {
       '1000',
     )
     .option('--dry-run', 'print the plan, store nothing')
+    .option('--force', 'plan even though another active job evacuates the same node')
     .action(
       action(
         async (
@@ -204,6 +216,7 @@ export function registerRebalanceCommands(program: Command): void {
             maxFill?: string;
             lastWriteMarginMs: string;
             dryRun?: boolean;
+            force?: boolean;
           },
           cmd: Command,
         ) => {
@@ -226,6 +239,7 @@ export function registerRebalanceCommands(program: Command): void {
                 lagMs: c.config.picker.lagMs,
                 lastWriteMarginMs,
                 dryRun: o.dryRun === true,
+                force: o.force === true,
               },
             );
             if (c.json) process.stdout.write(`${JSON.stringify(r)}\n`);
@@ -243,6 +257,7 @@ export function registerRebalanceCommands(program: Command): void {
       action(async (f: RunFlags, cmd: Command) => {
         runNumbers(f); // refuse a bad flag before connecting
         return withConn(cmd, async (c) => {
+          checkNode(c, f.node);
           const totals = await runWithProgress(c, await resolveJob(c, f.job), f);
           process.stdout.write(
             c.json
@@ -260,6 +275,7 @@ export function registerRebalanceCommands(program: Command): void {
       action(async (f: RunFlags & { reason?: string }, cmd: Command) => {
         runNumbers(f); // refuse a bad flag before connecting
         return withConn(cmd, async (c) => {
+          checkNode(c, f.node);
           const r = await replanForRetry(
             {
               tier: c.tier,
@@ -292,7 +308,7 @@ export function registerRebalanceCommands(program: Command): void {
       action(async (o: { job?: string; metrics?: boolean; watch?: boolean }, cmd: Command) =>
         withConn(cmd, async (c) => {
           for (;;) {
-            const s = await jobStatus(c.tier, o.job);
+            const s = await jobStatus(c.tier, o.job, c.nodes);
             if (o.metrics) process.stdout.write(await statusMetrics(s));
             else if (c.json) process.stdout.write(`${JSON.stringify(s)}\n`);
             else process.stdout.write(`${progressLine(s)}\n`);
@@ -305,7 +321,8 @@ export function registerRebalanceCommands(program: Command): void {
 
   rb.command('verify')
     .description(
-      'Prove a node can go: no live record names it, every moved copy is on its destination with the right size',
+      'Prove a node can go: no live record names it; every live record of the moved objects keeps its ' +
+        'datacenters, agrees with the other records of its object, and names copies that are present',
     )
     .requiredOption('--node <node>', 'the evacuated node')
     .action(
@@ -314,7 +331,9 @@ export function registerRebalanceCommands(program: Command): void {
           const v = await verifyEvacuated(c, o.node);
           if (c.json) process.stdout.write(`${JSON.stringify(v)}\n`);
           else {
-            for (const m of v.missing) process.stdout.write(`missing: ${m}\n`);
+            for (const k of VERIFY_CHECKS)
+              for (const ex of v.problems[k]?.examples ?? []) process.stdout.write(`${k}: ${ex}\n`);
+            for (const ex of v.events.malformed?.examples ?? []) process.stdout.write(`malformed: ${ex}\n`);
             process.stdout.write(`${v.verdict}\n`);
           }
           if (!v.safe) process.exitCode = 1;

@@ -8,6 +8,7 @@ import { unpackDump } from '../../src/dumps/unpack.js';
 import type { Deployment } from '../../src/deployment/deployment.js';
 import type { MantaObjectValue } from '../../src/metadata/types.js';
 import { TEMP_DIR } from '../../src/storage/storage-paths.js';
+import { NodeDirectory } from '../../src/storage/node-directory.js';
 
 export const md5 = (b: Buffer) => crypto.createHash('md5').update(b).digest('base64');
 
@@ -24,10 +25,12 @@ export async function snapshotAndUnpack(d: Deployment, partitions = 4): Promise<
   }
 }
 
-/** Node addresses that outlive a stopped node (a stopped node keeps its port: requests are refused). */
-export function nodeUrls(d: Deployment): (id: string) => string | undefined {
-  const urls = new Map([...d.nodes].map(([id, n]) => [id, n.url]));
-  return (id) => urls.get(id);
+/**
+ * Node addresses as jobs find them: the storage-node directory (configuration, else heartbeat
+ * records). A stopped node keeps its record and its port, so requests to it are refused.
+ */
+export async function nodeDirectory(d: Deployment): Promise<NodeDirectory> {
+  return NodeDirectory.load(d.config.storage.nodes, d.tier);
 }
 
 /** Every object record of the deployment (all index shards). */

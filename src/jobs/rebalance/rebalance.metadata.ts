@@ -9,6 +9,10 @@
  *    exactly that). `retry` re-plans such objects from live records. A key the plan never saw (a
  *    link made after the snapshot) is adopted, guarded by the `_etag` just read. A record naming
  *    both the old and the new node would end up with two copies on one node: the object is skipped.
+ *    Then, judged on the live records, record by record: the move must not leave any record with
+ *    fewer datacenters than it has (`ObjectAlreadyInDatacenter`: retry re-plans), and every record
+ *    must end naming the same copies, those already moved included (else `EtagConflict`: retry
+ *    re-plans from live records, where the planner makes them agree or says why it cannot).
  *  - `updateRecords` rewrites `sharks` (old → new) with a conditional put per record; on a
  *    conflict it re-reads: our own earlier write (a resumed object) counts as done.
  */
@@ -16,6 +20,7 @@ import { isRemoraError, isRetryable } from '../../core/errors.js';
 import type { MetadataTier } from '../../metadata/metadata-tier.js';
 import type { MantaObjectValue, MantaValue, MorayRow, Shark } from '../../metadata/types.js';
 import type { ObjectRow } from './rebalance.repository.js';
+import { copySet, dcCount, replaceShark } from './rebalance.types.js';
 
 export type LiveRow = MorayRow<MantaValue> & { shard: string };
 
@@ -25,7 +30,10 @@ export interface Analysis {
   /** Planned keys dropped: gone, overwritten, or changed since the plan. */
   skippedKeys: number;
   /** Why the object must not move now (a reason and a detail), if so. */
-  stop?: { reason: 'EtagConflict' | 'ObjectAlreadyOnDestShark'; detail: string };
+  stop?: {
+    reason: 'EtagConflict' | 'ObjectAlreadyOnDestShark' | 'ObjectAlreadyInDatacenter';
+    detail: string;
+  };
 }
 
 export function names(v: MantaValue, shark: Shark | null): boolean {
@@ -38,18 +46,22 @@ export function analyze(row: ObjectRow, live: readonly LiveRow[]): Analysis {
   const planned = new Map(row.keys.map((k) => [k.key, k]));
   const out: Analysis = { targets: [], skippedKeys: 0 };
   const seen = new Set<string>();
+  const settled: LiveRow[] = [];
   for (const r of live) {
     if (r.value.type !== 'object' || r.value.objectId !== row.objectId) continue;
     seen.add(r.key);
-    const old = names(r.value, row.oldShark);
-    if (old && names(r.value, row.newShark)) {
+    if (!names(r.value, row.oldShark)) {
+      settled.push(r); // already moved (by us before a crash, or earlier for the other records)
+      continue;
+    }
+    // Never two copies on one node: the run-time check, whatever the plan saw.
+    if (names(r.value, row.newShark)) {
       out.stop = {
         reason: 'ObjectAlreadyOnDestShark',
         detail: `${r.key} already lists ${row.newShark!.manta_storage_id}`,
       };
       continue;
     }
-    if (!old) continue; // already moved (by us before a crash, or by someone else)
     const p = planned.get(r.key);
     if (!p || p.morayEtag === r.etag) out.targets.push(r);
     else {
@@ -64,7 +76,36 @@ export function analyze(row: ObjectRow, live: readonly LiveRow[]): Analysis {
   const namesAny = live.some((r) => r.value.type === 'object' && r.value.objectId === row.objectId);
   if (!out.stop && !namesAny)
     out.stop = { reason: 'EtagConflict', detail: 'every planned record was overwritten or deleted' };
+  if (!out.stop && out.targets.length > 0) {
+    const stop = perRecord(row, out.targets, settled);
+    if (stop) out.stop = stop;
+  }
   return out;
+}
+
+/**
+ * The rules on each live record (DESIGN.md invariant 2): no record ends with fewer datacenters
+ * than it has, and every record of the objectId ends naming the same copies.
+ */
+function perRecord(row: ObjectRow, targets: LiveRow[], settled: LiveRow[]): Analysis['stop'] {
+  const after = new Map<string, string>();
+  for (const t of targets) {
+    const v = t.value as MantaObjectValue;
+    const moved = replaceShark(v.sharks, row.oldShark!, row.newShark!);
+    if (dcCount(moved) < dcCount(v.sharks))
+      return {
+        reason: 'ObjectAlreadyInDatacenter',
+        detail: `${t.key}: ${row.newShark!.manta_storage_id} would leave it ${dcCount(moved)} datacenter(s), it has ${dcCount(v.sharks)}`,
+      };
+    after.set(t.key, copySet(moved));
+  }
+  for (const s of settled) after.set(s.key, copySet((s.value as MantaObjectValue).sharks));
+  const sets = [...new Set(after.values())];
+  if (sets.length > 1) {
+    const ex = sets.slice(0, 2).map((c) => `${[...after].find(([, x]) => x === c)![0]} → ${c}`);
+    return { reason: 'EtagConflict', detail: `the records would not agree after the move: ${ex.join('; ')}` };
+  }
+  return undefined;
 }
 
 export interface RetryPolicy {
@@ -87,10 +128,7 @@ export async function withBackoff<T>(policy: RetryPolicy, fn: () => Promise<T>):
 }
 
 function replaced(v: MantaObjectValue, oldShark: Shark, newShark: Shark): MantaObjectValue {
-  return {
-    ...v,
-    sharks: v.sharks.map((s) => (s.manta_storage_id === oldShark.manta_storage_id ? newShark : s)),
-  };
+  return { ...v, sharks: replaceShark(v.sharks, oldShark, newShark) };
 }
 
 export interface UpdateResult {

@@ -12,16 +12,32 @@
  *    room" (§3.5), room is real: the Rust rebalancer's budget (evacuate.rs:2099-2160)
  *        total = availableMB / (1 − percentUsed/100);  budget = total × maxFill% − used − assigned
  *    counting bytes already assigned by this plan, so no destination is planned past the max fill.
- *  - Never two copies on one node: a node any record of the object lists is never a destination
- *    (Rust ObjectAlreadyOnDestShark).
- *  - Never fewer datacenters: the new set of DCs must be at least as large as before (Rust
- *    ObjectAlreadyInDatacenter), strictly larger in single-DC mode; among those, a node that
- *    raises the count wins, then the one with the most room left (spreads load: Rust sorts by
- *    most available, MANTA-5190 fixed that order being backwards), then chance.
+ *  - Every record on its own (issue 17): the datacenter count is a property of each record, not
+ *    of the union of the records of an objectId. The records naming the old copy must all name
+ *    the same copies (else `error DivergentRecords`); the move replaces the old copy by the new
+ *    one in each of them, so they end agreeing.
+ *  - Records that no longer name the old copy (the move finished for them; a link made during
+ *    it was left behind and the object is being retried): the destination is the copy they name
+ *    and nothing else, so every record ends naming the same copies. If that would leave the
+ *    lagging records fewer datacenters, or no single move makes them agree: `DivergentRecords`.
+ *  - Never two copies on one node: a node the records list is never a destination (Rust
+ *    ObjectAlreadyOnDestShark).
+ *  - Never fewer datacenters, counted per record: the records' datacenters after the move must be
+ *    at least as many as before (Rust ObjectAlreadyInDatacenter), strictly more in single-DC
+ *    mode; among those, a node that raises the count wins, then the one with the most room left
+ *    (spreads load: Rust sorts by most available, MANTA-5190 fixed that order being backwards),
+ *    then chance.
  */
 import type { Random } from '../../core/clock.js';
 import type { Shark, StorageRecordValue } from '../../metadata/types.js';
-import type { Move, ObjectGroup, PlanDecision } from './rebalance.types.js';
+import {
+  copySet,
+  dcCount,
+  type Move,
+  type ObjectGroup,
+  type PlanDecision,
+  sameShark,
+} from './rebalance.types.js';
 
 const MiB = 1024 * 1024;
 
@@ -106,42 +122,92 @@ export class RebalancePlanner {
     if (g.keys.length === 0) return { ...base, state: 'unprocessed', untouched: true };
     const bad = validate(g);
     if (bad) return { ...base, state: 'error', reason: bad };
-    const holders = unionSharks(g);
-    const old = this.oldCopy(holders);
+    const old = this.oldCopy(g);
     if (!old) return { ...base, state: 'unprocessed', untouched: true };
-    const others = holders.filter((s) => s.manta_storage_id !== old.shark.manta_storage_id);
-    const dcsBefore = new Set(holders.map((s) => s.datacenter)).size;
-    const held = new Set(holders.map((s) => s.manta_storage_id));
+    const diverge = (detail: string): PlanDecision => ({
+      ...base,
+      state: 'error',
+      reason: 'DivergentRecords',
+      detail,
+    });
+    // Every record is judged on its own copies. The records naming the old copy must name the
+    // same ones, so that one move leaves them agreeing.
+    const movers = g.keys.filter((k) => k.sharks.some((s) => sameShark(s, old.shark)));
+    const settled = g.keys.filter((k) => !movers.includes(k));
+    const first = movers[0]!;
+    const before = first.sharks;
+    const odd = movers.find((k) => copySet(k.sharks) !== copySet(before));
+    if (odd)
+      return diverge(`${first.key} names ${copySet(before)} but ${odd.key} names ${copySet(odd.sharks)}`);
+    const rest = before.filter((s) => !sameShark(s, old.shark));
+    const dcsBefore = dcCount(before);
+    const keepsDcs = (dcs: number) => (old.cause === 'single_dc' ? dcs > dcsBefore : dcs >= dcsBefore);
+    const moveTo = (newShark: Shark, converges: boolean): PlanDecision => ({
+      ...base,
+      state: 'unprocessed',
+      move: {
+        objectId: g.objectId,
+        copyOwner: g.copyOwner,
+        md5: g.md5,
+        bytes: g.contentLength,
+        oldShark: old.shark,
+        newShark,
+        keys: movers,
+        cause: old.cause,
+        dcsBefore,
+        ...(converges ? { converges } : {}),
+      },
+    });
+    if (settled.length > 0) {
+      // Other records no longer name the old copy (a move finished for them, and a link made
+      // during it was left behind): the only destination is the copy they name, so all agree.
+      const target = settled[0]!;
+      const other = settled.find((k) => copySet(k.sharks) !== copySet(target.sharks));
+      if (other)
+        return diverge(
+          `${target.key} names ${copySet(target.sharks)} but ${other.key} names ${copySet(other.sharks)}`,
+        );
+      const extra = target.sharks.filter((t) => !rest.some((s) => sameShark(s, t)));
+      if (extra.length !== 1 || copySet([...rest, extra[0]!]) !== copySet(target.sharks))
+        return diverge(
+          `${first.key} names ${copySet(before)} and ${target.key} names ${copySet(target.sharks)}: ` +
+            'no single move makes them agree',
+        );
+      const dest = extra[0]!;
+      if (!keepsDcs(dcCount([...rest, dest])))
+        return diverge(
+          `${target.key} names ${copySet(target.sharks)}: moving ${first.key} there would leave it ` +
+            `fewer than ${dcsBefore} datacenter(s)`,
+        );
+      return moveTo({ datacenter: dest.datacenter, manta_storage_id: dest.manta_storage_id }, true);
+    }
+    // Never a node that already holds a copy (Rust ObjectAlreadyOnDestShark).
+    const held = new Set(before.map((s) => s.manta_storage_id));
     const dcOk = this.destinations
       .filter((n) => !held.has(n.shark.manta_storage_id))
-      .map((n) => ({ n, dcs: new Set([...others.map((s) => s.datacenter), n.shark.datacenter]).size }))
-      .filter((c) => (old.cause === 'single_dc' ? c.dcs > dcsBefore : c.dcs >= dcsBefore));
+      .map((n) => ({ n, dcs: dcCount([...rest, n.shark]) }))
+      .filter((c) => keepsDcs(c.dcs));
     if (dcOk.length === 0) return { ...base, state: 'skipped', reason: 'ObjectAlreadyInDatacenter' };
     const roomy = dcOk.filter((c) => this.budget(c.n) >= g.contentLength);
     if (roomy.length === 0) return { ...base, state: 'skipped', reason: 'DestinationInsufficientSpace' };
     const best = this.best(roomy);
     best.assignedBytes += g.contentLength;
     best.assignedObjects++;
-    const move: Move = {
-      objectId: g.objectId,
-      copyOwner: g.copyOwner,
-      md5: g.md5,
-      bytes: g.contentLength,
-      oldShark: old.shark,
-      newShark: best.shark,
-      keys: g.keys.filter((k) => k.sharks.some((s) => s.manta_storage_id === old.shark.manta_storage_id)),
-      cause: old.cause,
-    };
-    return { ...base, state: 'unprocessed', move };
+    return moveTo(best.shark, false);
   }
 
-  private oldCopy(holders: Shark[]): { shark: Shark; cause: Move['cause'] } | undefined {
-    const evac = holders.find((s) => s.manta_storage_id === this.opts.evacuate);
-    if (evac) return { shark: evac, cause: 'evacuate' };
-    const dcs = new Set(holders.map((s) => s.datacenter));
-    if (this.opts.fixSingleDc && holders.length >= 2 && dcs.size === 1)
-      return { shark: holders[0]!, cause: 'single_dc' };
-    return undefined;
+  /**
+   * The copy to move: the one on the evacuated node, if any record names it; else, in single-DC
+   * mode, the first copy of the first record whose 2+ copies all sit in one datacenter.
+   */
+  private oldCopy(g: ObjectGroup): { shark: Shark; cause: Move['cause'] } | undefined {
+    for (const k of g.keys) {
+      const evac = k.sharks.find((s) => s.manta_storage_id === this.opts.evacuate);
+      if (evac) return { shark: evac, cause: 'evacuate' };
+    }
+    if (!this.opts.fixSingleDc) return undefined;
+    const oneDc = g.keys.find((k) => k.sharks.length >= 2 && dcCount(k.sharks) === 1);
+    return oneDc && { shark: oneDc.sharks[0]!, cause: 'single_dc' };
   }
 
   /** Most datacenters after the move, then most room left, then chance. */
@@ -170,14 +236,6 @@ export class RebalancePlanner {
 
 function pct(part: number, total: number): number {
   return total > 0 ? Math.round((part / total) * 1000) / 10 : 100;
-}
-
-/** Every node any record of the object lists, in the order first seen. */
-export function unionSharks(g: ObjectGroup): Shark[] {
-  const out = new Map<string, Shark>();
-  for (const k of g.keys)
-    for (const s of k.sharks) if (!out.has(s.manta_storage_id)) out.set(s.manta_storage_id, s);
-  return [...out.values()];
 }
 
 function validate(g: ObjectGroup): PlanDecision['reason'] | undefined {

@@ -4,8 +4,13 @@
  *   rebalance_jobs      one row per plan: its parameters, the snapshot instants it read, the
  *                       destination table printed before anything moved
  *   rebalance_objects   one row per objectId (the Rust rebalancer's `evacuateobjects`): state,
- *                       reason, the planned keys with their `_etag`s, old and new shark, claim lease
+ *                       reason, the planned keys with their `_etag`s, old and new shark, claim
+ *                       lease, and the datacenters its records had before (`verify` checks them)
+ *
+ * One active job per evacuated node: `reserveJob` checks and inserts under an advisory lock, so
+ * two `plan`s started at once cannot both pass the check.
  */
+import type pg from 'pg';
 import { migrate, type MigrationList } from '../../metadata/migrations.js';
 import type { Queryable } from '../../metadata/moray.repository.js';
 import type { Shark } from '../../metadata/types.js';
@@ -49,6 +54,11 @@ export const rebalanceMigrations: MigrationList = {
         'CREATE INDEX IF NOT EXISTS rebalance_objects_state_idx ON rebalance_objects (job_id, state, dest)',
       ],
     },
+    {
+      version: 2,
+      name: 'dcs_before: datacenters of the records before the move (per-record rule, verify)',
+      up: ['ALTER TABLE rebalance_objects ADD COLUMN IF NOT EXISTS dcs_before INTEGER'],
+    },
   ],
 };
 
@@ -74,6 +84,48 @@ export async function insertJob(
     JSON.stringify(params),
     JSON.stringify(summary),
   ]);
+}
+
+/** Jobs naming `node` as evacuated that are still active: planning, or any object not complete. */
+export async function activeJobsFor(db: Queryable, node: string): Promise<{ id: string; open: number }[]> {
+  const r = await db.query<{ id: string; open: string }>(
+    `SELECT j.id, (SELECT count(*) FROM rebalance_objects o WHERE o.job_id = j.id AND o.state <> 'complete') AS open
+       FROM rebalance_jobs j
+      WHERE j.params->>'evacuate' = $1
+        AND (NOT (j.summary ? 'objects')
+             OR EXISTS (SELECT 1 FROM rebalance_objects o WHERE o.job_id = j.id AND o.state <> 'complete'))
+      ORDER BY j.created_at, j.id`,
+    [node],
+  );
+  return r.rows.map((x) => ({ id: x.id, open: Number(x.open) }));
+}
+
+/**
+ * Insert a job, refusing (unless `force`) when another active job evacuates the same node. The
+ * check and the insert run in one transaction under an advisory lock: two plans at once cannot
+ * both pass. Returns the active jobs found (empty when none).
+ */
+export async function reserveJob(
+  pool: pg.Pool,
+  id: string,
+  params: Record<string, unknown>,
+  evacuate: string | undefined,
+  force: boolean,
+): Promise<{ id: string; open: number }[]> {
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    await client.query("SELECT pg_advisory_xact_lock(hashtext('remora.rebalance.plan'))");
+    const active = evacuate ? await activeJobsFor(client, evacuate) : [];
+    if (active.length === 0 || force) await insertJob(client, id, params, {});
+    await client.query('COMMIT');
+    return active;
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => {});
+    throw err;
+  } finally {
+    client.release();
+  }
 }
 
 export async function updateJobSummary(
@@ -114,9 +166,11 @@ export interface ObjectRow {
   newShark: Shark | null;
   keys: PlannedKey[];
   attempts: number;
+  /** Datacenters of the records before the move (NULL: planned before this was recorded). */
+  dcsBefore: number | null;
 }
 
-export type NewObjectRow = Omit<ObjectRow, 'attempts'>;
+export type NewObjectRow = Omit<ObjectRow, 'attempts' | 'dcsBefore'> & { dcsBefore?: number | null };
 
 /** Insert planned objects (one statement per batch: arrays unnested server-side). */
 export async function insertObjects(db: Queryable, jobId: string, rows: NewObjectRow[]): Promise<void> {
@@ -124,10 +178,12 @@ export async function insertObjects(db: Queryable, jobId: string, rows: NewObjec
   const col = <T>(f: (r: NewObjectRow) => T) => rows.map(f);
   await db.query(
     `INSERT INTO rebalance_objects
-       (job_id, object_id, state, reason, detail, bytes, md5, copy_owner, cause, old_shark, new_shark, dest, keys)
-     SELECT $1, o, s, r, d, b, m, c, ca, os::jsonb, ns::jsonb, ns::jsonb->>'manta_storage_id', k::jsonb
+       (job_id, object_id, state, reason, detail, bytes, md5, copy_owner, cause, old_shark, new_shark, dest, keys,
+        dcs_before)
+     SELECT $1, o, s, r, d, b, m, c, ca, os::jsonb, ns::jsonb, ns::jsonb->>'manta_storage_id', k::jsonb, dc
      FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[], $8::text[],
-                 $9::text[], $10::text[], $11::text[], $12::text[]) AS t(o, s, r, d, b, m, c, ca, os, ns, k)
+                 $9::text[], $10::text[], $11::text[], $12::text[], $13::int[])
+          AS t(o, s, r, d, b, m, c, ca, os, ns, k, dc)
      ON CONFLICT (job_id, object_id) DO NOTHING`,
     [
       jobId,
@@ -142,6 +198,7 @@ export async function insertObjects(db: Queryable, jobId: string, rows: NewObjec
       col((r) => (r.oldShark ? JSON.stringify(r.oldShark) : null)),
       col((r) => (r.newShark ? JSON.stringify(r.newShark) : null)),
       col((r) => JSON.stringify(r.keys)),
+      col((r) => r.dcsBefore ?? null),
     ],
   );
 }
@@ -159,6 +216,7 @@ interface RawObjectRow {
   new_shark: Shark | null;
   keys: PlannedKey[];
   attempts: number;
+  dcs_before: number | null;
 }
 
 function toObjectRow(r: RawObjectRow): ObjectRow {
@@ -175,6 +233,7 @@ function toObjectRow(r: RawObjectRow): ObjectRow {
     newShark: r.new_shark,
     keys: r.keys,
     attempts: r.attempts,
+    dcsBefore: r.dcs_before,
   };
 }
 
@@ -287,7 +346,8 @@ export async function replanObject(db: Queryable, jobId: string, row: NewObjectR
   await db.query(
     `UPDATE rebalance_objects
         SET state = $3, reason = $4, detail = $5, keys = $6, old_shark = $7, new_shark = $8,
-            dest = $8::jsonb->>'manta_storage_id', claimed_by = NULL, claimed_at = NULL, updated_at = now()
+            dest = $8::jsonb->>'manta_storage_id', claimed_by = NULL, claimed_at = NULL, updated_at = now(),
+            dcs_before = COALESCE(dcs_before, $9)
       WHERE job_id = $1 AND object_id = $2 AND state IN ('skipped', 'error')`,
     [
       jobId,
@@ -298,6 +358,7 @@ export async function replanObject(db: Queryable, jobId: string, row: NewObjectR
       JSON.stringify(row.keys),
       row.oldShark ? JSON.stringify(row.oldShark) : null,
       row.newShark ? JSON.stringify(row.newShark) : null,
+      row.dcsBefore ?? null,
     ],
   );
 }
@@ -347,33 +408,41 @@ export async function recentCompletions(
   return { objects: Number(row.n), bytes: Number(row.b ?? 0), first: row.first };
 }
 
-/** Moved objects of the jobs that evacuated `node` (for verify), in pages. */
-export async function movedObjects(
+export interface PlannedOffNode {
+  jobId: string;
+  objectId: string;
+  state: ObjectState;
+  bytes: number;
+  md5: string;
+  copyOwner: string;
+  newShark: Shark | null;
+  dcsBefore: number | null;
+}
+
+/** Objects the jobs that evacuated `node` planned (any state; for verify), in pages. */
+export async function objectsOffNode(
   db: Queryable,
   node: string,
   after: string,
   limit: number,
-): Promise<
-  {
-    jobId: string;
-    objectId: string;
-    state: ObjectState;
-    bytes: number;
-    copyOwner: string;
-    newShark: Shark | null;
-  }[]
-> {
+): Promise<PlannedOffNode[]> {
   const r = await db.query<{
     job_id: string;
     object_id: string;
     state: ObjectState;
     bytes: string;
+    md5: string;
     copy_owner: string;
     new_shark: Shark | null;
+    dcs_before: number | null;
   }>(
-    `SELECT job_id, object_id, state, bytes, copy_owner, new_shark FROM rebalance_objects
-      WHERE old_shark->>'manta_storage_id' = $1 AND object_id > $2
-      ORDER BY object_id LIMIT $3`,
+    `SELECT DISTINCT ON (object_id) job_id, object_id, state, bytes, md5, copy_owner, new_shark, dcs_before
+       FROM rebalance_objects o
+      WHERE object_id > $2
+        AND (old_shark->>'manta_storage_id' = $1
+             OR job_id IN (SELECT id FROM rebalance_jobs WHERE params->>'evacuate' = $1))
+      ORDER BY object_id, updated_at DESC
+      LIMIT $3`,
     [node, after, limit],
   );
   return r.rows.map((x) => ({
@@ -381,7 +450,24 @@ export async function movedObjects(
     objectId: x.object_id,
     state: x.state,
     bytes: Number(x.bytes),
+    md5: x.md5,
     copyOwner: x.copy_owner,
     newShark: x.new_shark,
+    dcsBefore: x.dcs_before,
   }));
+}
+
+/** The destinations a job names. */
+export async function jobNodes(db: Queryable, jobId: string): Promise<string[]> {
+  const r = await db.query<{ dest: string }>(
+    'SELECT DISTINCT dest FROM rebalance_objects WHERE job_id = $1 AND dest IS NOT NULL ORDER BY dest',
+    [jobId],
+  );
+  return r.rows.map((x) => x.dest);
+}
+
+/** Whether any job evacuated `node` (verify knows a node a job names, even once it is gone). */
+export async function nodeWasEvacuated(db: Queryable, node: string): Promise<boolean> {
+  const r = await db.query("SELECT 1 FROM rebalance_jobs WHERE params->>'evacuate' = $1 LIMIT 1", [node]);
+  return (r.rowCount ?? 0) > 0;
 }

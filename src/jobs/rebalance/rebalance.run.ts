@@ -10,6 +10,12 @@
  *   6. MOVE the old copy to /tombstone/<day>/<objectId>            failure → post_processing
  *   7. record outcomes (complete / post_processing / skipped / error)
  *
+ * Step 2 judges every live record of the objectId on its own (rebalance.metadata.ts analyze): no
+ * record may end with fewer datacenters or one node twice, and all must end naming the same
+ * copies. A record that cannot be read (malformed `_value`) blocks its object (`error
+ * BadMorayObject`): nobody can tell whether it names the old copy. Tests act between the steps
+ * through `onStep` (a link, an overwrite, a failing metadata tier) to prove each guard.
+ *
  * How a crash at each step converges (DESIGN.md invariant 2): every step is re-derived from the
  * live state on the next claim, not from a local journal. A lease that is not renewed expires and
  * the object is claimed again. Crash in 3: the node kept no partial file; the copy is redone (or
@@ -26,6 +32,7 @@ import { dayOf } from '../../core/days.js';
 import type { MetadataTier } from '../../metadata/metadata-tier.js';
 import type { StorageClient } from '../../storage/storage-client.js';
 import { analyze, type LiveRow, names, updateRecords } from './rebalance.metadata.js';
+import { readLive } from './rebalance.live.js';
 import {
   countHeldElsewhere,
   claimObjects,
@@ -58,12 +65,22 @@ export interface RunOptions {
   fault?: TransferFault;
   /** Stop claiming new work when aborted (SIGINT): claimed objects finish first. */
   signal?: AbortSignal;
+  /**
+   * Called after each step of a claim batch with the objectIds still in play (a seam for tests,
+   * which make links, overwrites or metadata failures between the steps). Awaited.
+   */
+  onStep?: (step: RunStep, objectIds: string[]) => Promise<void>;
 }
+
+/** The points between steps where `onStep` runs (see the header). */
+export type RunStep = 'read' | 'copied' | 'updated' | 'tombstoned';
 
 export interface RunDeps {
   tier: MetadataTier;
   storage: StorageClient;
   nodeUrl: NodeUrl;
+  /** Re-read node addresses before each claim batch (storage/node-directory.ts refresh). */
+  refreshNodes?: () => Promise<void>;
   clock?: Clock;
 }
 
@@ -106,7 +123,8 @@ export async function runJob(deps: RunDeps, opts: RunOptions): Promise<RunTotals
         continue;
       }
       totals.claimed += rows.length;
-      const outs = await processBatch(deps, t, rows, concurrency);
+      await deps.refreshNodes?.();
+      const outs = await processBatch(deps, t, rows, concurrency, opts.onStep);
       await recordOutcomes(db, opts.jobId, runner, outs);
       for (const o of outs) {
         const k = o.reason ? `${o.state}:${o.reason}` : o.state;
@@ -131,43 +149,59 @@ async function processBatch(
   t: Transfer,
   rows: ObjectRow[],
   concurrency: number,
+  onStep: RunOptions['onStep'],
 ): Promise<Outcome[]> {
-  const live = await deps.tier.findByObjectIds(rows.map((r) => r.objectId));
+  const step = async (name: RunStep, ws: Work[]) => {
+    if (onStep)
+      await onStep(
+        name,
+        ws.filter((w) => !w.out).map((w) => w.row.objectId),
+      );
+  };
+  const live = await readLive(
+    deps.tier,
+    rows.map((r) => r.objectId),
+  );
   const work: Work[] = rows.map((row) => {
-    const rowsLive = live.get(row.objectId) ?? [];
+    const rowsLive = live.rows.get(row.objectId) ?? [];
     const a = analyze(row, rowsLive);
     const w: Work = { row, targets: a.targets, skippedKeys: a.skippedKeys };
+    const bad = live.malformed.get(row.objectId)?.[0];
     if (!row.oldShark || !row.newShark) w.out = fail(w, 'error', 'InternalError', 'no old or new shark');
+    else if (bad)
+      w.out = fail(w, 'error', 'BadMorayObject', `${bad.key} on ${bad.shard} cannot be read: ${bad.why}`);
     else if (a.stop) w.out = fail(w, 'skipped', a.stop.reason, a.stop.detail);
     return w;
   });
-  await eachLimit(
-    work.filter((w) => !w.out && w.targets.length > 0),
-    concurrency,
-    async (w) => {
-      const liveRows = live.get(w.row.objectId) ?? [];
-      const req = {
-        objectId: w.row.objectId,
-        copyOwner: w.row.copyOwner,
-        md5: w.row.md5,
-        bytes: w.row.bytes,
-        sources: unionSharksOf(w.row.oldShark!, liveRows, w.row.newShark!),
-        dest: w.row.newShark!,
-      };
-      if (w.row.attempts > 1 && (await destinationHasCopy(t, req))) return;
-      const r = await copyObject(t, req);
-      if (!r.ok) w.out = fail(w, 'skipped', r.reason, r.detail);
-    },
-  );
-  await updateAll(
-    deps.tier,
-    work.filter((w) => !w.out && w.targets.length > 0),
-  );
+  await step('read', work);
+  const moving = () => work.filter((w) => !w.out && w.targets.length > 0);
+  await eachLimit(moving(), concurrency, async (w) => {
+    const liveRows = live.rows.get(w.row.objectId) ?? [];
+    const req = {
+      objectId: w.row.objectId,
+      copyOwner: w.row.copyOwner,
+      md5: w.row.md5,
+      bytes: w.row.bytes,
+      sources: unionSharksOf(w.row.oldShark!, liveRows, w.row.newShark!),
+      dest: w.row.newShark!,
+    };
+    if (w.row.attempts > 1 && (await destinationHasCopy(t, req))) return;
+    const r = await copyObject(t, req);
+    if (!r.ok) w.out = fail(w, 'skipped', r.reason, r.detail);
+  });
+  await step('copied', work);
+  await updateAll(deps.tier, moving());
+  await step('updated', work);
   await tombstoneAll(
     deps,
     work.filter((w) => !w.out),
     concurrency,
   );
+  if (onStep)
+    await onStep(
+      'tombstoned',
+      work.map((w) => w.row.objectId),
+    );
   return work.map((w) => w.out!);
 }
 
@@ -196,10 +230,18 @@ async function updateAll(tier: MetadataTier, ready: Work[]): Promise<void> {
 /** Re-read, then tombstone the old copies no live record names any more. */
 async function tombstoneAll(deps: RunDeps, ready: Work[], concurrency: number): Promise<void> {
   if (ready.length === 0) return;
-  const live = await deps.tier.findByObjectIds(ready.map((w) => w.row.objectId));
+  const live = await readLive(
+    deps.tier,
+    ready.map((w) => w.row.objectId),
+  );
   const day = dayOf(new Date((deps.clock ?? systemClock).now()));
   await eachLimit(ready, concurrency, async (w) => {
-    const still = (live.get(w.row.objectId) ?? []).find((r) => names(r.value, w.row.oldShark));
+    const bad = live.malformed.get(w.row.objectId)?.[0];
+    if (bad) {
+      w.out = fail(w, 'error', 'BadMorayObject', `${bad.key} became unreadable during the move: ${bad.why}`);
+      return;
+    }
+    const still = (live.rows.get(w.row.objectId) ?? []).find((r) => names(r.value, w.row.oldShark));
     if (still) {
       w.out = fail(
         w,
@@ -213,7 +255,7 @@ async function tombstoneAll(deps: RunDeps, ready: Work[], concurrency: number): 
     const url = deps.nodeUrl(old.manta_storage_id);
     const done: Outcome = { objectId: w.row.objectId, state: 'complete', skippedKeys: w.skippedKeys };
     try {
-      if (!url) throw new Error(`${old.manta_storage_id} has no known address`);
+      if (!url) throw new Error(`${old.manta_storage_id}: address unknown`);
       await deps.storage.tombstone(url, w.row.copyOwner, w.row.objectId, day);
       w.out = done;
     } catch (err) {

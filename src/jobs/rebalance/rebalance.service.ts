@@ -17,15 +17,17 @@ import type { MetadataTier } from '../../metadata/metadata-tier.js';
 import type { StorageClient } from '../../storage/storage-client.js';
 import { type DestinationSummary, type PlanOptions, RebalancePlanner } from './rebalance.plan.js';
 import {
-  insertJob,
+  activeJobsFor,
   insertObjects,
   migrateRebalance,
   type NewObjectRow,
   readJob,
   replanObject,
+  reserveJob,
   retryCandidates,
   updateJobSummary,
 } from './rebalance.repository.js';
+import { readLive } from './rebalance.live.js';
 import {
   candidateGroups,
   checkSnapshotFresh,
@@ -57,6 +59,8 @@ export interface PlanRequest {
   /** Extra time between the node's last write and the snapshot (default 1 s). */
   lastWriteMarginMs?: number;
   dryRun?: boolean;
+  /** Plan even though another active job evacuates the same node. */
+  force?: boolean;
 }
 
 export interface PlanResult {
@@ -69,6 +73,8 @@ export interface PlanResult {
   objects: number;
   bytes: number;
   instructionFiles: string[];
+  /** Other active jobs evacuating the same node (a dry run reports them; `--force` overrode them). */
+  activeJobs?: string[];
 }
 
 export async function planJob(deps: PlanDeps, req: PlanRequest): Promise<PlanResult> {
@@ -109,10 +115,19 @@ export async function planJob(deps: PlanDeps, req: PlanRequest): Promise<PlanRes
     lastWrite,
   };
   const db = deps.tier.control;
-  if (!req.dryRun) {
-    await migrateRebalance(db);
-    await insertJob(db, jobId, params, {});
-  }
+  await migrateRebalance(db);
+  // One active job per evacuated node: a second plan would move the same copies twice over.
+  const active = req.dryRun
+    ? req.evacuate
+      ? await activeJobsFor(db, req.evacuate)
+      : []
+    : await reserveJob(db, jobId, params, req.evacuate, req.force === true);
+  if (active.length > 0 && !req.dryRun && !req.force)
+    throw new RemoraError(
+      'UsageError',
+      `job ${active[0]!.id} is still active for ${req.evacuate} (${active[0]!.open} object(s) not complete): ` +
+        'finish it (`remora rebalance retry`, `remora rebalance status`) or plan again with --force',
+    );
   const writer = new InstructionWriter();
   const result: PlanResult = {
     jobId,
@@ -124,6 +139,7 @@ export async function planJob(deps: PlanDeps, req: PlanRequest): Promise<PlanRes
     objects: 0,
     bytes: 0,
     instructionFiles: [],
+    ...(active.length > 0 ? { activeJobs: active.map((a) => a.id) } : {}),
   };
   try {
     let batch: NewObjectRow[] = [];
@@ -160,7 +176,7 @@ function toRow(g: ObjectGroup, d: PlanDecision): NewObjectRow {
     objectId: g.objectId,
     state: d.state,
     reason: d.reason ?? null,
-    detail: null,
+    detail: d.detail ?? null,
     bytes: Number.isFinite(g.contentLength) ? g.contentLength : 0,
     md5: g.md5,
     copyOwner: g.copyOwner,
@@ -168,6 +184,7 @@ function toRow(g: ObjectGroup, d: PlanDecision): NewObjectRow {
     oldShark: m?.oldShark ?? null,
     newShark: m?.newShark ?? null,
     keys: m?.keys ?? g.keys,
+    dcsBefore: m?.dcsBefore ?? null,
   };
 }
 
@@ -236,15 +253,19 @@ export async function replanForRetry(
     random: deps.random ?? systemRandom,
   });
   const rows = await retryCandidates(db, job.id, req.reason);
-  const live = await deps.tier.findByObjectIds(rows.map((r) => r.objectId));
+  const live = await readLive(
+    deps.tier,
+    rows.map((r) => r.objectId),
+  );
   const counts: Record<string, number> = {};
   for (const row of rows) {
+    // Every live record of the objectId, all keys, all shards: the planner judges each one.
     const g: ObjectGroup = {
       objectId: row.objectId,
       copyOwner: row.copyOwner,
       md5: row.md5,
       contentLength: row.bytes,
-      keys: (live.get(row.objectId) ?? []).flatMap((r) =>
+      keys: (live.rows.get(row.objectId) ?? []).flatMap((r) =>
         r.value.type === 'object'
           ? [
               {
@@ -259,6 +280,15 @@ export async function replanForRetry(
           : [],
       ),
     };
+    const bad = live.malformed.get(row.objectId)?.[0];
+    if (bad) {
+      await replanObject(db, job.id, {
+        ...toRow(g, { objectId: row.objectId, bytes: row.bytes, state: 'error', reason: 'BadMorayObject' }),
+        detail: `${bad.key} on ${bad.shard} cannot be read: ${bad.why}`,
+      });
+      counts['error:BadMorayObject'] = (counts['error:BadMorayObject'] ?? 0) + 1;
+      continue;
+    }
     const d = planner.decide(g);
     // Nothing names the old copy any more (moved, overwritten, deleted): nothing is left to do.
     const state = d.untouched ? 'complete' : d.state;
@@ -266,7 +296,7 @@ export async function replanForRetry(
       ...toRow(g, d),
       state,
       reason: d.untouched ? null : (d.reason ?? null),
-      detail: d.untouched ? 'nothing left to move at retry' : null,
+      detail: d.untouched ? 'nothing left to move at retry' : (d.detail ?? null),
     });
     const key = d.reason && !d.untouched ? `${state}:${d.reason}` : state;
     counts[key] = (counts[key] ?? 0) + 1;

@@ -72,14 +72,14 @@ export async function copyObject(t: Transfer, req: CopyRequest): Promise<CopyRes
     return {
       ok: false,
       reason: 'DestinationUnreachable',
-      detail: `${req.dest.manta_storage_id} has no known address`,
+      detail: `${req.dest.manta_storage_id}: address unknown`,
     };
   const failures: string[] = [];
   let md5Failures = 0;
   for (const [attempt, source] of req.sources.entries()) {
     const srcUrl = t.nodeUrl(source.manta_storage_id);
     if (!srcUrl) {
-      failures.push(`${source.manta_storage_id}: no known address`);
+      failures.push(`${source.manta_storage_id}: address unknown`);
       continue;
     }
     const r = await copyFrom(t, req, source, srcUrl, destUrl, attempt);

@@ -49,11 +49,16 @@ export const SKIP_REASONS = [
 ] as const;
 export type SkipReason = (typeof SKIP_REASONS)[number];
 
-/** Error reasons: not retried automatically (the Rust rebalancer's EvacuateObjectError names). */
+/**
+ * Error reasons: not retried automatically (the Rust rebalancer's EvacuateObjectError names).
+ * `DivergentRecords` (added): the records of the objectId name different sets of copies and no
+ * single move can make them agree without a record losing a datacenter.
+ */
 export const ERROR_REASONS = [
   'BadMorayObject',
   'DuplicateShark',
   'MissingSharks',
+  'DivergentRecords',
   'MetadataUpdateFailed',
   'InternalError',
 ] as const;
@@ -96,9 +101,17 @@ export interface Move {
   bytes: number;
   oldShark: Shark;
   newShark: Shark;
+  /** The records that name the old copy (they all name the same copies: the rule below). */
   keys: PlannedKey[];
   /** Why it moves: the evacuation, or a one-datacenter object (MANTA-1728). */
   cause: 'evacuate' | 'single_dc';
+  /** Datacenters of each record before the move: no record may end with fewer (`verify` checks). */
+  dcsBefore: number;
+  /**
+   * The destination already holds the copy: other records of the objectId name it (a move of
+   * this object finished for them earlier), so it is the only choice that makes them agree.
+   */
+  converges?: boolean;
 }
 
 export interface PlanDecision {
@@ -106,6 +119,8 @@ export interface PlanDecision {
   bytes: number;
   state: 'unprocessed' | 'skipped' | 'error';
   reason?: SkipReason | ErrorReason;
+  /** Why, for a person (e.g. which records disagree). */
+  detail?: string;
   move?: Move;
   /** Set when the object needs no move (not on the node, copies already spread). */
   untouched?: boolean;
@@ -143,4 +158,24 @@ export function instructionLines(m: Move): InstructionLine[] {
 
 export function sameShark(a: Shark, b: Shark): boolean {
   return a.manta_storage_id === b.manta_storage_id;
+}
+
+/** Number of distinct datacenters of a record's copies: a property of each record. */
+export function dcCount(sharks: readonly Shark[]): number {
+  return new Set(sharks.map((s) => s.datacenter)).size;
+}
+
+/** The node ids of a record's copies, sorted: two records name the same copies iff these are equal. */
+export function copySet(sharks: readonly Shark[]): string {
+  return [...new Set(sharks.map((s) => s.manta_storage_id))].sort().join(',');
+}
+
+/** Whether a record lists one node twice (two copies of one object on one node). */
+export function hasDuplicate(sharks: readonly Shark[]): boolean {
+  return new Set(sharks.map((s) => s.manta_storage_id)).size !== sharks.length;
+}
+
+/** The copies after moving `oldShark` to `newShark` (order kept). */
+export function replaceShark(sharks: readonly Shark[], oldShark: Shark, newShark: Shark): Shark[] {
+  return sharks.map((s) => (s.manta_storage_id === oldShark.manta_storage_id ? newShark : s));
 }
