@@ -87,6 +87,9 @@ export async function planJob(deps: PlanDeps, req: PlanRequest): Promise<PlanRes
       'UsageError',
       `unknown storage node ${req.evacuate}: it has no manta_storage record`,
     );
+  const db = deps.tier.control;
+  await migrateRebalance(db);
+  if (!req.dryRun && !req.force) refuseActive(await activeFor(db, req.evacuate), req.evacuate);
   const shards = deps.tier.indexShards.map((s) => s.name);
   const snapshots = await latestShardSnapshots(deps.store, shards, clock.now());
   let lastWrite: PlanResult['lastWrite'];
@@ -114,20 +117,11 @@ export async function planJob(deps: PlanDeps, req: PlanRequest): Promise<PlanRes
     snapshots: snapshots.map((s) => ({ shard: s.source, snapshotTime: s.snapshotTime })),
     lastWrite,
   };
-  const db = deps.tier.control;
-  await migrateRebalance(db);
-  // One active job per evacuated node: a second plan would move the same copies twice over.
+  // One active job per evacuated node: checked again, under a lock, when the job is stored.
   const active = req.dryRun
-    ? req.evacuate
-      ? await activeJobsFor(db, req.evacuate)
-      : []
+    ? await activeFor(db, req.evacuate)
     : await reserveJob(db, jobId, params, req.evacuate, req.force === true);
-  if (active.length > 0 && !req.dryRun && !req.force)
-    throw new RemoraError(
-      'UsageError',
-      `job ${active[0]!.id} is still active for ${req.evacuate} (${active[0]!.open} object(s) not complete): ` +
-        'finish it (`remora rebalance retry`, `remora rebalance status`) or plan again with --force',
-    );
+  if (!req.dryRun && !req.force) refuseActive(active, req.evacuate);
   const writer = new InstructionWriter();
   const result: PlanResult = {
     jobId,
@@ -168,6 +162,23 @@ export async function planJob(deps: PlanDeps, req: PlanRequest): Promise<PlanRes
     await writer.close();
   }
   return result;
+}
+
+async function activeFor(db: PlanDeps['tier']['control'], node: string | undefined) {
+  return node ? activeJobsFor(db, node) : [];
+}
+
+/**
+ * A second job evacuating a node while the first is active would plan the same copies again from
+ * an older view of them: refused unless forced.
+ */
+function refuseActive(active: { id: string; open: number }[], node: string | undefined): void {
+  if (active.length === 0) return;
+  throw new RemoraError(
+    'UsageError',
+    `job ${active[0]!.id} is still active for ${node} (${active[0]!.open} object(s) not complete): ` +
+      'finish it (`remora rebalance retry`, `remora rebalance status`) or plan again with --force',
+  );
 }
 
 function toRow(g: ObjectGroup, d: PlanDecision): NewObjectRow {
