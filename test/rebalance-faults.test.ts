@@ -232,3 +232,65 @@ test('CLI: status as metrics, verify verdict and exit code', async () => {
   assert.equal(notOk.code, 1, notOk.out);
   assert.match(notOk.out, /NOT SAFE/);
 });
+
+test('CLI: an unknown node is refused by verify, run and plan (UsageError, exit 2)', async () => {
+  const runs = [
+    ['rebalance', 'verify', '--node', 'nosuch.stor.remora.local'],
+    ['rebalance', 'run', '--node', 'nosuch.stor.remora.local', '--quiet'],
+    ['rebalance', 'plan', '--evacuate', 'nosuch.stor.remora.local'],
+  ];
+  const results = await Promise.all(runs.map((args) => cli(args)));
+  for (const [i, r] of results.entries()) {
+    assert.equal(r.code, 2, `${runs[i]!.join(' ')}: ${r.out}`);
+    assert.match(r.out, /UsageError: unknown storage node nosuch\.stor\.remora\.local/, runs[i]!.join(' '));
+  }
+});
+
+let n5Job: string | undefined;
+
+test('CLI: one active job per evacuated node; --force plans anyway', async () => {
+  await alice.mkdirp('/alice/stor/n5');
+  for (let i = 0; i < 6; i++)
+    await alice.put(`/alice/stor/n5/o${i}`, crypto.randomBytes(10_000), { copies: 3 });
+  const N5 = '5.stor.dc2.remora.local';
+  await disableWrites(d.tier, N5);
+  await pastLastWrite();
+  await snapshotAndUnpack(d);
+  const first = await cli(['rebalance', 'plan', '--evacuate', N5, '--last-write-margin-ms', '0']);
+  assert.equal(first.code, 0, first.out);
+  const job = /job (\S+) planned/.exec(first.out)?.[1];
+  n5Job = job;
+  assert.ok(job && /objects: [1-9]/.test(first.out), first.out);
+  const second = await cli(['rebalance', 'plan', '--evacuate', N5, '--last-write-margin-ms', '0']);
+  assert.equal(second.code, 2, second.out);
+  assert.match(
+    second.out,
+    new RegExp(`UsageError: job ${job} is still active for ${N5.replace(/\./g, '\\.')}`),
+  );
+  const forced = await cli(['rebalance', 'plan', '--evacuate', N5, '--last-write-margin-ms', '0', '--force']);
+  assert.equal(forced.code, 0, forced.out);
+  assert.match(forced.out, /job \S+ planned/);
+});
+
+test('CLI: run and verify find nodes from their heartbeat records, without deployment.json', async () => {
+  assert.ok(n5Job);
+  const state = path.join(d.config.stateDir, 'deployment.json');
+  fs.renameSync(state, `${state}.away`);
+  try {
+    const run = await cli(['rebalance', 'run', '--job', n5Job, '--quiet']);
+    assert.equal(run.code, 0, run.out);
+    assert.match(run.out, /claimed [1-9]\d*: \{"complete":[1-9]/);
+    // The plan skipped the objects no destination could take (ObjectAlreadyInDatacenter): they
+    // still name the node. verify says so, having reached every copy it checked.
+    const v = await cli(['rebalance', 'verify', '--node', '5.stor.dc2.remora.local']);
+    assert.equal(v.code, 1, v.out);
+    assert.match(
+      v.out,
+      /^NOT SAFE to remove 5\.stor\.dc2\.remora\.local: \d+ live record\(s\) still name it/m,
+    );
+    assert.match(v.out, /[1-9]\d* cop\(ies\) checked/);
+    assert.doesNotMatch(v.out, /unreachable|address unknown|missing/);
+  } finally {
+    fs.renameSync(`${state}.away`, state);
+  }
+});

@@ -166,3 +166,104 @@ test('single-DC mode: the first copy moves to another datacenter', () => {
   assert.notEqual(d.move?.newShark.datacenter, 'dc2');
   assert.equal(p.decide(obj('y', [s('b1', 'dc2'), s('c1', 'dc3')])).untouched, true);
 });
+
+/** An object whose keys list different copies (each record judged on its own). */
+function keysOf(id: string, ...sets: ReturnType<typeof s>[][]): ObjectGroup {
+  return {
+    objectId: id,
+    copyOwner: 'owner',
+    md5: 'md5==',
+    contentLength: MiB,
+    keys: sets.map((sharks, i) => ({
+      key: `/o/stor/${id}/k${i}`,
+      shard: `${i}.moray`,
+      morayEtag: 'E',
+      etag: id,
+      owner: 'o',
+      sharks,
+    })),
+  };
+}
+
+const fourNodes = () => [node('a1', 'dc1'), node('b1', 'dc2'), node('a2', 'dc1'), node('b2', 'dc2')];
+
+test("per record: issue 17's retry (a link left naming the evacuated node) goes where its object went", () => {
+  // obj moved a1 → a2 already; the link made during the move still names a1. The union of the
+  // two records has two datacenters without the link's a1, so the old rule chose b2 for the
+  // link: both its copies in dc2. Each record on its own allows only a2, which makes them agree.
+  for (const order of ['link first', 'object first'])
+    for (let seed = 0; seed < 30; seed++) {
+      const p = new RebalancePlanner(fourNodes(), opts({ random: new SeededRandom(seed) }));
+      const link = [s('a1', 'dc1'), s('b1', 'dc2')];
+      const moved = [s('a2', 'dc1'), s('b1', 'dc2')];
+      const g = order === 'link first' ? keysOf('x', link, moved) : keysOf('x', moved, link);
+      const d = p.decide(g);
+      assert.equal(d.move?.newShark.manta_storage_id, 'a2', `${order}, seed ${seed}: ${JSON.stringify(d)}`);
+      assert.equal(d.move.converges, true);
+      assert.equal(d.move.dcsBefore, 2);
+      assert.deepEqual(
+        d.move.keys.map((k) => k.key),
+        [g.keys.find((k) => k.sharks[0]!.manta_storage_id === 'a1')!.key],
+        'only the lagging record is rewritten',
+      );
+      assert.equal(p.summary().find((n) => n.manta_storage_id === 'a2')!.bytes, 0, 'no new bytes');
+    }
+});
+
+test('per record: keys of one object listing different copies', () => {
+  const p = new RebalancePlanner(cluster(), opts());
+  const cases: { name: string; g: ObjectGroup; want: string }[] = [
+    {
+      // Looking at the first key only would allow a2 (two DCs with b1) or c1.
+      name: 'records naming the old copy disagree: no single move makes them agree',
+      g: keysOf('d1', [s('a1', 'dc1'), s('b1', 'dc2')], [s('a1', 'dc1'), s('a2', 'dc1')]),
+      want: 'error:DivergentRecords',
+    },
+    {
+      name: 'a moved record with fewer datacenters than the lagging one: never copied onto it',
+      g: keysOf('d2', [s('a1', 'dc1'), s('b1', 'dc2')], [s('b2', 'dc2'), s('b1', 'dc2')]),
+      want: 'error:DivergentRecords',
+    },
+    {
+      name: 'a moved record that differs in more than the moved copy',
+      g: keysOf('d3', [s('a1', 'dc1'), s('b1', 'dc2')], [s('a2', 'dc1'), s('c1', 'dc3')]),
+      want: 'error:DivergentRecords',
+    },
+    {
+      name: 'moved records that disagree among themselves',
+      g: keysOf(
+        'd4',
+        [s('a1', 'dc1'), s('b1', 'dc2')],
+        [s('a2', 'dc1'), s('b1', 'dc2')],
+        [s('c1', 'dc3'), s('b1', 'dc2')],
+      ),
+      want: 'error:DivergentRecords',
+    },
+    {
+      name: 'the moved record gains a datacenter: allowed (never fewer)',
+      g: keysOf('d5', [s('a1', 'dc1'), s('a2', 'dc1')], [s('c1', 'dc3'), s('a2', 'dc1')]),
+      want: 'move:c1',
+    },
+  ];
+  for (const c of cases) {
+    const d = p.decide(c.g);
+    const got = d.move ? `move:${d.move.newShark.manta_storage_id}` : `${d.state}:${d.reason}`;
+    assert.equal(got, c.want, `${c.name}: ${d.detail ?? ''}`);
+    if (d.reason === 'DivergentRecords') assert.ok(d.detail && d.detail.includes('/o/stor/'), d.detail);
+  }
+});
+
+test('never a node that already holds a copy, even where the datacenter rule would allow it', () => {
+  // a1+a2+b1 (two DCs): moving a1 to a2 keeps two DCs, so only the "already holds a copy" rule
+  // keeps a2 out. With c1 ignored (it would raise the count and hide the rule), b2 is the only choice.
+  for (let seed = 0; seed < 50; seed++) {
+    const p = new RebalancePlanner(cluster(), opts({ ignore: ['c1'], random: new SeededRandom(seed) }));
+    const d = p.decide(obj('x', [s('a1', 'dc1'), s('a2', 'dc1'), s('b1', 'dc2')]));
+    assert.equal(d.move?.newShark.manta_storage_id, 'b2', `seed ${seed}: ${JSON.stringify(d)}`);
+  }
+  // No room on b2: skipped, never the node that holds a copy.
+  const full = cluster().map((n) => (n.manta_storage_id === 'b2' ? node('b2', 'dc2', 10, 95) : n));
+  const p = new RebalancePlanner(full, opts({ ignore: ['c1'] }));
+  const d = p.decide(obj('y', [s('a1', 'dc1'), s('a2', 'dc1'), s('b1', 'dc2')]));
+  assert.equal(d.reason, 'ObjectAlreadyInDatacenter', JSON.stringify(d));
+});

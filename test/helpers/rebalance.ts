@@ -6,6 +6,7 @@ import { LocalObjectStore } from '../../src/objectstore/object-store.js';
 import { snapshotAll } from '../../src/dumps/snapshot.js';
 import { unpackDump } from '../../src/dumps/unpack.js';
 import type { Deployment } from '../../src/deployment/deployment.js';
+import { defaultStorageNodes } from '../../src/config/config.js';
 import type { MantaObjectValue } from '../../src/metadata/types.js';
 import { TEMP_DIR } from '../../src/storage/storage-paths.js';
 import { NodeDirectory } from '../../src/storage/node-directory.js';
@@ -63,4 +64,84 @@ export function tempFiles(roots: Map<string, string>): string[] {
 /** Wait until a second has passed since now, so a snapshot is provably after the last write (mtimes are whole seconds). */
 export async function pastLastWrite(): Promise<void> {
   await new Promise((r) => setTimeout(r, 1000 - (Date.now() % 1000) + 1100));
+}
+
+/** Four nodes over two datacenters (issue 17's history): 1 and 3 in dc1, 2 and 4 in dc2. */
+export const FOUR_NODES = defaultStorageNodes(4, ['dc1', 'dc2']);
+
+export interface LiveObjectRecord {
+  shard: string;
+  key: string;
+  value: MantaObjectValue;
+}
+
+/** Every well-formed live object record (all index shards), with its shard. Malformed ones are left out. */
+export async function liveObjectRecords(d: Deployment): Promise<LiveObjectRecord[]> {
+  const out: LiveObjectRecord[] = [];
+  for (const s of d.tier.indexShards) {
+    const r = await s.pool.query<{ _key: string; _value: string }>(
+      `SELECT _key, _value FROM manta WHERE type = 'object' ORDER BY _key`,
+    );
+    for (const row of r.rows) {
+      let value: MantaObjectValue;
+      try {
+        value = JSON.parse(row._value) as MantaObjectValue;
+      } catch {
+        continue; // a malformed record a test planted
+      }
+      if (Array.isArray(value.sharks)) out.push({ shard: s.name, key: row._key, value });
+    }
+  }
+  return out;
+}
+
+/**
+ * The durability invariants on the live metadata and the nodes' disks (DESIGN.md invariant 2),
+ * as a list of violations (empty: all hold):
+ *   - no record names one node twice;
+ *   - no record has fewer datacenters than when first seen (`baseline`, key@objectId → count,
+ *     updated with records seen for the first time);
+ *   - no copy lost: every copy a live record names is a file on that node whose MD5 is the
+ *     record's (read byte for byte).
+ */
+export async function durabilityViolations(d: Deployment, baseline: Map<string, number>): Promise<string[]> {
+  const bad: string[] = [];
+  const md5Of = new Map<string, string | undefined>();
+  for (const { key, value: v } of await liveObjectRecords(d)) {
+    const ids = v.sharks.map((s) => s.manta_storage_id);
+    if (new Set(ids).size !== ids.length) bad.push(`${key} names one node twice: ${ids.join(',')}`);
+    const dcs = new Set(v.sharks.map((s) => s.datacenter)).size;
+    const id = `${key}@${v.objectId}`;
+    const was = baseline.get(id);
+    if (was === undefined) baseline.set(id, dcs);
+    else if (dcs < was) bad.push(`${key} has ${dcs} datacenter(s), had ${was}: ${ids.join(',')}`);
+    for (const s of v.sharks) {
+      const node = d.nodes.get(s.manta_storage_id);
+      const file = path.join(
+        node?.root ?? path.join(d.config.stateDir, 'storage', s.manta_storage_id),
+        v.creator || v.owner,
+        v.objectId,
+      );
+      if (!md5Of.has(file)) md5Of.set(file, fs.existsSync(file) ? md5(fs.readFileSync(file)) : undefined);
+      const got = md5Of.get(file);
+      if (got === undefined) bad.push(`${key}: copy on ${s.manta_storage_id} lost (${v.objectId})`);
+      else if (got !== v.contentMD5)
+        bad.push(`${key}: copy on ${s.manta_storage_id} has MD5 ${got}, not ${v.contentMD5}`);
+    }
+  }
+  return bad;
+}
+
+/** objectIds whose live records name different copies, with the sets. */
+export async function disagreements(d: Deployment): Promise<string[]> {
+  const sets = new Map<string, Map<string, string>>();
+  for (const { key, value: v } of await liveObjectRecords(d)) {
+    const set = [...new Set(v.sharks.map((s) => s.manta_storage_id))].sort().join(',');
+    const m = sets.get(v.objectId) ?? new Map<string, string>();
+    m.set(set, key);
+    sets.set(v.objectId, m);
+  }
+  return [...sets]
+    .filter(([, m]) => m.size > 1)
+    .map(([id, m]) => `${id}: ${[...m].map(([set, key]) => `${key} → ${set}`).join('; ')}`);
 }
