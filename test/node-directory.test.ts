@@ -33,12 +33,12 @@ after(async () => {
 });
 
 /** A node outside any deployment, announcing its URL in its heartbeat. */
-async function startNode(id: string, datacenter: string, port?: number): Promise<StorageNode> {
+async function startNode(id: string, datacenter: string): Promise<StorageNode> {
   const n = await StorageNode.start({
     id,
     datacenter,
     root: path.join(config.stateDir, 'nodes', id),
-    ...(port ? { port } : {}),
+    internalToken: 'node-directory-test',
   });
   running.push(n);
   const hb = Heartbeat.start({
