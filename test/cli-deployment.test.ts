@@ -39,6 +39,13 @@ test('remora up --detach, workload, status, down: a deployment in the background
     const summary = JSON.parse(w.stdout) as { puts: number; failures: unknown[] };
     assert.ok(summary.puts > 20);
     assert.deepEqual(summary.failures, []);
+    // remora manifest finds the node through the node directory (its heartbeat record).
+    const man = cli(stateDir, 'manifest', '--node', '1.stor.dc1.remora.local');
+    assert.equal(man.status, 0, man.stderr);
+    assert.match(man.stdout, /stored \/poseidon\/stor\/mako\/1\.stor\.dc1\.remora\.local/);
+    const unknown = cli(stateDir, 'manifest', '--node', '9.stor.dc9.remora.local');
+    assert.equal(unknown.status, 2, unknown.stderr);
+    assert.match(unknown.stderr, /unknown storage node 9\.stor\.dc9\.remora\.local/);
     const st = cli(stateDir, 'status');
     assert.equal(st.status, 0, st.stderr);
     assert.match(st.stdout, /user0/);

@@ -3,12 +3,7 @@
  * Thin: the work is in src/dumps/.
  */
 import type { Command } from 'commander';
-import {
-  readDeploymentState,
-  requireInternalToken,
-  withMetadata,
-  withObjectStore,
-} from '../deployment/context.js';
+import { requireInternalToken, withMetadata, withObjectStore } from '../deployment/context.js';
 import { snapshotAll } from '../dumps/snapshot.js';
 import { unpackDump } from '../dumps/unpack.js';
 import { ingestMakoListing, ingestMakoObject, type MakoIngestResult } from '../dumps/mako.js';
@@ -16,6 +11,7 @@ import type { SourceManifest } from '../dumps/manifest.js';
 import { exampleText } from '../core/run-report.js';
 import { DEFAULT_PARTITIONS } from '../dumps/partition.js';
 import { StorageClient } from '../storage/storage-client.js';
+import { ADDRESS_UNKNOWN, NodeDirectory } from '../storage/node-directory.js';
 import { action, configFrom, parsePositiveInt, printTable, usageError } from './cli-support.js';
 
 /** As `pipeline.partitions` (src/config/config.ts). */
@@ -143,15 +139,22 @@ export function registerDumpsCommands(program: Command): void {
           if (opts.fromStore) {
             for (const id of ids) results.push(await ingestMakoObject(store, id, { partitions }));
           } else {
-            const nodes = readDeploymentState(config)?.storageNodes;
-            if (!nodes)
-              throw usageError('no running deployment: start one with `remora up`, or use --from-store');
+            // Addresses from the node directory (configuration, else heartbeat records), never
+            // from the bundled deployment's state file: listings work against any node.
+            const nodes = await withMetadata(config, (tier) =>
+              NodeDirectory.load(config.storage.nodes, tier),
+            );
             const client = new StorageClient({ internalToken: requireInternalToken(config) });
             try {
               for (const id of ids) {
-                const node = nodes[id];
-                if (!node) throw usageError(`storage node ${id} is not running in this deployment`);
-                const m = await client.manifest(node.url);
+                if (!nodes.has(id))
+                  throw usageError(`unknown storage node ${id}: not configured, no heartbeat record`);
+                const url = nodes.url(id);
+                if (!url)
+                  throw usageError(
+                    `storage node ${id}: ${ADDRESS_UNKNOWN} (set storage.nodes[].url, or let the node heartbeat)`,
+                  );
+                const m = await client.manifest(url);
                 results.push(await ingestMakoListing(store, { storageId: id, ...m }, { partitions }));
               }
             } finally {
