@@ -15,6 +15,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { systemClock, systemRandom } from '../src/core/clock.js';
 import { DuckPool } from '../src/dumps/duckdb.js';
+import { NodeDirectory } from '../src/storage/node-directory.js';
 import { LocalObjectStore } from '../src/objectstore/object-store.js';
 import type { MetadataTier } from '../src/metadata/metadata-tier.js';
 import type { RemoraConfig } from '../src/config/config.js';
@@ -44,6 +45,9 @@ const services: PipelineServices = {
   tier,
   store,
   duck: new DuckPool(),
+  // Storage metering talks to no storage node.
+  nodes: await NodeDirectory.load([], { storageRecords: () => Promise.resolve([]) }),
+  storage: undefined,
   clock: systemClock,
   random: systemRandom,
   log: () => {},

@@ -47,7 +47,7 @@ test(
       const runs = await withDailyPipeline(
         d.config,
         d.tier,
-        { log: () => {}, store, settings: FAST },
+        { log: () => {}, store, settings: FAST, internalToken: d.internalToken },
         async (rt, c) => {
           await scheduleDay(rt, day, 'test');
           return driveDays(rt, c, [day], { timeoutMs: 150_000 });

@@ -5,7 +5,8 @@
 import type { Command } from 'commander';
 import { clockFromEnv, type Clock } from '../core/clock.js';
 import { RemoraError } from '../core/errors.js';
-import { withMetadata, withObjectStore } from '../deployment/context.js';
+import { readInternalToken, withMetadata, withObjectStore } from '../deployment/context.js';
+import type { RemoraConfig } from '../config/config.js';
 import { Coordinator } from '../pipeline/coordinator.js';
 import { backfill, driveDays, rerun, scheduleDay } from '../pipeline/operations.js';
 import { dayOf, daysBetween } from '../core/days.js';
@@ -72,6 +73,12 @@ async function untilStopSignal(fn: (stop: AbortSignal) => Promise<void>): Promis
 }
 
 /** Open a pipeline session (runtime, coordinator, optional worker and metrics) around `fn`. */
+/** The storage nodes' credential when this machine has it (config or the deployment's file). */
+function internalTokenOption(config: RemoraConfig): { internalToken?: string } {
+  const t = readInternalToken(config);
+  return t === undefined ? {} : { internalToken: t };
+}
+
 async function withPipeline(
   cmd: Command,
   o: ServeOptions,
@@ -91,6 +98,7 @@ async function withPipeline(
           settings,
           store,
           clock: cliClock(),
+          ...internalTokenOption(config),
           ...(o.worker === false ? { worker: false } : {}),
           ...(metricsPort !== undefined ? { metricsPort } : {}),
         },

@@ -73,7 +73,7 @@ async function runDailyPipeline(
 ): Promise<void> {
   const day = dayOf(Date.now());
   out(`== daily pipeline for ${day}: snapshot → unpack → storage metering → delivery`);
-  await withDailyPipeline(cfg, d.tier, { log: () => {} }, async (rt, c) => {
+  await withDailyPipeline(cfg, d.tier, { log: () => {}, internalToken: d.internalToken }, async (rt, c) => {
     await scheduleDay(rt, day, 'demo');
     const runs = await driveDays(rt, c, [day], { timeoutMs: PIPELINE_TIMEOUT_MS });
     for (const r of runs) {

@@ -24,6 +24,8 @@ import type { RemoraConfig } from '../config/config.js';
 import { RemoraError } from '../core/errors.js';
 import type { Clock, Random } from '../core/clock.js';
 import type { DuckPool } from '../dumps/duckdb.js';
+import type { NodeDirectory } from '../storage/node-directory.js';
+import type { StorageClient } from '../storage/storage-client.js';
 import type { ObjectStore } from '../objectstore/object-store.js';
 import type { MetadataTier } from '../metadata/metadata-tier.js';
 import type { Partition, PartitionKind } from './partitions.js';
@@ -40,6 +42,13 @@ export interface PipelineServices {
   store: ObjectStore;
   /** The process's DuckDB, for reading chunks (one query at a time; closed with the session). */
   duck: DuckPool;
+  /** Storage-node addresses: configuration, else heartbeat records (never deployment.json). */
+  nodes: NodeDirectory;
+  /**
+   * The storage-node client, with the deployment's internal credential; undefined when this
+   * process was not given the credential (a job that moves copies then fails with that reason).
+   */
+  storage: StorageClient | undefined;
   clock: Clock;
   /** Randomness (placement, sampling): seeded in tests. */
   random: Random;
@@ -47,6 +56,16 @@ export interface PipelineServices {
 }
 
 /** An input that is not produced by a job of the pipeline (e.g. a dump uploaded by manatee). */
+/** The storage client, or a non-retryable error saying why this worker has none. */
+export function requireStorage(services: PipelineServices): StorageClient {
+  if (services.storage) return services.storage;
+  throw new RemoraError(
+    'UsageError',
+    'this worker has no internal credential for the storage nodes: set storage.internalToken in its ' +
+      "configuration (or run it with the deployment's state directory)",
+  );
+}
+
 export interface ExternalInput {
   name: string;
   /** True when the input for this partition exists; `detail` says what was looked for. */

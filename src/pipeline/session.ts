@@ -10,7 +10,9 @@ import { DuckPool } from '../dumps/duckdb.js';
 import { defaultObjectStore, type ObjectStore } from '../objectstore/object-store.js';
 import type { MetadataTier } from '../metadata/metadata-tier.js';
 import { Coordinator } from './coordinator.js';
-import type { JobDefinition } from './job.js';
+import type { JobDefinition, PipelineServices } from './job.js';
+import { NodeDirectory } from '../storage/node-directory.js';
+import { StorageClient } from '../storage/storage-client.js';
 import { serveMetrics } from './metrics.js';
 import { openRuntime, type PipelineRuntime } from './runtime.js';
 import { pipelineSettings, type PipelineSettings } from './settings.js';
@@ -27,6 +29,8 @@ export interface SessionOptions {
   log: (line: string) => void;
   /** Where inputs and outputs live (default: the local directory; see openObjectStore). */
   store?: ObjectStore;
+  /** The storage nodes' internal credential (jobs that move or hash copies need it). */
+  internalToken?: string;
 }
 
 export async function withPipelineSession<T>(
@@ -36,11 +40,14 @@ export async function withPipelineSession<T>(
   fn: (rt: PipelineRuntime, c: Coordinator) => Promise<T>,
 ): Promise<T> {
   const settings = pipelineSettings(config, o.settings ?? {});
-  const services = {
+  const services: PipelineServices = {
     config,
     tier,
     store: o.store ?? defaultObjectStore(config.stateDir),
     duck: new DuckPool(),
+    nodes: await NodeDirectory.load(config.storage.nodes, tier),
+    storage:
+      o.internalToken === undefined ? undefined : new StorageClient({ internalToken: o.internalToken }),
     clock: o.clock ?? systemClock,
     random: systemRandom,
     log: o.log,
@@ -59,5 +66,6 @@ export async function withPipelineSession<T>(
     await coordinator.close();
     await metrics?.close();
     await services.duck.close();
+    services.storage?.close();
   }
 }

@@ -11,7 +11,7 @@ const config = JSON.parse(process.env.REMORA_CHILD_CONFIG!) as RemoraConfig;
 const tier = await MetadataTier.open(config, process.env.REMORA_TEST_PG_URL!);
 const logs: string[] = [];
 const rt = await openRuntime(
-  servicesFor(config, tier, logs),
+  await servicesFor(config, tier, logs),
   TEST_JOBS,
   JSON.parse(process.env.REMORA_CHILD_SETTINGS!) as Partial<PipelineSettings>,
 );

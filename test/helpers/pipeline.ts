@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { LocalObjectStore } from '../../src/objectstore/object-store.js';
 import { SeededRandom, systemClock } from '../../src/core/clock.js';
 import { DuckPool } from '../../src/dumps/duckdb.js';
+import { NodeDirectory } from '../../src/storage/node-directory.js';
 import type { RemoraConfig } from '../../src/config/config.js';
 import { Coordinator } from '../../src/pipeline/coordinator.js';
 import type { JobDefinition, PipelineServices } from '../../src/pipeline/job.js';
@@ -33,16 +34,19 @@ export interface TestPipeline {
   close(): Promise<void>;
 }
 
-export function servicesFor(
+export async function servicesFor(
   config: RemoraConfig,
   tier: PipelineServices['tier'],
   logs: string[],
-): PipelineServices {
+  o: { storage?: PipelineServices['storage'] } = {},
+): Promise<PipelineServices> {
   return {
     config,
     tier,
     store: new LocalObjectStore(path.join(config.stateDir, 'objects')),
     duck: new DuckPool(),
+    nodes: await NodeDirectory.load(config.storage.nodes, tier),
+    storage: o.storage,
     clock: systemClock,
     random: new SeededRandom(1),
     log: (l) => logs.push(l),
@@ -54,7 +58,7 @@ export async function openTestPipeline(
 ): Promise<TestPipeline> {
   const { tier, config, cleanup } = await openTestTier(o.config ?? testConfig());
   const logs: string[] = [];
-  const services = servicesFor(config, tier, logs);
+  const services = await servicesFor(config, tier, logs);
   const rt = await openRuntime(services, o.jobs ?? TEST_JOBS, { ...FAST, ...o.settings });
   const coordinator = new Coordinator(rt);
   const workers: PipelineWorker[] = [];
