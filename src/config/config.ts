@@ -64,7 +64,16 @@ export const jobSettingsSchema = z.strictObject({
  * (`config.pipeline?.jobs?.gc?.graceDays`, `pipelineSettings(config).jobs.gc?.graceDays`).
  * Jobs not listed here accept only the general keys.
  */
-export const JOB_SPECIFIC_SETTINGS = {} satisfies Record<string, typeof jobSettingsSchema>;
+export const JOB_SPECIFIC_SETTINGS = {
+  gc: jobSettingsSchema.extend({
+    /** Days a delete record waits before its copies go to tombstone (mola's 2-day grace). */
+    graceDays: z.number().min(0).optional(),
+    /** Copies moved to tombstone per second on each storage node. */
+    objectsPerSecondPerNode: z.number().positive().optional(),
+    /** Bytes of copies moved to tombstone per second on each node (a MOVE is a rename: this paces the disk's metadata work, not a transfer). */
+    bytesPerSecondPerNode: z.number().positive().optional(),
+  }),
+} satisfies Record<string, typeof jobSettingsSchema>;
 
 /** The `pipeline.jobs` schema for a set of job-specific entries (exported for tests). */
 export function jobsSchemaWith<S extends Record<string, typeof jobSettingsSchema>>(specific: S) {
