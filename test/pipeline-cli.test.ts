@@ -23,7 +23,7 @@ const BACKFILL = ['2024-05-06', '2024-05-07'];
 /** The scheduler's first simulated day, and the days it must catch up (no runs, in its window). */
 const D0 = '2024-05-10';
 const MISSED = ['2024-05-08', '2024-05-09'];
-const JOBS_PER_DAY = 7; // snapshot ×3 shards, unpack ×3, storage-metering ×1
+const JOBS_PER_DAY = 8; // snapshot ×3 shards, unpack ×3, storage-metering ×1, gc ×1
 
 let f: CliFixture;
 
@@ -88,6 +88,7 @@ test('run show, then rerun --downstream: the dry run prints exactly what the rer
   assert.equal(dry.code, 0, dry.stderr);
   const planned = dry.stdout.split('\n').filter((l) => l.includes('would run'));
   assert.deepEqual(planned.map((l) => l.trim().split(/\s+/)[0]).sort(), [
+    'gc',
     'storage-metering',
     'unpack',
     'unpack',
@@ -100,6 +101,7 @@ test('run show, then rerun --downstream: the dry run prints exactly what the rer
   const after = await f.runs(P);
   const created = after.filter((r) => !before.some((b) => b.id === r.id));
   assert.deepEqual(created.map((r) => `${r.job}:${r.seq}:${r.trigger}:${r.state}`).sort(), [
+    'gc:2:rerun:succeeded',
     'storage-metering:2:rerun:succeeded',
     'unpack:2:rerun:succeeded',
     'unpack:2:rerun:succeeded',
@@ -142,7 +144,7 @@ test('backfill, then `remora scheduler` on a sped-up clock over three days: trig
   });
   await s.waitForLog(/scheduler started/);
   const D2 = '2024-05-12';
-  await s.waitForLog(/daily trigger: 7 run\(s\) for 2024-05-12/, 60_000);
+  await s.waitForLog(new RegExp(`daily trigger: ${JOBS_PER_DAY} run\\(s\\) for 2024-05-12`), 60_000);
   await s.until('day 2024-05-12 complete', async () => allSucceeded(await f.runs(D2)), 30_000);
   const stopped = await s.stop('SIGTERM');
   const elapsed = Date.now() - t0;
@@ -162,7 +164,10 @@ test('backfill, then `remora scheduler` on a sped-up clock over three days: trig
   const triggers = [...log.matchAll(/daily trigger: (\d+) run\(s\) for (\S+)/g)].map(
     (m) => `${m[2]}:${m[1]}`,
   );
-  assert.deepEqual(triggers, ['2024-05-10:7', '2024-05-11:7', '2024-05-12:7']);
+  assert.deepEqual(
+    triggers,
+    ['2024-05-10', '2024-05-11', '2024-05-12'].map((d) => `${d}:${JOBS_PER_DAY}`),
+  );
 
   // Kept: 05-09 (caught up) .. 05-12, every run succeeded.
   const kept = await f.runs(MISSED[1]!, D2);
