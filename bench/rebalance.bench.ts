@@ -13,7 +13,8 @@ import type { Deployment } from '../src/deployment/deployment.js';
 import { objectValue } from '../src/frontdoor/records.js';
 import { RebalancePlanner } from '../src/jobs/rebalance/rebalance.plan.js';
 import { insertJob, insertObjects, migrateRebalance } from '../src/jobs/rebalance/rebalance.repository.js';
-import { eachLimit, runJob } from '../src/jobs/rebalance/rebalance.run.js';
+import { runJob } from '../src/jobs/rebalance/rebalance.run.js';
+import { eachLimit } from '../src/core/concurrency.js';
 import type { ObjectGroup } from '../src/jobs/rebalance/rebalance.types.js';
 
 const SRC = { manta_storage_id: '1.stor.dc1.remora.local', datacenter: 'dc1' };

@@ -9,7 +9,7 @@
  *              (STORAGE_MAX_TOMBSTONE_DIRECTORIES, default 21: the newest 21 kept)
  */
 
-export const DAY_MS = 86_400_000;
+import { DAY_MS } from '../../core/days.js';
 
 /** mola's default grace period: 2 days. */
 export const DEFAULT_GRACE_MS = 2 * DAY_MS;

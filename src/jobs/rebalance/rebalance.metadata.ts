@@ -16,7 +16,8 @@
  *  - `updateRecords` rewrites `sharks` (old → new) with a conditional put per record; on a
  *    conflict it re-reads: our own earlier write (a resumed object) counts as done.
  */
-import { isRemoraError, isRetryable } from '../../core/errors.js';
+import { withBackoff, type BackoffPolicy } from '../../core/retry.js';
+import { isRemoraError } from '../../core/errors.js';
 import type { MetadataTier } from '../../metadata/metadata-tier.js';
 import type { MantaObjectValue, MantaValue, MorayRow, Shark } from '../../metadata/types.js';
 import type { ObjectRow } from './rebalance.repository.js';
@@ -108,24 +109,8 @@ function perRecord(row: ObjectRow, targets: LiveRow[], settled: LiveRow[]): Anal
   return undefined;
 }
 
-export interface RetryPolicy {
-  attempts: number;
-  baseDelayMs: number;
-}
-
 /** Metadata errors are retried with backoff (the original's "InternalError from moray: re-run"). */
-export const METADATA_RETRY: RetryPolicy = { attempts: 4, baseDelayMs: 100 };
-
-export async function withBackoff<T>(policy: RetryPolicy, fn: () => Promise<T>): Promise<T> {
-  for (let i = 1; ; i++) {
-    try {
-      return await fn();
-    } catch (err) {
-      if (i >= policy.attempts || !isRetryable(err)) throw err;
-      await new Promise((r) => setTimeout(r, policy.baseDelayMs * 4 ** (i - 1)));
-    }
-  }
-}
+export const METADATA_RETRY: BackoffPolicy = { attempts: 4, baseDelayMs: 100 };
 
 function replaced(v: MantaObjectValue, oldShark: Shark, newShark: Shark): MantaObjectValue {
   return { ...v, sharks: replaceShark(v.sharks, oldShark, newShark) };
@@ -145,7 +130,7 @@ export interface UpdateResult {
 export async function updateRecords(
   tier: MetadataTier,
   items: { row: ObjectRow; targets: LiveRow[] }[],
-  policy: RetryPolicy = METADATA_RETRY,
+  policy: BackoffPolicy = METADATA_RETRY,
 ): Promise<UpdateResult[]> {
   const ops = items.flatMap(({ row, targets }) =>
     targets.map((t) => ({
@@ -160,7 +145,7 @@ export async function updateRecords(
     })),
   );
   try {
-    if (ops.length > 0) await withBackoff(policy, () => tier.batch(ops));
+    if (ops.length > 0) await withBackoff(() => tier.batch(ops), policy);
     return items.map(({ row }) => ({ objectId: row.objectId, skippedKeys: 0 }));
   } catch (err) {
     if (!isRemoraError(err, 'EtagConflict')) throw err;
@@ -182,18 +167,19 @@ async function updateOne(
   tier: MetadataTier,
   row: ObjectRow,
   t: LiveRow,
-  policy: RetryPolicy,
+  policy: BackoffPolicy,
 ): Promise<'updated' | 'dropped' | 'blocked'> {
   try {
     const value = replaced(t.value as MantaObjectValue, row.oldShark!, row.newShark!);
-    await withBackoff(policy, () =>
-      tier.putObject('manta', t.key, value as unknown as Record<string, unknown>, { etag: t.etag }),
+    await withBackoff(
+      () => tier.putObject('manta', t.key, value as unknown as Record<string, unknown>, { etag: t.etag }),
+      policy,
     );
     return 'updated';
   } catch (err) {
     if (!isRemoraError(err, 'EtagConflict')) throw err;
   }
-  const cur = await withBackoff(policy, () => tier.getObject<MantaValue>('manta', t.key));
+  const cur = await withBackoff(() => tier.getObject<MantaValue>('manta', t.key), policy);
   if (!cur || cur.value.type !== 'object' || cur.value.objectId !== row.objectId) return 'dropped';
   return names(cur.value, row.oldShark) ? 'blocked' : 'updated';
 }

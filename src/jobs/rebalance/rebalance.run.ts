@@ -25,6 +25,8 @@
  * at `/<owner>/<objectId>` on the one planned node, and a record never gets the new node twice, so
  * no step can leave two copies on one node.
  */
+import { eachLimit } from '../../core/concurrency.js';
+import { ByteThrottle } from '../../storage/throttle.js';
 import os from 'node:os';
 import { type Clock, systemClock } from '../../core/clock.js';
 import { toRemoraError } from '../../core/errors.js';
@@ -42,7 +44,6 @@ import {
   renewClaims,
 } from './rebalance.repository.js';
 import {
-  ByteThrottle,
   copyObject,
   destinationHasCopy,
   type NodeUrl,
@@ -99,7 +100,9 @@ export async function runJob(deps: RunDeps, opts: RunOptions): Promise<RunTotals
   const t: Transfer = {
     storage: deps.storage,
     nodeUrl: deps.nodeUrl,
-    ...(opts.maxBytesPerSecond ? { throttle: new ByteThrottle(opts.maxBytesPerSecond) } : {}),
+    ...(opts.maxBytesPerSecond
+      ? { throttle: new ByteThrottle({ bytesPerSecond: opts.maxBytesPerSecond }) }
+      : {}),
     ...(opts.fault ? { fault: opts.fault } : {}),
   };
   const db = deps.tier.control;
@@ -267,13 +270,4 @@ async function tombstoneAll(deps: RunDeps, ready: Work[], concurrency: number): 
       };
     }
   });
-}
-
-/** Run `fn` over items, at most `limit` at once. */
-export async function eachLimit<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const lanes = Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (next < items.length) await fn(items[next++]!);
-  });
-  await Promise.all(lanes);
 }

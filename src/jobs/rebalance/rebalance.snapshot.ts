@@ -11,7 +11,7 @@ import readline from 'node:readline';
 import { RemoraError } from '../../core/errors.js';
 import { openDuck, sqlString } from '../../dumps/duckdb.js';
 import { makoPath } from '../../dumps/layout.js';
-import { dayOf } from '../../core/days.js';
+import { DAY_MS, dayOf } from '../../core/days.js';
 import { readSourceManifest, type SourceManifest } from '../../dumps/manifest.js';
 import { PartitionInputs } from '../../dumps/partition-inputs.js';
 import type { ObjectStore } from '../../objectstore/object-store.js';
@@ -22,7 +22,6 @@ import type { ObjectGroup } from './rebalance.types.js';
 
 /** How far back to look for a shard's newest unpack. */
 export const SNAPSHOT_LOOKBACK_DAYS = 14;
-const DAY_MS = 86_400_000;
 
 /** The newest committed unpack of each index shard, looking back day by day from `now`. */
 export async function latestShardSnapshots(

@@ -19,7 +19,7 @@ import {
   recentCompletions,
 } from './rebalance.repository.js';
 import { isMalformed, readLive, recordsMentioning } from './rebalance.live.js';
-import { eachLimit } from './rebalance.run.js';
+import { eachLimit } from '../../core/concurrency.js';
 import { copySet, dcCount, hasDuplicate } from './rebalance.types.js';
 import { RemoraError } from '../../core/errors.js';
 

@@ -9,6 +9,7 @@
  * Sources, in order: the old copy (mako_rebalance pulled from `oldShark`), then every other copy
  * the records list. An MD5 mismatch or an unreadable source moves on to the next one.
  */
+import { ByteThrottle } from '../../storage/throttle.js';
 import { pipeline, type Readable, Transform } from 'node:stream';
 import { isRemoraError, RemoraError } from '../../core/errors.js';
 import type { Shark } from '../../metadata/types.js';
@@ -36,31 +37,10 @@ export interface CopyRequest {
 
 export type CopyResult = { ok: true; source: string } | { ok: false; reason: SkipReason; detail: string };
 
-/** A shared token bucket: every transfer of one runner draws from it (`--max-bytes-per-second`). */
-export class ByteThrottle {
-  private next = 0;
-  constructor(private readonly bytesPerSecond: number) {}
-
-  async take(n: number): Promise<void> {
-    const now = Date.now();
-    this.next = Math.max(this.next, now);
-    const wait = this.next - now;
-    this.next += (n / this.bytesPerSecond) * 1000;
-    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-  }
-
-  transform(): Transform {
-    return new Transform({
-      transform: (chunk: Buffer, _enc, cb) => {
-        this.take(chunk.length).then(() => cb(null, chunk), cb);
-      },
-    });
-  }
-}
-
 export interface Transfer {
   storage: StorageClient;
   nodeUrl: NodeUrl;
+  /** Shared by every transfer of one runner (`--max-bytes-per-second`). */
   throttle?: ByteThrottle;
   fault?: TransferFault;
 }
@@ -117,7 +97,7 @@ async function copyFrom(
   got.stream.once('error', (e) => (sourceFailed ??= e));
   got.stream.once('aborted', () => (sourceFailed ??= new Error('source connection cut')));
   const stages: (Readable | Transform)[] = [got.stream];
-  if (t.throttle) stages.push(t.throttle.transform());
+  if (t.throttle) stages.push(t.throttle.stream());
   const fault = t.fault?.({ objectId: req.objectId, source, attempt });
   if (fault) stages.push(fault);
   const body =

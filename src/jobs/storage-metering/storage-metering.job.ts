@@ -12,6 +12,7 @@
  * Per-account reports older than the retention window are removed (RFD 16 problem 7).
  */
 import { eachLimit } from '../../core/concurrency.js';
+import { addDays } from '../../core/days.js';
 import type { Namespace } from '../../core/ids.js';
 import { PartitionInputs, type PartitionGroup, type UnpackRef } from '../../dumps/partition-inputs.js';
 import { readObjectText, type ObjectStore } from '../../objectstore/object-store.js';
@@ -151,9 +152,7 @@ async function commitMetering(ctx: CommitContext<TaskParams, TaskOutput>, o: Sto
 
   const delivered = report.phase('deliver');
   const accounts = new Map((await listAccounts(ctx.services)).map((a) => [a.uuid, a]));
-  const keepFrom = new Date(Date.parse(`${day}T00:00:00Z`) - o.reportRetentionDays * 86_400_000)
-    .toISOString()
-    .slice(0, 10);
+  const keepFrom = addDays(day, -o.reportRetentionDays);
   const deliveries: { login: string; owner: string }[] = [];
   for (const owner of owners) {
     const acct = accounts.get(owner);
