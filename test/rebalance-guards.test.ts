@@ -390,3 +390,19 @@ test('verify: SAFE when done; unreadable records are events; unreachable and add
     (e) => isRemoraError(e, 'UsageError') && /unknown storage node/.test(e.message),
   );
 });
+
+test('a run says what it did in the shared report shape: skips and errors as events by reason', () => {
+  const r = run1.report;
+  assert.equal(r.counters.recordsScanned, run1.claimed);
+  const events = Object.values(r.events);
+  for (const [k, n] of Object.entries(run1.outcomes)) {
+    if (k === 'complete') assert.equal(r.counters.processed, n);
+    else {
+      const e = events.find((x) => x.kind === k);
+      assert.ok(e, `event ${k} in ${JSON.stringify(Object.keys(r.events))}`);
+      assert.equal(e.count, n);
+      assert.ok(e.examples.length > 0);
+    }
+  }
+  assert.equal(r.verdict, events.some((e) => e.severity !== 'info') ? 'degraded' : 'ok');
+});

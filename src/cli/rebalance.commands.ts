@@ -263,7 +263,8 @@ export function registerRebalanceCommands(program: Command): void {
           process.stdout.write(
             c.json
               ? `${JSON.stringify(totals)}\n`
-              : `claimed ${totals.claimed}: ${JSON.stringify(totals.outcomes)}\n`,
+              : `claimed ${totals.claimed}: ${JSON.stringify(totals.outcomes)}\n` +
+                  `report: ${totals.report.verdict}${totals.report.verdictReasons.length ? ` (${totals.report.verdictReasons.join('; ')})` : ''}\n`,
           );
         });
       }),

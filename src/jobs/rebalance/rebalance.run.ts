@@ -25,6 +25,7 @@
  * at `/<owner>/<objectId>` on the one planned node, and a record never gets the new node twice, so
  * no step can leave two copies on one node.
  */
+import { ReportBuilder, type RunReport } from '../../core/run-report.js';
 import { eachLimit } from '../../core/concurrency.js';
 import { ByteThrottle } from '../../storage/throttle.js';
 import os from 'node:os';
@@ -87,7 +88,13 @@ export interface RunDeps {
 
 export interface RunTotals {
   claimed: number;
+  /** Objects per `state` or `state:reason`. */
   outcomes: Record<string, number>;
+  /**
+   * The run's report, in the shape every stage uses (core/run-report.ts): objects claimed as
+   * records scanned, completed as processed, skips and errors as events by reason with examples.
+   */
+  report: RunReport;
 }
 
 export const DEFAULT_CONCURRENCY = 8;
@@ -107,7 +114,8 @@ export async function runJob(deps: RunDeps, opts: RunOptions): Promise<RunTotals
   };
   const db = deps.tier.control;
   const runStartedAt = (await db.query<{ now: Date }>('SELECT now()')).rows[0]!.now;
-  const totals: RunTotals = { claimed: 0, outcomes: {} };
+  const report = new ReportBuilder();
+  const totals: Omit<RunTotals, 'report'> = { claimed: 0, outcomes: {} };
   const renew = setInterval(() => void renewClaims(db, opts.jobId, runner).catch(() => {}), leaseMs / 3);
   try {
     while (!opts.signal?.aborted) {
@@ -126,18 +134,30 @@ export async function runJob(deps: RunDeps, opts: RunOptions): Promise<RunTotals
         continue;
       }
       totals.claimed += rows.length;
+      report.count('recordsScanned', rows.length);
       await deps.refreshNodes?.();
       const outs = await processBatch(deps, t, rows, concurrency, opts.onStep);
       await recordOutcomes(db, opts.jobId, runner, outs);
       for (const o of outs) {
         const k = o.reason ? `${o.state}:${o.reason}` : o.state;
         totals.outcomes[k] = (totals.outcomes[k] ?? 0) + 1;
+        reportOutcome(report, o);
       }
     }
   } finally {
     clearInterval(renew);
   }
-  return totals;
+  return { ...totals, report: report.finish() };
+}
+
+/** One object's outcome in the run report: a skip is a warning, an error an error, by reason. */
+function reportOutcome(report: ReportBuilder, o: Outcome): void {
+  if (o.state === 'complete') report.count('processed');
+  else if (o.state === 'skipped') report.count('skipped');
+  const example = { objectId: o.objectId, ...(o.detail ? { detail: o.detail } : {}) };
+  if (o.state === 'skipped') report.event(`skipped:${o.reason ?? 'unknown'}`, 'warning', example);
+  else if (o.state === 'error') report.event(`error:${o.reason ?? 'unknown'}`, 'error', example);
+  if (o.skippedKeys > 0) report.count('skippedKeys', o.skippedKeys);
 }
 
 interface Work {
