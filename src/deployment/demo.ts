@@ -72,17 +72,34 @@ async function runDailyPipeline(
   out: (line: string) => void,
 ): Promise<void> {
   const day = dayOf(Date.now());
-  out(`== daily pipeline for ${day}: snapshot → unpack → storage metering → delivery`);
-  await withDailyPipeline(cfg, d.tier, { log: () => {}, internalToken: d.internalToken }, async (rt, c) => {
-    await scheduleDay(rt, day, 'demo');
-    const runs = await driveDays(rt, c, [day], { timeoutMs: PIPELINE_TIMEOUT_MS });
-    for (const r of runs) {
-      out(`   ${r.job.padEnd(18)} ${r.partitionKey.padEnd(34)} ${r.state.padEnd(10)} ${r.verdict ?? ''}`);
-    }
-    if (runs.some((r) => r.job === 'storage-metering' && r.state === 'succeeded'))
-      await printUsageTable(rt, day);
-    else out('   storage metering did not succeed: see `remora runs` and `remora run show <id>`');
-  });
+  out(`== daily pipeline for ${day}: snapshot → unpack → storage metering → delivery, gc`);
+  out("   (gc with a grace period of 0 days, so this workload's overwrites and deletes are collected today;");
+  out('    the default is 2 days: pipeline.jobs.gc.graceDays)');
+  const settings = { jobs: { gc: { enabled: true, graceDays: 0 } } };
+  await withDailyPipeline(
+    cfg,
+    d.tier,
+    { log: () => {}, settings, internalToken: d.internalToken },
+    async (rt, c) => {
+      await scheduleDay(rt, day, 'demo');
+      const runs = await driveDays(rt, c, [day], { timeoutMs: PIPELINE_TIMEOUT_MS });
+      for (const r of runs) {
+        out(`   ${r.job.padEnd(18)} ${r.partitionKey.padEnd(34)} ${r.state.padEnd(10)} ${r.verdict ?? ''}`);
+      }
+      const gc = runs.find((r) => r.job === 'gc' && r.state === 'succeeded');
+      if (gc?.report) {
+        const c = gc.report.counters;
+        out(
+          `   gc: ${c.recordsScanned} delete records; ${c.eligible ?? 0} eligible, ${(c.redundantLiveReference ?? 0) + (c.redundantSuperseded ?? 0)} redundant, ` +
+            `${c.zeroByte ?? 0} zero-byte; ${c.copiesTombstoned ?? 0} copies (${formatBytes(c.bytesTombstoned ?? 0)}) moved to tombstone, ` +
+            `${c.deleteRecordsRemoved ?? 0} delete records removed, ${c.recheckCancelled ?? 0} cancelled by the live re-check`,
+        );
+      }
+      if (runs.some((r) => r.job === 'storage-metering' && r.state === 'succeeded'))
+        await printUsageTable(rt, day);
+      else out('   storage metering did not succeed: see `remora runs` and `remora run show <id>`');
+    },
+  );
 }
 
 /** The demo's pipeline finishes in seconds; a stuck run should fail the demo, not hang it. */
