@@ -1,0 +1,49 @@
+/**
+ * `remora demo`, the quick start's main job, as a process: a whole embedded deployment, a
+ * workload, the daily pipeline with gc, and the usage table — on a small workload.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { freePort } from './helpers/net.js';
+
+test('remora demo runs the whole day and ends with the usage table', { timeout: 240_000 }, async () => {
+  const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'remora-demo-'));
+  fs.chmodSync(stateDir, 0o755); // the embedded PostgreSQL runs as another user when tests run as root
+  try {
+    // Its own embedded PostgreSQL (the demo's port is postgres.port + 1): a free one.
+    const port = (await freePort()) - 1;
+    fs.writeFileSync(path.join(stateDir, 'config.json'), JSON.stringify({ postgres: { port } }));
+    const env = { ...process.env };
+    delete env.REMORA_PG_URL;
+    const r = spawnSync(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        'src/main/cli.ts',
+        '--state-dir',
+        stateDir,
+        'demo',
+        '--objects',
+        '80',
+        '--seed',
+        '5',
+      ],
+      { encoding: 'utf8', env, timeout: 220_000 },
+    );
+    assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`);
+    assert.match(r.stdout, /== workload: seed 5, \d+ accounts, 80 object operations/);
+    for (const job of ['snapshot', 'unpack', 'storage-metering', 'gc'])
+      assert.match(r.stdout, new RegExp(`^ +${job} .* succeeded`, 'm'), job);
+    assert.doesNotMatch(r.stdout, / (failed|invalid|blocked) /);
+    assert.match(r.stdout, /gc: \d+ delete records; .* copies .* moved to tombstone/);
+    assert.match(r.stdout, /storage usage \d{4}-\d{2}-\d{2} \(\/poseidon\/stor\/usage\/storage\//);
+    assert.match(r.stdout, /^account +namespace +directories +keys +objects +bytes$/m);
+  } finally {
+    fs.rmSync(stateDir, { recursive: true, force: true });
+  }
+});
