@@ -12,7 +12,8 @@ import type { EtagCondition, MorayRow } from './types.js';
 
 export type Queryable = pg.ClientBase | pg.Pool;
 
-interface RawRow {
+/** A bucket row as PostgreSQL returns it (numbers as text). */
+export interface RawRow {
   _id: string;
   _key: string;
   _value: string;

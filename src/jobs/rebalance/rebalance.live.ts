@@ -7,6 +7,7 @@
  * The metadata tier's own finders parse `_value` with JSON.parse and throw; these queries read
  * the same rows (every index shard, by the `objectid` index column) and parse each one alone.
  */
+import type { RawRow as RawMorayRow } from '../../metadata/moray.repository.js';
 import type { MetadataTier } from '../../metadata/metadata-tier.js';
 import type { MantaValue, Shark } from '../../metadata/types.js';
 import type { LiveRow } from './rebalance.metadata.js';
@@ -26,13 +27,8 @@ export interface LiveRecords {
   malformed: Map<string, MalformedRow[]>;
 }
 
-interface RawRow {
-  _id: string;
-  _key: string;
-  _value: string;
-  _etag: string;
-  _mtime: string;
-  _vnode: string | null;
+/** A `manta` row with its `objectid` index column. */
+interface RawRow extends RawMorayRow {
   objectid: string | null;
 }
 
