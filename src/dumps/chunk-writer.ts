@@ -13,9 +13,16 @@ import type { DuckDBConnection } from '@duckdb/node-api';
 import { partitionOf } from './partition.js';
 import { chunkPath } from './layout.js';
 import { adoptFile, type ObjectStore } from '../objectstore/object-store.js';
-import { readCsvSql, readTsvSql, type TableSpec } from './table-specs.js';
-import { CopyRowScanner, partitionOfAsciiBytes } from './copy-rows.js';
+import { ident, readCsvSql, readTsvSql, type TableSpec } from './table-specs.js';
+import {
+  CopyRowScanner,
+  isInt64Bytes,
+  isInt64Text,
+  partitionOfAsciiBytes,
+  unescapeCopyBytes,
+} from './copy-rows.js';
 import { sqlString } from './duckdb.js';
+import { pickJsonFields } from './json-fields.js';
 import type { ReportBuilder } from '../core/run-report.js';
 import { eachLimit } from '../core/concurrency.js';
 
@@ -30,11 +37,16 @@ export interface ChunkInfo {
 
 export interface ChunkContext {
   store: ObjectStore;
-  /** Run DuckDB statements on a free connection of the run's pool (`conversions` of them). */
-  withDuck: <T>(fn: (conn: DuckDBConnection) => Promise<T>) => Promise<T>;
+  /**
+   * Run DuckDB statements on a free connection of the run's pool (`conversions` of them);
+   * `exclusive`: with every connection of the pool held, nothing else converting meanwhile.
+   */
+  withDuck: <T>(fn: (conn: DuckDBConnection) => Promise<T>, opts?: { exclusive?: boolean }) => Promise<T>;
   conversions: number;
   report: ReportBuilder;
   workDir: string;
+  /** Mark the scratch directory as in use (chunk-run.ts: a run on another host is judged by it). */
+  touch?: () => void;
   partitions: number;
   segmentRows: number;
   day: string;
@@ -69,11 +81,49 @@ export function writeBufferBytes(partitions: number): number {
   return Math.min(MAX_WRITE_BUFFER_BYTES, Math.max(MIN_WRITE_BUFFER_BYTES, share));
 }
 
+/**
+ * A row longer than this (characters of its values; about bytes) is a "large row": it does not
+ * go through the intermediate files. Its long values are written to files of their own and read
+ * back whole with DuckDB's `read_text`, the rest are SQL literals, and a moray `_value` is parsed
+ * by Node (TableSpec.valueFields), not by DuckDB. Measured on one 20 MB row: `read_csv` of the
+ * line needs ~205 MB beyond the process's baseline (its buffers are sized to the line) and any
+ * DuckDB JSON function ~5-10x the document (a lone 24 MB `_value` ran out of the 256 MB limit;
+ * a 16 MB one beside a 60k-row partition did too), while `read_text` and the Parquet write of
+ * the same row need ~78 MB. Below this size every intermediate line fits read_csv's smallest
+ * buffer (2 MiB).
+ */
+export const LARGE_ROW_BYTES = 1 << 20;
+/** In a large row, values longer than this go to a file of their own; shorter ones are literals. */
+const INLINE_VALUE_CHARS = 64 << 10;
+/**
+ * The large rows of one segment, together: past this the segment is closed at the next drain,
+ * so one conversion reads at most this plus one row (MAX_ROW_BYTES) of large values.
+ */
+const LARGE_SEGMENT_BYTES = 32 << 20;
+
+/** A large row's value: as it is, or the file holding it. */
+type LargeCell = string | null | { file: string };
+
+/** A CSV field's bytes, exactly: quotes, UTF-8, doubled quotes (for long values only). */
+function csvFieldBytes(v: string): number {
+  let n = Buffer.byteLength(v) + 2;
+  for (let i = v.indexOf('"'); i !== -1; i = v.indexOf('"', i + 1)) n++;
+  return n;
+}
+const EXACT_SIZE_CHARS = 64 << 10;
+
 /** What one intermediate file of a segment holds (the read_csv buffer is sized to its longest line). */
 export interface SegmentFile {
   rows: number;
   /** Bytes of its longest line, newline included. */
   longestLine: number;
+}
+
+interface SegmentFiles {
+  csv: SegmentFile;
+  tsv: SegmentFile;
+  /** Large rows of the partition in this segment (LARGE_ROW_BYTES). */
+  large: LargeCell[][];
 }
 
 /**
@@ -104,7 +154,8 @@ export class LineBuffer {
   /** Append one CSV row: NULL as an empty field, values quoted with `"` doubled. */
   append(values: (string | null)[]): void {
     let need = 1;
-    for (const v of values) need += v === null ? 1 : v.length * 3 + 3;
+    for (const v of values)
+      need += v === null ? 1 : v.length > EXACT_SIZE_CHARS ? csvFieldBytes(v) + 1 : v.length * 3 + 3;
     const b = this.room(need);
     let o = this.off;
     for (let i = 0; i < values.length; i++) {
@@ -158,12 +209,17 @@ export class LineBuffer {
 export class PartitionedChunkWriter {
   private segment = 0;
   private segmentRowCount = 0;
-  /** Per partition: decoded rows as CSV, and clean COPY rows as they are (TSV). */
+  private segmentLargeBytes = 0;
+  private largeFiles = 0;
+  /** Per partition: decoded rows as CSV, clean COPY rows as they are (TSV), and large rows. */
   private readonly buffers: LineBuffer[] = [];
   private readonly rawBuffers: LineBuffer[] = [];
+  private largeRows: LargeCell[][][] = [];
   private readonly scanner: CopyRowScanner | undefined;
   private pending: Promise<void> = Promise.resolve();
   readonly chunks: ChunkInfo[] = [];
+  /** Files of the converted chunks' `_key`s, for a store without local files (keyFiles()). */
+  private readonly keyFileList: string[] = [];
   rows = 0;
 
   constructor(
@@ -174,18 +230,32 @@ export class PartitionedChunkWriter {
     for (let p = 0; p < ctx.partitions; p++) {
       this.buffers.push(new LineBuffer(() => this.csvFile(this.segment, p), bufferBytes));
       this.rawBuffers.push(new LineBuffer(() => this.tsvFile(this.segment, p), bufferBytes));
+      this.largeRows.push([]);
     }
     if (spec.raw) this.scanner = new CopyRowScanner(spec.raw.width);
   }
 
   /**
    * Add one COPY row as bytes, when it needs no decoding (copy-rows.ts); false: it was not
-   * taken (escapes, wrong width, or a table kind without a raw path), decode it and add() it.
+   * taken (escapes, wrong width, a large row, or a table kind without a raw path), decode it
+   * and add() it.
    */
   addRaw(buf: Buffer, start: number, end: number): boolean {
     const raw = this.spec.raw;
     const sc = this.scanner;
+    if (raw && end - start > LARGE_ROW_BYTES) return this.addLargeRow(buf, start, end, raw);
     if (!raw || !sc || !sc.scan(buf, start, end)) return false;
+    const ints = this.spec.integerColumns;
+    if (ints)
+      for (const c of ints) {
+        if (sc.isNull(buf, c.index) || isInt64Bytes(buf, sc.starts[c.index]!, sc.ends[c.index]!)) continue;
+        const key =
+          this.spec.keyColumn < 0
+            ? '?'
+            : buf.toString('utf8', sc.starts[this.spec.keyColumn], sc.ends[this.spec.keyColumn]);
+        this.badInteger(key, c.name, buf.toString('utf8', sc.starts[c.index], sc.ends[c.index]));
+        break;
+      }
     let k = raw.key;
     if (sc.isNullOrEmpty(buf, k)) k = raw.fallbackKey;
     let p: number;
@@ -199,29 +269,146 @@ export class PartitionedChunkWriter {
     return true;
   }
 
+  /**
+   * A large row (LARGE_ROW_BYTES) as bytes, escapes or not: fields split on tabs, each decoded as
+   * bytes (unescapeCopyBytes), long ones written to files, `_fields` picked from the `_value`
+   * bytes — no string of a long value is made. False for the wrong width (decoded and reported
+   * by the reader).
+   */
+  private addLargeRow(buf: Buffer, start: number, end: number, raw: NonNullable<TableSpec['raw']>): boolean {
+    const fields: (Buffer | null)[] = [];
+    for (let s = start; ;) {
+      const t = buf.indexOf(0x09, s);
+      const e = t === -1 || t >= end ? end : t;
+      fields.push(
+        e - s === 2 && buf[s] === 0x5c && buf[s + 1] === 0x4e ? null : unescapeCopyBytes(buf, s, e),
+      );
+      if (e === end) break;
+      s = e + 1;
+    }
+    if (fields.length !== raw.width) return false;
+    // The row as strings wherever it is short (keys, numbers): for the integer check and the partition.
+    const values = fields.map((f) =>
+      f === null ? null : f.length <= INLINE_VALUE_CHARS ? f.toString('utf8') : '',
+    );
+    for (const k of [raw.key, raw.fallbackKey])
+      if (k >= 0 && fields[k] && fields[k].length > INLINE_VALUE_CHARS)
+        values[k] = fields[k].toString('utf8');
+    this.checkIntegers(values);
+    const p = partitionOf(this.spec.partitionKey(values), this.ctx.partitions);
+    const vf = this.spec.valueFields;
+    const cells: LargeCell[] = raw.project.map((d) => {
+      const f = d < 0 ? null : fields[d]!;
+      if (f === null) return null;
+      return f.length > INLINE_VALUE_CHARS ? this.valueFile(f) : f.toString('utf8');
+    });
+    if (vf) {
+      const v = fields[raw.project[vf.valueColumn]!];
+      cells.push(v ? pickJsonFields(v, vf.names) : null);
+    }
+    this.largeRows[p]!.push(cells);
+    this.segmentLargeBytes += end - start;
+    this.segmentRowCount++;
+    this.rows++;
+    return true;
+  }
+
   /** Add one dump row (already decoded). */
   add(values: (string | null)[]): void {
+    this.checkIntegers(values);
     const p = partitionOf(this.spec.partitionKey(values), this.ctx.partitions);
-    this.buffers[p]!.append(this.spec.project(values));
+    const row = this.spec.project(values);
+    let chars = 0;
+    for (const v of row) chars += v?.length ?? 0;
+    if (chars > LARGE_ROW_BYTES) {
+      this.largeRows[p]!.push(this.largeRow(row));
+      this.segmentLargeBytes += chars;
+    } else this.buffers[p]!.append(row);
     this.segmentRowCount++;
     this.rows++;
   }
 
+  /**
+   * A large row's cells (LARGE_ROW_BYTES), from decoded values: long ones written to files now
+   * (their bytes also give `_fields`, without parsing the whole `_value` on the heap).
+   */
+  private largeRow(row: (string | null)[]): LargeCell[] {
+    const vf = this.spec.valueFields;
+    let fields: string | null = null;
+    const cells: LargeCell[] = row.map((v, i) => {
+      if (v === null) return v;
+      const bytes = v.length > INLINE_VALUE_CHARS || i === vf?.valueColumn ? Buffer.from(v) : undefined;
+      if (i === vf?.valueColumn) fields = pickJsonFields(bytes!, vf.names);
+      return bytes && v.length > INLINE_VALUE_CHARS ? this.valueFile(bytes) : v;
+    });
+    if (vf) cells.push(fields);
+    return cells;
+  }
+
+  private valueFile(bytes: Buffer): LargeCell {
+    const file = path.join(this.ctx.workDir, `${this.spec.table}-value-${this.largeFiles++}`);
+    fs.writeFileSync(file, bytes);
+    return { file };
+  }
+
+  /** Report the row when an integer column (TableSpec.integerColumns) holds something else. */
+  private checkIntegers(values: (string | null)[]): void {
+    for (const c of this.spec.integerColumns ?? []) {
+      const v = values[c.index];
+      if (v === null || v === undefined || isInt64Text(v)) continue;
+      this.badInteger(this.spec.keyColumn < 0 ? '?' : (values[this.spec.keyColumn] ?? '?'), c.name, v);
+      return;
+    }
+  }
+
+  /** A row kept with an integer column that is not one (NULL in the chunk): malformed, reported. */
+  private badInteger(key: string, column: string, value: string): void {
+    this.ctx.report.event(
+      'bad_integer',
+      'error',
+      `${this.spec.table} ${key}: ${column} ${JSON.stringify(value.slice(0, 100))} is not an integer (NULL in the chunk)`,
+    );
+    this.ctx.report.count('malformed');
+  }
+
   /** Between input chunks: rotate a full segment and hand it to DuckDB. */
   async drain(): Promise<void> {
-    if (this.segmentRowCount >= this.ctx.segmentRows) await this.rotate();
+    if (this.segmentRowCount >= this.ctx.segmentRows || this.segmentLargeBytes >= LARGE_SEGMENT_BYTES)
+      await this.rotate();
   }
 
   async finish(): Promise<ChunkInfo[]> {
     if (this.segmentRowCount > 0) await this.rotate();
     await this.pending;
-    this.chunks.sort((a, b) => a.partition - b.partition || a.segment - b.segment);
+    this.chunks.sort(
+      (a, b) => a.partition - b.partition || a.segment - b.segment || a.path.localeCompare(b.path),
+    );
     return this.chunks;
   }
 
-  /** Close files without converting (the run failed). */
-  abort(): void {
-    for (const b of [...this.buffers, ...this.rawBuffers]) if (b.fd !== undefined) fs.closeSync(b.fd);
+  /**
+   * The run failed or its result is refused: close the files without converting, wait for a
+   * conversion in flight (its error does not matter now), and return every chunk this writer
+   * already put in the store, for the caller to delete.
+   */
+  async discard(): Promise<ChunkInfo[]> {
+    for (const b of [...this.buffers, ...this.rawBuffers])
+      if (b.fd !== undefined) {
+        fs.closeSync(b.fd);
+        b.fd = undefined;
+      }
+    await this.pending.catch(() => {});
+    return this.chunks;
+  }
+
+  /**
+   * Parquet files holding the `_key` of every row converted (after finish()): the chunks
+   * themselves when the store keeps local files, else the key files written beside each
+   * conversion (moray tables only). For the duplicate-key check (unpack.ts).
+   */
+  keyFiles(): string[] {
+    const local = this.ctx.store.localPath?.bind(this.ctx.store);
+    return local ? this.chunks.map((c) => local(c.path)) : [...this.keyFileList];
   }
 
   private csvFile(segment: number, p: number): string {
@@ -234,9 +421,16 @@ export class PartitionedChunkWriter {
 
   private async rotate(): Promise<void> {
     const segment = this.segment;
-    const files = this.buffers.map((b, p) => ({ csv: b.closeFile(), tsv: this.rawBuffers[p]!.closeFile() }));
+    const files = this.buffers.map((b, p) => ({
+      csv: b.closeFile(),
+      tsv: this.rawBuffers[p]!.closeFile(),
+      large: this.largeRows[p]!,
+    }));
+    this.largeRows = this.largeRows.map(() => []);
     this.segment++;
     this.segmentRowCount = 0;
+    this.segmentLargeBytes = 0;
+    this.ctx.touch?.();
     // One conversion in flight; a failure surfaces at the next rotate or at finish().
     await this.pending;
     const next = this.convertSegment(segment, files);
@@ -245,52 +439,103 @@ export class PartitionedChunkWriter {
   }
 
   /** The rows of one partition of a segment: the decoded (CSV) and the raw (TSV) file. */
-  private segmentSource(segment: number, p: number, csv: SegmentFile, tsv: SegmentFile): string {
+  private segmentSource(segment: number, p: number, f: SegmentFiles): string {
     const parts: string[] = [];
     const cols = this.spec.csvColumns;
-    if (csv.rows > 0)
-      parts.push(`SELECT * FROM ${readCsvSql(this.csvFile(segment, p), cols, csv.longestLine)}`);
+    const fields = this.spec.valueFields ? ', _value AS _fields' : '';
+    if (f.csv.rows > 0)
+      parts.push(`SELECT *${fields} FROM ${readCsvSql(this.csvFile(segment, p), cols, f.csv.longestLine)}`);
     const raw = this.spec.raw;
-    if (tsv.rows > 0 && raw)
-      parts.push(readTsvSql(this.tsvFile(segment, p), raw.width, raw.project, cols, tsv.longestLine));
+    if (f.tsv.rows > 0 && raw)
+      parts.push(
+        `SELECT *${fields} FROM (${readTsvSql(this.tsvFile(segment, p), raw.width, raw.project, cols, f.tsv.longestLine)})`,
+      );
     return `(${parts.join(' UNION ALL ')}) AS src`;
   }
 
-  /** Convert a segment's partitions, `ctx.conversions` at a time. */
-  private async convertSegment(
-    segment: number,
-    files: { csv: SegmentFile; tsv: SegmentFile }[],
-  ): Promise<void> {
-    await eachLimit(files, this.ctx.conversions, (f, p) => this.convertPartition(segment, p, f.csv, f.tsv));
+  /** The large rows of a partition of a segment: one SELECT each, long values read whole from their files. */
+  private largeSource(rows: LargeCell[][]): string {
+    const names = this.spec.valueFields ? [...this.spec.csvColumns, '_fields'] : this.spec.csvColumns;
+    const selects = rows.map((row) => {
+      const cells = row.map((c, i) => {
+        const sql =
+          c === null
+            ? 'NULL::VARCHAR'
+            : typeof c === 'string'
+              ? `${sqlString(c)}::VARCHAR`
+              : `(SELECT content FROM read_text(${sqlString(c.file)}))`;
+        return `${sql} AS ${ident(names[i]!)}`;
+      });
+      return `SELECT ${cells.join(', ')}`;
+    });
+    return `(${selects.join(' UNION ALL ')}) AS src`;
   }
 
-  private async convertPartition(
-    segment: number,
-    p: number,
-    csv: SegmentFile,
-    tsv: SegmentFile,
-  ): Promise<void> {
-    const rows = csv.rows + tsv.rows;
-    if (rows === 0) return;
-    const out = path.join(this.ctx.workDir, `${this.spec.table}-s${segment}-p${p}.parquet`);
-    const sql = this.spec.select(this.segmentSource(segment, p, csv, tsv), this.ctx.source);
-    await this.ctx.withDuck((conn) => conn.run(`COPY (${sql}) TO ${sqlString(out)} (${PARQUET_OPTIONS})`));
-    await fs.promises.rm(this.csvFile(segment, p), { force: true });
-    await fs.promises.rm(this.tsvFile(segment, p), { force: true });
-    if (this.spec.checksValues) await this.reportBadValues(out);
-    const objectPath = chunkPath(this.ctx.day, this.ctx.source, this.ctx.runId, this.spec.table, p, segment);
-    const put = await adoptFile(this.ctx.store, objectPath, out);
-    this.chunks.push({
-      path: objectPath,
-      partition: p,
-      segment,
-      rows,
-      bytes: put.bytes,
-      sha256: put.sha256,
+  /** Convert a segment's partitions, `ctx.conversions` at a time. */
+  private async convertSegment(segment: number, files: SegmentFiles[]): Promise<void> {
+    await eachLimit(files, this.ctx.conversions, async (f, p) => {
+      if (f.csv.rows + f.tsv.rows > 0) await this.convertPartition(segment, p, f);
+      if (f.large.length > 0) await this.convertLargeRows(segment, p, f.large);
     });
   }
 
-  /** Rows whose `_value` is not JSON are kept (raw `_value`, typed columns NULL) and reported. */
+  private async convertPartition(segment: number, p: number, f: SegmentFiles): Promise<void> {
+    const out = path.join(this.ctx.workDir, `${this.spec.table}-s${segment}-p${p}.parquet`);
+    const sql = this.spec.select(this.segmentSource(segment, p, f), this.ctx.source);
+    await this.ctx.withDuck((conn) => conn.run(`COPY (${sql}) TO ${sqlString(out)} (${PARQUET_OPTIONS})`));
+    await fs.promises.rm(this.csvFile(segment, p), { force: true });
+    await fs.promises.rm(this.tsvFile(segment, p), { force: true });
+    await this.adoptChunk(out, p, segment, f.csv.rows + f.tsv.rows, '');
+  }
+
+  /**
+   * A partition's large rows (LARGE_ROW_BYTES) become a chunk of their own (`…-large.parquet`),
+   * converted with no other conversion running: DuckDB holds ~5x a long value while it writes it
+   * (read_text, the row, the Parquet page), next to nothing else.
+   */
+  private async convertLargeRows(segment: number, p: number, rows: LargeCell[][]): Promise<void> {
+    const out = path.join(this.ctx.workDir, `${this.spec.table}-s${segment}-p${p}-large.parquet`);
+    const sql = this.spec.select(this.largeSource(rows), this.ctx.source);
+    await this.ctx.withDuck((conn) => conn.run(`COPY (${sql}) TO ${sqlString(out)} (${PARQUET_OPTIONS})`), {
+      exclusive: true,
+    });
+    for (const row of rows)
+      for (const c of row) if (c && typeof c === 'object') await fs.promises.rm(c.file, { force: true });
+    await this.adoptChunk(out, p, segment, rows.length, '-large');
+  }
+
+  private async adoptChunk(
+    out: string,
+    p: number,
+    segment: number,
+    rows: number,
+    suffix: string,
+  ): Promise<void> {
+    if (this.spec.checksValues) await this.reportBadValues(out);
+    if (this.spec.kind === 'moray' && !this.ctx.store.localPath) {
+      // The chunk leaves this machine: keep its keys for the duplicate-key check.
+      const keys = out.replace(/\.parquet$/, '.keys.parquet');
+      await this.ctx.withDuck((conn) =>
+        conn.run(
+          `COPY (SELECT _key FROM read_parquet(${sqlString(out)})) TO ${sqlString(keys)} (FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1)`,
+        ),
+      );
+      this.keyFileList.push(keys);
+    }
+    const objectPath = chunkPath(
+      this.ctx.day,
+      this.ctx.source,
+      this.ctx.runId,
+      this.spec.table,
+      p,
+      segment,
+      suffix,
+    );
+    const put = await adoptFile(this.ctx.store, objectPath, out);
+    this.chunks.push({ path: objectPath, partition: p, segment, rows, bytes: put.bytes, sha256: put.sha256 });
+  }
+
+  /** Rows whose `_value` is not JSON are kept (raw `_value`, typed columns NULL), reported, malformed. */
   private async reportBadValues(parquet: string): Promise<void> {
     const r = await this.ctx.withDuck((conn) =>
       conn.runAndReadAll(
@@ -306,5 +551,6 @@ export class PartitionedChunkWriter {
         `${this.spec.table} ${typeof row?.example === 'string' ? row.example : '?'}: _value is not JSON`,
         n,
       );
+    if (n > 0) this.ctx.report.count('malformed', n);
   }
 }

@@ -23,6 +23,8 @@ export interface ResolvedInput {
   snapshotTime?: Date;
   guessed?: boolean;
   format: 'plain' | 'entry';
+  /** Set when the input's first bytes cannot be read (a corrupt gzip): why. */
+  unreadable?: string;
   open(): Promise<Readable>;
 }
 
@@ -50,7 +52,8 @@ export async function resolveDumpInput(
     mtime = st.mtime;
     out.bytes = st.size;
   } else throw new RemoraError('ObjectNotFound', `no object or file ${p}`);
-  const peek = await peekText(await open());
+  const { text: peek, error } = await peekText(await open());
+  if (error) out.unreadable = error;
   const format = peek.trimStart().startsWith('{') ? 'entry' : 'plain';
   const named = parseDumpName(p);
   out.shard ??= /^-- remora-shard: (.+)$/m.exec(peek)?.[1]?.trim() ?? named.shard;
@@ -68,22 +71,29 @@ export async function resolveDumpInput(
   return { ...(out as ResolvedInput), format, open };
 }
 
-/** The first decompressed KB of the input (errors are left for the real read to report). */
-async function peekText(stream: Readable): Promise<string> {
+/**
+ * The first decompressed KB of the input, and why it could not be read when its gzip is corrupt
+ * from the start (the real read reports every other error, with the shard known).
+ */
+async function peekText(stream: Readable): Promise<{ text: string; error?: string }> {
+  const chunks: Buffer[] = [];
+  let bytes = 0;
   try {
     for await (const c of stream) {
-      const b = c as Buffer;
-      if (b[0] !== 0x1f || b[1] !== 0x8b) return b.subarray(0, HEADER_PEEK_BYTES).toString('utf8');
-      try {
-        // A prefix of a gzip stream inflates up to where it stops, with a sync flush.
-        const text = zlib.gunzipSync(b, { finishFlush: zlib.constants.Z_SYNC_FLUSH });
-        return text.subarray(0, HEADER_PEEK_BYTES).toString('utf8');
-      } catch {
-        return '';
-      }
+      chunks.push(c as Buffer);
+      bytes += (c as Buffer).length;
+      if (bytes >= HEADER_PEEK_BYTES) break;
     }
-    return '';
   } finally {
     stream.destroy();
+  }
+  const b = Buffer.concat(chunks, bytes);
+  if (b[0] !== 0x1f || b[1] !== 0x8b) return { text: b.subarray(0, HEADER_PEEK_BYTES).toString('utf8') };
+  try {
+    // A prefix of a gzip stream inflates up to where it stops, with a sync flush.
+    const text = zlib.gunzipSync(b, { finishFlush: zlib.constants.Z_SYNC_FLUSH });
+    return { text: text.subarray(0, HEADER_PEEK_BYTES).toString('utf8') };
+  } catch (err) {
+    return { text: '', error: `corrupt gzip: ${(err as Error).message}` };
   }
 }

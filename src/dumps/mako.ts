@@ -138,7 +138,8 @@ export async function ingestMakoListing(
     return { listingPath, manifestPath, manifest };
   } catch (err) {
     upload?.destroy(err as Error);
-    writer.abort();
+    // This attempt's chunks are named by no manifest: remove them.
+    for (const c of await writer.discard()) await store.delete(c.path).catch(() => {});
     throw err;
   } finally {
     await close();

@@ -27,6 +27,18 @@ export interface TableSpec {
   /** Whether chunks carry `value_ok` (rows whose `_value` is not JSON are reported). */
   checksValues: boolean;
   /**
+   * Moray tables: select() types the `_value` fields from a column `_fields`, which is `_value`
+   * itself except in a large row (chunk-writer.ts LARGE_ROW_BYTES), where Node gives the JSON of
+   * just the members `names` of `_value` (json-fields.ts; NULL when `_value` is not JSON): a JSON
+   * function in DuckDB holds ~5-10x the document, and a 20 MB `_value` ran it out of memory.
+   * `valueColumn`: the CSV column of `_value`.
+   */
+  valueFields?: { valueColumn: number; names: readonly string[] };
+  /** Dump columns that must be integers (moray's `_id`, `_txn_snap`, `_mtime`, `_vnode`), by name. */
+  integerColumns?: { index: number; name: string }[];
+  /** Dump column of the row's `_key` (-1: none), to name a row in an event. */
+  keyColumn: number;
+  /**
    * Clean COPY rows kept as bytes (copy-rows.ts), read back with readTsvSql: the dump's width,
    * the dump column of each CSV column (-1: NULL), and the partition key: dump column `key`
    * unless NULL or empty, then `fallbackKey` (-1: the empty string) — as partitionKey().
@@ -35,12 +47,22 @@ export interface TableSpec {
 }
 
 export const MORAY_CSV_COLUMNS = ['_id', '_txn_snap', '_key', '_value', '_etag', '_mtime', '_vnode'];
+/** Moray's integer columns (BIGINT in the chunks: a value that is not an integer becomes NULL). */
+const MORAY_INTEGER_COLUMNS = ['_id', '_txn_snap', '_mtime', '_vnode'];
+
+/**
+ * Tables moray keeps for itself in every shard's database, without `_key`/`_value`: a real
+ * `pg_dump` of a moray database holds them. `buckets_config` (name, index, pre, post, options,
+ * mtime) is each bucket's schema and version [moray lib/buckets/creat.js]. Kept verbatim like any
+ * other table, but expected: an `info` event, not `unknown_layout`.
+ */
+export const MORAY_SYSTEM_TABLES: ReadonlySet<string> = new Set(['buckets_config']);
 
 /**
  * `_value` fields pulled into typed columns. json_transform is lenient: a field of the wrong
  * type becomes NULL (the raw `_value` still holds it).
  */
-const VALUE_SHAPE = JSON.stringify({
+const VALUE_FIELDS = {
   key: 'VARCHAR',
   dirname: 'VARCHAR',
   name: 'VARCHAR',
@@ -56,7 +78,10 @@ const VALUE_SHAPE = JSON.stringify({
   mtime: 'BIGINT',
   createdFrom: 'VARCHAR',
   sharks: [{ datacenter: 'VARCHAR', manta_storage_id: 'VARCHAR', url: 'VARCHAR' }],
-});
+};
+const VALUE_SHAPE = JSON.stringify(VALUE_FIELDS);
+/** The `_value` members the chunks type (VALUE_SHAPE), in its order. */
+export const VALUE_FIELD_NAMES: readonly string[] = Object.keys(VALUE_FIELDS);
 
 /**
  * `sharks` is LIST(STRUCT(datacenter, manta_storage_id)). Legacy 2012 shapes
@@ -75,6 +100,11 @@ export function morayTableSpec(table: string, columns: string[]): TableSpec {
     kind: 'moray',
     csvColumns: MORAY_CSV_COLUMNS,
     checksValues: true,
+    valueFields: { valueColumn: MORAY_CSV_COLUMNS.indexOf('_value'), names: VALUE_FIELD_NAMES },
+    integerColumns: MORAY_INTEGER_COLUMNS.map((name) => ({ index: columns.indexOf(name), name })).filter(
+      (c) => c.index >= 0,
+    ),
+    keyColumn: keyIdx,
     raw: { width: columns.length, project: idx, key: objIdx < 0 ? keyIdx : objIdx, fallbackKey: keyIdx },
     project: (values) => idx.map((i) => (i < 0 ? null : (values[i] ?? null))),
     partitionKey: (values) => {
@@ -82,8 +112,8 @@ export function morayTableSpec(table: string, columns: string[]): TableSpec {
       return id ? id : (values[keyIdx] ?? '');
     },
     select: (from, source) => `
-      WITH t AS (SELECT *, json_valid(_value) AS value_ok FROM ${from}),
-      u AS (SELECT *, CASE WHEN value_ok THEN json_transform(_value, ${sqlString(VALUE_SHAPE)}) END AS v FROM t)
+      WITH t AS (SELECT *, try(json_transform(_fields, ${sqlString(VALUE_SHAPE)})) AS v FROM ${from}),
+      u AS (SELECT *, CASE WHEN _value IS NOT NULL THEN v IS NOT NULL END AS value_ok FROM t)
       SELECT coalesce(v.key, _key) AS key, v.owner AS owner, v.creator AS creator,
         nullif(split_part(coalesce(v.key, _key), '/', 3), '') AS namespace, v.type AS type,
         v.objectId AS objectId, v.contentLength AS contentLength, v.contentMD5 AS contentMD5,
@@ -98,7 +128,7 @@ export function morayTableSpec(table: string, columns: string[]): TableSpec {
 }
 
 /** Column names as DuckDB identifiers (verbatim, double quotes doubled). */
-const ident = (c: string) => `"${c.replaceAll('"', '""')}"`;
+export const ident = (c: string) => `"${c.replaceAll('"', '""')}"`;
 
 export function genericTableSpec(table: string, columns: string[]): TableSpec {
   return {
@@ -106,6 +136,7 @@ export function genericTableSpec(table: string, columns: string[]): TableSpec {
     kind: 'generic',
     csvColumns: columns,
     checksValues: false,
+    keyColumn: columns.indexOf('_key'),
     raw: { width: columns.length, project: columns.map((_, i) => i), key: 0, fallbackKey: -1 },
     project: (values) => values,
     partitionKey: (values) => values[0] ?? '',
@@ -123,6 +154,7 @@ export function makoTableSpec(): TableSpec {
     kind: 'mako',
     csvColumns: MAKO_CSV_COLUMNS,
     checksValues: false,
+    keyColumn: -1,
     project: (values) => values,
     partitionKey: (values) => values[5] ?? '',
     select: (from, source) => `
