@@ -5,7 +5,7 @@
 import type { Command } from 'commander';
 import { requireInternalToken, withMetadata, withObjectStore } from '../deployment/context.js';
 import { snapshotAll } from '../dumps/snapshot.js';
-import { unpackDump } from '../dumps/unpack.js';
+import { refusedUnpackReport, unpackDump } from '../dumps/unpack.js';
 import { ingestMakoListing, ingestMakoObject, type MakoIngestResult } from '../dumps/mako.js';
 import type { SourceManifest } from '../dumps/manifest.js';
 import { exampleText } from '../core/run-report.js';
@@ -106,7 +106,14 @@ export function registerDumpsCommands(program: Command): void {
               ...(opts.shard ? { shard: opts.shard } : {}),
               entryObjects: opts.entryObjects === true,
             }),
-          );
+          ).catch((err: unknown) => {
+            // Refused as invalid: what was wrong, then the MalformedInput (exit 8) as every error.
+            for (const e of Object.values(refusedUnpackReport(err)?.events ?? {}))
+              process.stderr.write(
+                `  ${e.severity} ${e.kind} ×${e.count}${e.examples[0] !== undefined ? `: ${exampleText(e.examples[0])}` : ''}\n`,
+              );
+            throw err;
+          });
           printManifest(r.manifest, r.manifestPath, cmd.optsWithGlobals<{ json?: boolean }>().json);
           for (const p of r.entryObjects) process.stdout.write(`wrote ${p}\n`);
         },

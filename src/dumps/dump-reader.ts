@@ -51,6 +51,8 @@ export interface DumpInfo {
 /** pg_dump writes this as its last line; without it a plain dump is truncated. */
 const TRAILER = '-- PostgreSQL database dump complete';
 const META_RE = /^-- remora-(shard|snapshot-time): (.+)$/;
+/** psql meta-commands pg_dump writes (`\\restrict <key>`, `\\unrestrict <key>`, `\\connect`). */
+const PSQL_META_RE = /^\\[a-z]+( |$)/;
 /** Dollar quotes (`$$`, `$body$`) open and close function bodies, whose lines may hold anything. */
 const DOLLAR_QUOTE_RE = /\$[A-Za-z_0-9]*\$/g;
 const NEWLINE = 0x0a;
@@ -298,11 +300,12 @@ class LineParser {
   /**
    * Whether a line outside any COPY block is data rather than pg_dump's SQL: a second `\.`,
    * a line with a tab (COPY rows are tab-separated; pg_dump's SQL is indented with spaces and
-   * function bodies are skipped), or any non-comment line right after a `\.` or another stray
-   * row (pg_dump always writes an empty line after `\.`).
+   * function bodies are skipped), or any line but a comment or a psql meta-command right after
+   * a `\.` or another stray row (pg_dump always writes an empty line after `\.`).
    */
   private isStray(line: string): boolean {
     if (line === '\\.' || line.includes('\t')) return true;
+    if (PSQL_META_RE.test(line)) return false;
     return this.after !== 'other' && line !== '' && !line.startsWith('--');
   }
 

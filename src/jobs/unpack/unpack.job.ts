@@ -5,9 +5,10 @@
  * PartitionInputs (src/dumps/partition-inputs.ts).
  */
 import { RemoraError } from '../../core/errors.js';
+import type { ReportThresholds } from '../../core/run-report.js';
 import { unpackRefSchema, type UnpackRef } from '../../dumps/partition-inputs.js';
 import { UNPACKED_ROOT } from '../../dumps/layout.js';
-import { unpackDump } from '../../dumps/unpack.js';
+import { refusedUnpackReport, unpackDump, type UnpackResult } from '../../dumps/unpack.js';
 import { outputType, upstreamOf, type JobDefinition } from '../../pipeline/job.js';
 import { snapshotOutput } from '../snapshot/snapshot.job.js';
 
@@ -16,6 +17,8 @@ export const unpackOutput = outputType('unpack', unpackRefSchema);
 export interface UnpackJobOptions {
   partitions: number | 'auto';
   rowsPerPartition?: number;
+  /** The malformed share that makes a dump invalid; also the run's (default: DEFAULT_THRESHOLDS). */
+  thresholds?: ReportThresholds;
 }
 
 export function unpackJob(o: UnpackJobOptions): JobDefinition<unknown, UnpackRef, UnpackRef> {
@@ -26,6 +29,7 @@ export function unpackJob(o: UnpackJobOptions): JobDefinition<unknown, UnpackRef
     inputs: { upstream: ['snapshot'] },
     deadlineMs: 4 * 3_600_000,
     maxAttempts: 3,
+    ...(o.thresholds ? { thresholds: o.thresholds } : {}),
     output: unpackOutput,
     // Unpacked chunks are derived data: kept as long as run history (rebalance plans read the
     // newest unpack of the last SNAPSHOT_LOOKBACK_DAYS, well inside it). Dumps are not removed.
@@ -44,19 +48,31 @@ export function unpackJob(o: UnpackJobOptions): JobDefinition<unknown, UnpackRef
     runTask: async (ctx) => {
       const snap = upstreamOf(ctx.upstream, snapshotOutput)[0]?.output;
       if (!snap) throw new RemoraError('Internal', `unpack ${ctx.partition.key}: no snapshot output`);
-      const r = await unpackDump(ctx.services.store, [snap.path], {
-        shard: snap.shard,
-        partitions: o.partitions,
-        ...(snap.rows !== undefined ? { expectedRows: snap.rows } : {}),
-        ...(o.rowsPerPartition !== undefined ? { rowsPerPartition: o.rowsPerPartition } : {}),
-      });
+      let r: UnpackResult;
+      try {
+        r = await unpackDump(ctx.services.store, [snap.path], {
+          shard: snap.shard,
+          partitions: o.partitions,
+          ...(snap.rows !== undefined ? { expectedRows: snap.rows } : {}),
+          ...(o.rowsPerPartition !== undefined ? { rowsPerPartition: o.rowsPerPartition } : {}),
+          ...(o.thresholds ? { thresholds: o.thresholds } : {}),
+        });
+      } catch (err) {
+        // An invalid dump: unpack committed nothing (the shard's previous unpack of the day, if
+        // any, stays). The run ends invalid with the dump's report, so downstream blocks —
+        // retrying would read the same bytes.
+        const refused = refusedUnpackReport(err);
+        if (!refused) throw err;
+        ctx.report.absorb(refused);
+        return { report: ctx.report.finish() };
+      }
+      // The unpack's report counts recordsScanned (rows kept and rows dropped) and malformed.
       ctx.report.absorb(r.manifest.report);
-      for (const t of Object.values(r.manifest.tables)) {
-        ctx.report.count('recordsScanned', t.rows).count(
+      for (const t of Object.values(r.manifest.tables))
+        ctx.report.count(
           'bytesWritten',
           t.chunks.reduce((a, c) => a + c.bytes, 0),
         );
-      }
       const output: UnpackRef = {
         source: r.manifest.source,
         day: r.manifest.day,
