@@ -3,11 +3,13 @@
  * dump that is empty or cannot be read — or whose rows are systematically bad — is `invalid`:
  * refused loudly, never replacing a good unpack of that shard and day. Also: a real pg_dump of
  * a moray database (test/fixtures/moray-pg-dump) unpacks `ok`, the unpack job reports a refused
- * dump as an invalid run, and `remora unpack` exits non-zero. No PostgreSQL needed.
+ * dump as an invalid run, `remora unpack` exits non-zero, and a killed run's scratch directory
+ * is removed by the next run. No PostgreSQL needed.
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -16,6 +18,7 @@ import { LocalObjectStore } from '../src/objectstore/object-store.js';
 import { refusedUnpackReport, unpackDump, type UnpackResult } from '../src/dumps/unpack.js';
 import { readSourceManifest } from '../src/dumps/manifest.js';
 import { backupPath, entryObjectPath, UNPACKED_ROOT } from '../src/dumps/layout.js';
+import { removeStaleScratch, STALE_SCRATCH_MS } from '../src/dumps/chunk-run.js';
 import { partitionOf } from '../src/dumps/partition.js';
 import { escapeCopyField } from '../src/dumps/copy-text.js';
 import { isRemoraError, type RemoraError } from '../src/core/errors.js';
@@ -431,4 +434,65 @@ test('remora unpack of an invalid dump: exit 8 (MalformedInput), the fatal event
     /remora: MalformedInput: .* is invalid .*Nothing committed for cli\.moray on 2024-03-05/,
   );
   assert.equal(r.stdout, '');
+});
+
+test("scratch directories: a killed run's is removed by the next run, a live run's never", async () => {
+  const root = path.join(tmp, 'scratch', 'objects');
+  const store = new LocalObjectStore(root);
+  fs.mkdirSync(root, { recursive: true });
+  // A run in another process, alive: its directory must survive a cleanup.
+  const child = spawn(process.execPath, ['--import', 'tsx', 'test/helpers/chunk-run-child.ts', root], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const exited = once(child, 'exit');
+  try {
+    const [line] = (await once(child.stdout, 'data')) as [Buffer];
+    const killed = /^scratch (.+)$/m.exec(line.toString())![1]!;
+    assert.ok(fs.existsSync(path.join(killed, 'owner.json')));
+    assert.deepEqual(await removeStaleScratch(store), [], 'a live run keeps its directory');
+    assert.ok(fs.existsSync(killed));
+    child.kill('SIGKILL');
+    await exited;
+    assert.ok(fs.existsSync(killed), 'a killed run leaves its directory');
+
+    const old = new Date(Date.now() - STALE_SCRATCH_MS - 60_000);
+    const made = (name: string, owner?: object, mtime?: Date) => {
+      const dir = path.join(root, name);
+      fs.mkdirSync(path.join(dir, 'duckdb'), { recursive: true });
+      if (owner) fs.writeFileSync(path.join(dir, 'owner.json'), JSON.stringify(owner));
+      if (mtime) fs.utimesSync(owner ? path.join(dir, 'owner.json') : dir, mtime, mtime);
+      return dir;
+    };
+    const elsewhereOld = made('.tmp-chunkrun-a', { host: 'other-host', pid: 1, startedAt: '' }, old);
+    const elsewhereNew = made('.tmp-chunkrun-b', { host: 'other-host', pid: 1, startedAt: '' });
+    const legacyOld = made('.tmp-work-c', undefined, old);
+    const legacyNew = made('.tmp-work-d');
+    const ours = made('.tmp-chunkrun-e', { host: os.hostname(), pid: process.pid, startedAt: '' }, old);
+
+    // The next run cleans up before it starts, and says so.
+    const r = await unpackDump(
+      store,
+      [write(`scratch-${STAMP}`, plainDump([copyBlock('manta', [mrow('1', '/a/stor/1', 'o1')])]))],
+      {
+        shard: 'scratch.moray',
+        partitions: 1,
+      },
+    );
+    const e = event(r.manifest, 'stale_scratch_removed')!;
+    assert.equal(e.severity, 'info');
+    assert.equal(e.count, 3);
+    assert.equal(r.manifest.verdict, 'ok');
+    for (const gone of [killed, elsewhereOld, legacyOld]) assert.ok(!fs.existsSync(gone), gone);
+    for (const kept of [elsewhereNew, legacyNew, ours]) assert.ok(fs.existsSync(kept), kept);
+    // The run removed its own directory when it finished.
+    assert.deepEqual(
+      fs
+        .readdirSync(root)
+        .filter((n) => n.startsWith('.tmp-'))
+        .sort(),
+      ['.tmp-chunkrun-b', '.tmp-chunkrun-e', '.tmp-work-d'],
+    );
+  } finally {
+    child.kill('SIGKILL');
+  }
 });

@@ -13,7 +13,11 @@ import zlib from 'node:zlib';
 import { LocalObjectStore } from '../src/objectstore/object-store.js';
 import { unpackDump } from '../src/dumps/unpack.js';
 import { escapeCopyField } from '../src/dumps/copy-text.js';
-import { CopyRowScanner, partitionOfAsciiBytes } from '../src/dumps/copy-rows.js';
+import { CopyRowScanner, partitionOfAsciiBytes, unescapeCopyBytes } from '../src/dumps/copy-rows.js';
+import { unescapeCopyField } from '../src/dumps/copy-text.js';
+import { pickJsonFields } from '../src/dumps/json-fields.js';
+import { MAX_ROW_BYTES } from '../src/dumps/dump-reader.js';
+import { VALUE_FIELD_NAMES } from '../src/dumps/table-specs.js';
 import { partitionOf } from '../src/dumps/partition.js';
 import { LineBuffer, writeBufferBytes } from '../src/dumps/chunk-writer.js';
 import { readChunkRows, type ChunkRow } from './helpers/chunks.js';
@@ -98,8 +102,9 @@ function rows(): string[] {
         );
     }
   }
-  // Lines longer than read_csv's smallest buffer (2 MiB): the buffer follows the longest line,
-  // on the byte path (3 MB) and the decoding path (9 MB, with an escape; once over the old 8 MB cap).
+  // Rows over 1 MiB are large rows (chunk-writer.ts LARGE_ROW_BYTES): their long values read
+  // whole from files, their chunk of their own; 3 MB clean, 9 MB with an escape (once over the
+  // old 8 MB cap). Both ways must give the same chunks as every other row.
   for (const [i, pad, note] of [
     [3000, 3 << 20, ''],
     [3001, 9 << 20, 'a\\b'],
@@ -235,4 +240,210 @@ test('intermediate write buffers: bounded whatever P; lines longer than the buff
   buf.append(['a"b', null, 'c'.repeat(100)]);
   assert.deepEqual(buf.closeFile(), { rows: 1, longestLine: 111 });
   assert.equal(fs.readFileSync(files[1]!, 'utf8'), `"a""b",,"${'c'.repeat(100)}"\n`);
+});
+
+/** A seeded PRNG (mulberry32): the randomized checks below are the same on every run. */
+function prng(seed: number): () => number {
+  let a = seed;
+  return () => {
+    a = (a + 0x6d2b79f5) | 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+test('unescapeCopyBytes = the UTF-8 of unescapeCopyField, for every escape', () => {
+  const rnd = prng(17);
+  const alphabet = [
+    '\\',
+    'n',
+    't',
+    'x',
+    'a',
+    'F',
+    '0',
+    '7',
+    '8',
+    '3',
+    'N',
+    '"',
+    'é',
+    'b',
+    'v',
+    'r',
+    'f',
+    '日',
+    '😀',
+    'x4',
+  ];
+  for (let k = 0; k < 50_000; k++) {
+    let f = '';
+    for (let i = Math.floor(rnd() * 12); i > 0; i--) f += alphabet[Math.floor(rnd() * alphabet.length)];
+    if (f === '\\N') continue;
+    const line = Buffer.from(`a\t${f}\tb\\n`);
+    const got = unescapeCopyBytes(line, 2, 2 + Buffer.byteLength(f));
+    assert.deepEqual(got, Buffer.from(unescapeCopyField(f)!, 'utf8'), JSON.stringify(f));
+  }
+  const long = 'x\\\\y\\tz'.repeat(100_000);
+  assert.equal(unescapeCopyField(long), 'x\\y\tz'.repeat(100_000));
+});
+
+test('pickJsonFields = JSON.stringify of the fields JSON.parse gives (validity, duplicates, non-objects)', () => {
+  const reference = (text: string): string | null => {
+    let v: unknown;
+    try {
+      v = JSON.parse(text);
+    } catch {
+      return null;
+    }
+    if (v === null) return null;
+    if (typeof v !== 'object' || Array.isArray(v)) return '{}';
+    const o = v as Record<string, unknown>;
+    const out: Record<string, unknown> = {};
+    for (const f of VALUE_FIELD_NAMES) if (f in o) out[f] = o[f];
+    return JSON.stringify(out);
+  };
+  const check = (text: string) =>
+    assert.equal(pickJsonFields(Buffer.from(text), VALUE_FIELD_NAMES), reference(text), JSON.stringify(text));
+  const rnd = prng(5);
+  const pieces = [
+    '{',
+    '}',
+    '[',
+    ']',
+    '"',
+    '\\',
+    ':',
+    ',',
+    ' ',
+    '\n',
+    '\t',
+    '1',
+    '0',
+    '-',
+    '.',
+    'e',
+    '+',
+    'true',
+    'null',
+    'nul',
+    '"key"',
+    '"owner"',
+    '"a"',
+    '\\u00e9',
+    '\\u12',
+    'é',
+    '\u0001',
+    '"sharks"',
+    '/',
+  ];
+  let valid = 0;
+  for (let k = 0; k < 50_000; k++) {
+    let text = '';
+    for (let i = 1 + Math.floor(rnd() * 14); i > 0; i--) text += pieces[Math.floor(rnd() * pieces.length)];
+    check(text);
+    if (reference(text) !== null) valid++;
+  }
+  const names = [...VALUE_FIELD_NAMES, 'pad', 'zz'];
+  const doc = (d: number): unknown => {
+    const r = rnd();
+    if (d > 3 || r < 0.3) return [1, -2.5e3, 'q"\\\n\u0001é', true, false, null, 0][Math.floor(rnd() * 7)];
+    if (r < 0.6) return Array.from({ length: Math.floor(rnd() * 4) }, () => doc(d + 1));
+    return Object.fromEntries(
+      Array.from({ length: Math.floor(rnd() * 5) }, () => [
+        names[Math.floor(rnd() * names.length)]!,
+        doc(d + 1),
+      ]),
+    );
+  };
+  for (let k = 0; k < 20_000; k++) {
+    const text = JSON.stringify(doc(0), null, rnd() < 0.5 ? 0 : 2);
+    check(text);
+    const cut = Math.floor(rnd() * text.length);
+    check(text.slice(0, cut) + text.slice(cut + 1));
+  }
+  assert.ok(valid > 1000, `${valid} valid random documents`);
+  check('{"key":"a","owner":"o","key":"b"}');
+  check(`{"key":"k","pad":${'['.repeat(100_000)}${']'.repeat(100_000)}}`);
+  check('['.repeat(200_000));
+});
+
+test('a 20 MB row unpacks (DuckDB within its memory limit: it ran out before), both ways; a row over MAX_ROW_BYTES is refused alone', async () => {
+  const MB = 1 << 20;
+  const base = rows()
+    .filter((_, i) => i % 10 !== 6 && i % 10 !== 5)
+    .slice(0, 2000);
+  const big = (i: number, pad: number, note: string) => {
+    const id = `2b9f6d3a-7f3c-4f0e-9d1e-${i.toString(16).padStart(12, '0')}`;
+    const key = `/4ebc3ff1-dd83-40a6-bc38-000000000001/stor/huge/o${i}`;
+    const value = JSON.stringify({
+      key,
+      objectId: id,
+      owner: 'o',
+      type: 'object',
+      note,
+      pad: 'z'.repeat(pad),
+    });
+    return {
+      key,
+      id,
+      value,
+      line: [String(i), null, key, value, 'FFFFFFFF', '5', '6', id].map(escapeCopyField).join('\t'),
+    };
+  };
+  const clean = big(5000, 20 * MB, 'plain');
+  const escaped = big(5001, 20 * MB, 'tab\there "quoted"');
+  const tooBig = big(5002, MAX_ROW_BYTES, 'over');
+  const text = [
+    '-- remora-snapshot-time: 2024-03-05T06:07:08.000Z',
+    `COPY public.manta (${COLS.join(', ')}) FROM stdin;`,
+    ...base.slice(0, 1000),
+    clean.line,
+    tooBig.line,
+    escaped.line,
+    ...base.slice(1000),
+    '\\.',
+    '',
+    '-- PostgreSQL database dump complete',
+    '',
+  ].join('\n');
+  const file = path.join(tmp, 'moray-2024-03-05-06-07-11');
+  fs.writeFileSync(file, text);
+  const store = new LocalObjectStore(path.join(tmp, 'huge'));
+  for (const entryObjects of [false, true]) {
+    const r = await unpackDump(store, [file], { shard: 'huge.moray', partitions: 4, entryObjects });
+    assert.equal(r.manifest.tables.manta!.rows, 2002, `entryObjects ${entryObjects}`);
+    const refused = Object.values(r.manifest.report.events).find((e) => e.kind === 'row_too_large')!;
+    assert.equal(refused.severity, 'error');
+    assert.equal(refused.count, 1);
+    assert.match(
+      String(refused.examples[0]),
+      new RegExp(`manta row of ${tooBig.line.length} bytes, .*_key ${tooBig.key}$`),
+    );
+    assert.equal(r.manifest.report.counters.malformed, 1, JSON.stringify(r.manifest.report.events));
+    assert.equal(r.manifest.verdict, 'degraded');
+    const large = r.manifest.tables.manta!.chunks.filter((c) => c.path.endsWith('-large.parquet'));
+    assert.deepEqual(
+      large.map((c) => c.rows).reduce((a, b) => a + b, 0),
+      2,
+    );
+    const got = await readChunkRows(
+      store,
+      large.map((c) => c.path),
+    );
+    for (const want of [clean, escaped]) {
+      const row = got.find((x) => x._key === want.key)!;
+      assert.equal(row._value, want.value);
+      assert.deepEqual(
+        [row.key, row.objectId, row.owner, row.type, row.value_ok],
+        [want.key, want.id, 'o', 'object', true],
+      );
+      assert.deepEqual(
+        [row._id, row._mtime, row._vnode, row._etag],
+        [want.line.split('\t')[0], '5', '6', 'FFFFFFFF'],
+      );
+      assert.equal(large.find((c) => c.partition === partitionOf(want.id, 4))?.rows !== undefined, true);
+    }
+  }
 });
