@@ -132,7 +132,9 @@ export async function unpackDump(
     let tables: Record<string, TableManifest> = {};
     if (readable) {
       tables = await router.finish();
+      const checked = report.phase('duplicateKeys');
       await reportDuplicateKeys(ctx, router);
+      checked();
     }
     const built = report.finish();
     const previous = await readSourceManifest(store, day, source);
