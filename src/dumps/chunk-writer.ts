@@ -287,9 +287,10 @@ export class PartitionedChunkWriter {
       s = e + 1;
     }
     if (fields.length !== raw.width) return false;
-    // The row as strings wherever it is short (keys, numbers): for the integer check and the partition.
+    // The row as strings wherever it is short (keys, numbers), for the integer check and the
+    // partition; a long value only by its start (an integer column that long is no integer).
     const values = fields.map((f) =>
-      f === null ? null : f.length <= INLINE_VALUE_CHARS ? f.toString('utf8') : '',
+      f === null ? null : f.toString('utf8', 0, f.length <= INLINE_VALUE_CHARS ? f.length : 100),
     );
     for (const k of [raw.key, raw.fallbackKey])
       if (k >= 0 && fields[k] && fields[k].length > INLINE_VALUE_CHARS)

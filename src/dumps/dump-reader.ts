@@ -64,7 +64,7 @@ const DOT = 0x2e;
  * alone (`row_too_large`, malformed, with its key): only its first OVERSIZED_HEAD_BYTES are kept
  * while the rest is skipped, so no input — not even one without any newline — is assembled in
  * memory. Rows up to this size convert within the unpack's memory bound (docs/dumps.md "How it
- * runs, and memory": a row whose `_value` is over LARGE_VALUE_BYTES is parsed by Node, not DuckDB).
+ * runs, and memory": rows over chunk-writer.ts LARGE_ROW_BYTES take their own path).
  */
 export const MAX_ROW_BYTES = 32 << 20;
 const OVERSIZED_HEAD_BYTES = 64 << 10;
