@@ -447,3 +447,50 @@ test('a 20 MB row unpacks (DuckDB within its memory limit: it ran out before), b
     }
   }
 });
+
+test('several large rows in one partition: converted in batches of ~8 MB, each its own chunk, all rows kept', async () => {
+  const MB = 1 << 20;
+  const id = '3b9f6d3a-7f3c-4f0e-9d1e-000000000001'; // one objectId: one partition
+  const lines = [0, 1, 2].map((i) => {
+    const key = `/4ebc3ff1-dd83-40a6-bc38-000000000001/stor/link${i}`;
+    const value = JSON.stringify({
+      key,
+      objectId: id,
+      owner: 'o',
+      type: 'object',
+      pad: String(i).repeat(5 * MB),
+    });
+    return [String(i), null, key, value, 'EEEEEEEE', '1', '2', id].map(escapeCopyField).join('\t');
+  });
+  const file = path.join(tmp, 'moray-2024-03-05-06-07-12');
+  fs.writeFileSync(
+    file,
+    [
+      '-- remora-snapshot-time: 2024-03-05T06:07:08.000Z',
+      `COPY public.manta (${COLS.join(', ')}) FROM stdin;`,
+      ...lines,
+      '\\.',
+      '',
+      '-- PostgreSQL database dump complete',
+      '',
+    ].join('\n'),
+  );
+  const store = new LocalObjectStore(path.join(tmp, 'batches'));
+  const r = await unpackDump(store, [file], { shard: 'batches.moray', partitions: 4 });
+  assert.equal(r.manifest.verdict, 'ok', JSON.stringify(r.manifest.report.events));
+  const chunks = r.manifest.tables.manta!.chunks;
+  assert.deepEqual(
+    chunks.map((c) => [c.partition, c.path.slice(c.path.lastIndexOf('/') + 1), c.rows]),
+    [0, 1, 2].map((b) => [
+      partitionOf(id, 4),
+      `p000${partitionOf(id, 4)}-000-large${b === 0 ? '' : b}.parquet`,
+      1,
+    ]),
+  );
+  const rows = await readChunkRows(
+    store,
+    chunks.map((c) => c.path),
+  );
+  // No escapes in these values: the dump's field is the value.
+  assert.deepEqual(rows.map((x) => x._value).sort(), lines.map((l) => l.split('\t')[3]).sort());
+});

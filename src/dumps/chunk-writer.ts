@@ -96,13 +96,25 @@ export const LARGE_ROW_BYTES = 1 << 20;
 /** In a large row, values longer than this go to a file of their own; shorter ones are literals. */
 const INLINE_VALUE_CHARS = 64 << 10;
 /**
- * The large rows of one segment, together: past this the segment is closed at the next drain,
- * so one conversion reads at most this plus one row (MAX_ROW_BYTES) of large values.
+ * The large rows of one segment, together: past this the segment is closed at the next drain
+ * (its intermediate files and value files do not pile up: a segment is counted in rows, sized for
+ * ~1 KB rows).
  */
 const LARGE_SEGMENT_BYTES = 32 << 20;
+/**
+ * A partition's large rows are converted in batches of at most this many bytes (one row of up
+ * to MAX_ROW_BYTES alone), each its own chunk: DuckDB holds every row of a conversion at once,
+ * so several 20 MB rows in one partition would add up.
+ */
+const LARGE_BATCH_BYTES = 8 << 20;
 
 /** A large row's value: as it is, or the file holding it. */
 type LargeCell = string | null | { file: string };
+/** A large row: its cells, and its size (characters of its values; about bytes). */
+interface LargeRow {
+  cells: LargeCell[];
+  bytes: number;
+}
 
 /** A CSV field's bytes, exactly: quotes, UTF-8, doubled quotes (for long values only). */
 function csvFieldBytes(v: string): number {
@@ -123,7 +135,7 @@ interface SegmentFiles {
   csv: SegmentFile;
   tsv: SegmentFile;
   /** Large rows of the partition in this segment (LARGE_ROW_BYTES). */
-  large: LargeCell[][];
+  large: LargeRow[];
 }
 
 /**
@@ -214,7 +226,7 @@ export class PartitionedChunkWriter {
   /** Per partition: decoded rows as CSV, clean COPY rows as they are (TSV), and large rows. */
   private readonly buffers: LineBuffer[] = [];
   private readonly rawBuffers: LineBuffer[] = [];
-  private largeRows: LargeCell[][][] = [];
+  private largeRows: LargeRow[][] = [];
   private readonly scanner: CopyRowScanner | undefined;
   private pending: Promise<void> = Promise.resolve();
   readonly chunks: ChunkInfo[] = [];
@@ -307,7 +319,7 @@ export class PartitionedChunkWriter {
       const v = fields[raw.project[vf.valueColumn]!];
       cells.push(v ? pickJsonFields(v, vf.names) : null);
     }
-    this.largeRows[p]!.push(cells);
+    this.largeRows[p]!.push({ cells, bytes: end - start });
     this.segmentLargeBytes += end - start;
     this.segmentRowCount++;
     this.rows++;
@@ -322,7 +334,7 @@ export class PartitionedChunkWriter {
     let chars = 0;
     for (const v of row) chars += v?.length ?? 0;
     if (chars > LARGE_ROW_BYTES) {
-      this.largeRows[p]!.push(this.largeRow(row));
+      this.largeRows[p]!.push({ cells: this.largeRow(row), bytes: chars });
       this.segmentLargeBytes += chars;
     } else this.buffers[p]!.append(row);
     this.segmentRowCount++;
@@ -455,10 +467,10 @@ export class PartitionedChunkWriter {
   }
 
   /** The large rows of a partition of a segment: one SELECT each, long values read whole from their files. */
-  private largeSource(rows: LargeCell[][]): string {
+  private largeSource(rows: LargeRow[]): string {
     const names = this.spec.valueFields ? [...this.spec.csvColumns, '_fields'] : this.spec.csvColumns;
     const selects = rows.map((row) => {
-      const cells = row.map((c, i) => {
+      const cells = row.cells.map((c, i) => {
         const sql =
           c === null
             ? 'NULL::VARCHAR'
@@ -490,19 +502,34 @@ export class PartitionedChunkWriter {
   }
 
   /**
-   * A partition's large rows (LARGE_ROW_BYTES) become a chunk of their own (`…-large.parquet`),
-   * converted with no other conversion running: DuckDB holds ~5x a long value while it writes it
-   * (read_text, the row, the Parquet page), next to nothing else.
+   * A partition's large rows (LARGE_ROW_BYTES) become chunks of their own (`…-large.parquet`,
+   * then `-large1`, … for each further batch of LARGE_BATCH_BYTES), each converted with no other
+   * conversion running: DuckDB holds ~5x a long value while it writes it (read_text, the row, the
+   * Parquet page), next to nothing else.
    */
-  private async convertLargeRows(segment: number, p: number, rows: LargeCell[][]): Promise<void> {
-    const out = path.join(this.ctx.workDir, `${this.spec.table}-s${segment}-p${p}-large.parquet`);
-    const sql = this.spec.select(this.largeSource(rows), this.ctx.source);
-    await this.ctx.withDuck((conn) => conn.run(`COPY (${sql}) TO ${sqlString(out)} (${PARQUET_OPTIONS})`), {
-      exclusive: true,
-    });
-    for (const row of rows)
-      for (const c of row) if (c && typeof c === 'object') await fs.promises.rm(c.file, { force: true });
-    await this.adoptChunk(out, p, segment, rows.length, '-large');
+  private async convertLargeRows(segment: number, p: number, rows: LargeRow[]): Promise<void> {
+    const batches: LargeRow[][] = [];
+    let bytes = Infinity;
+    for (const row of rows) {
+      if (bytes + row.bytes > LARGE_BATCH_BYTES) {
+        batches.push([]);
+        bytes = 0;
+      }
+      batches[batches.length - 1]!.push(row);
+      bytes += row.bytes;
+    }
+    for (const [b, batch] of batches.entries()) {
+      const suffix = `-large${b === 0 ? '' : b}`;
+      const out = path.join(this.ctx.workDir, `${this.spec.table}-s${segment}-p${p}${suffix}.parquet`);
+      const sql = this.spec.select(this.largeSource(batch), this.ctx.source);
+      await this.ctx.withDuck((conn) => conn.run(`COPY (${sql}) TO ${sqlString(out)} (${PARQUET_OPTIONS})`), {
+        exclusive: true,
+      });
+      for (const row of batch)
+        for (const c of row.cells)
+          if (c && typeof c === 'object') await fs.promises.rm(c.file, { force: true });
+      await this.adoptChunk(out, p, segment, batch.length, suffix);
+    }
   }
 
   private async adoptChunk(

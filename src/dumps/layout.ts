@@ -5,7 +5,7 @@
  *   /poseidon/stor/manatee_backups/<shard>/YYYY/MM/DD/HH/<table>-YYYY-MM-DD-HH-MM-SS.gz  optional {"entry"} objects (§2.2)
  *   /poseidon/stor/mako/<manta_storage_id>                                             node listing (§2.4)
  *   /poseidon/stor/remora/unpacked/YYYY/MM/DD/<source>/manifest.json                   commit pointer of one source
- *   /poseidon/stor/remora/unpacked/YYYY/MM/DD/<source>/<runId>/<table>/pPPPP-SSS[-large].parquet chunks
+ *   /poseidon/stor/remora/unpacked/YYYY/MM/DD/<source>/<runId>/<table>/pPPPP-SSS[-largeN].parquet chunks
  *
  * `<source>` is a shard name (`2.moray.remora.local`) or a storage node id (`1.stor.dc1.remora.local`);
  * the day is the UTC day of the source's snapshot instant (or listing start).
@@ -59,7 +59,7 @@ export function chunkPath(
   table: string,
   partition: number,
   segment: number,
-  /** `-large`: the segment's large rows of the partition (chunk-writer.ts LARGE_ROW_BYTES). */
+  /** `-large`, `-large1`, …: the segment's large rows of the partition (chunk-writer.ts LARGE_ROW_BYTES). */
   suffix = '',
 ): string {
   return `${unpackedDayDir(day)}/${source}/${runId}/${table}/p${pad(partition, 4)}-${pad(segment, 3)}${suffix}.parquet`;
