@@ -19,7 +19,7 @@ import type { PipelineSettings } from '../pipeline/settings.js';
 export function defaultJobs(s: PipelineSettings): JobDefinition[] {
   return [
     snapshotJob,
-    unpackJob({ partitions: s.partitions, rowsPerPartition: s.rowsPerPartition }),
+    unpackJob({ partitions: s.partitions, rowsPerPartition: s.rowsPerPartition, thresholds: s.thresholds }),
     storageMeteringJob({ reportRetentionDays: s.reportRetentionDays }),
     gcJob(gcOptions(s)),
   ];
