@@ -110,7 +110,10 @@ export function registerDeploymentCommands(program: Command): void {
           printTable(
             (await summarizeNodes(tier)).map((n) => ({
               ...n,
-              url: s.storageNodes[n.node]?.url ?? '(down)',
+              url:
+                s.storageNodes[n.node]?.running === false
+                  ? `${s.storageNodes[n.node]!.url} (stopped)`
+                  : (s.storageNodes[n.node]?.url ?? '(down)'),
               bytes: formatBytes(n.bytes),
             })),
           );

@@ -6,6 +6,7 @@ import type { Command } from 'commander';
 import { systemClock } from '../core/clock.js';
 import type { RemoraConfig } from '../config/config.js';
 import { readDeploymentState, withMetadata } from '../deployment/context.js';
+import { controlStorageNode, type NodeAction } from '../deployment/control.js';
 import {
   disableWrites,
   enableWrites,
@@ -30,7 +31,39 @@ function nodeById(config: RemoraConfig, id: string): { id: string; datacenter: s
 export function registerStorageCommands(program: Command): void {
   const storage = program
     .command('storage')
-    .description('Storage nodes (makos): show capacity and heartbeat, disable or enable writes');
+    .description(
+      'Storage nodes (makos): show capacity and heartbeat, disable or enable writes, stop or start one node of a running deployment',
+    );
+
+  const stopStart = (act: NodeAction, description: string) =>
+    storage
+      .command(act)
+      .description(description)
+      .argument('<id>', 'manta_storage_id, e.g. 1.stor.dc1.remora.local')
+      .action(
+        action(async (id: string, _opts: unknown, cmd: Command) => {
+          const config = configFrom(cmd);
+          nodeById(config, id);
+          const s = await controlStorageNode(config, id, act);
+          process.stdout.write(
+            s.state === 'running'
+              ? `storage node "${id}": running at ${s.url ?? '?'}, heartbeat ${s.heartbeat ? 'beating' : 'paused'}\n`
+              : `storage node "${id}": stopped (its address ${s.url ?? '?'} refuses connections; files kept)\n`,
+          );
+        }),
+      );
+  stopStart(
+    'stop',
+    'Stop one storage node of the deployment running on this state directory (`remora up`), as if it ' +
+      'died: its HTTP server and its heartbeat stop, its files stay. Front doors read other copies and, ' +
+      'once its record is older than the picker lag, place no copy on it. Asks the `up` process through ' +
+      'its control endpoint on 127.0.0.1 (controlUrl in deployment.json), with the operator token.',
+  );
+  stopStart(
+    'start',
+    'Start a storage node stopped with `remora storage stop` again: same port, same root, so its files ' +
+      'and address survive; its heartbeat beats at once.',
+  );
 
   storage
     .command('disable-writes')

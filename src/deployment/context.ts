@@ -25,8 +25,13 @@ export interface DeploymentState {
   startedAt: string;
   postgresUrl: string;
   frontdoorUrl: string;
-  /** manta_storage_id → base URL of that storage node's HTTP server. */
-  storageNodes: Record<string, { url: string; datacenter: string; root: string }>;
+  /** The operator's control endpoint (`remora storage stop|start`; control.ts). */
+  controlUrl?: string;
+  /**
+   * manta_storage_id → base URL of that storage node's HTTP server. A node stopped with
+   * `remora storage stop` keeps its entry (and its address) with `running: false`.
+   */
+  storageNodes: Record<string, { url: string; datacenter: string; root: string; running?: boolean }>;
   operatorToken: string;
 }
 

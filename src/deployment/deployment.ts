@@ -21,6 +21,7 @@ import { AuditLog } from '../frontdoor/audit-log.js';
 import { accountByLogin, createAccount, OPERATOR_LOGIN } from '../frontdoor/accounts.js';
 import { FrontDoorClient } from '../frontdoor/client.js';
 import { publishFinishedHours } from './audit-publisher.js';
+import { ControlServer, type NodeControlStatus, type NodeController } from './control.js';
 import {
   type DeploymentState,
   deploymentStatePath,
@@ -52,16 +53,22 @@ export function auditLogDir(config: RemoraConfig): string {
 /** How often finished hours of the audit log are published (muskie uploaded hourly). */
 const LOG_PUBLISH_INTERVAL_MS = 60_000;
 
-export class Deployment {
+export class Deployment implements NodeController {
   private logTimer: NodeJS.Timeout | undefined;
+  /** The running storage nodes (a stopped node is not here; its address is kept, see stopNode). */
   readonly nodes = new Map<string, StorageNode>();
+  /** The beating heartbeats (none for a stopped node or a paused heartbeat). */
   readonly heartbeats = new Map<string, Heartbeat>();
   /** The client of this deployment's storage nodes, with their internal credential. */
   readonly storage: StorageClient;
   private frontdoor: FrontDoorServer | undefined;
+  private control: ControlServer | undefined;
   service!: ObjectService;
   frontdoorUrl = '';
   operatorToken = '';
+  /** The operator's control endpoint (`remora storage stop|start`; src/deployment/control.ts). */
+  controlUrl = '';
+  private readonly startedAt = new Date().toISOString();
 
   private constructor(
     readonly config: RemoraConfig,
@@ -129,6 +136,8 @@ export class Deployment {
     this.frontdoorUrl = await this.frontdoor.listen(this.opts.frontdoorPort ?? this.config.frontdoor.port);
     this.operatorToken = await this.ensureOperator();
     log(`front door: ${this.frontdoorUrl}`);
+    this.control = await ControlServer.start(this, this.operatorToken);
+    this.controlUrl = this.control.url;
     this.logTimer = setInterval(
       () => void this.publishLogs().catch((e: unknown) => log(`audit log publish: ${String(e)}`)),
       LOG_PUBLISH_INTERVAL_MS,
@@ -137,49 +146,129 @@ export class Deployment {
     if (this.opts.writeState !== false) this.writeState();
   }
 
-  /** Addresses of nodes stopped on purpose (tests): requests to them are refused, as to a dead node. */
+  /**
+   * Addresses of stopped nodes: a stopped node keeps its address, so requests to it are refused
+   * as to a dead node, and it comes back on the same port.
+   */
   private readonly stoppedNodeUrls = new Map<string, string>();
+  /** One stop/start at a time per node (the control endpoint may get two at once). */
+  private readonly nodeOps = new Map<string, Promise<unknown>>();
 
-  async startNode(id: string): Promise<StorageNode> {
-    const n = this.config.storage.nodes.find((x) => x.id === id);
-    if (!n) throw new RemoraError('UsageError', `unknown storage node ${id}`);
-    const prevPort = this.stoppedNodeUrls.get(id);
-    const node = await StorageNode.start({
-      id: n.id,
-      datacenter: n.datacenter,
-      root: storageRoot(this.config, n.id),
-      internalToken: this.internalToken,
-      ...(n.capacityMB !== undefined ? { capacityMB: n.capacityMB } : {}),
-      ...(prevPort ? { port: Number(new URL(prevPort).port) } : {}),
-      ...(this.opts.clock ? { clock: this.opts.clock } : {}),
-    });
-    this.stoppedNodeUrls.delete(id);
-    this.nodes.set(id, node);
-    this.heartbeats.set(
-      id,
-      Heartbeat.start({
-        tier: this.tier,
-        id: n.id,
-        datacenter: n.datacenter,
-        capacity: node.capacity,
-        url: node.url,
-        intervalMs: this.config.storage.heartbeatIntervalMs,
-        ...(this.opts.clock ? { clock: this.opts.clock } : {}),
-        onError: (e) => (this.opts.log ?? (() => {}))(`heartbeat ${n.id}: ${e.message}`),
-      }),
-    );
-    return node;
+  private serialized<T>(id: string, fn: () => Promise<T>): Promise<T> {
+    const next = (this.nodeOps.get(id) ?? Promise.resolve()).catch(() => undefined).then(fn);
+    this.nodeOps.set(id, next);
+    return next;
   }
 
-  /** Stop one node (its server and heartbeat), as if it died. */
-  async stopNode(id: string): Promise<void> {
-    const node = this.nodes.get(id);
-    if (!node) return;
-    await this.heartbeats.get(id)?.stop();
+  private nodeConfig(id: string) {
+    const n = this.config.storage.nodes.find((x) => x.id === id);
+    if (!n) throw new RemoraError('UsageError', `unknown storage node ${id}`);
+    return n;
+  }
+
+  /**
+   * Start one node: its HTTP server on its root and its heartbeat (first beat at once). A node
+   * stopped by stopNode comes back on the same port, with its files. Starting a running node
+   * changes nothing. Refused with PortInUse when another process took the port meanwhile.
+   */
+  startNode(id: string): Promise<StorageNode> {
+    return this.serialized(id, async () => {
+      const n = this.nodeConfig(id);
+      const running = this.nodes.get(id);
+      if (running) return running;
+      const prevUrl = this.stoppedNodeUrls.get(id);
+      const node = await StorageNode.start({
+        id: n.id,
+        datacenter: n.datacenter,
+        root: storageRoot(this.config, n.id),
+        internalToken: this.internalToken,
+        ...(n.capacityMB !== undefined ? { capacityMB: n.capacityMB } : {}),
+        ...(prevUrl ? { port: Number(new URL(prevUrl).port) } : {}),
+        ...(this.opts.clock ? { clock: this.opts.clock } : {}),
+      });
+      this.stoppedNodeUrls.delete(id);
+      this.nodes.set(id, node);
+      this.beginHeartbeat(id);
+      this.stateChanged();
+      return node;
+    });
+  }
+
+  /**
+   * Stop one node, as if it died: its heartbeat stops (its record goes stale after the picker's
+   * lag), then its server closes every connection (uploads in flight remove their temp files).
+   * Its files stay. Stopping a stopped node changes nothing.
+   */
+  stopNode(id: string): Promise<void> {
+    return this.serialized(id, async () => {
+      this.nodeConfig(id);
+      const node = this.nodes.get(id);
+      if (!node) return;
+      await this.endHeartbeat(id);
+      await node.close();
+      this.nodes.delete(id);
+      this.stoppedNodeUrls.set(id, node.url);
+      this.stateChanged();
+    });
+  }
+
+  /**
+   * Stop only the heartbeat of a running node: it keeps serving, but its `manta_storage` record
+   * ages, so after the picker's lag no front door places copies on it and no rebalance plan
+   * chooses it (what a stuck minnow did). `resumeHeartbeat` starts it again.
+   */
+  pauseHeartbeat(id: string): Promise<void> {
+    return this.serialized(id, () => {
+      this.nodeConfig(id);
+      return this.endHeartbeat(id);
+    });
+  }
+
+  /** Start the heartbeat of a running node again (a beat at once); nothing for a stopped node. */
+  resumeHeartbeat(id: string): Promise<void> {
+    return this.serialized(id, async () => {
+      this.nodeConfig(id);
+      if (this.nodes.has(id) && !this.heartbeats.has(id)) await this.beginHeartbeat(id).idle();
+    });
+  }
+
+  /** Every configured node: running or stopped, its address, whether its heartbeat beats. */
+  nodeStatus(): NodeControlStatus[] {
+    return this.config.storage.nodes.map((n) => ({
+      id: n.id,
+      datacenter: n.datacenter,
+      url: this.nodes.get(n.id)?.url ?? this.stoppedNodeUrls.get(n.id),
+      state: this.nodes.has(n.id) ? 'running' : 'stopped',
+      heartbeat: this.heartbeats.has(n.id),
+    }));
+  }
+
+  private beginHeartbeat(id: string): Heartbeat {
+    const n = this.nodeConfig(id);
+    const node = this.nodes.get(id)!;
+    const hb = Heartbeat.start({
+      tier: this.tier,
+      id: n.id,
+      datacenter: n.datacenter,
+      capacity: node.capacity,
+      url: node.url,
+      intervalMs: this.config.storage.heartbeatIntervalMs,
+      ...(this.opts.clock ? { clock: this.opts.clock } : {}),
+      onError: (e) => (this.opts.log ?? (() => {}))(`heartbeat ${n.id}: ${e.message}`),
+    });
+    this.heartbeats.set(id, hb);
+    return hb;
+  }
+
+  private async endHeartbeat(id: string): Promise<void> {
+    const hb = this.heartbeats.get(id);
     this.heartbeats.delete(id);
-    await node.close();
-    this.nodes.delete(id);
-    this.stoppedNodeUrls.set(id, node.url);
+    await hb?.stop();
+  }
+
+  /** Keep deployment.json's view of the nodes current once the deployment is up. */
+  private stateChanged(): void {
+    if (this.frontdoorUrl && this.opts.writeState !== false) this.writeState();
   }
 
   private async ensureOperator(): Promise<string> {
@@ -207,13 +296,20 @@ export class Deployment {
 
   state(): DeploymentState {
     const storageNodes: DeploymentState['storageNodes'] = {};
-    for (const [id, n] of this.nodes)
-      storageNodes[id] = { url: n.url, datacenter: n.datacenter, root: n.root };
+    for (const n of this.nodeStatus())
+      if (n.url)
+        storageNodes[n.id] = {
+          url: n.url,
+          datacenter: n.datacenter,
+          root: storageRoot(this.config, n.id),
+          running: n.state === 'running',
+        };
     return {
       pid: process.pid,
-      startedAt: new Date().toISOString(),
+      startedAt: this.startedAt,
       postgresUrl: this.postgresUrl,
       frontdoorUrl: this.frontdoorUrl,
+      controlUrl: this.controlUrl,
       storageNodes,
       operatorToken: this.operatorToken,
     };
@@ -243,6 +339,7 @@ export class Deployment {
 
   async close(): Promise<void> {
     if (this.logTimer) clearInterval(this.logTimer);
+    await this.control?.close();
     // Logs published through the front door go before it closes; to a local directory, after
     // (so they hold the requests that finished while it closed).
     const viaFrontDoor = this.config.objectStore.backend === 'frontdoor';
