@@ -523,7 +523,7 @@ export async function runChaosDay(o: ChaosOptions): Promise<ChaosResult> {
             : undefined,
         ]).then(
           () => undefined,
-          (err: unknown) => err,
+          (err: unknown) => toRemoraError(err),
         );
         let latest = await driveDay(rt, coordinator, day, log);
         const injectError = await injected;
@@ -640,7 +640,7 @@ export async function runChaosDay(o: ChaosOptions): Promise<ChaosResult> {
       ]);
     })().then(
       () => undefined,
-      (err: unknown) => err,
+      (err: unknown) => toRemoraError(err),
     );
     await runToEnd(runUrl);
     const rebalanceFaultError = await rebalanceFaults;
