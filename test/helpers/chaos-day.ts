@@ -39,6 +39,7 @@ import { startEmbeddedPostgres, type RunningPostgres } from '../../src/metadata/
 import type { MantaObjectValue } from '../../src/metadata/types.js';
 import { disableWrites } from '../../src/storage/storage-admin.js';
 import { TOMBSTONE_DIR } from '../../src/storage/storage-paths.js';
+import { NodeDirectory } from '../../src/storage/node-directory.js';
 import { runWorkload, type WorkloadSummary } from '../../src/workload/driver.js';
 import { DEFAULT_SPEC, type WorkloadSpec } from '../../src/workload/generator.js';
 import { withDailyPipeline } from '../../src/jobs/catalog.js';
@@ -681,7 +682,12 @@ export async function runChaosDay(o: ChaosOptions): Promise<ChaosResult> {
       log(`retry ${round}: re-planned ${JSON.stringify(rp.counts)}`);
       await runToEnd(realUrl);
       if (round === 1) await d.resumeHeartbeat(staleNode!);
-      const v = await verifyEvacuated(deps, schedule.evacuate);
+      // As `remora rebalance verify` finds nodes: configuration, else their heartbeat records.
+      const directory = await NodeDirectory.load(config.storage.nodes, d.tier);
+      const v = await verifyEvacuated(
+        { tier: d.tier, storage: d.storage, nodes: directory },
+        schedule.evacuate,
+      );
       rb.safe = v.safe;
       rb.verdict = v.verdict;
       log(`verify: ${v.verdict}`);
