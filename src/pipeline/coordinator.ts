@@ -30,7 +30,13 @@ import {
   transitionRun,
   type RunRow,
 } from './runs.repository.js';
-import { insertTasks, reapLostAttempts, taskProgress, tasksOfRun } from './tasks.repository.js';
+import {
+  insertTasks,
+  orphanedEngineLocks,
+  reapLostAttempts,
+  taskProgress,
+  tasksOfRun,
+} from './tasks.repository.js';
 
 const COORDINATOR_LOCK = 'remora_pipeline_coordinator';
 export const DEFAULT_MAX_ATTEMPTS = 5;
@@ -83,9 +89,12 @@ export class Coordinator {
 
   async reap(): Promise<void> {
     const lost = await reapLostAttempts(this.rt.control, this.rt.settings.staleAfterMs);
-    if (lost.length === 0) return;
+    const orphans = await orphanedEngineLocks(this.rt.control, this.rt.settings.staleAfterMs);
+    if (lost.length === 0 && orphans.length === 0) return;
     this.engine ??= await EngineUtils.open(this.rt.controlUrl, (l) => this.log(l));
-    const workers = [...new Set(lost.map((l) => l.engineWorker).filter((w): w is string => !!w))];
+    const workers = [
+      ...new Set([...lost.map((l) => l.engineWorker), ...orphans.map((o) => o.engineWorker)]),
+    ].filter((w): w is string => !!w);
     await this.engine.forceUnlock(workers);
     for (const l of lost) {
       this.rt.metrics.tasks.inc({ job: 'unknown', outcome: 'lost' });
@@ -93,6 +102,10 @@ export class Coordinator {
         `attempt ${l.attemptId} lost (worker ${l.engineWorker ?? '?'} stopped heartbeating); task released`,
       );
     }
+    for (const o of orphans)
+      this.log(
+        `task ${o.taskId} locked by worker ${o.engineWorker} with no running attempt (it stopped before recording one, or before recording the end); task released`,
+      );
   }
 
   private async tryStart(run: RunRow): Promise<void> {

@@ -29,6 +29,9 @@ export const ENGINE_SCHEMA = 'remora_graphile_worker';
 /** The one engine task identifier: its payload names a row of remora_pipeline.tasks. */
 export const TASK_IDENTIFIER = 'remora_pipeline_task';
 
+/** An engine job's key is this prefix and the id of its row in remora_pipeline.tasks. */
+export const TASK_JOB_KEY_PREFIX = 'remora-task-';
+
 export interface TaskPayload {
   taskId: number;
 }
@@ -58,7 +61,7 @@ export async function enqueueTask(tx: Queryable, taskId: number, maxAttempts: nu
     TASK_IDENTIFIER,
     JSON.stringify({ taskId } satisfies TaskPayload),
     maxAttempts,
-    `remora-task-${taskId}`,
+    `${TASK_JOB_KEY_PREFIX}${taskId}`,
   ]);
 }
 
@@ -104,6 +107,12 @@ export async function startEngineWorker(o: EngineWorkerOptions): Promise<Runner>
     pollInterval: o.pollIntervalMs,
     noHandleSignals: true,
     logger: quietLogger(o.log),
+    // Batched (even with no delay), a completeJob/failJob that cannot reach PostgreSQL is handled:
+    // logged, and this runner shuts down (PipelineWorker starts another). Unbatched, 0.17.3
+    // leaves that promise unhandled, and the process dies with a raw stack trace: a task that
+    // ended while PostgreSQL restarted killed its `remora worker` (found by the chaos day). The
+    // job it could not record stays locked; the reaper releases it (tasks.repository.ts).
+    preset: { worker: { completeJobBatchDelay: 0, failJobBatchDelay: 0 } },
     taskList: {
       [TASK_IDENTIFIER]: async (payload, helpers) => o.handle(payload as TaskPayload, helpers),
     },

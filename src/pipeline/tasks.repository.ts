@@ -8,6 +8,7 @@
 import type { Queryable } from '../metadata/moray.repository.js';
 import type { RunReport } from '../core/run-report.js';
 import { SCHEMA } from './runs.repository.js';
+import { ENGINE_SCHEMA, TASK_JOB_KEY_PREFIX } from './engine.js';
 
 export interface TaskRow {
   id: number;
@@ -160,6 +161,28 @@ export async function reapLostAttempts(
     [staleMs],
   );
   return r.rows.map((x) => ({ attemptId: Number(x.id), engineWorker: x.engine_worker }));
+}
+
+/**
+ * Engine jobs locked for longer than `staleMs` while their task has no running attempt: the
+ * worker that claimed one stopped before it recorded an attempt (killed, or PostgreSQL went away
+ * between the claim and the insert), or after it ended the attempt but before the engine
+ * recorded the job's end. No attempt heartbeat covers them, and graphile-worker itself unlocks
+ * them only after 4 hours: the chaos day saw a run wait on one after a PostgreSQL restart.
+ * Returns each such job's task and the engine worker holding it (to force-unlock).
+ */
+export async function orphanedEngineLocks(
+  db: Queryable,
+  staleMs: number,
+): Promise<{ taskId: number; engineWorker: string }[]> {
+  const r = await db.query<{ task_id: string; locked_by: string }>(
+    `SELECT t.id AS task_id, j.locked_by FROM ${ENGINE_SCHEMA}.jobs j
+       JOIN ${SCHEMA}.tasks t ON j.key = $2 || t.id
+      WHERE j.locked_by IS NOT NULL AND j.locked_at < now() - ($1 * interval '1 millisecond')
+        AND NOT EXISTS (SELECT 1 FROM ${SCHEMA}.attempts a WHERE a.task_id = t.id AND a.state = 'running')`,
+    [staleMs, TASK_JOB_KEY_PREFIX],
+  );
+  return r.rows.map((x) => ({ taskId: Number(x.task_id), engineWorker: x.locked_by }));
 }
 
 export interface AttemptRow {

@@ -27,10 +27,14 @@ import {
   finishAttempt,
   getTask,
   heartbeatAttempts,
+  orphanedEngineLocks,
   reapLostAttempts,
   setAttemptPrefix,
   startAttempt,
 } from './tasks.repository.js';
+
+/** How long a worker waits before starting its job engine again after it stopped by itself. */
+const RESTART_DELAY_MS = 1000;
 
 /** Default per-attempt timeout: tasks are meant to take seconds to minutes (RFD 16 problem 6). */
 export const DEFAULT_TASK_TIMEOUT_MS = 30 * 60_000;
@@ -41,27 +45,67 @@ export class PipelineWorker {
   private heartbeat: NodeJS.Timeout | undefined;
   private readonly active = new Set<number>();
   private engine: EngineUtils | undefined;
+  private stopping = false;
+  private restartTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly rt: PipelineRuntime) {}
 
   async start(): Promise<void> {
-    this.runner = await startEngineWorker({
+    this.stopping = false;
+    await this.startRunner();
+    this.heartbeat = setInterval(() => {
+      this.beat().catch((err: Error) => this.rt.services.log(`heartbeat failed: ${err.message}`));
+    }, this.rt.settings.heartbeatMs);
+  }
+
+  /**
+   * Start the engine's runner. It ends by itself when it cannot record a job's end (PostgreSQL
+   * gone, engine.ts): then another is started, every RESTART_DELAY_MS until one starts, so a
+   * worker process outlives a PostgreSQL restart.
+   */
+  private async startRunner(): Promise<void> {
+    const runner = await startEngineWorker({
       connectionString: this.rt.controlUrl,
       concurrency: this.rt.settings.concurrency,
       pollIntervalMs: this.rt.settings.workerPollIntervalMs,
       log: this.rt.services.log,
       handle: (payload, helpers) => this.handle(payload, helpers),
     });
-    this.heartbeat = setInterval(() => {
-      this.beat().catch((err: Error) => this.rt.services.log(`heartbeat failed: ${err.message}`));
-    }, this.rt.settings.heartbeatMs);
+    if (this.stopping) {
+      await runner.stop();
+      return;
+    }
+    this.runner = runner;
+    runner.promise.then(
+      () => this.runnerEnded(runner, undefined),
+      (err: unknown) => this.runnerEnded(runner, err),
+    );
+  }
+
+  private runnerEnded(runner: Runner, err: unknown): void {
+    if (this.stopping || this.runner !== runner) return;
+    this.runner = undefined;
+    const why = err === undefined ? '' : `: ${toRemoraError(err).message}`;
+    this.rt.services.log(`job engine stopped by itself${why}; starting it again`);
+    const retry = () => {
+      this.restartTimer = undefined;
+      if (this.stopping) return;
+      this.startRunner().catch((e: unknown) => {
+        this.rt.services.log(`job engine did not start: ${toRemoraError(e).message}; trying again`);
+        this.restartTimer = setTimeout(retry, RESTART_DELAY_MS);
+      });
+    };
+    this.restartTimer = setTimeout(retry, RESTART_DELAY_MS);
   }
 
   /** Heartbeat our attempts, and release tasks of workers that stopped (so `remora worker` alone recovers). */
   private async beat(): Promise<void> {
     await heartbeatAttempts(this.rt.control, [...this.active]);
     const lost = await reapLostAttempts(this.rt.control, this.rt.settings.staleAfterMs);
-    const workers = [...new Set(lost.map((l) => l.engineWorker).filter((w): w is string => !!w))];
+    const orphans = await orphanedEngineLocks(this.rt.control, this.rt.settings.staleAfterMs);
+    const workers = [
+      ...new Set([...lost.map((l) => l.engineWorker), ...orphans.map((o) => o.engineWorker)]),
+    ].filter((w): w is string => !!w);
     if (workers.length === 0) return;
     this.engine ??= await EngineUtils.open(this.rt.controlUrl, this.rt.services.log);
     await this.engine.forceUnlock(workers);
@@ -69,6 +113,9 @@ export class PipelineWorker {
   }
 
   async stop(): Promise<void> {
+    this.stopping = true;
+    if (this.restartTimer) clearTimeout(this.restartTimer);
+    this.restartTimer = undefined;
     if (this.heartbeat) clearInterval(this.heartbeat);
     this.heartbeat = undefined;
     await this.runner?.stop();
