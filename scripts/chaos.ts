@@ -80,6 +80,7 @@ process.stdout.write(
 );
 show('unexpected worker exits', r.unexpectedExits);
 show('worker starts that failed (and were retried)', r.failedWorkerStarts);
+show('copies the retry placed on the stale or the full node', r.rebalance.retryChoseUnfit);
 show('copies lost', r.copiesLost);
 show('records with fewer datacenters', r.fewerDatacenters);
 show('referenced copies tombstoned', r.tombstonedReferenced);
@@ -100,6 +101,7 @@ const bad =
   r.fewerDatacenters.length > 0 ||
   r.tombstonedReferenced.length > 0 ||
   r.runsCompleted !== r.runsTotal ||
+  r.rebalance.retryChoseUnfit.length > 0 ||
   r.faults.some((f) => !f.injected) ||
   r.runs.some((x) => x.failedBefore.some((f) => !f.truthful));
 process.exit(bad ? 1 : 0);

@@ -23,6 +23,7 @@ import {
   type WorkerUtils,
 } from 'graphile-worker';
 import type { Queryable } from '../metadata/moray.repository.js';
+import { openPool, type ServerPool } from '../metadata/pg-connection.js';
 
 /** graphile-worker's own schema in the control database, beside `remora_pipeline`. */
 export const ENGINE_SCHEMA = 'remora_graphile_worker';
@@ -42,13 +43,29 @@ function quietLogger(log: (line: string) => void): Logger {
   });
 }
 
+/**
+ * The engine's connections: a pool of ours (metadata/pg-connection.ts), not one graphile-worker
+ * makes. Its pools drop their error listeners on release and end without waiting, so PostgreSQL
+ * going away just after a worker or a coordinator closed them was an uncaught 'error' that ended
+ * the process (found by the chaos day). Ours listens on every client for its whole life, and
+ * whoever opened it waits for its end.
+ */
+function enginePool(connectionString: string, max: number): ServerPool {
+  return openPool(connectionString, { max, label: 'job engine' });
+}
+
 /** Create or upgrade the engine's schema. */
 export async function migrateEngine(connectionString: string, log: (line: string) => void): Promise<void> {
-  const utils = await makeWorkerUtils({ connectionString, schema: ENGINE_SCHEMA, logger: quietLogger(log) });
+  const pool = enginePool(connectionString, 2);
   try {
-    await utils.migrate();
+    const utils = await makeWorkerUtils({ pgPool: pool, schema: ENGINE_SCHEMA, logger: quietLogger(log) });
+    try {
+      await utils.migrate();
+    } finally {
+      await utils.release();
+    }
   } finally {
-    await utils.release();
+    await pool.end();
   }
 }
 
@@ -66,17 +83,22 @@ export async function enqueueTask(tx: Queryable, taskId: number, maxAttempts: nu
 }
 
 export class EngineUtils {
-  private constructor(private readonly utils: WorkerUtils) {}
+  private constructor(
+    private readonly utils: WorkerUtils,
+    private readonly pool: ServerPool,
+  ) {}
 
   static async open(connectionString: string, log: (line: string) => void): Promise<EngineUtils> {
-    return new EngineUtils(
-      await makeWorkerUtils({
-        connectionString,
-        schema: ENGINE_SCHEMA,
-        logger: quietLogger(log),
-        maxPoolSize: 2,
-      }),
-    );
+    const pool = enginePool(connectionString, 2);
+    try {
+      return new EngineUtils(
+        await makeWorkerUtils({ pgPool: pool, schema: ENGINE_SCHEMA, logger: quietLogger(log) }),
+        pool,
+      );
+    } catch (err) {
+      await pool.end().catch(() => {});
+      throw err;
+    }
   }
 
   /** Release jobs held by dead workers so live ones claim them (their attempt count is kept). */
@@ -85,7 +107,11 @@ export class EngineUtils {
   }
 
   async close(): Promise<void> {
-    await this.utils.release();
+    try {
+      await this.utils.release();
+    } finally {
+      await this.pool.end();
+    }
   }
 }
 
@@ -98,23 +124,53 @@ export interface EngineWorkerOptions {
   handle: (payload: TaskPayload, helpers: JobHelpers) => Promise<void>;
 }
 
+/** A running engine worker (graphile-worker's runner and its connections). */
+export interface EngineRunner {
+  /** Settles once the runner has stopped and its connections are closed: after stop(), or by itself. */
+  promise: Promise<void>;
+  /** Stop claiming, let the tasks in flight finish, close the connections. */
+  stop(): Promise<void>;
+}
+
+/** graphile-worker's default pool size for a runner. */
+const RUNNER_POOL_SIZE = 10;
+
 /** Start claiming tasks. The caller owns signals: we never let the engine install handlers. */
-export async function startEngineWorker(o: EngineWorkerOptions): Promise<Runner> {
-  return run({
-    connectionString: o.connectionString,
-    schema: ENGINE_SCHEMA,
-    concurrency: o.concurrency,
-    pollInterval: o.pollIntervalMs,
-    noHandleSignals: true,
-    logger: quietLogger(o.log),
-    // Batched (even with no delay), a completeJob/failJob that cannot reach PostgreSQL is handled:
-    // logged, and this runner shuts down (PipelineWorker starts another). Unbatched, 0.17.3
-    // leaves that promise unhandled, and the process dies with a raw stack trace: a task that
-    // ended while PostgreSQL restarted killed its `remora worker` (found by the chaos day). The
-    // job it could not record stays locked; the reaper releases it (tasks.repository.ts).
-    preset: { worker: { completeJobBatchDelay: 0, failJobBatchDelay: 0 } },
-    taskList: {
-      [TASK_IDENTIFIER]: async (payload, helpers) => o.handle(payload as TaskPayload, helpers),
+export async function startEngineWorker(o: EngineWorkerOptions): Promise<EngineRunner> {
+  const pool = enginePool(o.connectionString, Math.max(RUNNER_POOL_SIZE, o.concurrency + 2));
+  let runner: Runner;
+  try {
+    runner = await run({
+      pgPool: pool,
+      schema: ENGINE_SCHEMA,
+      concurrency: o.concurrency,
+      pollInterval: o.pollIntervalMs,
+      noHandleSignals: true,
+      logger: quietLogger(o.log),
+      // Batched (even with no delay), a completeJob/failJob that cannot reach PostgreSQL is
+      // handled: logged, and this runner shuts down (PipelineWorker starts another). Unbatched,
+      // 0.17.3 leaves that promise unhandled, and the process dies with a raw stack trace: a task
+      // that ended while PostgreSQL restarted killed its `remora worker` (found by the chaos day).
+      // The job it could not record stays locked; the reaper releases it (tasks.repository.ts).
+      preset: { worker: { completeJobBatchDelay: 0, failJobBatchDelay: 0 } },
+      taskList: {
+        [TASK_IDENTIFIER]: async (payload, helpers) => o.handle(payload as TaskPayload, helpers),
+      },
+    });
+  } catch (err) {
+    await pool.end().catch(() => {});
+    throw err;
+  }
+  let ended: Promise<void> | undefined;
+  const endPool = () => (ended ??= pool.end().catch(() => {}));
+  const promise = runner.promise.finally(endPool);
+  // Whoever holds the runner may look at `promise` late: a rejection is not unhandled meanwhile.
+  promise.catch(() => {});
+  return {
+    promise,
+    stop: async () => {
+      await runner.stop();
+      await endPool();
     },
-  });
+  };
 }

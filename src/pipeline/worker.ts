@@ -13,9 +13,9 @@
  */
 import os from 'node:os';
 import crypto from 'node:crypto';
-import type { JobHelpers, Runner } from 'graphile-worker';
+import type { JobHelpers } from 'graphile-worker';
 import { isRemoraError, isRetryable, RemoraError, toRemoraError } from '../core/errors.js';
-import { EngineUtils, startEngineWorker, type TaskPayload } from './engine.js';
+import { type EngineRunner, EngineUtils, startEngineWorker, type TaskPayload } from './engine.js';
 import { attemptPrefix, partitionOfRun } from './inputs.js';
 import type { TaskResult, UpstreamOutput } from './job.js';
 import { ReportBuilder } from '../core/run-report.js';
@@ -41,7 +41,7 @@ export const DEFAULT_TASK_TIMEOUT_MS = 30 * 60_000;
 
 export class PipelineWorker {
   readonly name = `${os.hostname()}:${process.pid}:${crypto.randomBytes(3).toString('hex')}`;
-  private runner: Runner | undefined;
+  private runner: EngineRunner | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
   private readonly active = new Set<number>();
   private engine: EngineUtils | undefined;
@@ -82,7 +82,7 @@ export class PipelineWorker {
     );
   }
 
-  private runnerEnded(runner: Runner, err: unknown): void {
+  private runnerEnded(runner: EngineRunner, err: unknown): void {
     if (this.stopping || this.runner !== runner) return;
     this.runner = undefined;
     const why = err === undefined ? '' : `: ${toRemoraError(err).message}`;

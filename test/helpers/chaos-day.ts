@@ -132,6 +132,8 @@ export interface ChaosResult {
     /** runJob calls that threw (PostgreSQL gone) and were started again. */
     interruptedRuns: string[];
     retryRounds: number;
+    /** Copies the first retry placed on the stale or the full node (it must place none). */
+    retryChoseUnfit: string[];
     safe: boolean;
     verdict: string;
   };
@@ -430,8 +432,12 @@ export async function runChaosDay(o: ChaosOptions): Promise<ChaosResult> {
     cleanups.push({ name: 'postgres', fn: () => postgres.stop() });
     const nodes = defaultStorageNodes(6).map((n) => ({
       ...n,
-      // Capped so a destination can be filled; room for the day many times over.
-      capacityMB: Math.max(16, Math.ceil(((o.objects + o.lateObjects) * o.maxObjectBytes) / 2 ** 20)),
+      // Capped so a destination can be filled: room for its share of two copies of every object
+      // at the largest size, and half as much again (dumps, chunks, reports).
+      capacityMB: Math.max(
+        16,
+        Math.ceil((((o.objects + o.lateObjects) * o.maxObjectBytes * 2) / 6 / 2 ** 20) * 1.5),
+      ),
     }));
     const schedule = faultSchedule(
       o.seed,
@@ -543,15 +549,16 @@ export async function runChaosDay(o: ChaosOptions): Promise<ChaosResult> {
           latest = await driveDay(rt, coordinator, day, log);
         }
         if (killed) {
-          const attempts = (
-            await Promise.all(
-              (await runsBetween(rt.control, day, day)).map((r) => attemptsOfRun(rt.control, r.id)),
-            )
-          ).flat();
-          const k = attempts.find((a) => a.id === killed!.attemptId);
-          const retry =
-            k && attempts.find((a) => a.taskKey === k.taskKey && a.id > k.id && a.state === 'succeeded');
-          killed = { ...killed, state: k?.state ?? '?', ...(retry ? { retriedBy: retry.worker } : {}) };
+          // The killed attempt's task, in its own run: did another worker then complete it?
+          for (const run of await runsBetween(rt.control, day, day)) {
+            const attempts = await attemptsOfRun(rt.control, run.id);
+            const k = attempts.find((a) => a.id === killed!.attemptId);
+            if (!k) continue;
+            const retry = attempts.find(
+              (a) => a.taskKey === k.taskKey && a.id > k.id && a.state === 'succeeded',
+            );
+            killed = { ...killed, state: k.state, ...(retry ? { retriedBy: retry.worker } : {}) };
+          }
         }
         const summary = await late;
         log(`late workload: ${JSON.stringify({ ...summary, failures: summary.failures.length })}`);
@@ -602,6 +609,7 @@ export async function runChaosDay(o: ChaosOptions): Promise<ChaosResult> {
       runs: [],
       interruptedRuns: [],
       retryRounds: 0,
+      retryChoseUnfit: [],
       safe: false,
       verdict: '',
     };
@@ -676,12 +684,24 @@ export async function runChaosDay(o: ChaosOptions): Promise<ChaosResult> {
       injected: true,
       detail: `heartbeat paused until after the retry; record older than the ${LAG_MS} ms lag`,
     });
+    const sharksNow = async () =>
+      new Map((await liveObjects(d)).map((x) => [x.key, x.value.sharks.map((sh) => sh.manta_storage_id)]));
     for (let round = 1; round <= 3 && !rb.safe; round++) {
       rb.retryRounds = round;
+      const beforeRetry = round === 1 ? await sharksNow() : undefined;
       const rp = await replanForRetry(deps, plan.jobId, picker);
       log(`retry ${round}: re-planned ${JSON.stringify(rp.counts)}`);
       await runToEnd(realUrl);
-      if (round === 1) await d.resumeHeartbeat(staleNode!);
+      if (beforeRetry) {
+        // What the retry moved must have gone neither to the stale node nor to the full one.
+        for (const [key, after] of await sharksNow()) {
+          const was = beforeRetry.get(key) ?? [];
+          for (const id of after)
+            if (!was.includes(id) && (id === staleNode || id === fillDest))
+              rb.retryChoseUnfit.push(`${key} gained a copy on ${id}`);
+        }
+        await d.resumeHeartbeat(staleNode!);
+      }
       // As `remora rebalance verify` finds nodes: configuration, else their heartbeat records.
       const directory = await NodeDirectory.load(config.storage.nodes, d.tier);
       const v = await verifyEvacuated(
