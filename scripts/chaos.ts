@@ -78,6 +78,10 @@ process.stdout.write(
   `  rebalance ${r.rebalance.jobId}: ${r.rebalance.planned} objects, ${r.rebalance.retryRounds} retry round(s), ` +
     `${r.rebalance.interruptedRuns.length} interrupted run(s); ${r.rebalance.verdict}\n`,
 );
+process.stdout.write(
+  `  during the moves: ${r.duringMoves.links} links to moving objects, ${r.duringMoves.overwrites} overwrites, ` +
+    `${r.duringMoves.deletes} deletes (${r.duringMoves.failures.length} refused)\n`,
+);
 show('unexpected worker exits', r.unexpectedExits);
 show('worker starts that failed (and were retried)', r.failedWorkerStarts);
 show('copies the retry placed on the stale or the full node', r.rebalance.retryChoseUnfit);

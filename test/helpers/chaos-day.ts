@@ -39,6 +39,7 @@ import { startEmbeddedPostgres, type RunningPostgres } from '../../src/metadata/
 import type { MantaObjectValue } from '../../src/metadata/types.js';
 import { disableWrites } from '../../src/storage/storage-admin.js';
 import { TOMBSTONE_DIR } from '../../src/storage/storage-paths.js';
+import { accountByLogin, OPERATOR_LOGIN } from '../../src/frontdoor/accounts.js';
 import { NodeDirectory } from '../../src/storage/node-directory.js';
 import { runWorkload, type WorkloadSummary } from '../../src/workload/driver.js';
 import { DEFAULT_SPEC, type WorkloadSpec } from '../../src/workload/generator.js';
@@ -132,7 +133,7 @@ export interface ChaosResult {
     /** runJob calls that threw (PostgreSQL gone) and were started again. */
     interruptedRuns: string[];
     retryRounds: number;
-    /** Copies the first retry placed on the stale or the full node (it must place none). */
+    /** New copies the first retry placed on the stale or the full node (it must place none). */
     retryChoseUnfit: string[];
     safe: boolean;
     verdict: string;
@@ -141,6 +142,8 @@ export interface ChaosResult {
   killedAttempt?: { attemptId: number; state: string; retriedBy?: string; worker: string };
   corruptedPuts: { path: string; status?: number }[];
   workload: { morning: WorkloadSummary; late: WorkloadSummary };
+  /** What users did while copies moved (links to moving objects, overwrites, deletes). */
+  duringMoves: DuringMoves;
   /** Worker processes that died without being killed (each restarted). */
   unexpectedExits: string[];
   /** Worker starts that failed (e.g. PostgreSQL down at that moment), each retried. */
@@ -651,7 +654,14 @@ export async function runChaosDay(o: ChaosOptions): Promise<ChaosResult> {
       () => undefined,
       (err: unknown) => toRemoraError(err),
     );
+    // Users keep working while copies move: links to objects being moved, overwrites, deletes
+    // (issue 17's durability case: a link made during a move, then the retry).
+    const mutations = mutateDuringMoves(d, before, schedule.evacuate, o.seed, log).catch((err: unknown) =>
+      toRemoraError(err),
+    );
     await runToEnd(runUrl);
+    const mutated = await mutations;
+    if (mutated instanceof Error) throw mutated;
     const rebalanceFaultError = await rebalanceFaults;
     if (rebalanceFaultError) throw rebalanceFaultError;
     await proxy.close();
@@ -684,22 +694,32 @@ export async function runChaosDay(o: ChaosOptions): Promise<ChaosResult> {
       injected: true,
       detail: `heartbeat paused until after the retry; record older than the ${LAG_MS} ms lag`,
     });
-    const sharksNow = async () =>
-      new Map((await liveObjects(d)).map((x) => [x.key, x.value.sharks.map((sh) => sh.manta_storage_id)]));
+    const copiesNow = async () => {
+      const live = await liveObjects(d);
+      const nodesOf = new Map<string, Set<string>>(); // objectId → nodes any of its records names
+      for (const x of live)
+        for (const sh of x.value.sharks)
+          nodesOf.set(
+            x.value.objectId,
+            (nodesOf.get(x.value.objectId) ?? new Set()).add(sh.manta_storage_id),
+          );
+      return { live, nodesOf };
+    };
     for (let round = 1; round <= 3 && !rb.safe; round++) {
       rb.retryRounds = round;
-      const beforeRetry = round === 1 ? await sharksNow() : undefined;
+      const beforeRetry = round === 1 ? await copiesNow() : undefined;
       const rp = await replanForRetry(deps, plan.jobId, picker);
       log(`retry ${round}: re-planned ${JSON.stringify(rp.counts)}`);
       await runToEnd(realUrl);
       if (beforeRetry) {
-        // What the retry moved must have gone neither to the stale node nor to the full one.
-        for (const [key, after] of await sharksNow()) {
-          const was = beforeRetry.get(key) ?? [];
-          for (const id of after)
-            if (!was.includes(id) && (id === staleNode || id === fillDest))
-              rb.retryChoseUnfit.push(`${key} gained a copy on ${id}`);
-        }
+        // The retry placed no new copy on the stale node or the full one. (A record may come to
+        // name a copy that was already there: the records of one objectId converge.)
+        for (const x of (await copiesNow()).live)
+          for (const sh of x.value.sharks) {
+            const id = sh.manta_storage_id;
+            if ((id === staleNode || id === fillDest) && !beforeRetry.nodesOf.get(x.value.objectId)?.has(id))
+              rb.retryChoseUnfit.push(`${x.key} (${x.value.objectId}) got a new copy on ${id}`);
+          }
         await d.resumeHeartbeat(staleNode!);
       }
       // As `remora rebalance verify` finds nodes: configuration, else their heartbeat records.
@@ -741,6 +761,7 @@ export async function runChaosDay(o: ChaosOptions): Promise<ChaosResult> {
       ...(killed ? { killedAttempt: killed } : {}),
       corruptedPuts: proxy.puts.filter((p) => p.corrupted).map((p) => ({ path: p.path, status: p.status })),
       workload: { morning, late: runs.late },
+      duringMoves: mutated,
       unexpectedExits: workers.unexpected,
       failedWorkerStarts: workers.failedStarts,
       copiesChecked: check.checked,
@@ -760,6 +781,65 @@ export async function runChaosDay(o: ChaosOptions): Promise<ChaosResult> {
     }
     if (!o.keepState) fs.rmSync(root, { recursive: true, force: true });
   }
+}
+
+export interface DuringMoves {
+  links: number;
+  overwrites: number;
+  deletes: number;
+  /** Requests the front door refused (e.g. PostgreSQL restarting): said, not hidden. */
+  failures: string[];
+}
+
+/**
+ * While the first rebalance run moves copies: the operator links to objects on the evacuated
+ * node, overwrites some and deletes others (the seed picks which). A new link is recorded in
+ * `before` with its source's copies as they were, so its datacenters are checked like the rest.
+ */
+async function mutateDuringMoves(
+  d: Deployment,
+  before: Map<string, MantaObjectValue>,
+  evacuate: string,
+  seed: number,
+  log: (l: string) => void,
+): Promise<DuringMoves> {
+  const out: DuringMoves = { links: 0, overwrites: 0, deletes: 0, failures: [] };
+  const r = new SeededRandom(seed ^ 0x11c);
+  const operator = (await accountByLogin(d.tier, OPERATOR_LOGIN))!;
+  const client = d.client();
+  try {
+    const dir = `/${operator.uuid}/stor/chaos-links`;
+    await client.mkdirp(dir);
+    const moving = [...before]
+      .filter(([, v]) => v.contentLength > 0 && v.sharks.some((x) => x.manta_storage_id === evacuate))
+      .map(([key]) => key)
+      .sort();
+    for (let i = 0; i < Math.min(10, moving.length); i++) {
+      const key = moving.splice(r.int(moving.length), 1)[0]!;
+      try {
+        if (i % 5 < 3) {
+          const src = await d.tier.getObject<MantaObjectValue>('manta', key);
+          if (!src) continue;
+          const link = `${dir}/l${i}`;
+          await client.link(link, key);
+          before.set(link, src.value);
+          out.links++;
+        } else if (i % 5 === 3) {
+          await client.put(key, crypto.randomBytes(1000 + r.int(4000)));
+          out.overwrites++;
+        } else {
+          await client.delete(key);
+          out.deletes++;
+        }
+      } catch (err) {
+        out.failures.push(`${key}: ${toRemoraError(err).code}`);
+      }
+    }
+  } finally {
+    client.close();
+  }
+  log(`during the moves: ${JSON.stringify(out)}`);
+  return out;
 }
 
 /** Drive the day's runs until none is waiting or running; PostgreSQL going away is waited out. */
