@@ -35,7 +35,12 @@ import { isRemoraError, toRemoraError } from '../../src/core/errors.js';
 import { controlStorageNode } from '../../src/deployment/control.js';
 import { Deployment, storageRoot } from '../../src/deployment/deployment.js';
 import { FrontDoorObjectStore } from '../../src/objectstore/frontdoor-store.js';
-import { startEmbeddedPostgres, type RunningPostgres } from '../../src/metadata/postgres-server.js';
+import {
+  EMBEDDED_PASSWORD,
+  EMBEDDED_USER,
+  startEmbeddedPostgres,
+  type RunningPostgres,
+} from '../../src/metadata/postgres-server.js';
 import type { MantaObjectValue } from '../../src/metadata/types.js';
 import { disableWrites } from '../../src/storage/storage-admin.js';
 import { TOMBSTONE_DIR } from '../../src/storage/storage-paths.js';
@@ -178,7 +183,7 @@ export function faultSchedule(seed: number, nodes: readonly string[]): FaultSche
   const evacuate = r.pick(nodes);
   const killWorkerDuring = r.pick(['snapshot', 'unpack'] as const);
   const stopPhase = r.pick(['pipeline', 'rebalance'] as const);
-  // One of the two faults that interrupt everything lands in each phase, or both in one, by the seed.
+  // The node stop and the PostgreSQL restart each land in the pipeline or in the rebalance.
   const pgPhase = r.pick(['pipeline', 'rebalance'] as const);
   return {
     evacuate,
@@ -207,7 +212,7 @@ class RestartablePostgres {
     readonly port: number,
   ) {}
   get url(): string {
-    return `postgres://postgres:remora@127.0.0.1:${this.port}/postgres`;
+    return `postgres://${EMBEDDED_USER}:${EMBEDDED_PASSWORD}@127.0.0.1:${this.port}/postgres`;
   }
   async start(): Promise<void> {
     this.server = await startEmbeddedPostgres(this.dataDir, this.port);
@@ -263,7 +268,14 @@ class Workers {
   readonly failedStarts: string[] = [];
   private stopping = false;
 
-  constructor(private readonly log: (l: string) => void) {}
+  /** If this process dies before stop(), its workers must not outlive it. */
+  private readonly onExit = () => {
+    for (const s of this.slots) if (s.child && s.child.exitCode === null) s.child.kill('SIGKILL');
+  };
+
+  constructor(private readonly log: (l: string) => void) {
+    process.once('exit', this.onExit);
+  }
 
   async add(dir: string): Promise<void> {
     const slot: WorkerSlot = { dir, started: false, expected: false, tail: [] };
@@ -274,6 +286,7 @@ class Workers {
   /** Start the slot's process, again and again while it exits before it is ready (up to ~30 s). */
   private async start(slot: WorkerSlot): Promise<void> {
     for (let i = 0; ; i++) {
+      if (this.stopping) return;
       try {
         await this.spawnOnce(slot);
         return;
@@ -359,6 +372,7 @@ class Workers {
 
   async stop(): Promise<void> {
     this.stopping = true;
+    process.off('exit', this.onExit);
     await Promise.all(
       this.slots.map(async (s) => {
         const c = s.child;
