@@ -72,7 +72,7 @@ for (const f of r.faults)
 process.stdout.write('runs:\n');
 for (const x of r.runs)
   process.stdout.write(
-    `  ${x.job} ${x.partition}: ${x.state}${x.failedBefore.map((f) => `; before: run ${f.runId} failed${f.truthful ? ' truthfully' : ' UNTRUTHFULLY'}: ${f.error}`).join('')}\n`,
+    `  ${x.job} ${x.partition}: ${x.state}${x.job === 'gc' ? ` ${JSON.stringify(x.counters)}` : ''}${x.failedBefore.map((f) => `; before: run ${f.runId} failed${f.truthful ? ' truthfully' : ' UNTRUTHFULLY'}: ${f.error}`).join('')}\n`,
   );
 process.stdout.write(
   `  rebalance ${r.rebalance.jobId}: ${r.rebalance.planned} objects, ${r.rebalance.retryRounds} retry round(s), ` +

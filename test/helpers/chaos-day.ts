@@ -119,8 +119,9 @@ export interface FaultSchedule {
 export interface RunAccount {
   job: string;
   partition: string;
-  /** The final state of its latest run. */
+  /** The final state of its latest run, and its report's counters. */
   state: string;
+  counters: Record<string, number>;
   /** Earlier runs of the partition that failed, each with its error and whether it was truthful. */
   failedBefore: { runId: number; error: string; truthful: boolean }[];
 }
@@ -173,6 +174,9 @@ const PIPELINE: Partial<PipelineSettings> = {
   heartbeatMs: 250,
   staleAfterMs: 2500,
   concurrency: 2,
+  // No grace: the morning's overwrites and deletes are garbage by the day's snapshot, so gc
+  // tombstones copies during the day (and must never one a live record names).
+  jobs: { gc: { graceDays: 0 } } as PipelineSettings['jobs'],
 };
 const LAG_MS = 2500;
 const HEARTBEAT_MS = 250;
@@ -488,10 +492,12 @@ export async function runChaosDay(o: ChaosOptions): Promise<ChaosResult> {
         path.join(dir, 'config.json'),
         JSON.stringify({
           postgres: { url: postgres.url, databasePrefix: 'chaos' },
-          storage: { nodes },
+          // gc moves copies to tombstone: the nodes' credential, as on every machine running workers.
+          storage: { nodes, internalToken: d.internalToken },
           objectStore: { backend: 'frontdoor', url: d.frontdoorUrl, token: d.operatorToken },
           pipeline: PIPELINE,
         }),
+        { mode: 0o600 }, // it holds the operator token and the internal credential
       );
       return dir;
     });
@@ -897,7 +903,13 @@ async function accountRuns(rt: PipelineRuntime, day: string): Promise<RunAccount
         // Truthful: it says why, and its output was never committed (the pointer is elsewhere).
         truthful: (r.error ?? '') !== '' && pointer?.runId !== r.id,
       }));
-    out.push({ job: latest.job, partition: latest.partitionKey, state: latest.state, failedBefore });
+    out.push({
+      job: latest.job,
+      partition: latest.partitionKey,
+      state: latest.state,
+      counters: latest.report?.counters ?? {},
+      failedBefore,
+    });
   }
   return out.sort((a, b) => `${a.job}${a.partition}`.localeCompare(`${b.job}${b.partition}`));
 }
