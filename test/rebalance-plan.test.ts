@@ -127,6 +127,21 @@ test('skips: no node keeps the datacenters; no node has room; bad records are er
     p2.decide(obj('big', [s('a1', 'dc1'), s('b1', 'dc2')], 900 * MiB)).reason,
     'DestinationInsufficientSpace',
   );
+  // The only node that keeps both datacenters (a2 in dc1) is stale, or full: say so, not
+  // "already in the datacenter" (seen by the chaos day after a PostgreSQL outage).
+  const stale = new RebalancePlanner(
+    [node('a1', 'dc1'), node('a2', 'dc1', 1000, 50, 120_000), node('b1', 'dc2')],
+    opts(),
+  );
+  assert.equal(stale.decide(obj('x', [s('a1', 'dc1'), s('b1', 'dc2')])).reason, 'DestinationUnreachable');
+  const full = new RebalancePlanner(
+    [node('a1', 'dc1'), node('a2', 'dc1', 10, 99), node('b1', 'dc2')],
+    opts(),
+  );
+  assert.equal(
+    full.decide(obj('x', [s('a1', 'dc1'), s('b1', 'dc2')])).reason,
+    'DestinationInsufficientSpace',
+  );
   const dup = obj('d', [s('a1', 'dc1'), s('a1', 'dc1')]);
   assert.equal(p2.decide(dup).reason, 'DuplicateShark');
   assert.equal(p2.decide({ ...obj('m', [s('a1', 'dc1')]), md5: '' }).reason, 'BadMorayObject');
@@ -261,9 +276,10 @@ test('never a node that already holds a copy, even where the datacenter rule wou
     const d = p.decide(obj('x', [s('a1', 'dc1'), s('a2', 'dc1'), s('b1', 'dc2')]));
     assert.equal(d.move?.newShark.manta_storage_id, 'b2', `seed ${seed}: ${JSON.stringify(d)}`);
   }
-  // No room on b2: skipped, never the node that holds a copy.
+  // No room on b2: skipped (b2, the only node that would do, is full), never the node that holds a copy.
   const full = cluster().map((n) => (n.manta_storage_id === 'b2' ? node('b2', 'dc2', 10, 95) : n));
   const p = new RebalancePlanner(full, opts({ ignore: ['c1'] }));
   const d = p.decide(obj('y', [s('a1', 'dc1'), s('a2', 'dc1'), s('b1', 'dc2')]));
-  assert.equal(d.reason, 'ObjectAlreadyInDatacenter', JSON.stringify(d));
+  assert.equal(d.move, undefined, JSON.stringify(d));
+  assert.equal(d.reason, 'DestinationInsufficientSpace', JSON.stringify(d));
 });

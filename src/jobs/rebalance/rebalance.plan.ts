@@ -187,7 +187,30 @@ export class RebalancePlanner {
       .filter((n) => !held.has(n.shark.manta_storage_id))
       .map((n) => ({ n, dcs: dcCount([...rest, n.shark]) }))
       .filter((c) => keepsDcs(c.dcs));
-    if (dcOk.length === 0) return { ...base, state: 'skipped', reason: 'ObjectAlreadyInDatacenter' };
+    if (dcOk.length === 0) {
+      // Say why: the nodes that would keep the datacenters may exist but be full or stale
+      // right now (a retry after an outage that aged every heartbeat), which a later retry fixes.
+      const wouldKeep = (role: NodeRole) =>
+        this.nodes.some(
+          (n) =>
+            n.role === role && !held.has(n.shark.manta_storage_id) && keepsDcs(dcCount([...rest, n.shark])),
+        );
+      if (wouldKeep('full'))
+        return {
+          ...base,
+          state: 'skipped',
+          reason: 'DestinationInsufficientSpace',
+          detail: 'every node that keeps the datacenters is full',
+        };
+      if (wouldKeep('stale'))
+        return {
+          ...base,
+          state: 'skipped',
+          reason: 'DestinationUnreachable',
+          detail: 'every node that keeps the datacenters has a stale heartbeat',
+        };
+      return { ...base, state: 'skipped', reason: 'ObjectAlreadyInDatacenter' };
+    }
     const roomy = dcOk.filter((c) => this.budget(c.n) >= g.contentLength);
     if (roomy.length === 0) return { ...base, state: 'skipped', reason: 'DestinationInsufficientSpace' };
     const best = this.best(roomy);
