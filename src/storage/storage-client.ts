@@ -7,13 +7,31 @@
  * Every error it raises names the node (`details.node`, and the URL in the message): it is for
  * logs and operators. The front door never shows it to a user (frontdoor/public-error.ts).
  * Every request carries the deployment's internal credential (internal-auth.ts).
+ *
+ * The tombstone tree: `tombstone` (MOVE a copy in), `tombstoneDays` (list), `purgeTombstoneDay`,
+ * `restore` (MOVE a copy back; tombstone-restore.ts finds the day).
  */
 import http from 'node:http';
 import readline from 'node:readline';
 import type { Readable } from 'node:stream';
 import { ERROR_CATALOG, type ErrorCode, RemoraError } from '../core/errors.js';
 import { checkInternalToken, internalAuthorization } from './internal-auth.js';
-import { copyRequestPath, MANIFEST_PATH, tombstoneDestination } from './storage-paths.js';
+import {
+  copyRequestPath,
+  MANIFEST_PATH,
+  TOMBSTONE_PATH,
+  tombstoneDayRequestPath,
+  tombstoneDestination,
+  tombstoneFileRequestPath,
+} from './storage-paths.js';
+import type { TombstoneDayUsage } from './tombstone-handlers.js';
+
+export type { TombstoneDayUsage };
+
+/** What a purge of one tombstone day freed; `existed: false` when the node had no such day. */
+export interface TombstonePurge extends TombstoneDayUsage {
+  existed: boolean;
+}
 
 export interface StorageClientOptions {
   /**
@@ -114,6 +132,54 @@ export class StorageClient {
     }
     const err = await errorFrom(nodeUrl, res);
     if (err.code === 'ObjectNotFound') return 'absent';
+    throw err;
+  }
+
+  /** The node's tombstone days, oldest first, with the files and bytes each holds. */
+  async tombstoneDays(nodeUrl: string): Promise<TombstoneDayUsage[]> {
+    const { res } = await this.send(nodeUrl, 'GET', TOMBSTONE_PATH, {});
+    if (res.statusCode !== 200) throw await errorFrom(nodeUrl, res);
+    const body = await jsonBody(nodeUrl, res);
+    const days = (body as { days?: unknown }).days;
+    if (!Array.isArray(days) || !days.every(isDayUsage))
+      throw malformedAnswer(nodeUrl, 'a tombstone listing without {days:[{day,files,bytes}]}');
+    return days;
+  }
+
+  /** Remove one tombstone day directory from the node; what it freed (nothing when it had none). */
+  async purgeTombstoneDay(nodeUrl: string, day: string): Promise<TombstonePurge> {
+    const { res } = await this.send(nodeUrl, 'DELETE', tombstoneDayRequestPath(day), {});
+    if (res.statusCode === 200) {
+      const body = await jsonBody(nodeUrl, res);
+      if (!isDayUsage(body) || body.day !== day)
+        throw malformedAnswer(nodeUrl, `a purge of ${day} answered without {day,files,bytes}`);
+      return { day, files: body.files, bytes: body.bytes, existed: true };
+    }
+    const err = await errorFrom(nodeUrl, res);
+    if (err.code === 'ObjectNotFound') return { day, files: 0, bytes: 0, existed: false };
+    throw err;
+  }
+
+  /**
+   * MOVE a tombstoned copy (`/tombstone/<day>/<objectId>`) back to `/<owner>/<objectId>` on the
+   * same node. 'absent': that day does not hold it; 'exists': a copy is already in place (the
+   * node never overwrites one).
+   */
+  async restore(
+    nodeUrl: string,
+    owner: string,
+    objectId: string,
+    day: string,
+  ): Promise<'restored' | 'absent' | 'exists'> {
+    const headers = { destination: copyRequestPath(owner, objectId) };
+    const { res } = await this.send(nodeUrl, 'MOVE', tombstoneFileRequestPath(day, objectId), headers);
+    if (res.statusCode === 204) {
+      res.resume();
+      return 'restored';
+    }
+    const err = await errorFrom(nodeUrl, res);
+    if (err.code === 'ObjectNotFound') return 'absent';
+    if (err.code === 'EtagConflict') return 'exists';
     throw err;
   }
 
@@ -237,6 +303,35 @@ async function readAll(res: http.IncomingMessage): Promise<string> {
   const chunks: Buffer[] = [];
   for await (const c of res) chunks.push(c as Buffer);
   return Buffer.concat(chunks).toString('utf8');
+}
+
+async function jsonBody(nodeUrl: string, res: http.IncomingMessage): Promise<unknown> {
+  let text: string;
+  try {
+    text = await readAll(res);
+  } catch (err) {
+    throw unreachable(nodeUrl, 'read body', err as Error);
+  }
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    throw malformedAnswer(nodeUrl, 'an answer that is not JSON');
+  }
+}
+
+function isDayUsage(v: unknown): v is TombstoneDayUsage {
+  const o = v as Partial<TombstoneDayUsage> | null;
+  return (
+    typeof o === 'object' &&
+    o !== null &&
+    typeof o.day === 'string' &&
+    Number.isSafeInteger(o.files) &&
+    Number.isSafeInteger(o.bytes)
+  );
+}
+
+function malformedAnswer(nodeUrl: string, what: string): RemoraError {
+  return new RemoraError('MalformedInput', `${nodeUrl} sent ${what}`, { details: { node: nodeUrl } });
 }
 
 /** Translate a node's `{code, message}` body; an unknown code keeps the HTTP status as a hint. */

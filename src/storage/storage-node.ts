@@ -7,6 +7,7 @@
  *   HEAD /<owner>/<objectId>      size, and the MD5 when this node wrote the copy (see md5-cache.ts)
  *   MOVE /<owner>/<objectId>      with `Destination: /tombstone/YYYY-MM-DD/<objectId>` (204)
  *   GET  /manifest                the node's listing (MANTA-REFERENCE §2.4)
+ *   /tombstone…                   list, purge a day, restore a copy (tombstone-handlers.ts)
  *
  * Every request but a GET or HEAD of a copy (so PUT, MOVE, any other method, and the manifest)
  * must carry the deployment's internal credential (internal-auth.ts), checked before the method
@@ -35,6 +36,7 @@ import {
   type HandlerContext,
 } from './storage-handlers.js';
 import { MANIFEST_PATH, parseCopyTarget, TEMP_DIR, TOMBSTONE_DIR } from './storage-paths.js';
+import { isTombstoneTarget, routeTombstone } from './tombstone-handlers.js';
 
 export interface StorageNodeOptions {
   /** The directory that plays `/manta`. Created if missing. */
@@ -152,6 +154,11 @@ async function route(
   try {
     const target = req.url ?? '';
     const method = req.method ?? '';
+    // The tombstone tree (list, purge, restore): every method needs the credential.
+    if (isTombstoneTarget(target)) {
+      auth.check(req.headers.authorization, 'the tombstone tree');
+      return await routeTombstone(ctx, req, res, target);
+    }
     const manifest = target === MANIFEST_PATH || target.startsWith(`${MANIFEST_PATH}?`);
     // The manifest names every account's UUID and every objectId on the node: what a caller
     // would need to aim a MOVE. Only jobs read it, and they carry the credential.

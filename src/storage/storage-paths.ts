@@ -4,6 +4,9 @@
  *   copy        `<root>/<creator-or-owner>/<objectId>`, both UUIDs (muskie shark_client.js:156)
  *   tombstone   `<root>/tombstone/YYYY-MM-DD/<objectId>` (mako/v1 bin/mako_gc.sh)
  *   temp        `<root>/nginx_temp/…`: uploads in flight (nginx client_body_temp_path)
+ *   tombstone   requests (credentialed, tombstone-handlers.ts): `GET /tombstone` (the days),
+ *   tree        `DELETE /tombstone/YYYY-MM-DD` (purge a day), `MOVE /tombstone/YYYY-MM-DD/<objectId>`
+ *               with `Destination: /<owner>/<objectId>` (restore)
  *
  * Validation is a whitelist on the raw request target, before any decoding: a copy path is
  * exactly `/<uuid>/<uuid>`, so `..`, `%2e%2e`, `%2F`, `//`, backslashes, NUL and absolute-form
@@ -23,6 +26,12 @@ const COPY_RE = new RegExp(`^/(${UUID})/(${UUID})$`);
 // The two forms the brief names: relative to /manta, or the full /manta path (as mako_gc.sh spells it).
 const TOMBSTONE_RE = new RegExp(`^(?:/manta)?/${TOMBSTONE_DIR}/(\\d{4}-\\d{2}-\\d{2})/(${UUID})$`);
 const DAY_RE = /^\d{4}-\d{2}-\d{2}$/;
+/** The tombstone tree's request targets: exactly these shapes, no query string, no encoding. */
+export const TOMBSTONE_PATH = `/${TOMBSTONE_DIR}`;
+const TOMBSTONE_DAY_TARGET_RE = new RegExp(`^/${TOMBSTONE_DIR}/(\\d{4}-\\d{2}-\\d{2})$`);
+const TOMBSTONE_FILE_TARGET_RE = new RegExp(`^/${TOMBSTONE_DIR}/(\\d{4}-\\d{2}-\\d{2})/(${UUID})$`);
+// A restore's Destination: the copy path, relative to /manta or in full (as MOVE's tombstone Destination).
+const RESTORE_DESTINATION_RE = new RegExp(`^(?:/manta)?/(${UUID})/(${UUID})$`);
 
 export interface CopyPath {
   owner: string;
@@ -94,4 +103,64 @@ export function tombstoneDestination(day: string, objectId: string): string {
   const dest = `/${TOMBSTONE_DIR}/${day}/${objectId}`;
   parseTombstoneDestination(dest);
   return dest;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The tombstone tree's own requests (tombstone-handlers.ts). Every target that starts with
+// `/tombstone` is routed there, behind the internal credential; anything but the three exact
+// shapes below is InvalidPath.
+
+/** Whether a request target addresses the tombstone tree (`/tombstone`, `/tombstone/…`, `/tombstone?…`). */
+export function isTombstoneTarget(target: string): boolean {
+  return (
+    target === TOMBSTONE_PATH ||
+    target.startsWith(`${TOMBSTONE_PATH}/`) ||
+    target.startsWith(`${TOMBSTONE_PATH}?`)
+  );
+}
+
+/** `/tombstone/YYYY-MM-DD` → the day (a real calendar day); anything else is InvalidPath. */
+export function parseTombstoneDayTarget(target: string): string {
+  const m = TOMBSTONE_DAY_TARGET_RE.exec(target);
+  if (!m || !isCalendarDay(m[1]!))
+    throw invalidPath('a tombstone day is /tombstone/YYYY-MM-DD (a calendar day)', target);
+  return m[1]!;
+}
+
+/** `/tombstone/YYYY-MM-DD/<objectId>` → its parts; anything else is InvalidPath. */
+export function parseTombstoneFileTarget(target: string): { day: string; objectId: string } {
+  const m = TOMBSTONE_FILE_TARGET_RE.exec(target);
+  if (!m || !isCalendarDay(m[1]!))
+    throw invalidPath('a tombstoned copy is /tombstone/YYYY-MM-DD/<objectId-uuid> (lower-case)', target);
+  return { day: m[1]!, objectId: m[2]! };
+}
+
+/**
+ * A restore's `Destination` header → the copy it becomes. It must keep the objectId of the
+ * tombstoned copy: a restore can never put one object's bytes under another's name.
+ */
+export function parseRestoreDestination(dest: string | undefined, objectId: string): CopyPath {
+  if (dest === undefined) throw invalidPath('a restore needs a Destination header', '');
+  const m = RESTORE_DESTINATION_RE.exec(dest);
+  if (!m) throw invalidPath('a restore Destination is /<owner-uuid>/<objectId-uuid>', dest);
+  if (m[2] !== objectId) throw invalidPath('a restored copy keeps the objectId of its tombstone', dest);
+  return { owner: m[1]!, objectId: m[2] };
+}
+
+export function tombstoneDayDir(root: string, day: string): string {
+  return insideRoot(root, TOMBSTONE_DIR, day);
+}
+
+/** Client side: the request path of a tombstone day. Validates so a bad day fails here. */
+export function tombstoneDayRequestPath(day: string): string {
+  const target = `${TOMBSTONE_PATH}/${day}`;
+  parseTombstoneDayTarget(target);
+  return target;
+}
+
+/** Client side: the request path of a tombstoned copy. */
+export function tombstoneFileRequestPath(day: string, objectId: string): string {
+  const target = `${TOMBSTONE_PATH}/${day}/${objectId}`;
+  parseTombstoneFileTarget(target);
+  return target;
 }
