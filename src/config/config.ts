@@ -73,6 +73,10 @@ export const JOB_SPECIFIC_SETTINGS = {
     /** Bytes of copies moved to tombstone per second on each node (a MOVE is a rename: this paces the disk's metadata work, not a transfer). */
     bytesPerSecondPerNode: z.number().positive().optional(),
   }),
+  'tombstone-purge': jobSettingsSchema.extend({
+    /** Days a tombstone directory is kept before its node's purge removes it (mako's STORAGE_MAX_TOMBSTONE_DIRECTORIES, 21). */
+    retentionDays: positiveInt.optional(),
+  }),
 } satisfies Record<string, typeof jobSettingsSchema>;
 
 /** The `pipeline.jobs` schema for a set of job-specific entries (exported for tests). */

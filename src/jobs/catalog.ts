@@ -7,6 +7,7 @@ import { DEFAULT_GC_OPTIONS, gcJob } from './gc/gc.job.js';
 import { storageMeteringJob } from './storage-metering/storage-metering.job.js';
 import { snapshotJob } from './snapshot/snapshot.job.js';
 import { unpackJob } from './unpack/unpack.job.js';
+import { DEFAULT_PURGE_OPTIONS, tombstonePurgeJob } from './tombstone-purge/tombstone-purge.job.js';
 import type { RemoraConfig } from '../config/config.js';
 import { DAY_MS } from '../core/days.js';
 import type { MetadataTier } from '../metadata/metadata-tier.js';
@@ -22,6 +23,10 @@ export function defaultJobs(s: PipelineSettings): JobDefinition[] {
     unpackJob({ partitions: s.partitions, rowsPerPartition: s.rowsPerPartition, thresholds: s.thresholds }),
     storageMeteringJob({ reportRetentionDays: s.reportRetentionDays }),
     gcJob(gcOptions(s)),
+    tombstonePurgeJob({
+      ...DEFAULT_PURGE_OPTIONS,
+      retentionDays: s.jobs['tombstone-purge']?.retentionDays ?? DEFAULT_PURGE_OPTIONS.retentionDays,
+    }),
   ];
 }
 
