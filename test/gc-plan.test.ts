@@ -119,6 +119,27 @@ test('decision table', () => {
       opts(now),
       ['eligible+cleanup:2', 'eligible+cleanup:2'],
     ],
+    [
+      'deleted in the very millisecond of the earliest snapshot: not proof yet',
+      [],
+      [del('A', now - 3 * DAY)],
+      opts(now, now - 3 * DAY),
+      ['not-provable'],
+    ],
+    [
+      'a malformed later record does not supersede (it names no copies): the earlier one decides',
+      [],
+      [del('A', old), { ...del('B', old + H), value: '{nope' }],
+      opts(now),
+      ['eligible+cleanup:2', 'malformed'],
+    ],
+    [
+      'a later record inside grace supersedes an eligible one; it waits',
+      [],
+      [del('A', old), del('B', now - 2 * H)],
+      opts(now),
+      ['superseded+cleanup', 'waiting-grace'],
+    ],
     ['not JSON', [], [{ ...del('A', old), value: '{nope' }], opts(now), ['malformed']],
     ['no owner', [], [del('A', old, { owner: '' })], opts(now), ['malformed']],
     [

@@ -16,6 +16,9 @@
  * Redundant and zero-byte records go straight to step 3 (no copies move, no re-check needed:
  * removing a delete record never removes data).
  *
+ * A dry run (`remora gc plan`) does step 1 for real (it only reads) and counts what steps 2 and 3
+ * would do (`copiesWouldTombstone`, `deleteRecordsWouldRemove`) without doing it.
+ *
  * What a crash at each step leaves, and how the next attempt converges:
  *   after 1         nothing changed                        → redone
  *   during 2        some copies in tombstone, others not   → moved ones are "absent", the rest move
@@ -37,10 +40,27 @@ export interface GcApplyDeps {
   nodeUrl(id: string): string | undefined;
   /** Per node: objects and bytes per second (the original moved everything at once). */
   throttle(node: string): { objects: ByteThrottle; bytes: ByteThrottle };
-  /** The tombstone directory's day (the run's day, so a retried attempt uses the same one). */
+  /**
+   * The tombstone directory's day: the day the copies move (mako_gc.sh's `date +%Y-%m-%d`), not
+   * the run's partition day, so a backfilled or re-run old day still gives its copies the whole
+   * retention before the purge (a copy moved today into an old day's directory would be purged
+   * at once). A retried attempt on a later day finds the moved copies absent: nothing moves twice.
+   */
   day: string;
   report: ReportBuilder;
   signal?: AbortSignal;
+  /** Re-check only; count what would move and be removed. */
+  dryRun?: boolean;
+}
+
+/**
+ * What an apply left for the next run: eligible records whose copies did not all move (a dry
+ * run: every record the re-check cleared, and all its copies).
+ */
+export interface ApplyLeft {
+  records: number;
+  copies: number;
+  bytes: number;
 }
 
 /** ObjectIds asked about at once in the re-check (one indexed `IN` per shard). */
@@ -55,7 +75,10 @@ interface ObjectWork {
   bytes: number;
 }
 
-export async function applyDecisions(decisions: readonly RecordDecision[], deps: GcApplyDeps): Promise<void> {
+export async function applyDecisions(
+  decisions: readonly RecordDecision[],
+  deps: GcApplyDeps,
+): Promise<ApplyLeft> {
   const r = deps.report;
   const byObject = new Map<string, ObjectWork>();
   const cleanupOnly: RecordDecision[] = [];
@@ -89,18 +112,42 @@ export async function applyDecisions(decisions: readonly RecordDecision[], deps:
     }
   }
 
+  const left: ApplyLeft = { records: 0, copies: 0, bytes: 0 };
+  if (deps.dryRun) {
+    for (const w of cleared)
+      for (const c of w.copies)
+        r.count('copiesWouldTombstone')
+          .count(`copiesWouldTombstone.${c.node}`)
+          .count('bytesWouldTombstone', w.bytes)
+          .count(`bytesWouldTombstone.${c.node}`, w.bytes);
+    const removable = cleanupOnly.length + cleared.reduce((n, w) => n + w.decisions.length, 0);
+    r.count('deleteRecordsWouldRemove', removable);
+    // Nothing moved: everything the re-check cleared is eligible and not moved yet.
+    for (const w of cleared) {
+      left.records += w.decisions.length;
+      left.copies += w.copies.length;
+      left.bytes += w.copies.length * w.bytes;
+    }
+    return left;
+  }
+
   // 2. Move copies; an objectId whose copies all moved (or were gone) gets its records cleaned up.
   const done: RecordDecision[] = [...cleanupOnly];
   await eachLimit(cleared, MOVES_IN_PARALLEL, async (w) => {
     if (deps.signal?.aborted) return;
-    let allMoved = true;
-    for (const c of w.copies) if (!(await moveCopy(c, w.bytes, deps))) allMoved = false;
-    if (allMoved) done.push(...w.decisions);
+    let moved = 0;
+    for (const c of w.copies) if (await moveCopy(c, w.bytes, deps)) moved++;
+    if (moved === w.copies.length) done.push(...w.decisions);
+    else {
+      left.records += w.decisions.length;
+      left.copies += w.copies.length - moved;
+      left.bytes += (w.copies.length - moved) * w.bytes;
+    }
   });
 
   // 3. Clean up delete records on the shard that holds each.
   for (const d of done) {
-    if (deps.signal?.aborted) return;
+    if (deps.signal?.aborted) return left;
     try {
       const removed = await deps.tier.deleteOnShard(
         d.record.shard,
@@ -118,6 +165,7 @@ export async function applyDecisions(decisions: readonly RecordDecision[], deps:
       });
     }
   }
+  return left;
 }
 
 /** Move one copy to tombstone; false when it is left for the next run. */

@@ -13,6 +13,7 @@
  * next run (node unreachable or address unknown); delete records removed — each with examples.
  */
 import { z } from 'zod';
+import { dayOf } from '../../core/days.js';
 import { RemoraError } from '../../core/errors.js';
 import type { ReportBuilder } from '../../core/run-report.js';
 import { PartitionInputs, type PartitionGroup, type UnpackRef } from '../../dumps/partition-inputs.js';
@@ -64,17 +65,109 @@ const VERDICT_COUNTERS: Record<Verdict, string> = {
   eligible: 'eligible',
 };
 
-/** What the task returns (and the commit adds): its plan's path. */
+/**
+ * The backlog a run leaves (`remora gc status` "as of the latest run"): delete records it could
+ * not act on yet, and copies it meant to move but could not (a node down, an address unknown).
+ */
+const backlogSchema = z.object({
+  waitingForGrace: z.object({
+    records: z.number(),
+    copies: z.number(),
+    bytes: z.number(),
+    /** `_mtime` of the oldest one (ms). */
+    oldestMs: z.number().optional(),
+  }),
+  notProvableYet: z.object({ records: z.number(), oldestMs: z.number().optional() }),
+  eligibleNotMoved: z.object({ records: z.number(), copies: z.number(), bytes: z.number() }),
+  malformed: z.number(),
+});
+export type GcBacklog = z.output<typeof backlogSchema>;
+
+/** What the task returns (and the commit adds): its plan's path and its backlog. */
 interface TaskOutput {
   plan: string;
   decisions: number;
+  backlog?: GcBacklog;
 }
 
 export const gcOutput = outputType(
   'gc',
-  z.object({ plans: z.array(z.string()), summary: z.string(), dryRun: z.boolean() }),
+  z.object({
+    plans: z.array(z.string()),
+    summary: z.string(),
+    dryRun: z.boolean(),
+    /** Absent in outputs written before it existed. */
+    backlog: backlogSchema.optional(),
+    /** The instant the tasks decided at (the grace is measured from it). */
+    decidedAt: z.number().optional(),
+    earliestSnapshotMs: z.number().optional(),
+  }),
 );
-type GcOutput = ReturnType<typeof gcOutput.parse>;
+export type GcOutput = ReturnType<typeof gcOutput.parse>;
+
+export function emptyBacklog(): GcBacklog {
+  return {
+    waitingForGrace: { records: 0, copies: 0, bytes: 0 },
+    notProvableYet: { records: 0 },
+    eligibleNotMoved: { records: 0, copies: 0, bytes: 0 },
+    malformed: 0,
+  };
+}
+
+const minOf = (a: number | undefined, b: number | undefined) =>
+  a === undefined ? b : b === undefined ? a : Math.min(a, b);
+
+/** Add backlog `b` into `a` (counts add, the oldest instant is the smaller). */
+export function addBacklog(a: GcBacklog, b: GcBacklog): GcBacklog {
+  const w = minOf(a.waitingForGrace.oldestMs, b.waitingForGrace.oldestMs);
+  const n = minOf(a.notProvableYet.oldestMs, b.notProvableYet.oldestMs);
+  return {
+    waitingForGrace: {
+      records: a.waitingForGrace.records + b.waitingForGrace.records,
+      copies: a.waitingForGrace.copies + b.waitingForGrace.copies,
+      bytes: a.waitingForGrace.bytes + b.waitingForGrace.bytes,
+      ...(w === undefined ? {} : { oldestMs: w }),
+    },
+    notProvableYet: {
+      records: a.notProvableYet.records + b.notProvableYet.records,
+      ...(n === undefined ? {} : { oldestMs: n }),
+    },
+    eligibleNotMoved: {
+      records: a.eligibleNotMoved.records + b.eligibleNotMoved.records,
+      copies: a.eligibleNotMoved.copies + b.eligibleNotMoved.copies,
+      bytes: a.eligibleNotMoved.bytes + b.eligibleNotMoved.bytes,
+    },
+    malformed: a.malformed + b.malformed,
+  };
+}
+
+/** The backlog of a task's decisions (before apply: what apply leaves is added to it). */
+function backlogOf(decisions: readonly RecordDecision[]): GcBacklog {
+  const b = emptyBacklog();
+  for (const d of decisions) {
+    if (d.verdict === 'waiting-grace') {
+      const copies = copiesNamed(d);
+      b.waitingForGrace.records++;
+      b.waitingForGrace.copies += copies;
+      b.waitingForGrace.bytes += copies * (d.contentLength ?? 0);
+      b.waitingForGrace.oldestMs = minOf(b.waitingForGrace.oldestMs, d.record.mtime);
+    } else if (d.verdict === 'not-provable') {
+      b.notProvableYet.records++;
+      b.notProvableYet.oldestMs = minOf(b.notProvableYet.oldestMs, d.record.mtime);
+    } else if (d.verdict === 'malformed') b.malformed++;
+  }
+  return b;
+}
+
+/** Copies a (well-formed) record names, whatever its verdict. */
+function copiesNamed(d: RecordDecision): number {
+  try {
+    const v = JSON.parse(d.record.value) as { sharks?: unknown };
+    return Array.isArray(v.sharks) ? v.sharks.length : 0;
+  } catch {
+    return 0;
+  }
+}
 
 function countDecisions(report: ReportBuilder, decisions: readonly RecordDecision[]): void {
   for (const d of decisions) {
@@ -90,7 +183,10 @@ function countDecisions(report: ReportBuilder, decisions: readonly RecordDecisio
   }
 }
 
-async function runGroup(ctx: TaskContext<TaskParams>, o: GcJobOptions) {
+/** Per node, objects and bytes per second, shared by every task of this process. */
+type Throttles = Map<string, { objects: ByteThrottle; bytes: ByteThrottle }>;
+
+async function runGroup(ctx: TaskContext<TaskParams>, o: GcJobOptions, throttles: Throttles) {
   const { sources, earliestSnapshotMs, dryRun, ...group } = ctx.task.params;
   const { store, duck, clock, tier, nodes } = ctx.services;
   const report = ctx.report;
@@ -131,32 +227,35 @@ async function runGroup(ctx: TaskContext<TaskParams>, o: GcJobOptions) {
     .join('\n');
   await store.put(plan, body === '' ? '' : `${body}\n`);
 
-  if (!dryRun) {
-    const applied = report.phase('apply');
-    const throttles = new Map<string, { objects: ByteThrottle; bytes: ByteThrottle }>();
-    await nodes.refresh();
-    await applyDecisions(decisions, {
-      tier,
-      storage: decisions.some((d) => d.tombstone.length > 0) ? requireStorage(ctx.services) : noStorage,
-      nodeUrl: (id) => nodes.url(id),
-      throttle: (node) => {
-        let t = throttles.get(node);
-        if (!t) {
-          t = {
-            objects: new ByteThrottle({ bytesPerSecond: o.objectsPerSecondPerNode, clock }),
-            bytes: new ByteThrottle({ bytesPerSecond: o.bytesPerSecondPerNode, clock }),
-          };
-          throttles.set(node, t);
-        }
-        return t;
-      },
-      day: ctx.partition.day,
-      report,
-      signal: ctx.signal,
-    });
-    applied();
-  }
-  const output: TaskOutput = { plan, decisions: decisions.length };
+  const backlog = backlogOf(decisions);
+  const applied = report.phase(dryRun ? 'recheck' : 'apply');
+  const moves = decisions.some((d) => d.tombstone.length > 0);
+  if (moves && !dryRun) await nodes.refresh();
+  const left = await applyDecisions(decisions, {
+    tier,
+    storage: moves && !dryRun ? requireStorage(ctx.services) : noStorage,
+    nodeUrl: (id) => nodes.url(id),
+    throttle: (node) => {
+      let t = throttles.get(node);
+      if (!t) {
+        // Real time, not the pipeline's clock: the pace is of real requests to a real node
+        // (a simulated or sped-up clock would make the throttle meaningless).
+        t = {
+          objects: new ByteThrottle({ bytesPerSecond: o.objectsPerSecondPerNode }),
+          bytes: new ByteThrottle({ bytesPerSecond: o.bytesPerSecondPerNode }),
+        };
+        throttles.set(node, t);
+      }
+      return t;
+    },
+    day: dayOf(clock.now()),
+    report,
+    signal: ctx.signal,
+    ...(dryRun ? { dryRun } : {}),
+  });
+  applied();
+  backlog.eligibleNotMoved = left;
+  const output: TaskOutput = { plan, decisions: decisions.length, backlog };
   return { report: report.finish(), output };
 }
 
@@ -166,6 +265,7 @@ const noStorage = {
 };
 
 export function gcJob(o: GcJobOptions = DEFAULT_GC_OPTIONS): JobDefinition<TaskParams, TaskOutput, GcOutput> {
+  const throttles: Throttles = new Map();
   return {
     name: 'gc',
     description: 'garbage collection: unreferenced copies to tombstone, redundant delete records removed',
@@ -187,18 +287,26 @@ export function gcJob(o: GcJobOptions = DEFAULT_GC_OPTIONS): JobDefinition<TaskP
         .tasks(['manta', 'manta_delete_log'])
         .map((t) => ({ key: t.key, params: { ...t.params, sources, earliestSnapshotMs } }));
     },
-    runTask: (ctx) => runGroup(ctx, o),
+    runTask: (ctx) => runGroup(ctx, o, throttles),
     commit: async (ctx) => {
       const summary = `${ctx.runPrefix}summary.json`;
+      const backlog = ctx.tasks.reduce(
+        (b, t) => addBacklog(b, t.output.backlog ?? emptyBacklog()),
+        emptyBacklog(),
+      );
+      const earliest = ctx.tasks[0]?.params.earliestSnapshotMs;
       await ctx.services.store.put(
         summary,
-        JSON.stringify({ day: ctx.partition.day, counters: ctx.report.counters }, null, 1),
+        JSON.stringify({ day: ctx.partition.day, counters: ctx.report.counters, backlog }, null, 1),
       );
       return {
         output: {
           plans: ctx.tasks.map((t) => t.output.plan),
           summary,
           dryRun: ctx.tasks.some((t) => t.params.dryRun === true),
+          backlog,
+          decidedAt: ctx.services.clock.now(),
+          ...(earliest !== undefined ? { earliestSnapshotMs: earliest } : {}),
         },
       };
     },

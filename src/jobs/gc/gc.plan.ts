@@ -12,15 +12,17 @@
  *                    not the one its key names, sharks not a list of named nodes): no action,
  *                    an event. The original exited the job (gc.js process.exit(1)); one bad row
  *                    must not stop GC for everyone (invariant 6).
- *   not-provable     d is newer than the earliest snapshot of the shards read: a link made
- *                    before d could be missing from every snapshot (mola drops these rows,
- *                    gc_pg_row_transformer.js). Nothing now; a later run decides.
+ *   not-provable     d is not older than the earliest snapshot of the shards read (its
+ *                    instant or later): a link made before d could be missing from every
+ *                    snapshot (mola drops these rows, gc_pg_row_transformer.js, with `>`; the
+ *                    same millisecond is not proof either). Nothing now; a later run decides.
  *   live-reference   a live row names the objectId anywhere: d is redundant → clean up d, keep
  *                    the copies (mola: "the next row has the same objectId").
- *   superseded       a later delete record of the objectId exists (provable or not): d is
- *                    redundant → clean up d; the latest record carries the decision. The
- *                    original only looked at provable records; counting the newer ones too
- *                    is stricter and costs at most one day.
+ *   superseded       a later well-formed delete record of the objectId exists (provable or
+ *                    not): d is redundant → clean up d; the latest record carries the decision.
+ *                    The original only looked at provable records; counting the newer ones too
+ *                    is stricter and costs at most one day. A malformed later record does not
+ *                    supersede: it names no copies, and cleaning d would lose where they are.
  *   zero-byte        no copies (`sharks: []`): clean up d only (mola emits only the moray line).
  *   waiting-grace    d is not older than the grace period: nothing now.
  *   eligible         otherwise: every copy d names goes to tombstone, then d is cleaned up.
@@ -133,17 +135,20 @@ export function parseDeleteValue(objectId: string, r: DeleteRecord): ParsedRecor
 
 /** Decide every delete record of one objectId. */
 export function decideObject(input: GcInput, o: GcOptions): RecordDecision[] {
+  const parsedAll = input.deletes.map((record) => ({
+    record,
+    parsed: parseDeleteValue(input.objectId, record),
+  }));
   const latestMtime = Math.max(
-    ...input.deletes.filter((d) => Number.isFinite(d.mtime)).map((d) => d.mtime),
+    ...parsedAll.filter((p) => !('malformed' in p.parsed)).map((p) => p.record.mtime),
     Number.NEGATIVE_INFINITY,
   );
   const live = input.live[0];
-  return input.deletes.map((record): RecordDecision => {
+  return parsedAll.map(({ record, parsed }): RecordDecision => {
     const none = { record, tombstone: [], cleanup: false };
-    const parsed = parseDeleteValue(input.objectId, record);
     if ('malformed' in parsed) return { ...none, verdict: 'malformed', detail: parsed.malformed };
     const contentLength = parsed.contentLength !== undefined ? { contentLength: parsed.contentLength } : {};
-    if (record.mtime > o.earliestSnapshotMs) return { ...none, ...contentLength, verdict: 'not-provable' };
+    if (record.mtime >= o.earliestSnapshotMs) return { ...none, ...contentLength, verdict: 'not-provable' };
     if (live)
       return {
         ...none,

@@ -4,18 +4,15 @@
  *   grace      a delete record's copies are only tombstoned once it is older than this
  *              (mola lib/garbage_collector.js: 2 days, `gc.js -g`)
  *   tombstone  `/manta/tombstone/YYYY-MM-DD/<objectId>` on the node holding the copy
- *              (mako/v1 bin/mako_gc.sh: the day's directory, then `mv`)
- *   retention  tombstone directories older than this many days are purged
- *              (STORAGE_MAX_TOMBSTONE_DIRECTORIES, default 21: the newest 21 kept)
+ *              (mako/v1 bin/mako_gc.sh: the day's directory, `date +%Y-%m-%d` when it runs,
+ *              then `mv`): the day the copy moves
+ *   retention  the tombstone purge's (src/jobs/tombstone-purge/tombstone-purge.rules.ts)
  */
 
 import { DAY_MS } from '../../core/days.js';
 
 /** mola's default grace period: 2 days. */
 export const DEFAULT_GRACE_MS = 2 * DAY_MS;
-
-/** Days a tombstone directory is kept before the purge removes it (mako's 21 directories). */
-export const DEFAULT_TOMBSTONE_RETENTION_DAYS = 21;
 
 /**
  * Where a copy lives on its node: `/manta/<creator || owner>/<objectId>` (MANTA-REFERENCE

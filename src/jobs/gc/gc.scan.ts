@@ -19,7 +19,7 @@ function scanSql(manta: readonly string[], deleteLog: readonly string[]): string
   const live =
     manta.length === 0
       ? 'SELECT NULL::VARCHAR AS oid, NULL::VARCHAR AS key, NULL::VARCHAR AS shard WHERE false'
-      : `SELECT lower(objectId) AS oid, min(key) AS key, min(shard) AS shard FROM ${parquet(manta)}
+      : `SELECT lower(objectId) AS oid, min(key) AS key, arg_min(shard, key) AS shard FROM ${parquet(manta)}
           WHERE type = 'object' AND objectId IS NOT NULL AND lower(objectId) IN (SELECT oid FROM d)
           GROUP BY 1`;
   return `WITH d AS (${deletes}), l AS (${live})
