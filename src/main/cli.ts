@@ -8,6 +8,7 @@ import { registerStorageCommands } from '../cli/storage.commands.js';
 import { registerDumpsCommands } from '../cli/dumps.commands.js';
 import { registerRebalanceCommands } from '../cli/rebalance.commands.js';
 import { registerPipelineCommands } from '../cli/pipeline.commands.js';
+import { registerGcCommands } from '../cli/gc.commands.js';
 
 const program = new Command();
 program
@@ -25,6 +26,7 @@ const registrations: Array<(p: Command) => void> = [
   registerDumpsCommands,
   registerRebalanceCommands,
   registerPipelineCommands,
+  registerGcCommands,
 ];
 
 for (const register of registrations) register(program);

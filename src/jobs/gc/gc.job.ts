@@ -13,7 +13,7 @@
  * next run (node unreachable or address unknown); delete records removed — each with examples.
  */
 import { z } from 'zod';
-import { dayOf } from '../../core/days.js';
+import { DAY_MS, dayOf } from '../../core/days.js';
 import { RemoraError } from '../../core/errors.js';
 import type { ReportBuilder } from '../../core/run-report.js';
 import { PartitionInputs, type PartitionGroup, type UnpackRef } from '../../dumps/partition-inputs.js';
@@ -24,6 +24,7 @@ import {
   type JobDefinition,
   type TaskContext,
 } from '../../pipeline/job.js';
+import type { PipelineSettings } from '../../pipeline/settings.js';
 import { ByteThrottle } from '../../storage/throttle.js';
 import { unpackOutput } from '../unpack/unpack.job.js';
 import { applyDecisions } from './gc.apply.js';
@@ -47,7 +48,20 @@ export const DEFAULT_GC_OPTIONS: GcJobOptions = {
   bytesPerSecondPerNode: 1024 ** 3,
 };
 
-interface TaskParams extends PartitionGroup {
+/** The gc job's options from `pipeline.jobs.gc` (src/config/config.ts JOB_SPECIFIC_SETTINGS). */
+export function gcOptionsFrom(s: Pick<PipelineSettings, 'jobs'>): GcJobOptions {
+  const g = s.jobs.gc ?? {};
+  return {
+    graceMs: g.graceDays !== undefined ? g.graceDays * DAY_MS : DEFAULT_GC_OPTIONS.graceMs,
+    objectsPerSecondPerNode: g.objectsPerSecondPerNode ?? DEFAULT_GC_OPTIONS.objectsPerSecondPerNode,
+    bytesPerSecondPerNode: g.bytesPerSecondPerNode ?? DEFAULT_GC_OPTIONS.bytesPerSecondPerNode,
+  };
+}
+
+/** Where `remora gc plan` writes the plans of its dry runs: `<root>/YYYY/MM/DD/<instant>/<task>/`. */
+export const GC_DRY_RUN_ROOT = '/poseidon/stor/remora/gc-plans';
+
+export interface GcTaskParams extends PartitionGroup {
   sources: UnpackRef[];
   /** The earliest snapshot instant (ms) of the index shards read (gc.plan.ts "not provable"). */
   earliestSnapshotMs: number;
@@ -186,7 +200,7 @@ function countDecisions(report: ReportBuilder, decisions: readonly RecordDecisio
 /** Per node, objects and bytes per second, shared by every task of this process. */
 type Throttles = Map<string, { objects: ByteThrottle; bytes: ByteThrottle }>;
 
-async function runGroup(ctx: TaskContext<TaskParams>, o: GcJobOptions, throttles: Throttles) {
+async function runGroup(ctx: TaskContext<GcTaskParams>, o: GcJobOptions, throttles: Throttles) {
   const { sources, earliestSnapshotMs, dryRun, ...group } = ctx.task.params;
   const { store, duck, clock, tier, nodes } = ctx.services;
   const report = ctx.report;
@@ -264,7 +278,9 @@ const noStorage = {
   tombstone: () => Promise.reject(new RemoraError('Internal', 'no copy should move in a cleanup-only plan')),
 };
 
-export function gcJob(o: GcJobOptions = DEFAULT_GC_OPTIONS): JobDefinition<TaskParams, TaskOutput, GcOutput> {
+export function gcJob(
+  o: GcJobOptions = DEFAULT_GC_OPTIONS,
+): JobDefinition<GcTaskParams, TaskOutput, GcOutput> {
   const throttles: Throttles = new Map();
   return {
     name: 'gc',
@@ -275,6 +291,18 @@ export function gcJob(o: GcJobOptions = DEFAULT_GC_OPTIONS): JobDefinition<TaskP
     maxAttempts: 5,
     taskTimeoutMs: 60 * 60_000,
     output: gcOutput,
+    // The plans of `remora gc plan` dry runs are kept as long as run history.
+    retain: async ({ services, before }) => {
+      let removed = 0;
+      for (const p of await services.store.list(`${GC_DRY_RUN_ROOT}/`)) {
+        const m = /^(\d{4})\/(\d{2})\/(\d{2})\//.exec(p.slice(GC_DRY_RUN_ROOT.length + 1));
+        if (m && `${m[1]}-${m[2]}-${m[3]}` < before) {
+          await services.store.delete(p);
+          removed++;
+        }
+      }
+      return removed;
+    },
     split: async (ctx) => {
       const index = new Set(ctx.services.config.shards.filter((s) => s.role === 'index').map((s) => s.name));
       const sources = upstreamOf(ctx.upstream, unpackOutput)

@@ -19,6 +19,7 @@ import { z } from 'zod';
 import { dayStartMs } from '../../core/days.js';
 import { RemoraError } from '../../core/errors.js';
 import { outputType, requireStorage, type JobDefinition } from '../../pipeline/job.js';
+import type { PipelineSettings } from '../../pipeline/settings.js';
 import { planPurge } from './tombstone-purge.plan.js';
 import { DEFAULT_TOMBSTONE_RETENTION_DAYS } from './tombstone-purge.rules.js';
 
@@ -32,6 +33,14 @@ export const DEFAULT_PURGE_OPTIONS: TombstonePurgeOptions = {
   retentionDays: DEFAULT_TOMBSTONE_RETENTION_DAYS,
   maxAttempts: 3,
 };
+
+/** The purge's options from `pipeline.jobs.tombstone-purge` (src/config/config.ts JOB_SPECIFIC_SETTINGS). */
+export function purgeOptionsFrom(s: Pick<PipelineSettings, 'jobs'>): TombstonePurgeOptions {
+  return {
+    ...DEFAULT_PURGE_OPTIONS,
+    retentionDays: s.jobs['tombstone-purge']?.retentionDays ?? DEFAULT_PURGE_OPTIONS.retentionDays,
+  };
+}
 
 const dayUsage = z.object({ day: z.string(), files: z.number(), bytes: z.number() });
 
