@@ -19,7 +19,8 @@ import {
 import { formatBytes } from '../deployment/summary.js';
 import { withDailyPipeline } from '../jobs/catalog.js';
 import { planGcDay, type GcDryRun } from '../jobs/gc/gc.dry-run.js';
-import { gcOptionsFrom, type GcBacklog } from '../jobs/gc/gc.job.js';
+import type { GcBacklog } from '../jobs/gc/gc.backlog.js';
+import { gcOptionsFrom } from '../jobs/gc/gc.job.js';
 import { restoreObject, type RestoreResult } from '../jobs/gc/gc.restore.js';
 import { describeInstant, latestGcRun, liveBacklog, tombstoneUsage } from '../jobs/gc/gc.status.js';
 import { purgeOptionsFrom } from '../jobs/tombstone-purge/tombstone-purge.job.js';

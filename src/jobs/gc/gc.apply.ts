@@ -114,12 +114,19 @@ export async function applyDecisions(
 
   const left: ApplyLeft = { records: 0, copies: 0, bytes: 0 };
   if (deps.dryRun) {
+    const perNode = new Map<string, { copies: number; bytes: number }>();
     for (const w of cleared)
-      for (const c of w.copies)
-        r.count('copiesWouldTombstone')
-          .count(`copiesWouldTombstone.${c.node}`)
-          .count('bytesWouldTombstone', w.bytes)
-          .count(`bytesWouldTombstone.${c.node}`, w.bytes);
+      for (const c of w.copies) {
+        const n = perNode.get(c.node) ?? { copies: 0, bytes: 0 };
+        n.copies++;
+        n.bytes += w.bytes;
+        perNode.set(c.node, n);
+      }
+    for (const [node, n] of perNode)
+      r.count('copiesWouldTombstone', n.copies)
+        .count(`copiesWouldTombstone.${node}`, n.copies)
+        .count('bytesWouldTombstone', n.bytes)
+        .count(`bytesWouldTombstone.${node}`, n.bytes);
     const removable = cleanupOnly.length + cleared.reduce((n, w) => n + w.decisions.length, 0);
     r.count('deleteRecordsWouldRemove', removable);
     // Nothing moved: everything the re-check cleared is eligible and not moved yet.

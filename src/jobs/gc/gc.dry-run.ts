@@ -16,15 +16,8 @@ import { dayPartition } from '../../pipeline/partitions.js';
 import { readPointer } from '../../pipeline/runs.repository.js';
 import type { PipelineRuntime } from '../../pipeline/runtime.js';
 import { unpackOutput } from '../unpack/unpack.job.js';
-import {
-  addBacklog,
-  emptyBacklog,
-  GC_DRY_RUN_ROOT,
-  gcJob,
-  gcOptionsFrom,
-  type GcBacklog,
-  type GcJobOptions,
-} from './gc.job.js';
+import { addBacklog, emptyBacklog, type GcBacklog } from './gc.backlog.js';
+import { GC_DRY_RUN_ROOT, gcJob, gcOptionsFrom, type GcJobOptions } from './gc.job.js';
 
 export interface GcDryRun {
   day: string;

@@ -4,8 +4,9 @@
  *
  *   task    scan the group (gc.scan.ts) → decide each delete record (gc.plan.ts, pure) → write
  *           the plan under the attempt's prefix → apply it idempotently (gc.apply.ts): re-check
- *           live metadata, tombstone copies, clean up delete records
- *   commit  add the tasks' counts; the run's summary under its prefix
+ *           live metadata, tombstone copies, clean up delete records. With `dryRun` (`remora
+ *           gc plan`, gc.dry-run.ts) the re-check runs and the rest is only counted.
+ *   commit  add the tasks' counts and backlogs (gc.backlog.ts); the run's summary under its prefix
  *
  * The report says, for the day: delete records scanned; how many were redundant (a live
  * reference / a later record), zero-byte, waiting for grace, not provable yet, eligible,
@@ -15,7 +16,7 @@
 import { z } from 'zod';
 import { DAY_MS, dayOf } from '../../core/days.js';
 import { RemoraError } from '../../core/errors.js';
-import type { ReportBuilder } from '../../core/run-report.js';
+import { DEFAULT_MAX_EXAMPLES, type ReportBuilder } from '../../core/run-report.js';
 import { PartitionInputs, type PartitionGroup, type UnpackRef } from '../../dumps/partition-inputs.js';
 import {
   outputType,
@@ -28,6 +29,7 @@ import type { PipelineSettings } from '../../pipeline/settings.js';
 import { ByteThrottle } from '../../storage/throttle.js';
 import { unpackOutput } from '../unpack/unpack.job.js';
 import { applyDecisions } from './gc.apply.js';
+import { addBacklog, backlogOf, backlogSchema, emptyBacklog, type GcBacklog } from './gc.backlog.js';
 import { decideObject, type RecordDecision, type Verdict } from './gc.plan.js';
 import { DEFAULT_GRACE_MS } from './gc.rules.js';
 import { scanGroup } from './gc.scan.js';
@@ -79,29 +81,13 @@ const VERDICT_COUNTERS: Record<Verdict, string> = {
   eligible: 'eligible',
 };
 
-/**
- * The backlog a run leaves (`remora gc status` "as of the latest run"): delete records it could
- * not act on yet, and copies it meant to move but could not (a node down, an address unknown).
- */
-const backlogSchema = z.object({
-  waitingForGrace: z.object({
-    records: z.number(),
-    copies: z.number(),
-    bytes: z.number(),
-    /** `_mtime` of the oldest one (ms). */
-    oldestMs: z.number().optional(),
-  }),
-  notProvableYet: z.object({ records: z.number(), oldestMs: z.number().optional() }),
-  eligibleNotMoved: z.object({ records: z.number(), copies: z.number(), bytes: z.number() }),
-  malformed: z.number(),
-});
-export type GcBacklog = z.output<typeof backlogSchema>;
-
 /** What the task returns (and the commit adds): its plan's path and its backlog. */
 interface TaskOutput {
   plan: string;
   decisions: number;
   backlog?: GcBacklog;
+  /** The instant this task decided at. */
+  decidedAt?: number;
 }
 
 export const gcOutput = outputType(
@@ -119,81 +105,29 @@ export const gcOutput = outputType(
 );
 export type GcOutput = ReturnType<typeof gcOutput.parse>;
 
-export function emptyBacklog(): GcBacklog {
-  return {
-    waitingForGrace: { records: 0, copies: 0, bytes: 0 },
-    notProvableYet: { records: 0 },
-    eligibleNotMoved: { records: 0, copies: 0, bytes: 0 },
-    malformed: 0,
-  };
-}
-
-const minOf = (a: number | undefined, b: number | undefined) =>
-  a === undefined ? b : b === undefined ? a : Math.min(a, b);
-
-/** Add backlog `b` into `a` (counts add, the oldest instant is the smaller). */
-export function addBacklog(a: GcBacklog, b: GcBacklog): GcBacklog {
-  const w = minOf(a.waitingForGrace.oldestMs, b.waitingForGrace.oldestMs);
-  const n = minOf(a.notProvableYet.oldestMs, b.notProvableYet.oldestMs);
-  return {
-    waitingForGrace: {
-      records: a.waitingForGrace.records + b.waitingForGrace.records,
-      copies: a.waitingForGrace.copies + b.waitingForGrace.copies,
-      bytes: a.waitingForGrace.bytes + b.waitingForGrace.bytes,
-      ...(w === undefined ? {} : { oldestMs: w }),
-    },
-    notProvableYet: {
-      records: a.notProvableYet.records + b.notProvableYet.records,
-      ...(n === undefined ? {} : { oldestMs: n }),
-    },
-    eligibleNotMoved: {
-      records: a.eligibleNotMoved.records + b.eligibleNotMoved.records,
-      copies: a.eligibleNotMoved.copies + b.eligibleNotMoved.copies,
-      bytes: a.eligibleNotMoved.bytes + b.eligibleNotMoved.bytes,
-    },
-    malformed: a.malformed + b.malformed,
-  };
-}
-
-/** The backlog of a task's decisions (before apply: what apply leaves is added to it). */
-function backlogOf(decisions: readonly RecordDecision[]): GcBacklog {
-  const b = emptyBacklog();
-  for (const d of decisions) {
-    if (d.verdict === 'waiting-grace') {
-      const copies = copiesNamed(d);
-      b.waitingForGrace.records++;
-      b.waitingForGrace.copies += copies;
-      b.waitingForGrace.bytes += copies * (d.contentLength ?? 0);
-      b.waitingForGrace.oldestMs = minOf(b.waitingForGrace.oldestMs, d.record.mtime);
-    } else if (d.verdict === 'not-provable') {
-      b.notProvableYet.records++;
-      b.notProvableYet.oldestMs = minOf(b.notProvableYet.oldestMs, d.record.mtime);
-    } else if (d.verdict === 'malformed') b.malformed++;
-  }
-  return b;
-}
-
-/** Copies a (well-formed) record names, whatever its verdict. */
-function copiesNamed(d: RecordDecision): number {
-  try {
-    const v = JSON.parse(d.record.value) as { sharks?: unknown };
-    return Array.isArray(v.sharks) ? v.sharks.length : 0;
-  } catch {
-    return 0;
-  }
-}
-
+/**
+ * One counter and one event per verdict, added once per verdict; an example is built only for
+ * the first few of each (the report keeps DEFAULT_MAX_EXAMPLES), not for every record.
+ */
 function countDecisions(report: ReportBuilder, decisions: readonly RecordDecision[]): void {
+  const by = new Map<Verdict, { n: number; examples: unknown[] }>();
   for (const d of decisions) {
-    report.count(VERDICT_COUNTERS[d.verdict]);
-    const example = {
-      shard: d.record.shard,
-      key: d.record.key,
-      ...(d.detail ? { detail: d.detail } : {}),
-      ...(d.tombstone.length ? { copies: d.tombstone.map((c) => c.node) } : {}),
-    };
-    if (d.verdict === 'malformed') report.event('malformed-delete-record', 'error', example);
-    else report.event(d.verdict, 'info', example);
+    let v = by.get(d.verdict);
+    if (!v) by.set(d.verdict, (v = { n: 0, examples: [] }));
+    v.n++;
+    if (v.examples.length < DEFAULT_MAX_EXAMPLES)
+      v.examples.push({
+        shard: d.record.shard,
+        key: d.record.key,
+        ...(d.detail ? { detail: d.detail } : {}),
+        ...(d.tombstone.length ? { copies: d.tombstone.map((c) => c.node) } : {}),
+      });
+  }
+  for (const [verdict, v] of by) {
+    report.count(VERDICT_COUNTERS[verdict], v.n);
+    const [kind, severity] =
+      verdict === 'malformed' ? ['malformed-delete-record', 'error' as const] : [verdict, 'info' as const];
+    v.examples.forEach((e, i) => report.event(kind, severity, e, i === v.examples.length - 1 ? v.n - i : 1));
   }
 }
 
@@ -269,7 +203,7 @@ async function runGroup(ctx: TaskContext<GcTaskParams>, o: GcJobOptions, throttl
   });
   applied();
   backlog.eligibleNotMoved = left;
-  const output: TaskOutput = { plan, decisions: decisions.length, backlog };
+  const output: TaskOutput = { plan, decisions: decisions.length, backlog, decidedAt: now };
   return { report: report.finish(), output };
 }
 
@@ -323,6 +257,7 @@ export function gcJob(
         emptyBacklog(),
       );
       const earliest = ctx.tasks[0]?.params.earliestSnapshotMs;
+      const decided = ctx.tasks.map((t) => t.output.decidedAt).filter((x): x is number => x !== undefined);
       await ctx.services.store.put(
         summary,
         JSON.stringify({ day: ctx.partition.day, counters: ctx.report.counters, backlog }, null, 1),
@@ -333,7 +268,7 @@ export function gcJob(
           summary,
           dryRun: ctx.tasks.some((t) => t.params.dryRun === true),
           backlog,
-          decidedAt: ctx.services.clock.now(),
+          decidedAt: decided.length > 0 ? Math.min(...decided) : ctx.services.clock.now(),
           ...(earliest !== undefined ? { earliestSnapshotMs: earliest } : {}),
         },
       };

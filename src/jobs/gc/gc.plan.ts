@@ -46,8 +46,11 @@ export interface DeleteRecord {
   etag: string;
   /** `_mtime` (ms): when the object was deleted or overwritten. */
   mtime: number;
-  /** `_value`: the whole previous `manta` record, as text. */
-  value: string;
+  /**
+   * `_value`: the whole previous `manta` record, as text; or already parsed (the scan hands over
+   * the fields the decision reads, as an object, when every one of them has its expected type).
+   */
+  value: string | Record<string, unknown>;
 }
 
 export interface CopyRef {
@@ -72,6 +75,8 @@ export interface RecordDecision {
   cleanup: boolean;
   /** Bytes of one copy, when the record says. */
   contentLength?: number;
+  /** Copies the record names (whatever the verdict; 0 when malformed). */
+  copies: number;
 }
 
 export interface GcInput {
@@ -101,12 +106,13 @@ export function parseDeleteValue(objectId: string, r: DeleteRecord): ParsedRecor
   if (keyId.toLowerCase() !== objectId.toLowerCase())
     return { malformed: `key names ${keyId}, the row is indexed under ${objectId}` };
   if (!Number.isFinite(r.mtime)) return { malformed: `_mtime is not a number` };
-  let v: unknown;
-  try {
-    v = JSON.parse(r.value);
-  } catch {
-    return { malformed: '_value is not JSON' };
-  }
+  let v: unknown = r.value;
+  if (typeof r.value === 'string')
+    try {
+      v = JSON.parse(r.value);
+    } catch {
+      return { malformed: '_value is not JSON' };
+    }
   if (typeof v !== 'object' || v === null) return { malformed: '_value is not an object' };
   const o = v as Record<string, unknown>;
   if (typeof o.objectId !== 'string' || o.objectId.toLowerCase() !== objectId.toLowerCase())
@@ -145,34 +151,39 @@ export function decideObject(input: GcInput, o: GcOptions): RecordDecision[] {
   );
   const live = input.live[0];
   return parsedAll.map(({ record, parsed }): RecordDecision => {
-    const none = { record, tombstone: [], cleanup: false };
-    if ('malformed' in parsed) return { ...none, verdict: 'malformed', detail: parsed.malformed };
-    const contentLength = parsed.contentLength !== undefined ? { contentLength: parsed.contentLength } : {};
-    if (record.mtime >= o.earliestSnapshotMs) return { ...none, ...contentLength, verdict: 'not-provable' };
-    if (live)
+    if ('malformed' in parsed)
       return {
-        ...none,
-        ...contentLength,
-        verdict: 'live-reference',
-        detail: `${live.key} on ${live.shard}`,
-        cleanup: true,
+        record,
+        tombstone: [],
+        cleanup: false,
+        copies: 0,
+        verdict: 'malformed',
+        detail: parsed.malformed,
       };
+    const none = {
+      record,
+      tombstone: [],
+      cleanup: false,
+      copies: parsed.sharks.length,
+      ...(parsed.contentLength !== undefined ? { contentLength: parsed.contentLength } : {}),
+    };
+    if (record.mtime >= o.earliestSnapshotMs) return { ...none, verdict: 'not-provable' };
+    if (live)
+      return { ...none, verdict: 'live-reference', detail: `${live.key} on ${live.shard}`, cleanup: true };
     if (record.mtime < latestMtime)
       return {
         ...none,
-        ...contentLength,
         verdict: 'superseded',
         detail: `a later delete record (${latestMtime})`,
         cleanup: true,
       };
     // Two records of the same instant (two shards): both carry the decision; the copies they
     // name are tombstoned once each (the runner deduplicates by node).
-    if (parsed.sharks.length === 0) return { ...none, ...contentLength, verdict: 'zero-byte', cleanup: true };
-    if (o.now - record.mtime <= o.graceMs) return { ...none, ...contentLength, verdict: 'waiting-grace' };
+    if (parsed.sharks.length === 0) return { ...none, verdict: 'zero-byte', cleanup: true };
+    if (o.now - record.mtime <= o.graceMs) return { ...none, verdict: 'waiting-grace' };
     const owner = parsed.creator ?? parsed.owner;
     return {
-      record,
-      ...contentLength,
+      ...none,
       verdict: 'eligible',
       cleanup: true,
       tombstone: parsed.sharks.map((s) => ({

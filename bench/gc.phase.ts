@@ -1,0 +1,102 @@
+/**
+ * The timed scan + decision of the GC benchmark, in its own process so its peak RSS (Node +
+ * DuckDB) is GC's alone. Runs the gc job's own `split` and `runTask` with `dryRun` for every
+ * partition group (`concurrency` at a time, as a worker would) over unpacked chunks already in
+ * `<workDir>/objects`: scan (DuckDB), decide (gc.plan.ts), write the plan. The dry run's re-check
+ * asks a metadata tier that answers "no live reference" from memory, so what is timed is the scan
+ * and the decision, not PostgreSQL (the apply phase is measured separately in gc.bench.ts).
+ * Prints one JSON line. Usage (from gc.bench.ts):
+ *
+ *   tsx bench/gc.phase.ts <workDir> <concurrency>
+ *
+ * `<workDir>/sources.json` holds the unpack outputs of every shard, `<workDir>/shards.json` the
+ * configuration's shards (gc reads the index shards).
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { systemClock, systemRandom } from '../src/core/clock.js';
+import { mergeReports, ReportBuilder, type RunReport } from '../src/core/run-report.js';
+import type { RemoraConfig } from '../src/config/config.js';
+import { DuckPool } from '../src/dumps/duckdb.js';
+import type { UnpackRef } from '../src/dumps/partition-inputs.js';
+import { gcJob } from '../src/jobs/gc/gc.job.js';
+import type { MetadataTier } from '../src/metadata/metadata-tier.js';
+import { LocalObjectStore } from '../src/objectstore/object-store.js';
+import type { PipelineServices } from '../src/pipeline/job.js';
+import { attemptPrefix } from '../src/pipeline/inputs.js';
+import { NodeDirectory } from '../src/storage/node-directory.js';
+
+const [workDir, conc] = process.argv.slice(2) as [string, string];
+const concurrency = Number(conc);
+const sources = JSON.parse(fs.readFileSync(path.join(workDir, 'sources.json'), 'utf8')) as UnpackRef[];
+const shards = JSON.parse(
+  fs.readFileSync(path.join(workDir, 'shards.json'), 'utf8'),
+) as RemoraConfig['shards'];
+const day = sources[0]!.day;
+const store = new LocalObjectStore(path.join(workDir, 'objects'));
+const tier = {
+  findByObjectIds: (ids: string[]) => Promise.resolve(new Map(ids.map((id) => [id, []]))),
+} as unknown as MetadataTier;
+const services: PipelineServices = {
+  config: { shards } as RemoraConfig,
+  tier,
+  store,
+  duck: new DuckPool(),
+  nodes: await NodeDirectory.load([], { storageRecords: () => Promise.resolve([]) }),
+  storage: undefined,
+  clock: systemClock,
+  random: systemRandom,
+  log: () => {},
+};
+const job = gcJob();
+const partition = { kind: 'day' as const, key: day, day };
+const runId = 1;
+const upstream = sources.map((output, i) => ({
+  job: 'unpack',
+  partition: { kind: 'day-shard' as const, key: `${day}/shard=${output.source}`, day, shard: output.source },
+  runId: 100 + i,
+  verdict: 'ok' as const,
+  output,
+}));
+const plan = { services, partition, runId, upstream };
+const maxRssMB = () => process.resourceUsage().maxRSS / 1024;
+
+const cpu0 = process.cpuUsage();
+const t0 = process.hrtime.bigint();
+const specs = await job.split(plan);
+const reports: RunReport[] = [];
+let next = 0;
+const lane = async () => {
+  while (next < specs.length) {
+    const i = next++;
+    const { key, params } = specs[i]!;
+    const attemptId = i + 1;
+    const r = await job.runTask({
+      ...plan,
+      task: { key, params: { ...params!, dryRun: true } },
+      attemptId,
+      outputPrefix: attemptPrefix(job.name, day, runId, attemptId),
+      signal: new AbortController().signal,
+      report: new ReportBuilder(),
+    });
+    reports[i] = r.report;
+  }
+};
+await Promise.all(Array.from({ length: concurrency }, lane));
+const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+const cpu = process.cpuUsage(cpu0);
+const report = mergeReports(reports);
+await services.duck.close();
+process.stdout.write(
+  `${JSON.stringify({
+    deleteRecords: report.counters.recordsScanned,
+    eligible: report.counters.eligible ?? 0,
+    verdict: report.verdict,
+    tasks: specs.length,
+    seconds,
+    cpuSeconds: (cpu.user + cpu.system) / 1e6,
+    // Summed over tasks (task time): where it went.
+    phasesMs: report.durations,
+    maxRssMB: maxRssMB(),
+  })}\n`,
+);
