@@ -20,9 +20,13 @@
  * the malformed record, which gc reports and leaves).
  *
  * Seeds and sizes: REMORA_GC_SEEDS=1,2,… or 1-20 (default 1,2,3: grace 0, 1 and 2 days), REMORA_GC_DAYS (days with
- * operations, default 3), REMORA_GC_OPS (quiet-phase operations a day, default 20). The order of
- * operations is fixed by the seed; how the concurrent ones interleave with a snapshot is not.
- * A failure names the seed and the day. Larger: `REMORA_GC_SEEDS=1-20 REMORA_GC_DAYS=8
+ * operations, default 3), REMORA_GC_OPS (quiet-phase operations a day, default 20). The seed
+ * fixes every choice: the operations between pipeline runs, and, during a run, four streams of
+ * their own (before each snapshot, between two snapshots, beside the run, racing gc's tasks),
+ * each with its own generator and its own copy of the keys, merged at the end of the day. What
+ * the seed does not fix is where a concurrent operation lands against a snapshot or gc's re-check,
+ * nor the rare operation a concurrent one makes fail (counted as refused). A failure names the
+ * seed and the day. Larger: `REMORA_GC_SEEDS=1-20 REMORA_GC_DAYS=8
  * REMORA_GC_OPS=80 npm run test:only -- test/gc-random.test.ts`.
  */
 import { test } from 'node:test';
@@ -42,6 +46,7 @@ import { DELETE_LOG_BUCKET, MANTA_BUCKET } from '../src/metadata/buckets.js';
 import { insertRowIfAbsent, listAll } from '../src/metadata/moray.repository.js';
 import type { MantaObjectValue, MantaValue } from '../src/metadata/types.js';
 import { driveDays, scheduleDay } from '../src/pipeline/operations.js';
+import type { JobDefinition } from '../src/pipeline/job.js';
 import type { RunRow } from '../src/pipeline/runs.repository.js';
 import { withPipelineSession } from '../src/pipeline/session.js';
 import { openWorld, simSnapshotJob, type World } from './helpers/gc-world.js';
@@ -87,6 +92,8 @@ interface Ctx {
   /** Keys the adversary believes exist (login form: /alice/stor/d1/o3). */
   keys: Set<string>;
   dirs: string[];
+  /** New keys are `<dir>/<prefix><n>`: each stream of operations has its own prefix. */
+  prefix: string;
   n: number;
   /** Stale links waiting for the day's last snapshot: [new key, the source's value]. */
   stale: { key: string; owner: string; value: MantaObjectValue }[];
@@ -110,7 +117,25 @@ function pickKey(c: Ctx, filter: (k: string) => boolean = () => true): string | 
   const ks = [...c.keys].filter(filter);
   return ks.length === 0 ? undefined : c.rnd.pick(ks);
 }
-const newKey = (c: Ctx, dir: string) => `${dir}/o${c.n++}`;
+const newKey = (c: Ctx, dir: string) => `${dir}/${c.prefix}${c.n++}`;
+
+/**
+ * A stream of operations that runs during the pipeline: its own generator and its own copy of the
+ * keys, so its choices depend on the seed only, never on how it interleaves with the others. Its
+ * changes to the keys join the adversary's at the end of the day (mergeStream).
+ */
+function stream(c: Ctx, prefix: string, seed: number): Ctx {
+  return { ...c, rnd: new SeededRandom(seed), keys: new Set(c.keys), prefix, n: 0 };
+}
+
+function mergeStream(c: Ctx, frozen: ReadonlySet<string>, s: Ctx): void {
+  for (const k of frozen) if (!s.keys.has(k)) c.keys.delete(k);
+  for (const k of s.keys) if (!frozen.has(k)) c.keys.add(k);
+}
+
+/** Operations a stream makes during the pipeline. */
+const CONCURRENT_OPS = 6;
+const DURING_GC_OPS = 4;
 const ownDirs = (c: Ctx, login: string) => c.dirs.filter((d) => loginOf(d) === login);
 
 function body(c: Ctx): Buffer {
@@ -243,6 +268,17 @@ async function walk(c: Ctx, snapshotted: string): Promise<void> {
   });
 }
 
+/** The job, calling `onTask` as each of its tasks starts. */
+function duringGc<P, T, O>(job: JobDefinition<P, T, O>, onTask: () => void): JobDefinition<P, T, O> {
+  return {
+    ...job,
+    runTask: (ctx) => {
+      onTask();
+      return job.runTask(ctx);
+    },
+  };
+}
+
 async function liveObjects(w: World): Promise<MantaObjectValue[]> {
   const rows = (
     await Promise.all(w.tier.indexShards.map((s) => listAll<MantaValue>(s.pool, MANTA_BUCKET)))
@@ -296,6 +332,7 @@ async function history(seed: number): Promise<void> {
     rnd,
     keys: new Set(),
     dirs: [],
+    prefix: 'o',
     n: 0,
     stale: [],
     day: '',
@@ -305,8 +342,9 @@ async function history(seed: number): Promise<void> {
   };
   let world = w;
   let background = false;
-  /** A day with operations (the history has not stopped). */
-  let operating = false;
+  /** Today's streams of operations during the pipeline (undefined on a quiet day or a node's down day). */
+  let today:
+    { snap: Ctx; walks: Ctx; bg: Ctx; gc: Ctx; gcStarted: boolean; batch: Promise<void>[] } | undefined;
   try {
     for (const a of w.accounts)
       for (const d of ['stor/d0', 'stor/d1', 'stor/d2/e', 'public/p0', 'public/p1']) {
@@ -321,24 +359,40 @@ async function history(seed: number): Promise<void> {
     );
     const jobs = [
       simSnapshotJob(() => world, {
-        before: () => {
+        before: async () => {
           // Operations during the snapshot (not awaited here: they race its transaction).
-          if (background) for (let i = 0; i < 3; i++) c.pending.push(frontDoorOp(c));
+          if (!today) return;
+          await Promise.all(today.batch.splice(0));
+          for (let i = 0; i < 3; i++) today.batch.push(frontDoorOp(today.snap));
+          c.pending.push(...today.batch);
         },
         after: async (shard, i) => {
           // Between the two index shards' snapshots: a walking link.
           const first = w.tier.shard(shard).role === 'index' && c.indexSnapshotted++ === 0;
-          if (first && operating && rnd.next() < 0.8) await walk(c, shard);
+          if (first && today && today.walks.rnd.next() < 0.8) await walk(today.walks, shard);
           // After the day's last snapshot, before gc's re-check: the stale links.
           if (i % w.config.shards.length === w.config.shards.length - 1) await writeStaleLinks(c);
         },
       }),
       unpackJob({ partitions: 2 }),
-      gcJob({
-        graceMs: graceDays * DAY_MS,
-        objectsPerSecondPerNode: 10_000,
-        bytesPerSecondPerNode: 1024 ** 3,
-      }),
+      duringGc(
+        gcJob({
+          graceMs: graceDays * DAY_MS,
+          objectsPerSecondPerNode: 10_000,
+          bytesPerSecondPerNode: 1024 ** 3,
+        }),
+        () => {
+          // Operations racing gc's scan, re-check and moves (once a day, from its first task).
+          if (!today || today.gcStarted) return;
+          today.gcStarted = true;
+          const s = today.gc;
+          c.pending.push(
+            (async () => {
+              for (let i = 0; i < DURING_GC_OPS; i++) await frontDoorOp(s);
+            })(),
+          );
+        },
+      ),
       tombstonePurgeJob({ retentionDays, maxAttempts: 1 }),
     ];
     const quietDays = graceDays + 2;
@@ -363,7 +417,6 @@ async function history(seed: number): Promise<void> {
           w.clock.jumpTo(dayStartMs(day) + 300_000);
           await w.beat();
           const active = k < DAYS;
-          operating = active;
           if (active) {
             for (let i = 0; i < OPS; i++) {
               if (rnd.next() < 0.1) await staleLinkRead(c);
@@ -394,10 +447,23 @@ async function history(seed: number): Promise<void> {
           const movesFrom = w.moves.length;
           c.indexSnapshotted = 0;
           background = active && !down;
+          const frozen = new Set(c.keys);
+          const base = seed * 100_000 + k * 10;
+          today = background
+            ? {
+                snap: stream(c, `s${k}-`, base + 1),
+                walks: stream(c, `w${k}-`, base + 2),
+                bg: stream(c, `b${k}-`, base + 3),
+                gc: stream(c, `g${k}-`, base + 4),
+                gcStarted: false,
+                batch: [],
+              }
+            : undefined;
+          const bgStream = today?.bg;
           const bg = (async () => {
-            while (background) {
-              await frontDoorOp(c);
-              await new Promise((r) => setTimeout(r, 15));
+            for (let i = 0; bgStream && i < CONCURRENT_OPS; i++) {
+              await frontDoorOp(bgStream);
+              await new Promise((r) => setTimeout(r, 25));
             }
           })();
           let runs: RunRow[];
@@ -409,6 +475,8 @@ async function history(seed: number): Promise<void> {
             await bg;
             await Promise.all(c.pending.splice(0));
           }
+          if (today) for (const x of [today.snap, today.walks, today.bg, today.gc]) mergeStream(c, frozen, x);
+          today = undefined;
           if (down) await w.startNode(downNode);
           const gc = runs.find((r) => r.job === 'gc');
           assert.equal(
