@@ -24,9 +24,9 @@
  * fixes every choice: the operations between pipeline runs, and, during a run, four streams of
  * their own (before each snapshot, between two snapshots, beside the run, racing gc's tasks),
  * each with its own generator and its own copy of the keys, merged at the end of the day. What
- * the seed does not fix is where a concurrent operation lands against a snapshot or gc's re-check,
- * nor the rare operation a concurrent one makes fail (counted as refused). A failure names the
- * seed and the day. Larger: `REMORA_GC_SEEDS=1-20 REMORA_GC_DAYS=8
+ * the seed does not fix: which index shard the executor snapshots first (a walk depends on it),
+ * where a concurrent operation lands against a snapshot or gc's re-check, and the rare operation
+ * a concurrent one makes fail (counted as refused). A failure names the seed and the day. Larger: `REMORA_GC_SEEDS=1-20 REMORA_GC_DAYS=8
  * REMORA_GC_OPS=80 npm run test:only -- test/gc-random.test.ts`.
  */
 import { test } from 'node:test';
