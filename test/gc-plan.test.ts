@@ -191,3 +191,21 @@ test('copies are named at the path they have: creator before owner', () => {
   assert.equal(bad!.verdict, 'malformed');
   assert.deepEqual(bad!.tombstone, []);
 });
+
+test('copies are named with the objectId as the record spells it (the file name on its node)', () => {
+  const now = T0 + 10 * DAY;
+  const upper = OID.toUpperCase();
+  const [d] = decideObject(
+    {
+      objectId: OID,
+      live: [],
+      deletes: [{ ...del('A', now - 5 * DAY, { objectId: upper }), key: `/${upper}/${now - 5 * DAY}` }],
+    },
+    opts(now),
+  );
+  assert.equal(d!.verdict, 'eligible');
+  assert.deepEqual(
+    d!.tombstone.map((c) => c.objectId),
+    [upper, upper],
+  );
+});

@@ -93,6 +93,11 @@ export interface GcOptions {
 }
 
 interface ParsedRecord {
+  /**
+   * The objectId as the record spells it: the copy's file name on its node and what the live
+   * re-check looks up (the indexed column holds this spelling; the scan groups lower-cased).
+   */
+  objectId: string;
   owner: string;
   creator?: string;
   sharks: { manta_storage_id: string; datacenter?: string }[];
@@ -132,6 +137,7 @@ export function parseDeleteValue(objectId: string, r: DeleteRecord): ParsedRecor
   const dir = (typeof o.creator === 'string' && o.creator) || o.owner;
   if (sharks.length > 0 && !isUuid(dir)) return { malformed: `copy owner ${dir} is not a uuid` };
   return {
+    objectId: o.objectId,
     owner: o.owner,
     ...(typeof o.creator === 'string' && o.creator ? { creator: o.creator } : {}),
     sharks,
@@ -190,7 +196,7 @@ export function decideObject(input: GcInput, o: GcOptions): RecordDecision[] {
         node: s.manta_storage_id,
         ...(s.datacenter ? { datacenter: s.datacenter } : {}),
         owner,
-        objectId: input.objectId,
+        objectId: parsed.objectId,
       })),
     };
   });
