@@ -15,7 +15,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { systemClock, systemRandom } from '../src/core/clock.js';
-import { mergeReports, ReportBuilder, type RunReport } from '../src/core/run-report.js';
+import { mergeReports } from '../src/core/run-report.js';
 import type { RemoraConfig } from '../src/config/config.js';
 import { DuckPool } from '../src/dumps/duckdb.js';
 import type { UnpackRef } from '../src/dumps/partition-inputs.js';
@@ -23,7 +23,7 @@ import { gcJob } from '../src/jobs/gc/gc.job.js';
 import type { MetadataTier } from '../src/metadata/metadata-tier.js';
 import { LocalObjectStore } from '../src/objectstore/object-store.js';
 import type { PipelineServices } from '../src/pipeline/job.js';
-import { attemptPrefix } from '../src/pipeline/inputs.js';
+import { benchPlan, runTasks } from './drive-job.js';
 import { NodeDirectory } from '../src/storage/node-directory.js';
 
 const [workDir, conc] = process.argv.slice(2) as [string, string];
@@ -49,43 +49,20 @@ const services: PipelineServices = {
   log: () => {},
 };
 const job = gcJob();
-const partition = { kind: 'day' as const, key: day, day };
-const runId = 1;
-const upstream = sources.map((output, i) => ({
-  job: 'unpack',
-  partition: { kind: 'day-shard' as const, key: `${day}/shard=${output.source}`, day, shard: output.source },
-  runId: 100 + i,
-  verdict: 'ok' as const,
-  output,
-}));
-const plan = { services, partition, runId, upstream };
+const plan = benchPlan(services, day, sources);
 const maxRssMB = () => process.resourceUsage().maxRSS / 1024;
 
 const cpu0 = process.cpuUsage();
 const t0 = process.hrtime.bigint();
 const specs = await job.split(plan);
-const reports: RunReport[] = [];
-let next = 0;
-const lane = async () => {
-  while (next < specs.length) {
-    const i = next++;
-    const { key, params } = specs[i]!;
-    const attemptId = i + 1;
-    const r = await job.runTask({
-      ...plan,
-      task: { key, params: { ...params!, dryRun: true } },
-      attemptId,
-      outputPrefix: attemptPrefix(job.name, day, runId, attemptId),
-      signal: new AbortController().signal,
-      report: new ReportBuilder(),
-    });
-    reports[i] = r.report;
-  }
-};
-await Promise.all(Array.from({ length: concurrency }, lane));
+// Dry runs: scan, decide and re-check, nothing moved (the apply phase is timed separately).
+const done = await runTasks(job, plan, specs, concurrency, (p) => ({
+  ...(p as object),
+  dryRun: true,
+}));
 const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
 const cpu = process.cpuUsage(cpu0);
-const report = mergeReports(reports);
+const report = mergeReports(done.map((d) => d.report));
 await services.duck.close();
 process.stdout.write(
   `${JSON.stringify({

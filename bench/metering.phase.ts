@@ -20,8 +20,9 @@ import { LocalObjectStore } from '../src/objectstore/object-store.js';
 import type { MetadataTier } from '../src/metadata/metadata-tier.js';
 import type { RemoraConfig } from '../src/config/config.js';
 import type { JobDefinition, PipelineServices } from '../src/pipeline/job.js';
-import { attemptPrefix, runPrefix } from '../src/pipeline/inputs.js';
-import { mergeReports, ReportBuilder, type RunReport } from '../src/core/run-report.js';
+import { runPrefix } from '../src/pipeline/inputs.js';
+import { BENCH_RUN_ID, benchPlan, runTasks } from './drive-job.js';
+import { mergeReports } from '../src/core/run-report.js';
 import {
   storageMeteringJob,
   storageMeteringOutput,
@@ -54,49 +55,26 @@ const services: PipelineServices = {
 };
 // Driven as the executor drives any job: params and outputs are what the job's own split returned.
 const job: JobDefinition = storageMeteringJob({ reportRetentionDays: 90 });
-const partition = { kind: 'day' as const, key: day, day };
-const runId = 1;
-const upstream = sources.map((output, i) => ({
-  job: 'unpack',
-  partition: { kind: 'day-shard' as const, key: `${day}/shard=${output.source}`, day, shard: output.source },
-  runId: 100 + i,
-  verdict: 'ok' as const,
-  output,
-}));
-const plan = { services, partition, runId, upstream };
+const plan = benchPlan(services, day, sources);
 const maxRssMB = () => process.resourceUsage().maxRSS / 1024;
 
 const cpu0 = process.cpuUsage();
 const t0 = process.hrtime.bigint();
 const secs = (from: bigint) => Number(process.hrtime.bigint() - from) / 1e9;
 const specs = await job.split(plan);
-const done: { key: string; params: unknown; attemptId: number; output: unknown; report: RunReport }[] = [];
-let next = 0;
-const lane = async () => {
-  while (next < specs.length) {
-    const i = next++;
-    const { key, params } = specs[i]!;
-    const spec = { key, params };
-    const attemptId = i + 1;
-    const r = await job.runTask({
-      ...plan,
-      task: spec,
-      attemptId,
-      outputPrefix: attemptPrefix(job.name, day, runId, attemptId),
-      signal: new AbortController().signal,
-      report: new ReportBuilder(),
-    });
-    done[i] = { key: spec.key, params: spec.params, attemptId, output: r.output, report: r.report };
-  }
-};
-await Promise.all(Array.from({ length: concurrency }, lane));
+const done = await runTasks(job, plan, specs, concurrency);
 const scanSeconds = secs(t0);
 const cpu = process.cpuUsage(cpu0);
 const scanCpuSeconds = (cpu.user + cpu.system) / 1e6;
 const scanRssMB = maxRssMB();
 const report = mergeReports(done.map((d) => d.report));
 const t1 = process.hrtime.bigint();
-const c = await job.commit({ ...plan, tasks: done, report, runPrefix: runPrefix(job.name, day, runId) });
+const c = await job.commit({
+  ...plan,
+  tasks: done,
+  report,
+  runPrefix: runPrefix(job.name, day, BENCH_RUN_ID),
+});
 const commitSeconds = secs(t1);
 process.stdout.write(
   `${JSON.stringify({

@@ -1,0 +1,54 @@
+/**
+ * Driving one pipeline job in a benchmark's child process, as the executor would: a plan context
+ * on the day's unpacks, then every task `concurrency` at a time (timed by the caller).
+ */
+import { mapLimit } from '../src/core/concurrency.js';
+import { ReportBuilder, type RunReport } from '../src/core/run-report.js';
+import type { UnpackRef } from '../src/dumps/partition-inputs.js';
+import type { JobDefinition, PipelineServices, PlanContext, TaskSpec } from '../src/pipeline/job.js';
+import { attemptPrefix } from '../src/pipeline/inputs.js';
+
+export const BENCH_RUN_ID = 1;
+
+/** A day run's plan context whose upstream is the committed unpack of each source. */
+export function benchPlan(
+  services: PipelineServices,
+  day: string,
+  sources: readonly UnpackRef[],
+): PlanContext {
+  return {
+    services,
+    partition: { kind: 'day', key: day, day },
+    runId: BENCH_RUN_ID,
+    upstream: sources.map((output, i) => ({
+      job: 'unpack',
+      partition: { kind: 'day-shard', key: `${day}/shard=${output.source}`, day, shard: output.source },
+      runId: 100 + i,
+      verdict: 'ok',
+      output,
+    })),
+  };
+}
+
+/** Run every task of `specs`, `concurrency` at a time; what the commit receives, in task order. */
+export function runTasks(
+  job: JobDefinition,
+  plan: PlanContext,
+  specs: readonly TaskSpec[],
+  concurrency: number,
+  params: (p: unknown) => unknown = (p) => p,
+): Promise<{ key: string; params: unknown; attemptId: number; output: unknown; report: RunReport }[]> {
+  return mapLimit(specs, concurrency, async ({ key, params: p }, i) => {
+    const attemptId = i + 1;
+    const task = { key, params: params(p) };
+    const r = await job.runTask({
+      ...plan,
+      task,
+      attemptId,
+      outputPrefix: attemptPrefix(job.name, plan.partition.key, plan.runId, attemptId),
+      signal: new AbortController().signal,
+      report: new ReportBuilder(),
+    });
+    return { ...task, attemptId, output: r.output, report: r.report };
+  });
+}
