@@ -8,6 +8,7 @@
  *   4. conditional update of every record (old → new shark)      one moray batch, else per record
  *   5. re-read: no live record may still name the old copy        (a link made during the move)
  *   6. MOVE the old copy to /tombstone/<day>/<objectId>            failure → post_processing
+ *   6b. re-read once more: a record naming the old copy now         → restore it (a link that raced 5)
  *   7. record outcomes (complete / post_processing / skipped / error)
  *
  * Step 2 judges every live record of the objectId on its own (rebalance.metadata.ts analyze): no
@@ -225,7 +226,49 @@ async function processBatch(
       'tombstoned',
       work.map((w) => w.row.objectId),
     );
+  await restoreIfStillNamed(deps, work, concurrency);
   return work.map((w) => w.out!);
+}
+
+/**
+ * 6b. A link whose write raced the re-read of step 5 (it copied its source's record before the
+ * update of step 4) names the copy just tombstoned: read once more and put such a copy back
+ * (a restore never overwrites a copy in place). The object is then skipped, as in step 5, and
+ * `retry` re-plans it from the live records.
+ */
+async function restoreIfStillNamed(deps: RunDeps, work: Work[], concurrency: number): Promise<void> {
+  const moved = work.filter((w) => w.out?.state === 'complete');
+  if (moved.length === 0) return;
+  const live = await readLive(
+    deps.tier,
+    moved.map((w) => w.row.objectId),
+  );
+  const day = dayOf(new Date((deps.clock ?? systemClock).now()));
+  await eachLimit(moved, concurrency, async (w) => {
+    const late = (live.rows.get(w.row.objectId) ?? []).find((r) => names(r.value, w.row.oldShark));
+    if (!late) return;
+    const old = w.row.oldShark!;
+    const url = deps.nodeUrl(old.manta_storage_id);
+    try {
+      if (!url) throw new Error(`${old.manta_storage_id}: address unknown`);
+      const r = await deps.storage.restore(url, w.row.copyOwner, w.row.objectId, day);
+      w.out = fail(
+        w,
+        'skipped',
+        'EtagConflict',
+        `${late.key} (made during the tombstone) names the old copy: restored from tombstone ${day} (${r})`,
+      );
+    } catch (err) {
+      w.out = fail(
+        w,
+        'error',
+        'InternalError',
+        `${late.key} names the old copy, tombstoned at /tombstone/${day}/${w.row.objectId} on ` +
+          `${old.manta_storage_id}, and the restore failed: ${(err as Error).message} — restore it ` +
+          '(remora gc restore) before that tombstone is purged',
+      );
+    }
+  });
 }
 
 function fail(w: Work, state: 'skipped' | 'error', reason: string, detail: string): Outcome {
