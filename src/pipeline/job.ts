@@ -21,6 +21,7 @@
  */
 import type { z } from 'zod';
 import type { RemoraConfig } from '../config/config.js';
+import { dayStartMs } from '../core/days.js';
 import { RemoraError } from '../core/errors.js';
 import type { Clock, Random } from '../core/clock.js';
 import type { DuckPool } from '../dumps/duckdb.js';
@@ -74,6 +75,13 @@ export interface ExternalInput {
     partition: Partition;
   }): Promise<{ ready: boolean; detail?: string }>;
 }
+
+/** A run of a day starts once that day has begun on the services' clock (jobs with no upstream). */
+export const dayHasBegun: ExternalInput = {
+  name: 'the day has begun',
+  exists: ({ services, partition }) =>
+    Promise.resolve({ ready: services.clock.now() >= dayStartMs(partition.day), detail: partition.day }),
+};
 
 /** What an upstream run committed, as seen by a downstream run. */
 export interface UpstreamOutput {

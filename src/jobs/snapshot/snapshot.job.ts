@@ -6,10 +6,10 @@
  *                         the past cannot be snapshotted, so none is a fatal event (invalid)
  */
 import { z } from 'zod';
-import { dayOf, dayStartMs } from '../../core/days.js';
+import { dayOf } from '../../core/days.js';
 import { BACKUPS_ROOT } from '../../dumps/layout.js';
 import { snapshotShard } from '../../dumps/snapshot.js';
-import { outputType, type JobDefinition } from '../../pipeline/job.js';
+import { dayHasBegun, outputType, type JobDefinition } from '../../pipeline/job.js';
 
 export const snapshotOutput = outputType(
   'snapshot',
@@ -31,16 +31,7 @@ export const snapshotJob: JobDefinition<unknown, SnapshotOutput | undefined, Sna
   description: 'a consistent snapshot of each shard, as a gzipped plain-format dump',
   partition: 'day-shard',
   inputs: {
-    external: [
-      {
-        name: 'the day has begun',
-        exists: ({ services, partition }) =>
-          Promise.resolve({
-            ready: services.clock.now() >= dayStartMs(partition.day),
-            detail: partition.day,
-          }),
-      },
-    ],
+    external: [dayHasBegun],
   },
   deadlineMs: 2 * 3_600_000,
   maxAttempts: 3,

@@ -16,9 +16,8 @@
  * a failure: nothing can be purged there and nothing is wrong with the purge.
  */
 import { z } from 'zod';
-import { dayStartMs } from '../../core/days.js';
 import { RemoraError } from '../../core/errors.js';
-import { outputType, requireStorage, type JobDefinition } from '../../pipeline/job.js';
+import { dayHasBegun, outputType, requireStorage, type JobDefinition } from '../../pipeline/job.js';
 import type { PipelineSettings } from '../../pipeline/settings.js';
 import { planPurge } from './tombstone-purge.plan.js';
 import { DEFAULT_TOMBSTONE_RETENTION_DAYS } from './tombstone-purge.rules.js';
@@ -67,16 +66,7 @@ export function tombstonePurgeJob(
     description: `per storage node: remove tombstone directories older than ${o.retentionDays} days`,
     partition: 'day-node',
     inputs: {
-      external: [
-        {
-          name: 'the day has begun',
-          exists: ({ services, partition }) =>
-            Promise.resolve({
-              ready: services.clock.now() >= dayStartMs(partition.day),
-              detail: partition.day,
-            }),
-        },
-      ],
+      external: [dayHasBegun],
     },
     deadlineMs: 6 * 3_600_000,
     maxAttempts: o.maxAttempts,
