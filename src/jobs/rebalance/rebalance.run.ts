@@ -216,17 +216,20 @@ async function processBatch(
   await step('copied', work);
   await updateAll(deps.tier, moving());
   await step('updated', work);
+  // One tombstone day for the batch: the restore below must look where the MOVE put the copy.
+  const day = dayOf(new Date((deps.clock ?? systemClock).now()));
   await tombstoneAll(
     deps,
     work.filter((w) => !w.out),
     concurrency,
+    day,
   );
   if (onStep)
     await onStep(
       'tombstoned',
       work.map((w) => w.row.objectId),
     );
-  await restoreIfStillNamed(deps, work, concurrency);
+  await restoreIfStillNamed(deps, work, concurrency, day);
   return work.map((w) => w.out!);
 }
 
@@ -236,16 +239,20 @@ async function processBatch(
  * (a restore never overwrites a copy in place). The object is then skipped, as in step 5, and
  * `retry` re-plans it from the live records.
  */
-async function restoreIfStillNamed(deps: RunDeps, work: Work[], concurrency: number): Promise<void> {
+async function restoreIfStillNamed(
+  deps: RunDeps,
+  work: Work[],
+  concurrency: number,
+  day: string,
+): Promise<void> {
   const moved = work.filter((w) => w.out?.state === 'complete');
   if (moved.length === 0) return;
   const live = await readLive(
     deps.tier,
     moved.map((w) => w.row.objectId),
   );
-  const day = dayOf(new Date((deps.clock ?? systemClock).now()));
   await eachLimit(moved, concurrency, async (w) => {
-    const late = (live.rows.get(w.row.objectId) ?? []).find((r) => names(r.value, w.row.oldShark));
+    const late = namingOldCopy(live, w);
     if (!late) return;
     const old = w.row.oldShark!;
     const url = deps.nodeUrl(old.manta_storage_id);
@@ -271,6 +278,11 @@ async function restoreIfStillNamed(deps: RunDeps, work: Work[], concurrency: num
   });
 }
 
+/** A live record of the object that still names the copy being moved off, if any. */
+function namingOldCopy(live: Awaited<ReturnType<typeof readLive>>, w: Work) {
+  return (live.rows.get(w.row.objectId) ?? []).find((r) => names(r.value, w.row.oldShark));
+}
+
 function fail(w: Work, state: 'skipped' | 'error', reason: string, detail: string): Outcome {
   return { objectId: w.row.objectId, state, reason, detail, skippedKeys: w.skippedKeys };
 }
@@ -294,20 +306,19 @@ async function updateAll(tier: MetadataTier, ready: Work[]): Promise<void> {
 }
 
 /** Re-read, then tombstone the old copies no live record names any more. */
-async function tombstoneAll(deps: RunDeps, ready: Work[], concurrency: number): Promise<void> {
+async function tombstoneAll(deps: RunDeps, ready: Work[], concurrency: number, day: string): Promise<void> {
   if (ready.length === 0) return;
   const live = await readLive(
     deps.tier,
     ready.map((w) => w.row.objectId),
   );
-  const day = dayOf(new Date((deps.clock ?? systemClock).now()));
   await eachLimit(ready, concurrency, async (w) => {
     const bad = live.malformed.get(w.row.objectId)?.[0];
     if (bad) {
       w.out = fail(w, 'error', 'BadMorayObject', `${bad.key} became unreadable during the move: ${bad.why}`);
       return;
     }
-    const still = (live.rows.get(w.row.objectId) ?? []).find((r) => names(r.value, w.row.oldShark));
+    const still = namingOldCopy(live, w);
     if (still) {
       w.out = fail(
         w,
