@@ -85,6 +85,15 @@ function skipLiteral(b: Buffer, i: number, end: number, word: string): number {
   return i + word.length;
 }
 
+/** A member's `"key" :` at i: the key's [start, end) and the position after the colon. */
+function readMemberKey(b: Buffer, i: number, end: number): [number, number, number] | undefined {
+  if (b[i] !== QUOTE) return undefined;
+  const ke = skipString(b, i, end);
+  if (ke < 0) return undefined;
+  const colon = skipWs(b, ke, end);
+  return b[colon] === 0x3a ? [i, ke, colon + 1] : undefined;
+}
+
 function skipWs(b: Buffer, i: number, end: number): number {
   while (i < end && isWs(b[i])) i++;
   return i;
@@ -128,14 +137,10 @@ function skipValue(
         stack.pop();
         i++;
       } else if (c === 0x7b) {
-        if (b[i] !== QUOTE) return -1;
-        const ks = i;
-        i = skipString(b, i, end);
-        if (i < 0) return -1;
-        if (stack.length === 1) key = [ks, i];
-        i = skipWs(b, i, end);
-        if (b[i] !== 0x3a) return -1;
-        i++;
+        const k = readMemberKey(b, i, end);
+        if (!k) return -1;
+        if (stack.length === 1) key = [k[0], k[1]];
+        i = k[2];
         continue; // read the member's value
       } else continue; // read the first element
     } else {
@@ -155,14 +160,10 @@ function skipValue(
       if (b[i] === 0x2c) {
         i = skipWs(b, i + 1, end);
         if (top === 0x7b) {
-          if (b[i] !== QUOTE) return -1;
-          const ks = i;
-          i = skipString(b, i, end);
-          if (i < 0) return -1;
-          if (stack.length === 1) key = [ks, i];
-          i = skipWs(b, i, end);
-          if (b[i] !== 0x3a) return -1;
-          i++;
+          const k = readMemberKey(b, i, end);
+          if (!k) return -1;
+          if (stack.length === 1) key = [k[0], k[1]];
+          i = k[2];
         }
         break; // read the next value
       }
