@@ -16,7 +16,7 @@
  */
 import http from 'node:http';
 import crypto from 'node:crypto';
-import type { AddressInfo } from 'node:net';
+import { listenOn } from '../storage/listen.js';
 import { RemoraError, toRemoraError } from '../core/errors.js';
 import type { MetadataTier } from '../metadata/metadata-tier.js';
 import type { MantaObjectValue, MantaValue } from '../metadata/types.js';
@@ -55,25 +55,9 @@ export class FrontDoorServer {
   async listen(port = 0, host = '127.0.0.1'): Promise<string> {
     const server = http.createServer((req, res) => void this.handle(req, res));
     server.keepAliveTimeout = 5000;
-    await new Promise<void>((resolve, reject) => {
-      const failed = (err: NodeJS.ErrnoException) =>
-        reject(
-          err.code === 'EADDRINUSE'
-            ? new RemoraError(
-                'PortInUse',
-                `front door: port ${port} on ${host} is already in use by another process: stop it, or set frontdoor.port`,
-                { cause: err, details: { port, host } },
-              )
-            : err,
-        );
-      server.once('error', failed);
-      server.listen(port, host, () => {
-        server.off('error', failed);
-        resolve();
-      });
-    });
+    const bound = await listenOn(server, port, host, 'front door', ': stop it, or set frontdoor.port');
     this.server = server;
-    this.url = `http://${host}:${(server.address() as AddressInfo).port}`;
+    this.url = `http://${host}:${bound}`;
     return this.url;
   }
 

@@ -22,6 +22,7 @@ import http from 'node:http';
 import type net from 'node:net';
 import path from 'node:path';
 import { type Clock, systemClock } from '../core/clock.js';
+import { listenOn } from './listen.js';
 import { RemoraError, toRemoraError } from '../core/errors.js';
 import { CapacityTracker } from './capacity.js';
 import { DEFAULT_MD5_CACHE_ENTRIES, Md5Cache } from './md5-cache.js';
@@ -104,24 +105,7 @@ export class StorageNode {
       void route(ctx, auth, req, res);
     });
     const host = opts.host ?? '127.0.0.1';
-    await new Promise<void>((resolve, reject) => {
-      const failed = (err: NodeJS.ErrnoException) =>
-        reject(
-          err.code === 'EADDRINUSE'
-            ? new RemoraError(
-                'PortInUse',
-                `storage node ${opts.id}: port ${opts.port ?? 0} on ${host} is already in use by another process`,
-                { cause: err, details: { port: opts.port, host } },
-              )
-            : err,
-        );
-      server.once('error', failed);
-      server.listen(opts.port ?? 0, host, () => {
-        server.off('error', failed);
-        resolve();
-      });
-    });
-    const port = (server.address() as net.AddressInfo).port;
+    const port = await listenOn(server, opts.port ?? 0, host, `storage node ${opts.id}`);
     const node = new StorageNode(opts.id, opts.datacenter, root, capacity, server, `http://${host}:${port}`);
     server.on('connection', (s) => {
       node.sockets.add(s);
