@@ -20,21 +20,18 @@ import { readSourceManifest } from '../src/dumps/manifest.js';
 import { backupPath, entryObjectPath, UNPACKED_ROOT } from '../src/dumps/layout.js';
 import { removeStaleScratch, STALE_SCRATCH_MS } from '../src/dumps/chunk-run.js';
 import { partitionOf } from '../src/dumps/partition.js';
-import { escapeCopyField } from '../src/dumps/copy-text.js';
 import { isRemoraError, type RemoraError } from '../src/core/errors.js';
 import { ReportBuilder, type ReportEvent, type RunReport } from '../src/core/run-report.js';
 import { unpackJob } from '../src/jobs/unpack/unpack.job.js';
 import type { TaskContext } from '../src/pipeline/job.js';
 import { readChunkRows } from './helpers/chunks.js';
+import { copyBlock, plainDump, type Row } from './helpers/dump-text.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'remora-dumps-bad-'));
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-const COLS = ['_id', '_txn_snap', '_key', '_value', '_etag', '_mtime', '_vnode', 'objectid'];
 const STAMP = '2024-03-05-06-07-08';
 const DAY = '2024-03-05';
-
-type Row = (string | null)[];
 
 /** A moray row: `_id, _txn_snap, _key, _value, _etag, _mtime, _vnode, objectid`. */
 function mrow(
@@ -54,31 +51,6 @@ function mrow(
     over._vnode ?? '7',
     objectId,
   ];
-}
-
-function copyBlock(table: string, rows: Row[], cols = COLS): string[] {
-  return [
-    `COPY public.${table} (${cols.join(', ')}) FROM stdin;`,
-    ...rows.map((r) => r.map(escapeCopyField).join('\t')),
-    '\\.',
-    '',
-  ];
-}
-
-/** A plain dump as pg_dump writes one: header comments, COPY blocks, the trailer. */
-function plainDump(blocks: string[][], extra: { afterTrailer?: string[] } = {}): string {
-  return [
-    '--',
-    '-- PostgreSQL database dump',
-    '--',
-    '',
-    ...blocks.flat(),
-    '--',
-    '-- PostgreSQL database dump complete',
-    '--',
-    '',
-    ...(extra.afterTrailer ?? []),
-  ].join('\n');
 }
 
 function write(name: string, body: string | Buffer): string {

@@ -237,3 +237,47 @@ test('batch: operations on one shard are one transaction', async () => {
   );
   assert.equal(await tier.getObject('manta', k1), undefined, 'first put rolled back');
 });
+
+test('deleteManyOnShard: removes only rows whose etag still matches, on the shard named; reports gone and changed', async () => {
+  const [s0, s1] = tier.indexShards;
+  assert.ok(s0 && s1, 'two index shards');
+  const put = async (shard: typeof s0, key: string, value: string) => {
+    await shard.pool.query(
+      `INSERT INTO manta_delete_log (_key, _value, _etag, _mtime) VALUES ($1, $2, $3, $4)`,
+      [key, value, morayEtag(value), clock.now()],
+    );
+    return morayEtag(value);
+  };
+  const keep = await put(s0, '/aaaa/1', '{"v":1}');
+  const stale = await put(s0, '/bbbb/1', '{"v":2}');
+  await s0.pool.query(`UPDATE manta_delete_log SET _value = '{"v":3}', _etag = $1 WHERE _key = '/bbbb/1'`, [
+    morayEtag('{"v":3}'),
+  ]);
+  // The same key on another shard is not touched by a delete on s0.
+  const other = await put(s1, '/aaaa/1', '{"v":1}');
+  const out = await tier.deleteManyOnShard(s0.name, 'manta_delete_log', [
+    { key: '/aaaa/1', etag: keep },
+    { key: '/bbbb/1', etag: stale },
+    { key: '/cccc/1', etag: 'ABCDEF01' },
+  ]);
+  assert.deepEqual(Object.fromEntries(out), {
+    '/aaaa/1': 'removed',
+    '/bbbb/1': 'changed',
+    '/cccc/1': 'gone',
+  });
+  const left0 = (await s0.pool.query<{ _key: string }>('SELECT _key FROM manta_delete_log ORDER BY _key'))
+    .rows;
+  assert.deepEqual(
+    left0.map((r) => r._key).filter((k) => ['/aaaa/1', '/bbbb/1'].includes(k)),
+    ['/bbbb/1'],
+    'the changed row stays',
+  );
+  const left1 = await s1.pool.query(`SELECT _etag FROM manta_delete_log WHERE _key = '/aaaa/1'`);
+  assert.equal(left1.rows[0]?._etag, other, 'the other shard keeps its row');
+  // Again: what was removed is now gone; nothing else changes.
+  const again = await tier.deleteManyOnShard(s0.name, 'manta_delete_log', [{ key: '/aaaa/1', etag: keep }]);
+  assert.equal(again.get('/aaaa/1'), 'gone');
+  await assert.rejects(tier.deleteManyOnShard(s0.name, 'manta', [{ key: '/x', etag: 'y' }]), (e: unknown) =>
+    isRemoraError(e, 'Internal'),
+  );
+});

@@ -33,6 +33,9 @@ import { createRing, Ring, ringDifference } from './ring.js';
 import { insertRingOnce, migrateControl, readRing } from './control.repository.js';
 import type { EtagCondition, MantaValue, MorayRow } from './types.js';
 
+/** What a conditional delete did to one row (MetadataTier.deleteManyOnShard). */
+export type ConditionalDeleteOutcome = 'removed' | 'gone' | 'changed';
+
 export interface PutOptions {
   etag?: EtagCondition;
 }
@@ -164,21 +167,48 @@ export class MetadataTier {
   }
 
   /**
-   * Delete a row from the shard that holds it, not the shard the ring picks for its key (a
-   * delete-log row lives where the deleted key was; GC cleans it up there), conditional on its
-   * etag (EtagConflict when it changed). False when it is already gone. Not for `manta` rows:
-   * those go through batch(), which writes the delete log.
+   * Delete rows from the shard that holds them, not the shard the ring picks for their keys (a
+   * delete-log row lives where the deleted key was; GC cleans it up there), each only if its
+   * etag is still the one given (invariant 3). One statement for the whole list (GC removes
+   * thousands per task): a row is removed only where `_key` and `_etag` both match. Per key:
+   * `removed`; `gone` (no such row: an earlier attempt removed it); `changed` (the row exists
+   * with another etag: kept). Not for `manta` rows: those go through batch(), which writes the
+   * delete log.
    */
-  async deleteOnShard(shardName: string, bucketName: string, key: string, etag: string): Promise<boolean> {
+  async deleteManyOnShard(
+    shardName: string,
+    bucketName: string,
+    rows: readonly { key: string; etag: string }[],
+  ): Promise<Map<string, ConditionalDeleteOutcome>> {
     const b = bucketByName(bucketName);
     if (b === MANTA_BUCKET)
-      throw new RemoraError('Internal', 'deleteOnShard is not for manta rows: use deleteObject (delete log)');
+      throw new RemoraError(
+        'Internal',
+        'deleteManyOnShard is not for manta rows: use deleteObject (delete log)',
+      );
+    const out = new Map<string, ConditionalDeleteOutcome>();
+    if (rows.length === 0) return out;
+    const keys = rows.map((r) => r.key);
     return this.inTransaction(this.shard(shardName), async (tx) => {
-      const existing = await getRow<Record<string, unknown>>(tx, b, key, true);
-      if (!existing) return false;
-      checkEtag(b.name, key, existing, etag);
-      await deleteRow(tx, b, key);
-      return true;
+      const del = await tx.query<{ _key: string }>(
+        `DELETE FROM ${b.name} t USING unnest($1::text[], $2::text[]) AS u(k, e)
+           WHERE t._key = u.k AND t._etag = u.e RETURNING t._key`,
+        [keys, rows.map((r) => r.etag)],
+      );
+      const removed = new Set(del.rows.map((r) => r._key));
+      const rest = keys.filter((k) => !removed.has(k));
+      const kept =
+        rest.length === 0
+          ? new Set<string>()
+          : new Set(
+              (
+                await tx.query<{ _key: string }>(`SELECT _key FROM ${b.name} WHERE _key = ANY($1::text[])`, [
+                  rest,
+                ])
+              ).rows.map((r) => r._key),
+            );
+      for (const k of keys) out.set(k, removed.has(k) ? 'removed' : kept.has(k) ? 'changed' : 'gone');
+      return out;
     });
   }
 

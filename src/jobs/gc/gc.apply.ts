@@ -10,8 +10,9 @@
  *      not answer, or whose address is unknown, keeps its copies for the next run (counted), and
  *      the objectId's delete record stays so that run finds them again.
  *   3. clean up the delete record: a conditional delete on the shard that holds it (not the
- *      shard the ring would pick for its key), with the `_etag` read from the snapshot. A record
- *      already gone or changed is counted as already done / skipped.
+ *      shard the ring would pick for its key), with the `_etag` read from the snapshot, one
+ *      statement per shard and batch. A record already gone or changed is counted as already
+ *      done / skipped.
  *
  * Redundant and zero-byte records go straight to step 3 (no copies move, no re-check needed:
  * removing a delete record never removes data).
@@ -34,7 +35,7 @@ import type { ByteThrottle } from '../../storage/throttle.js';
 import type { CopyRef, RecordDecision } from './gc.plan.js';
 
 export interface GcApplyDeps {
-  tier: Pick<MetadataTier, 'findByObjectIds' | 'deleteOnShard'>;
+  tier: Pick<MetadataTier, 'findByObjectIds' | 'deleteManyOnShard'>;
   storage: Pick<StorageClient, 'tombstone'>;
   /** manta_storage_id → base URL (the node directory); undefined: address unknown. */
   nodeUrl(id: string): string | undefined;
@@ -65,6 +66,8 @@ export interface ApplyLeft {
 
 /** ObjectIds asked about at once in the re-check (one indexed `IN` per shard). */
 const RECHECK_BATCH = 500;
+/** Delete records removed by one conditional statement. */
+const CLEANUP_BATCH = 1000;
 /** Copies moved at once per task (each MOVE is a rename on its node). */
 const MOVES_IN_PARALLEL = 8;
 
@@ -88,11 +91,12 @@ export async function applyDecisions(
       continue;
     }
     const objectId = d.tombstone[0]!.objectId;
-    const w = byObject.get(objectId) ?? { objectId, decisions: [], copies: [], bytes: d.contentLength ?? 0 };
+    let w = byObject.get(objectId);
+    if (!w)
+      byObject.set(objectId, (w = { objectId, decisions: [], copies: [], bytes: d.contentLength ?? 0 }));
     w.decisions.push(d);
     // Two records of one instant name the same copies: each node's copy moves once.
-    for (const c of d.tombstone) if (!w.copies.some((x) => x.node === c.node)) w.copies.push(c);
-    byObject.set(objectId, w);
+    for (const c of d.tombstone) if (!hasNode(w.copies, c.node)) w.copies.push(c);
   }
 
   // 1. Re-check live metadata.
@@ -152,27 +156,41 @@ export async function applyDecisions(
     }
   });
 
-  // 3. Clean up delete records on the shard that holds each.
+  // 3. Clean up delete records on the shard that holds each: one conditional statement per
+  // shard and batch (a retried batch finds its removed rows `gone`).
+  const byShard = new Map<string, RecordDecision[]>();
   for (const d of done) {
-    if (deps.signal?.aborted) return left;
-    try {
-      const removed = await deps.tier.deleteOnShard(
-        d.record.shard,
-        'manta_delete_log',
-        d.record.key,
-        d.record.etag,
-      );
-      r.count(removed ? 'deleteRecordsRemoved' : 'deleteRecordsAlreadyGone');
-    } catch (err) {
-      if (!isRemoraError(err, 'EtagConflict')) throw err;
-      // Changed since the snapshot (moray rewrote it?): left for the next run, which reads the new one.
-      r.count('deleteRecordsChanged').event('delete-record-changed', 'warning', {
-        shard: d.record.shard,
-        key: d.record.key,
-      });
-    }
+    const list = byShard.get(d.record.shard) ?? [];
+    list.push(d);
+    byShard.set(d.record.shard, list);
   }
+  for (const [shard, list] of byShard)
+    for (let i = 0; i < list.length; i += CLEANUP_BATCH) {
+      if (deps.signal?.aborted) return left;
+      const batch = list.slice(i, i + CLEANUP_BATCH);
+      const outcome = await deps.tier.deleteManyOnShard(
+        shard,
+        'manta_delete_log',
+        batch.map((d) => ({ key: d.record.key, etag: d.record.etag })),
+      );
+      for (const d of batch) {
+        const o = outcome.get(d.record.key);
+        if (o === 'removed') r.count('deleteRecordsRemoved');
+        else if (o === 'gone') r.count('deleteRecordsAlreadyGone');
+        // Changed since the snapshot (moray rewrote it?): left for the next run, which reads the new one.
+        else
+          r.count('deleteRecordsChanged').event('delete-record-changed', 'warning', {
+            shard: d.record.shard,
+            key: d.record.key,
+          });
+      }
+    }
   return left;
+}
+
+function hasNode(copies: readonly CopyRef[], node: string): boolean {
+  for (const c of copies) if (c.node === node) return true;
+  return false;
 }
 
 /** Move one copy to tombstone; false when it is left for the next run. */

@@ -131,7 +131,7 @@ export function parseDeleteValue(objectId: string, r: DeleteRecord): ParsedRecor
     const id = (s as { manta_storage_id?: unknown } | null)?.manta_storage_id;
     if (typeof id !== 'string' || id === '') return { malformed: 'a shark without manta_storage_id' };
     const dc = (s as { datacenter?: unknown }).datacenter;
-    sharks.push({ manta_storage_id: id, ...(typeof dc === 'string' ? { datacenter: dc } : {}) });
+    sharks.push(typeof dc === 'string' ? { manta_storage_id: id, datacenter: dc } : { manta_storage_id: id });
   }
   // Copies live under the creator's (or owner's) uuid: anything else is not a path on a node.
   const dir = (typeof o.creator === 'string' && o.creator) || o.owner;
@@ -147,57 +147,59 @@ export function parseDeleteValue(objectId: string, r: DeleteRecord): ParsedRecor
 
 /** Decide every delete record of one objectId. */
 export function decideObject(input: GcInput, o: GcOptions): RecordDecision[] {
-  const parsedAll = input.deletes.map((record) => ({
-    record,
-    parsed: parseDeleteValue(input.objectId, record),
-  }));
-  const latestMtime = Math.max(
-    ...parsedAll.filter((p) => !('malformed' in p.parsed)).map((p) => p.record.mtime),
-    Number.NEGATIVE_INFINITY,
-  );
+  const deletes = input.deletes;
+  const parsed = deletes.map((record) => parseDeleteValue(input.objectId, record));
+  let latestMtime = Number.NEGATIVE_INFINITY;
+  for (let i = 0; i < deletes.length; i++)
+    if (!('malformed' in parsed[i]!) && deletes[i]!.mtime > latestMtime) latestMtime = deletes[i]!.mtime;
   const live = input.live[0];
-  return parsedAll.map(({ record, parsed }): RecordDecision => {
-    if ('malformed' in parsed)
-      return {
-        record,
-        tombstone: [],
-        cleanup: false,
-        copies: 0,
-        verdict: 'malformed',
-        detail: parsed.malformed,
-      };
-    const none = {
+  return deletes.map((record, i) => decideRecord(record, parsed[i]!, latestMtime, live, o));
+}
+
+function decideRecord(
+  record: DeleteRecord,
+  parsed: ParsedRecord | { malformed: string },
+  latestMtime: number,
+  live: LiveRef | undefined,
+  o: GcOptions,
+): RecordDecision {
+  if ('malformed' in parsed)
+    return {
       record,
       tombstone: [],
       cleanup: false,
-      copies: parsed.sharks.length,
-      ...(parsed.contentLength !== undefined ? { contentLength: parsed.contentLength } : {}),
+      copies: 0,
+      verdict: 'malformed',
+      detail: parsed.malformed,
     };
-    if (record.mtime >= o.earliestSnapshotMs) return { ...none, verdict: 'not-provable' };
-    if (live)
-      return { ...none, verdict: 'live-reference', detail: `${live.key} on ${live.shard}`, cleanup: true };
-    if (record.mtime < latestMtime)
-      return {
-        ...none,
-        verdict: 'superseded',
-        detail: `a later delete record (${latestMtime})`,
-        cleanup: true,
-      };
-    // Two records of the same instant (two shards): both carry the decision; the copies they
-    // name are tombstoned once each (the runner deduplicates by node).
-    if (parsed.sharks.length === 0) return { ...none, verdict: 'zero-byte', cleanup: true };
-    if (o.now - record.mtime <= o.graceMs) return { ...none, verdict: 'waiting-grace' };
-    const owner = parsed.creator ?? parsed.owner;
-    return {
-      ...none,
-      verdict: 'eligible',
-      cleanup: true,
-      tombstone: parsed.sharks.map((s) => ({
-        node: s.manta_storage_id,
-        ...(s.datacenter ? { datacenter: s.datacenter } : {}),
-        owner,
-        objectId: parsed.objectId,
-      })),
-    };
-  });
+  if (record.mtime >= o.earliestSnapshotMs) return decision(record, parsed, 'not-provable', false);
+  if (live) return decision(record, parsed, 'live-reference', true, `${live.key} on ${live.shard}`);
+  if (record.mtime < latestMtime)
+    return decision(record, parsed, 'superseded', true, `a later delete record (${latestMtime})`);
+  // Two records of the same instant (two shards): both carry the decision; the copies they
+  // name are tombstoned once each (the runner deduplicates by node).
+  if (parsed.sharks.length === 0) return decision(record, parsed, 'zero-byte', true);
+  if (o.now - record.mtime <= o.graceMs) return decision(record, parsed, 'waiting-grace', false);
+  const owner = parsed.creator ?? parsed.owner;
+  const d = decision(record, parsed, 'eligible', true);
+  d.tombstone = parsed.sharks.map((s) =>
+    s.datacenter
+      ? { node: s.manta_storage_id, datacenter: s.datacenter, owner, objectId: parsed.objectId }
+      : { node: s.manta_storage_id, owner, objectId: parsed.objectId },
+  );
+  return d;
+}
+
+/** A decision without copies to move (the eligible one gets them after). */
+function decision(
+  record: DeleteRecord,
+  parsed: ParsedRecord,
+  verdict: Verdict,
+  cleanup: boolean,
+  detail?: string,
+): RecordDecision {
+  const d: RecordDecision = { record, verdict, tombstone: [], cleanup, copies: parsed.sharks.length };
+  if (detail !== undefined) d.detail = detail;
+  if (parsed.contentLength !== undefined) d.contentLength = parsed.contentLength;
+  return d;
 }
