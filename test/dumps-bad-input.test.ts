@@ -292,6 +292,17 @@ test('an invalid dump never replaces a good unpack of that shard and day: manife
     assert.deepEqual(await everything(), before, `${name}: no object added or removed`);
     assert.deepEqual(fs.readFileSync(store.localPath(entryPath)), entryBefore, `${name}: entry object kept`);
   }
+  // A good dump whose attempt was aborted (timed out; its retry may have committed) commits
+  // nothing either, whether it was aborted before it started or while it read.
+  const late = new AbortController();
+  for (const signal of [AbortSignal.abort(new Error('timed out')), late.signal]) {
+    const input = write(`keep-aborted-${STAMP}`, plainDump([copyBlock('manta', good)]));
+    const run = unpackDump(store, [input], { shard, partitions: 4, entryObjects: true, signal });
+    late.abort(new Error('timed out while reading'));
+    await assert.rejects(run, /timed out/);
+    assert.deepEqual(await readSourceManifest(store, DAY, shard), committed, 'aborted: manifest kept');
+    assert.deepEqual(await everything(), before, 'aborted: no object added or removed');
+  }
   // The chunks the kept manifest names are all there and whole.
   assert.equal((await rowsOf(store, first, 'manta')).length, 150);
   // A good dump still replaces it (and removes the chunks it superseded).

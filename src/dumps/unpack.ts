@@ -45,6 +45,13 @@ export interface UnpackOptions {
   /** The malformed share that makes the result invalid (default DEFAULT_THRESHOLDS). */
   thresholds?: ReportThresholds;
   duck?: DuckOptions;
+  /**
+   * The pipeline attempt's signal: an attempt that timed out or whose worker is stopping must
+   * not commit (its retry may already have; a late commit would replace the manifest downstream
+   * jobs planned on and delete the chunks they read). Checked between inputs and right before
+   * the commit; an aborted unpack discards what it wrote, as a failed one does.
+   */
+  signal?: AbortSignal;
 }
 
 export interface UnpackResult {
@@ -127,6 +134,7 @@ export async function unpackDump(
     let readable = true;
     for (const input of inputs) {
       readable = await readInput(input, router, entryWriter, report);
+      opts.signal?.throwIfAborted();
       if (!readable) break;
     }
     let tables: Record<string, TableManifest> = {};
@@ -137,6 +145,7 @@ export async function unpackDump(
       checked();
     }
     const built = report.finish();
+    opts.signal?.throwIfAborted();
     const previous = await readSourceManifest(store, day, source);
     if (built.verdict === 'invalid') throw refusal(built, inputs, source, day, previous);
     const entryObjects = entryWriter ? await commitEntryObjects(store, entryWriter, staged) : [];
@@ -157,6 +166,7 @@ export async function unpackDump(
       verdict: built.verdict,
       createdAt: new Date().toISOString(),
     };
+    opts.signal?.throwIfAborted();
     const manifestPath = await writeSourceManifest(store, manifest);
     committed = true;
     await deleteSupersededAttempt(store, day, source, runId, previous);

@@ -56,6 +56,7 @@ export function unpackJob(o: UnpackJobOptions): JobDefinition<unknown, UnpackRef
           ...(snap.rows !== undefined ? { expectedRows: snap.rows } : {}),
           ...(o.rowsPerPartition !== undefined ? { rowsPerPartition: o.rowsPerPartition } : {}),
           ...(o.thresholds ? { thresholds: o.thresholds } : {}),
+          signal: ctx.signal,
         });
       } catch (err) {
         // An invalid dump: unpack committed nothing (the shard's previous unpack of the day, if
