@@ -272,7 +272,9 @@ test('deleteManyOnShard: removes only rows whose etag still matches, on the shar
     ['/bbbb/1'],
     'the changed row stays',
   );
-  const left1 = await s1.pool.query(`SELECT _etag FROM manta_delete_log WHERE _key = '/aaaa/1'`);
+  const left1 = await s1.pool.query<{ _etag: string }>(
+    `SELECT _etag FROM manta_delete_log WHERE _key = '/aaaa/1'`,
+  );
   assert.equal(left1.rows[0]?._etag, other, 'the other shard keeps its row');
   // Again: what was removed is now gone; nothing else changes.
   const again = await tier.deleteManyOnShard(s0.name, 'manta_delete_log', [{ key: '/aaaa/1', etag: keep }]);
