@@ -19,8 +19,15 @@ export function uniquePrefix(): string {
   return `t${process.pid}_${Date.now().toString(36)}_${counter++}`;
 }
 
+/** State directories made by testConfig, removed when the test process exits (not every test calls a cleanup). */
+const stateDirs: string[] = [];
+process.once('exit', () => {
+  for (const d of stateDirs) fs.rmSync(d, { recursive: true, force: true });
+});
+
 export function testConfig(over: Partial<RemoraConfig> = {}): RemoraConfig {
   const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'remora-test-'));
+  stateDirs.push(stateDir);
   const base = defaultConfig(stateDir);
   return {
     ...base,
