@@ -25,7 +25,7 @@ import type { RemoraConfig } from '../config/config.js';
 import { runDemo } from '../deployment/demo.js';
 import { runWorkload } from '../workload/driver.js';
 import { bulkLoad } from '../workload/bulk.js';
-import { DEFAULT_COMPUTE_SPEC, runComputeWorkload } from '../workload/compute-meter.js';
+import { computeWindow, DEFAULT_COMPUTE_SPEC, runComputeWorkload } from '../workload/compute-meter.js';
 import { clockFromEnv } from '../core/clock.js';
 import { DEFAULT_SPEC, type WorkloadSpec } from '../workload/generator.js';
 import { createAccount, listAccounts } from '../frontdoor/accounts.js';
@@ -188,17 +188,17 @@ export function registerDeploymentCommands(program: Command): void {
           const config = configFrom(cmd);
           if (o.compute) {
             if (o.bulk) throw usageError('--compute and --bulk are different workloads: pick one');
+            const hours = parsePositiveInt(o.hours, '--hours', 24 * 31);
             const request = {
               seed: spec.seed,
-              from: o.from,
-              hours: parsePositiveInt(o.hours, '--hours', 24 * 31),
+              from: computeWindow(o.from, hours, clockFromEnv(process.env).now()),
+              hours,
               jobs: parsePositiveInt(o.computeJobs, '--compute-jobs', 100_000),
               nodes: DEFAULT_COMPUTE_SPEC.nodes,
             };
-            const now = clockFromEnv(process.env).now();
             await withMetadata(config, (tier) =>
               withObjectStore(config, async (store) =>
-                console.log(JSON.stringify(await runComputeWorkload(tier, store, request, now), null, 2)),
+                console.log(JSON.stringify(await runComputeWorkload(tier, store, request), null, 2)),
               ),
             );
             return;

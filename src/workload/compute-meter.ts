@@ -275,15 +275,6 @@ export async function writeComputeWorkload(
   };
 }
 
-export interface ComputeWorkloadRequest {
-  seed: number;
-  /** `YYYY-MM-DDTHH`: the first hour; default the hour `hours` before the current one. */
-  from?: string;
-  hours: number;
-  jobs: number;
-  nodes: number;
-}
-
 /** `YYYY-MM-DDTHH` → ms, or a UsageError naming the flag. */
 export function parseHourFlag(value: string, flag: string): number {
   const m = /^(\d{4}-\d{2}-\d{2})T(\d{2})$/.exec(value);
@@ -294,35 +285,33 @@ export function parseHourFlag(value: string, flag: string): number {
 }
 
 /**
- * `remora workload --compute`: synthetic meter records for jobs of the deployment's accounts
- * (not the operator), for hours that have ended (an agent uploads an hour's log after it).
+ * The window's first hour (ms): `from` (`YYYY-MM-DDTHH`), else `hours` before the current hour;
+ * a UsageError when it reaches into an hour that has not ended (an agent uploads an hour's log
+ * after it ends). Checked before anything is opened.
  */
+export function computeWindow(from: string | undefined, hours: number, now: number): number {
+  const current = Math.floor(now / HOUR_MS) * HOUR_MS;
+  const start = from === undefined ? current - hours * HOUR_MS : parseHourFlag(from, '--from');
+  if (start + hours * HOUR_MS > current)
+    throw new RemoraError(
+      'UsageError',
+      `--from ${new Date(start).toISOString().slice(0, 13)} --hours ${hours} reaches into an hour that has not ended ` +
+        `(now ${new Date(now).toISOString()}): agents upload an hour's log after it ends; pick earlier hours`,
+    );
+  return start;
+}
+
+/** `remora workload --compute`: synthetic meter records for jobs of the deployment's accounts (not the operator). */
 export async function runComputeWorkload(
   tier: MetadataTier,
   store: ObjectStore,
-  r: ComputeWorkloadRequest,
-  now: number,
+  r: Omit<ComputeWorkloadSpec, 'owners'>,
 ): Promise<ComputeWorkloadResult> {
-  const current = Math.floor(now / HOUR_MS) * HOUR_MS;
-  const from = r.from === undefined ? current - r.hours * HOUR_MS : parseHourFlag(r.from, '--from');
-  if (from + r.hours * HOUR_MS > current)
-    throw new RemoraError(
-      'UsageError',
-      `--from ${new Date(from).toISOString().slice(0, 13)} --hours ${r.hours} reaches into an hour that has not ended ` +
-        `(now ${new Date(now).toISOString()}): agents upload an hour's log after it ends; pick earlier hours`,
-    );
   const owners = (await listAccounts(tier)).filter((a) => !a.operator).map((a) => a.uuid);
   if (owners.length === 0)
     throw new RemoraError(
       'UsageError',
       'the deployment has no accounts to own compute jobs: run `remora workload` or `remora accounts create <login>` first',
     );
-  return writeComputeWorkload(store, {
-    seed: r.seed,
-    owners,
-    from,
-    hours: r.hours,
-    jobs: r.jobs,
-    nodes: r.nodes,
-  });
+  return writeComputeWorkload(store, { ...r, owners });
 }
