@@ -12,8 +12,8 @@
  *             operator  /poseidon/stor/usage/compute/YYYY/MM/DD/HH/hHH.json (+ …/compute/latest)
  *             account   /<login>/reports/usage/compute/YYYY/MM/DD/HH/hHH.json (+ …/latest)
  *
- * An hour with no agent logs has no tasks: the commit writes an empty operator file (the hour
- * was metered and had no compute), cheaply. Unlike the original, a short agent log does not
+ * An hour with no agent logs has no tasks and its commit writes nothing (the original had no
+ * input and ran no job); the run's output says so (`accounts: 0`, no `published`). Unlike the original, a short agent log does not
  * fail the hour (mackerel's minSize 100 KB check dropped every key of the hour, §9.1).
  * A rerun of an hour reads the same objects and writes byte-identical files.
  */
@@ -72,8 +72,9 @@ export function computeOptionsFrom(
 export const computeMeteringOutput = outputType(
   'compute-metering',
   z.object({
-    path: z.string(),
-    published: z.string(),
+    /** The run's own copy and the published operator file; absent for an hour with no agent logs. */
+    path: z.string().optional(),
+    published: z.string().optional(),
     accounts: z.number().int().nonnegative(),
     /** The agent logs read (their paths), so a later look can tell whether one arrived since. */
     logs: z.array(z.string()),
@@ -101,7 +102,11 @@ function hourEnded(settleMinutes: number): ExternalInput {
     name: 'the hour has ended (marlin-agent logs uploaded)',
     exists: ({ services, partition }) => {
       const due = hourStartMs(partition.day, partition.hour ?? 0) + HOUR_MS + settleMinutes * 60_000;
-      return Promise.resolve({ ready: services.clock.now() >= due, detail: new Date(due).toISOString() });
+      return Promise.resolve({
+        ready: services.clock.now() >= due,
+        detail: new Date(due).toISOString(),
+        dueAt: due,
+      });
     },
   };
 }
@@ -184,6 +189,13 @@ async function commitHour(
   const { store } = ctx.services;
   const { day, hour = 0 } = ctx.partition;
   const report = new ReportBuilder();
+  if (ctx.tasks.length === 0) {
+    // No agent log for the hour: no compute ran (or none was uploaded — the listing is in the
+    // output, and an object arriving later is for a rerun). Nothing is written: the original had
+    // no input and no job either, and 24 empty hours a day must cost next to nothing.
+    report.event('no-agent-logs', 'info', { prefix: agentLogPrefix(day, hour) });
+    return { output: { accounts: 0, logs: [] }, report: report.finish() };
+  }
   const merged = report.phase('merge');
   const phases: PhaseMap = new Map();
   for (const t of ctx.tasks) {
