@@ -22,6 +22,17 @@ function wellFormed(): string {
 }
 
 /**
+ * Billed bytes of an object row: max(contentLength, 128 KiB) × copies; a missing contentLength
+ * bills the minimum, missing sharks bill 0 (docs/metering-compute.md "Storage metering edge
+ * cases"). BIGINT arithmetic, HUGEINT only for a row whose product overflows (a HUGEINT
+ * multiply on every row cost a third of the query).
+ */
+function billed(copies: string): string {
+  return `coalesce(try(greatest(coalesce(contentLength, 0), ${MIN_SIZE}) * coalesce(${copies}, 0)),
+    greatest(coalesce(contentLength, 0), ${MIN_SIZE})::HUGEINT * coalesce(${copies}, 0))`;
+}
+
+/**
  * One pass over the partition's files. Every row gets
  *   rk   -1 malformed; 0 well-formed but not metered (uploads, …); 1..4 its namespace's
  *        position in NAMESPACES (an objectId counts in the lowest rank it has a key in)
@@ -47,10 +58,7 @@ function query(files: string[], copies: string): string {
           THEN coalesce(list_position([${NS_LIST}], namespace), 0) ELSE -1 END::TINYINT AS rk,
         type = 'object' AS obj,
         coalesce(value_ok AND namespace NOT IN (${NS_LIST}), false) AS unm,
-        -- BIGINT arithmetic, HUGEINT only for a row whose product overflows (a HUGEINT multiply
-        -- on every row cost a third of the query).
-        coalesce(try(greatest(coalesce(contentLength, 0), ${MIN_SIZE}) * coalesce(${copies}, 0)),
-          greatest(coalesce(contentLength, 0), ${MIN_SIZE})::HUGEINT * coalesce(${copies}, 0)) AS b,
+        ${billed(copies)} AS b,
         -- Suspect rows (decisions in docs/metering-compute.md "Storage metering edge cases").
         obj AND ${copies} IS NULL AS nosh,
         obj AND contentLength IS NULL AS nocl
@@ -185,7 +193,7 @@ async function suspectRows(
         FROM ${from} WHERE ${wellFormed()} AND type = 'object'
           AND coalesce(list_position([${NS_LIST}], namespace), 0) > 0
         GROUP BY owner, objectId
-        HAVING count(DISTINCT (coalesce(contentLength, -1), coalesce(${copies}, -1))) > 1
+        HAVING min(${billed(copies)}) <> max(${billed(copies)})
         ORDER BY owner, objectId LIMIT ${EXAMPLE_ROWS}`,
     ],
   ];
