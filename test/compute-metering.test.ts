@@ -233,6 +233,23 @@ test('putLatest: a rerun of an older period does not move latest back', async ()
 // ---------------------------------------------------------------------------------------------
 // Ground truth: an independent reading of the raw meter records (no Remora code).
 
+interface RawMetrics {
+  hrtimestamp: [number, number];
+  memory: { data: { physcap: number } };
+  vnic0: { data: { rbytes64: number; obytes64: number } };
+  config_disk?: number;
+}
+interface RawRecord {
+  computeAudit?: boolean;
+  event?: string;
+  owner: string;
+  jobId: string;
+  taskId: string;
+  phase: number;
+  metricsCumul: RawMetrics;
+  metricsDelta?: RawMetrics;
+}
+
 type Truth = Record<string, Record<string, Record<string, Record<string, unknown>>>>;
 
 function groundTruth(logs: { path: string; lines: string[] }[], hourPrefix: string): Truth {
@@ -252,9 +269,9 @@ function groundTruth(logs: { path: string; lines: string[] }[], hourPrefix: stri
   for (const log of logs.filter((l) => l.path.startsWith(hourPrefix))) {
     for (const line of log.lines) {
       if (line[0] !== '{') continue;
-      let r: any; // eslint-disable-line @typescript-eslint/no-explicit-any
+      let r: RawRecord;
       try {
-        r = JSON.parse(line);
+        r = JSON.parse(line) as RawRecord;
       } catch {
         continue;
       }
@@ -275,7 +292,7 @@ function groundTruth(logs: { path: string; lines: string[] }[], hourPrefix: stri
       t.in += BigInt(m.vnic0.data.rbytes64);
       t.out += BigInt(m.vnic0.data.obytes64);
       t.mem = m.memory.data.physcap / 1048576;
-      t.disk = r.metricsCumul.config_disk;
+      t.disk = r.metricsCumul.config_disk!;
       tasks.set(key, t);
     }
   }
@@ -443,7 +460,11 @@ test('an hour whose agent logs are more than 1% malformed lines is invalid; othe
     );
     assert.equal(h21.state, 'succeeded');
     assert.equal(
-      JSON.parse(await readObjectText(tp.store, operatorReportPath(DAY, 21))).jobs[JOB]['1'].ntasks,
+      (
+        JSON.parse(await readObjectText(tp.store, operatorReportPath(DAY, 21))) as {
+          jobs: Record<string, Record<string, { ntasks: string }>>;
+        }
+      ).jobs[JOB]!['1']!.ntasks,
       '200',
     );
   } finally {

@@ -129,14 +129,14 @@ test('edge cases: the decided numbers, the same in any row order, with a warning
   const ev = forward.report.events;
   assert.equal(ev['warning:objectid-keys-disagree']?.count, 1);
   assert.deepEqual(
-    (ev['warning:objectid-keys-disagree']!.examples[0] as { owner: string; objectId: string; keys: string[] })
+    (ev['warning:objectid-keys-disagree'].examples[0] as { owner: string; objectId: string; keys: string[] })
       .keys,
     [`/${A}/public/other`, `/${A}/stor/big`, `/${A}/stor/small`],
   );
   assert.equal(ev['warning:object-without-sharks']?.count, 1);
-  assert.match(JSON.stringify(ev['warning:object-without-sharks']!.examples), /no-sharks/);
+  assert.match(JSON.stringify(ev['warning:object-without-sharks'].examples), /no-sharks/);
   assert.equal(ev['warning:object-without-content-length']?.count, 1);
-  assert.match(JSON.stringify(ev['warning:object-without-content-length']!.examples), /no-length/);
+  assert.match(JSON.stringify(ev['warning:object-without-content-length'].examples), /no-length/);
   assert.equal(forward.report.verdict, 'degraded', 'suspect data: output valid, run degraded');
   assert.equal(forward.report.counters.malformed, 0);
 });

@@ -122,9 +122,9 @@ export type PhaseMap = Map<string, Map<string, Map<string, PhaseUsage>>>;
  */
 export function addPhase(into: PhaseMap, r: PhaseRow): boolean {
   let jobs = into.get(r.owner);
-  if (!jobs) into.set(r.owner, (jobs = new Map()));
+  if (!jobs) into.set(r.owner, (jobs = new Map<string, Map<string, PhaseUsage>>()));
   let phases = jobs.get(r.jobId);
-  if (!phases) jobs.set(r.jobId, (phases = new Map()));
+  if (!phases) jobs.set(r.jobId, (phases = new Map<string, PhaseUsage>()));
   const u = phases.get(r.phase);
   if (!u) {
     phases.set(r.phase, {
