@@ -16,13 +16,14 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { DuckPool, openDuck, sqlString } from '../src/dumps/duckdb.js';
+import { DuckPool } from '../src/dumps/duckdb.js';
+import { parsePartial } from '../src/jobs/storage-metering/storage-metering.job.js';
+import { writeMantaChunk, type MantaChunkRow } from './helpers/chunks.js';
 import { scanPartition } from '../src/jobs/storage-metering/storage-metering.scan.js';
 import {
   mergeUsage,
   storageRecord,
   type Usage,
-  type UsageRow,
 } from '../src/jobs/storage-metering/storage-metering.rules.js';
 import type { Namespace } from '../src/core/ids.js';
 import { ReportBuilder } from '../src/core/run-report.js';
@@ -39,7 +40,7 @@ const U = '9d1f4a55-1111-4a4b-8c3d-2e0f00000001'; // only under uploads
 const B = '7a0c2e10-2222-4c4d-9e5f-3a1b00000002';
 
 // owner, objectId, key, type, namespace, contentLength, copies (null: no sharks field)
-type Row = [string, string | null, string, string, string, number | null, number | null];
+type Row = MantaChunkRow;
 const ROWS: Row[] = [
   [A, null, `/${A}/stor`, 'directory', 'stor', null, null],
   // One objectId, three keys that disagree: 10 B × 2, 500,000 B × 3, 200,000 B × 1.
@@ -59,40 +60,14 @@ const ROWS: Row[] = [
 
 async function chunk(name: string, rows: Row[]): Promise<string> {
   const file = path.join(tmp, name);
-  const writer = await openDuck({ threads: 1 });
-  try {
-    const values = rows
-      .map(
-        (r) =>
-          `(${r.map((v) => (v === null ? 'NULL' : typeof v === 'number' ? String(v) : sqlString(v))).join(', ')})`,
-      )
-      .join(', ');
-    await writer.conn.run(
-      `COPY (SELECT owner, objectId, key, type, namespace, contentLength::BIGINT AS contentLength,
-          copies::INTEGER AS copies, true AS value_ok, key AS _key, '{"key":"' || key || '"}' AS _value, 's' AS shard
-        FROM (VALUES ${values}) t(owner, objectId, key, type, namespace, contentLength, copies))
-       TO ${sqlString(file)} (FORMAT parquet)`,
-    );
-  } finally {
-    writer.close();
-  }
+  await writeMantaChunk(file, rows);
   return file;
 }
 
 async function meter(file: string) {
   const report = new ReportBuilder();
   const partial = await scanPartition(duck, [file], report, { copiesColumn: true });
-  const rows: UsageRow[] = partial.body
-    .split('\n')
-    .map((l) => JSON.parse(l) as Record<string, string>)
-    .map((r) => ({
-      owner: r.owner!,
-      namespace: r.namespace as Namespace,
-      directories: BigInt(r.directories!),
-      keys: BigInt(r.keys!),
-      objects: BigInt(r.objects!),
-      bytes: BigInt(r.bytes!),
-    }));
+  const rows = parsePartial(partial.body);
   const usage = new Map<string, Map<Namespace, Usage>>();
   mergeUsage(usage, rows);
   const lines = Object.fromEntries([...usage.keys()].sort().map((o) => [o, storageRecord(usage.get(o))]));

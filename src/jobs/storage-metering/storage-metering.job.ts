@@ -89,7 +89,7 @@ async function runPartition(ctx: TaskContext<TaskParams>) {
 }
 
 /** A partial file's lines, parsed as one JSON array (a parse per line cost twice as much at 3M records). */
-function parsePartial(text: string): UsageRow[] {
+export function parsePartial(text: string): UsageRow[] {
   const lines = text.trim();
   if (lines === '') return [];
   return (JSON.parse(`[${lines.replaceAll('\n', ',')}]`) as Record<string, string>[]).map((r) => ({
