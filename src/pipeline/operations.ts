@@ -158,6 +158,13 @@ async function notDueYet(rt: PipelineRuntime, run: RunRow): Promise<boolean> {
   return false;
 }
 
+/** The latest runs of a range of days, without those whose input is not due yet. */
+export async function latestDueRunsBetween(rt: PipelineRuntime, from: string, to: string): Promise<RunRow[]> {
+  const out: RunRow[] = [];
+  for (const r of await latestRunsBetween(rt, from, to)) if (!(await notDueYet(rt, r))) out.push(r);
+  return out;
+}
+
 /**
  * Tick until every latest run of the given days is finished (succeeded, invalid, failed or
  * blocked). Returns those runs. Runs waiting on a missing input keep it waiting (and alert
@@ -176,9 +183,7 @@ export async function driveDays(
   const deadline = o.timeoutMs === undefined ? Infinity : Date.now() + o.timeoutMs;
   for (;;) {
     await coordinator.tick();
-    const runs: RunRow[] = [];
-    for (const r of await latestRunsBetween(rt, from, to))
-      if (days.includes(r.day) && !(await notDueYet(rt, r))) runs.push(r);
+    const runs = (await latestDueRunsBetween(rt, from, to)).filter((r) => days.includes(r.day));
     o.onProgress?.(runs);
     if (runs.every((r) => !ACTIVE_STATES.includes(r.state))) return runs;
     if (Date.now() > deadline || o.signal?.aborted) return runs;
