@@ -8,6 +8,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ReportBuilder } from '../src/core/run-report.js';
+import { dayOf } from '../src/core/days.js';
 import { createAccount } from '../src/frontdoor/accounts.js';
 import { readObjectText } from '../src/objectstore/object-store.js';
 import { driveDays, rerun, scheduleDay } from '../src/pipeline/operations.js';
@@ -467,6 +468,31 @@ test('an hour whose agent logs are more than 1% malformed lines is invalid; othe
       ).jobs[JOB]!['1']!.ntasks,
       '200',
     );
+  } finally {
+    await tp.close();
+  }
+});
+
+test('today: driveDays runs the hours that are due and does not wait for the hours still to come', async () => {
+  const tp = await openTestPipeline({
+    jobs: [computeMeteringJob({ settleMinutes: 15, objectsPerTask: 32, reportRetentionDays: 90 })],
+  });
+  try {
+    const today = dayOf(Date.now());
+    const dueHours = (at: number) =>
+      Array.from({ length: 24 }, (_, h) => h).filter(
+        (h) => Date.parse(`${today}T00:00:00Z`) + (h + 1) * 3_600_000 + 15 * 60_000 <= at,
+      ).length;
+    await scheduleDay(tp.rt, today, 'test');
+    await tp.startWorker();
+    const before = dueHours(Date.now());
+    const runs = await driveDays(tp.rt, tp.coordinator, [today], { timeoutMs: 60_000 });
+    const after = dueHours(Date.now());
+    assert.ok(runs.length >= before && runs.length <= after, `${runs.length} runs, ${before}..${after} due`);
+    assert.ok(runs.every((r) => r.state === 'succeeded'));
+    const all = await latestRunsBetween(tp.rt, today, today);
+    assert.equal(all.length, 24);
+    assert.equal(all.filter((r) => r.state === 'waiting').length, 24 - runs.length);
   } finally {
     await tp.close();
   }
