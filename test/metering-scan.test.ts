@@ -7,7 +7,8 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { DuckPool, openDuck, sqlString } from '../src/dumps/duckdb.js';
+import { DuckPool } from '../src/dumps/duckdb.js';
+import { writeMantaChunk, type MantaChunkRow } from './helpers/chunks.js';
 import { scanPartition } from '../src/jobs/storage-metering/storage-metering.scan.js';
 import { ReportBuilder } from '../src/core/run-report.js';
 
@@ -22,7 +23,7 @@ test('scan: partial lines are JSON for any owner; an objectId counts once per ow
   const odd = 'we"ird\\owner\n'; // a quote, a backslash and a newline: must come out escaped
   const uuid = '4ebc3ff1-dd83-40a6-bc38-9ca15a0cfbac';
   // owner, objectId, key, type, namespace, contentLength, copies
-  const rows: [string | null, string | null, string, string, string | null, number | null, number][] = [
+  const rows: MantaChunkRow[] = [
     [odd, null, '/x/stor', 'directory', 'stor', null, 0],
     [odd, 'id-1', '/x/stor/a', 'object', 'stor', 10, 2],
     [odd, 'id-1', '/x/public/a-link', 'object', 'public', 10, 2],
@@ -31,23 +32,7 @@ test('scan: partial lines are JSON for any owner; an objectId counts once per ow
     [uuid, 'id-3', '/y/uploads/u', 'object', 'uploads', 5, 2],
   ];
   const file = path.join(tmp, 'p0000-000.parquet');
-  const writer = await openDuck({ threads: 1 });
-  try {
-    const values = rows
-      .map(
-        (r) =>
-          `(${r.map((v) => (v === null ? 'NULL' : typeof v === 'number' ? String(v) : sqlString(v))).join(', ')})`,
-      )
-      .join(', ');
-    await writer.conn.run(
-      `COPY (SELECT owner, objectId, key, type, namespace, contentLength::BIGINT AS contentLength,
-          copies::INTEGER AS copies, true AS value_ok, key AS _key, '{}' AS _value, 's' AS shard
-        FROM (VALUES ${values}) t(owner, objectId, key, type, namespace, contentLength, copies))
-       TO ${sqlString(file)} (FORMAT parquet)`,
-    );
-  } finally {
-    writer.close();
-  }
+  await writeMantaChunk(file, rows);
   const report = new ReportBuilder();
   const partial = await scanPartition(duck, [file], report, { copiesColumn: true });
   const lines = partial.body.split('\n').map((l) => JSON.parse(l) as Record<string, string>);

@@ -23,7 +23,8 @@ const BACKFILL = ['2024-05-06', '2024-05-07'];
 /** The scheduler's first simulated day, and the days it must catch up (no runs, in its window). */
 const D0 = '2024-05-10';
 const MISSED = ['2024-05-08', '2024-05-09'];
-const JOBS_PER_DAY = 14; // snapshot ×3 shards, unpack ×3, storage-metering ×1, gc ×1, tombstone-purge ×6 nodes
+// snapshot ×3 shards, unpack ×3, storage-metering ×1, gc ×1, tombstone-purge ×6 nodes, compute-metering ×24 hours
+const JOBS_PER_DAY = 38;
 
 let f: CliFixture;
 
@@ -131,21 +132,23 @@ test('backfill, then `remora scheduler` on a sped-up clock over three days: trig
   // What the first retention (at D0, 3 days) must remove: every run before 05-07.
   const expiredAtD0 = (await f.runs('2000-01-01', BACKFILL[0])).length;
 
-  // The scheduler: a simulated day every 8 s, starting at D0's midnight; catch-up window 3 days
+  // The scheduler: a simulated day every 16 s, starting at D0's midnight; catch-up window 3 days
   // (05-07 has runs, 05-08 and 05-09 have none), retention 3 days. A day's work takes ~0.5 s
-  // here (D0 ~1.5 s with the two caught-up days): the margin keeps a day's snapshot within its
-  // simulated day, and its metering done before the next day's unpack replaces the unpacked
-  // chunks (today's snapshots are stamped by PostgreSQL's real clock, so every simulated
-  // "today" unpacks into the same real day).
+  // here (D0 ~1.5 s with the two caught-up days), plus the 24 hourly compute-metering runs
+  // (empty hours: two transitions each, 1–5 s of coordinator work a day on a loaded machine;
+  // at 8 s a day the caught-up days' snapshots fell outside their simulated day): the margin
+  // keeps a day's snapshot within its simulated day, and its metering done before the next
+  // day's unpack replaces the unpacked chunks (today's snapshots are stamped by PostgreSQL's
+  // real clock, so every simulated "today" unpacks into the same real day).
   const t0 = Date.now();
   const s = f.start(['scheduler'], {
     REMORA_CLOCK_START: `${D0}T00:00:00Z`,
-    REMORA_CLOCK_SPEED: '10800',
+    REMORA_CLOCK_SPEED: '5400',
   });
   await s.waitForLog(/scheduler started/);
   const D2 = '2024-05-12';
   await s.waitForLog(new RegExp(`daily trigger: ${JOBS_PER_DAY} run\\(s\\) for 2024-05-12`), 60_000);
-  await s.until('day 2024-05-12 complete', async () => allSucceeded(await f.runs(D2)), 30_000);
+  await s.until('day 2024-05-12 complete', async () => allSucceeded(await f.runs(D2)), 60_000);
   const stopped = await s.stop('SIGTERM');
   const elapsed = Date.now() - t0;
   assert.deepEqual([stopped.code, stopped.signal], [0, null], stopped.stderr);
@@ -160,21 +163,22 @@ test('backfill, then `remora scheduler` on a sped-up clock over three days: trig
   assert.ok(committed(MISSED[0]!) < committed(MISSED[1]!), 'missed days created oldest first');
   assert.ok(committed(MISSED[1]!) < committed(D0), 'caught up before today');
 
-  // The daily trigger fired once for each simulated day, in order.
+  // The daily trigger fired once for each simulated day, in order. D2 is complete only after
+  // 05-13's trigger: its last hourly run (compute-metering 23:00) is due at 05-13 00:15.
   const triggers = [...log.matchAll(/daily trigger: (\d+) run\(s\) for (\S+)/g)].map(
     (m) => `${m[2]}:${m[1]}`,
   );
   assert.deepEqual(
     triggers,
-    ['2024-05-10', '2024-05-11', '2024-05-12'].map((d) => `${d}:${JOBS_PER_DAY}`),
+    ['2024-05-10', '2024-05-11', '2024-05-12', '2024-05-13'].map((d) => `${d}:${JOBS_PER_DAY}`),
   );
 
-  // Kept: 05-09 (caught up) .. 05-12, every run succeeded.
-  const kept = await f.runs(MISSED[1]!, D2);
-  for (const day of [MISSED[1]!, D0, '2024-05-11', D2]) {
+  // Kept: 05-10 .. 05-12 (05-09, caught up, went with 05-13's retention), every run succeeded.
+  const kept = await f.runs(D0, D2);
+  for (const day of [D0, '2024-05-11', D2]) {
     const runs = kept.filter((r) => r.day === day);
     assert.ok(allSucceeded(runs), `${day}: ${states(runs)}`);
-    assert.ok(runs.every((r) => r.trigger === (day === MISSED[1] ? 'catch-up' : 'daily')));
+    assert.ok(runs.every((r) => r.trigger === 'daily'));
     const m = runs.find((r) => r.job === 'storage-metering')!;
     assert.ok(await f.store.head(`${runPrefix(m.job, m.partitionKey, m.id)}h00.json`), `${day} run output`);
     // Durations are real time, not the sped-up clock's.
@@ -182,17 +186,18 @@ test('backfill, then `remora scheduler` on a sped-up clock over three days: trig
     assert.ok(wall >= 0 && wall < elapsed, `${day} wall ${wall} ms`);
   }
 
-  // Retention (3 days): at 05-10 every day before 05-07, at 05-11 05-07, at 05-12 05-08.
+  // Retention (3 days): at 05-10 every day before 05-07, at 05-11 05-07, at 05-12 05-08, at
+  // 05-13 05-09.
   const removed = [...log.matchAll(/retention: removed (\d+) run\(s\) older than 3 days/g)].map((m) =>
     Number(m[1]),
   );
-  assert.deepEqual(removed, [expiredAtD0, JOBS_PER_DAY, JOBS_PER_DAY]);
-  assert.deepEqual(await f.runs(P, MISSED[0]), [], 'runs older than retention are gone');
+  assert.deepEqual(removed, [expiredAtD0, JOBS_PER_DAY, JOBS_PER_DAY, JOBS_PER_DAY]);
+  assert.deepEqual(await f.runs(P, MISSED[1]), [], 'runs older than retention are gone');
   for (const r of oldMetering)
     assert.deepEqual(await f.store.list(runPrefix(r.job, r.partitionKey, r.id)), [], 'and their outputs');
   const pointers = await f.tier.control.query<{ n: string }>(
     `SELECT count(*) AS n FROM remora_pipeline.outputs WHERE partition_key < $1::text`,
-    [MISSED[1]],
+    [D0],
   );
   assert.equal(pointers.rows[0]!.n, '0', 'and their pointers');
   const orphans = await f.tier.control.query<{ n: string }>(

@@ -17,6 +17,7 @@ import {
   isAlive,
   readDeploymentState,
   withMetadata,
+  withObjectStore,
   removeStateIfOurs,
   operatorTokenPath,
 } from '../deployment/context.js';
@@ -24,6 +25,8 @@ import type { RemoraConfig } from '../config/config.js';
 import { runDemo } from '../deployment/demo.js';
 import { runWorkload } from '../workload/driver.js';
 import { bulkLoad } from '../workload/bulk.js';
+import { computeWindow, DEFAULT_COMPUTE_SPEC, runComputeWorkload } from '../workload/compute-meter.js';
+import { clockFromEnv } from '../core/clock.js';
 import { DEFAULT_SPEC, type WorkloadSpec } from '../workload/generator.js';
 import { createAccount, listAccounts } from '../frontdoor/accounts.js';
 import { storageRoot } from '../deployment/deployment.js';
@@ -152,6 +155,17 @@ export function registerDeploymentCommands(program: Command): void {
     .option('--account-prefix <p>', 'prefix for account logins (to run a seed twice on one deployment)', '')
     .option('--bulk', 'write records (COPY) and files directly: fast, for benchmark-sized data')
     .option('--no-files', 'with --bulk: records only, no object files')
+    .option(
+      '--compute',
+      'instead: SYNTHETIC marlin-agent meter records of made-up compute jobs of the accounts, uploaded to ' +
+        '/poseidon/stor/logs/marlin-agent/YYYY/MM/DD/HH/<node>.log (compute metering input; docs/metering-compute.md)',
+    )
+    .option(
+      '--from <YYYY-MM-DDTHH>',
+      'with --compute: first hour (UTC; default: --hours before the current hour)',
+    )
+    .option('--hours <n>', 'with --compute: hours of compute activity', String(DEFAULT_COMPUTE_SPEC.hours))
+    .option('--compute-jobs <n>', 'with --compute: compute jobs', String(DEFAULT_COMPUTE_SPEC.jobs))
     .action(
       action(
         async (
@@ -163,11 +177,32 @@ export function registerDeploymentCommands(program: Command): void {
             accountPrefix: string;
             bulk?: boolean;
             files: boolean;
+            compute?: boolean;
+            from?: string;
+            hours: string;
+            computeJobs: string;
           },
           cmd: Command,
         ) => {
           const spec: WorkloadSpec = { ...DEFAULT_SPEC, ...workloadFlags(o) };
           const config = configFrom(cmd);
+          if (o.compute) {
+            if (o.bulk) throw usageError('--compute and --bulk are different workloads: pick one');
+            const hours = parsePositiveInt(o.hours, '--hours', 24 * 31);
+            const request = {
+              seed: spec.seed,
+              from: computeWindow(o.from, hours, clockFromEnv(process.env).now()),
+              hours,
+              jobs: parsePositiveInt(o.computeJobs, '--compute-jobs', 100_000),
+              nodes: DEFAULT_COMPUTE_SPEC.nodes,
+            };
+            await withMetadata(config, (tier) =>
+              withObjectStore(config, async (store) =>
+                console.log(JSON.stringify(await runComputeWorkload(tier, store, request), null, 2)),
+              ),
+            );
+            return;
+          }
           if (o.bulk) {
             if (readDeploymentState(config))
               throw usageError(

@@ -77,6 +77,12 @@ export const JOB_SPECIFIC_SETTINGS = {
     /** Days a tombstone directory is kept before its node's purge removes it (mako's STORAGE_MAX_TOMBSTONE_DIRECTORIES, 21). */
     retentionDays: positiveInt.optional(),
   }),
+  'compute-metering': jobSettingsSchema.extend({
+    /** Minutes after an hour ends before its marlin-agent logs are read (the original's cron: :17). */
+    settleMinutes: z.number().min(0).optional(),
+    /** Agent logs (compute nodes) read by one task. */
+    objectsPerTask: positiveInt.optional(),
+  }),
 } satisfies Record<string, typeof jobSettingsSchema>;
 
 /** The `pipeline.jobs` schema for a set of job-specific entries (exported for tests). */

@@ -4,6 +4,7 @@
  * after its upstream jobs.
  */
 import { gcJob, gcOptionsFrom } from './gc/gc.job.js';
+import { computeMeteringJob, computeOptionsFrom } from './compute-metering/compute-metering.job.js';
 import { storageMeteringJob } from './storage-metering/storage-metering.job.js';
 import { snapshotJob } from './snapshot/snapshot.job.js';
 import { unpackJob } from './unpack/unpack.job.js';
@@ -23,6 +24,7 @@ export function defaultJobs(s: PipelineSettings): JobDefinition[] {
     storageMeteringJob({ reportRetentionDays: s.reportRetentionDays }),
     gcJob(gcOptionsFrom(s)),
     tombstonePurgeJob(purgeOptionsFrom(s)),
+    computeMeteringJob(computeOptionsFrom(s)),
   ];
 }
 

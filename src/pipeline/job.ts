@@ -70,10 +70,15 @@ export function requireStorage(services: PipelineServices): StorageClient {
 export interface ExternalInput {
   name: string;
   /** True when the input for this partition exists; `detail` says what was looked for. */
-  exists(ctx: {
-    services: PipelineServices;
-    partition: Partition;
-  }): Promise<{ ready: boolean; detail?: string }>;
+  exists(ctx: { services: PipelineServices; partition: Partition }): Promise<{
+    ready: boolean;
+    detail?: string;
+    /**
+     * When the input is not expected before this instant (ms; e.g. an hour's logs, after the
+     * hour): until then a waiting run is not late, and `driveDays` does not wait for it.
+     */
+    dueAt?: number;
+  }>;
 }
 
 /** A run of a day starts once that day has begun on the services' clock (jobs with no upstream). */

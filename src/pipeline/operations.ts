@@ -5,7 +5,7 @@
  */
 import type pg from 'pg';
 import type { Coordinator } from './coordinator.js';
-import { runPrefix } from './inputs.js';
+import { partitionOfRun, runPrefix } from './inputs.js';
 import { partitionsFor } from './partitions.js';
 import { addDays, daysBetween } from '../core/days.js';
 import type { PipelineRuntime } from './runtime.js';
@@ -143,9 +143,34 @@ export interface DriveOptions {
 }
 
 /**
+ * A waiting run whose external input is not due yet (`dueAt` in the future on the services'
+ * clock: an hour of today that has not ended) — nobody can expect it to finish now.
+ */
+async function notDueYet(rt: PipelineRuntime, run: RunRow): Promise<boolean> {
+  if (run.state !== 'waiting' || !rt.graph.has(run.job)) return false;
+  const job = rt.graph.get(run.job);
+  if (!job.inputs.external?.length) return false;
+  const partition = partitionOfRun(rt.graph, run);
+  for (const input of job.inputs.external) {
+    const r = await input.exists({ services: rt.services, partition });
+    if (!r.ready && r.dueAt !== undefined && r.dueAt > rt.services.clock.now()) return true;
+  }
+  return false;
+}
+
+/** The latest runs of a range of days, without those whose input is not due yet. */
+export async function latestDueRunsBetween(rt: PipelineRuntime, from: string, to: string): Promise<RunRow[]> {
+  const out: RunRow[] = [];
+  for (const r of await latestRunsBetween(rt, from, to)) if (!(await notDueYet(rt, r))) out.push(r);
+  return out;
+}
+
+/**
  * Tick until every latest run of the given days is finished (succeeded, invalid, failed or
  * blocked). Returns those runs. Runs waiting on a missing input keep it waiting (and alert
- * at their deadline); `timeoutMs` bounds how long the caller is prepared to wait.
+ * at their deadline); `timeoutMs` bounds how long the caller is prepared to wait. Runs whose
+ * input is not due yet (the hours of today still to come) are left waiting, not waited for and
+ * not returned.
  */
 export async function driveDays(
   rt: PipelineRuntime,
@@ -158,7 +183,7 @@ export async function driveDays(
   const deadline = o.timeoutMs === undefined ? Infinity : Date.now() + o.timeoutMs;
   for (;;) {
     await coordinator.tick();
-    const runs = (await latestRunsBetween(rt, from, to)).filter((r) => days.includes(r.day));
+    const runs = (await latestDueRunsBetween(rt, from, to)).filter((r) => days.includes(r.day));
     o.onProgress?.(runs);
     if (runs.every((r) => !ACTIVE_STATES.includes(r.state))) return runs;
     if (Date.now() > deadline || o.signal?.aborted) return runs;

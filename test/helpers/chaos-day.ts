@@ -49,7 +49,7 @@ import { NodeDirectory } from '../../src/storage/node-directory.js';
 import { runWorkload, type WorkloadSummary } from '../../src/workload/driver.js';
 import { DEFAULT_SPEC, type WorkloadSpec } from '../../src/workload/generator.js';
 import { withDailyPipeline } from '../../src/jobs/catalog.js';
-import { latestRunsBetween, rerun, scheduleDay } from '../../src/pipeline/operations.js';
+import { latestDueRunsBetween, rerun, scheduleDay } from '../../src/pipeline/operations.js';
 import type { Coordinator } from '../../src/pipeline/coordinator.js';
 import type { PipelineRuntime } from '../../src/pipeline/runtime.js';
 import type { PipelineSettings } from '../../src/pipeline/settings.js';
@@ -875,7 +875,8 @@ async function driveDay(
   for (;;) {
     try {
       await coordinator.tick();
-      const runs = await latestRunsBetween(rt, day, day);
+      // Hours of today still to come (hourly metering) are not due: not waited for.
+      const runs = await latestDueRunsBetween(rt, day, day);
       if (runs.length > 0 && runs.every((r) => !ACTIVE_STATES.includes(r.state))) return runs;
     } catch (err) {
       const m = toRemoraError(err).message;
@@ -892,7 +893,7 @@ async function driveDay(
 async function accountRuns(rt: PipelineRuntime, day: string): Promise<RunAccount[]> {
   const all = await runsBetween(rt.control, day, day);
   const out: RunAccount[] = [];
-  for (const latest of await latestRunsBetween(rt, day, day)) {
+  for (const latest of await latestDueRunsBetween(rt, day, day)) {
     const pointer = await readPointer(rt.control, latest.job, latest.partitionKey);
     const failedBefore = all
       .filter((r) => r.job === latest.job && r.partitionKey === latest.partitionKey && r.id !== latest.id)

@@ -17,3 +17,36 @@ export async function readChunkRows(store: LocalObjectStore, paths: string[]): P
     duck.close();
   }
 }
+
+/** One row of a hand-made `manta` chunk: owner, objectId, key, type, namespace, contentLength, copies. */
+export type MantaChunkRow = [
+  string | null,
+  string | null,
+  string,
+  string,
+  string | null,
+  number | null,
+  number | null,
+];
+
+/** Write hand-made `manta` rows as a Parquet chunk with the columns the metering scan reads. */
+export async function writeMantaChunk(file: string, rows: MantaChunkRow[]): Promise<void> {
+  const writer = await openDuck({ threads: 1 });
+  try {
+    const values = rows
+      .map(
+        (r) =>
+          `(${r.map((v) => (v === null ? 'NULL' : typeof v === 'number' ? String(v) : sqlString(v))).join(', ')})`,
+      )
+      .join(', ');
+    await writer.conn.run(
+      `COPY (SELECT owner, objectId, key, type, namespace, contentLength::BIGINT AS contentLength,
+          copies::INTEGER AS copies, true AS value_ok, key AS _key, '{"key":' || to_json(key) || '}' AS _value,
+          's' AS shard
+        FROM (VALUES ${values}) t(owner, objectId, key, type, namespace, contentLength, copies))
+       TO ${sqlString(file)} (FORMAT parquet)`,
+    );
+  } finally {
+    writer.close();
+  }
+}

@@ -11,28 +11,26 @@
  * DELIVER_UNAPPROVED_REPORTS=false); everyone is counted (COUNT_UNAPPROVED_USERS=true).
  * Per-account reports older than the retention window are removed (RFD 16 problem 7).
  */
-import { eachLimit } from '../../core/concurrency.js';
 import { addDays } from '../../core/days.js';
 import type { Namespace } from '../../core/ids.js';
 import { PartitionInputs, type PartitionGroup, type UnpackRef } from '../../dumps/partition-inputs.js';
-import { readObjectText, type ObjectStore } from '../../objectstore/object-store.js';
+import { readObjectText } from '../../objectstore/object-store.js';
 import {
   outputType,
   upstreamOf,
   type CommitContext,
   type JobDefinition,
-  type PipelineServices,
   type TaskContext,
 } from '../../pipeline/job.js';
 import { ReportBuilder } from '../../core/run-report.js';
 import { unpackOutput } from '../unpack/unpack.job.js';
 import { z } from 'zod';
 import { scanPartition } from './storage-metering.scan.js';
+import { deliverToAccounts, jsonLines } from '../usage-delivery/usage-delivery.js';
 import {
   mergeUsage,
   operatorReportPath,
   storageRecord,
-  userLatestPath,
   userReportDir,
   userReportPath,
   type Usage,
@@ -91,7 +89,7 @@ async function runPartition(ctx: TaskContext<TaskParams>) {
 }
 
 /** A partial file's lines, parsed as one JSON array (a parse per line cost twice as much at 3M records). */
-function parsePartial(text: string): UsageRow[] {
+export function parsePartial(text: string): UsageRow[] {
   const lines = text.trim();
   if (lines === '') return [];
   return (JSON.parse(`[${lines.replaceAll('\n', ',')}]`) as Record<string, string>[]).map((r) => ({
@@ -104,34 +102,6 @@ function parsePartial(text: string): UsageRow[] {
   }));
 }
 
-interface AccountRecord {
-  uuid: string;
-  login: string;
-  reports?: boolean;
-}
-
-async function listAccounts(services: PipelineServices): Promise<AccountRecord[]> {
-  const r = await services.tier.storageShard.pool.query<{ _value: string }>('SELECT _value FROM accounts');
-  return r.rows.map((x) => JSON.parse(x._value) as AccountRecord);
-}
-
-/** Remove an account's daily reports older than `keepFrom` (YYYY-MM-DD); `latest` stays. */
-async function pruneUserReports(store: ObjectStore, login: string, keepFrom: string): Promise<number> {
-  let removed = 0;
-  const dir = `${userReportDir(login)}/`;
-  for (const p of await store.list(dir)) {
-    const m = /^(\d{4})\/(\d{2})\/(\d{2})\//.exec(p.slice(dir.length));
-    if (m && `${m[1]}-${m[2]}-${m[3]}` < keepFrom) {
-      await store.delete(p);
-      removed++;
-    }
-  }
-  return removed;
-}
-
-/** Per-account reports written at once: each is two small puts (fsynced) and a listing. */
-const DELIVERY_CONCURRENCY = 16;
-
 async function commitMetering(ctx: CommitContext<TaskParams, TaskOutput>, o: StorageMeteringOptions) {
   const { store } = ctx.services;
   const day = ctx.partition.day;
@@ -140,8 +110,7 @@ async function commitMetering(ctx: CommitContext<TaskParams, TaskOutput>, o: Sto
   const usage = new Map<string, Map<Namespace, Usage>>();
   for (const t of ctx.tasks) mergeUsage(usage, parsePartial(await readObjectText(store, t.output.path)));
   const owners = [...usage.keys()].sort();
-  const lines = owners.map((owner) => JSON.stringify({ owner, storage: storageRecord(usage.get(owner)) }));
-  const body = lines.length > 0 ? `${lines.join('\n')}\n` : '';
+  const body = jsonLines(owners.map((owner) => ({ owner, storage: storageRecord(usage.get(owner)) })));
   merged();
   const published = report.phase('publish');
   // Run-scoped first (this run's own name), then the original path operators read.
@@ -150,27 +119,18 @@ async function commitMetering(ctx: CommitContext<TaskParams, TaskOutput>, o: Sto
   report.count('accounts', owners.length).count('bytesWritten', Buffer.byteLength(body) * 2);
   published();
 
+  for (const owner of owners)
+    if (usage.get(owner)!.size === 0)
+      // Only rows in namespaces that are not metered (uploads): the original's all-zero line.
+      report.event('owner-with-only-unmetered-rows', 'info', { owner });
   const delivered = report.phase('deliver');
-  const accounts = new Map((await listAccounts(ctx.services)).map((a) => [a.uuid, a]));
-  const keepFrom = addDays(day, -o.reportRetentionDays);
-  const deliveries: { login: string; owner: string }[] = [];
-  for (const owner of owners) {
-    const acct = accounts.get(owner);
-    if (!acct) {
-      report.event('unknown-owner', 'warning', { owner });
-      continue;
-    }
-    if (acct.reports !== true) {
-      report.count('notDelivered');
-      continue;
-    }
-    deliveries.push({ login: acct.login, owner });
-  }
-  await eachLimit(deliveries, DELIVERY_CONCURRENCY, async ({ login, owner }) => {
-    const userBody = `${JSON.stringify({ storage: storageRecord(usage.get(owner)), date: `${day}T00:00:00.000Z` })}\n`;
-    await store.put(userReportPath(login, day), userBody);
-    await store.put(userLatestPath(login), userBody);
-    report.count('delivered').count('reportsPruned', await pruneUserReports(store, login, keepFrom));
+  await deliverToAccounts(ctx.services, report, {
+    owners,
+    userDir: userReportDir,
+    userPath: (login) => userReportPath(login, day),
+    userRecord: (owner) => ({ storage: storageRecord(usage.get(owner)), date: `${day}T00:00:00.000Z` }),
+    period: day,
+    keepFrom: addDays(day, -o.reportRetentionDays),
   });
   delivered();
   return {

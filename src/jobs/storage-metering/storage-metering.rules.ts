@@ -18,6 +18,12 @@
  */
 import { NAMESPACES, type Namespace } from '../../core/ids.js';
 
+/**
+ * The namespace of a partial line for an owner with only unmetered rows in a partition: a line
+ * of zeros, so the owner is in the operator file (as in the original); never reported itself.
+ */
+export const UNMETERED = 'unmetered';
+
 /** MANTA-1627: the minimum billed size of one copy (older docs said 4096, MANTA-1251). */
 export const MIN_SIZE = 131072;
 
@@ -28,10 +34,10 @@ export interface Usage {
   bytes: bigint;
 }
 
-/** One partial or merged line: an owner's usage in one namespace. */
+/** One partial or merged line: an owner's usage in one namespace (or UNMETERED: zeros, owner seen). */
 export interface UsageRow extends Usage {
   owner: string;
-  namespace: Namespace;
+  namespace: Namespace | typeof UNMETERED;
 }
 
 export function zeroUsage(): Usage {
@@ -47,6 +53,7 @@ export function mergeUsage(into: Map<string, Map<Namespace, Usage>>, rows: Itera
   for (const r of rows) {
     let byNs = into.get(r.owner);
     if (!byNs) into.set(r.owner, (byNs = new Map<Namespace, Usage>()));
+    if (r.namespace === UNMETERED) continue;
     const u = byNs.get(r.namespace) ?? zeroUsage();
     u.directories += r.directories;
     u.keys += r.keys;

@@ -9,7 +9,7 @@ import type { DuckDBConnection } from '@duckdb/node-api';
 import { sqlString, type DuckPool } from '../../dumps/duckdb.js';
 import { NAMESPACES } from '../../core/ids.js';
 import type { ReportBuilder } from '../../core/run-report.js';
-import { MIN_SIZE } from './storage-metering.rules.js';
+import { MIN_SIZE, UNMETERED } from './storage-metering.rules.js';
 
 const NS_LIST = NAMESPACES.map(sqlString).join(', ');
 /** Examples of malformed rows kept per partition (the report keeps 5 per kind overall). */
@@ -19,6 +19,17 @@ const EXAMPLE_ROWS = 5;
 function wellFormed(): string {
   return `value_ok AND owner IS NOT NULL AND key IS NOT NULL
     AND (type = 'directory' OR (type = 'object' AND objectId IS NOT NULL))`;
+}
+
+/**
+ * Billed bytes of an object row: max(contentLength, 128 KiB) × copies; a missing contentLength
+ * bills the minimum, missing sharks bill 0 (docs/metering-compute.md "Storage metering edge
+ * cases"). BIGINT arithmetic, HUGEINT only for a row whose product overflows (a HUGEINT
+ * multiply on every row cost a third of the query).
+ */
+function billed(copies: string): string {
+  return `coalesce(try(greatest(coalesce(contentLength, 0), ${MIN_SIZE}) * coalesce(${copies}, 0)),
+    greatest(coalesce(contentLength, 0), ${MIN_SIZE})::HUGEINT * coalesce(${copies}, 0))`;
 }
 
 /**
@@ -47,26 +58,34 @@ function query(files: string[], copies: string): string {
           THEN coalesce(list_position([${NS_LIST}], namespace), 0) ELSE -1 END::TINYINT AS rk,
         type = 'object' AS obj,
         coalesce(value_ok AND namespace NOT IN (${NS_LIST}), false) AS unm,
-        -- BIGINT arithmetic, HUGEINT only for a row whose product overflows (a HUGEINT multiply
-        -- on every row cost a third of the query).
-        coalesce(try(greatest(coalesce(contentLength, 0), ${MIN_SIZE}) * coalesce(${copies}, 0)),
-          greatest(coalesce(contentLength, 0), ${MIN_SIZE})::HUGEINT * coalesce(${copies}, 0)) AS b
+        ${billed(copies)} AS b,
+        -- Suspect rows (decisions in docs/metering-compute.md "Storage metering edge cases").
+        obj AND ${copies} IS NULL AS nosh,
+        obj AND contentLength IS NULL AS nocl
       FROM ${from}
     ),
-    objs AS (SELECT owner, min(rk) AS rk, max(b) AS b FROM r WHERE obj AND rk > 0 GROUP BY owner, objectId),
+    -- The keys of one objectId may disagree on size or copies: the largest is billed.
+    objs AS (SELECT owner, min(rk) AS rk, max(b) AS b, min(b) <> max(b) AS split
+      FROM r WHERE obj AND rk > 0 GROUP BY owner, objectId),
     o AS (SELECT owner, rk, count(*) AS objects, sum(b) AS bytes FROM objs GROUP BY owner, rk),
     -- An object's first rank is a rank where that owner has a key: every (owner, rk) of o is in k.
     k AS (SELECT owner, rk, count(*) FILTER (NOT obj) AS dirs, count(*) FILTER (obj) AS keys
       FROM r WHERE rk > 0 GROUP BY owner, rk),
+    -- An owner with only unmetered rows here (e.g. only under uploads) gets a line of zeros, as
+    -- the original's storage-reduce3 filled one: the owner is in the operator file.
+    z AS (SELECT owner, 0::TINYINT AS rk, 0 AS dirs, 0 AS keys, 0 AS objects, 0 AS bytes
+      FROM r WHERE rk >= 0 GROUP BY owner HAVING max(rk) = 0),
     u AS (SELECT owner, rk, dirs, keys, coalesce(objects, 0) AS objects, coalesce(bytes, 0) AS bytes
-      FROM k LEFT JOIN o USING (owner, rk))
+      FROM k LEFT JOIN o USING (owner, rk) UNION ALL SELECT * FROM z)
     SELECT count(*) AS scanned, count(*) FILTER (rk < 0) AS malformed, count(*) FILTER (unm) AS unmetered,
       (SELECT count(*) FROM u) AS lines,
+      count(*) FILTER (rk >= 0 AND nosh) AS nosharks, count(*) FILTER (rk >= 0 AND nocl) AS nolength,
+      (SELECT count(*) FROM objs WHERE split) AS split,
       -- Lines built with ||: format() with to_json() per line was ~10% of the whole scan. An owner
       -- of plain characters (a UUID) needs no JSON escaping; anything else goes through to_json.
       (SELECT string_agg('{"owner":' || CASE WHEN regexp_full_match(owner, '[0-9A-Za-z_.-]*')
             THEN '"' || owner || '"' ELSE to_json(owner)::VARCHAR END
-          || ',"namespace":"' || [${NS_LIST}][rk] || '","directories":"' || dirs || '","keys":"' || keys
+          || ',"namespace":"' || coalesce([${NS_LIST}][rk], '${UNMETERED}') || '","directories":"' || dirs || '","keys":"' || keys
           || '","objects":"' || objects || '","bytes":"' || bytes || '"}', chr(10) ORDER BY owner, rk)
         FROM u) AS body
     FROM r`;
@@ -114,7 +133,16 @@ async function scanFiles(
   const [row] = (
     await conn.runAndReadAll(query(files, opts.copiesColumn ? 'copies' : 'len(sharks)'))
   ).getRows();
-  const [scanned, malformed, unmetered, lines, body] = row as [bigint, bigint, bigint, bigint, string | null];
+  const [scanned, malformed, unmetered, lines, nosharks, nolength, split, body] = row as [
+    bigint,
+    bigint,
+    bigint,
+    bigint,
+    bigint,
+    bigint,
+    bigint,
+    string | null,
+  ];
   report
     .count('recordsScanned', Number(scanned))
     .count('malformed', Number(malformed))
@@ -126,5 +154,53 @@ async function scanFiles(
     // The remaining malformed rows are counted without examples.
     report.event('malformed-record', 'error', undefined, Number(malformed) - examples.length);
   }
+  await suspectRows(conn, files, report, opts, { nosharks, nolength, split });
   return { body: body ?? '', lines: Number(lines) };
+}
+
+/**
+ * Rows that are counted but whose data is suspect: a warning event each, with examples (read
+ * again only when there are some). Decisions: docs/metering-compute.md "Storage metering edge cases".
+ */
+async function suspectRows(
+  conn: DuckDBConnection,
+  files: string[],
+  report: ReportBuilder,
+  opts: ScanOptions,
+  n: { nosharks: bigint; nolength: bigint; split: bigint },
+): Promise<void> {
+  const from = `read_parquet([${files.map(sqlString).join(', ')}])`;
+  const copies = opts.copiesColumn ? 'copies' : 'len(sharks)';
+  const kinds: [string, bigint, string][] = [
+    [
+      'object-without-sharks',
+      n.nosharks,
+      `SELECT shard, _key, left(_value, 300) AS value FROM ${from}
+        WHERE ${wellFormed()} AND type = 'object' AND ${copies} IS NULL LIMIT ${EXAMPLE_ROWS}`,
+    ],
+    [
+      'object-without-content-length',
+      n.nolength,
+      `SELECT shard, _key, left(_value, 300) AS value FROM ${from}
+        WHERE ${wellFormed()} AND type = 'object' AND contentLength IS NULL LIMIT ${EXAMPLE_ROWS}`,
+    ],
+    [
+      'objectid-keys-disagree',
+      n.split,
+      `SELECT owner, objectId, list(_key ORDER BY _key) AS keys,
+          list(DISTINCT contentLength ORDER BY contentLength) AS contentLengths,
+          list(DISTINCT ${copies} ORDER BY ${copies}) AS copies
+        FROM ${from} WHERE ${wellFormed()} AND type = 'object'
+          AND coalesce(list_position([${NS_LIST}], namespace), 0) > 0
+        GROUP BY owner, objectId
+        HAVING min(${billed(copies)}) <> max(${billed(copies)})
+        ORDER BY owner, objectId LIMIT ${EXAMPLE_ROWS}`,
+    ],
+  ];
+  for (const [kind, count, sql] of kinds) {
+    if (count === 0n) continue;
+    const examples = (await conn.runAndReadAll(sql)).getRowObjectsJson();
+    for (const ex of examples) report.event(kind, 'warning', ex);
+    report.event(kind, 'warning', undefined, Number(count) - examples.length);
+  }
 }
