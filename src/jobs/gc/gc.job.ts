@@ -32,7 +32,7 @@ import { applyDecisions } from './gc.apply.js';
 import { addBacklog, backlogOf, backlogSchema, emptyBacklog, type GcBacklog } from './gc.backlog.js';
 import { decideObject, type RecordDecision, type Verdict } from './gc.plan.js';
 import { DEFAULT_GRACE_MS } from './gc.rules.js';
-import { scanGroup } from './gc.scan.js';
+import { decodeGroup, queryGroup } from './gc.scan.js';
 
 export interface GcJobOptions {
   graceMs: number;
@@ -140,13 +140,19 @@ async function runGroup(ctx: TaskContext<GcTaskParams>, o: GcJobOptions, throttl
   const report = ctx.report;
   const inputs = await PartitionInputs.open(store, sources);
   const scanned = report.phase('scan');
-  const scan = await inputs.withGroup(
+  const queued = report.phase('queued');
+  const rows = await inputs.withGroup(
     group,
     ['manta', 'manta_delete_log'],
     ({ files }) =>
-      duck.run((conn) => scanGroup(conn, { manta: files.manta!, deleteLog: files.manta_delete_log! })),
+      duck.run(
+        (conn) => queryGroup(conn, { manta: files.manta!, deleteLog: files.manta_delete_log! }),
+        queued,
+      ),
     report,
   );
+  // Decoded after the DuckDB turn is released: the next task's query runs meanwhile.
+  const scan = decodeGroup(rows);
   scanned();
   report.count('recordsScanned', scan.deleteRecords);
   for (const m of scan.malformedLive) report.event('malformed-live-record', 'warning', m);

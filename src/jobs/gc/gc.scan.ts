@@ -143,18 +143,40 @@ export interface GroupScan {
   malformedLive: { key: string; shard: string }[];
 }
 
-export async function scanGroup(
+/** What DuckDB answers for a group: the records as one string (decodeGroup reads it). */
+export interface GroupRows {
+  text: string;
+  deleteRecords: number;
+  malformedLive: { key: string; shard: string }[];
+}
+
+/**
+ * The group's query, alone: callers hold the process's DuckDB turn only for this, and decode the
+ * string after releasing it, so one task's JavaScript overlaps the next task's query.
+ */
+export async function queryGroup(
   conn: DuckDBConnection,
   files: { manta: readonly string[]; deleteLog: readonly string[] },
-): Promise<GroupScan> {
-  if (files.deleteLog.length === 0) return { objects: [], deleteRecords: 0, malformedLive: [] };
+): Promise<GroupRows> {
+  if (files.deleteLog.length === 0) return { text: '', deleteRecords: 0, malformedLive: [] };
   const [text, n] = (await conn.runAndReadAll(scanSql(files.manta, files.deleteLog))).getRows()[0] as [
     string,
     bigint,
   ];
+  const malformedLive =
+    files.manta.length === 0
+      ? []
+      : (await conn.runAndReadAll(malformedLiveSql(files.manta)))
+          .getRows()
+          .map(([k, s]) => ({ key: String(k), shard: String(s) }));
+  return { text, deleteRecords: Number(n), malformedLive };
+}
+
+/** The group's objects, each with its delete records and live reference, from queryGroup's string. */
+export function decodeGroup(rows: GroupRows): GroupScan {
   const objects: GcInput[] = [];
   let cur: { objectId: string; live: GcInput['live'][number][]; deletes: DeleteRecord[] } | undefined;
-  for (const line of text === '' ? [] : text.split(RS)) {
+  for (const line of rows.text === '' ? [] : rows.text.split(RS)) {
     const { oid, record, liveKey, liveShard } = decodeRecord(line);
     if (!cur || cur.objectId !== oid) {
       cur = { objectId: oid, live: [], deletes: [] };
@@ -163,11 +185,13 @@ export async function scanGroup(
     }
     cur.deletes.push(record);
   }
-  const malformedLive =
-    files.manta.length === 0
-      ? []
-      : (await conn.runAndReadAll(malformedLiveSql(files.manta)))
-          .getRows()
-          .map(([k, s]) => ({ key: String(k), shard: String(s) }));
-  return { objects, deleteRecords: Number(n), malformedLive };
+  return { objects, deleteRecords: rows.deleteRecords, malformedLive: rows.malformedLive };
+}
+
+/** queryGroup then decodeGroup, on one connection. */
+export async function scanGroup(
+  conn: DuckDBConnection,
+  files: { manta: readonly string[]; deleteLog: readonly string[] },
+): Promise<GroupScan> {
+  return decodeGroup(await queryGroup(conn, files));
 }
