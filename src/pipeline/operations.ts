@@ -6,7 +6,7 @@
 import type pg from 'pg';
 import type { Coordinator } from './coordinator.js';
 import { partitionOfRun, runPrefix } from './inputs.js';
-import { partitionsFor } from './partitions.js';
+import { parsePartition, partitionDueMs, partitionsFor } from './partitions.js';
 import { addDays, daysBetween } from '../core/days.js';
 import type { PipelineRuntime } from './runtime.js';
 import {
@@ -51,9 +51,13 @@ async function create(
   trigger: string,
   mode: 'once' | 'again',
 ) {
-  const deadlineMs = rt.settings.jobs[job]?.deadlineMs ?? rt.graph.get(job).deadlineMs;
+  const now = rt.services.clock.now();
+  // The deadline counts from when the partition is due (an hour: its end), not from creation.
+  const due = partitionDueMs(parsePartition(rt.graph.get(job).partition, partitionKey));
+  const deadlineMs =
+    (rt.settings.jobs[job]?.deadlineMs ?? rt.graph.get(job).deadlineMs) + Math.max(0, due - now);
   return inTransaction(rt.control, (c) =>
-    createRun(c, { job, partitionKey, day, trigger, deadlineMs, now: rt.services.clock.now() }, mode),
+    createRun(c, { job, partitionKey, day, trigger, deadlineMs, now }, mode),
   );
 }
 
