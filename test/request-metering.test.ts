@@ -377,3 +377,38 @@ test('an instance that was up but has not published keeps its hour waiting; past
   await drive();
   assert.equal((await runsOf('request-metering')).find((r) => r.partitionKey === other)!.state, 'succeeded');
 });
+
+test('MALFORMED_LIMIT per log object: above it the hour is invalid (not committed); below, degraded with examples', async () => {
+  const past = '2024-01-01';
+  const good = JSON.stringify({
+    name: 'audit',
+    audit: true,
+    level: 30,
+    billable_operation: 'HEAD',
+    reqHeaderLength: 1,
+    resHeaderLength: 1,
+    req: { method: 'HEAD', url: '/a/stor/x', headers: {}, owner: ids.alice },
+    res: { statusCode: 200, headers: {} },
+  });
+  const put = (h: string, name: string, bad: number) =>
+    tp.store.put(
+      `${MUSKIE_LOG_ROOT}/2024/01/01/${h}/${name}`,
+      `${[good, ...Array<string>(bad).fill('{"cut":')].join('\n')}\n`,
+    );
+  await put('03', 'fd-a.log', 11); // the default limit is 10
+  await put('04', 'fd-a.log', 2);
+  await put('04', 'fd-b.log', 0);
+  await rerun(tp.rt, 'request-metering', past, { downstream: false, dryRun: false });
+  const runs = await driveDays(tp.rt, tp.coordinator, [past], { timeoutMs: 60_000 });
+  const at = (h: string) =>
+    runs.find((r) => r.job === 'request-metering' && r.partitionKey === `${past}T${h}`)!;
+  assert.equal(at('03').state, 'invalid');
+  assert.match(JSON.stringify(at('03').report?.events), /too-many-malformed-lines/);
+  assert.equal(await tp.store.head('/poseidon/stor/usage/request/2024/01/01/03/h03.json'), undefined);
+  assert.deepEqual([at('04').state, at('04').verdict], ['succeeded', 'degraded']);
+  const ev = at('04').report!.events['error:malformed-line']!;
+  assert.equal(ev.count, 2);
+  assert.match(JSON.stringify(ev.examples[0]), /fd-a\.log.*"line":2/);
+  assert.equal(at('05').state, 'succeeded', 'an hour with no logs and no instance up: metered, empty');
+  assert.equal(await text('/poseidon/stor/usage/request/2024/01/01/05/h05.json'), '');
+});

@@ -82,6 +82,7 @@ export const JOB_SPECIFIC_SETTINGS = {
     settleMinutes: z.number().min(0).optional(),
     /** Agent logs (compute nodes) read by one task. */
     objectsPerTask: positiveInt.optional(),
+  }),
   'request-metering': jobSettingsSchema.extend({
     /** Malformed lines tolerated per log object before the run is invalid: a count ("10") or a share ("1%") — the original's MALFORMED_LIMIT. */
     malformedLimit: z
