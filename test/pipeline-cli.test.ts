@@ -169,8 +169,10 @@ test('backfill, then `remora scheduler` on a sped-up clock over three days: trig
   const triggers = [...log.matchAll(/daily trigger: (\d+) run\(s\) for (\S+)/g)].map(
     (m) => `${m[2]}:${m[1]}`,
   );
+  // (The scheduler may have triggered a later day too by the time D2 is complete: the first
+  // four are the ones checked.)
   assert.deepEqual(
-    triggers,
+    triggers.slice(0, 4),
     ['2024-05-10', '2024-05-11', '2024-05-12', '2024-05-13'].map((d) => `${d}:${JOBS_PER_DAY}`),
   );
 
