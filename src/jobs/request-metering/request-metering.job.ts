@@ -7,7 +7,7 @@
  *   account   /<login>/reports/usage/request/YYYY/MM/DD/HH/hHH.json {"requests":{…},"date":"…"}
  *             /<login>/reports/usage/request/latest                 (a copy; the original snaplinked it)
  *
- * An hour with no log objects has no task: its files are empty (metered: no requests). The
+ * An hour with no log objects has no task and writes no file (metered: no requests). The
  * committed output names the log objects read (path, bytes, sha256): a log that arrives or
  * changes after the commit reruns the hour (`inputsChanged`, src/pipeline/late-inputs.ts).
  * Reruns read the same objects in the same order and write byte-identical files.
@@ -47,6 +47,7 @@ const logObject = z.object({ path: z.string(), bytes: z.number(), sha256: z.stri
 export const requestMeteringOutput = outputType(
   'request-metering',
   z.object({
+    /** The run's own copy of the operator file; empty when the hour had no logs (no file). */
     path: z.string(),
     published: z.string(),
     accounts: z.number().int().nonnegative(),
@@ -153,6 +154,15 @@ async function commitHour(ctx: CommitContext<TaskParams, TaskOutput>, o: Request
   const { store } = ctx.services;
   const hour = ctx.partition.key;
   const report = new ReportBuilder();
+  if (ctx.tasks.length === 0) {
+    // No front door log for the hour: metered, no requests — and no files (the original had no
+    // job to run either). A file left by an earlier run of the hour is stale: removed.
+    if (await store.head(operatorReportPath(hour))) await store.delete(operatorReportPath(hour));
+    return {
+      output: { path: '', published: operatorReportPath(hour), accounts: 0, logs: [] },
+      report: report.finish(),
+    };
+  }
   const merged = report.phase('merge');
   const usage = new Map<string, RequestUsage>();
   for (const t of ctx.tasks) {
