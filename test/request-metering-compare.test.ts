@@ -5,31 +5,18 @@
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { ERROR_CATALOG } from '../src/core/errors.js';
 import { defaultObjectStore } from '../src/objectstore/object-store.js';
 import { compareReports } from '../src/jobs/metering-kit/compare.js';
+import { runCli } from './helpers/cli.js';
 
 const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'remora-compare-'));
 after(() => fs.rmSync(stateDir, { recursive: true, force: true }));
 
-function remora(...args: string[]) {
-  const env = { ...process.env };
-  delete env.REMORA_CONFIG;
-  delete env.REMORA_STATE_DIR;
-  return spawnSync(
-    process.execPath,
-    ['--import', 'tsx', 'src/main/cli.ts', '--state-dir', stateDir, ...args],
-    {
-      encoding: 'utf8',
-      env,
-      timeout: 60_000,
-    },
-  );
-}
+const remora = (...args: string[]) => runCli(stateDir, args, { env: { REMORA_STATE_DIR: undefined } });
 
 const type = (get: number) => ({
   DELETE: '0',
@@ -68,19 +55,37 @@ test('compare: agreeing files exit 0; numbers and decimal strings of the same va
       .map((o) => JSON.stringify(o))
       .join('\n')}\n`,
   );
-  const r = remora('compare', 'request-metering', '--date', '2024-03-01', '--hour', '5', '--against', file);
+  const r = await remora(
+    'compare',
+    'request-metering',
+    '--date',
+    '2024-03-01',
+    '--hour',
+    '5',
+    '--against',
+    file,
+  );
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, /agrees with/);
 });
 
-test('compare: differences per account and field, exit 1 (ReportsDiffer)', () => {
+test('compare: differences per account and field, exit 1 (ReportsDiffer)', async () => {
   const file = path.join(stateDir, 'original-diff.json');
   const theirs = [
     { owner: 'a-uuid', requests: { type: type(4), bandwidth: { ...bw, in: '0' } } }, // the streamed-upload typo
     { owner: 'c-uuid', requests: { type: type(1), bandwidth: bw } },
   ];
   fs.writeFileSync(file, theirs.map((o) => JSON.stringify(o)).join('\n'));
-  const r = remora('compare', 'request-metering', '--date', '2024-03-01', '--hour', '05', '--against', file);
+  const r = await remora(
+    'compare',
+    'request-metering',
+    '--date',
+    '2024-03-01',
+    '--hour',
+    '05',
+    '--against',
+    file,
+  );
   assert.equal(r.status, ERROR_CATALOG.ReportsDiffer.exit, r.stderr);
   assert.match(r.stderr, /ReportsDiffer: 4 difference\(s\) .* \(3 account\(s\)\)/);
   assert.match(r.stdout, /a-uuid +requests\.bandwidth\.in +100 +0/);
@@ -89,7 +94,7 @@ test('compare: differences per account and field, exit 1 (ReportsDiffer)', () =>
   assert.match(r.stdout, /c-uuid +\(record\) +absent +present/);
 });
 
-test('compare: bad inputs are named errors with their exit codes; --help', () => {
+test('compare: bad inputs are named errors with their exit codes; --help', async () => {
   const cases: [string[], keyof typeof ERROR_CATALOG, RegExp][] = [
     [
       ['compare', 'gc', '--date', '2024-03-01', '--against', '/x'],
@@ -133,7 +138,7 @@ test('compare: bad inputs are named errors with their exit codes; --help', () =>
     ],
   ];
   for (const [args, code, message] of cases) {
-    const r = remora(...args);
+    const r = await remora(...args);
     assert.equal(r.status, ERROR_CATALOG[code].exit, `${args.join(' ')}: ${r.stderr}`);
     assert.match(r.stderr, new RegExp(`^remora: ${code}: `), args.join(' '));
     assert.match(r.stderr, message);
@@ -141,10 +146,19 @@ test('compare: bad inputs are named errors with their exit codes; --help', () =>
   }
   const bad = path.join(stateDir, 'bad.json');
   fs.writeFileSync(bad, '{"no-owner":1}\n');
-  const m = remora('compare', 'request-metering', '--date', '2024-03-01', '--hour', '5', '--against', bad);
+  const m = await remora(
+    'compare',
+    'request-metering',
+    '--date',
+    '2024-03-01',
+    '--hour',
+    '5',
+    '--against',
+    bad,
+  );
   assert.equal(m.status, ERROR_CATALOG.MalformedInput.exit);
   assert.match(m.stderr, /line 1: no "owner"/);
-  const h = remora('compare', '--help');
+  const h = await remora('compare', '--help');
   assert.equal(h.status, 0);
   assert.match(h.stdout, /--against <file-or-path>/);
 });

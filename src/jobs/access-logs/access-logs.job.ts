@@ -25,23 +25,24 @@ import {
   pruneReports,
   type AccountRecord,
 } from '../metering-kit/account-delivery.js';
-import { listHourLogs, logsChanged, muskieLogsReady, type LogObject } from '../metering-kit/muskie-logs.js';
+import {
+  hourlyLogJob,
+  logObjectSchema,
+  type HourLogsParams,
+  type LogObject,
+} from '../metering-kit/muskie-logs.js';
 import { isMalformedLine } from '../request-metering/request-metering.scan.js';
 import { malformedLimit } from '../request-metering/request-metering.rules.js';
 import type { RequestMeteringOptions } from '../request-metering/request-metering.job.js';
 import { accessLogDir, accessLogPath, sanitize, wantedForAccessLog } from './access-logs.rules.js';
 
-const logObject = z.object({ path: z.string(), bytes: z.number(), sha256: z.string() });
-
 export const accessLogsOutput = outputType(
   'access-logs',
-  z.object({ logs: z.array(logObject), delivered: z.number().int().nonnegative() }),
+  z.object({ logs: z.array(logObjectSchema), delivered: z.number().int().nonnegative() }),
 );
 type AccessLogsOutput = ReturnType<typeof accessLogsOutput.parse>;
 
-interface TaskParams {
-  logs: LogObject[];
-}
+type TaskParams = HourLogsParams;
 
 /** Buffered bytes of sanitized records before they go to the per-owner scratch files. */
 const FLUSH_BYTES = 16 << 20;
@@ -164,22 +165,12 @@ async function runHour(ctx: TaskContext<TaskParams>, o: RequestMeteringOptions) 
 
 export function accessLogsJob(
   o: RequestMeteringOptions,
-): JobDefinition<TaskParams, { delivered: number }, AccessLogsOutput> {
-  return {
+): JobDefinition<HourLogsParams, { delivered: number }, AccessLogsOutput> {
+  return hourlyLogJob({
     name: 'access-logs',
     description:
       "per account and hour: its objects' requests as sanitized audit records (MANTA-REFERENCE §3.6)",
-    partition: 'hour',
-    inputs: { external: [muskieLogsReady] },
-    deadlineMs: 2 * 3_600_000,
-    maxAttempts: 5,
-    taskTimeoutMs: 30 * 60_000,
-    thresholds: { maxMalformedShare: 1, minRecordsForShare: 0 },
     output: accessLogsOutput,
-    split: async (ctx) => {
-      const logs = await listHourLogs(ctx.services.store, ctx.partition.key);
-      return logs.length > 0 ? [{ key: 'logs', params: { logs } }] : [];
-    },
     runTask: (ctx) => runHour(ctx, o),
     commit: (ctx) =>
       Promise.resolve({
@@ -189,7 +180,5 @@ export function accessLogsJob(
         },
         report: new ReportBuilder().finish(),
       }),
-    inputsChanged: ({ services, partition, output }) =>
-      logsChanged(services.store, partition.key, output.logs),
-  };
+  });
 }

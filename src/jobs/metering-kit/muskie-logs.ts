@@ -12,15 +12,19 @@
  * deployment whose front doors do not record themselves, 2 is empty: the run reads what is there
  * once the hour has ended, and a log arriving later reruns the hour (`logsChanged`).
  */
+import { z } from 'zod';
 import { instanceOfLog, MUSKIE_LOG_ROOT } from '../../frontdoor/audit-log.js';
 import { frontDoorsUpDuring } from '../../metadata/frontdoor-hours.repository.js';
 import type { ChunkFile } from '../../objectstore/local-chunks.js';
 import type { ObjectStore } from '../../objectstore/object-store.js';
-import type { ExternalInput } from '../../pipeline/job.js';
+import type { ExternalInput, JobDefinition, TaskContext } from '../../pipeline/job.js';
 import { partitionDueMs } from '../../pipeline/partitions.js';
 
 /** One log object as read: its path, size and sha256 (what a later check compares). */
 export type LogObject = ChunkFile;
+
+/** The schema of a LogObject in a committed output. */
+export const logObjectSchema = z.object({ path: z.string(), bytes: z.number(), sha256: z.string() });
 
 /** `2024-03-01T05` → `/poseidon/stor/logs/muskie/2024/03/01/05/`. */
 export function hourLogDir(hourKey: string): string {
@@ -79,4 +83,41 @@ export async function logsChanged(
   const gone = read.filter((l) => !now.some((n) => n.path === l.path));
   for (const l of gone) changes.push(`${l.path} was removed`);
   return changes.length > 0 ? changes.join('; ') : undefined;
+}
+
+/** A task of an hourly log job: the hour's log objects. */
+export interface HourLogsParams {
+  logs: LogObject[];
+}
+
+/**
+ * What every job over an hour of audit logs shares: the hour partition, the readiness above, one
+ * task over the hour's objects (none for an hour without logs), and the late-log rerun. The job
+ * adds its name, description, output type, `runTask` and `commit`.
+ */
+export function hourlyLogJob<T, O extends { logs: LogObject[] }>(
+  job: Omit<
+    JobDefinition<HourLogsParams, T, O>,
+    'partition' | 'inputs' | 'deadlineMs' | 'split' | 'inputsChanged'
+  > & {
+    runTask(ctx: TaskContext<HourLogsParams>): ReturnType<JobDefinition<HourLogsParams, T, O>['runTask']>;
+  },
+): JobDefinition<HourLogsParams, T, O> {
+  return {
+    partition: 'hour',
+    inputs: { external: [muskieLogsReady] },
+    // The original ran at :19 past the hour; a front door log two hours late is worth an alert.
+    deadlineMs: 2 * 3_600_000,
+    maxAttempts: 5,
+    taskTimeoutMs: 30 * 60_000,
+    // Judged by MALFORMED_LIMIT per log object (a fatal event), not by the pipeline's share.
+    thresholds: { maxMalformedShare: 1, minRecordsForShare: 0 },
+    split: async (ctx) => {
+      const logs = await listHourLogs(ctx.services.store, ctx.partition.key);
+      return logs.length > 0 ? [{ key: 'logs', params: { logs } }] : [];
+    },
+    inputsChanged: ({ services, partition, output }) =>
+      logsChanged(services.store, partition.key, output.logs),
+    ...job,
+  };
 }

@@ -25,7 +25,7 @@ import {
   deliverReports,
   pruneReports,
 } from '../metering-kit/account-delivery.js';
-import { listHourLogs, logsChanged, muskieLogsReady, type LogObject } from '../metering-kit/muskie-logs.js';
+import { hourlyLogJob, logObjectSchema, type HourLogsParams } from '../metering-kit/muskie-logs.js';
 import {
   accountLine,
   BILLABLE_OPERATIONS,
@@ -41,8 +41,6 @@ import {
 } from './request-metering.rules.js';
 import { LINE_CLASSES, scanHour } from './request-metering.scan.js';
 
-const logObject = z.object({ path: z.string(), bytes: z.number(), sha256: z.string() });
-
 /** What a request-metering run commits: its operator file, where it was published, the logs it read. */
 export const requestMeteringOutput = outputType(
   'request-metering',
@@ -51,7 +49,7 @@ export const requestMeteringOutput = outputType(
     path: z.string(),
     published: z.string(),
     accounts: z.number().int().nonnegative(),
-    logs: z.array(logObject),
+    logs: z.array(logObjectSchema),
   }),
 );
 type RequestMeteringOutput = ReturnType<typeof requestMeteringOutput.parse>;
@@ -72,9 +70,7 @@ export function requestMeteringOptionsFrom(
   };
 }
 
-interface TaskParams {
-  logs: LogObject[];
-}
+type TaskParams = HourLogsParams;
 
 interface TaskOutput {
   path: string;
@@ -206,27 +202,13 @@ async function commitHour(ctx: CommitContext<TaskParams, TaskOutput>, o: Request
 
 export function requestMeteringJob(
   o: RequestMeteringOptions,
-): JobDefinition<TaskParams, TaskOutput, RequestMeteringOutput> {
-  return {
+): JobDefinition<HourLogsParams, TaskOutput, RequestMeteringOutput> {
+  return hourlyLogJob({
     name: 'request-metering',
     description:
       'per owner and hour: requests by billable operation, bandwidth in/out and header bytes (MANTA-REFERENCE §3.6)',
-    partition: 'hour',
-    inputs: { external: [muskieLogsReady] },
-    // The original ran at :19 past the hour; a front door log two hours late is worth an alert.
-    deadlineMs: 2 * 3_600_000,
-    maxAttempts: 5,
-    taskTimeoutMs: 30 * 60_000,
-    // Judged by MALFORMED_LIMIT per log object (a fatal event), not by the pipeline's share.
-    thresholds: { maxMalformedShare: 1, minRecordsForShare: 0 },
     output: requestMeteringOutput,
-    split: async (ctx) => {
-      const logs = await listHourLogs(ctx.services.store, ctx.partition.key);
-      return logs.length > 0 ? [{ key: 'logs', params: { logs } }] : [];
-    },
     runTask: (ctx) => runHour(ctx, o),
     commit: (ctx) => commitHour(ctx, o),
-    inputsChanged: ({ services, partition, output }) =>
-      logsChanged(services.store, partition.key, output.logs),
-  };
+  });
 }
