@@ -140,6 +140,7 @@ test('the reader: classes, bytes and exact malformed counts with examples', asyn
       ),
       audit({}, {}, { statusCode: 206 }), // a Range GET: not 200–204
       audit({}, {}, { statusCode: 404 }),
+      audit({ billable_operation: 'PUT' }, { method: 'PUT' }, { statusCode: 503 }), // a 5xx
       audit({}, { url: '/ping' }),
       audit({}, { owner: undefined }),
       audit({}, { caller: { login: 'poseidon' } }),
@@ -156,7 +157,7 @@ test('the reader: classes, bytes and exact malformed counts with examples', asyn
   const f = s.files[0]!;
   assert.deepEqual(
     { json: f.jsonLines, other: f.otherLines },
-    { json: 15, other: 1 },
+    { json: 16, other: 1 },
     'two JSON-looking lines are malformed, the service line and blank lines are not',
   );
   assert.deepEqual(f.classes, {
@@ -165,12 +166,12 @@ test('the reader: classes, bytes and exact malformed counts with examples', asyn
     ping: 1,
     noOwner: 1,
     operator: 1,
-    failed: 2,
+    failed: 3,
     billable: 6,
   });
   assert.deepEqual(
     f.examples.map((e) => e.line),
-    [15, 16],
+    [16, 17],
   );
   const u = s.usage.get('o1')!;
   assert.deepEqual(Object.fromEntries(Object.entries(u.type).map(([k, v]) => [k, Number(v)])), {
