@@ -163,7 +163,10 @@ test('backfill, then `remora scheduler` on a sped-up clock over three days: trig
     Number(new RegExp(`storage-metering ${day}: run (\\d+) committed`).exec(log)?.[1] ?? NaN);
   assert.ok(
     committed(MISSED[0]!) < committed(MISSED[1]!),
-    `missed days created oldest first: ${log.split('\n').filter((l) => /(storage-metering|unpack|snapshot) 2024-05-0[89]/.test(l)).join(' | ')}`,
+    `missed days created oldest first: ${log
+      .split('\n')
+      .filter((l) => /(storage-metering|unpack|snapshot) 2024-05-0[89]/.test(l))
+      .join(' | ')}`,
   );
   assert.ok(committed(MISSED[1]!) < committed(D0), 'caught up before today');
 
