@@ -17,6 +17,9 @@ const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'remora-compare-'));
 after(() => fs.rmSync(stateDir, { recursive: true, force: true }));
 
 const remora = (...args: string[]) => runCli(stateDir, args, { env: { REMORA_STATE_DIR: undefined } });
+/** `remora compare request-metering --date 2024-03-01 --hour <h> --against <file>`. */
+const compareHour = (hour: string, against: string) =>
+  remora('compare', 'request-metering', '--date', '2024-03-01', '--hour', hour, '--against', against);
 
 const type = (get: number) => ({
   DELETE: '0',
@@ -55,16 +58,7 @@ test('compare: agreeing files exit 0; numbers and decimal strings of the same va
       .map((o) => JSON.stringify(o))
       .join('\n')}\n`,
   );
-  const r = await remora(
-    'compare',
-    'request-metering',
-    '--date',
-    '2024-03-01',
-    '--hour',
-    '5',
-    '--against',
-    file,
-  );
+  const r = await compareHour('5', file);
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, /agrees with/);
 });
@@ -76,16 +70,7 @@ test('compare: differences per account and field, exit 1 (ReportsDiffer)', async
     { owner: 'c-uuid', requests: { type: type(1), bandwidth: bw } },
   ];
   fs.writeFileSync(file, theirs.map((o) => JSON.stringify(o)).join('\n'));
-  const r = await remora(
-    'compare',
-    'request-metering',
-    '--date',
-    '2024-03-01',
-    '--hour',
-    '05',
-    '--against',
-    file,
-  );
+  const r = await compareHour('05', file);
   assert.equal(r.status, ERROR_CATALOG.ReportsDiffer.exit, r.stderr);
   assert.match(r.stderr, /ReportsDiffer: 4 difference\(s\) .* \(3 account\(s\)\)/);
   assert.match(r.stdout, /a-uuid +requests\.bandwidth\.in +100 +0/);
@@ -146,16 +131,7 @@ test('compare: bad inputs are named errors with their exit codes; --help', async
   }
   const bad = path.join(stateDir, 'bad.json');
   fs.writeFileSync(bad, '{"no-owner":1}\n');
-  const m = await remora(
-    'compare',
-    'request-metering',
-    '--date',
-    '2024-03-01',
-    '--hour',
-    '5',
-    '--against',
-    bad,
-  );
+  const m = await compareHour('5', bad);
   assert.equal(m.status, ERROR_CATALOG.MalformedInput.exit);
   assert.match(m.stderr, /line 1: no "owner"/);
   const h = await remora('compare', '--help');
