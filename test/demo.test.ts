@@ -50,7 +50,7 @@ test('remora demo runs the whole day and ends with the usage table', { timeout: 
       assert.match(r.stdout, /^requests \d{4}-\d{2}-\d{2}T\d{2} \(\/poseidon\/stor\/usage\/request\//m);
       assert.match(r.stdout, /^account +DELETE +GET +HEAD +LIST +OPTIONS +POST +PUT +bytes in +bytes out$/m);
     }
-    assert.match(r.stdout, /hourly runs: \d+ of 48 done/);
+    assert.match(r.stdout, /hourly runs: \d+ done/);
   } finally {
     fs.rmSync(stateDir, { recursive: true, force: true });
   }

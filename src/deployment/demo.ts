@@ -108,7 +108,7 @@ async function runDailyPipeline(
         out(`   ${r.job.padEnd(18)} ${r.partitionKey.padEnd(34)} ${r.state.padEnd(10)} ${r.verdict ?? ''}`);
       }
       const done = hourly.filter((r) => r.state === 'succeeded').length;
-      out(`   hourly runs: ${done} of ${hourly.length} done (the hours not over yet wait for their end)`);
+      out(`   hourly runs: ${done} done (the hours not over yet wait for their end)`);
       const gc = runs.find((r) => r.job === 'gc' && r.state === 'succeeded');
       if (gc?.report) {
         const c = gc.report.counters;
