@@ -19,12 +19,10 @@ import { z } from 'zod';
 import { addDays } from '../../core/days.js';
 import { ReportBuilder } from '../../core/run-report.js';
 import { outputType, type JobDefinition, type TaskContext } from '../../pipeline/job.js';
-import {
-  accountsByUuid,
-  deliverReports,
-  pruneReports,
-  type AccountRecord,
-} from '../metering-kit/account-delivery.js';
+import { eachLimit } from '../../core/concurrency.js';
+import { listAccounts } from '../../frontdoor/accounts.js';
+import type { AccountValue } from '../../metadata/types.js';
+import { putLatest, pruneReportsBefore } from '../usage-delivery/usage-delivery.js';
 import {
   hourlyLogJob,
   logObjectSchema,
@@ -43,6 +41,9 @@ export const accessLogsOutput = outputType(
 type AccessLogsOutput = ReturnType<typeof accessLogsOutput.parse>;
 
 type TaskParams = HourLogsParams;
+
+/** Accounts' access logs uploaded at once. */
+const DELIVERY_CONCURRENCY = 8;
 
 /** Buffered bytes of sanitized records before they go to the per-owner scratch files. */
 const FLUSH_BYTES = 16 << 20;
@@ -116,8 +117,8 @@ async function runHour(ctx: TaskContext<TaskParams>, o: RequestMeteringOptions) 
   const { store } = ctx.services;
   const report = ctx.report;
   const hour = ctx.partition.key;
-  const accounts = await accountsByUuid(ctx.services);
-  const seen = new Map<string, AccountRecord | undefined>();
+  const accounts = new Map((await listAccounts(ctx.services.tier)).map((a) => [a.uuid, a]));
+  const seen = new Map<string, AccountValue | undefined>();
   const wanted = (owner: string) => {
     if (!seen.has(owner)) {
       const a = accounts.get(owner);
@@ -136,24 +137,17 @@ async function runHour(ctx: TaskContext<TaskParams>, o: RequestMeteringOptions) 
     read();
     const delivered = report.phase('deliver');
     const owners = [...files.lines.keys()].sort();
-    await deliverReports(
-      store,
-      owners.map((owner) => {
-        const login = accounts.get(owner)!.login;
-        return {
-          path: accessLogPath(login, hour),
-          latest: `${accessLogDir(login)}/latest`,
-          body: () => fs.promises.readFile(files.file(owner)),
-        };
-      }),
-      report,
-    );
     const keepFrom = addDays(ctx.partition.day, -o.reportRetentionDays);
-    for (const owner of owners)
-      report.count(
-        'reportsPruned',
-        await pruneReports(store, accessLogDir(accounts.get(owner)!.login), keepFrom),
-      );
+    await eachLimit(owners, DELIVERY_CONCURRENCY, async (owner) => {
+      const login = accounts.get(owner)!.login;
+      const body = await fs.promises.readFile(files.file(owner));
+      await store.put(accessLogPath(login, hour), body);
+      await putLatest(store, `${accessLogDir(login)}/latest`, body.toString(), hour);
+      report
+        .count('delivered')
+        .count('bytesWritten', 2 * body.length)
+        .count('reportsPruned', await pruneReportsBefore(store, accessLogDir(login), keepFrom));
+    });
     report.count('accounts', owners.length);
     delivered();
   } finally {

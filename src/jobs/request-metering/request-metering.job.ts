@@ -19,15 +19,10 @@ import { withLocalChunks } from '../../objectstore/local-chunks.js';
 import { readObjectText } from '../../objectstore/object-store.js';
 import { outputType, type CommitContext, type JobDefinition, type TaskContext } from '../../pipeline/job.js';
 import type { PipelineSettings } from '../../pipeline/settings.js';
-import {
-  accountsByUuid,
-  deliverable,
-  deliverReports,
-  pruneReports,
-} from '../metering-kit/account-delivery.js';
+import { deliverToAccounts } from '../usage-delivery/usage-delivery.js';
 import { hourlyLogJob, logObjectSchema, type HourLogsParams } from '../metering-kit/muskie-logs.js';
 import {
-  accountLine,
+  accountRecord,
   BILLABLE_OPERATIONS,
   DEFAULT_MALFORMED_LIMIT,
   hourIso,
@@ -174,19 +169,14 @@ async function commitHour(ctx: CommitContext<TaskParams, TaskOutput>, o: Request
   report.count('accounts', owners.length).count('bytesWritten', 2 * Buffer.byteLength(body));
   published();
   const delivered = report.phase('deliver');
-  const to = deliverable(owners, await accountsByUuid(ctx.services), report);
-  await deliverReports(
-    store,
-    to.map(({ owner, login }) => ({
-      path: userReportPath(login, hour),
-      latest: `${userReportDir(login)}/latest`,
-      body: `${accountLine(usage.get(owner)!, hourIso(hour))}\n`,
-    })),
-    report,
-  );
-  const keepFrom = addDays(ctx.partition.day, -o.reportRetentionDays);
-  for (const { login } of to)
-    report.count('reportsPruned', await pruneReports(store, userReportDir(login), keepFrom));
+  await deliverToAccounts(ctx.services, report, {
+    owners,
+    userDir: userReportDir,
+    userPath: (login) => userReportPath(login, hour),
+    userRecord: (owner) => accountRecord(usage.get(owner)!, hourIso(hour)),
+    period: hour,
+    keepFrom: addDays(ctx.partition.day, -o.reportRetentionDays),
+  });
   delivered();
   const logs = ctx.tasks.flatMap((t) => t.params.logs);
   return {

@@ -87,8 +87,8 @@ export function operatorLine(owner: string, u: RequestUsage): string {
  * bytes with `if (record.bandwidth)`, but they are nested under `requests`, so accounts always
  * received `headerIn`/`headerOut` — and still do (MANTA-REFERENCE §3.6; mackerel docs/reports.md).
  */
-export function accountLine(u: RequestUsage, hourIso: string): string {
-  return JSON.stringify({ requests: requestRecord(u), date: hourIso });
+export function accountRecord(u: RequestUsage, hourIso: string): { requests: RequestRecord; date: string } {
+  return { requests: requestRecord(u), date: hourIso };
 }
 
 /** `2024-03-01T05` → `2024/03/01/05`. */
