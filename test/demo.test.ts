@@ -43,6 +43,14 @@ test('remora demo runs the whole day and ends with the usage table', { timeout: 
     assert.match(r.stdout, /gc: \d+ delete records; .* copies .* moved to tombstone/);
     assert.match(r.stdout, /storage usage \d{4}-\d{2}-\d{2} \(\/poseidon\/stor\/usage\/storage\//);
     assert.match(r.stdout, /^account +namespace +directories +keys +objects +bytes$/m);
+    // The workload's hour, metered (unless the demo ran in the day's last hour: said so).
+    if (!/ends at midnight/.test(r.stdout)) {
+      for (const job of ['request-metering', 'access-logs'])
+        assert.match(r.stdout, new RegExp(`^ +${job} +\\d{4}-\\d{2}-\\d{2}T\\d{2} +succeeded`, 'm'), job);
+      assert.match(r.stdout, /^requests \d{4}-\d{2}-\d{2}T\d{2} \(\/poseidon\/stor\/usage\/request\//m);
+      assert.match(r.stdout, /^account +DELETE +GET +HEAD +LIST +OPTIONS +POST +PUT +bytes in +bytes out$/m);
+    }
+    assert.match(r.stdout, /hourly runs: \d+ done/);
   } finally {
     fs.rmSync(stateDir, { recursive: true, force: true });
   }

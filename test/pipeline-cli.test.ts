@@ -23,8 +23,9 @@ const BACKFILL = ['2024-05-06', '2024-05-07'];
 /** The scheduler's first simulated day, and the days it must catch up (no runs, in its window). */
 const D0 = '2024-05-10';
 const MISSED = ['2024-05-08', '2024-05-09'];
-// snapshot ×3 shards, unpack ×3, storage-metering ×1, gc ×1, tombstone-purge ×6 nodes, compute-metering ×24 hours
-const JOBS_PER_DAY = 38;
+// snapshot ×3 shards, unpack ×3, storage-metering ×1, gc ×1, tombstone-purge ×6 nodes = 14,
+// + compute-metering ×24 hours + request-metering ×24 hours + access-logs ×24 hours = 86
+const JOBS_PER_DAY = 86;
 
 let f: CliFixture;
 
@@ -160,7 +161,13 @@ test('backfill, then `remora scheduler` on a sped-up clock over three days: trig
   assert.match(log, /CATCH-UP: 2 missed day\(s\) with no runs: 2024-05-08, 2024-05-09/);
   const committed = (day: string) =>
     Number(new RegExp(`storage-metering ${day}: run (\\d+) committed`).exec(log)?.[1] ?? NaN);
-  assert.ok(committed(MISSED[0]!) < committed(MISSED[1]!), 'missed days created oldest first');
+  assert.ok(
+    committed(MISSED[0]!) < committed(MISSED[1]!),
+    `missed days created oldest first: ${log
+      .split('\n')
+      .filter((l) => /(storage-metering|unpack|snapshot) 2024-05-0[89]/.test(l))
+      .join(' | ')}`,
+  );
   assert.ok(committed(MISSED[1]!) < committed(D0), 'caught up before today');
 
   // The daily trigger fired once for each simulated day, in order. D2 is complete only after
@@ -168,8 +175,10 @@ test('backfill, then `remora scheduler` on a sped-up clock over three days: trig
   const triggers = [...log.matchAll(/daily trigger: (\d+) run\(s\) for (\S+)/g)].map(
     (m) => `${m[2]}:${m[1]}`,
   );
+  // (The scheduler may have triggered a later day too by the time D2 is complete: the first
+  // four are the ones checked.)
   assert.deepEqual(
-    triggers,
+    triggers.slice(0, 4),
     ['2024-05-10', '2024-05-11', '2024-05-12', '2024-05-13'].map((d) => `${d}:${JOBS_PER_DAY}`),
   );
 

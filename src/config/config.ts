@@ -83,6 +83,15 @@ export const JOB_SPECIFIC_SETTINGS = {
     /** Agent logs (compute nodes) read by one task. */
     objectsPerTask: positiveInt.optional(),
   }),
+  'request-metering': jobSettingsSchema.extend({
+    /** Malformed lines tolerated per log object before the run is invalid: a count ("10") or a share ("1%") — the original's MALFORMED_LIMIT. */
+    malformedLimit: z
+      .union([
+        z.int().min(0),
+        z.string().regex(/^\d+(\.\d+)?%?$/, 'a count such as "10" or a share such as "1%"'),
+      ])
+      .optional(),
+  }),
 } satisfies Record<string, typeof jobSettingsSchema>;
 
 /** The `pipeline.jobs` schema for a set of job-specific entries (exported for tests). */

@@ -13,7 +13,9 @@ import { formatBytes, summarizeAccounts, summarizeNodes } from './summary.js';
 import { withDailyPipeline } from '../jobs/catalog.js';
 import { driveDays, scheduleDay } from '../pipeline/operations.js';
 import { dayOf } from '../core/days.js';
-import { printUsageTable } from './usage-table.js';
+import { ScaledClock } from '../core/clock.js';
+import { hourKeyOf } from '../frontdoor/audit-log.js';
+import { printRequestTable, printUsageTable } from './usage-table.js';
 
 export interface DemoOptions {
   spec?: Partial<WorkloadSpec>;
@@ -72,20 +74,41 @@ async function runDailyPipeline(
   out: (line: string) => void,
 ): Promise<void> {
   const day = dayOf(Date.now());
-  out(`== daily pipeline for ${day}: snapshot → unpack → storage metering → delivery, gc`);
+  out(`== daily pipeline for ${day}: snapshot → unpack → storage metering → delivery, gc;`);
+  out('   hourly: request metering and access logs from the front door audit log');
   out("   (gc with a grace period of 0 days, so this workload's overwrites and deletes are collected today;");
   out('    the default is 2 days: pipeline.jobs.gc.graceDays)');
   const settings = { jobs: { gc: { enabled: true, graceDays: 0 } } };
+  // The workload's hour is not over, and its requests are metered once it is: the demo runs
+  // the pipeline on a clock moved to just after that hour (as if it had waited) and publishes
+  // the hour's audit log as the front door does when an hour ends. Not across midnight: the
+  // day's snapshot must stay "today".
+  const hour = hourKeyOf(new Date());
+  const hourEnd = Date.parse(`${hour}:00:00Z`) + 3_600_000;
+  const shift = dayOf(hourEnd) === day;
+  if (shift) await d.publishLogs(new Date(hourEnd + 1000));
+  else
+    out(
+      `   (the workload's hour ${hour} ends at midnight: its requests are metered after it, not in this demo)`,
+    );
   await withDailyPipeline(
     cfg,
     d.tier,
-    { log: () => {}, settings, internalToken: d.internalToken },
+    {
+      log: () => {},
+      settings,
+      internalToken: d.internalToken,
+      ...(shift ? { clock: new ScaledClock(hourEnd + 1000) } : {}),
+    },
     async (rt, c) => {
       await scheduleDay(rt, day, 'demo');
       const runs = await driveDays(rt, c, [day], { timeoutMs: PIPELINE_TIMEOUT_MS });
-      for (const r of runs) {
+      const hourly = runs.filter((r) => r.partitionKey.length === 13);
+      for (const r of runs.filter((x) => x.partitionKey.length !== 13 || x.partitionKey === hour)) {
         out(`   ${r.job.padEnd(18)} ${r.partitionKey.padEnd(34)} ${r.state.padEnd(10)} ${r.verdict ?? ''}`);
       }
+      const done = hourly.filter((r) => r.state === 'succeeded').length;
+      out(`   hourly runs: ${done} done (the hours not over yet wait for their end)`);
       const gc = runs.find((r) => r.job === 'gc' && r.state === 'succeeded');
       if (gc?.report) {
         const c = gc.report.counters;
@@ -95,6 +118,10 @@ async function runDailyPipeline(
             `${c.deleteRecordsRemoved ?? 0} delete records removed, ${c.recheckCancelled ?? 0} cancelled by the live re-check`,
         );
       }
+      if (
+        runs.some((r) => r.job === 'request-metering' && r.partitionKey === hour && r.state === 'succeeded')
+      )
+        await printRequestTable(rt, hour);
       if (runs.some((r) => r.job === 'storage-metering' && r.state === 'succeeded'))
         await printUsageTable(rt, day);
       else out('   storage metering did not succeed: see `remora runs` and `remora run show <id>`');

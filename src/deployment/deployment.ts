@@ -17,7 +17,8 @@ import { StorageClient } from '../storage/storage-client.js';
 import { Heartbeat } from '../storage/heartbeat.js';
 import { ObjectService } from '../frontdoor/object-service.js';
 import { FrontDoorServer } from '../frontdoor/server.js';
-import { AuditLog } from '../frontdoor/audit-log.js';
+import { AuditLog, hourKeyOf } from '../frontdoor/audit-log.js';
+import { recordFrontDoorUp } from '../metadata/frontdoor-hours.repository.js';
 import { accountByLogin, createAccount, OPERATOR_LOGIN } from '../frontdoor/accounts.js';
 import { FrontDoorClient } from '../frontdoor/client.js';
 import { publishFinishedHours } from './audit-publisher.js';
@@ -53,8 +54,19 @@ export function auditLogDir(config: RemoraConfig): string {
 /** How often finished hours of the audit log are published (muskie uploaded hourly). */
 const LOG_PUBLISH_INTERVAL_MS = 60_000;
 
+/** This deployment's one front door instance: its audit log objects are `<instance>.log`. */
+export const FRONTDOOR_INSTANCE = 'frontdoor-0';
+
+/**
+ * How often the front door records that it is up (one row per hour: request metering waits for
+ * the log of every instance that was up during the hour). Well under an hour, so an instance
+ * that serves in an hour has recorded itself for it before the hour ends.
+ */
+const FRONTDOOR_UP_INTERVAL_MS = 15_000;
+
 export class Deployment implements NodeController {
   private logTimer: NodeJS.Timeout | undefined;
+  private upTimer: NodeJS.Timeout | undefined;
   /** The running storage nodes (a stopped node is not here; its address is kept, see stopNode). */
   readonly nodes = new Map<string, StorageNode>();
   /** The beating heartbeats (none for a stopped node or a paused heartbeat). */
@@ -130,9 +142,16 @@ export class Deployment implements NodeController {
     this.frontdoor = new FrontDoorServer(
       this.tier,
       this.service,
-      new AuditLog(auditLogDir(this.config), 'frontdoor-0'),
+      new AuditLog(auditLogDir(this.config), FRONTDOOR_INSTANCE),
       log,
     );
+    // Recorded before the first request can be served, then every FRONTDOOR_UP_INTERVAL_MS.
+    await this.recordUp();
+    this.upTimer = setInterval(
+      () => void this.recordUp().catch((e: unknown) => log(`front door registration: ${String(e)}`)),
+      FRONTDOOR_UP_INTERVAL_MS,
+    );
+    this.upTimer.unref();
     this.frontdoorUrl = await this.frontdoor.listen(this.opts.frontdoorPort ?? this.config.frontdoor.port);
     this.operatorToken = await this.ensureOperator();
     log(`front door: ${this.frontdoorUrl}`);
@@ -323,6 +342,11 @@ export class Deployment implements NodeController {
     fs.renameSync(`${p}.tmp`, p);
   }
 
+  /** Record that the front door is up during the current hour (docs/metering.md "Late logs"). */
+  private async recordUp(now = new Date()): Promise<void> {
+    await recordFrontDoorUp(this.tier.control, FRONTDOOR_INSTANCE, hourKeyOf(now));
+  }
+
   /** Move finished hours of the front door's audit log into the object store (muskie's hourly upload). */
   async publishLogs(now = new Date()): Promise<string[]> {
     // Where the pipeline reads them: the configured store (through this front door, if so).
@@ -331,7 +355,10 @@ export class Deployment implements NodeController {
       token: this.operatorToken,
     });
     try {
-      return await publishFinishedHours(auditLogDir(this.config), store, now);
+      return await publishFinishedHours(auditLogDir(this.config), store, now, {
+        db: this.tier.control,
+        instance: FRONTDOOR_INSTANCE,
+      });
     } finally {
       close();
     }
@@ -339,6 +366,7 @@ export class Deployment implements NodeController {
 
   async close(): Promise<void> {
     if (this.logTimer) clearInterval(this.logTimer);
+    if (this.upTimer) clearInterval(this.upTimer);
     await this.control?.close();
     // Logs published through the front door go before it closes; to a local directory, after
     // (so they hold the requests that finished while it closed).

@@ -2,6 +2,10 @@
 import { readObjectText } from '../objectstore/object-store.js';
 import { listAccounts } from '../frontdoor/accounts.js';
 import { operatorReportPath } from '../jobs/storage-metering/storage-metering.rules.js';
+import {
+  BILLABLE_OPERATIONS,
+  operatorReportPath as requestReportPath,
+} from '../jobs/request-metering/request-metering.rules.js';
 import type { PipelineRuntime } from '../pipeline/runtime.js';
 import { formatTable } from '../core/table.js';
 
@@ -23,4 +27,27 @@ export async function printUsageTable(rt: PipelineRuntime, day: string): Promise
   process.stdout.write(
     formatTable(rows, ['account', 'namespace', 'directories', 'keys', 'objects', 'bytes']),
   );
+}
+
+/** The hour's request metering, per account: requests by billable operation, bandwidth. */
+export async function printRequestTable(rt: PipelineRuntime, hour: string): Promise<void> {
+  const { store, tier } = rt.services;
+  const path = requestReportPath(hour);
+  if (!(await store.head(path))) return;
+  const logins = new Map((await listAccounts(tier)).map((a) => [a.uuid, a.login]));
+  const rows: Record<string, string>[] = [];
+  for (const line of (await readObjectText(store, path)).split('\n').filter(Boolean)) {
+    const r = JSON.parse(line) as {
+      owner: string;
+      requests: { type: Record<string, string>; bandwidth: Record<string, string> };
+    };
+    rows.push({
+      account: logins.get(r.owner) ?? r.owner,
+      ...r.requests.type,
+      'bytes in': r.requests.bandwidth.in ?? '0',
+      'bytes out': r.requests.bandwidth.out ?? '0',
+    });
+  }
+  process.stdout.write(`\nrequests ${hour} (${path})\n`);
+  process.stdout.write(formatTable(rows, ['account', ...BILLABLE_OPERATIONS, 'bytes in', 'bytes out']));
 }

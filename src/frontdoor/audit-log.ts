@@ -45,6 +45,19 @@ export function headerLength(headers: Record<string, string | string[] | number 
   return n;
 }
 
+/** Where each front door's finished hours of audit log are published (muskie's hourly upload). */
+export const MUSKIE_LOG_ROOT = '/poseidon/stor/logs/muskie';
+
+/** The hour a moment belongs to, as the pipeline's hour partition key (`YYYY-MM-DDTHH`, UTC). */
+export function hourKeyOf(t: Date): string {
+  return t.toISOString().slice(0, 13);
+}
+
+/** `<instance>.log` or `<instance>.<n>.log` (a later part of the same hour) → the instance. */
+export function instanceOfLog(name: string): string {
+  return name.replace(/(\.\d+)?\.log$/, '');
+}
+
 export function hourPath(t: Date): string {
   const p = (n: number) => String(n).padStart(2, '0');
   return `${t.getUTCFullYear()}/${p(t.getUTCMonth() + 1)}/${p(t.getUTCDate())}/${p(t.getUTCHours())}`;

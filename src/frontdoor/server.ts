@@ -198,6 +198,7 @@ export class FrontDoorServer {
         const entries = await this.service.list(r);
         const body =
           entries.map((e) => JSON.stringify(listEntry(e))).join('\n') + (entries.length ? '\n' : '');
+        o.bytes = Buffer.byteLength(body);
         head(res, 200, { ...headers, 'result-set-size': String(entries.length) }).end(body);
         return;
       }
@@ -253,7 +254,7 @@ export class FrontDoorServer {
       req: {
         method: req.method ?? 'GET',
         url: req.url ?? '/',
-        headers: { ...req.headers, authorization: undefined },
+        headers: { ...req.headers, authorization: undefined, 'x-forwarded-for': forwardedFor(req) },
         httpVersion: req.httpVersion,
         ...(o.owner ? { owner: o.owner } : {}),
         ...(caller
@@ -276,6 +277,19 @@ export class FrontDoorServer {
     };
     this.audit.write(entry, new Date());
   }
+}
+
+/**
+ * The front door is also its own load balancer: like haproxy's `option forwardfor` in front of
+ * muskie, it appends the peer's address to `x-forwarded-for` in the audit line, which is where
+ * access logs take the client's address from (mackerel deliver-access.js; docs/metering.md).
+ */
+function forwardedFor(req: http.IncomingMessage): string | undefined {
+  const peer = req.socket.remoteAddress;
+  const h = req.headers['x-forwarded-for'];
+  const sent = Array.isArray(h) ? h.join(', ') : h;
+  if (!peer) return sent;
+  return sent ? `${sent}, ${peer}` : peer;
 }
 
 /** Manta keeps `m-*` request headers with the object and returns them on GET and HEAD. */

@@ -9,6 +9,8 @@ import { storageMeteringJob } from './storage-metering/storage-metering.job.js';
 import { snapshotJob } from './snapshot/snapshot.job.js';
 import { unpackJob } from './unpack/unpack.job.js';
 import { purgeOptionsFrom, tombstonePurgeJob } from './tombstone-purge/tombstone-purge.job.js';
+import { requestMeteringJob, requestMeteringOptionsFrom } from './request-metering/request-metering.job.js';
+import { accessLogsJob } from './access-logs/access-logs.job.js';
 import type { RemoraConfig } from '../config/config.js';
 import type { MetadataTier } from '../metadata/metadata-tier.js';
 import type { Coordinator } from '../pipeline/coordinator.js';
@@ -25,6 +27,8 @@ export function defaultJobs(s: PipelineSettings): JobDefinition[] {
     gcJob(gcOptionsFrom(s)),
     tombstonePurgeJob(purgeOptionsFrom(s)),
     computeMeteringJob(computeOptionsFrom(s)),
+    requestMeteringJob(requestMeteringOptionsFrom(s)),
+    accessLogsJob(requestMeteringOptionsFrom(s)),
   ];
 }
 

@@ -9,6 +9,7 @@ import { registerDumpsCommands } from '../cli/dumps.commands.js';
 import { registerRebalanceCommands } from '../cli/rebalance.commands.js';
 import { registerPipelineCommands } from '../cli/pipeline.commands.js';
 import { registerGcCommands } from '../cli/gc.commands.js';
+import { registerMeteringCommands } from '../cli/metering.commands.js';
 
 const program = new Command();
 program
@@ -27,6 +28,7 @@ const registrations: Array<(p: Command) => void> = [
   registerRebalanceCommands,
   registerPipelineCommands,
   registerGcCommands,
+  registerMeteringCommands,
 ];
 
 for (const register of registrations) register(program);

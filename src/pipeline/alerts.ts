@@ -12,8 +12,11 @@ export interface Alert {
   runId: number;
   job: string;
   partitionKey: string;
-  /** `deadline` (inputs or work late), `failed` (a run failed or came out invalid). */
-  kind: 'deadline' | 'failed';
+  /**
+   * `deadline` (inputs or work late), `failed` (a run failed or came out invalid), `late-input`
+   * (an input arrived after its partition committed: the partition is rerun).
+   */
+  kind: 'deadline' | 'failed' | 'late-input';
   message: string;
 }
 

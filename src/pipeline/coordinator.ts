@@ -16,6 +16,7 @@
  */
 import { toRemoraError } from '../core/errors.js';
 import { raiseAlert } from './alerts.js';
+import { checkLateInputs, LATE_INPUT_CHECK_MS } from './late-inputs.js';
 import { EngineUtils, enqueueTask } from './engine.js';
 import type { JobDefinition, UpstreamOutput } from './job.js';
 import { partitionOfRun, resolveInputs, runPrefix } from './inputs.js';
@@ -43,6 +44,7 @@ export const DEFAULT_MAX_ATTEMPTS = 5;
 
 export class Coordinator {
   private engine: EngineUtils | undefined;
+  private lateInputsCheckedAt = 0;
 
   constructor(private readonly rt: PipelineRuntime) {}
 
@@ -64,6 +66,10 @@ export class Coordinator {
         for (const run of await runsInState(this.rt.control, ['waiting'])) await this.tryStart(run);
         for (const run of await runsInState(this.rt.control, ['running'])) await this.tryFinish(run);
         await this.checkDeadlines();
+        if (Date.now() - this.lateInputsCheckedAt >= LATE_INPUT_CHECK_MS) {
+          this.lateInputsCheckedAt = Date.now();
+          await checkLateInputs(this.rt);
+        }
       } finally {
         await client.query('SELECT pg_advisory_unlock(hashtext($1))', [COORDINATOR_LOCK]);
       }

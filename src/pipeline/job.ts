@@ -209,6 +209,17 @@ export interface JobDefinition<P = unknown, T = unknown, O = unknown> {
    * calls it with the scheduler's retention (`retentionDays`); run prefixes it removes itself.
    */
   retain?(ctx: { services: PipelineServices; before: string }): Promise<number>;
+  /**
+   * For inputs that can still arrive after a run committed (an hour's logs uploaded late): what
+   * changed since the committed output was made, or undefined. The coordinator asks it for the
+   * partitions of the last `lateInputDays`; a change reruns the partition, with an alert
+   * (src/pipeline/late-inputs.ts).
+   */
+  inputsChanged?(ctx: {
+    services: PipelineServices;
+    partition: Partition;
+    output: O;
+  }): Promise<string | undefined>;
   split(ctx: PlanContext): Promise<TaskSpec<P>[]>;
   runTask(ctx: TaskContext<P>): Promise<TaskResult<T>>;
   commit(ctx: CommitContext<P, T>): Promise<CommitResult<O>>;

@@ -6,7 +6,7 @@
 import type pg from 'pg';
 import type { Coordinator } from './coordinator.js';
 import { partitionOfRun, runPrefix } from './inputs.js';
-import { partitionsFor } from './partitions.js';
+import { parsePartition, partitionDueMs, partitionsFor } from './partitions.js';
 import { addDays, daysBetween } from '../core/days.js';
 import type { PipelineRuntime } from './runtime.js';
 import {
@@ -43,18 +43,22 @@ async function inTransaction<T>(pool: pg.Pool, fn: (c: pg.PoolClient) => Promise
   }
 }
 
-async function create(
+function create(
   rt: PipelineRuntime,
   job: string,
   partitionKey: string,
   day: string,
   trigger: string,
   mode: 'once' | 'again',
+  db?: pg.PoolClient,
 ) {
-  const deadlineMs = rt.settings.jobs[job]?.deadlineMs ?? rt.graph.get(job).deadlineMs;
-  return inTransaction(rt.control, (c) =>
-    createRun(c, { job, partitionKey, day, trigger, deadlineMs, now: rt.services.clock.now() }, mode),
-  );
+  const now = rt.services.clock.now();
+  // The deadline counts from when the partition is due (an hour: its end), not from creation.
+  const due = partitionDueMs(parsePartition(rt.graph.get(job).partition, partitionKey));
+  const deadlineMs =
+    (rt.settings.jobs[job]?.deadlineMs ?? rt.graph.get(job).deadlineMs) + Math.max(0, due - now);
+  const r = { job, partitionKey, day, trigger, deadlineMs, now };
+  return db ? createRun(db, r, mode) : inTransaction(rt.control, (c) => createRun(c, r, mode));
 }
 
 /**
@@ -62,15 +66,19 @@ async function create(
  * (so a day scheduled twice, or backfilled over, runs once). Returns the ids created.
  */
 export async function scheduleDay(rt: PipelineRuntime, day: string, trigger: string): Promise<number[]> {
-  const ids: number[] = [];
-  for (const name of rt.graph.names()) {
-    if (!jobEnabled(rt.settings, name)) continue;
-    for (const p of partitionsFor(rt.graph.get(name), day, rt.topology)) {
-      const id = await create(rt, name, p.key, day, trigger, 'once');
-      if (id !== undefined) ids.push(id);
+  // One transaction for the day's runs (with 24 hourly partitions per hourly job, one per run
+  // cost a commit each).
+  return inTransaction(rt.control, async (c) => {
+    const ids: number[] = [];
+    for (const name of rt.graph.names()) {
+      if (!jobEnabled(rt.settings, name)) continue;
+      for (const p of partitionsFor(rt.graph.get(name), day, rt.topology)) {
+        const id = await create(rt, name, p.key, day, trigger, 'once', c);
+        if (id !== undefined) ids.push(id);
+      }
     }
-  }
-  return ids;
+    return ids;
+  });
 }
 
 /** What `rerun <job> --date D [--downstream]` would do, in the order it would run. */

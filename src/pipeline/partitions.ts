@@ -8,6 +8,7 @@
  *   day-node   2024-03-01/node=1.stor.dc1.remora.local
  */
 import type { RemoraConfig } from '../config/config.js';
+import { dayStartMs } from '../core/days.js';
 
 /**
  * Partition kinds. Every partition belongs to a pipeline day (the matrix of `remora runs`
@@ -100,4 +101,13 @@ export function upstreamPartitions(down: Partition, up: PartitionedJob, topo: To
 /** A partition key made safe for one path segment. */
 export function partitionSlug(key: string): string {
   return key.replace(/[^A-Za-z0-9._-]+/g, '_');
+}
+
+/**
+ * When a partition's input can be complete: an hour once it has ended, anything else once its
+ * day has begun. Deadlines count from here (an hour created at its day's trigger is not late
+ * before it is over), and a drive to completion does not wait for partitions not due yet.
+ */
+export function partitionDueMs(p: Partition): number {
+  return p.kind === 'hour' ? dayStartMs(p.day) + ((p.hour ?? 0) + 1) * 3_600_000 : dayStartMs(p.day);
 }
