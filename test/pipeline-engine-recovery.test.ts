@@ -28,6 +28,9 @@ import { PipelineWorker } from '../src/pipeline/worker.js';
 import { MetadataTier } from '../src/metadata/metadata-tier.js';
 import { startEmbeddedPostgres, type RunningPostgres } from '../src/metadata/postgres-server.js';
 import type { ObjectStore } from '../src/objectstore/object-store.js';
+import type { JobDefinition } from '../src/pipeline/job.js';
+import { SCHEMA } from '../src/pipeline/runs.repository.js';
+import { isRemoraError } from '../src/core/errors.js';
 
 const SHARDS = ['2.moray.remora.local', '3.moray.remora.local'] as const;
 
@@ -140,3 +143,42 @@ test(
     }
   },
 );
+
+test('an attempt declared lost while its worker still runs it is stopped (AttemptLost), so its side effects never land after its retry', async () => {
+  let reason: unknown;
+  let started = false;
+  const hold: JobDefinition = {
+    name: 'hold',
+    description: 'runs until stopped',
+    deadlineMs: 60_000,
+    maxAttempts: 1,
+    partition: 'day',
+    inputs: { external: [{ name: 'always', exists: () => Promise.resolve({ ready: true }) }] },
+    split: () => Promise.resolve([{ key: 'hold' }]),
+    runTask: async (ctx) => {
+      started = true;
+      const until = Date.now() + 60_000;
+      while (!ctx.signal.aborted && Date.now() < until) await sleep(20);
+      reason = ctx.signal.reason;
+      return { report: ctx.report.finish() };
+    },
+    commit: () => Promise.resolve({ output: null }),
+  };
+  const tp = await openTestPipeline({ jobs: [hold] });
+  try {
+    await scheduleDay(tp.rt, '2024-07-03', 'test');
+    await tp.coordinator.tick();
+    await tp.startWorker();
+    for (let i = 0; i < 500 && !started; i++) await sleep(20);
+    assert.ok(started, 'the task started');
+    // What a reaper elsewhere does when this process stalls past staleAfterMs.
+    const lost = await tp.rt.control.query(
+      `UPDATE ${SCHEMA}.attempts SET state = 'lost', finished_at = now() WHERE state = 'running'`,
+    );
+    assert.equal(lost.rowCount, 1);
+    for (let i = 0; i < 500 && reason === undefined; i++) await sleep(20);
+    assert.ok(isRemoraError(reason, 'AttemptLost'), `stopped with ${String(reason)}`);
+  } finally {
+    await tp.close();
+  }
+});

@@ -139,13 +139,18 @@ export async function failTask(db: Queryable, taskId: number, error: string): Pr
   );
 }
 
-/** Heartbeat every attempt a worker process is running. */
-export async function heartbeatAttempts(db: Queryable, attemptIds: number[]): Promise<void> {
-  if (attemptIds.length === 0) return;
-  await db.query(
-    `UPDATE ${SCHEMA}.attempts SET heartbeat_at = now() WHERE id = ANY($1) AND state = 'running'`,
+/**
+ * Heartbeat every attempt a worker process is running. Returns those that are no longer running
+ * in the table: declared lost (their heartbeat lapsed) while this process still runs them.
+ */
+export async function heartbeatAttempts(db: Queryable, attemptIds: number[]): Promise<number[]> {
+  if (attemptIds.length === 0) return [];
+  const r = await db.query<{ id: string }>(
+    `UPDATE ${SCHEMA}.attempts SET heartbeat_at = now() WHERE id = ANY($1) AND state = 'running' RETURNING id`,
     [attemptIds],
   );
+  const alive = new Set(r.rows.map((x) => Number(x.id)));
+  return attemptIds.filter((id) => !alive.has(id));
 }
 
 /** Mark attempts whose worker stopped heartbeating as lost; returns their engine workers to unlock. */

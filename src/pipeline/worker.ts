@@ -43,7 +43,8 @@ export class PipelineWorker {
   readonly name = `${os.hostname()}:${process.pid}:${crypto.randomBytes(3).toString('hex')}`;
   private runner: EngineRunner | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
-  private readonly active = new Set<number>();
+  /** Attempts this process is running, each with the controller that stops it. */
+  private readonly active = new Map<number, AbortController>();
   private engine: EngineUtils | undefined;
   private stopping = false;
   private restartTimer: NodeJS.Timeout | undefined;
@@ -100,8 +101,20 @@ export class PipelineWorker {
 
   /** Heartbeat our attempts, and release tasks of workers that stopped (so `remora worker` alone recovers). */
   private async beat(): Promise<void> {
-    await heartbeatAttempts(this.rt.control, [...this.active]);
+    const gone = await heartbeatAttempts(this.rt.control, [...this.active.keys()]);
     const lost = await reapLostAttempts(this.rt.control, this.rt.settings.staleAfterMs);
+    // Our own attempts declared lost (this process stalled past staleAfterMs): their tasks are
+    // another attempt's now, so these stop — a task's side effects (unpack's commit) must not land
+    // after its retry's.
+    for (const id of [...gone, ...lost.map((l) => l.attemptId)])
+      this.active
+        .get(id)
+        ?.abort(
+          new RemoraError(
+            'AttemptLost',
+            `attempt ${id} was declared lost; its task was released to another attempt`,
+          ),
+        );
     const orphans = await orphanedEngineLocks(this.rt.control, this.rt.settings.staleAfterMs);
     const workers = [
       ...new Set([...lost.map((l) => l.engineWorker), ...orphans.map((o) => o.engineWorker)]),
@@ -137,11 +150,11 @@ export class PipelineWorker {
       worker: this.name,
       engineWorker: helpers.job.locked_by,
     });
-    this.active.add(attemptId);
+    const abort = new AbortController();
+    this.active.set(attemptId, abort);
     const prefix = attemptPrefix(run.job, run.partitionKey, run.id, attemptId);
     const t0 = Date.now();
     const timeoutMs = job.taskTimeoutMs ?? DEFAULT_TASK_TIMEOUT_MS;
-    const abort = new AbortController();
     const onShutdown = () => abort.abort(new RemoraError('WorkerShutdown', 'worker shutting down'));
     helpers.abortSignal.addEventListener('abort', onShutdown);
     const timer = setTimeout(
