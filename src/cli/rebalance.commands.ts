@@ -11,7 +11,15 @@ import { requireInternalToken, withMetadata, withObjectStore } from '../deployme
 import { StorageClient } from '../storage/storage-client.js';
 import { NodeDirectory } from '../storage/node-directory.js';
 import { runJob, DEFAULT_CONCURRENCY, type RunTotals } from '../jobs/rebalance/rebalance.run.js';
-import { planJob, type PlanResult, replanForRetry } from '../jobs/rebalance/rebalance.service.js';
+import {
+  commitPlan,
+  DRAFT_TTL_MS,
+  planJob,
+  type PlanResult,
+  replanForRetry,
+} from '../jobs/rebalance/rebalance.service.js';
+import type { ExpectedDestinations } from '../jobs/rebalance/rebalance.plan.js';
+import { RemoraError } from '../core/errors.js';
 import {
   jobStatus,
   progressLine,
@@ -107,7 +115,12 @@ function printPlan(r: PlanResult): void {
       `warning: active job(s) ${r.activeJobs.join(', ')} already evacuate this node` +
         (r.dryRun ? ': the plan would be refused without --force\n' : ' (--force)\n'),
     );
-  if (r.dryRun) process.stdout.write('dry run: nothing stored\n');
+  if (r.refused) process.stdout.write(`refused by --expect-destinations: ${r.refused}\n`);
+  if (r.dryRun)
+    process.stdout.write(
+      `dry run: plan ${r.jobId} kept as a draft (nothing runs, no instruction file written); ` +
+        `store exactly this plan with \`remora rebalance plan --commit ${r.jobId}\`\n`,
+    );
   else {
     for (const f of r.instructionFiles) process.stdout.write(`wrote ${f}\n`);
     process.stdout.write(`job ${r.jobId} planned; start it with \`remora rebalance run --job ${r.jobId}\`\n`);
@@ -162,7 +175,49 @@ async function resolveJob(c: Conn, id?: string): Promise<string> {
   const job = await readJob(c.tier.control, id);
   if (!job)
     throw usageError(id ? `no rebalance job ${id}` : 'no rebalance job: run `remora rebalance plan` first');
+  if (job.state === 'draft')
+    throw usageError(
+      `${job.id} is a dry run's draft, not a stored plan: store it with \`remora rebalance plan --commit ${job.id}\``,
+    );
   return job.id;
+}
+
+/** `--expect-destinations a,b,c` (the exact set of nodes receiving objects) or `N` (how many). */
+function parseExpect(v: string | undefined): ExpectedDestinations | undefined {
+  if (v === undefined) return undefined;
+  if (/^\d+$/.test(v.trim())) return { count: parsePositiveInt(v.trim(), '--expect-destinations') };
+  const ids = [...new Set(v.split(',').map((x) => x.trim()))].filter((x) => x.length > 0);
+  if (ids.length === 0)
+    throw usageError('--expect-destinations: expected a comma-separated list of node ids, or a count');
+  return { ids };
+}
+
+interface PlanFlags {
+  evacuate?: string;
+  ignore: string[];
+  fixSingleDc?: boolean;
+  maxFill?: string;
+  lastWriteMarginMs: string;
+  dryRun?: boolean;
+  force?: boolean;
+  commit?: string;
+  expectDestinations?: string;
+}
+
+/** `--commit <id>` stores a draft as it is: flags that would change a plan make no sense with it. */
+function checkCommitFlags(o: PlanFlags): void {
+  if (o.commit === undefined) return;
+  const extra = [
+    o.evacuate !== undefined && '--evacuate',
+    o.ignore.length > 0 && '--ignore',
+    o.fixSingleDc && '--fix-single-dc',
+    o.maxFill !== undefined && '--max-fill',
+    o.dryRun && '--dry-run',
+  ].filter(Boolean);
+  if (extra.length > 0)
+    throw usageError(
+      `--commit stores plan ${o.commit} unchanged: ${extra.join(', ')} would change it (plan again instead)`,
+    );
 }
 
 function addRunOptions(cmd: Command): Command {
@@ -189,7 +244,9 @@ export function registerRebalanceCommands(program: Command): void {
     .description(
       'Plan from the newest unpacked snapshot of every index shard: per object a destination with real free ' +
         'space, keeping every copy on its own node and never fewer datacenters. Refuses a snapshot older than ' +
-        "the node's last write. Prints the destination set and per-destination objects, bytes and predicted fill.",
+        "the node's last write. Prints the destination set and per-destination objects, bytes and predicted fill. " +
+        '`--dry-run` keeps the plan as a draft and prints its id; `--commit <id>` stores that very plan ' +
+        '(the same destination per object), so the plan you checked is the plan that runs.',
     )
     .option('--evacuate <node>', 'move every copy off this node (mola -h)')
     .option(
@@ -205,49 +262,48 @@ export function registerRebalanceCommands(program: Command): void {
       'extra time required between the last write and the snapshot',
       '1000',
     )
-    .option('--dry-run', 'print the plan, store nothing')
+    .option(
+      '--dry-run',
+      `print the plan and keep it as a draft for ${DRAFT_TTL_MS / 3600_000} h: nothing runs, no instruction file`,
+    )
+    .option('--commit <id>', 'store the draft a dry run printed, unchanged (no new placement)')
+    .option(
+      '--expect-destinations <ids|N>',
+      'refuse (exit 5, UnexpectedDestinations) unless the nodes receiving objects are exactly these ' +
+        '(comma-separated ids), or this many; the refusal names the surprise',
+    )
     .option('--force', 'plan even though another active job evacuates the same node')
     .action(
-      action(
-        async (
-          o: {
-            evacuate?: string;
-            ignore: string[];
-            fixSingleDc?: boolean;
-            maxFill?: string;
-            lastWriteMarginMs: string;
-            dryRun?: boolean;
-            force?: boolean;
-          },
-          cmd: Command,
-        ) => {
-          const maxFill =
-            o.maxFill === undefined ? undefined : parsePositiveNumber(o.maxFill, '--max-fill', 100);
-          const lastWriteMarginMs = parseNonNegativeInt(o.lastWriteMarginMs, '--last-write-margin-ms');
-          return withConn(cmd, async (c) => {
-            const r = await planJob(
-              {
-                tier: c.tier,
-                store: c.store,
-                storage: c.storage,
-                nodeUrl: c.nodeUrl,
-              },
-              {
-                ...(o.evacuate ? { evacuate: o.evacuate } : {}),
-                ignore: o.ignore,
-                fixSingleDc: o.fixSingleDc === true,
-                maxFillPct: maxFill ?? c.config.picker.maxUtilizationPct,
-                lagMs: c.config.picker.lagMs,
-                lastWriteMarginMs,
-                dryRun: o.dryRun === true,
-                force: o.force === true,
-              },
-            );
-            if (c.json) process.stdout.write(`${JSON.stringify(r)}\n`);
-            else printPlan(r);
-          });
-        },
-      ),
+      action(async (o: PlanFlags, cmd: Command) => {
+        checkCommitFlags(o);
+        const expect = parseExpect(o.expectDestinations);
+        const maxFill =
+          o.maxFill === undefined ? undefined : parsePositiveNumber(o.maxFill, '--max-fill', 100);
+        const lastWriteMarginMs = parseNonNegativeInt(o.lastWriteMarginMs, '--last-write-margin-ms');
+        return withConn(cmd, async (c) => {
+          const gate = expect ? { expectDestinations: expect } : {};
+          const r =
+            o.commit !== undefined
+              ? await commitPlan(c, o.commit, { force: o.force === true, ...gate })
+              : await planJob(
+                  { tier: c.tier, store: c.store, storage: c.storage, nodeUrl: c.nodeUrl },
+                  {
+                    ...(o.evacuate ? { evacuate: o.evacuate } : {}),
+                    ignore: o.ignore,
+                    fixSingleDc: o.fixSingleDc === true,
+                    maxFillPct: maxFill ?? c.config.picker.maxUtilizationPct,
+                    lagMs: c.config.picker.lagMs,
+                    lastWriteMarginMs,
+                    dryRun: o.dryRun === true,
+                    force: o.force === true,
+                    ...gate,
+                  },
+                );
+          if (c.json) process.stdout.write(`${JSON.stringify(r)}\n`);
+          else printPlan(r);
+          if (r.refused) throw new RemoraError('UnexpectedDestinations', `plan ${r.jobId}: ${r.refused}`);
+        });
+      }),
     );
 
   addRunOptions(rb.command('run'))

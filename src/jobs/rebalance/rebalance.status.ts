@@ -28,6 +28,8 @@ const RATE_WINDOW_MS = 60_000;
 
 export interface JobStatus {
   jobId: string;
+  /** `draft` (a dry run, not runnable) or `planned`. */
+  state: string;
   createdAt: string;
   params: Record<string, unknown>;
   total: { objects: number; bytes: number };
@@ -52,6 +54,7 @@ export async function jobStatus(tier: MetadataTier, jobId?: string, nodes?: Node
   const counts = await countByState(tier.control, job.id);
   const s: JobStatus = {
     jobId: job.id,
+    state: job.state,
     createdAt: job.createdAt.toISOString(),
     params: job.params,
     total: { objects: 0, bytes: 0 },
