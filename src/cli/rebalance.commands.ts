@@ -19,6 +19,11 @@ import {
   replanForRetry,
 } from '../jobs/rebalance/rebalance.service.js';
 import type { ExpectedDestinations } from '../jobs/rebalance/rebalance.plan.js';
+import { checkObjectFilter, jobObjects, jobsOverview } from '../jobs/rebalance/rebalance.listing.js';
+import { RunLog } from '../jobs/rebalance/rebalance.log.js';
+import { RunnerMetrics, serveRunMetrics } from '../jobs/rebalance/rebalance.metrics.js';
+import { OBJECT_STATES } from '../jobs/rebalance/rebalance.types.js';
+import path from 'node:path';
 import { RemoraError } from '../core/errors.js';
 import {
   jobStatus,
@@ -34,6 +39,7 @@ import {
   configFrom,
   parseNonNegativeInt,
   parsePositiveInt,
+  parsePort,
   parsePositiveNumber,
   printTable,
   usageError,
@@ -89,6 +95,11 @@ function runNumbers(f: RunFlags): { concurrency: number; maxBytesPerSecond?: num
   };
 }
 
+function checkRunFlags(f: RunFlags): void {
+  runNumbers(f);
+  if (f.metricsPort !== undefined) parsePort(f.metricsPort, '--metrics-port');
+}
+
 function printPlan(r: PlanResult): void {
   process.stdout.write(`snapshots: ${r.snapshots.map((s) => `${s.shard}@${s.snapshotTime}`).join(', ')}\n`);
   if (r.lastWrite)
@@ -128,6 +139,8 @@ function printPlan(r: PlanResult): void {
 }
 
 interface RunFlags {
+  log?: string;
+  metricsPort?: string;
   job?: string;
   node?: string;
   concurrency?: string;
@@ -136,7 +149,31 @@ interface RunFlags {
   leaseMs?: string;
 }
 
-async function runWithProgress(c: Conn, jobId: string, f: RunFlags): Promise<RunTotals> {
+/** Where a run writes its JSON-lines log unless `--log` says: under the state directory, one file per run. */
+function defaultLogFile(c: Conn, jobId: string): string {
+  const at = new Date().toISOString().replace(/[-:]/g, '').slice(0, 15);
+  return path.join(c.config.stateDir, 'logs', 'rebalance', `${jobId}-${at}-${process.pid}.jsonl`);
+}
+
+async function runWithProgress(c: Conn, jobId: string, f: RunFlags): Promise<RunTotals & { log: string }> {
+  const metricsPort = f.metricsPort === undefined ? undefined : parsePort(f.metricsPort, '--metrics-port');
+  const log = await RunLog.open(f.log ?? defaultLogFile(c, jobId), {
+    job: jobId,
+    pid: process.pid,
+    ...(f.node ? { onlyDestination: f.node } : {}),
+  });
+  // Named first, so an operator knows where to look even if the run is killed.
+  process.stderr.write(`log: ${log.file}\n`);
+  const counters = new RunnerMetrics(jobId);
+  const served =
+    metricsPort === undefined
+      ? undefined
+      : await serveRunMetrics(
+          counters,
+          async () => statusMetrics(await jobStatus(c.tier, jobId)),
+          metricsPort,
+        );
+  if (served) process.stderr.write(`metrics: ${served.url}\n`);
   const ac = new AbortController();
   const onSignal = () => ac.abort();
   process.once('SIGINT', onSignal);
@@ -146,22 +183,90 @@ async function runWithProgress(c: Conn, jobId: string, f: RunFlags): Promise<Run
     if (!f.quiet) process.stderr.write(`${progressLine(await jobStatus(c.tier, jobId))}\n`);
   };
   const timer = setInterval(() => void show().catch(() => {}), PROGRESS_INTERVAL_MS);
+  log.write('info', 'run started', { concurrency: runNumbers(f).concurrency });
   try {
-    return await runJob(
+    const totals = await runJob(
       { tier: c.tier, storage: c.storage, nodeUrl: c.nodeUrl, refreshNodes: () => c.nodes.refresh() },
       {
         jobId,
         ...runNumbers(f),
         signal: ac.signal,
         ...(f.node ? { dest: f.node } : {}),
+        onOutcomes: (outs) => {
+          for (const { outcome, row } of outs) {
+            log.outcome(outcome, row);
+            counters.outcome(outcome, row);
+          }
+        },
       },
     );
+    log.write(totals.report.verdict === 'ok' ? 'info' : 'warn', 'run finished', {
+      claimed: totals.claimed,
+      outcomes: totals.outcomes,
+      verdict: totals.report.verdict,
+      ...(ac.signal.aborted ? { interrupted: true } : {}),
+    });
+    return { ...totals, log: log.file };
+  } catch (err) {
+    log.write('error', 'run failed', { error: String((err as Error)?.message ?? err) });
+    throw err;
   } finally {
     clearInterval(timer);
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     await show().catch(() => {});
+    await served?.close();
+    await log.close();
   }
+}
+
+interface StatusFlags {
+  job?: string;
+  metrics?: boolean;
+  watch?: boolean;
+  objects?: boolean;
+  state?: string;
+  reason?: string;
+}
+
+function checkStatusFlags(o: StatusFlags): void {
+  if (!o.objects && (o.state !== undefined || o.reason !== undefined))
+    throw usageError('--state and --reason filter the object list: give --objects too');
+  if (o.objects && (o.metrics || o.watch))
+    throw usageError('--objects lists objects: not with --metrics or --watch');
+  checkObjectFilter({
+    ...(o.state !== undefined ? { state: o.state } : {}),
+    ...(o.reason !== undefined ? { reason: o.reason } : {}),
+  });
+}
+
+/** `status --objects`: streamed, one line per object (a header first in text). */
+async function printObjects(c: Conn, o: StatusFlags): Promise<void> {
+  const filter = {
+    ...(o.state !== undefined ? { state: o.state } : {}),
+    ...(o.reason !== undefined ? { reason: o.reason } : {}),
+  };
+  let n = 0;
+  for await (const x of jobObjects(c.tier, o.job, filter)) {
+    if (c.json) process.stdout.write(`${JSON.stringify(x)}\n`);
+    else {
+      if (n === 0) process.stdout.write('objectId\tkey\tsource\tdestination\tstate\treason\tdetail\n');
+      const key = x.keys.length > 1 ? `${x.key} (+${x.keys.length - 1} link(s))` : x.key;
+      process.stdout.write(
+        [
+          x.objectId,
+          key,
+          x.source ?? '-',
+          x.destination ?? '-',
+          x.state,
+          x.reason ?? '-',
+          x.detail ?? '-',
+        ].join('\t') + '\n',
+      );
+    }
+    n++;
+  }
+  if (!c.json) process.stderr.write(`${n} object(s)\n`);
 }
 
 /** `--node` must name a known storage node: claiming nothing for a typo and exiting 0 would hide it. */
@@ -230,6 +335,14 @@ function addRunOptions(cmd: Command): Command {
     .option(
       '--lease-ms <ms>',
       "take over another runner's claims after this long without renewal (default 30000)",
+    )
+    .option(
+      '--log <file>',
+      'append the JSON-lines log of what this run did here (default: <state-dir>/logs/rebalance/<job>-<time>-<pid>.jsonl; the path is printed)',
+    )
+    .option(
+      '--metrics-port <port>',
+      'serve Prometheus metrics on 127.0.0.1:<port>/metrics while running (0: any free port; the URL is printed)',
     );
 }
 
@@ -312,7 +425,7 @@ export function registerRebalanceCommands(program: Command): void {
     )
     .action(
       action(async (f: RunFlags, cmd: Command) => {
-        runNumbers(f); // refuse a bad flag before connecting
+        checkRunFlags(f); // refuse a bad flag before connecting
         return withConn(cmd, async (c) => {
           checkNode(c, f.node);
           const totals = await runWithProgress(c, await resolveJob(c, f.job), f);
@@ -320,7 +433,8 @@ export function registerRebalanceCommands(program: Command): void {
             c.json
               ? `${JSON.stringify(totals)}\n`
               : `claimed ${totals.claimed}: ${JSON.stringify(totals.outcomes)}\n` +
-                  `report: ${totals.report.verdict}${totals.report.verdictReasons.length ? ` (${totals.report.verdictReasons.join('; ')})` : ''}\n`,
+                  `report: ${totals.report.verdict}${totals.report.verdictReasons.length ? ` (${totals.report.verdictReasons.join('; ')})` : ''}\n` +
+                  `log: ${totals.log}\n`,
           );
         });
       }),
@@ -331,7 +445,7 @@ export function registerRebalanceCommands(program: Command): void {
     .option('--reason <reason>', 'only objects skipped or errored for this reason')
     .action(
       action(async (f: RunFlags & { reason?: string }, cmd: Command) => {
-        runNumbers(f); // refuse a bad flag before connecting
+        checkRunFlags(f); // refuse a bad flag before connecting
         return withConn(cmd, async (c) => {
           checkNode(c, f.node);
           const r = await replanForRetry(
@@ -350,21 +464,30 @@ export function registerRebalanceCommands(program: Command): void {
           );
           process.stdout.write(`re-planned: ${JSON.stringify(r.counts)}\n`);
           const totals = await runWithProgress(c, r.jobId, f);
-          process.stdout.write(`claimed ${totals.claimed}: ${JSON.stringify(totals.outcomes)}\n`);
+          process.stdout.write(
+            `claimed ${totals.claimed}: ${JSON.stringify(totals.outcomes)}\nlog: ${totals.log}\n`,
+          );
         });
       }),
     );
 
   rb.command('status')
     .description(
-      'Objects and bytes done and left, rate, ETA, skips and errors by reason (text, --json or --metrics)',
+      'Objects and bytes done and left, rate, ETA (`done` once nothing is left), skips and errors by reason ' +
+        '(text, --json or --metrics); with --objects, every object of the job: key, source, destination, ' +
+        'state, reason and detail (--json: one JSON object per line)',
     )
-    .option('--job <id>', 'the job (default: the newest)')
+    .option('--job <id>', "the job (default: the newest; a dry run's draft id lists its planned objects)")
     .option('--metrics', 'Prometheus text format')
     .option('--watch', 'repeat every 2 s until nothing is left')
+    .option('--objects', 'list the objects instead of the totals')
+    .option('--state <state>', `with --objects: only this state (${OBJECT_STATES.join(', ')})`)
+    .option('--reason <reason>', 'with --objects: only this skip or error reason (e.g. EtagConflict)')
     .action(
-      action(async (o: { job?: string; metrics?: boolean; watch?: boolean }, cmd: Command) =>
-        withConn(cmd, async (c) => {
+      action(async (o: StatusFlags, cmd: Command) => {
+        checkStatusFlags(o);
+        return withConn(cmd, async (c) => {
+          if (o.objects) return printObjects(c, o);
           for (;;) {
             const s = await jobStatus(c.tier, o.job, c.nodes);
             if (o.metrics) process.stdout.write(await statusMetrics(s));
@@ -373,6 +496,37 @@ export function registerRebalanceCommands(program: Command): void {
             if (!o.watch || s.left.objects === 0) return;
             await new Promise((r) => setTimeout(r, PROGRESS_INTERVAL_MS));
           }
+        });
+      }),
+    );
+
+  rb.command('jobs')
+    .description(
+      'Every rebalance job and dry-run draft, newest first: state (draft, active, needs-retry, done), ' +
+        'the evacuated node, and objects by state',
+    )
+    .action(
+      action(async (_o: unknown, cmd: Command) =>
+        withConn(cmd, async (c) => {
+          const jobs = await jobsOverview(c.tier);
+          if (c.json) {
+            process.stdout.write(`${JSON.stringify(jobs)}\n`);
+            return;
+          }
+          if (jobs.length === 0) {
+            process.stdout.write('no rebalance job: run `remora rebalance plan` first\n');
+            return;
+          }
+          printTable(
+            jobs.map((j) => ({
+              job: j.jobId,
+              state: j.state,
+              created: j.createdAt,
+              evacuate: j.evacuate ?? (j.fixSingleDc ? '(single-dc)' : ''),
+              objects: j.objects,
+              ...Object.fromEntries(OBJECT_STATES.map((s) => [s, j.byState[s] ?? 0])),
+            })),
+          );
         }),
       ),
     );

@@ -543,3 +543,47 @@ export async function plannedMoves(
   );
   return r.rows.map(toObjectRow);
 }
+
+export interface ObjectListing extends ObjectRow {
+  skippedKeys: number;
+  updatedAt: Date;
+}
+
+/** One page of a job's objects by objectId, optionally of one state and/or reason (`status --objects`). */
+export async function listObjects(
+  db: Queryable,
+  jobId: string,
+  q: { state?: string; reason?: string; after: string; limit: number },
+): Promise<ObjectListing[]> {
+  const r = await db.query<RawObjectRow & { skipped_keys: number; updated_at: Date }>(
+    `SELECT * FROM rebalance_objects
+      WHERE job_id = $1 AND ($2::text IS NULL OR state = $2) AND ($3::text IS NULL OR reason = $3)
+        AND object_id > $4
+      ORDER BY object_id LIMIT $5`,
+    [jobId, q.state ?? null, q.reason ?? null, q.after, q.limit],
+  );
+  return r.rows.map((x) => ({ ...toObjectRow(x), skippedKeys: x.skipped_keys, updatedAt: x.updated_at }));
+}
+
+export interface JobListing {
+  id: string;
+  state: JobState;
+  createdAt: Date;
+  params: Record<string, unknown>;
+  /** Objects per object state. */
+  byState: Record<string, number>;
+}
+
+/** Every job and draft, newest first, with its objects counted by state (`rebalance jobs`). */
+export async function listJobs(db: Queryable): Promise<JobListing[]> {
+  const r = await db.query<RawJobRow & { by_state: Record<string, string> | null }>(
+    `SELECT j.*, (SELECT jsonb_object_agg(state, n) FROM
+                    (SELECT state, count(*) AS n FROM rebalance_objects o WHERE o.job_id = j.id GROUP BY state) c
+                 ) AS by_state
+       FROM rebalance_jobs j ORDER BY j.created_at DESC, j.id DESC`,
+  );
+  return r.rows.map((x) => ({
+    ...toJobRow(x),
+    byState: Object.fromEntries(Object.entries(x.by_state ?? {}).map(([k, v]) => [k, Number(v)])),
+  }));
+}
