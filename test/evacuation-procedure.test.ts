@@ -13,12 +13,15 @@ import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { startTestDeployment } from './helpers/deployment.js';
-import { disagreements, durabilityViolations, liveObjectRecords } from './helpers/rebalance.js';
+import {
+  disagreements,
+  durabilityViolations,
+  liveObjectRecords,
+  startCliDeployment,
+} from './helpers/rebalance.js';
 import { runCli, type CliResult } from './helpers/cli.js';
 import { testConfig } from './helpers/pg.js';
 import type { Deployment } from '../src/deployment/deployment.js';
-import { createAccount } from '../src/frontdoor/accounts.js';
 import type { FrontDoorClient } from '../src/frontdoor/client.js';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
@@ -33,19 +36,9 @@ let alice: FrontDoorClient;
 let owner: string;
 
 before(async () => {
-  const base = testConfig();
-  ({ d, cleanup } = await startTestDeployment(
-    {
-      ...base,
-      picker: { ...base.picker, lagMs: LAG_MS },
-      storage: { ...base.storage, heartbeatIntervalMs: 300 },
-    },
-    { writeState: true },
-  ));
-  fs.writeFileSync(path.join(d.config.stateDir, 'config.json'), JSON.stringify(d.config));
-  const a = await createAccount(d.tier, { login: 'alice' }, Date.now());
-  owner = a.account.uuid;
-  alice = d.client(a.token);
+  ({ d, cleanup, alice, owner } = await startCliDeployment({
+    picker: { ...testConfig().picker, lagMs: LAG_MS },
+  }));
   // A small namespace: objects of several sizes and durability levels, links across directories
   // (and so across shards), an overwritten object.
   await alice.mkdirp('/alice/stor/a');
@@ -61,10 +54,7 @@ before(async () => {
     await alice.link(`/alice/public/links/l${i}`, `/alice/stor/${i % 2 ? 'a' : 'b/c'}/o${i}`);
   await alice.put('/alice/stor/a/o1', crypto.randomBytes(2000)); // overwritten
 });
-after(async () => {
-  alice.close();
-  await cleanup();
-});
+after(() => cleanup());
 
 /** The README's procedure: the lines of the `sh` block after its heading, comments removed. */
 function readmeProcedure(): string[] {

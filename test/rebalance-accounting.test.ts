@@ -10,12 +10,9 @@ import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { startTestDeployment } from './helpers/deployment.js';
-import { pastLastWrite, snapshotAndUnpack } from './helpers/rebalance.js';
+import { pastLastWrite, snapshotAndUnpack, startCliDeployment } from './helpers/rebalance.js';
 import { runCli } from './helpers/cli.js';
-import { testConfig } from './helpers/pg.js';
 import type { Deployment } from '../src/deployment/deployment.js';
-import { createAccount } from '../src/frontdoor/accounts.js';
 import type { FrontDoorClient } from '../src/frontdoor/client.js';
 import { disableWrites } from '../src/storage/storage-admin.js';
 import type { MantaObjectValue } from '../src/metadata/types.js';
@@ -35,15 +32,7 @@ let jobId: string;
 let corrupt: MantaObjectValue;
 
 before(async () => {
-  const base = testConfig();
-  ({ d, cleanup } = await startTestDeployment(
-    { ...base, storage: { ...base.storage, heartbeatIntervalMs: 300 } },
-    { writeState: true },
-  ));
-  fs.writeFileSync(path.join(d.config.stateDir, 'config.json'), JSON.stringify(d.config));
-  const a = await createAccount(d.tier, { login: 'alice' }, Date.now());
-  owner = a.account.uuid;
-  alice = d.client(a.token);
+  ({ d, cleanup, alice, owner } = await startCliDeployment());
   await alice.mkdirp('/alice/stor/acc');
   for (let i = 0; i < OBJECTS; i++) await alice.put(`/alice/stor/acc/o${i}`, crypto.randomBytes(SIZE));
   // Every object on N1; one of them with every copy corrupted (same size): it cannot move.
@@ -64,10 +53,7 @@ before(async () => {
   assert.equal(plan.status, 0, plan.stderr);
   jobId = (JSON.parse(plan.stdout) as { jobId: string }).jobId;
 });
-after(async () => {
-  alice.close();
-  await cleanup();
-});
+after(() => cleanup());
 
 const cli = (args: string[]) => runCli(d.config.stateDir, args);
 

@@ -9,12 +9,9 @@ import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { startTestDeployment } from './helpers/deployment.js';
-import { pastLastWrite, snapshotAndUnpack } from './helpers/rebalance.js';
+import { pastLastWrite, snapshotAndUnpack, startCliDeployment } from './helpers/rebalance.js';
 import { runCli } from './helpers/cli.js';
-import { testConfig } from './helpers/pg.js';
 import type { Deployment } from '../src/deployment/deployment.js';
-import { createAccount } from '../src/frontdoor/accounts.js';
 import type { FrontDoorClient } from '../src/frontdoor/client.js';
 import { disableWrites } from '../src/storage/storage-admin.js';
 import type { PlanResult } from '../src/jobs/rebalance/rebalance.service.js';
@@ -27,14 +24,7 @@ let cleanup: () => Promise<void>;
 let alice: FrontDoorClient;
 
 before(async () => {
-  const base = testConfig();
-  ({ d, cleanup } = await startTestDeployment(
-    { ...base, storage: { ...base.storage, heartbeatIntervalMs: 300 } },
-    { writeState: true },
-  ));
-  fs.writeFileSync(path.join(d.config.stateDir, 'config.json'), JSON.stringify(d.config));
-  const a = await createAccount(d.tier, { login: 'alice' }, Date.now());
-  alice = d.client(a.token);
+  ({ d, cleanup, alice } = await startCliDeployment());
   await alice.mkdirp('/alice/stor/p');
   // Small objects: every destination is within 1 MiB of the roomiest, so placement is by chance.
   for (let i = 0; i < OBJECTS; i++) await alice.put(`/alice/stor/p/o${i}`, crypto.randomBytes(2000));
@@ -42,10 +32,7 @@ before(async () => {
   await pastLastWrite();
   await snapshotAndUnpack(d);
 });
-after(async () => {
-  alice.close();
-  await cleanup();
-});
+after(() => cleanup());
 
 const cli = (args: string[]) => runCli(d.config.stateDir, args);
 

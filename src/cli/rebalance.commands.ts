@@ -21,7 +21,8 @@ import {
 import type { ExpectedDestinations } from '../jobs/rebalance/rebalance.plan.js';
 import { checkObjectFilter, jobObjects, jobsOverview } from '../jobs/rebalance/rebalance.listing.js';
 import { RunLog } from '../jobs/rebalance/rebalance.log.js';
-import { RunnerMetrics, serveRunMetrics } from '../jobs/rebalance/rebalance.metrics.js';
+import { RunnerMetrics } from '../jobs/rebalance/rebalance.metrics.js';
+import { serveMetrics } from '../pipeline/metrics.js';
 import { OBJECT_STATES } from '../jobs/rebalance/rebalance.types.js';
 import path from 'node:path';
 import { RemoraError } from '../core/errors.js';
@@ -164,15 +165,8 @@ async function runWithProgress(c: Conn, jobId: string, f: RunFlags): Promise<Run
   });
   // Named first, so an operator knows where to look even if the run is killed.
   process.stderr.write(`log: ${log.file}\n`);
-  const counters = new RunnerMetrics(jobId);
-  const served =
-    metricsPort === undefined
-      ? undefined
-      : await serveRunMetrics(
-          counters,
-          async () => statusMetrics(await jobStatus(c.tier, jobId)),
-          metricsPort,
-        );
+  const counters = new RunnerMetrics(jobId, async () => statusMetrics(await jobStatus(c.tier, jobId)));
+  const served = metricsPort === undefined ? undefined : await serveMetrics(counters, metricsPort);
   if (served) process.stderr.write(`metrics: ${served.url}\n`);
   const ac = new AbortController();
   const onSignal = () => ac.abort();

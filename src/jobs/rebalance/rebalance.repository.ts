@@ -565,11 +565,7 @@ export async function listObjects(
   return r.rows.map((x) => ({ ...toObjectRow(x), skippedKeys: x.skipped_keys, updatedAt: x.updated_at }));
 }
 
-export interface JobListing {
-  id: string;
-  state: JobState;
-  createdAt: Date;
-  params: Record<string, unknown>;
+export interface JobListing extends JobRow {
   /** Objects per object state. */
   byState: Record<string, number>;
 }
