@@ -170,8 +170,11 @@ async function runWithProgress(c: Conn, jobId: string, f: RunFlags): Promise<Run
   if (served) process.stderr.write(`metrics: ${served.url}\n`);
   const ac = new AbortController();
   const onSignal = () => ac.abort();
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  // `on`, not `once`: a handler still attached when the signal is dispatched (removed in `finally`),
+  // so a second Ctrl-C does not kill the claims in hand, and a loader that exits when no listener
+  // is left (tsx) does not either.
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
   const show = async () => {
     // Without node addresses: the run reports an unknown address as a skip reason of its own.
     if (!f.quiet) process.stderr.write(`${progressLine(await jobStatus(c.tier, jobId))}\n`);
