@@ -2,7 +2,9 @@
  * Rebalance mover throughput between loopback storage nodes, beside a baseline measured in the
  * same run: plain HTTP GET from the source + PUT to another node of the same bytes, same
  * concurrency, no metadata work. Figures: objects/s and MB/s, and their ratios.
- * Targets: ≥ 0.8 of the baseline's MB/s for 16 MiB objects, ≥ 0.5 of its objects/s for 4 KiB.
+ * Target (issue 16): ≥ 0.9 of the baseline for both sizes; both ratios are printed, with a profile
+ * of the per-object storage requests measured in the same run (GET + PUT, and the tombstone MOVE
+ * that the baseline does not pay), which is where the 4 KiB gap is.
  *   REMORA_BENCH_REBALANCE_SMALL (default 2000 objects of 4 KiB), REMORA_BENCH_REBALANCE_LARGE
  *   (default 24 objects of 16 MiB), REMORA_BENCH_REBALANCE_CONCURRENCY (default 8)
  */
@@ -22,6 +24,8 @@ const OTHER = { manta_storage_id: '2.stor.dc2.remora.local', datacenter: 'dc2' }
 const DEST = '3.stor.dc3.remora.local';
 const BASELINE_DEST = '4.stor.dc3.remora.local';
 const md5 = (b: Buffer) => crypto.createHash('md5').update(b).digest('base64');
+
+const ratios: string[] = [];
 
 interface Case {
   label: string;
@@ -55,6 +59,7 @@ export default async function bench(): Promise<void> {
   try {
     await migrateRebalance(d.tier.control);
     for (const c of cases) await runCase(d, c, concurrency);
+    console.log(`rebalance ratios (rebalance / same-run GET+PUT baseline): ${ratios.join(', ')}`);
   } finally {
     await cleanup();
     await stop();
@@ -87,8 +92,26 @@ async function runCase(d: Deployment, c: Case, concurrency: number): Promise<voi
   console.log(
     `  ${line('rebalance', moved)}   (copy + MD5 check + etag-guarded update + tombstone + progress)`,
   );
-  const target = c.bytes >= 1024 * 1024 ? 'MB/s ratio target ≥ 0.8' : 'objects/s ratio target ≥ 0.5';
-  console.log(`  ratio ${(base / moved).toFixed(2)} (${target})`);
+  const ratio = base / moved;
+  console.log(`  ratio ${ratio.toFixed(2)} (target ≥ 0.9: ${ratio >= 0.9 ? 'met' : 'NOT met'})`);
+  ratios.push(`${c.label} ${ratio.toFixed(2)}`);
+  // Where the per-object time goes beyond GET + PUT: the tombstone MOVE of the old copy, timed
+  // alone on fresh copies (a rename and two directory fsyncs; its size does not matter).
+  const probe = Array.from({ length: Math.min(c.count, 400) }, () => crypto.randomUUID());
+  await eachLimit(probe, concurrency, (id) =>
+    d.storage.put(url(SRC.manta_storage_id)!, owner, id, Buffer.alloc(4096)).then(() => undefined),
+  );
+  const t2 = performance.now();
+  await eachLimit(probe, concurrency, (id) =>
+    d.storage.tombstone(url(SRC.manta_storage_id)!, owner, id, '2000-01-01').then(() => undefined),
+  );
+  const moveRate = probe.length / ((performance.now() - t2) / 1000);
+  const baseRate = c.count / base;
+  console.log(
+    `  profile: GET+PUT ${baseRate.toFixed(0)}/s, tombstone MOVE alone ${moveRate.toFixed(0)}/s → ` +
+      `GET+PUT+MOVE bound ${(1 / (1 / baseRate + 1 / moveRate)).toFixed(0)}/s (ratio ${(moveRate / (baseRate + moveRate)).toFixed(2)}); ` +
+      'metadata steps are per claim batch',
+  );
 }
 
 /** Records on the index shards and copies on SRC and OTHER, as the front door would leave them. */

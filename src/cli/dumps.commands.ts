@@ -4,7 +4,10 @@
  */
 import type { Command } from 'commander';
 import { requireInternalToken, withMetadata, withObjectStore } from '../deployment/context.js';
-import { snapshotAll } from '../dumps/snapshot.js';
+import { snapshotAll, type SnapshotResult } from '../dumps/snapshot.js';
+import type { RemoraConfig } from '../config/config.js';
+import type { ObjectStore } from '../objectstore/object-store.js';
+import { pipelineSettings } from '../pipeline/settings.js';
 import { refusedUnpackReport, unpackDump } from '../dumps/unpack.js';
 import { ingestMakoListing, ingestMakoObject, type MakoIngestResult } from '../dumps/mako.js';
 import type { SourceManifest } from '../dumps/manifest.js';
@@ -40,6 +43,34 @@ function printManifest(m: SourceManifest, manifestPath: string, json: boolean | 
   process.stdout.write(`wrote ${manifestPath}\n`);
 }
 
+/**
+ * `snapshot --unpack`: unpack every index shard's new dump as the pipeline's unpack job would
+ * (its partitions and rows per partition), so jobs run by hand (a rebalance plan) read what the
+ * pipeline would. The storage shard is skipped: it holds no `manta` table.
+ */
+async function unpackIndexShards(
+  config: RemoraConfig,
+  store: ObjectStore,
+  snaps: SnapshotResult[],
+  cmd: Command,
+): Promise<void> {
+  const settings = pipelineSettings(config);
+  const json = cmd.optsWithGlobals<{ json?: boolean }>().json;
+  for (const r of snaps) {
+    if (config.shards.find((s) => s.name === r.shard)?.role !== 'index') {
+      process.stderr.write(`${r.shard}: storage shard, not unpacked\n`);
+      continue;
+    }
+    const u = await unpackDump(store, [r.path], {
+      shard: r.shard,
+      partitions: settings.partitions,
+      rowsPerPartition: settings.rowsPerPartition,
+      expectedRows: r.rows,
+    });
+    printManifest(u.manifest, u.manifestPath, json);
+  }
+}
+
 export function registerDumpsCommands(program: Command): void {
   program
     .command('snapshot')
@@ -48,15 +79,24 @@ export function registerDumpsCommands(program: Command): void {
         'COPY into a gzipped pg_dump plain dump at /poseidon/stor/manatee_backups/<shard>/YYYY/MM/DD/HH/moray-<time>.gz',
     )
     .option('--shard <name>', 'only this shard, e.g. 2.moray.remora.local')
+    .option(
+      '--unpack',
+      "then unpack each index shard's new dump with the pipeline's partitions (pipeline.partitions); " +
+        'the storage shard is snapshotted but not unpacked (it holds no namespace)',
+    )
     .action(
-      action(async (opts: { shard?: string }, cmd: Command) => {
+      action(async (opts: { shard?: string; unpack?: boolean }, cmd: Command) => {
         const config = configFrom(cmd);
         if (opts.shard !== undefined && !config.shards.some((s) => s.name === opts.shard))
           throw usageError(
             `--shard: unknown shard ${JSON.stringify(opts.shard)}; configured: ${config.shards.map((s) => s.name).join(', ')}`,
           );
         const results = await withObjectStore(config, (store) =>
-          withMetadata(config, (tier) => snapshotAll(tier, store, opts.shard)),
+          withMetadata(config, async (tier) => {
+            const snaps = await snapshotAll(tier, store, opts.shard);
+            if (opts.unpack) await unpackIndexShards(config, store, snaps, cmd);
+            return snaps;
+          }),
         );
         printTable(
           results.map((r) => ({

@@ -49,7 +49,7 @@ const cliClock = (): Clock => (processClock ??= clockFromEnv(process.env));
  * short (an embedded server this command started is stopped by withMetadata anyway). A second
  * signal ends the process at once.
  */
-async function untilStopSignal(fn: (stop: AbortSignal) => Promise<void>): Promise<void> {
+export async function untilStopSignal(fn: (stop: AbortSignal) => Promise<void>): Promise<void> {
   const signals = ['SIGTERM', 'SIGINT'] as const;
   const saved = signals.map((s) => [s, process.listeners(s)] as const);
   const ac = new AbortController();

@@ -42,6 +42,8 @@ export const ERROR_CATALOG = {
   MalformedInput: { status: 400, exit: 8, retryable: false },
   // rebalance: no snapshot, or one older than the evacuated node's last write
   SnapshotTooOld: { status: 409, exit: 5, retryable: false },
+  // rebalance: the plan's destination set is not the one the operator said to expect (--expect-destinations)
+  UnexpectedDestinations: { status: 409, exit: 5, retryable: false },
   // pipeline: an attempt cut short (another attempt may well succeed)
   TaskTimeout: { status: 504, exit: 9, retryable: true },
   WorkerShutdown: { status: 503, exit: 9, retryable: true },

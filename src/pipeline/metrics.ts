@@ -64,7 +64,7 @@ export class PipelineMetrics {
 
 /** Serve `/metrics` on a port (0 = any); returns the server and its URL. */
 export async function serveMetrics(
-  metrics: PipelineMetrics,
+  metrics: Pick<PipelineMetrics, 'registry'>,
   port: number,
   host = '127.0.0.1',
 ): Promise<{ url: string; close: () => Promise<void> }> {

@@ -10,6 +10,11 @@ import { defaultStorageNodes } from '../../src/config/config.js';
 import type { MantaObjectValue } from '../../src/metadata/types.js';
 import { TEMP_DIR } from '../../src/storage/storage-paths.js';
 import { NodeDirectory } from '../../src/storage/node-directory.js';
+import type { RemoraConfig } from '../../src/config/config.js';
+import { createAccount } from '../../src/frontdoor/accounts.js';
+import type { FrontDoorClient } from '../../src/frontdoor/client.js';
+import { startTestDeployment } from './deployment.js';
+import { testConfig } from './pg.js';
 
 export const md5 = (b: Buffer) => crypto.createHash('md5').update(b).digest('base64');
 
@@ -144,4 +149,33 @@ export async function disagreements(d: Deployment): Promise<string[]> {
   return [...sets]
     .filter(([, m]) => m.size > 1)
     .map(([id, m]) => `${id}: ${[...m].map(([set, key]) => `${key} → ${set}`).join('; ')}`);
+}
+
+/**
+ * A deployment the CLI drives as child processes: state written, `config.json` in the state
+ * directory for the children, heartbeats every 300 ms, and the account `alice` with a client.
+ */
+export async function startCliDeployment(over: Partial<RemoraConfig> = {}): Promise<{
+  d: Deployment;
+  cleanup: () => Promise<void>;
+  alice: FrontDoorClient;
+  owner: string;
+}> {
+  const base = testConfig();
+  const { d, cleanup } = await startTestDeployment(
+    { ...base, storage: { ...base.storage, heartbeatIntervalMs: 300 }, ...over },
+    { writeState: true },
+  );
+  fs.writeFileSync(path.join(d.config.stateDir, 'config.json'), JSON.stringify(d.config));
+  const a = await createAccount(d.tier, { login: 'alice' }, Date.now());
+  const alice = d.client(a.token);
+  return {
+    d,
+    alice,
+    owner: a.account.uuid,
+    cleanup: async () => {
+      alice.close();
+      await cleanup();
+    },
+  };
 }

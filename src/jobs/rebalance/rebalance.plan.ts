@@ -257,6 +257,46 @@ export class RebalancePlanner {
   }
 }
 
+/**
+ * The operator's expectation of where the copies go (`--expect-destinations`): the exact set of
+ * nodes receiving at least one object, or how many there are. The seed's "verify that the set of
+ * mako nodes you expect is exactly this list", as a gate instead of a reading.
+ */
+export type ExpectedDestinations = { ids: string[] } | { count: number };
+
+/**
+ * What differs between the plan's destination set and the expected one, named for a person, or
+ * undefined when they match. A node expected but receiving nothing is named with its role (e.g.
+ * `stale`: its heartbeat is old), which is usually the reason.
+ */
+export function destinationSurprise(
+  dests: readonly DestinationSummary[],
+  want: ExpectedDestinations,
+): string | undefined {
+  const receiving = dests.filter((d) => d.objects > 0);
+  if ('count' in want)
+    return receiving.length === want.count
+      ? undefined
+      : `the plan sends objects to ${receiving.length} node(s), not ${want.count}: ` +
+          (receiving.map((d) => `${d.manta_storage_id} (${d.objects})`).join(', ') || 'none');
+  const expected = new Set(want.ids);
+  const unexpected = receiving.filter((d) => !expected.has(d.manta_storage_id));
+  const missing = want.ids.filter((id) => !receiving.some((d) => d.manta_storage_id === id));
+  if (unexpected.length === 0 && missing.length === 0) return undefined;
+  const parts: string[] = [];
+  if (unexpected.length > 0)
+    parts.push(
+      `unexpected destination(s) ${unexpected.map((d) => `${d.manta_storage_id} (${d.objects} objects)`).join(', ')}`,
+    );
+  if (missing.length > 0)
+    parts.push(
+      `expected but receiving nothing: ${missing
+        .map((id) => `${id} (${dests.find((d) => d.manta_storage_id === id)?.role ?? 'unknown node'})`)
+        .join(', ')}`,
+    );
+  return parts.join('; ');
+}
+
 function pct(part: number, total: number): number {
   return total > 0 ? Math.round((part / total) * 1000) / 10 : 100;
 }

@@ -7,7 +7,13 @@
  *                       reason, the planned keys with their `_etag`s, old and new shark, claim
  *                       lease, and the datacenters its records had before (`verify` checks them)
  *
- * One active job per evacuated node: `reserveJob` checks and inserts under an advisory lock, so
+ * Job states (`rebalance_jobs.state`):
+ *   draft     a plan stored by `plan --dry-run` (or by `plan` before its commit): not runnable, not
+ *             active, not the default job, not read by `verify`; `plan --commit <id>` stores it
+ *             unchanged, so the plan an operator checked is the plan that runs
+ *   planned   committed: runnable (`run`, `retry`), active until every object is complete
+ *
+ * One active job per evacuated node: `commitDraft` checks and commits under an advisory lock, so
  * two `plan`s started at once cannot both pass the check.
  */
 import type pg from 'pg';
@@ -59,6 +65,11 @@ export const rebalanceMigrations: MigrationList = {
       name: 'dcs_before: datacenters of the records before the move (per-record rule, verify)',
       up: ['ALTER TABLE rebalance_objects ADD COLUMN IF NOT EXISTS dcs_before INTEGER'],
     },
+    {
+      version: 3,
+      name: 'job state: a dry run is a stored draft that `plan --commit` stores unchanged',
+      up: ["ALTER TABLE rebalance_jobs ADD COLUMN IF NOT EXISTS state TEXT NOT NULL DEFAULT 'planned'"],
+    },
   ],
 };
 
@@ -66,8 +77,11 @@ export async function migrateRebalance(db: Queryable): Promise<void> {
   await migrate(db, rebalanceMigrations);
 }
 
+export type JobState = 'draft' | 'planned';
+
 export interface JobRow {
   id: string;
+  state: JobState;
   createdAt: Date;
   params: Record<string, unknown>;
   summary: Record<string, unknown>;
@@ -78,11 +92,13 @@ export async function insertJob(
   id: string,
   params: Record<string, unknown>,
   summary: Record<string, unknown>,
+  state: JobState = 'planned',
 ): Promise<void> {
-  await db.query('INSERT INTO rebalance_jobs (id, params, summary) VALUES ($1, $2, $3)', [
+  await db.query('INSERT INTO rebalance_jobs (id, params, summary, state) VALUES ($1, $2, $3, $4)', [
     id,
     JSON.stringify(params),
     JSON.stringify(summary),
+    state,
   ]);
 }
 
@@ -91,7 +107,7 @@ export async function activeJobsFor(db: Queryable, node: string): Promise<{ id: 
   const r = await db.query<{ id: string; open: string }>(
     `SELECT j.id, (SELECT count(*) FROM rebalance_objects o WHERE o.job_id = j.id AND o.state <> 'complete') AS open
        FROM rebalance_jobs j
-      WHERE j.params->>'evacuate' = $1
+      WHERE j.params->>'evacuate' = $1 AND j.state <> 'draft'
         AND (NOT (j.summary ? 'objects')
              OR EXISTS (SELECT 1 FROM rebalance_objects o WHERE o.job_id = j.id AND o.state <> 'complete'))
       ORDER BY j.created_at, j.id`,
@@ -101,31 +117,54 @@ export async function activeJobsFor(db: Queryable, node: string): Promise<{ id: 
 }
 
 /**
- * Insert a job, refusing (unless `force`) when another active job evacuates the same node. The
- * check and the insert run in one transaction under an advisory lock: two plans at once cannot
- * both pass. Returns the active jobs found (empty when none).
+ * Commit a draft (state draft → planned), refusing (unless `force`) when another active job
+ * evacuates the same node. The check and the commit run in one transaction under an advisory lock:
+ * two plans at once cannot both pass. Returns the active jobs found (empty when none) and whether
+ * the draft was committed (false: refused, or it was not a draft any more).
  */
-export async function reserveJob(
+export async function commitDraft(
   pool: pg.Pool,
   id: string,
-  params: Record<string, unknown>,
   evacuate: string | undefined,
   force: boolean,
-): Promise<{ id: string; open: number }[]> {
+  summary: Record<string, unknown>,
+): Promise<{ active: { id: string; open: number }[]; committed: boolean }> {
   const client = await pool.connect();
   try {
     await client.query('BEGIN');
     await client.query("SELECT pg_advisory_xact_lock(hashtext('remora.rebalance.plan'))");
-    const active = evacuate ? await activeJobsFor(client, evacuate) : [];
-    if (active.length === 0 || force) await insertJob(client, id, params, {});
+    const active = evacuate ? (await activeJobsFor(client, evacuate)).filter((a) => a.id !== id) : [];
+    let committed = false;
+    if (active.length === 0 || force) {
+      const r = await client.query(
+        "UPDATE rebalance_jobs SET state = 'planned', summary = $2 WHERE id = $1 AND state = 'draft'",
+        [id, JSON.stringify(summary)],
+      );
+      committed = (r.rowCount ?? 0) === 1;
+    }
     await client.query('COMMIT');
-    return active;
+    return { active, committed };
   } catch (err) {
     await client.query('ROLLBACK').catch(() => {});
     throw err;
   } finally {
     client.release();
   }
+}
+
+/** Drop a job and its objects (a plan that failed half-way). */
+export async function deleteJob(db: Queryable, id: string): Promise<void> {
+  await db.query('DELETE FROM rebalance_jobs WHERE id = $1', [id]);
+}
+
+/** Drop drafts older than `maxAgeMs` (a dry run of a large node stores one row per object). */
+export async function purgeDrafts(db: Queryable, maxAgeMs: number): Promise<number> {
+  const r = await db.query(
+    `DELETE FROM rebalance_jobs WHERE state = 'draft'
+        AND created_at < now() - make_interval(secs => $1::float8 / 1000)`,
+    [maxAgeMs],
+  );
+  return r.rowCount ?? 0;
 }
 
 export async function updateJobSummary(
@@ -136,21 +175,34 @@ export async function updateJobSummary(
   await db.query('UPDATE rebalance_jobs SET summary = $2 WHERE id = $1', [id, JSON.stringify(summary)]);
 }
 
-/** One job, or the newest when `id` is undefined. */
+interface RawJobRow {
+  id: string;
+  state: JobState;
+  created_at: Date;
+  params: JobRow['params'];
+  summary: JobRow['summary'];
+}
+
+function toJobRow(row: RawJobRow): JobRow {
+  return {
+    id: row.id,
+    state: row.state,
+    createdAt: row.created_at,
+    params: row.params,
+    summary: row.summary,
+  };
+}
+
+/** One job (a draft too), or the newest committed one when `id` is undefined. */
 export async function readJob(db: Queryable, id?: string): Promise<JobRow | undefined> {
-  const r = await db.query<{
-    id: string;
-    created_at: Date;
-    params: JobRow['params'];
-    summary: JobRow['summary'];
-  }>(
+  const r = await db.query<RawJobRow>(
     id === undefined
-      ? 'SELECT * FROM rebalance_jobs ORDER BY created_at DESC, id DESC LIMIT 1'
+      ? "SELECT * FROM rebalance_jobs WHERE state <> 'draft' ORDER BY created_at DESC, id DESC LIMIT 1"
       : 'SELECT * FROM rebalance_jobs WHERE id = $1',
     id === undefined ? [] : [id],
   );
   const row = r.rows[0];
-  return row && { id: row.id, createdAt: row.created_at, params: row.params, summary: row.summary };
+  return row && toJobRow(row);
 }
 
 export interface ObjectRow {
@@ -439,6 +491,7 @@ export async function objectsOffNode(
     `SELECT DISTINCT ON (object_id) job_id, object_id, state, bytes, md5, copy_owner, new_shark, dcs_before
        FROM rebalance_objects o
       WHERE object_id > $2
+        AND job_id NOT IN (SELECT id FROM rebalance_jobs WHERE state = 'draft')
         AND (old_shark->>'manta_storage_id' = $1
              OR job_id IN (SELECT id FROM rebalance_jobs WHERE params->>'evacuate' = $1))
       ORDER BY object_id, updated_at DESC
@@ -468,6 +521,65 @@ export async function jobNodes(db: Queryable, jobId: string): Promise<string[]> 
 
 /** Whether any job evacuated `node` (verify knows a node a job names, even once it is gone). */
 export async function nodeWasEvacuated(db: Queryable, node: string): Promise<boolean> {
-  const r = await db.query("SELECT 1 FROM rebalance_jobs WHERE params->>'evacuate' = $1 LIMIT 1", [node]);
+  const r = await db.query(
+    "SELECT 1 FROM rebalance_jobs WHERE params->>'evacuate' = $1 AND state <> 'draft' LIMIT 1",
+    [node],
+  );
   return (r.rowCount ?? 0) > 0;
+}
+
+/** The planned moves of a job in pages by objectId (the instruction files are written from these). */
+export async function plannedMoves(
+  db: Queryable,
+  jobId: string,
+  after: string,
+  limit: number,
+): Promise<ObjectRow[]> {
+  const r = await db.query<RawObjectRow>(
+    `SELECT * FROM rebalance_objects
+      WHERE job_id = $1 AND new_shark IS NOT NULL AND object_id > $2
+      ORDER BY object_id LIMIT $3`,
+    [jobId, after, limit],
+  );
+  return r.rows.map(toObjectRow);
+}
+
+export interface ObjectListing extends ObjectRow {
+  skippedKeys: number;
+  updatedAt: Date;
+}
+
+/** One page of a job's objects by objectId, optionally of one state and/or reason (`status --objects`). */
+export async function listObjects(
+  db: Queryable,
+  jobId: string,
+  q: { state?: string; reason?: string; after: string; limit: number },
+): Promise<ObjectListing[]> {
+  const r = await db.query<RawObjectRow & { skipped_keys: number; updated_at: Date }>(
+    `SELECT * FROM rebalance_objects
+      WHERE job_id = $1 AND ($2::text IS NULL OR state = $2) AND ($3::text IS NULL OR reason = $3)
+        AND object_id > $4
+      ORDER BY object_id LIMIT $5`,
+    [jobId, q.state ?? null, q.reason ?? null, q.after, q.limit],
+  );
+  return r.rows.map((x) => ({ ...toObjectRow(x), skippedKeys: x.skipped_keys, updatedAt: x.updated_at }));
+}
+
+export interface JobListing extends JobRow {
+  /** Objects per object state. */
+  byState: Record<string, number>;
+}
+
+/** Every job and draft, newest first, with its objects counted by state (`rebalance jobs`). */
+export async function listJobs(db: Queryable): Promise<JobListing[]> {
+  const r = await db.query<RawJobRow & { by_state: Record<string, string> | null }>(
+    `SELECT j.*, (SELECT jsonb_object_agg(state, n) FROM
+                    (SELECT state, count(*) AS n FROM rebalance_objects o WHERE o.job_id = j.id GROUP BY state) c
+                 ) AS by_state
+       FROM rebalance_jobs j ORDER BY j.created_at DESC, j.id DESC`,
+  );
+  return r.rows.map((x) => ({
+    ...toJobRow(x),
+    byState: Object.fromEntries(Object.entries(x.by_state ?? {}).map(([k, v]) => [k, Number(v)])),
+  }));
 }

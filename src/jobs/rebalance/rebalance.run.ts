@@ -73,6 +73,8 @@ export interface RunOptions {
    * which make links, overwrites or metadata failures between the steps). Awaited.
    */
   onStep?: (step: RunStep, objectIds: string[]) => Promise<void>;
+  /** Called with each claim batch's outcomes once recorded, and the claimed rows (the run log, metrics). */
+  onOutcomes?: (outs: { outcome: Outcome; row: ObjectRow }[]) => void;
 }
 
 /** The points between steps where `onStep` runs (see the header). */
@@ -139,6 +141,7 @@ export async function runJob(deps: RunDeps, opts: RunOptions): Promise<RunTotals
       await deps.refreshNodes?.();
       const outs = await processBatch(deps, t, rows, concurrency, opts.onStep);
       await recordOutcomes(db, opts.jobId, runner, outs);
+      opts.onOutcomes?.(outs.map((o, i) => ({ outcome: o, row: rows[i]! })));
       for (const o of outs) {
         const k = o.reason ? `${o.state}:${o.reason}` : o.state;
         totals.outcomes[k] = (totals.outcomes[k] ?? 0) + 1;

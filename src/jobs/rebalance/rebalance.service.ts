@@ -15,15 +15,25 @@ import { RemoraError } from '../../core/errors.js';
 import type { ObjectStore } from '../../objectstore/object-store.js';
 import type { MetadataTier } from '../../metadata/metadata-tier.js';
 import type { StorageClient } from '../../storage/storage-client.js';
-import { type DestinationSummary, type PlanOptions, RebalancePlanner } from './rebalance.plan.js';
+import {
+  destinationSurprise,
+  type DestinationSummary,
+  type ExpectedDestinations,
+  type PlanOptions,
+  RebalancePlanner,
+} from './rebalance.plan.js';
 import {
   activeJobsFor,
+  commitDraft,
+  deleteJob,
+  insertJob,
   insertObjects,
   migrateRebalance,
   type NewObjectRow,
+  plannedMoves,
+  purgeDrafts,
   readJob,
   replanObject,
-  reserveJob,
   retryCandidates,
   updateJobSummary,
 } from './rebalance.repository.js';
@@ -38,8 +48,13 @@ import { instructionLines, type ObjectGroup, type PlanDecision } from './rebalan
 import type { NodeUrl } from './rebalance.transfer.js';
 
 export const INSTRUCTIONS_ROOT = '/poseidon/stor/manta_rebalance/do';
-/** Rows per insert statement while planning. */
+/** Rows per insert statement while planning, and per page when writing the instruction files. */
 const INSERT_BATCH = 1000;
+/**
+ * A draft (a dry run) older than this is not committed (capacity and heartbeats have moved on: plan
+ * again) and is dropped by the next plan, since a draft of a large node holds one row per object.
+ */
+export const DRAFT_TTL_MS = 24 * 3600_000;
 
 export interface PlanDeps {
   tier: MetadataTier;
@@ -58,12 +73,16 @@ export interface PlanRequest {
   lagMs: number;
   /** Extra time between the node's last write and the snapshot (default 1 s). */
   lastWriteMarginMs?: number;
+  /** Store the plan as a draft only: `commitPlan` (`plan --commit <id>`) stores it unchanged. */
   dryRun?: boolean;
   /** Plan even though another active job evacuates the same node. */
   force?: boolean;
+  /** The gate: refuse to store a plan whose destination set is not this one. */
+  expectDestinations?: ExpectedDestinations;
 }
 
 export interface PlanResult {
+  /** The plan's id: a draft's id after a dry run, the job's id once stored (the same id). */
   jobId: string;
   dryRun: boolean;
   snapshots: { shard: string; snapshotTime: string }[];
@@ -75,8 +94,15 @@ export interface PlanResult {
   instructionFiles: string[];
   /** Other active jobs evacuating the same node (a dry run reports them; `--force` overrode them). */
   activeJobs?: string[];
+  /** A dry run whose destination set fails `expectDestinations`: the surprise, named. */
+  refused?: string;
 }
 
+/**
+ * Plan: decide every object and store the decisions as a draft; unless it is a dry run, commit
+ * the draft (`commitPlan`). A dry run's draft is the plan `plan --commit <id>` stores, unchanged:
+ * no second draw of the random choices, no second read of capacities.
+ */
 export async function planJob(deps: PlanDeps, req: PlanRequest): Promise<PlanResult> {
   if (!req.evacuate && !req.fixSingleDc)
     throw new RemoraError('UsageError', 'nothing to plan: give --evacuate <node> and/or --fix-single-dc');
@@ -89,6 +115,7 @@ export async function planJob(deps: PlanDeps, req: PlanRequest): Promise<PlanRes
     );
   const db = deps.tier.control;
   await migrateRebalance(db);
+  await purgeDrafts(db, DRAFT_TTL_MS);
   if (!req.dryRun && !req.force) refuseActive(await activeFor(db, req.evacuate), req.evacuate);
   const shards = deps.tier.indexShards.map((s) => s.name);
   const snapshots = await latestShardSnapshots(deps.store, shards, clock.now());
@@ -112,20 +139,17 @@ export async function planJob(deps: PlanDeps, req: PlanRequest): Promise<PlanRes
   };
   const planner = new RebalancePlanner(records, opts);
   const jobId = `${new Date(clock.now()).toISOString().replace(/[-:]/g, '').slice(0, 15)}-${crypto.randomBytes(3).toString('hex')}`;
+  const { dryRun: _dry, force: _force, expectDestinations: _expect, ...kept } = req;
   const params = {
-    ...req,
+    ...kept,
     snapshots: snapshots.map((s) => ({ shard: s.source, snapshotTime: s.snapshotTime })),
     lastWrite,
   };
-  // One active job per evacuated node: checked again, under a lock, when the job is stored.
-  const active = req.dryRun
-    ? await activeFor(db, req.evacuate)
-    : await reserveJob(db, jobId, params, req.evacuate, req.force === true);
-  if (!req.dryRun && !req.force) refuseActive(active, req.evacuate);
-  const writer = new InstructionWriter();
+  const active = req.dryRun ? await activeFor(db, req.evacuate) : [];
+  await insertJob(db, jobId, params, {}, 'draft');
   const result: PlanResult = {
     jobId,
-    dryRun: req.dryRun === true,
+    dryRun: true,
     snapshots: params.snapshots,
     ...(lastWrite ? { lastWrite } : {}),
     destinations: [],
@@ -144,24 +168,103 @@ export async function planJob(deps: PlanDeps, req: PlanRequest): Promise<PlanRes
       result.counts[key] = (result.counts[key] ?? 0) + 1;
       result.objects++;
       result.bytes += Number.isFinite(d.bytes) ? d.bytes : 0;
-      if (req.dryRun) continue;
-      if (d.move) await writer.add(d.move.newShark.manta_storage_id, instructionLines(d.move));
       batch.push(toRow(g, d));
       if (batch.length >= INSERT_BATCH) {
         await insertObjects(db, jobId, batch);
         batch = [];
       }
     }
-    if (!req.dryRun) await insertObjects(db, jobId, batch);
+    await insertObjects(db, jobId, batch);
     result.destinations = planner.summary();
-    if (!req.dryRun) {
-      result.instructionFiles = await writer.upload(deps.store, jobId);
-      await updateJobSummary(db, jobId, { ...result });
+    await updateJobSummary(db, jobId, { ...result });
+  } catch (err) {
+    await deleteJob(db, jobId).catch(() => {});
+    throw err;
+  }
+  if (!req.dryRun)
+    return commitPlan(deps, jobId, {
+      force: req.force === true,
+      ...(req.expectDestinations ? { expectDestinations: req.expectDestinations } : {}),
+    });
+  const surprise = req.expectDestinations && destinationSurprise(result.destinations, req.expectDestinations);
+  return surprise ? { ...result, refused: surprise } : result;
+}
+
+/**
+ * `plan --commit <id>`: store the draft a dry run printed, unchanged (the same objects, the same
+ * destinations), after the gate and the one-active-job check (under the plan lock). Writes the
+ * original's instruction files from the stored rows.
+ */
+export async function commitPlan(
+  deps: Pick<PlanDeps, 'tier' | 'store'>,
+  id: string,
+  o: { force?: boolean; expectDestinations?: ExpectedDestinations } = {},
+): Promise<PlanResult> {
+  const db = deps.tier.control;
+  await migrateRebalance(db);
+  const job = await readJob(db, id);
+  if (!job)
+    throw new RemoraError('UsageError', `no plan ${id}: run \`remora rebalance plan --dry-run\` first`);
+  if (job.state !== 'draft')
+    throw new RemoraError(
+      'UsageError',
+      `plan ${id} is already stored: start it with \`remora rebalance run --job ${id}\``,
+    );
+  const summary = job.summary as unknown as PlanResult;
+  if (!Array.isArray(summary.destinations))
+    throw new RemoraError('UsageError', `plan ${id} was not finished (its planner stopped): plan again`);
+  if (Date.now() - job.createdAt.getTime() > DRAFT_TTL_MS)
+    throw new RemoraError(
+      'UsageError',
+      `plan ${id} is a draft from ${job.createdAt.toISOString()}, older than ${DRAFT_TTL_MS / 3600_000} h: ` +
+        'capacities have moved on; plan again with --dry-run',
+    );
+  const surprise = o.expectDestinations && destinationSurprise(summary.destinations, o.expectDestinations);
+  if (surprise)
+    throw new RemoraError(
+      'UnexpectedDestinations',
+      `plan ${id} not stored: ${surprise}. It is kept as a draft: check its destination table ` +
+        `(\`remora rebalance status --job ${id} --objects\`) and commit it with the right --expect-destinations, or plan again`,
+    );
+  const evacuate = typeof job.params.evacuate === 'string' ? job.params.evacuate : undefined;
+  const result: PlanResult = { ...summary, jobId: id, dryRun: false, instructionFiles: [] };
+  delete result.refused;
+  const { active, committed } = await commitDraft(db, id, evacuate, o.force === true, { ...result });
+  if (!committed) {
+    refuseActive(active, evacuate);
+    throw new RemoraError('UsageError', `plan ${id} was committed by another process meanwhile`);
+  }
+  if (active.length > 0) result.activeJobs = active.map((a) => a.id);
+  else delete result.activeJobs;
+  result.instructionFiles = await writeInstructions(deps.store, db, id);
+  await updateJobSummary(db, id, { ...result });
+  return result;
+}
+
+/** The original's instruction files, one JSON line per key, per destination, from the stored moves. */
+async function writeInstructions(store: ObjectStore, db: PlanDeps['tier']['control'], id: string) {
+  const writer = new InstructionWriter();
+  try {
+    for (let after = ''; ;) {
+      const page = await plannedMoves(db, id, after, INSERT_BATCH);
+      if (page.length === 0) break;
+      after = page[page.length - 1]!.objectId;
+      for (const r of page) {
+        const lines = instructionLines({
+          objectId: r.objectId,
+          copyOwner: r.copyOwner,
+          md5: r.md5,
+          oldShark: r.oldShark!,
+          newShark: r.newShark!,
+          keys: r.keys,
+        });
+        await writer.add(r.newShark!.manta_storage_id, lines);
+      }
     }
+    return await writer.upload(store, id);
   } finally {
     await writer.close();
   }
-  return result;
 }
 
 async function activeFor(db: PlanDeps['tier']['control'], node: string | undefined) {
@@ -251,6 +354,11 @@ export async function replanForRetry(
     throw new RemoraError(
       'UsageError',
       jobId ? `no rebalance job ${jobId}` : 'no rebalance job: run `remora rebalance plan` first',
+    );
+  if (job.state === 'draft')
+    throw new RemoraError(
+      'UsageError',
+      `${job.id} is a dry run's draft: store it with \`remora rebalance plan --commit ${job.id}\``,
     );
   const p = job.params as { evacuate?: string; ignore?: string[]; fixSingleDc?: boolean };
   const records = (await deps.tier.storageRecords()).map((r) => r.value);

@@ -28,6 +28,8 @@ const RATE_WINDOW_MS = 60_000;
 
 export interface JobStatus {
   jobId: string;
+  /** `draft` (a dry run, not runnable) or `planned`. */
+  state: string;
   createdAt: string;
   params: Record<string, unknown>;
   total: { objects: number; bytes: number };
@@ -37,6 +39,7 @@ export interface JobStatus {
   reasons: { state: string; reason: string; objects: number }[];
   skippedKeys: number;
   rate: { objectsPerSecond: number; bytesPerSecond: number };
+  /** 0 once nothing is left (printed `done`); null while unknown. */
   etaSeconds: number | null;
   /** The job's nodes (evacuated and destinations) whose address is unknown (with a directory). */
   addressUnknown?: string[];
@@ -52,6 +55,7 @@ export async function jobStatus(tier: MetadataTier, jobId?: string, nodes?: Node
   const counts = await countByState(tier.control, job.id);
   const s: JobStatus = {
     jobId: job.id,
+    state: job.state,
     createdAt: job.createdAt.toISOString(),
     params: job.params,
     total: { objects: 0, bytes: 0 },
@@ -72,7 +76,10 @@ export async function jobStatus(tier: MetadataTier, jobId?: string, nodes?: Node
     s.skippedKeys += c.skippedKeys;
   }
   const recent = await recentCompletions(tier.control, job.id, RATE_WINDOW_MS);
-  if (recent.objects > 0 && recent.first) {
+  // Finished (nothing unprocessed or claimed): the rate is 0 and the ETA "done", not a figure
+  // decaying over the last minute's completions.
+  if (s.left.objects === 0 && job.state !== 'draft') s.etaSeconds = 0;
+  else if (recent.objects > 0 && recent.first) {
     const secs = Math.max(1, (Date.now() - recent.first.getTime()) / 1000);
     s.rate = { objectsPerSecond: recent.objects / secs, bytesPerSecond: recent.bytes / secs };
     s.etaSeconds = Math.round(s.left.objects / s.rate.objectsPerSecond);
@@ -95,7 +102,8 @@ const mb = (b: number) => `${(b / 1024 / 1024).toFixed(1)} MB`;
 /** One line for the live display. */
 export function progressLine(s: JobStatus): string {
   const reasons = s.reasons.map((r) => `${r.state}:${r.reason}=${r.objects}`).join(' ');
-  const eta = s.etaSeconds === null ? '?' : `${s.etaSeconds}s`;
+  const eta =
+    s.etaSeconds === null ? '?' : s.etaSeconds === 0 && s.left.objects === 0 ? 'done' : `${s.etaSeconds}s`;
   return (
     `${s.jobId}: done ${s.done.objects}/${s.total.objects} objects (${mb(s.done.bytes)}/${mb(s.total.bytes)}), ` +
     `left ${s.left.objects}, ${s.rate.objectsPerSecond.toFixed(1)} obj/s ${mb(s.rate.bytesPerSecond)}/s, ETA ${eta}` +
@@ -117,7 +125,7 @@ export async function statusMetrics(s: JobStatus): Promise<string> {
     'reason',
   ]);
   const rate = gauge('remora_rebalance_rate_bytes_per_second', 'Bytes moved per second, last minute');
-  const eta = gauge('remora_rebalance_eta_seconds', 'Estimated seconds left (-1 unknown)');
+  const eta = gauge('remora_rebalance_eta_seconds', 'Estimated seconds left (-1 unknown, 0 done)');
   for (const [state, v] of Object.entries(s.byState)) {
     objects.set({ job: s.jobId, state }, v.objects);
     bytes.set({ job: s.jobId, state }, v.bytes);

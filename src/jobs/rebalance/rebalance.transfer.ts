@@ -112,6 +112,10 @@ async function copyFrom(
     return 'ok';
   } catch (err) {
     got.stream.destroy();
+    // A destination that refused the connection never saw a byte: its failure cuts the source
+    // stream too, which must not be read as a bad source (every other source would be tried, and
+    // the object skipped as SourceOtherError instead of DestinationUnreachable).
+    if (destinationRefused(err)) return { dest: 'DestinationUnreachable', detail: describe(err) };
     if (isRemoraError(err, 'Md5Mismatch'))
       return { detail: `MD5 mismatch reading from ${source.manta_storage_id}`, md5: true };
     if (sourceFailed || isRemoraError(err, 'TruncatedTransfer'))
@@ -120,6 +124,15 @@ async function copyFrom(
       return { dest: 'DestinationInsufficientSpace', detail: describe(err) };
     return { dest: 'DestinationUnreachable', detail: describe(err) };
   }
+}
+
+/** Errors of connecting to a node: nothing was sent. */
+const CONNECT_ERRORS = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN']);
+
+function destinationRefused(err: unknown): boolean {
+  if (!isRemoraError(err, 'StorageNodeUnreachable')) return false;
+  const code = (err.cause as NodeJS.ErrnoException | undefined)?.code;
+  return code !== undefined && CONNECT_ERRORS.has(code);
 }
 
 function describe(err: unknown): string {

@@ -141,7 +141,9 @@ export interface InstructionLine {
   copyOwner: string;
 }
 
-export function instructionLines(m: Move): InstructionLine[] {
+export function instructionLines(
+  m: Pick<Move, 'objectId' | 'copyOwner' | 'md5' | 'oldShark' | 'newShark' | 'keys'>,
+): InstructionLine[] {
   return m.keys.map((k) => ({
     key: k.key,
     morayEtag: k.morayEtag,
