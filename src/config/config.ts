@@ -92,6 +92,12 @@ export const JOB_SPECIFIC_SETTINGS = {
       ])
       .optional(),
   }),
+  audit: jobSettingsSchema.extend({
+    /** Deep audit: every copy is re-hashed on its node once in this many days (0: off; default 30). */
+    deepCycleDays: z.int().min(0).optional(),
+    /** Deep audit: bytes hashed per second on each storage node (default 32 MiB/s). */
+    deepBytesPerSecondPerNode: z.number().positive().optional(),
+  }),
 } satisfies Record<string, typeof jobSettingsSchema>;
 
 /** The `pipeline.jobs` schema for a set of job-specific entries (exported for tests). */

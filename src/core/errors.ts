@@ -44,6 +44,8 @@ export const ERROR_CATALOG = {
   SnapshotTooOld: { status: 409, exit: 5, retryable: false },
   // rebalance: the plan's destination set is not the one the operator said to expect (--expect-destinations)
   UnexpectedDestinations: { status: 409, exit: 5, retryable: false },
+  // audit/cruft: a snapshot not older than a node listing it is compared with (DESIGN.md invariant 5)
+  InputsOutOfOrder: { status: 409, exit: 5, retryable: false },
   // pipeline: an attempt cut short (another attempt may well succeed)
   TaskTimeout: { status: 504, exit: 9, retryable: true },
   WorkerShutdown: { status: 503, exit: 9, retryable: true },

@@ -74,7 +74,9 @@ async function runDailyPipeline(
   out: (line: string) => void,
 ): Promise<void> {
   const day = dayOf(Date.now());
-  out(`== daily pipeline for ${day}: snapshot → unpack → storage metering → delivery, gc;`);
+  out(
+    `== daily pipeline for ${day}: snapshot → unpack → storage metering → delivery, gc; manifests → audit;`,
+  );
   out('   hourly: request metering and access logs from the front door audit log');
   out("   (gc with a grace period of 0 days, so this workload's overwrites and deletes are collected today;");
   out('    the default is 2 days: pipeline.jobs.gc.graceDays)');
@@ -122,6 +124,14 @@ async function runDailyPipeline(
         runs.some((r) => r.job === 'request-metering' && r.partitionKey === hour && r.state === 'succeeded')
       )
         await printRequestTable(rt, hour);
+      const audit = runs.find((r) => r.job === 'audit' && r.state === 'succeeded');
+      if (audit?.report) {
+        const c = audit.report.counters;
+        out(
+          `   audit: ${c.recordsChecked ?? 0} records, ${c.copiesChecked ?? 0} copies checked against the nodes' listings, ` +
+            `${c.deepHashed ?? 0} re-hashed on their nodes; ${audit.verdict === 'ok' ? 'no problems' : 'problems: `remora audit show --date ' + day + '`'}`,
+        );
+      }
       if (runs.some((r) => r.job === 'storage-metering' && r.state === 'succeeded'))
         await printUsageTable(rt, day);
       else out('   storage metering did not succeed: see `remora runs` and `remora run show <id>`');

@@ -11,6 +11,9 @@ import { unpackJob } from './unpack/unpack.job.js';
 import { purgeOptionsFrom, tombstonePurgeJob } from './tombstone-purge/tombstone-purge.job.js';
 import { requestMeteringJob, requestMeteringOptionsFrom } from './request-metering/request-metering.job.js';
 import { accessLogsJob } from './access-logs/access-logs.job.js';
+import { manifestsJob } from './manifests/manifests.job.js';
+import { auditJob, auditOptionsFrom } from './audit/audit.job.js';
+import { DEFAULT_PARTITIONS } from '../dumps/partition.js';
 import type { RemoraConfig } from '../config/config.js';
 import type { MetadataTier } from '../metadata/metadata-tier.js';
 import type { Coordinator } from '../pipeline/coordinator.js';
@@ -29,6 +32,8 @@ export function defaultJobs(s: PipelineSettings): JobDefinition[] {
     computeMeteringJob(computeOptionsFrom(s)),
     requestMeteringJob(requestMeteringOptionsFrom(s)),
     accessLogsJob(requestMeteringOptionsFrom(s)),
+    manifestsJob({ partitions: s.partitions === 'auto' ? DEFAULT_PARTITIONS : s.partitions }),
+    auditJob(auditOptionsFrom(s)),
   ];
 }
 

@@ -10,6 +10,7 @@ import { registerRebalanceCommands } from '../cli/rebalance.commands.js';
 import { registerPipelineCommands } from '../cli/pipeline.commands.js';
 import { registerGcCommands } from '../cli/gc.commands.js';
 import { registerMeteringCommands } from '../cli/metering.commands.js';
+import { registerAuditCommands } from '../cli/audit.commands.js';
 
 const program = new Command();
 program
@@ -29,6 +30,7 @@ const registrations: Array<(p: Command) => void> = [
   registerPipelineCommands,
   registerGcCommands,
   registerMeteringCommands,
+  registerAuditCommands,
 ];
 
 for (const register of registrations) register(program);

@@ -25,6 +25,7 @@ import {
   tombstoneFileRequestPath,
 } from './storage-paths.js';
 import type { TombstoneDayUsage } from './tombstone-handlers.js';
+import { MD5_PREFIX } from './storage-handlers.js';
 
 export type { TombstoneDayUsage };
 
@@ -115,6 +116,27 @@ export class StorageClient {
     if (res.statusCode !== 200) throw errorWithoutBody(nodeUrl, res);
     const md5 = headerOf(res, 'content-md5');
     return { contentLength: Number(res.headers['content-length'] ?? 0), ...(md5 ? { md5 } : {}) };
+  }
+
+  /**
+   * The MD5 (base64) and size of a copy, computed by the node from its disk (`GET
+   * /md5/<owner>/<objectId>`): the bytes never cross the network. Undefined when the node has none.
+   */
+  async md5(
+    nodeUrl: string,
+    owner: string,
+    objectId: string,
+  ): Promise<{ md5: string; bytes: number } | undefined> {
+    const { res } = await this.send(nodeUrl, 'GET', `${MD5_PREFIX}${copyRequestPath(owner, objectId)}`, {});
+    if (res.statusCode !== 200) {
+      const err = await errorFrom(nodeUrl, res);
+      if (err.code === 'ObjectNotFound') return undefined;
+      throw err;
+    }
+    const body = (await jsonBody(nodeUrl, res)) as { md5?: unknown; bytes?: unknown };
+    if (typeof body.md5 !== 'string' || !Number.isSafeInteger(body.bytes))
+      throw malformedAnswer(nodeUrl, 'an MD5 answer without {md5,bytes}');
+    return { md5: body.md5, bytes: body.bytes as number };
   }
 
   /** MOVE a copy to `/tombstone/<day>/<objectId>` on the same node. 'absent' when it was not there. */

@@ -19,6 +19,7 @@ import {
   copyFile,
   type CopyPath,
   invalidPath,
+  parseCopyTarget,
   parseTombstoneDestination,
   TEMP_DIR,
   tombstoneFile,
@@ -204,6 +205,53 @@ export async function handleMove(
   ctx.md5.delete(src);
   res.writeHead(204);
   res.end();
+}
+
+/**
+ * Where a copy's MD5 is computed on the node itself (deep audit, docs/audit.md): `GET
+ * /md5/<owner>/<objectId>` → `{"md5":"<base64>","bytes":N}`, 404 when the node has no such copy.
+ * The file is read from disk every time (never the MD5 cache: the point is to find bytes that
+ * changed under the node), so only the answer crosses the network, not the copy. Credentialed
+ * (it costs the node a read of the whole file); the caller paces it (ByteThrottle per node).
+ */
+export const MD5_PREFIX = '/md5';
+
+export function isMd5Target(target: string): boolean {
+  return target === MD5_PREFIX || target.startsWith(`${MD5_PREFIX}/`);
+}
+
+/** `/md5/<owner>/<objectId>` → the copy; anything else under /md5 is InvalidPath. */
+export function parseMd5Target(target: string): CopyPath {
+  return parseCopyTarget(target.slice(MD5_PREFIX.length));
+}
+
+/** The MD5 (base64, as Content-MD5) and size of a copy as it is on disk now. */
+export async function handleMd5(
+  ctx: HandlerContext,
+  res: http.ServerResponse,
+  copy: CopyPath,
+): Promise<void> {
+  const file = copyFile(ctx.root, copy);
+  let fh: fs.promises.FileHandle;
+  try {
+    fh = await fs.promises.open(file, 'r');
+  } catch (err) {
+    throw notFoundOr(err, copy);
+  }
+  const hash = createHash('md5');
+  let bytes = 0;
+  try {
+    if (!(await fh.stat()).isFile()) throw notFound(copy);
+    for await (const chunk of fh.createReadStream({ autoClose: false, highWaterMark: 1 << 20 })) {
+      hash.update(chunk as Buffer);
+      bytes += (chunk as Buffer).length;
+    }
+  } finally {
+    await fh.close();
+  }
+  const body = JSON.stringify({ md5: hash.digest('base64'), bytes });
+  res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+  res.end(body);
 }
 
 /** The manifest (MANTA-REFERENCE §2.4), streamed. An error mid-walk cuts the connection. */

@@ -7,6 +7,7 @@
  *   HEAD /<owner>/<objectId>      size, and the MD5 when this node wrote the copy (see md5-cache.ts)
  *   MOVE /<owner>/<objectId>      with `Destination: /tombstone/YYYY-MM-DD/<objectId>` (204)
  *   GET  /manifest                the node's listing (MANTA-REFERENCE §2.4)
+ *   GET  /md5/<owner>/<objectId>  the copy's MD5 computed from disk on the node (deep audit)
  *   /tombstone…                   list, purge a day, restore a copy (tombstone-handlers.ts)
  *
  * Every request but a GET or HEAD of a copy (so PUT, MOVE, any other method, and the manifest)
@@ -32,7 +33,10 @@ import {
   durableFileOps,
   handleGet,
   handleManifest,
+  handleMd5,
   handleMove,
+  isMd5Target,
+  parseMd5Target,
   handlePut,
   type HandlerContext,
 } from './storage-handlers.js';
@@ -148,6 +152,12 @@ async function route(
     // would need to aim a MOVE. Only jobs read it, and they carry the credential.
     if (manifest || !READ_METHODS.has(method))
       auth.check(req.headers.authorization, manifest ? 'the manifest' : method || '?');
+    // Hashing a copy costs the node a read of the whole file: credentialed, like the manifest.
+    if (isMd5Target(target)) {
+      auth.check(req.headers.authorization, 'hashing a copy');
+      if (method !== 'GET') throw methodNotAllowed(method, 'GET');
+      return await handleMd5(ctx, res, parseMd5Target(target));
+    }
     if (manifest) {
       if (method !== 'GET') throw methodNotAllowed(method, 'GET');
       return await handleManifest(ctx, res);
