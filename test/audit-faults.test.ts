@@ -16,7 +16,8 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { SeededRandom } from '../src/core/clock.js';
-import { dayOf } from '../src/core/days.js';
+import { addDays, dayOf } from '../src/core/days.js';
+import { ERROR_CATALOG } from '../src/core/errors.js';
 import { defaultJobs } from '../src/jobs/catalog.js';
 import { readAuditDay, readProblems } from '../src/jobs/audit/audit.show.js';
 import type { Problem } from '../src/jobs/audit/audit.rules.js';
@@ -31,6 +32,7 @@ import { DEFAULT_SPEC } from '../src/workload/generator.js';
 import type { Deployment } from '../src/deployment/deployment.js';
 import { startTestDeployment } from './helpers/deployment.js';
 import { FAST } from './helpers/pipeline.js';
+import { CliProcess } from './helpers/pipeline-cli.js';
 
 interface Copy {
   objectId: string;
@@ -231,6 +233,40 @@ test(
       assert.equal(audit.report!.events['error:corrupt-copy']?.count, expectedCorrupt.size);
       for (const p of problems.filter((x) => x.kind === 'corrupt'))
         assert.notEqual(p.expectedMd5, p.actualMd5);
+
+      // `remora audit show` as a process: the same list, as JSON and as a table; its bad inputs.
+      fs.writeFileSync(
+        path.join(d.config.stateDir, 'config.json'),
+        JSON.stringify({
+          postgres: { url: d.config.postgres.url, databasePrefix: d.config.postgres.databasePrefix },
+        }),
+      );
+      const env = Object.fromEntries(
+        Object.entries(process.env).filter(([k]) => !k.startsWith('REMORA_') || k === 'REMORA_TEST_PG_URL'),
+      );
+      const remora = (...args: string[]) =>
+        new CliProcess(['--state-dir', d.config.stateDir, ...args], env).exited;
+      const asJson = await remora('audit', 'show', '--date', day, '--json');
+      assert.equal(asJson.code, 0, asJson.stderr);
+      const doc = JSON.parse(asJson.stdout) as { verdict: string; problems: number; problemList: Problem[] };
+      assert.equal(doc.verdict, 'degraded');
+      assert.deepEqual(doc.problemList.map(pKey).sort(), problems.map(pKey).sort());
+      const table = await remora('audit', 'show', '--date', day);
+      assert.equal(table.code, 0, table.stderr);
+      assert.match(table.stdout, new RegExp(`audit ${day} \\(run \\d+\\): degraded`));
+      for (const p of problems) assert.ok(table.stdout.includes(p.objectId), p.objectId);
+      const none = await remora('audit', 'show', '--date', addDays(day, -1));
+      assert.equal(none.code, ERROR_CATALOG.UsageError.exit);
+      assert.match(none.stderr, /remora: UsageError: no committed audit for/);
+      const badDay = await remora('audit', 'show', '--date', '2024-13-01');
+      assert.equal(badDay.code, 2);
+      assert.match(badDay.stderr, /--date/);
+      const noDay = await remora('audit', 'show');
+      assert.equal(noDay.code, 2);
+      assert.match(noDay.stderr, /--date/);
+      const help = await remora('audit', 'show', '--help');
+      assert.equal(help.code, 0);
+      assert.match(help.stdout, /--date <day>/);
     } finally {
       await cleanup();
     }
