@@ -1,11 +1,15 @@
 /**
- * `remora audit show`: the audit of a day as an operator reads it (docs/audit.md "Operator
- * procedure"). Thin: the work is in src/jobs/audit/ (audit.show.ts) and src/jobs/cruft/.
+ * `remora audit show` and `remora cruft plan | run`: the audit of a day and the cruft of a day
+ * as an operator reads and runs them (docs/audit.md "Operator procedure"). Thin: the work is in
+ * src/jobs/audit/ (audit.show.ts) and src/jobs/cruft/ (cruft.service.ts).
  */
 import type { Command } from 'commander';
 import { clockFromEnv } from '../core/clock.js';
 import { dayOf } from '../core/days.js';
-import { withMetadata, withObjectStore } from '../deployment/context.js';
+import { readInternalToken, withMetadata, withObjectStore } from '../deployment/context.js';
+import { formatBytes } from '../deployment/summary.js';
+import { withDailyPipeline } from '../jobs/catalog.js';
+import { cruftDay, type CruftDay } from '../jobs/cruft/cruft.service.js';
 import { readAuditDay, readProblems } from '../jobs/audit/audit.show.js';
 import { action, configFrom, parsePastDay, printTable } from './cli-support.js';
 
@@ -55,7 +59,92 @@ async function show(o: { date: string }, cmd: Command): Promise<void> {
   );
 }
 
+function printCruft(p: CruftDay): void {
+  const c: Record<string, number | undefined> = p.report.counters;
+  out(
+    `cruft ${p.dryRun ? 'plan' : 'run'} for ${p.day}${p.dryRun ? ': nothing was moved' : ''}` +
+      (p.cutoffSeconds !== undefined
+        ? `; files older than ${new Date(p.cutoffSeconds * 1000).toISOString()}`
+        : '') +
+      ` (earliest snapshot − ${p.options.marginMs / 86_400_000} days, pipeline.jobs.cruft.marginDays)`,
+  );
+  out(
+    `  ${c.recordsScanned ?? 0} files listed, ${c.filesOldEnough ?? 0} old enough, ${c.candidates ?? 0} referenced by no ` +
+      `record of the snapshots; ${c.refusedReferencedNow ?? 0} refused by the live re-check; ${c.cruftFiles ?? 0} cruft ` +
+      `(${formatBytes(c.cruftBytes ?? 0)})` +
+      (p.dryRun
+        ? ''
+        : `; ${c.copiesTombstoned ?? 0} moved to tombstone, ${c.copiesAlreadyGone ?? 0} already gone`),
+  );
+  const nodes = Object.keys(c)
+    .filter((k) => k.startsWith('cruftFiles.'))
+    .map((k) => k.slice('cruftFiles.'.length))
+    .sort();
+  if (nodes.length > 0)
+    printTable(
+      nodes.map((n) => ({
+        '': ' ',
+        node: n,
+        files: c[`cruftFiles.${n}`] ?? 0,
+        bytes: formatBytes(c[`cruftBytes.${n}`] ?? 0),
+        ...(p.dryRun ? {} : { moved: c[`copiesTombstoned.${n}`] ?? 0 }),
+      })),
+    );
+  for (const e of Object.values(p.report.events).filter((x) => x.examples.length > 0)) {
+    out(`  ${e.kind} (${e.severity}, ${e.count}):`);
+    for (const x of e.examples) out(`    ${JSON.stringify(x)}`);
+  }
+  out(`  candidates: ${p.planPrefix}`);
+}
+
+async function cruft(o: { date: string }, cmd: Command, dryRun: boolean): Promise<void> {
+  const clock = clockFromEnv(process.env);
+  const day = parsePastDay(o.date, '--date', dayOf(clock.now()));
+  const config = configFrom(cmd);
+  const token = readInternalToken(config);
+  await withObjectStore(config, (store) =>
+    withMetadata(config, (tier) =>
+      withDailyPipeline(
+        config,
+        tier,
+        { log: () => {}, store, clock, worker: false, ...(token ? { internalToken: token } : {}) },
+        async (rt) => {
+          const ac = new AbortController();
+          const stop = () => ac.abort();
+          process.once('SIGINT', stop);
+          try {
+            const p = await cruftDay(rt, day, { dryRun, signal: ac.signal });
+            if (json(cmd)) out(JSON.stringify(p, null, 2));
+            else printCruft(p);
+          } finally {
+            process.off('SIGINT', stop);
+          }
+        },
+      ),
+    ),
+  );
+}
+
 export function registerAuditCommands(program: Command): void {
+  const c = program
+    .command('cruft')
+    .description(
+      'files on the storage nodes that no record references (older than the earliest snapshot minus a margin), ' +
+        're-checked against live metadata, moved to tombstone (docs/audit.md "Cruft")',
+    );
+  c.command('plan')
+    .description(
+      "what cruft would move for a day's snapshots and listings: the live re-check runs, nothing moves",
+    )
+    .requiredOption('--date <day>', 'pipeline day YYYY-MM-DD whose unpacks and manifests cruft reads')
+    .action(action((o: { date: string }, cmd: Command) => cruft(o, cmd, true)));
+  c.command('run')
+    .description(
+      'find cruft as plan does, then move every confirmed file to tombstone on its node (restorable: remora gc restore)',
+    )
+    .requiredOption('--date <day>', 'pipeline day YYYY-MM-DD whose unpacks and manifests cruft reads')
+    .action(action((o: { date: string }, cmd: Command) => cruft(o, cmd, false)));
+
   const audit = program
     .command('audit')
     .description(

@@ -98,6 +98,14 @@ export const JOB_SPECIFIC_SETTINGS = {
     /** Deep audit: bytes hashed per second on each storage node (default 32 MiB/s). */
     deepBytesPerSecondPerNode: z.number().positive().optional(),
   }),
+  cruft: jobSettingsSchema.extend({
+    /** Files newer than the earliest snapshot minus this many days are never cruft (mola's tooNewSeconds, 2 days). */
+    marginDays: z.number().min(0).optional(),
+    /** Files moved to tombstone per second on each storage node (default GC's). */
+    objectsPerSecondPerNode: z.number().positive().optional(),
+    /** Bytes of files moved to tombstone per second on each node (default GC's). */
+    bytesPerSecondPerNode: z.number().positive().optional(),
+  }),
 } satisfies Record<string, typeof jobSettingsSchema>;
 
 /** The `pipeline.jobs` schema for a set of job-specific entries (exported for tests). */

@@ -14,6 +14,7 @@ import { accessLogsJob } from './access-logs/access-logs.job.js';
 import { manifestsJob } from './manifests/manifests.job.js';
 import { auditJob, auditOptionsFrom } from './audit/audit.job.js';
 import { DEFAULT_PARTITIONS } from '../dumps/partition.js';
+import { cruftJob, cruftOptionsFrom } from './cruft/cruft.job.js';
 import type { RemoraConfig } from '../config/config.js';
 import type { MetadataTier } from '../metadata/metadata-tier.js';
 import type { Coordinator } from '../pipeline/coordinator.js';
@@ -34,6 +35,8 @@ export function defaultJobs(s: PipelineSettings): JobDefinition[] {
     accessLogsJob(requestMeteringOptionsFrom(s)),
     manifestsJob({ partitions: s.partitions === 'auto' ? DEFAULT_PARTITIONS : s.partitions }),
     auditJob(auditOptionsFrom(s)),
+    // Cruft is on demand (`remora cruft plan|run`); daily only when switched on explicitly.
+    ...(s.jobs.cruft?.enabled === true ? [cruftJob(cruftOptionsFrom(s))] : []),
   ];
 }
 

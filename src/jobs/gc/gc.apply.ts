@@ -194,7 +194,7 @@ function hasNode(copies: readonly CopyRef[], node: string): boolean {
 }
 
 /** Move one copy to tombstone; false when it is left for the next run. */
-async function moveCopy(c: CopyRef, bytes: number, deps: GcApplyDeps): Promise<boolean> {
+export async function moveCopy(c: CopyRef, bytes: number, deps: GcApplyDeps): Promise<boolean> {
   const r = deps.report;
   const url = deps.nodeUrl(c.node);
   if (!url) {

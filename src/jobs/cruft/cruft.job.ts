@@ -1,0 +1,204 @@
+/**
+ * The `cruft` job (docs/audit.md "Cruft"): files on the nodes that nothing references, found
+ * from the day's unpacks (`manta`, `manta_delete_log` of every index shard) and listings (the
+ * manifests job), re-checked against live metadata, moved to tombstone through GC's path.
+ * On demand (`remora cruft plan|run`, cruft.service.ts), and daily only when configured
+ * (`pipeline.jobs.cruft.enabled: true`): the original never ran it from cron
+ * (mola docs/system-crons.md), and an operator should see a plan before the first run.
+ *
+ *   split   like with like (the same inputs as audit), the cutoff (earliest snapshot − margin),
+ *           one task per partition group
+ *   task    scan (cruft.scan.ts) → write the candidates under the attempt's prefix → re-check
+ *           and move (cruft.apply.ts); with `dryRun` the re-check runs and nothing moves
+ *   commit  the tasks' plan files and counts
+ */
+import { z } from 'zod';
+import { DAY_MS, dayOf } from '../../core/days.js';
+import { PartitionInputs, type PartitionGroup, type UnpackRef } from '../../dumps/partition-inputs.js';
+import {
+  outputType,
+  requireStorage,
+  upstreamOf,
+  type JobDefinition,
+  type TaskContext,
+} from '../../pipeline/job.js';
+import type { PipelineSettings } from '../../pipeline/settings.js';
+import { ByteThrottle } from '../../storage/throttle.js';
+import { checkLikeWithLike } from '../audit/audit.rules.js';
+import { manifestsOutput } from '../manifests/manifests.job.js';
+import { unpackOutput } from '../unpack/unpack.job.js';
+import { DEFAULT_GC_OPTIONS } from '../gc/gc.job.js';
+import { applyCruft } from './cruft.apply.js';
+import { cruftCutoffSeconds, DEFAULT_CRUFT_MARGIN_DAYS } from './cruft.rules.js';
+import { scanCruft } from './cruft.scan.js';
+
+export interface CruftJobOptions {
+  marginMs: number;
+  objectsPerSecondPerNode: number;
+  bytesPerSecondPerNode: number;
+}
+
+/** Defaults: mola's 2-day margin; GC's pace of moves per node (the same MOVE). */
+export const DEFAULT_CRUFT_OPTIONS: CruftJobOptions = {
+  marginMs: DEFAULT_CRUFT_MARGIN_DAYS * DAY_MS,
+  objectsPerSecondPerNode: DEFAULT_GC_OPTIONS.objectsPerSecondPerNode,
+  bytesPerSecondPerNode: DEFAULT_GC_OPTIONS.bytesPerSecondPerNode,
+};
+
+/** Cruft's options from `pipeline.jobs.cruft` (src/config/config.ts JOB_SPECIFIC_SETTINGS). */
+export function cruftOptionsFrom(s: Pick<PipelineSettings, 'jobs'>): CruftJobOptions {
+  const c = s.jobs.cruft ?? {};
+  return {
+    marginMs: c.marginDays !== undefined ? c.marginDays * DAY_MS : DEFAULT_CRUFT_OPTIONS.marginMs,
+    objectsPerSecondPerNode: c.objectsPerSecondPerNode ?? DEFAULT_CRUFT_OPTIONS.objectsPerSecondPerNode,
+    bytesPerSecondPerNode: c.bytesPerSecondPerNode ?? DEFAULT_CRUFT_OPTIONS.bytesPerSecondPerNode,
+  };
+}
+
+export interface CruftTaskParams extends PartitionGroup {
+  sources: UnpackRef[];
+  listings: UnpackRef[];
+  earliestSnapshotMs: number;
+  cutoffSeconds: number;
+  dryRun?: boolean;
+}
+
+interface TaskOutput {
+  plan: string;
+  candidates: number;
+  confirmed: number;
+}
+
+export const cruftOutput = outputType(
+  'cruft',
+  z.object({
+    plans: z.array(z.string()),
+    dryRun: z.boolean(),
+    cutoffSeconds: z.number(),
+    candidates: z.number(),
+    confirmed: z.number(),
+  }),
+);
+export type CruftOutput = ReturnType<typeof cruftOutput.parse>;
+
+type Throttles = Map<string, { objects: ByteThrottle; bytes: ByteThrottle }>;
+
+async function runGroup(ctx: TaskContext<CruftTaskParams>, o: CruftJobOptions, throttles: Throttles) {
+  const { sources, listings, cutoffSeconds, dryRun, group, groups } = ctx.task.params;
+  const { store, duck, tier, nodes, clock } = ctx.services;
+  const r = ctx.report;
+  const inputs = await PartitionInputs.open(store, [...sources, ...listings]);
+  const scanned = r.phase('scan');
+  const scan = await inputs.withGroup(
+    { group, groups },
+    ['manta', 'manta_delete_log', 'mako'],
+    ({ files }) =>
+      duck.run((conn) =>
+        scanCruft(
+          conn,
+          { manta: files.manta!, deleteLog: files.manta_delete_log!, mako: files.mako! },
+          cutoffSeconds,
+        ),
+      ),
+    r,
+  );
+  scanned();
+  r.count('recordsScanned', scan.files)
+    .count('filesOldEnough', scan.old)
+    .count('candidates', scan.candidates.length);
+  r.count('skippedTooNew', scan.files - scan.old);
+  // The plan first, under this attempt's prefix: what was found is on record before anything moves.
+  const plan = `${ctx.outputPrefix}candidates.ndjson`;
+  await store.put(plan, scan.candidates.map((c) => `${JSON.stringify(c)}\n`).join(''));
+  const applied = r.phase(dryRun ? 'recheck' : 'apply');
+  if (!dryRun && scan.candidates.length > 0) await nodes.refresh();
+  const confirmed = await applyCruft(scan.candidates, {
+    tier,
+    storage: dryRun
+      ? { tombstone: () => Promise.reject(new Error('a plan moves nothing')) }
+      : requireStorage(ctx.services),
+    nodeUrl: (id) => nodes.url(id),
+    throttle: (node) => {
+      let t = throttles.get(node);
+      if (!t)
+        throttles.set(
+          node,
+          (t = {
+            objects: new ByteThrottle({ bytesPerSecond: o.objectsPerSecondPerNode }),
+            bytes: new ByteThrottle({ bytesPerSecond: o.bytesPerSecondPerNode }),
+          }),
+        );
+      return t;
+    },
+    day: dayOf(clock.now()),
+    report: r,
+    signal: ctx.signal,
+    ...(dryRun ? { dryRun } : {}),
+  });
+  for (const c of confirmed.slice(0, 5)) r.event('cruft', 'info', c);
+  applied();
+  const output: TaskOutput = { plan, candidates: scan.candidates.length, confirmed: confirmed.length };
+  return { report: r.finish(), output };
+}
+
+export function cruftJob(
+  o: CruftJobOptions = DEFAULT_CRUFT_OPTIONS,
+): JobDefinition<CruftTaskParams, TaskOutput, CruftOutput> {
+  const throttles: Throttles = new Map();
+  return {
+    name: 'cruft',
+    description: 'files on the nodes no record references, re-checked, moved to tombstone',
+    partition: 'day',
+    inputs: { upstream: ['unpack', 'manifests'] },
+    deadlineMs: 24 * 3_600_000,
+    maxAttempts: 3,
+    taskTimeoutMs: 6 * 3_600_000,
+    output: cruftOutput,
+    split: async (ctx) => {
+      const index = new Set(ctx.services.config.shards.filter((s) => s.role === 'index').map((s) => s.name));
+      const sources = upstreamOf(ctx.upstream, unpackOutput)
+        .map((u) => u.output)
+        .filter((s) => index.has(s.source));
+      const listings = upstreamOf(ctx.upstream, manifestsOutput).map((u) => u.output);
+      const snaps = (await PartitionInputs.open(ctx.services.store, sources)).manifests;
+      if (snaps.length === 0 || listings.length === 0) return [];
+      checkLikeWithLike(
+        ctx.partition.day,
+        snaps.map((m) => ({ shard: m.source, snapshotTime: m.snapshotTime })),
+        listings.map((l) => ({ node: l.source, startedAt: l.startedAt })),
+      );
+      const earliestSnapshotMs = Math.min(...snaps.map((m) => Date.parse(m.snapshotTime)));
+      const cutoffSeconds = cruftCutoffSeconds(earliestSnapshotMs, o.marginMs);
+      const refs = (xs: UnpackRef[]) =>
+        xs.map(({ source, day, runId, partitions, manifestPath }) => ({
+          source,
+          day,
+          runId,
+          partitions,
+          manifestPath,
+        }));
+      const all = await PartitionInputs.open(ctx.services.store, [...sources, ...listings]);
+      return all.tasks(['manta', 'manta_delete_log', 'mako']).map((t) => ({
+        key: t.key,
+        params: {
+          ...t.params,
+          sources: refs(sources),
+          listings: refs(listings),
+          earliestSnapshotMs,
+          cutoffSeconds,
+        },
+      }));
+    },
+    runTask: (ctx) => runGroup(ctx, o, throttles),
+    commit: (ctx) =>
+      Promise.resolve({
+        output: {
+          plans: ctx.tasks.map((t) => t.output.plan),
+          dryRun: ctx.tasks.some((t) => t.params.dryRun === true),
+          cutoffSeconds: ctx.tasks[0]?.params.cutoffSeconds ?? 0,
+          candidates: ctx.tasks.reduce((a, t) => a + t.output.candidates, 0),
+          confirmed: ctx.tasks.reduce((a, t) => a + t.output.confirmed, 0),
+        },
+      }),
+  };
+}

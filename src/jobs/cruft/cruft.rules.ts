@@ -1,0 +1,31 @@
+/**
+ * Cruft's rules (DESIGN.md invariant 4; MANTA-REFERENCE §3.4; docs/audit.md "Cruft"):
+ *
+ *   old           a file is a candidate only if its mtime is before the earliest snapshot of the
+ *                 index shards read minus a margin (mola's `filterTimestamp =
+ *                 floor(earliestMorayDump/1000) - tooNewSeconds`, default 2 days, `-x`): a file
+ *                 newer than that may be an upload whose record is not in any snapshot yet
+ *                 ("time 1" objects: on mako, not yet in moray)
+ *   unreferenced  no `manta` row of type object and no `manta_delete_log` row of any index shard
+ *                 names its objectId (mola lib/cruft_row_transformer.js: both tables, every shard)
+ *   ignored       tombstone paths, temp directories and non-UUID owners (src/dumps/mako.ts drops
+ *                 them at ingest, as the original's map did)
+ *   re-checked    before it moves, every candidate's objectId is looked up in live metadata on
+ *                 every index shard, both tables, in batches (bin/cruft_verify_and_link.js,
+ *                 MAX_OBJECTS_TO_CHECK 100); a hit refuses that candidate (the original stopped
+ *                 the whole job: here the others go on, and the refusal is counted with an example)
+ *   moved         to `/manta/tombstone/<day>/<objectId>` on its node through GC's path
+ *                 (gc.apply.ts moveCopy), so the tombstone retention applies; never deleted
+ */
+import { DAY_MS } from '../../core/days.js';
+
+/** mola's default `tooNewSeconds`: 2 days. */
+export const DEFAULT_CRUFT_MARGIN_DAYS = 2;
+
+/** Files with an mtime (epoch seconds) strictly before this are old enough to be cruft. */
+export function cruftCutoffSeconds(
+  earliestSnapshotMs: number,
+  marginMs: number = DEFAULT_CRUFT_MARGIN_DAYS * DAY_MS,
+): number {
+  return Math.floor(earliestSnapshotMs / 1000) - Math.floor(marginMs / 1000);
+}

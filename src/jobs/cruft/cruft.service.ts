@@ -1,0 +1,109 @@
+/**
+ * `remora cruft plan | run --date D`: cruft over a day's committed unpacks and listings, in
+ * process (as `remora gc plan`, gc.dry-run.ts): the cruft job's own `split` and `runTask` for
+ * every partition group. `plan` re-checks and moves nothing; `run` moves the confirmed files to
+ * tombstone. No pipeline run is recorded either way (a daily cruft run, when configured, is the
+ * pipeline's); the candidates of every task are written under CRUFT_ROOT/YYYY/MM/DD/<instant>/.
+ */
+import { RemoraError } from '../../core/errors.js';
+import { mergeReports, ReportBuilder, type RunReport } from '../../core/run-report.js';
+import type { UpstreamOutput } from '../../pipeline/job.js';
+import { dayPartition, type Partition } from '../../pipeline/partitions.js';
+import { readPointer } from '../../pipeline/runs.repository.js';
+import type { PipelineRuntime } from '../../pipeline/runtime.js';
+import { cruftJob, cruftOptionsFrom, type CruftJobOptions } from './cruft.job.js';
+
+/** The original's job root (mola bin/kick_off_cruft.js: `/poseidon/stor/manta_cruft`). */
+export const CRUFT_ROOT = '/poseidon/stor/manta_cruft';
+
+export interface CruftDay {
+  day: string;
+  dryRun: boolean;
+  options: CruftJobOptions;
+  /** Files with an mtime before this (epoch seconds) were judged. */
+  cutoffSeconds?: number;
+  tasks: number;
+  report: RunReport;
+  /** Where the candidates (one NDJSON per partition group) were written. */
+  planPrefix: string;
+}
+
+async function committed(
+  rt: PipelineRuntime,
+  job: string,
+  p: Partition,
+  what: string,
+): Promise<UpstreamOutput> {
+  const ptr = await readPointer(rt.control, job, p.key);
+  const rerun = `(\`remora pipeline run --date ${p.day}\`, or \`remora rerun ${job} --date ${p.day}\`)`;
+  if (!ptr)
+    throw new RemoraError(
+      'UsageError',
+      `no committed ${job} of ${what} for ${p.day}: cruft reads it; run it first ${rerun}`,
+    );
+  if (ptr.verdict === 'invalid')
+    throw new RemoraError(
+      'UsageError',
+      `the ${job} of ${what} for ${p.day} is invalid: cruft refuses it ${rerun}`,
+    );
+  return { job, partition: p, runId: ptr.runId, verdict: ptr.verdict, output: ptr.output };
+}
+
+export async function cruftDay(
+  rt: PipelineRuntime,
+  day: string,
+  o: { dryRun: boolean; signal?: AbortSignal },
+): Promise<CruftDay> {
+  const { services } = rt;
+  const options = cruftOptionsFrom(rt.settings);
+  const job = cruftJob(options);
+  const upstream: UpstreamOutput[] = [];
+  for (const s of services.config.shards.filter((x) => x.role === 'index'))
+    upstream.push(
+      await committed(
+        rt,
+        'unpack',
+        { kind: 'day-shard', key: `${day}/shard=${s.name}`, day, shard: s.name },
+        s.name,
+      ),
+    );
+  for (const n of services.config.storage.nodes)
+    upstream.push(
+      await committed(
+        rt,
+        'manifests',
+        { kind: 'day-node', key: `${day}/node=${n.id}`, day, node: n.id },
+        n.id,
+      ),
+    );
+  const plan = { services, partition: dayPartition(day), runId: 0, upstream };
+  const tasks = await job.split(plan);
+  const at = new Date(services.clock.now()).toISOString().replace(/[:.]/g, '-');
+  const planPrefix = `${CRUFT_ROOT}/${o.dryRun ? 'plans' : 'runs'}/${day.replaceAll('-', '/')}/${at}/`;
+  const reports: RunReport[] = [];
+  const ac = new AbortController();
+  o.signal?.addEventListener('abort', () => ac.abort());
+  for (const t of tasks) {
+    if (ac.signal.aborted)
+      throw new RemoraError('WorkerShutdown', `cruft ${o.dryRun ? 'plan' : 'run'} interrupted`);
+    const r = await job.runTask({
+      ...plan,
+      task: { key: t.key, params: { ...t.params!, dryRun: o.dryRun } },
+      attemptId: 0,
+      outputPrefix: `${planPrefix}${t.key}/`,
+      signal: ac.signal,
+      report: new ReportBuilder({ thresholds: rt.settings.thresholds }),
+    });
+    reports.push(r.report);
+  }
+  const cutoff = tasks[0]?.params?.cutoffSeconds;
+  return {
+    day,
+    dryRun: o.dryRun,
+    options,
+    ...(cutoff !== undefined ? { cutoffSeconds: cutoff } : {}),
+    tasks: tasks.length,
+    report: mergeReports(reports, { thresholds: rt.settings.thresholds }),
+    planPrefix,
+  };
+}
