@@ -1,11 +1,12 @@
 /**
  * Cruft's rules (DESIGN.md invariant 4; MANTA-REFERENCE §3.4; docs/audit.md "Cruft"):
  *
- *   old           a file is a candidate only if its mtime is before the earliest snapshot of the
- *                 index shards read minus a margin (mola's `filterTimestamp =
- *                 floor(earliestMorayDump/1000) - tooNewSeconds`, default 2 days, `-x`): a file
- *                 newer than that may be an upload whose record is not in any snapshot yet
- *                 ("time 1" objects: on mako, not yet in moray)
+ *   old           a file is a candidate only if its mtime (whole seconds) is at or before the
+ *                 earliest snapshot of the index shards read minus a margin (mola's
+ *                 `filterTimestamp = floor(earliestMorayDump/1000) - tooNewSeconds`, default 2
+ *                 days, `-x`; rows with `mtime > filterTimestamp` were dropped, so the boundary
+ *                 second is kept as in the original): a file newer than that may be an upload
+ *                 whose record is not in any snapshot yet ("time 1": on mako, not yet in moray)
  *   unreferenced  no `manta` row of type object and no `manta_delete_log` row of any index shard
  *                 names its objectId (mola lib/cruft_row_transformer.js: both tables, every shard)
  *   ignored       tombstone paths, temp directories and non-UUID owners (src/dumps/mako.ts drops
@@ -22,7 +23,7 @@ import { DAY_MS } from '../../core/days.js';
 /** mola's default `tooNewSeconds`: 2 days. */
 export const DEFAULT_CRUFT_MARGIN_DAYS = 2;
 
-/** Files with an mtime (epoch seconds) strictly before this are old enough to be cruft. */
+/** Files with an mtime (epoch seconds) at or before this are old enough to be cruft. */
 export function cruftCutoffSeconds(
   earliestSnapshotMs: number,
   marginMs: number = DEFAULT_CRUFT_MARGIN_DAYS * DAY_MS,

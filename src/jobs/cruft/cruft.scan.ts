@@ -47,7 +47,7 @@ export async function scanCruft(
   // live re-check guards every candidate.
   const referenced = refs.length > 0 ? refs.join(' UNION ALL ') : 'SELECT NULL::VARCHAR AS oid WHERE false';
   const sql = `WITH f AS (SELECT lower(objectId) AS oid, manta_storage_id AS node, owner, bytes, mtime FROM ${parquet(files.mako)}),
-      old AS (SELECT * FROM f WHERE mtime < ${Math.floor(cutoffSeconds)}),
+      old AS (SELECT * FROM f WHERE mtime <= ${Math.floor(cutoffSeconds)}),
       ref AS (${referenced}),
       c AS (SELECT * FROM old ANTI JOIN ref ON ref.oid = old.oid)
     SELECT (SELECT count(*) FROM f), (SELECT count(*) FROM old),
