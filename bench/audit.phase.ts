@@ -1,0 +1,82 @@
+/**
+ * The timed audit (or cruft scan) of the audit benchmark, in its own process so its peak RSS
+ * (Node + DuckDB) is its own. Runs the job's own `split` and `runTask` for every partition group
+ * (`concurrency` at a time, as a worker would) over chunks already in `<workDir>/objects`: the
+ * shards' unpacks and the nodes' ingested listings. Audit without the deep sample (no nodes
+ * here: hashing is measured in audit.bench.ts); cruft as a plan, its re-check answered from
+ * memory ("no reference"), so what is timed is the scan. Prints one JSON line.
+ *
+ *   tsx bench/audit.phase.ts <workDir> <concurrency> audit|cruft
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { systemClock, systemRandom } from '../src/core/clock.js';
+import { mergeReports } from '../src/core/run-report.js';
+import type { RemoraConfig } from '../src/config/config.js';
+import { DuckPool } from '../src/dumps/duckdb.js';
+import type { UnpackRef } from '../src/dumps/partition-inputs.js';
+import { auditJob } from '../src/jobs/audit/audit.job.js';
+import { cruftJob } from '../src/jobs/cruft/cruft.job.js';
+import type { ManifestsOutput } from '../src/jobs/manifests/manifests.job.js';
+import type { MetadataTier } from '../src/metadata/metadata-tier.js';
+import { LocalObjectStore } from '../src/objectstore/object-store.js';
+import type { JobDefinition, PipelineServices } from '../src/pipeline/job.js';
+import { NodeDirectory } from '../src/storage/node-directory.js';
+import { benchPlan, runTasks } from './drive-job.js';
+
+const [workDir, conc, which] = process.argv.slice(2) as [string, string, 'audit' | 'cruft'];
+const read = <T>(f: string) => JSON.parse(fs.readFileSync(path.join(workDir, f), 'utf8')) as T;
+const sources = read<UnpackRef[]>('sources.json');
+const listings = read<ManifestsOutput[]>('listings.json');
+const shards = read<RemoraConfig['shards']>('shards.json');
+const day = sources[0]!.day;
+const store = new LocalObjectStore(path.join(workDir, 'objects'));
+const tier = {
+  findByObjectIds: (ids: string[]) => Promise.resolve(new Map(ids.map((id) => [id, []]))),
+  indexShards: [],
+} as unknown as MetadataTier;
+const services: PipelineServices = {
+  config: { shards } as RemoraConfig,
+  tier,
+  store,
+  duck: new DuckPool(),
+  nodes: await NodeDirectory.load([], { storageRecords: () => Promise.resolve([]) }),
+  storage: undefined,
+  clock: systemClock,
+  random: systemRandom,
+  log: () => {},
+};
+const plan = benchPlan(services, day, sources);
+plan.upstream.push(
+  ...listings.map((output, i) => ({
+    job: 'manifests',
+    partition: { kind: 'day-node' as const, key: `${day}/node=${output.source}`, day, node: output.source },
+    runId: 200 + i,
+    verdict: 'ok' as const,
+    output,
+  })),
+);
+const job = (
+  which === 'audit' ? auditJob({ deepCycleDays: 0, deepBytesPerSecondPerNode: 1 }) : cruftJob()
+) as JobDefinition;
+const cpu0 = process.cpuUsage();
+const t0 = process.hrtime.bigint();
+const specs = await job.split(plan);
+const done = await runTasks(job, plan, specs, Number(conc), (p) =>
+  which === 'cruft' ? { ...(p as object), dryRun: true } : p,
+);
+const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+const cpu = process.cpuUsage(cpu0);
+const report = mergeReports(done.map((d) => d.report));
+await services.duck.close();
+process.stdout.write(
+  `${JSON.stringify({
+    counters: report.counters,
+    verdict: report.verdict,
+    tasks: specs.length,
+    seconds,
+    cpuSeconds: (cpu.user + cpu.system) / 1e6,
+    phasesMs: report.durations,
+    maxRssMB: process.resourceUsage().maxRSS / 1024,
+  })}\n`,
+);
