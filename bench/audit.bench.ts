@@ -129,10 +129,14 @@ async function build(n: number, dir: string): Promise<Built> {
         ).join(''),
       );
       strays += nStrays;
-      const lines = readline.createInterface({ input: fs.createReadStream(file), crlfDelay: Infinity });
+      // Created on the first line asked for: a reader made before the ingest opens DuckDB would
+      // let every line go by with nobody listening (storage-client.ts strictLines).
+      async function* lines() {
+        yield* readline.createInterface({ input: fs.createReadStream(file), crlfDelay: Infinity });
+      }
       const r = await ingestMakoListing(
         store,
-        { storageId: node.id, startedAt, lines },
+        { storageId: node.id, startedAt, lines: lines() },
         { partitions: LISTING_PARTITIONS, upload: false },
       );
       fs.rmSync(file);

@@ -18,10 +18,8 @@ import path from 'node:path';
 import { SeededRandom } from '../src/core/clock.js';
 import { addDays, dayOf } from '../src/core/days.js';
 import { ERROR_CATALOG } from '../src/core/errors.js';
-import { defaultJobs } from '../src/jobs/catalog.js';
 import { readAuditDay, readProblems } from '../src/jobs/audit/audit.show.js';
 import type { Problem } from '../src/jobs/audit/audit.rules.js';
-import { snapshotJob } from '../src/jobs/snapshot/snapshot.job.js';
 import { MANTA_BUCKET } from '../src/metadata/buckets.js';
 import { listAll } from '../src/metadata/moray.repository.js';
 import type { MantaObjectValue, MantaValue } from '../src/metadata/types.js';
@@ -31,8 +29,7 @@ import { runWorkload } from '../src/workload/driver.js';
 import { DEFAULT_SPEC } from '../src/workload/generator.js';
 import type { Deployment } from '../src/deployment/deployment.js';
 import { startTestDeployment } from './helpers/deployment.js';
-import { FAST } from './helpers/pipeline.js';
-import { CliProcess } from './helpers/pipeline-cli.js';
+import { cliOf, jobsWithAfterSnapshots, PATIENT } from './helpers/audit-world.js';
 
 interface Copy {
   objectId: string;
@@ -143,38 +140,24 @@ test(
 
       // After every shard's snapshot, before any listing: more writes, and faults on them.
       const late: Copy[] = [];
-      let snapshots = 0;
-      const shards = d.config.shards.length;
-      const jobs = (s: Parameters<typeof defaultJobs>[0]) =>
-        defaultJobs(s).map((j) =>
-          j.name !== 'snapshot'
-            ? j
-            : {
-                ...snapshotJob,
-                runTask: async (ctx: Parameters<typeof snapshotJob.runTask>[0]) => {
-                  const r = await snapshotJob.runTask(ctx);
-                  if (++snapshots === shards) {
-                    await runWorkload(
-                      d.tier,
-                      d.frontdoorUrl,
-                      { ...DEFAULT_SPEC, seed: 14, objects: 20, maxObjectBytes: 8 * 1024, accounts: 1 },
-                      { accountPrefix: 'late' },
-                    );
-                    const known = new Set(copies.map((c) => `${c.objectId}@${c.node}`));
-                    late.push(
-                      ...copiesOf(await liveObjects(d)).filter(
-                        (c) => c.bytes > 0 && !known.has(`${c.objectId}@${c.node}`),
-                      ),
-                    );
-                    for (const c of late.slice(0, 3)) fs.rmSync(fileOf(d, c));
-                    for (const c of late.slice(3, 5)) flipByte(fileOf(d, c), rnd);
-                  }
-                  return r;
-                },
-              },
+      const jobs = jobsWithAfterSnapshots(d.config.shards.length, async () => {
+        await runWorkload(
+          d.tier,
+          d.frontdoorUrl,
+          { ...DEFAULT_SPEC, seed: 14, objects: 20, maxObjectBytes: 8 * 1024, accounts: 1 },
+          { accountPrefix: 'late' },
         );
+        const known = new Set(copies.map((c) => `${c.objectId}@${c.node}`));
+        late.push(
+          ...copiesOf(await liveObjects(d)).filter(
+            (c) => c.bytes > 0 && !known.has(`${c.objectId}@${c.node}`),
+          ),
+        );
+        for (const c of late.slice(0, 3)) fs.rmSync(fileOf(d, c));
+        for (const c of late.slice(3, 5)) flipByte(fileOf(d, c), rnd);
+      });
       const day = dayOf(Date.now());
-      const settings = { ...FAST, jobs: { audit: { enabled: true, deepCycleDays: 1 } } };
+      const settings = { ...PATIENT, jobs: { audit: { enabled: true, deepCycleDays: 1 } } };
       const runs = await withPipelineSession(
         d.config,
         d.tier,
@@ -235,17 +218,7 @@ test(
         assert.notEqual(p.expectedMd5, p.actualMd5);
 
       // `remora audit show` as a process: the same list, as JSON and as a table; its bad inputs.
-      fs.writeFileSync(
-        path.join(d.config.stateDir, 'config.json'),
-        JSON.stringify({
-          postgres: { url: d.config.postgres.url, databasePrefix: d.config.postgres.databasePrefix },
-        }),
-      );
-      const env = Object.fromEntries(
-        Object.entries(process.env).filter(([k]) => !k.startsWith('REMORA_') || k === 'REMORA_TEST_PG_URL'),
-      );
-      const remora = (...args: string[]) =>
-        new CliProcess(['--state-dir', d.config.stateDir, ...args], env).exited;
+      const remora = cliOf(d.config);
       const asJson = await remora('audit', 'show', '--date', day, '--json');
       assert.equal(asJson.code, 0, asJson.stderr);
       const doc = JSON.parse(asJson.stdout) as { verdict: string; problems: number; problemList: Problem[] };

@@ -20,8 +20,6 @@ import { SeededRandom } from '../src/core/clock.js';
 import { addDays, DAY_MS, dayOf } from '../src/core/days.js';
 import { ERROR_CATALOG } from '../src/core/errors.js';
 import type { Deployment } from '../src/deployment/deployment.js';
-import { defaultJobs } from '../src/jobs/catalog.js';
-import { snapshotJob } from '../src/jobs/snapshot/snapshot.job.js';
 import { DELETE_LOG_BUCKET, MANTA_BUCKET } from '../src/metadata/buckets.js';
 import { listAll } from '../src/metadata/moray.repository.js';
 import type { MantaObjectValue, MantaValue } from '../src/metadata/types.js';
@@ -30,8 +28,7 @@ import { withPipelineSession } from '../src/pipeline/session.js';
 import { runWorkload } from '../src/workload/driver.js';
 import { DEFAULT_SPEC } from '../src/workload/generator.js';
 import { startTestDeployment } from './helpers/deployment.js';
-import { FAST } from './helpers/pipeline.js';
-import { CliProcess } from './helpers/pipeline-cli.js';
+import { cliOf, jobsWithAfterSnapshots, PATIENT } from './helpers/audit-world.js';
 
 /** Every UUID file on every node: `node/dir/oid`; tombstoned `node/oid`. */
 function onDisk(d: Deployment) {
@@ -111,38 +108,24 @@ test(
         `${crypto.randomUUID()}.partial`,
       );
       writeFile(tempFile, 300, old);
-
-      let snapshots = 0;
-      const jobs = (s: Parameters<typeof defaultJobs>[0]) =>
-        defaultJobs(s).map((j) =>
-          j.name !== 'snapshot'
-            ? j
-            : {
-                ...snapshotJob,
-                runTask: async (ctx: Parameters<typeof snapshotJob.runTask>[0]) => {
-                  const r = await snapshotJob.runTask(ctx);
-                  if (++snapshots === d.config.shards.length) {
-                    // After every snapshot: a record now names the raced stray (a link, say).
-                    const oid = raced.split('/')[2]!;
-                    const key = `/${owner}/stor/raced-${oid}`;
-                    await d.tier.putObject(MANTA_BUCKET.name, key, {
-                      ...live[0]!,
-                      key,
-                      name: `raced-${oid}`,
-                      dirname: `/${owner}/stor`,
-                      objectId: oid,
-                      sharks: [{ datacenter: 'dc1', manta_storage_id: raced.split('/')[0]! }],
-                    });
-                  }
-                  return r;
-                },
-              },
-        );
+      const jobs = jobsWithAfterSnapshots(d.config.shards.length, async () => {
+        // After every snapshot: a record now names the raced stray (a link, say).
+        const oid = raced.split('/')[2]!;
+        const key = `/${owner}/stor/raced-${oid}`;
+        await d.tier.putObject(MANTA_BUCKET.name, key, {
+          ...live[0]!,
+          key,
+          name: `raced-${oid}`,
+          dirname: `/${owner}/stor`,
+          objectId: oid,
+          sharks: [{ datacenter: 'dc1', manta_storage_id: raced.split('/')[0]! }],
+        });
+      });
       const day = dayOf(now);
       const runs = await withPipelineSession(
         d.config,
         d.tier,
-        { jobs, settings: FAST, log: () => {}, internalToken: d.internalToken },
+        { jobs, settings: PATIENT, log: () => {}, internalToken: d.internalToken },
         async (rt, c) => {
           await scheduleDay(rt, day, 'test');
           return driveDays(rt, c, [day], { timeoutMs: 240_000 });
@@ -153,17 +136,7 @@ test(
         runs.map((r) => `${r.job} ${r.state} ${r.error ?? ''}`).join('\n'),
       );
 
-      fs.writeFileSync(
-        path.join(d.config.stateDir, 'config.json'),
-        JSON.stringify({
-          postgres: { url: d.config.postgres.url, databasePrefix: d.config.postgres.databasePrefix },
-        }),
-      );
-      const env = Object.fromEntries(
-        Object.entries(process.env).filter(([k]) => !k.startsWith('REMORA_') || k === 'REMORA_TEST_PG_URL'),
-      );
-      const remora = (...args: string[]) =>
-        new CliProcess(['--state-dir', d.config.stateDir, ...args], env).exited;
+      const remora = cliOf(d.config);
 
       const before = onDisk(d);
       const planned = await remora('cruft', 'plan', '--date', day, '--json');

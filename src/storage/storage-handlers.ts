@@ -141,12 +141,7 @@ export async function handleGet(
   copy: CopyPath,
 ): Promise<void> {
   const file = copyFile(ctx.root, copy);
-  let fh: fs.promises.FileHandle;
-  try {
-    fh = await fs.promises.open(file, 'r');
-  } catch (err) {
-    throw notFoundOr(err, copy);
-  }
+  const fh = await openCopy(file, copy);
   let streaming = false;
   try {
     const st = await fh.stat();
@@ -231,13 +226,7 @@ export async function handleMd5(
   res: http.ServerResponse,
   copy: CopyPath,
 ): Promise<void> {
-  const file = copyFile(ctx.root, copy);
-  let fh: fs.promises.FileHandle;
-  try {
-    fh = await fs.promises.open(file, 'r');
-  } catch (err) {
-    throw notFoundOr(err, copy);
-  }
+  const fh = await openCopy(copyFile(ctx.root, copy), copy);
   const hash = createHash('md5');
   let bytes = 0;
   try {
@@ -274,6 +263,15 @@ export async function handleManifest(ctx: HandlerContext, res: http.ServerRespon
     if (buf) yield buf;
   }
   await pipeline(Readable.from(chunks()), res);
+}
+
+/** Open a copy for reading; ObjectNotFound when the node has none. */
+async function openCopy(file: string, copy: CopyPath): Promise<fs.promises.FileHandle> {
+  try {
+    return await fs.promises.open(file, 'r');
+  } catch (err) {
+    throw notFoundOr(err, copy);
+  }
 }
 
 function notFound(copy: CopyPath): RemoraError {

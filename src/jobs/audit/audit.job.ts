@@ -17,13 +17,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
 import { PartitionInputs, type PartitionGroup, type UnpackRef } from '../../dumps/partition-inputs.js';
-import { outputType, upstreamOf, type JobDefinition, type TaskContext } from '../../pipeline/job.js';
+import { outputType, type JobDefinition, type TaskContext } from '../../pipeline/job.js';
 import type { PipelineSettings } from '../../pipeline/settings.js';
 import { ByteThrottle } from '../../storage/throttle.js';
-import { manifestsOutput } from '../manifests/manifests.job.js';
-import { unpackOutput } from '../unpack/unpack.job.js';
 import { deepAudit } from './audit.deep.js';
-import { checkLikeWithLike, DEFAULT_DEEP_CYCLE_DAYS, deepSlot } from './audit.rules.js';
+import { DEFAULT_DEEP_CYCLE_DAYS, deepSlot } from './audit.rules.js';
+import { dayInputs } from './audit.inputs.js';
 import { auditGroup } from './audit.scan.js';
 
 export interface AuditJobOptions {
@@ -200,34 +199,12 @@ export function auditJob(
     taskTimeoutMs: 6 * 3_600_000,
     output: auditOutput,
     split: async (ctx) => {
-      const index = new Set(ctx.services.config.shards.filter((s) => s.role === 'index').map((s) => s.name));
-      const sources = upstreamOf(ctx.upstream, unpackOutput)
-        .map((u) => u.output)
-        .filter((s) => index.has(s.source));
-      const listings = upstreamOf(ctx.upstream, manifestsOutput).map((u) => u.output);
-      const inputs = await PartitionInputs.open(ctx.services.store, sources);
-      const times = {
-        snapshots: inputs.manifests.map((m) => ({ shard: m.source, snapshotTime: m.snapshotTime })),
-        listings: listings.map((l) => ({ node: l.source, startedAt: l.startedAt })),
-      };
-      checkLikeWithLike(ctx.partition.day, times.snapshots, times.listings);
-      const all = await PartitionInputs.open(ctx.services.store, [...sources, ...listings]);
+      const { sources, listings, times, all } = await dayInputs(ctx);
       const cycle = o.deepCycleDays;
       const slot = cycle > 0 ? deepSlot(ctx.partition.day, cycle) : 0;
-      const refs = (xs: UnpackRef[]) =>
-        xs.map(({ source, day, runId, partitions, manifestPath }) => ({
-          source,
-          day,
-          runId,
-          partitions,
-          manifestPath,
-        }));
       return all
         .tasks(['manta', 'mako'])
-        .map((t) => ({
-          key: t.key,
-          params: { ...t.params, sources: refs(sources), listings: refs(listings), cycle, slot, times },
-        }));
+        .map((t) => ({ key: t.key, params: { ...t.params, sources, listings, cycle, slot, times } }));
     },
     runTask: (ctx) => runGroup(ctx, o, throttles),
     commit: (ctx) => {

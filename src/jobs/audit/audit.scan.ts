@@ -12,7 +12,8 @@ import type { DuckDBConnection } from '@duckdb/node-api';
 import { sqlString } from '../../dumps/duckdb.js';
 import { UPLOADS_KEY_SQL_RE } from './audit.rules.js';
 
-const parquet = (files: readonly string[]) =>
+/** One DuckDB scan over a set of chunk files (columns added in later chunk schemas read as NULL). */
+export const parquet = (files: readonly string[]) =>
   `read_parquet([${files.map(sqlString).join(', ')}], union_by_name = true)`;
 
 export interface SampledCopy {

@@ -15,18 +15,10 @@
 import { z } from 'zod';
 import { DAY_MS, dayOf } from '../../core/days.js';
 import { PartitionInputs, type PartitionGroup, type UnpackRef } from '../../dumps/partition-inputs.js';
-import {
-  outputType,
-  requireStorage,
-  upstreamOf,
-  type JobDefinition,
-  type TaskContext,
-} from '../../pipeline/job.js';
+import { outputType, requireStorage, type JobDefinition, type TaskContext } from '../../pipeline/job.js';
 import type { PipelineSettings } from '../../pipeline/settings.js';
 import { ByteThrottle } from '../../storage/throttle.js';
-import { checkLikeWithLike } from '../audit/audit.rules.js';
-import { manifestsOutput } from '../manifests/manifests.job.js';
-import { unpackOutput } from '../unpack/unpack.job.js';
+import { dayInputs } from '../audit/audit.inputs.js';
 import { DEFAULT_GC_OPTIONS } from '../gc/gc.job.js';
 import { applyCruft } from './cruft.apply.js';
 import { cruftCutoffSeconds, DEFAULT_CRUFT_MARGIN_DAYS } from './cruft.rules.js';
@@ -155,38 +147,13 @@ export function cruftJob(
     taskTimeoutMs: 6 * 3_600_000,
     output: cruftOutput,
     split: async (ctx) => {
-      const index = new Set(ctx.services.config.shards.filter((s) => s.role === 'index').map((s) => s.name));
-      const sources = upstreamOf(ctx.upstream, unpackOutput)
-        .map((u) => u.output)
-        .filter((s) => index.has(s.source));
-      const listings = upstreamOf(ctx.upstream, manifestsOutput).map((u) => u.output);
-      const snaps = (await PartitionInputs.open(ctx.services.store, sources)).manifests;
-      if (snaps.length === 0 || listings.length === 0) return [];
-      checkLikeWithLike(
-        ctx.partition.day,
-        snaps.map((m) => ({ shard: m.source, snapshotTime: m.snapshotTime })),
-        listings.map((l) => ({ node: l.source, startedAt: l.startedAt })),
-      );
-      const earliestSnapshotMs = Math.min(...snaps.map((m) => Date.parse(m.snapshotTime)));
+      const { sources, listings, times, all } = await dayInputs(ctx);
+      if (times.snapshots.length === 0 || listings.length === 0) return [];
+      const earliestSnapshotMs = Math.min(...times.snapshots.map((m) => Date.parse(m.snapshotTime)));
       const cutoffSeconds = cruftCutoffSeconds(earliestSnapshotMs, o.marginMs);
-      const refs = (xs: UnpackRef[]) =>
-        xs.map(({ source, day, runId, partitions, manifestPath }) => ({
-          source,
-          day,
-          runId,
-          partitions,
-          manifestPath,
-        }));
-      const all = await PartitionInputs.open(ctx.services.store, [...sources, ...listings]);
       return all.tasks(['manta', 'manta_delete_log', 'mako']).map((t) => ({
         key: t.key,
-        params: {
-          ...t.params,
-          sources: refs(sources),
-          listings: refs(listings),
-          earliestSnapshotMs,
-          cutoffSeconds,
-        },
+        params: { ...t.params, sources, listings, earliestSnapshotMs, cutoffSeconds },
       }));
     },
     runTask: (ctx) => runGroup(ctx, o, throttles),

@@ -5,10 +5,7 @@
  * are in the same group of every source (src/dumps/partition-inputs.ts).
  */
 import type { DuckDBConnection } from '@duckdb/node-api';
-import { sqlString } from '../../dumps/duckdb.js';
-
-const parquet = (files: readonly string[]) =>
-  `read_parquet([${files.map(sqlString).join(', ')}], union_by_name = true)`;
+import { parquet } from '../audit/audit.scan.js';
 
 export interface CruftCandidate {
   objectId: string;
