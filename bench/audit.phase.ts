@@ -17,7 +17,7 @@ import { DuckPool } from '../src/dumps/duckdb.js';
 import type { UnpackRef } from '../src/dumps/partition-inputs.js';
 import { auditJob } from '../src/jobs/audit/audit.job.js';
 import { cruftJob } from '../src/jobs/cruft/cruft.job.js';
-import type { ManifestsOutput } from '../src/jobs/manifests/manifests.job.js';
+import type { Listing } from '../src/jobs/manifests/manifests.job.js';
 import type { MetadataTier } from '../src/metadata/metadata-tier.js';
 import { LocalObjectStore } from '../src/objectstore/object-store.js';
 import type { JobDefinition, PipelineServices } from '../src/pipeline/job.js';
@@ -27,7 +27,7 @@ import { benchPlan, runTasks } from './drive-job.js';
 const [workDir, conc, which] = process.argv.slice(2) as [string, string, 'audit' | 'cruft'];
 const read = <T>(f: string) => JSON.parse(fs.readFileSync(path.join(workDir, f), 'utf8')) as T;
 const sources = read<UnpackRef[]>('sources.json');
-const listings = read<ManifestsOutput[]>('listings.json');
+const listings = read<Listing[]>('listings.json');
 const shards = read<RemoraConfig['shards']>('shards.json');
 const day = sources[0]!.day;
 const store = new LocalObjectStore(path.join(workDir, 'objects'));
@@ -53,7 +53,7 @@ plan.upstream.push(
     partition: { kind: 'day-node' as const, key: `${day}/node=${output.source}`, day, node: output.source },
     runId: 200 + i,
     verdict: 'ok' as const,
-    output,
+    output: { node: output.source, reached: true, listing: output },
   })),
 );
 const job = (

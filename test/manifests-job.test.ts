@@ -102,11 +102,15 @@ test(
       ...base,
       storage: {
         ...base.storage,
-        nodes: ids.map((id, i) => ({
-          id,
-          datacenter: `dc${(i % 2) + 1}`,
-          url: `http://127.0.0.1:${ports[i]}`,
-        })),
+        nodes: [
+          ...ids.map((id, i) => ({
+            id,
+            datacenter: `dc${(i % 2) + 1}`,
+            url: `http://127.0.0.1:${ports[i]}`,
+          })),
+          // Configured, but neither a url nor a heartbeat record: a warning, nothing to wait for.
+          { id: '4.stor.dc2.remora.local', datacenter: 'dc2' },
+        ],
       },
     };
     const { tier, cleanup } = await openTestTier(config);
@@ -116,7 +120,7 @@ test(
       fs.mkdirSync(path.join(roots[0]!, 'nginx_temp'), { recursive: true });
       fs.writeFileSync(path.join(roots[0]!, 'nginx_temp', 'x'), 'partial');
       const day = dayOf(Date.now());
-      const keys = ids.map((id) => `${day}/node=${id}`);
+      const keys = [...ids, '4.stor.dc2.remora.local'].map((id) => `${day}/node=${id}`);
       await withPipelineSession(
         config,
         tier,
@@ -127,7 +131,7 @@ test(
           log: () => {},
         },
         async (rt, c) => {
-          assert.equal((await scheduleDay(rt, day, 'test')).length, config.shards.length + ids.length);
+          assert.equal((await scheduleDay(rt, day, 'test')).length, config.shards.length + ids.length + 1);
           const runsNow = () => latestRuns(rt.control, 'manifests', keys);
           const until = async (ok: (rs: Awaited<ReturnType<typeof runsNow>>) => boolean) => {
             for (let i = 0; i < 600; i++) {
@@ -140,7 +144,7 @@ test(
               `timed out: ${(await runsNow()).map((r) => `${r.partitionKey} ${r.state}`).join(', ')}`,
             );
           };
-          const first = await until((rs) => rs.filter((r) => r.state === 'succeeded').length === 2);
+          const first = await until((rs) => rs.filter((r) => r.state === 'succeeded').length === 3);
           const dead = first.find((r) => r.partitionKey === keys[2])!;
           assert.equal(dead.state, 'waiting');
           assert.match(
@@ -157,8 +161,8 @@ test(
             ...snaps.map((s) => Date.parse(snapshotOutput.parse(s.output)!.snapshotTime)),
           );
           const store = defaultObjectStore(config.stateDir);
-          for (const r of first.filter((x) => x.state === 'succeeded')) {
-            const o = manifestsOutput.parse(r.output);
+          for (const r of first.filter((x) => x.state === 'succeeded' && x.partitionKey !== keys[3])) {
+            const o = manifestsOutput.parse(r.output).listing!;
             assert.ok(Date.parse(o.startedAt) > latestSnapshot, 'the listing started after every snapshot');
             const m = (await readSourceManifest(store, o.day, o.source))!;
             assert.equal(m.runId, o.runId);
@@ -167,16 +171,24 @@ test(
             const head = (await store.head(makoPath(o.source)))!;
             assert.equal(head.meta['m-mako-dump-time'], o.startedAt);
           }
-          const o1 = manifestsOutput.parse(first.find((r) => r.partitionKey === keys[0])!.output);
+          const o1 = manifestsOutput.parse(first.find((r) => r.partitionKey === keys[0])!.output).listing!;
           assert.deepEqual(
             [o1.files, o1.lines],
             [2, 3],
             'node 1: two copies kept, nginx_temp listed and skipped',
           );
 
+          const unknown = first.find((r) => r.partitionKey === keys[3])!;
+          assert.equal(unknown.verdict, 'degraded');
+          assert.equal(unknown.report!.events['warning:node-address-unknown']?.count, 1);
+          assert.deepEqual(manifestsOutput.parse(unknown.output), {
+            node: '4.stor.dc2.remora.local',
+            reached: false,
+          });
+
           up.push(await start(2));
           const after = await until((rs) => rs.every((r) => r.state === 'succeeded'));
-          assert.equal(after.length, 3);
+          assert.equal(after.length, 4);
         },
       );
     } finally {

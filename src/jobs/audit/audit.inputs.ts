@@ -20,6 +20,8 @@ export interface DayInputs {
   };
   /** Both together: one task per partition group of `tables` (PartitionInputs.tasks). */
   all: PartitionInputs;
+  /** Configured nodes whose address was unknown: no listing (their copies are `no-listing`). */
+  unreached: string[];
 }
 
 const ref = ({ source, day, runId, partitions, manifestPath }: UnpackRef): UnpackRef => ({
@@ -36,7 +38,8 @@ export async function dayInputs(ctx: PlanContext): Promise<DayInputs> {
   const sources = upstreamOf(ctx.upstream, unpackOutput)
     .map((u) => ref(u.output))
     .filter((s) => index.has(s.source));
-  const listed = upstreamOf(ctx.upstream, manifestsOutput).map((u) => u.output);
+  const outputs = upstreamOf(ctx.upstream, manifestsOutput).map((u) => u.output);
+  const listed = outputs.flatMap((o) => (o.listing ? [o.listing] : []));
   const snaps = (await PartitionInputs.open(ctx.services.store, sources)).manifests;
   const times = {
     snapshots: snaps.map((m) => ({ shard: m.source, snapshotTime: m.snapshotTime })),
@@ -45,5 +48,5 @@ export async function dayInputs(ctx: PlanContext): Promise<DayInputs> {
   checkLikeWithLike(ctx.partition.day, times.snapshots, times.listings);
   const listings = listed.map(ref);
   const all = await PartitionInputs.open(ctx.services.store, [...sources, ...listings]);
-  return { sources, listings, times, all };
+  return { sources, listings, times, all, unreached: outputs.filter((o) => !o.reached).map((o) => o.node) };
 }

@@ -11,7 +11,9 @@
  *           snapshots, so they are older than it (DESIGN.md invariant 5; the original got the
  *           same order by searching moray dumps backwards from the earliest mako dump, §3.0);
  *           external "the node answers": a node that is down keeps its own run waiting (and
- *           raises the deadline alert), the other nodes' runs go on.
+ *           raises the deadline alert), the other nodes' runs go on. A configured node with
+ *           no address at all (no url, no heartbeat record) is a warning and an output with
+ *           `reached: false`, as in tombstone-purge: there is nothing to wait for.
  *   task    list → ingest → the source manifest (the ingest's own commit pointer)
  *   commit  the task's output
  */
@@ -22,14 +24,23 @@ import { unpackRefSchema } from '../../dumps/partition-inputs.js';
 import { DEFAULT_PARTITIONS } from '../../dumps/partition.js';
 import { outputType, requireStorage, type ExternalInput, type JobDefinition } from '../../pipeline/job.js';
 
+/** A node's committed listing: the ingest's UnpackRef, the instant the listing started, its counts. */
+export const listingSchema = unpackRefSchema.extend({
+  /** ISO instant the node's listing started (m-mako-dump-time). */
+  startedAt: z.string(),
+  /** Files kept (owner and objectId UUIDs), and every line listed. */
+  files: z.number(),
+  lines: z.number(),
+});
+export type Listing = z.infer<typeof listingSchema>;
+
 export const manifestsOutput = outputType(
   'manifests',
-  unpackRefSchema.extend({
-    /** ISO instant the node's listing started (m-mako-dump-time). */
-    startedAt: z.string(),
-    /** Files kept (owner and objectId UUIDs), and every line listed. */
-    files: z.number(),
-    lines: z.number(),
+  z.object({
+    node: z.string(),
+    /** False when the node's address is unknown (configured, no url, no heartbeat record). */
+    reached: z.boolean(),
+    listing: listingSchema.optional(),
   }),
 );
 export type ManifestsOutput = ReturnType<typeof manifestsOutput.parse>;
@@ -49,7 +60,8 @@ export const nodeAnswers: ExternalInput = {
     const node = partition.node!;
     await services.nodes.refresh();
     const url = services.nodes.url(node);
-    if (!url) return { ready: false, detail: `${node}: address unknown (no url, no heartbeat record)` };
+    // Never heard of (no url, no heartbeat record): nothing to wait for; the task says so.
+    if (!url) return { ready: true };
     // Without the credential the task fails with the reason (requireStorage): no point waiting.
     if (!services.storage) return { ready: true };
     let timer: NodeJS.Timeout | undefined;
@@ -85,10 +97,15 @@ export function manifestsJob(
       const { nodes, store } = ctx.services;
       await nodes.refresh();
       const url = nodes.url(node);
-      if (!url)
-        throw new RemoraError('StorageNodeUnreachable', `storage node ${node}: address unknown`, {
-          details: { node },
+      if (!url) {
+        // As tombstone-purge: a warning, not a failure. The audit then reports this node's
+        // copies as `no-listing` (it cannot say they are missing), so the day shows degraded.
+        ctx.report.event('node-address-unknown', 'warning', {
+          node,
+          why: 'configured, but with no url and no heartbeat record: nothing could be listed',
         });
+        return { report: ctx.report.finish(), output: { node, reached: false } };
+      }
       const storage = requireStorage(ctx.services);
       const listed = ctx.report.phase('list');
       const listing = await storage.manifest(url);
@@ -103,14 +120,18 @@ export function manifestsJob(
       return {
         report: ctx.report.finish(),
         output: {
-          source: m.source,
-          day: m.day,
-          runId: m.runId,
-          partitions: m.partitions,
-          manifestPath: r.manifestPath,
-          startedAt: m.snapshotTime,
-          files,
-          lines,
+          node,
+          reached: true,
+          listing: {
+            source: m.source,
+            day: m.day,
+            runId: m.runId,
+            partitions: m.partitions,
+            manifestPath: r.manifestPath,
+            startedAt: m.snapshotTime,
+            files,
+            lines,
+          },
         },
       };
     },
