@@ -91,6 +91,7 @@ test('run show, then rerun --downstream: the dry run prints exactly what the rer
   assert.equal(dry.code, 0, dry.stderr);
   const planned = dry.stdout.split('\n').filter((l) => l.includes('would run'));
   assert.deepEqual(planned.map((l) => l.trim().split(/\s+/)[0]).sort(), [
+    'audit',
     'gc',
     'storage-metering',
     'unpack',
@@ -104,6 +105,7 @@ test('run show, then rerun --downstream: the dry run prints exactly what the rer
   const after = await f.runs(P);
   const created = after.filter((r) => !before.some((b) => b.id === r.id));
   assert.deepEqual(created.map((r) => `${r.job}:${r.seq}:${r.trigger}:${r.state}`).sort(), [
+    'audit:2:rerun:succeeded',
     'gc:2:rerun:succeeded',
     'storage-metering:2:rerun:succeeded',
     'unpack:2:rerun:succeeded',
