@@ -98,7 +98,16 @@ test(
       });
       const before = await liveObjects(d);
       const copies = copiesOf(before).filter((c) => c.bytes > 0);
-      const deleted = pick(copies, 9, rnd);
+      // One node loses every file (a disk replaced empty), others lose a few.
+      const wiped = [...d.nodes.keys()][rnd.int(d.nodes.size)]!;
+      const deleted = [
+        ...copies.filter((c) => c.node === wiped),
+        ...pick(
+          copies.filter((c) => c.node !== wiped),
+          9,
+          rnd,
+        ),
+      ];
       const corrupted = pick(
         copies.filter((c) => !deleted.includes(c)),
         6,
@@ -190,7 +199,7 @@ test(
       const noListing = problems.filter((p) => p.kind === 'no-listing');
       const c = audit.report!.counters;
       console.log(
-        `audit: ${c.recordsChecked} records, ${c.copiesChecked} copies checked; injected ${deleted.length} deleted ` +
+        `audit: ${c.recordsChecked} records, ${c.copiesChecked} copies checked; injected ${deleted.length} deleted (all of ${wiped}) ` +
           `(${expectedMissing.size} record×copy problems), ${corrupted.length} corrupted; after the snapshot ` +
           `${late.length} new copies, 3 deleted, 2 corrupted; found ${missing.size} missing, ${corrupt.size} corrupt, ` +
           `${noListing.length} no-listing; deep: ${c.deepSampled} sampled, ${c.deepHashed} hashed`,
