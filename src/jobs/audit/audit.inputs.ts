@@ -5,7 +5,8 @@
  */
 import { PartitionInputs, type UnpackRef } from '../../dumps/partition-inputs.js';
 import { upstreamOf, type PlanContext } from '../../pipeline/job.js';
-import { manifestsOutput } from '../manifests/manifests.job.js';
+import { manifestsOutput, type Listing } from '../manifests/manifests.job.js';
+import { readSourceManifest } from '../../dumps/manifest.js';
 import { unpackOutput } from '../unpack/unpack.job.js';
 import { checkLikeWithLike } from './audit.rules.js';
 
@@ -32,6 +33,19 @@ const ref = ({ source, day, runId, partitions, manifestPath }: UnpackRef): Unpac
   manifestPath,
 });
 
+/**
+ * The node's listing as committed now. A manifests attempt declared lost (no heartbeat) is not
+ * stopped: it can finish after its retry and replace the listing the run committed with its own,
+ * equally complete one (the same node, the same day; src/dumps/mako.ts writes the source manifest
+ * last). Audit and cruft read the listing that is there, whose start instant is then checked
+ * like any other (like-with-like below); reading the replaced one would fail with StaleState.
+ */
+async function currentListing(ctx: PlanContext, l: Listing): Promise<Listing> {
+  const m = await readSourceManifest(ctx.services.store, l.day, l.source);
+  if (!m || m.runId === l.runId || m.kind !== 'storage-node') return l;
+  return { ...l, runId: m.runId, partitions: m.partitions, startedAt: m.snapshotTime };
+}
+
 /** The day's inputs from a run's upstream; InputsOutOfOrder when a snapshot is not older than a listing. */
 export async function dayInputs(ctx: PlanContext): Promise<DayInputs> {
   const index = new Set(ctx.services.config.shards.filter((s) => s.role === 'index').map((s) => s.name));
@@ -39,7 +53,9 @@ export async function dayInputs(ctx: PlanContext): Promise<DayInputs> {
     .map((u) => ref(u.output))
     .filter((s) => index.has(s.source));
   const outputs = upstreamOf(ctx.upstream, manifestsOutput).map((u) => u.output);
-  const listed = outputs.flatMap((o) => (o.listing ? [o.listing] : []));
+  const listed = await Promise.all(
+    outputs.flatMap((o) => (o.listing ? [o.listing] : [])).map((l) => currentListing(ctx, l)),
+  );
   const snaps = (await PartitionInputs.open(ctx.services.store, sources)).manifests;
   const times = {
     snapshots: snaps.map((m) => ({ shard: m.source, snapshotTime: m.snapshotTime })),
