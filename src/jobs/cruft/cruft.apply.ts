@@ -28,7 +28,7 @@ const RECHECK_BATCH = 500;
 const MOVES_IN_PARALLEL = 8;
 
 export interface CruftApplyDeps extends Omit<GcApplyDeps, 'tier' | 'dryRun'> {
-  tier: Pick<MetadataTier, 'findByObjectIds' | 'deleteOnShard' | 'indexShards'>;
+  tier: Pick<MetadataTier, 'findByObjectIds' | 'deleteManyOnShard' | 'indexShards'>;
   dryRun?: boolean;
 }
 
