@@ -64,7 +64,7 @@ function printCruft(p: CruftDay): void {
   out(
     `cruft ${p.dryRun ? 'plan' : 'run'} for ${p.day}${p.dryRun ? ': nothing was moved' : ''}` +
       (p.cutoffSeconds !== undefined
-        ? `; files older than ${new Date(p.cutoffSeconds * 1000).toISOString()}`
+        ? `; files modified at or before ${new Date(p.cutoffSeconds * 1000).toISOString()}`
         : '') +
       ` (earliest snapshot − ${p.options.marginMs / 86_400_000} days, pipeline.jobs.cruft.marginDays)`,
   );
