@@ -34,11 +34,12 @@ const ref = ({ source, day, runId, partitions, manifestPath }: UnpackRef): Unpac
 });
 
 /**
- * The node's listing as committed now. A manifests attempt declared lost (no heartbeat) is not
- * stopped: it can finish after its retry and replace the listing the run committed with its own,
- * equally complete one (the same node, the same day; src/dumps/mako.ts writes the source manifest
- * last). Audit and cruft read the listing that is there, whose start instant is then checked
- * like any other (like-with-like below); reading the replaced one would fail with StaleState.
+ * The node's listing as committed now. A manifests attempt declared lost (no heartbeat) is told
+ * to stop through its signal (AttemptLost), but the listing's ingest (src/dumps/mako.ts) does not
+ * watch it: it can finish after its retry and replace the listing the run committed with its own,
+ * equally complete one (the same node, the same day; the source manifest is written last). Audit
+ * and cruft read the listing that is there, whose start instant is then checked like any other
+ * (like-with-like below); reading the replaced one would fail with StaleState.
  */
 async function currentListing(ctx: PlanContext, l: Listing): Promise<Listing> {
   const m = await readSourceManifest(ctx.services.store, l.day, l.source);
