@@ -10,6 +10,8 @@ import { registerRebalanceCommands } from '../cli/rebalance.commands.js';
 import { registerPipelineCommands } from '../cli/pipeline.commands.js';
 import { registerGcCommands } from '../cli/gc.commands.js';
 import { registerMeteringCommands } from '../cli/metering.commands.js';
+import { registerDashboardCommands } from '../cli/dashboard.commands.js';
+import { dashboardAddon, runDashboard } from '../web/dashboard.js';
 
 const program = new Command();
 program
@@ -22,13 +24,14 @@ program
 
 // Registration list: one line per area.
 const registrations: Array<(p: Command) => void> = [
-  registerDeploymentCommands,
+  (p) => registerDeploymentCommands(p, { dashboard: dashboardAddon }),
   registerStorageCommands,
   registerDumpsCommands,
   registerRebalanceCommands,
   registerPipelineCommands,
   registerGcCommands,
   registerMeteringCommands,
+  (p) => registerDashboardCommands(p, runDashboard),
 ];
 
 for (const register of registrations) register(program);

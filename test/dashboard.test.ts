@@ -1,0 +1,227 @@
+/**
+ * `remora dashboard` as a real process against a day of real pipeline runs (snapshot → unpack →
+ * metering, gc, purge on three shards): one shard's live table holds a malformed row (its unpack
+ * is degraded), another shard's stored dump is garbage (its unpack is invalid, so metering and
+ * gc are blocked). Every API answer equals the database; the pages show the same numbers; a
+ * non-loopback bind refuses without the operator token — also to a request on 127.0.0.1.
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { openCliFixture, storeDumps, type CliFixture, type CliProcess } from './helpers/pipeline-cli.js';
+import { backupPath } from '../src/dumps/layout.js';
+import type { RunGrid, RunPage } from '../src/pipeline/views.js';
+import type { NodesView } from '../src/deployment/views/nodes.js';
+import type { GcView } from '../src/deployment/views/gc.js';
+import type { RebalanceView } from '../src/deployment/views/rebalance.js';
+import type { RunRow } from '../src/pipeline/runs.repository.js';
+
+const DAY = '2024-04-01';
+let f: CliFixture;
+let runs: RunRow[];
+
+/** A day of real runs: one degraded unpack, one invalid unpack, downstream of it blocked. */
+before(async () => {
+  f = await openCliFixture();
+  const [s1, s2] = f.tier.indexShards;
+  await s1!.pool.query(
+    `INSERT INTO manta (_key, _value, _etag, _mtime, _vnode, objectid, owner, type, name, dirname)
+     VALUES ('/bad/stor/x', '{not json', 'e', 1, 0, 'bad-object', 'bad', 'object', 'x', '/bad/stor')`,
+  );
+  await storeDumps(f.tier, f.store, [DAY]);
+  const garbage = path.join(f.stateDir, 'objects', backupPath(s2!.name, new Date(`${DAY}T01:00:00Z`)));
+  assert.ok(fs.existsSync(garbage), garbage);
+  fs.writeFileSync(garbage, 'this is not a gzip file');
+  const r = await f.run(['pipeline', 'run', '--date', DAY, '--timeout', '120']);
+  assert.equal(r.code, 1, `a day with an invalid run exits 1\n${r.stderr}`);
+  runs = await f.runs(DAY);
+});
+after(async () => f?.close());
+
+async function startDashboard(args: string[] = []): Promise<{ p: CliProcess; url: string }> {
+  const p = f.start(['dashboard', '--port', '0', ...args], { REMORA_CLOCK_START: `${DAY}T12:00:00Z` });
+  const m = await p.until(
+    'dashboard URL',
+    () => /dashboard (http:\/\/\S+)/.exec(p.stdout) ?? undefined,
+    60_000,
+  );
+  return { p, url: m[1]! };
+}
+
+async function getJson<T>(url: string, headers: Record<string, string> = {}): Promise<T> {
+  const r = await fetch(url, { headers });
+  assert.equal(r.status, 200, `${url}: ${r.status} ${await r.clone().text()}`);
+  return (await r.json()) as T;
+}
+
+test('the day has the verdicts the dashboard must show, made by real means', () => {
+  const unpack = runs.filter((r) => r.job === 'unpack');
+  assert.ok(
+    unpack.some((r) => r.state === 'invalid'),
+    JSON.stringify(unpack.map((r) => r.state)),
+  );
+  assert.ok(
+    unpack.some((r) => r.verdict === 'degraded'),
+    JSON.stringify(unpack.map((r) => r.verdict)),
+  );
+  assert.equal(runs.find((r) => r.job === 'storage-metering')?.state, 'blocked');
+});
+
+test('remora dashboard: /api/runs, /api/runs/<id>, nodes, gc, rebalance equal the database; pages show them; SIGTERM exits 0', async () => {
+  const { p, url } = await startDashboard();
+  assert.match(url, /^http:\/\/127\.0\.0\.1:\d+\/$/);
+  const grid = await getJson<RunGrid>(`${url}api/runs?days=3`);
+  assert.deepEqual(grid.days, [DAY, '2024-03-31', '2024-03-30'], 'newest first, ending today (the clock)');
+  const day = grid.cells[DAY]!;
+  for (const job of new Set(runs.map((r) => r.job))) {
+    const mine = runs.filter((r) => r.job === job);
+    assert.equal(day[job]!.partitions, mine.length, job);
+    assert.equal(
+      day[job]!.processed,
+      mine.reduce((n, r) => n + (r.report?.counters.processed ?? 0), 0),
+      `${job}: processed`,
+    );
+  }
+  assert.equal(day.unpack!.cell, 'invalid', 'worst partition first');
+  assert.equal(day['storage-metering']!.cell, 'blocked');
+  const invalid = runs.find((r) => r.state === 'invalid')!;
+  assert.equal(day.unpack!.runId, invalid.id);
+
+  const filtered = await getJson<RunGrid>(`${url}api/runs?days=1&state=blocked`);
+  assert.deepEqual(Object.keys(filtered.cells[DAY]!).sort(), ['gc', 'storage-metering']);
+  const oneJob = await getJson<RunGrid>(`${url}api/runs?days=1&job=unpack`);
+  assert.deepEqual(oneJob.jobs, ['unpack']);
+
+  // Run page: the blocked metering run links to the invalid unpack it was blocked by.
+  const metering = runs.find((r) => r.job === 'storage-metering')!;
+  const mp = await getJson<RunPage>(`${url}api/runs/${metering.id}`);
+  assert.deepEqual(
+    mp.upstream.map((u) => u.runId),
+    [invalid.id],
+  );
+  assert.equal(mp.rerun.alone, `remora rerun storage-metering --date ${DAY}`);
+  assert.equal(mp.rerun.withDownstream, `remora rerun storage-metering --date ${DAY} --downstream`);
+  const ip = await getJson<RunPage>(`${url}api/runs/${invalid.id}`);
+  assert.deepEqual(ip.run.report?.counters, invalid.report?.counters);
+  assert.ok(ip.events.length > 0 && ip.events[0]!.severity === 'fatal', JSON.stringify(ip.events));
+  // A succeeded unpack read its snapshot: the upstream link is the snapshot run it read.
+  const okUnpack = runs.find((r) => r.job === 'unpack' && r.state === 'succeeded')!;
+  const up = await getJson<RunPage>(`${url}api/runs/${okUnpack.id}`);
+  const snap = runs.find((r) => r.job === 'snapshot' && r.partitionKey === okUnpack.partitionKey)!;
+  assert.deepEqual(
+    up.upstream.map((u) => u.runId),
+    [snap.id],
+  );
+
+  const html = await (await fetch(`${url}runs/${metering.id}`)).text();
+  assert.match(html, new RegExp(`href="/runs/${invalid.id}"`));
+  assert.match(html, /remora rerun storage-metering --date 2024-04-01 --downstream/);
+  const gridHtml = await (await fetch(`${url}runs?days=3`)).text();
+  assert.match(gridHtml, new RegExp(`data-day="${DAY}" data-job="unpack" data-cell="invalid"`));
+  assert.doesNotMatch(gridHtml, /https?:\/\/(?!127\.0\.0\.1)/, 'nothing from another host');
+
+  const nodes = await getJson<NodesView>(`${url}api/nodes`);
+  assert.deepEqual(
+    nodes.datacenters.flatMap((d) => d.nodes.map((n) => n.id)).sort(),
+    f.config.storage.nodes.map((n) => n.id).sort(),
+  );
+  const truth = new Map<string, Set<string>>();
+  for (const shard of f.tier.indexShards) {
+    const r = await shard.pool.query<{ node: string; objectid: string }>(
+      `SELECT sh->>'manta_storage_id' AS node, objectid
+         FROM manta, json_array_elements((_value::json)->'sharks') sh
+        WHERE type = 'object' AND pg_input_is_valid(_value, 'json')`,
+    );
+    for (const row of r.rows) {
+      const set = truth.get(row.node) ?? new Set<string>();
+      truth.set(row.node, set.add(row.objectid));
+    }
+  }
+  assert.ok(truth.size > 0);
+  const all = nodes.datacenters.flatMap((d) => d.nodes);
+  for (const [node, ids] of truth) assert.equal(all.find((x) => x.id === node)!.copies, ids.size, node);
+  assert.ok(
+    all.every((n) => !n.writesEnabled && n.writesDisabledBecause === 'no heartbeat'),
+    'no node beats here: the front door would write to none',
+  );
+  const gc = await getJson<GcView>(`${url}api/gc`);
+  assert.equal(gc.latest, null, 'gc was blocked: nothing committed');
+  const rb = await getJson<RebalanceView>(`${url}api/rebalance`);
+  assert.deepEqual(rb, { jobs: [], job: null });
+  for (const pth of ['nodes', 'gc', 'rebalance', 'audit', 'cruft', 'usage']) {
+    const r = await fetch(`${url}${pth}`);
+    assert.equal(r.status, 200, pth);
+  }
+  assert.match(await (await fetch(`${url}usage`)).text(), /Not yet available/);
+
+  // Input errors: named, with the catalog's status.
+  const bad = await fetch(`${url}api/runs?state=purple`);
+  assert.equal(bad.status, 400);
+  assert.equal(((await bad.json()) as { code: string }).code, 'BadRequest');
+  assert.equal((await fetch(`${url}api/runs/999999`)).status, 404);
+  assert.equal((await fetch(`${url}api/runs`, { method: 'POST' })).status, 405);
+
+  const exit = await p.stop('SIGTERM');
+  assert.equal(exit.code, 0, exit.stderr);
+});
+
+test('a non-loopback bind: refused to start without an operator token; with one, nothing answers without it (127.0.0.1 included)', async () => {
+  const refused = await f.run(['dashboard', '--port', '0', '--bind', '0.0.0.0']);
+  assert.equal(refused.code, 2, refused.stderr);
+  assert.match(refused.stderr, /UsageError: --bind 0\.0\.0\.0 is not a loopback address.*operator token/);
+
+  const token = 'dashboard-test-operator-token-0123456789';
+  fs.writeFileSync(path.join(f.stateDir, 'operator-token'), `${token}\n`, { mode: 0o600 });
+  try {
+    const { p, url } = await startDashboard(['--bind', '0.0.0.0']);
+    const port = new URL(url).port;
+    const local = `http://127.0.0.1:${port}/`;
+    for (const pth of ['api/runs', 'api/nodes', 'api/gc', 'api/rebalance', `api/runs/${runs[0]!.id}`]) {
+      const r = await fetch(`${local}${pth}`);
+      assert.equal(r.status, 401, pth);
+      const wrong = await fetch(`${local}${pth}`, {
+        headers: { Authorization: 'Token wrong-token-wrong-token' },
+      });
+      assert.equal(wrong.status, 401, pth);
+    }
+    for (const pth of ['runs', 'nodes', 'gc', 'rebalance', 'usage', `runs/${runs[0]!.id}`]) {
+      const r = await fetch(`${local}${pth}`, { redirect: 'manual' });
+      assert.equal(r.status, 303, pth);
+      assert.equal(r.headers.get('location'), '/login');
+    }
+    const ok = await getJson<RunGrid>(`${local}api/runs?days=1`, { Authorization: `Token ${token}` });
+    assert.ok(ok.cells[DAY]);
+    // The login form: a wrong token is refused, the right one sets a cookie that opens the pages.
+    const no = await fetch(`${local}login`, {
+      method: 'POST',
+      body: new URLSearchParams({ token: 'nope' }),
+      redirect: 'manual',
+    });
+    assert.equal(no.status, 401);
+    const yes = await fetch(`${local}login`, {
+      method: 'POST',
+      body: new URLSearchParams({ token }),
+      redirect: 'manual',
+    });
+    assert.equal(yes.status, 303);
+    const cookie = yes.headers.get('set-cookie')!.split(';')[0]!;
+    assert.ok(!cookie.includes(token), 'the token itself is not the cookie');
+    const page = await fetch(`${local}runs`, { headers: { cookie } });
+    assert.equal(page.status, 200);
+    assert.match(await page.text(), /data-cell="invalid"/);
+    assert.equal((await p.stop('SIGTERM')).code, 0);
+  } finally {
+    fs.rmSync(path.join(f.stateDir, 'operator-token'));
+  }
+});
+
+test('dashboard --help and bad flags', async () => {
+  const help = await f.run(['dashboard', '--help']);
+  assert.equal(help.code, 0);
+  assert.match(help.stdout, /--bind <addr>/);
+  assert.match(help.stdout, /Authorization: Token/);
+  const port = await f.run(['dashboard', '--port', '70000']);
+  assert.equal(port.code, 2);
+  assert.match(port.stderr, /UsageError: --port: expected an integer from 0 to 65535/);
+});
