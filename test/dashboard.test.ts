@@ -225,3 +225,75 @@ test('dashboard --help and bad flags', async () => {
   assert.equal(port.code, 2);
   assert.match(port.stderr, /UsageError: --port: expected an integer from 0 to 65535/);
 });
+
+test('--json on the listing commands: runs, run show, pipeline run, rerun, backfill, accounts list, snapshot parse, and equal the database', async () => {
+  const clock = { REMORA_CLOCK_START: `${DAY}T12:00:00Z` };
+  const grid = await f.run(['--json', 'runs', '--days', '2'], clock);
+  assert.equal(grid.code, 0, grid.stderr);
+  const g = JSON.parse(grid.stdout) as RunGrid;
+  assert.deepEqual(g.days, [DAY, '2024-03-31']);
+  assert.equal(g.cells[DAY]!.unpack!.cell, 'invalid');
+  assert.equal(g.cells[DAY]!.snapshot!.partitions, runs.filter((r) => r.job === 'snapshot').length);
+  const blocked = JSON.parse(
+    (await f.run(['--json', 'runs', '--days', '1', '--state', 'blocked'], clock)).stdout,
+  ) as RunGrid;
+  assert.deepEqual(Object.keys(blocked.cells[DAY]!).sort(), ['gc', 'storage-metering']);
+  const badState = await f.run(['--json', 'runs', '--state', 'purple']);
+  assert.equal(badState.code, 2);
+  assert.match(badState.stderr, /UsageError: --state: expected one of/);
+
+  const metering = runs.find((r) => r.job === 'storage-metering')!;
+  const show = await f.run(['--json', 'run', 'show', String(metering.id)]);
+  assert.equal(show.code, 0, show.stderr);
+  const sp = JSON.parse(show.stdout) as RunPage;
+  assert.equal(sp.run.state, 'blocked');
+  assert.deepEqual(
+    sp.upstream.map((u) => u.runId),
+    [runs.find((r) => r.state === 'invalid')!.id],
+  );
+
+  type Line = { id: number; job: string; state: string; verdict: string | null };
+  const pr = await f.run(['--json', 'pipeline', 'run', '--date', DAY, '--timeout', '30']);
+  assert.equal(pr.code, 1, 'the day still has an invalid run');
+  const prj = JSON.parse(pr.stdout) as { days: string[]; runs: Line[] };
+  assert.deepEqual(prj.days, [DAY]);
+  assert.deepEqual(
+    prj.runs.map((r) => `${r.id} ${r.state} ${r.verdict}`).sort(),
+    runs.map((r) => `${r.id} ${r.state} ${r.verdict}`).sort(),
+  );
+
+  const rr = await f.run(['--json', 'rerun', 'storage-metering', '--date', DAY, '--downstream', '--dry-run']);
+  assert.equal(rr.code, 0, rr.stderr);
+  const rrj = JSON.parse(rr.stdout) as {
+    dryRun: boolean;
+    plan: { job: string; action: string }[];
+    runs: Line[];
+  };
+  assert.equal(rrj.dryRun, true);
+  assert.deepEqual(
+    rrj.plan.map((p) => `${p.job} ${p.action}`),
+    ['storage-metering run'],
+  );
+  assert.deepEqual(rrj.runs, []);
+
+  const bf = await f.run(['--json', 'backfill', '--from', DAY, '--to', DAY]);
+  assert.equal(bf.code, 1, 'the day still has an invalid run');
+  const bfj = JSON.parse(bf.stdout) as { backfill: { day: string; created: number }[]; runs: Line[] };
+  assert.deepEqual(bfj.backfill, [{ day: DAY, created: 0 }], 'a day already run is not run again');
+  assert.equal(bfj.runs.length, runs.length);
+
+  const acc = await f.run(['--json', 'accounts', 'list']);
+  assert.equal(acc.code, 0, acc.stderr);
+  const accounts = JSON.parse(acc.stdout) as { login: string; reports: boolean; operator: boolean }[];
+  assert.deepEqual(accounts.map((a) => a.login).sort(), ['alice', 'bob', 'carol']);
+  assert.equal(accounts.find((a) => a.login === 'carol')!.reports, false);
+
+  const snap = await f.run(['--json', 'snapshot', '--shard', f.tier.indexShards[0]!.name]);
+  assert.equal(snap.code, 0, snap.stderr);
+  const sj = JSON.parse(snap.stdout) as { shard: string; tables: Record<string, number>; path: string }[];
+  assert.equal(sj.length, 1);
+  assert.equal(sj[0]!.shard, f.tier.indexShards[0]!.name);
+  const rows = await f.tier.indexShards[0]!.pool.query<{ n: string }>('SELECT count(*) AS n FROM manta');
+  assert.equal(sj[0]!.tables.manta, Number(rows.rows[0]!.n));
+  assert.ok(await f.store.head(sj[0]!.path), 'the dump it names exists');
+});

@@ -9,8 +9,10 @@ import {
   parseNonNegativeInt,
   parsePort,
   parsePositiveInt,
+  printJson,
   printTable,
   usageError,
+  wantsJson,
 } from './cli-support.js';
 import { Deployment, type DeploymentAddon } from '../deployment/deployment.js';
 import {
@@ -132,6 +134,23 @@ export function registerDeploymentCommands(program: Command, extra: DeploymentCo
       action(async (_opts: unknown, cmd: Command) => {
         const config = configFrom(cmd);
         const s = requireDeployment(config);
+        if (wantsJson(cmd)) {
+          await withMetadata(config, async (tier) =>
+            printJson({
+              // The deployment's addresses; never its credentials (postgres URL, operator token).
+              deployment: {
+                pid: s.pid,
+                startedAt: s.startedAt,
+                frontdoorUrl: s.frontdoorUrl,
+                services: s.services ?? {},
+                storageNodes: s.storageNodes,
+              },
+              accounts: await summarizeAccounts(tier),
+              nodes: await summarizeNodes(tier),
+            }),
+          );
+          return;
+        }
         console.log(`deployment pid ${s.pid}, up since ${s.startedAt}\nfront door ${s.frontdoorUrl}`);
         for (const [name, url] of Object.entries(s.services ?? {})) console.log(`${name} ${url}`);
         await withMetadata(config, async (tier) => {
@@ -278,14 +297,14 @@ export function registerDeploymentCommands(program: Command, extra: DeploymentCo
     .action(
       action(async (_o: unknown, cmd: Command) => {
         await withMetadata(configFrom(cmd), async (tier) => {
-          printTable(
-            (await listAccounts(tier)).map((a) => ({
-              login: a.login,
-              uuid: a.uuid,
-              reports: a.reports,
-              operator: a.operator ?? false,
-            })),
-          );
+          const rows = (await listAccounts(tier)).map((a) => ({
+            login: a.login,
+            uuid: a.uuid,
+            reports: a.reports,
+            operator: a.operator ?? false,
+          }));
+          if (wantsJson(cmd)) printJson(rows);
+          else printTable(rows);
         });
       }),
     );
