@@ -9,45 +9,28 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { openCliFixture, storeDumps, type CliFixture, type CliProcess } from './helpers/pipeline-cli.js';
-import { backupPath } from '../src/dumps/layout.js';
 import type { RunGrid, RunPage } from '../src/pipeline/views.js';
 import type { NodesView } from '../src/deployment/views/nodes.js';
 import type { GcView } from '../src/deployment/views/gc.js';
 import type { RebalanceView } from '../src/deployment/views/rebalance.js';
 import type { RunRow } from '../src/pipeline/runs.repository.js';
+import type { CliFixture } from './helpers/pipeline-cli.js';
+import {
+  DASHBOARD_CLOCK,
+  DASHBOARD_DAY as DAY,
+  openDashboardDay,
+  startDashboard as start,
+} from './helpers/dashboard-day.js';
 
-const DAY = '2024-04-01';
 let f: CliFixture;
 let runs: RunRow[];
 
-/** A day of real runs: one degraded unpack, one invalid unpack, downstream of it blocked. */
 before(async () => {
-  f = await openCliFixture();
-  const [s1, s2] = f.tier.indexShards;
-  await s1!.pool.query(
-    `INSERT INTO manta (_key, _value, _etag, _mtime, _vnode, objectid, owner, type, name, dirname)
-     VALUES ('/bad/stor/x', '{not json', 'e', 1, 0, 'bad-object', 'bad', 'object', 'x', '/bad/stor')`,
-  );
-  await storeDumps(f.tier, f.store, [DAY]);
-  const garbage = path.join(f.stateDir, 'objects', backupPath(s2!.name, new Date(`${DAY}T01:00:00Z`)));
-  assert.ok(fs.existsSync(garbage), garbage);
-  fs.writeFileSync(garbage, 'this is not a gzip file');
-  const r = await f.run(['pipeline', 'run', '--date', DAY, '--timeout', '120']);
-  assert.equal(r.code, 1, `a day with an invalid run exits 1\n${r.stderr}`);
-  runs = await f.runs(DAY);
+  ({ f, runs } = await openDashboardDay());
 });
 after(async () => f?.close());
 
-async function startDashboard(args: string[] = []): Promise<{ p: CliProcess; url: string }> {
-  const p = f.start(['dashboard', '--port', '0', ...args], { REMORA_CLOCK_START: `${DAY}T12:00:00Z` });
-  const m = await p.until(
-    'dashboard URL',
-    () => /dashboard (http:\/\/\S+)/.exec(p.stdout) ?? undefined,
-    60_000,
-  );
-  return { p, url: m[1]! };
-}
+const startDashboard = (args: string[] = []) => start(f, args);
 
 async function getJson<T>(url: string, headers: Record<string, string> = {}): Promise<T> {
   const r = await fetch(url, { headers });
@@ -78,9 +61,12 @@ test('remora dashboard: /api/runs, /api/runs/<id>, nodes, gc, rebalance equal th
     const mine = runs.filter((r) => r.job === job);
     assert.equal(day[job]!.partitions, mine.length, job);
     assert.equal(
-      day[job]!.processed,
-      mine.reduce((n, r) => n + (r.report?.counters.processed ?? 0), 0),
-      `${job}: processed`,
+      day[job]!.records,
+      mine.reduce(
+        (n, r) => n + ((r.report?.counters.recordsScanned ?? 0) || (r.report?.counters.processed ?? 0)),
+        0,
+      ),
+      `${job}: records`,
     );
   }
   assert.equal(day.unpack!.cell, 'invalid', 'worst partition first');
@@ -227,7 +213,7 @@ test('dashboard --help and bad flags', async () => {
 });
 
 test('--json on the listing commands: runs, run show, pipeline run, rerun, backfill, accounts list, snapshot parse, and equal the database', async () => {
-  const clock = { REMORA_CLOCK_START: `${DAY}T12:00:00Z` };
+  const clock = DASHBOARD_CLOCK;
   const grid = await f.run(['--json', 'runs', '--days', '2'], clock);
   assert.equal(grid.code, 0, grid.stderr);
   const g = JSON.parse(grid.stdout) as RunGrid;

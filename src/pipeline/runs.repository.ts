@@ -381,7 +381,8 @@ export interface GridRunRow {
   day: string;
   state: RunState;
   verdict: Verdict | null;
-  processed: number;
+  /** The key counter: records scanned, or processed when the job scans none. */
+  records: number;
   malformed: number;
   durationMs: number | null;
 }
@@ -403,12 +404,14 @@ export async function latestGridRows(
     day: string;
     state: RunState;
     verdict: Verdict | null;
+    scanned: string | null;
     processed: string | null;
     malformed: string | null;
     duration_ms: string | null;
   }>(
     `SELECT DISTINCT ON (job, partition_key) id, job, partition_key, to_char(day, 'YYYY-MM-DD') AS day, state,
-       verdict, report->'counters'->>'processed' AS processed, report->'counters'->>'malformed' AS malformed,
+       verdict, report->'counters'->>'recordsScanned' AS scanned, report->'counters'->>'processed' AS processed,
+       report->'counters'->>'malformed' AS malformed,
        (extract(epoch FROM (finished_at - started_at)) * 1000)::bigint AS duration_ms
      FROM ${SCHEMA}.runs WHERE day BETWEEN $1::date AND $2::date AND ($3::text IS NULL OR job = $3)
      ORDER BY job, partition_key, seq DESC`,
@@ -421,7 +424,7 @@ export async function latestGridRows(
     day: x.day,
     state: x.state,
     verdict: x.verdict,
-    processed: Number(x.processed ?? 0),
+    records: Number(x.scanned ?? 0) || Number(x.processed ?? 0),
     malformed: Number(x.malformed ?? 0),
     durationMs: x.duration_ms === null ? null : Number(x.duration_ms),
   }));

@@ -70,8 +70,8 @@ export interface GridCell {
   partitions: number;
   /** Partitions per cell value, e.g. {ok: 5, degraded: 1}. */
   byCell: Record<string, number>;
-  /** The key counter: records processed, summed over the partitions. */
-  processed: number;
+  /** The key counter, summed over the partitions: records scanned (processed when a job scans none). */
+  records: number;
   malformed: number;
   /** The longest partition's run time (null while none finished). */
   durationMs: number | null;
@@ -122,7 +122,7 @@ function toCell(rows: GridRunRow[]): GridCell {
     runId: worst.id,
     partitions: rows.length,
     byCell,
-    processed: rows.reduce((n, r) => n + r.processed, 0),
+    records: rows.reduce((n, r) => n + r.records, 0),
     malformed: rows.reduce((n, r) => n + r.malformed, 0),
     durationMs: anyDuration ? longest : null,
   };

@@ -48,7 +48,7 @@ export function runsPage(g: RunGrid): string {
                   .map(([k, n]) => `${n} ${k}`)
                   .join(', ')}</span>`
               : '';
-          return `<td class="cell c-${c.cell}" data-day="${d}" data-job="${esc(j)}" data-cell="${c.cell}"><a href="/runs/${c.runId}" title="run ${c.runId}"><b>${c.cell}</b>${parts}<br><span data-processed>${num(c.processed)}</span> rec · ${esc(duration(c.durationMs))}</a></td>`;
+          return `<td class="cell c-${c.cell}" data-day="${d}" data-job="${esc(j)}" data-cell="${c.cell}"><a href="/runs/${c.runId}" title="run ${c.runId}"><b>${c.cell}</b>${parts}<br><span data-records>${num(c.records)}</span> rec · ${esc(duration(c.durationMs))}</a></td>`;
         })
         .join('');
       return `<tr><th>${d}</th>${cells}</tr>`;
