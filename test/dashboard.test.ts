@@ -132,7 +132,7 @@ test('remora dashboard: /api/runs, /api/runs/<id>, nodes, gc, rebalance equal th
     'no node beats here: the front door would write to none',
   );
   const gc = await getJson<GcView>(`${url}api/gc`);
-  assert.equal(gc.latest, null, 'gc was blocked: nothing committed');
+  assert.equal(gc.latest, undefined, 'gc was blocked: nothing committed');
   const rb = await getJson<RebalanceView>(`${url}api/rebalance`);
   assert.deepEqual(rb, { jobs: [], job: null });
   for (const pth of ['nodes', 'gc', 'rebalance', 'audit', 'cruft', 'usage']) {

@@ -15,7 +15,6 @@
  * page with the same from the pages.
  */
 import http from 'node:http';
-import type net from 'node:net';
 import { dayOf } from '../core/days.js';
 import { RemoraError, toRemoraError } from '../core/errors.js';
 import { runGrid, runPage as runPageView } from '../pipeline/views.js';
@@ -24,7 +23,7 @@ import { CELL_ORDER } from '../pipeline/views.js';
 import { gcView } from '../deployment/views/gc.js';
 import { nodesView } from '../deployment/views/nodes.js';
 import { rebalanceView } from '../deployment/views/rebalance.js';
-import { listenOn } from '../storage/listen.js';
+import { closerOf, listenOn } from '../storage/listen.js';
 import { CSS, JS } from './assets.js';
 import { DashboardAuth, isLoopbackBind } from './auth.js';
 import {
@@ -131,10 +130,8 @@ const NOT_YET: Record<string, [string, string]> = {
 };
 
 export class DashboardServer {
-  private readonly sockets = new Set<net.Socket>();
-
   private constructor(
-    private readonly server: http.Server,
+    private readonly closer: () => Promise<void>,
     readonly url: string,
   ) {}
 
@@ -147,21 +144,15 @@ export class DashboardServer {
         res.end();
       });
     });
+    const closer = closerOf(server);
     const port = await listenOn(server, o.port, o.bind, 'dashboard', ' (choose another with --port)');
     const host = o.bind.includes(':') ? `[${o.bind}]` : o.bind;
-    const d = new DashboardServer(server, `http://${host}:${port}/`);
-    server.on('connection', (s) => {
-      d.sockets.add(s);
-      s.once('close', () => d.sockets.delete(s));
-    });
-    return d;
+    return new DashboardServer(closer, `http://${host}:${port}/`);
   }
 
+  /** Stop listening and end every connection. */
   close(): Promise<void> {
-    return new Promise((resolve) => {
-      this.server.close(() => resolve());
-      for (const s of this.sockets) s.destroy();
-    });
+    return this.closer();
   }
 }
 

@@ -20,7 +20,8 @@ export interface GcView {
   now: number;
   graceMs: number;
   retentionDays: number;
-  latest: LatestGcRun | null;
+  /** Absent when no gc run committed within the run retention. */
+  latest?: LatestGcRun;
   live: LiveBacklog;
   tombstone: NodeTombstone[];
 }
@@ -29,11 +30,12 @@ export async function gcView(rt: PipelineRuntime): Promise<GcView> {
   const now = rt.services.clock.now();
   const gc = gcOptionsFrom(rt.settings);
   const purge = purgeOptionsFrom(rt.settings);
+  const latest = await latestGcRun(rt, dayOf(now), rt.settings.retentionDays);
   return {
     now,
     graceMs: gc.graceMs,
     retentionDays: purge.retentionDays,
-    latest: (await latestGcRun(rt, dayOf(now), rt.settings.retentionDays)) ?? null,
+    ...(latest ? { latest } : {}),
     live: await liveBacklog(rt.services.tier, now, gc.graceMs),
     tombstone: await tombstoneUsage(rt.services.nodes, rt.services.storage, purge.retentionDays),
   };
