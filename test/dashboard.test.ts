@@ -283,3 +283,30 @@ test('--json on the listing commands: runs, run show, pipeline run, rerun, backf
   assert.equal(sj[0]!.tables.manta, Number(rows.rows[0]!.n));
   assert.ok(await f.store.head(sj[0]!.path), 'the dump it names exists');
 });
+
+test('logs of long-running commands: JSON lines off a terminal, text with REMORA_LOG_FORMAT=text, a bad format refused', async () => {
+  const w = f.start(['worker']);
+  await w.waitForLog(/worker started/);
+  const stopped = await w.stop('SIGTERM');
+  assert.equal(stopped.code, 0, stopped.stderr);
+  const lines = stopped.stderr
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+  assert.ok(lines.length >= 2, stopped.stderr);
+  for (const l of lines) {
+    assert.equal(l.level, 'info');
+    assert.equal(l.pid, w.child.pid);
+    assert.ok(!Number.isNaN(Date.parse(String(l.time))));
+  }
+  assert.deepEqual(
+    lines.map((l) => l.msg).filter((m) => m === 'worker started' || m === 'SIGTERM: stopping'),
+    ['worker started', 'SIGTERM: stopping'],
+  );
+  const t = f.start(['worker'], { REMORA_LOG_FORMAT: 'text' });
+  await t.waitForLog(/^\d{4}-\d\d-\d\dT[\d:.]+Z worker started$/m);
+  assert.equal((await t.stop('SIGTERM')).code, 0);
+  const bad = await f.run(['worker'], { REMORA_LOG_FORMAT: 'yaml' });
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /InvalidConfig: REMORA_LOG_FORMAT: expected "text" or "json", got "yaml"/);
+});

@@ -6,6 +6,7 @@ import type { Command } from 'commander';
 import type { RemoraConfig } from '../config/config.js';
 import { action, configFrom, parsePort } from './cli-support.js';
 import { untilStopSignal } from './pipeline.commands.js';
+import { initLog, log } from './log.js';
 
 export const DEFAULT_DASHBOARD_PORT = 7180;
 
@@ -15,8 +16,6 @@ export type DashboardRunner = (
   onUp: (url: string) => void,
   stop: AbortSignal,
 ) => Promise<void>;
-
-const log = (line: string) => process.stderr.write(`${new Date().toISOString()} ${line}\n`);
 
 export function registerDashboardCommands(program: Command, run: DashboardRunner): void {
   program
@@ -38,6 +37,7 @@ Stops cleanly (exit code 0) on SIGTERM or SIGINT.`,
     .action(
       action(async (o: { port: string; bind: string }, cmd: Command) => {
         const port = parsePort(o.port, '--port');
+        initLog();
         const config = configFrom(cmd);
         await untilStopSignal((stop) =>
           run(config, { port, bind: o.bind, log }, (url) => process.stdout.write(`dashboard ${url}\n`), stop),

@@ -24,12 +24,12 @@ import { restoreObject, type RestoreResult } from '../jobs/gc/gc.restore.js';
 import { describeInstant } from '../jobs/gc/gc.status.js';
 import type { PipelineRuntime } from '../pipeline/runtime.js';
 import { gcView } from '../deployment/views/gc.js';
+import { log } from './log.js';
 import { NodeDirectory } from '../storage/node-directory.js';
 import { StorageClient } from '../storage/storage-client.js';
 import { action, configFrom, parseDay, parsePastDay, printTable, usageError } from './cli-support.js';
 
 const out = (line = '') => process.stdout.write(`${line}\n`);
-const log = (line: string) => process.stderr.write(`${new Date().toISOString()} ${line}\n`);
 const json = (cmd: Command) => cmd.optsWithGlobals<{ json?: boolean }>().json === true;
 
 let processClock: Clock | undefined;

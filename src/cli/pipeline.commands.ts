@@ -29,6 +29,7 @@ import {
   wantsJson,
 } from './cli-support.js';
 import { printUsageTable } from '../deployment/usage-table.js';
+import { initLog, log } from './log.js';
 
 interface ServeOptions {
   metricsPort?: string;
@@ -38,8 +39,6 @@ interface ServeOptions {
 
 /** `runs --days` looks back at most this far (ten years). */
 const MAX_DAYS = 3660;
-
-const log = (line: string) => process.stderr.write(`${new Date().toISOString()} ${line}\n`);
 
 let processClock: Clock | undefined;
 /** The process's clock: the system clock, or REMORA_CLOCK_START/SPEED's (a testing aid; core/clock.ts). */
@@ -87,6 +86,7 @@ async function withPipeline(
   o: ServeOptions,
   fn: (rt: PipelineRuntime, c: Coordinator) => Promise<void>,
 ): Promise<void> {
+  initLog();
   const settings =
     o.concurrency !== undefined ? { concurrency: parsePositiveInt(o.concurrency, '--concurrency') } : {};
   const metricsPort = o.metricsPort !== undefined ? parsePort(o.metricsPort, '--metrics-port') : undefined;
@@ -117,7 +117,7 @@ function progressPrinter(): (runs: RunRow[]) => void {
     const by = new Map<string, number>();
     for (const r of runs) by.set(`${r.job}:${r.state}`, (by.get(`${r.job}:${r.state}`) ?? 0) + 1);
     const line = [...by].map(([k, n]) => `${k}×${n}`).join('  ');
-    if (line !== last) process.stderr.write(`  ${line}\n`);
+    if (line !== last) log(`progress ${line}`);
     last = line;
   };
 }

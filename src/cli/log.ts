@@ -1,0 +1,41 @@
+/**
+ * The log of long-running commands (`scheduler`, `worker`, `pipeline run`, `rerun`, `backfill`,
+ * `dashboard`), on stderr. On a terminal: readable text, `<ISO time> <message>`. Anywhere else (a
+ * file, a pipe, a service manager): one JSON object per line —
+ * `{"time":"…","level":"info","pid":123,"msg":"…"}` — so a log collector needs no parser.
+ * `REMORA_LOG_FORMAT=text|json` chooses explicitly.
+ *
+ * A dozen lines instead of a logging library (pino was the candidate): Remora logs one level of
+ * plain messages, and JSON.stringify already escapes them.
+ */
+import { RemoraError } from '../core/errors.js';
+
+export type LogFormat = 'text' | 'json';
+
+export function logFormat(env: NodeJS.ProcessEnv, isTTY: boolean): LogFormat {
+  const v = env.REMORA_LOG_FORMAT;
+  if (v === undefined || v === '') return isTTY ? 'text' : 'json';
+  if (v === 'text' || v === 'json') return v;
+  throw new RemoraError(
+    'InvalidConfig',
+    `REMORA_LOG_FORMAT: expected "text" or "json", got ${JSON.stringify(v)}`,
+  );
+}
+
+export function formatLogLine(format: LogFormat, msg: string, at: Date, pid: number): string {
+  return format === 'text'
+    ? `${at.toISOString()} ${msg}\n`
+    : `${JSON.stringify({ time: at.toISOString(), level: 'info', pid, msg })}\n`;
+}
+
+let chosen: LogFormat | undefined;
+
+/** Choose the format now: a command calls it before opening anything, so a bad value stops it there. */
+export function initLog(): LogFormat {
+  return (chosen ??= logFormat(process.env, process.stderr.isTTY === true));
+}
+
+/** Write one log line to stderr. */
+export function log(msg: string): void {
+  process.stderr.write(formatLogLine(initLog(), msg, new Date(), process.pid));
+}
