@@ -284,8 +284,8 @@ test('--json on the listing commands: runs, run show, pipeline run, rerun, backf
   assert.ok(await f.store.head(sj[0]!.path), 'the dump it names exists');
 });
 
-test('logs of long-running commands: JSON lines off a terminal, text with REMORA_LOG_FORMAT=text, a bad format refused', async () => {
-  const w = f.start(['worker']);
+test('logs of long-running commands: JSON lines with REMORA_LOG_FORMAT=json, text by default, a bad format refused', async () => {
+  const w = f.start(['worker'], { REMORA_LOG_FORMAT: 'json' });
   await w.waitForLog(/worker started/);
   const stopped = await w.stop('SIGTERM');
   assert.equal(stopped.code, 0, stopped.stderr);
@@ -303,7 +303,7 @@ test('logs of long-running commands: JSON lines off a terminal, text with REMORA
     lines.map((l) => l.msg).filter((m) => m === 'worker started' || m === 'SIGTERM: stopping'),
     ['worker started', 'SIGTERM: stopping'],
   );
-  const t = f.start(['worker'], { REMORA_LOG_FORMAT: 'text' });
+  const t = f.start(['worker']);
   await t.waitForLog(/^\d{4}-\d\d-\d\dT[\d:.]+Z worker started$/m);
   assert.equal((await t.stop('SIGTERM')).code, 0);
   const bad = await f.run(['worker'], { REMORA_LOG_FORMAT: 'yaml' });

@@ -1,9 +1,11 @@
 /**
  * The log of long-running commands (`scheduler`, `worker`, `pipeline run`, `rerun`, `backfill`,
- * `dashboard`), on stderr. On a terminal: readable text, `<ISO time> <message>`. Anywhere else (a
- * file, a pipe, a service manager): one JSON object per line —
+ * `dashboard`, `gc`), on stderr: readable text, `<ISO time> <message>`, or with
+ * `REMORA_LOG_FORMAT=json` one JSON object per line —
  * `{"time":"…","level":"info","pid":123,"msg":"…"}` — so a log collector needs no parser.
- * `REMORA_LOG_FORMAT=text|json` chooses explicitly.
+ *
+ * Text stays the default off a terminal too: scripts and tests that read these lines today keep
+ * working; a service manager sets REMORA_LOG_FORMAT=json.
  *
  * A dozen lines instead of a logging library (pino was the candidate): Remora logs one level of
  * plain messages, and JSON.stringify already escapes them.
@@ -12,9 +14,9 @@ import { RemoraError } from '../core/errors.js';
 
 export type LogFormat = 'text' | 'json';
 
-export function logFormat(env: NodeJS.ProcessEnv, isTTY: boolean): LogFormat {
+export function logFormat(env: NodeJS.ProcessEnv): LogFormat {
   const v = env.REMORA_LOG_FORMAT;
-  if (v === undefined || v === '') return isTTY ? 'text' : 'json';
+  if (v === undefined || v === '') return 'text';
   if (v === 'text' || v === 'json') return v;
   throw new RemoraError(
     'InvalidConfig',
@@ -32,7 +34,7 @@ let chosen: LogFormat | undefined;
 
 /** Choose the format now: a command calls it before opening anything, so a bad value stops it there. */
 export function initLog(): LogFormat {
-  return (chosen ??= logFormat(process.env, process.stderr.isTTY === true));
+  return (chosen ??= logFormat(process.env));
 }
 
 /** Write one log line to stderr. */
