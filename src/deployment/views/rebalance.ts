@@ -2,12 +2,13 @@
  * Rebalance as the dashboard shows it (`GET /api/rebalance`): its jobs, the chosen one's
  * progress (objects and bytes done and left, rate, ETA: src/jobs/rebalance/rebalance.status.ts)
  * and its skipped and errored objects grouped by reason, each with its detail — what only SQL
- * could show before. Read-only: the tables are read through the rebalance repository.
+ * could show before. Read-only: the tables are read through the rebalance repository and listing.
  */
 import { RemoraError } from '../../core/errors.js';
 import type { MetadataTier } from '../../metadata/metadata-tier.js';
 import { jobStatus, type JobStatus } from '../../jobs/rebalance/rebalance.status.js';
 import { migrateRebalance, retryCandidates } from '../../jobs/rebalance/rebalance.repository.js';
+import { jobsOverview } from '../../jobs/rebalance/rebalance.listing.js';
 
 /** Objects listed per reason (the count is always complete). */
 export const OBJECTS_PER_REASON = 50;
@@ -80,11 +81,10 @@ export async function rebalanceView(tier: MetadataTier, jobId?: string): Promise
   };
 }
 
-/** The jobs' ids, newest first (the repository reads one job at a time). */
+/** The jobs' ids, newest first, from the rebalance listing. */
 async function jobIds(tier: MetadataTier): Promise<string[]> {
-  const r = await tier.control.query<{ id: string }>(
-    'SELECT id FROM rebalance_jobs ORDER BY created_at DESC, id DESC LIMIT $1',
-    [MAX_JOBS],
-  );
-  return r.rows.map((x) => x.id);
+  return (await jobsOverview(tier))
+    .sort((a, b) => b.createdAt.localeCompare(a.createdAt) || b.jobId.localeCompare(a.jobId))
+    .slice(0, MAX_JOBS)
+    .map((j) => j.jobId);
 }
