@@ -36,6 +36,15 @@ export function usageError(message: string): RemoraError {
   return new RemoraError('UsageError', message);
 }
 
+/** Whether the global `--json` was given: the command prints one JSON document on stdout instead. */
+export function wantsJson(cmd: Command): boolean {
+  return cmd.optsWithGlobals<GlobalOptions>().json === true;
+}
+
+export function printJson(value: unknown): void {
+  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+}
+
 export function printTable(rows: Record<string, unknown>[], columns?: string[]): void {
   process.stdout.write(formatTable(rows, columns));
 }

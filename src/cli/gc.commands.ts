@@ -20,17 +20,16 @@ import { formatBytes } from '../deployment/summary.js';
 import { withDailyPipeline } from '../jobs/catalog.js';
 import { planGcDay, type GcDryRun } from '../jobs/gc/gc.dry-run.js';
 import type { GcBacklog } from '../jobs/gc/gc.backlog.js';
-import { gcOptionsFrom } from '../jobs/gc/gc.job.js';
 import { restoreObject, type RestoreResult } from '../jobs/gc/gc.restore.js';
-import { describeInstant, latestGcRun, liveBacklog, tombstoneUsage } from '../jobs/gc/gc.status.js';
-import { purgeOptionsFrom } from '../jobs/tombstone-purge/tombstone-purge.job.js';
+import { describeInstant } from '../jobs/gc/gc.status.js';
 import type { PipelineRuntime } from '../pipeline/runtime.js';
+import { gcView } from '../deployment/views/gc.js';
+import { log } from './log.js';
 import { NodeDirectory } from '../storage/node-directory.js';
 import { StorageClient } from '../storage/storage-client.js';
 import { action, configFrom, parseDay, parsePastDay, printTable, usageError } from './cli-support.js';
 
 const out = (line = '') => process.stdout.write(`${line}\n`);
-const log = (line: string) => process.stderr.write(`${new Date().toISOString()} ${line}\n`);
 const json = (cmd: Command) => cmd.optsWithGlobals<{ json?: boolean }>().json === true;
 
 let processClock: Clock | undefined;
@@ -84,22 +83,15 @@ function perNode(report: RunReport | undefined, copies: string, bytes: string): 
 
 async function status(cmd: Command): Promise<void> {
   await withRuntime(cmd, async (rt) => {
-    const now = rt.services.clock.now();
-    const gc = gcOptionsFrom(rt.settings);
-    const purge = purgeOptionsFrom(rt.settings);
-    const latest = await latestGcRun(rt, dayOf(now), rt.settings.retentionDays);
-    const live = await liveBacklog(rt.services.tier, now, gc.graceMs);
-    const tomb = await tombstoneUsage(rt.services.nodes, rt.services.storage, purge.retentionDays);
+    // The dashboard's read model (GET /api/gc): one composition for both.
+    const view = await gcView(rt);
     if (json(cmd)) {
-      out(
-        JSON.stringify(
-          { now, graceMs: gc.graceMs, retentionDays: purge.retentionDays, latest, live, tombstone: tomb },
-          null,
-          2,
-        ),
-      );
+      out(JSON.stringify(view, null, 2));
       return;
     }
+    const { now, latest, live, tombstone: tomb } = view;
+    const gc = { graceMs: view.graceMs };
+    const purge = { retentionDays: view.retentionDays };
     out(
       `gc status at ${new Date(now).toISOString()} (grace ${days(gc.graceMs)}, tombstone retention ${purge.retentionDays} days)`,
     );

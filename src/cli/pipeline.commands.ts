@@ -14,7 +14,7 @@ import type { RunRow } from '../pipeline/runs.repository.js';
 import type { PipelineRuntime } from '../pipeline/runtime.js';
 import { withDailyPipeline } from '../jobs/catalog.js';
 import { Scheduler } from '../pipeline/scheduler.js';
-import { describeRun, runMatrix } from '../pipeline/views.js';
+import { CELL_ORDER, describeRun, runGrid, runMatrix, runPage } from '../pipeline/views.js';
 import {
   action,
   configFrom,
@@ -23,9 +23,13 @@ import {
   parsePort,
   parsePositiveInt,
   parsePositiveNumber,
+  printJson,
   printTable,
+  usageError,
+  wantsJson,
 } from './cli-support.js';
 import { printUsageTable } from '../deployment/usage-table.js';
+import { initLog, log } from './log.js';
 
 interface ServeOptions {
   metricsPort?: string;
@@ -35,8 +39,6 @@ interface ServeOptions {
 
 /** `runs --days` looks back at most this far (ten years). */
 const MAX_DAYS = 3660;
-
-const log = (line: string) => process.stderr.write(`${new Date().toISOString()} ${line}\n`);
 
 let processClock: Clock | undefined;
 /** The process's clock: the system clock, or REMORA_CLOCK_START/SPEED's (a testing aid; core/clock.ts). */
@@ -84,6 +86,7 @@ async function withPipeline(
   o: ServeOptions,
   fn: (rt: PipelineRuntime, c: Coordinator) => Promise<void>,
 ): Promise<void> {
+  initLog();
   const settings =
     o.concurrency !== undefined ? { concurrency: parsePositiveInt(o.concurrency, '--concurrency') } : {};
   const metricsPort = o.metricsPort !== undefined ? parsePort(o.metricsPort, '--metrics-port') : undefined;
@@ -114,8 +117,22 @@ function progressPrinter(): (runs: RunRow[]) => void {
     const by = new Map<string, number>();
     for (const r of runs) by.set(`${r.job}:${r.state}`, (by.get(`${r.job}:${r.state}`) ?? 0) + 1);
     const line = [...by].map(([k, n]) => `${k}×${n}`).join('  ');
-    if (line !== last) process.stderr.write(`  ${line}\n`);
+    if (line !== last) log(`progress ${line}`);
     last = line;
+  };
+}
+
+/** One finished run as the table prints it, and as `--json` gives it. */
+function runLine(r: RunRow) {
+  return {
+    id: r.id,
+    job: r.job,
+    partitionKey: r.partitionKey,
+    day: r.day,
+    seq: r.seq,
+    state: r.state,
+    verdict: r.verdict,
+    note: r.error ?? r.waitingOn ?? null,
   };
 }
 
@@ -133,17 +150,19 @@ function printRuns(runs: RunRow[]): void {
   );
 }
 
+/** Drive days to the end; print the runs as a table, or return them for the caller's `--json`. */
 async function drive(
   rt: PipelineRuntime,
   c: Coordinator,
   days: string[],
   timeoutS?: number,
+  json = false,
 ): Promise<RunRow[]> {
   const runs = await driveDays(rt, c, days, {
     onProgress: progressPrinter(),
     ...(timeoutS !== undefined ? { timeoutMs: timeoutS * 1000 } : {}),
   });
-  printRuns(runs);
+  if (!json) printRuns(runs);
   if (runs.some((r) => r.state !== 'succeeded')) process.exitCode = 1;
   return runs;
 }
@@ -166,9 +185,11 @@ export function registerPipelineCommands(program: Command): void {
         const today = dayOf(cliClock().now());
         const day = o.date === undefined ? today : parsePastDay(o.date, '--date', today);
         const timeoutS = o.timeout === undefined ? undefined : parsePositiveNumber(o.timeout, '--timeout');
+        const json = wantsJson(cmd);
         await withPipeline(cmd, o, async (rt, c) => {
           await scheduleDay(rt, day, 'manual');
-          const runs = await drive(rt, c, [day], timeoutS);
+          const runs = await drive(rt, c, [day], timeoutS, json);
+          if (json) return printJson({ days: [day], runs: runs.map(runLine) });
           const metering = runs.find((r) => r.job === 'storage-metering' && r.state === 'succeeded');
           if (metering) await printUsageTable(rt, day);
         });
@@ -179,10 +200,31 @@ export function registerPipelineCommands(program: Command): void {
     .command('runs')
     .description('days × jobs matrix of run verdicts, like a calendar')
     .option('--days <n>', 'how many days back', '7')
+    .option('--job <name>', 'with --json: only this job')
+    .option('--state <cell>', `with --json: only cells in this state (${CELL_ORDER.join(', ')})`)
+    .addHelpText(
+      'after',
+      "\nWith --json: the dashboard's grid (GET /api/runs): days newest first, each cell the job's worst partition with its run id, partitions, records processed and duration.",
+    )
     .action(
-      action(async (o: { days: string }, cmd: Command) => {
+      action(async (o: { days: string; job?: string; state?: string }, cmd: Command) => {
         const days = parsePositiveInt(o.days, '--days', MAX_DAYS);
+        if (o.state !== undefined && !(CELL_ORDER as readonly string[]).includes(o.state))
+          throw usageError(
+            `--state: expected one of ${CELL_ORDER.join(', ')}, got ${JSON.stringify(o.state)}`,
+          );
         await withPipeline(cmd, { worker: false }, async (rt) => {
+          if (wantsJson(cmd)) {
+            const today = dayOf(cliClock().now());
+            return printJson(
+              await runGrid(rt, {
+                today,
+                pageDays: days,
+                ...(o.job !== undefined ? { job: o.job } : {}),
+                ...(o.state !== undefined ? { state: o.state } : {}),
+              }),
+            );
+          }
           const m = await runMatrix(rt, dayOf(cliClock().now()), days);
           printTable(
             m.days.map((d) => ({
@@ -203,6 +245,11 @@ export function registerPipelineCommands(program: Command): void {
       action(async (id: string, _o: unknown, cmd: Command) => {
         const runId = parsePositiveInt(id, 'run show <id>');
         await withPipeline(cmd, { worker: false }, async (rt) => {
+          if (wantsJson(cmd)) {
+            const p = await runPage(rt, runId);
+            if (!p) throw new RemoraError('UsageError', `no run ${id}`);
+            return printJson(p);
+          }
           const d = await describeRun(rt, runId);
           if (!d) throw new RemoraError('UsageError', `no run ${id}`);
           process.stdout.write(`${JSON.stringify(d, null, 2)}\n`);
@@ -225,6 +272,10 @@ export function registerPipelineCommands(program: Command): void {
           const day = parsePastDay(o.date, '--date', dayOf(cliClock().now()));
           await withPipeline(cmd, o.dryRun ? { ...o, worker: false } : o, async (rt, c) => {
             const plan = await rerun(rt, job, day, { downstream: !!o.downstream, dryRun: !!o.dryRun });
+            if (wantsJson(cmd)) {
+              const runs = o.dryRun ? [] : await drive(rt, c, [day], undefined, true);
+              return printJson({ dryRun: !!o.dryRun, plan, runs: runs.map(runLine) });
+            }
             printTable(
               plan.map((p) => ({
                 job: p.job,
@@ -245,9 +296,12 @@ export function registerPipelineCommands(program: Command): void {
     .action(
       action(async (o: ServeOptions & { from: string; to: string }, cmd: Command) => {
         const { from, to } = parseDayRange(o.from, o.to, undefined, dayOf(cliClock().now()));
+        const json = wantsJson(cmd);
         await withPipeline(cmd, o, async (rt, c) => {
-          for (const b of await backfill(rt, from, to)) log(`backfill ${b.day}: ${b.created} run(s) created`);
-          await drive(rt, c, daysBetween(from, to));
+          const created = await backfill(rt, from, to);
+          for (const b of created) log(`backfill ${b.day}: ${b.created} run(s) created`);
+          const runs = await drive(rt, c, daysBetween(from, to), undefined, json);
+          if (json) printJson({ backfill: created, runs: runs.map(runLine) });
         });
       }),
     );

@@ -33,6 +33,8 @@ export interface DeploymentState {
    */
   storageNodes: Record<string, { url: string; datacenter: string; root: string; running?: boolean }>;
   operatorToken: string;
+  /** Services started beside the deployment: name → URL (`dashboard`). */
+  services?: Record<string, string>;
 }
 
 export function deploymentStatePath(config: RemoraConfig): string {
@@ -206,4 +208,15 @@ export async function withObjectStore<T>(
   } finally {
     close();
   }
+}
+
+/**
+ * The operator token: `objectStore.token` is not it (that may be another account); the running
+ * deployment's, else `<stateDir>/operator-token`; undefined when neither exists.
+ */
+export function readOperatorToken(config: RemoraConfig): string | undefined {
+  const state = readDeploymentState(config);
+  if (state?.operatorToken) return state.operatorToken;
+  const file = operatorTokenPath(config);
+  return fs.existsSync(file) ? fs.readFileSync(file, 'utf8').trim() || undefined : undefined;
 }

@@ -16,10 +16,10 @@
  */
 import crypto from 'node:crypto';
 import http from 'node:http';
-import type net from 'node:net';
 import type { RemoraConfig } from '../config/config.js';
 import { ERROR_CATALOG, type ErrorCode, RemoraError, toRemoraError } from '../core/errors.js';
 import { readDeploymentState } from './context.js';
+import { closerOf, listenOn } from '../storage/listen.js';
 
 export type NodeRunState = 'running' | 'stopped';
 
@@ -46,10 +46,8 @@ const digest = (s: string): Buffer => crypto.createHash('sha256').update(s, 'utf
 const ROUTE_RE = /^\/storage\/([^/?#]+)\/(stop|start)$/;
 
 export class ControlServer {
-  private readonly sockets = new Set<net.Socket>();
-
   private constructor(
-    private readonly server: http.Server,
+    private readonly closer: () => Promise<void>,
     readonly url: string,
   ) {}
 
@@ -58,27 +56,13 @@ export class ControlServer {
     const server = http.createServer((req, res) => {
       void handle(controller, expected, req, res);
     });
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(0, '127.0.0.1', () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
-    const { port } = server.address() as net.AddressInfo;
-    const c = new ControlServer(server, `http://127.0.0.1:${port}`);
-    server.on('connection', (s) => {
-      c.sockets.add(s);
-      s.once('close', () => c.sockets.delete(s));
-    });
-    return c;
+    const closer = closerOf(server);
+    const port = await listenOn(server, 0, '127.0.0.1', 'control endpoint');
+    return new ControlServer(closer, `http://127.0.0.1:${port}`);
   }
 
   close(): Promise<void> {
-    return new Promise((resolve) => {
-      this.server.close(() => resolve());
-      for (const s of this.sockets) s.destroy();
-    });
+    return this.closer();
   }
 }
 

@@ -43,6 +43,15 @@ export interface DeploymentOptions {
   frontdoorPort?: number;
 }
 
+/**
+ * A service `remora up` starts beside the deployment and stops before it (the dashboard: a
+ * higher layer, handed in by the entry point). `start` resolves once it serves at `url`.
+ */
+export interface DeploymentAddon {
+  name: string;
+  start(d: Deployment): Promise<{ url: string; close(): Promise<void> }>;
+}
+
 export function storageRoot(config: RemoraConfig, id: string): string {
   return path.join(config.stateDir, 'storage', id);
 }
@@ -81,6 +90,8 @@ export class Deployment implements NodeController {
   /** The operator's control endpoint (`remora storage stop|start`; src/deployment/control.ts). */
   controlUrl = '';
   private readonly startedAt = new Date().toISOString();
+  /** URLs of the services started beside it (`dashboard`), written to deployment.json. */
+  private readonly services: Record<string, string> = {};
 
   private constructor(
     readonly config: RemoraConfig,
@@ -285,6 +296,12 @@ export class Deployment implements NodeController {
     await hb?.stop();
   }
 
+  /** Record the URL of a service started beside the deployment (deployment.json `services`). */
+  announce(name: string, url: string): void {
+    this.services[name] = url;
+    this.stateChanged();
+  }
+
   /** Keep deployment.json's view of the nodes current once the deployment is up. */
   private stateChanged(): void {
     if (this.frontdoorUrl && this.opts.writeState !== false) this.writeState();
@@ -331,6 +348,7 @@ export class Deployment implements NodeController {
       controlUrl: this.controlUrl,
       storageNodes,
       operatorToken: this.operatorToken,
+      ...(Object.keys(this.services).length ? { services: { ...this.services } } : {}),
     };
   }
 

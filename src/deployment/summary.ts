@@ -7,6 +7,12 @@
 import type { MetadataTier } from '../metadata/metadata-tier.js';
 import { listAccounts } from '../frontdoor/accounts.js';
 
+/**
+ * A row whose `_value` is not JSON (a malformed record: the jobs count those) is left out here
+ * instead of failing the whole summary (PostgreSQL 16+: every supported server).
+ */
+const VALID_JSON = `pg_input_is_valid(_value, 'json')`;
+
 export interface AccountSummary {
   login: string;
   directories: number;
@@ -28,7 +34,8 @@ export async function summarizeAccounts(tier: MetadataTier): Promise<AccountSumm
     byOwner.set(a.uuid, { login: a.login, directories: 0, objects: 0, logicalBytes: 0 });
   for (const s of tier.indexShards) {
     const r = await s.pool.query<{ owner: string; type: string; n: string; bytes: string | null }>(
-      `SELECT owner, type, count(*) AS n, sum(((_value::json)->>'contentLength')::bigint) AS bytes FROM manta GROUP BY owner, type`,
+      `SELECT owner, type, count(*) AS n, sum(((_value::json)->>'contentLength')::bigint) AS bytes FROM manta
+        WHERE ${VALID_JSON} GROUP BY owner, type`,
     );
     for (const row of r.rows) {
       const a = byOwner.get(row.owner);
@@ -51,7 +58,7 @@ export async function summarizeNodes(tier: MetadataTier): Promise<NodeSummary[]>
       `SELECT sh->>'manta_storage_id' AS node, sh->>'datacenter' AS dc, objectid,
               ((_value::json)->>'contentLength') AS bytes
          FROM manta, json_array_elements((_value::json)->'sharks') AS sh
-        WHERE type = 'object'`,
+        WHERE type = 'object' AND ${VALID_JSON}`,
     );
     for (const row of r.rows) {
       dcs.set(row.node, row.dc);

@@ -11,6 +11,8 @@ import { registerPipelineCommands } from '../cli/pipeline.commands.js';
 import { registerGcCommands } from '../cli/gc.commands.js';
 import { registerMeteringCommands } from '../cli/metering.commands.js';
 import { registerAuditCommands } from '../cli/audit.commands.js';
+import { registerDashboardCommands } from '../cli/dashboard.commands.js';
+import { dashboardAddon, runDashboard } from '../web/dashboard.js';
 
 const program = new Command();
 program
@@ -23,7 +25,7 @@ program
 
 // Registration list: one line per area.
 const registrations: Array<(p: Command) => void> = [
-  registerDeploymentCommands,
+  (p) => registerDeploymentCommands(p, { dashboard: dashboardAddon }),
   registerStorageCommands,
   registerDumpsCommands,
   registerRebalanceCommands,
@@ -31,6 +33,7 @@ const registrations: Array<(p: Command) => void> = [
   registerGcCommands,
   registerMeteringCommands,
   registerAuditCommands,
+  (p) => registerDashboardCommands(p, runDashboard),
 ];
 
 for (const register of registrations) register(program);

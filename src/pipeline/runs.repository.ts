@@ -372,3 +372,60 @@ export async function deleteRunsBefore(db: Queryable, beforeDay: string, ids: nu
   );
   return r.rows.map((x) => Number(x.id));
 }
+
+/** One row of the runs grid: the latest run of a (job, partition) with what a cell shows. */
+export interface GridRunRow {
+  id: number;
+  job: string;
+  partitionKey: string;
+  day: string;
+  state: RunState;
+  verdict: Verdict | null;
+  /** The key counter: records scanned, or processed when the job scans none. */
+  records: number;
+  malformed: number;
+  durationMs: number | null;
+}
+
+/**
+ * The latest run (highest seq) of every (job, partition) of a range of days, without the
+ * reports' bulk (only the counters a cell shows): the dashboard's grid reads a page of days.
+ */
+export async function latestGridRows(
+  db: Queryable,
+  fromDay: string,
+  toDay: string,
+  job?: string,
+): Promise<GridRunRow[]> {
+  const r = await db.query<{
+    id: string;
+    job: string;
+    partition_key: string;
+    day: string;
+    state: RunState;
+    verdict: Verdict | null;
+    scanned: string | null;
+    processed: string | null;
+    malformed: string | null;
+    duration_ms: string | null;
+  }>(
+    `SELECT DISTINCT ON (job, partition_key) id, job, partition_key, to_char(day, 'YYYY-MM-DD') AS day, state,
+       verdict, report->'counters'->>'recordsScanned' AS scanned, report->'counters'->>'processed' AS processed,
+       report->'counters'->>'malformed' AS malformed,
+       (extract(epoch FROM (finished_at - started_at)) * 1000)::bigint AS duration_ms
+     FROM ${SCHEMA}.runs WHERE day BETWEEN $1::date AND $2::date AND ($3::text IS NULL OR job = $3)
+     ORDER BY job, partition_key, seq DESC`,
+    [fromDay, toDay, job ?? null],
+  );
+  return r.rows.map((x) => ({
+    id: Number(x.id),
+    job: x.job,
+    partitionKey: x.partition_key,
+    day: x.day,
+    state: x.state,
+    verdict: x.verdict,
+    records: Number(x.scanned ?? 0) || Number(x.processed ?? 0),
+    malformed: Number(x.malformed ?? 0),
+    durationMs: x.duration_ms === null ? null : Number(x.duration_ms),
+  }));
+}

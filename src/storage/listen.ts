@@ -34,3 +34,20 @@ export async function listenOn(
   });
   return (server.address() as net.AddressInfo).port;
 }
+
+/**
+ * Track a server's connections from now on; the function returned stops listening and ends every
+ * connection, idle or busy, resolving once the server is closed.
+ */
+export function closerOf(server: http.Server): () => Promise<void> {
+  const sockets = new Set<net.Socket>();
+  server.on('connection', (s) => {
+    sockets.add(s);
+    s.once('close', () => sockets.delete(s));
+  });
+  return () =>
+    new Promise((resolve) => {
+      server.close(() => resolve());
+      for (const s of sockets) s.destroy();
+    });
+}

@@ -159,7 +159,7 @@ async function seedWorkload(tier: MetadataTier): Promise<void> {
  * taken now, stored again under each day's path with that day's snapshot instant (the
  * snapshot job uses a past day's stored dump; the past cannot be snapshotted).
  */
-async function storeDumps(tier: MetadataTier, store: LocalObjectStore, days: string[]): Promise<void> {
+export async function storeDumps(tier: MetadataTier, store: LocalObjectStore, days: string[]): Promise<void> {
   for (const shard of tier.shards.values()) {
     const snap = await snapshotShard(shard, store);
     const body = Buffer.from(await readObjectBytes(store, snap.path));

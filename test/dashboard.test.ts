@@ -1,0 +1,312 @@
+/**
+ * `remora dashboard` as a real process against a day of real pipeline runs (snapshot → unpack →
+ * metering, gc, purge on three shards): one shard's live table holds a malformed row (its unpack
+ * is degraded), another shard's stored dump is garbage (its unpack is invalid, so metering and
+ * gc are blocked). Every API answer equals the database; the pages show the same numbers; a
+ * non-loopback bind refuses without the operator token — also to a request on 127.0.0.1.
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import type { RunGrid, RunPage } from '../src/pipeline/views.js';
+import type { NodesView } from '../src/deployment/views/nodes.js';
+import type { GcView } from '../src/deployment/views/gc.js';
+import type { RebalanceView } from '../src/deployment/views/rebalance.js';
+import type { RunRow } from '../src/pipeline/runs.repository.js';
+import type { CliFixture } from './helpers/pipeline-cli.js';
+import {
+  DASHBOARD_CLOCK,
+  DASHBOARD_DAY as DAY,
+  openDashboardDay,
+  startDashboard as start,
+} from './helpers/dashboard-day.js';
+
+let f: CliFixture;
+let runs: RunRow[];
+
+before(async () => {
+  ({ f, runs } = await openDashboardDay());
+});
+after(async () => f?.close());
+
+const startDashboard = (args: string[] = []) => start(f, args);
+
+async function getJson<T>(url: string, headers: Record<string, string> = {}): Promise<T> {
+  const r = await fetch(url, { headers });
+  assert.equal(r.status, 200, `${url}: ${r.status} ${await r.clone().text()}`);
+  return (await r.json()) as T;
+}
+
+test('the day has the verdicts the dashboard must show, made by real means', () => {
+  const unpack = runs.filter((r) => r.job === 'unpack');
+  assert.ok(
+    unpack.some((r) => r.state === 'invalid'),
+    JSON.stringify(unpack.map((r) => r.state)),
+  );
+  assert.ok(
+    unpack.some((r) => r.verdict === 'degraded'),
+    JSON.stringify(unpack.map((r) => r.verdict)),
+  );
+  assert.equal(runs.find((r) => r.job === 'storage-metering')?.state, 'blocked');
+});
+
+test('remora dashboard: /api/runs, /api/runs/<id>, nodes, gc, rebalance equal the database; pages show them; SIGTERM exits 0', async () => {
+  const { p, url } = await startDashboard();
+  assert.match(url, /^http:\/\/127\.0\.0\.1:\d+\/$/);
+  const grid = await getJson<RunGrid>(`${url}api/runs?days=3`);
+  assert.deepEqual(grid.days, [DAY, '2024-03-31', '2024-03-30'], 'newest first, ending today (the clock)');
+  const day = grid.cells[DAY]!;
+  for (const job of new Set(runs.map((r) => r.job))) {
+    const mine = runs.filter((r) => r.job === job);
+    assert.equal(day[job]!.partitions, mine.length, job);
+    assert.equal(
+      day[job]!.records,
+      mine.reduce(
+        (n, r) => n + ((r.report?.counters.recordsScanned ?? 0) || (r.report?.counters.processed ?? 0)),
+        0,
+      ),
+      `${job}: records`,
+    );
+  }
+  assert.equal(day.unpack!.cell, 'invalid', 'worst partition first');
+  assert.equal(day['storage-metering']!.cell, 'blocked');
+  const invalid = runs.find((r) => r.state === 'invalid')!;
+  assert.equal(day.unpack!.runId, invalid.id);
+
+  const filtered = await getJson<RunGrid>(`${url}api/runs?days=1&state=blocked`);
+  assert.deepEqual(Object.keys(filtered.cells[DAY]!).sort(), ['gc', 'storage-metering']);
+  const oneJob = await getJson<RunGrid>(`${url}api/runs?days=1&job=unpack`);
+  assert.deepEqual(oneJob.jobs, ['unpack']);
+
+  // Run page: the blocked metering run links to the invalid unpack it was blocked by.
+  const metering = runs.find((r) => r.job === 'storage-metering')!;
+  const mp = await getJson<RunPage>(`${url}api/runs/${metering.id}`);
+  assert.deepEqual(
+    mp.upstream.map((u) => u.runId),
+    [invalid.id],
+  );
+  assert.equal(mp.rerun.alone, `remora rerun storage-metering --date ${DAY}`);
+  assert.equal(mp.rerun.withDownstream, `remora rerun storage-metering --date ${DAY} --downstream`);
+  const ip = await getJson<RunPage>(`${url}api/runs/${invalid.id}`);
+  assert.deepEqual(ip.run.report?.counters, invalid.report?.counters);
+  assert.ok(ip.events.length > 0 && ip.events[0]!.severity === 'fatal', JSON.stringify(ip.events));
+  // A succeeded unpack read its snapshot: the upstream link is the snapshot run it read.
+  const okUnpack = runs.find((r) => r.job === 'unpack' && r.state === 'succeeded')!;
+  const up = await getJson<RunPage>(`${url}api/runs/${okUnpack.id}`);
+  const snap = runs.find((r) => r.job === 'snapshot' && r.partitionKey === okUnpack.partitionKey)!;
+  assert.deepEqual(
+    up.upstream.map((u) => u.runId),
+    [snap.id],
+  );
+
+  const html = await (await fetch(`${url}runs/${metering.id}`)).text();
+  assert.match(html, new RegExp(`href="/runs/${invalid.id}"`));
+  assert.match(html, /remora rerun storage-metering --date 2024-04-01 --downstream/);
+  const gridHtml = await (await fetch(`${url}runs?days=3`)).text();
+  assert.match(gridHtml, new RegExp(`data-day="${DAY}" data-job="unpack" data-cell="invalid"`));
+  assert.doesNotMatch(gridHtml, /https?:\/\/(?!127\.0\.0\.1)/, 'nothing from another host');
+
+  const nodes = await getJson<NodesView>(`${url}api/nodes`);
+  assert.deepEqual(
+    nodes.datacenters.flatMap((d) => d.nodes.map((n) => n.id)).sort(),
+    f.config.storage.nodes.map((n) => n.id).sort(),
+  );
+  const truth = new Map<string, Set<string>>();
+  for (const shard of f.tier.indexShards) {
+    const r = await shard.pool.query<{ node: string; objectid: string }>(
+      `SELECT sh->>'manta_storage_id' AS node, objectid
+         FROM manta, json_array_elements((_value::json)->'sharks') sh
+        WHERE type = 'object' AND pg_input_is_valid(_value, 'json')`,
+    );
+    for (const row of r.rows) {
+      const set = truth.get(row.node) ?? new Set<string>();
+      truth.set(row.node, set.add(row.objectid));
+    }
+  }
+  assert.ok(truth.size > 0);
+  const all = nodes.datacenters.flatMap((d) => d.nodes);
+  for (const [node, ids] of truth) assert.equal(all.find((x) => x.id === node)!.copies, ids.size, node);
+  assert.ok(
+    all.every((n) => !n.writesEnabled && n.writesDisabledBecause === 'no heartbeat'),
+    'no node beats here: the front door would write to none',
+  );
+  const gc = await getJson<GcView>(`${url}api/gc`);
+  assert.equal(gc.latest, undefined, 'gc was blocked: nothing committed');
+  const rb = await getJson<RebalanceView>(`${url}api/rebalance`);
+  assert.deepEqual(rb, { jobs: [], job: null });
+  for (const pth of ['nodes', 'gc', 'rebalance', 'audit', 'cruft', 'usage']) {
+    const r = await fetch(`${url}${pth}`);
+    assert.equal(r.status, 200, pth);
+  }
+  assert.match(await (await fetch(`${url}usage`)).text(), /Not yet available/);
+
+  // Input errors: named, with the catalog's status.
+  const bad = await fetch(`${url}api/runs?state=purple`);
+  assert.equal(bad.status, 400);
+  assert.equal(((await bad.json()) as { code: string }).code, 'BadRequest');
+  assert.equal((await fetch(`${url}api/runs/999999`)).status, 404);
+  assert.equal((await fetch(`${url}api/runs`, { method: 'POST' })).status, 405);
+
+  const exit = await p.stop('SIGTERM');
+  assert.equal(exit.code, 0, exit.stderr);
+});
+
+test('a non-loopback bind: refused to start without an operator token; with one, nothing answers without it (127.0.0.1 included)', async () => {
+  const refused = await f.run(['dashboard', '--port', '0', '--bind', '0.0.0.0']);
+  assert.equal(refused.code, 2, refused.stderr);
+  assert.match(refused.stderr, /UsageError: --bind 0\.0\.0\.0 is not a loopback address.*operator token/);
+
+  const token = 'dashboard-test-operator-token-0123456789';
+  fs.writeFileSync(path.join(f.stateDir, 'operator-token'), `${token}\n`, { mode: 0o600 });
+  try {
+    const { p, url } = await startDashboard(['--bind', '0.0.0.0']);
+    const port = new URL(url).port;
+    const local = `http://127.0.0.1:${port}/`;
+    for (const pth of ['api/runs', 'api/nodes', 'api/gc', 'api/rebalance', `api/runs/${runs[0]!.id}`]) {
+      const r = await fetch(`${local}${pth}`);
+      assert.equal(r.status, 401, pth);
+      const wrong = await fetch(`${local}${pth}`, {
+        headers: { Authorization: 'Token wrong-token-wrong-token' },
+      });
+      assert.equal(wrong.status, 401, pth);
+    }
+    for (const pth of ['runs', 'nodes', 'gc', 'rebalance', 'usage', `runs/${runs[0]!.id}`]) {
+      const r = await fetch(`${local}${pth}`, { redirect: 'manual' });
+      assert.equal(r.status, 303, pth);
+      assert.equal(r.headers.get('location'), '/login');
+    }
+    const ok = await getJson<RunGrid>(`${local}api/runs?days=1`, { Authorization: `Token ${token}` });
+    assert.ok(ok.cells[DAY]);
+    // The login form: a wrong token is refused, the right one sets a cookie that opens the pages.
+    const no = await fetch(`${local}login`, {
+      method: 'POST',
+      body: new URLSearchParams({ token: 'nope' }),
+      redirect: 'manual',
+    });
+    assert.equal(no.status, 401);
+    const yes = await fetch(`${local}login`, {
+      method: 'POST',
+      body: new URLSearchParams({ token }),
+      redirect: 'manual',
+    });
+    assert.equal(yes.status, 303);
+    const cookie = yes.headers.get('set-cookie')!.split(';')[0]!;
+    assert.ok(!cookie.includes(token), 'the token itself is not the cookie');
+    const page = await fetch(`${local}runs`, { headers: { cookie } });
+    assert.equal(page.status, 200);
+    assert.match(await page.text(), /data-cell="invalid"/);
+    assert.equal((await p.stop('SIGTERM')).code, 0);
+  } finally {
+    fs.rmSync(path.join(f.stateDir, 'operator-token'));
+  }
+});
+
+test('dashboard --help and bad flags', async () => {
+  const help = await f.run(['dashboard', '--help']);
+  assert.equal(help.code, 0);
+  assert.match(help.stdout, /--bind <addr>/);
+  assert.match(help.stdout, /Authorization: Token/);
+  const port = await f.run(['dashboard', '--port', '70000']);
+  assert.equal(port.code, 2);
+  assert.match(port.stderr, /UsageError: --port: expected an integer from 0 to 65535/);
+});
+
+test('--json on the listing commands: runs, run show, pipeline run, rerun, backfill, accounts list, snapshot parse, and equal the database', async () => {
+  const clock = DASHBOARD_CLOCK;
+  const grid = await f.run(['--json', 'runs', '--days', '2'], clock);
+  assert.equal(grid.code, 0, grid.stderr);
+  const g = JSON.parse(grid.stdout) as RunGrid;
+  assert.deepEqual(g.days, [DAY, '2024-03-31']);
+  assert.equal(g.cells[DAY]!.unpack!.cell, 'invalid');
+  assert.equal(g.cells[DAY]!.snapshot!.partitions, runs.filter((r) => r.job === 'snapshot').length);
+  const blocked = JSON.parse(
+    (await f.run(['--json', 'runs', '--days', '1', '--state', 'blocked'], clock)).stdout,
+  ) as RunGrid;
+  assert.deepEqual(Object.keys(blocked.cells[DAY]!).sort(), ['gc', 'storage-metering']);
+  const badState = await f.run(['--json', 'runs', '--state', 'purple']);
+  assert.equal(badState.code, 2);
+  assert.match(badState.stderr, /UsageError: --state: expected one of/);
+
+  const metering = runs.find((r) => r.job === 'storage-metering')!;
+  const show = await f.run(['--json', 'run', 'show', String(metering.id)]);
+  assert.equal(show.code, 0, show.stderr);
+  const sp = JSON.parse(show.stdout) as RunPage;
+  assert.equal(sp.run.state, 'blocked');
+  assert.deepEqual(
+    sp.upstream.map((u) => u.runId),
+    [runs.find((r) => r.state === 'invalid')!.id],
+  );
+
+  type Line = { id: number; job: string; state: string; verdict: string | null };
+  const pr = await f.run(['--json', 'pipeline', 'run', '--date', DAY, '--timeout', '30']);
+  assert.equal(pr.code, 1, 'the day still has an invalid run');
+  const prj = JSON.parse(pr.stdout) as { days: string[]; runs: Line[] };
+  assert.deepEqual(prj.days, [DAY]);
+  assert.deepEqual(
+    prj.runs.map((r) => `${r.id} ${r.state} ${r.verdict}`).sort(),
+    runs.map((r) => `${r.id} ${r.state} ${r.verdict}`).sort(),
+  );
+
+  const rr = await f.run(['--json', 'rerun', 'storage-metering', '--date', DAY, '--downstream', '--dry-run']);
+  assert.equal(rr.code, 0, rr.stderr);
+  const rrj = JSON.parse(rr.stdout) as {
+    dryRun: boolean;
+    plan: { job: string; action: string }[];
+    runs: Line[];
+  };
+  assert.equal(rrj.dryRun, true);
+  assert.deepEqual(
+    rrj.plan.map((p) => `${p.job} ${p.action}`),
+    ['storage-metering run'],
+  );
+  assert.deepEqual(rrj.runs, []);
+
+  const bf = await f.run(['--json', 'backfill', '--from', DAY, '--to', DAY]);
+  assert.equal(bf.code, 1, 'the day still has an invalid run');
+  const bfj = JSON.parse(bf.stdout) as { backfill: { day: string; created: number }[]; runs: Line[] };
+  assert.deepEqual(bfj.backfill, [{ day: DAY, created: 0 }], 'a day already run is not run again');
+  assert.equal(bfj.runs.length, runs.length);
+
+  const acc = await f.run(['--json', 'accounts', 'list']);
+  assert.equal(acc.code, 0, acc.stderr);
+  const accounts = JSON.parse(acc.stdout) as { login: string; reports: boolean; operator: boolean }[];
+  assert.deepEqual(accounts.map((a) => a.login).sort(), ['alice', 'bob', 'carol']);
+  assert.equal(accounts.find((a) => a.login === 'carol')!.reports, false);
+
+  const snap = await f.run(['--json', 'snapshot', '--shard', f.tier.indexShards[0]!.name]);
+  assert.equal(snap.code, 0, snap.stderr);
+  const sj = JSON.parse(snap.stdout) as { shard: string; tables: Record<string, number>; path: string }[];
+  assert.equal(sj.length, 1);
+  assert.equal(sj[0]!.shard, f.tier.indexShards[0]!.name);
+  const rows = await f.tier.indexShards[0]!.pool.query<{ n: string }>('SELECT count(*) AS n FROM manta');
+  assert.equal(sj[0]!.tables.manta, Number(rows.rows[0]!.n));
+  assert.ok(await f.store.head(sj[0]!.path), 'the dump it names exists');
+});
+
+test('logs of long-running commands: JSON lines with REMORA_LOG_FORMAT=json, text by default, a bad format refused', async () => {
+  const w = f.start(['worker'], { REMORA_LOG_FORMAT: 'json' });
+  await w.waitForLog(/worker started/);
+  const stopped = await w.stop('SIGTERM');
+  assert.equal(stopped.code, 0, stopped.stderr);
+  const lines = stopped.stderr
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+  assert.ok(lines.length >= 2, stopped.stderr);
+  for (const l of lines) {
+    assert.equal(l.level, 'info');
+    assert.equal(l.pid, w.child.pid);
+    assert.ok(!Number.isNaN(Date.parse(String(l.time))));
+  }
+  assert.deepEqual(
+    lines.map((l) => l.msg).filter((m) => m === 'worker started' || m === 'SIGTERM: stopping'),
+    ['worker started', 'SIGTERM: stopping'],
+  );
+  const t = f.start(['worker']);
+  await t.waitForLog(/^\d{4}-\d\d-\d\dT[\d:.]+Z worker started$/m);
+  assert.equal((await t.stop('SIGTERM')).code, 0);
+  const bad = await f.run(['worker'], { REMORA_LOG_FORMAT: 'yaml' });
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /InvalidConfig: REMORA_LOG_FORMAT: expected "text" or "json", got "yaml"/);
+});
