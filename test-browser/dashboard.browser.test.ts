@@ -32,6 +32,8 @@ const CHROMIUM = process.env.REMORA_CHROMIUM ?? '/usr/bin/chromium';
 
 let f: CliFixture;
 let runs: RunRow[];
+/** The jobs with a blocked run, from the database (downstream of the invalid unpack). */
+const blockedJobs = () => [...new Set(runs.filter((r) => r.state === 'blocked').map((r) => r.job))].sort();
 let dash: { p: CliProcess; url: string };
 let browser: Browser;
 /** Requests to any other origin than the dashboard's, from every page of the run. */
@@ -176,7 +178,7 @@ test('runs grid: every cell of the day equals the database; grid → run → ups
   const cells: string[] = [];
   for (let i = 0; i < (await cellsShown.count()); i++)
     cells.push((await cellsShown.nth(i).getAttribute('data-job')) ?? '');
-  assert.deepEqual(cells.sort(), ['gc', 'storage-metering']);
+  assert.deepEqual(cells.sort(), blockedJobs());
   await page.close();
 });
 
