@@ -6,12 +6,12 @@
 import type { Command } from 'commander';
 import { clockFromEnv } from '../core/clock.js';
 import { dayOf } from '../core/days.js';
-import { readInternalToken, withMetadata, withObjectStore } from '../deployment/context.js';
+import { withMetadata, withObjectStore } from '../deployment/context.js';
 import { formatBytes } from '../deployment/summary.js';
-import { withDailyPipeline } from '../jobs/catalog.js';
 import { cruftDay, type CruftDay } from '../jobs/cruft/cruft.service.js';
 import { readAuditDay, readProblems } from '../jobs/audit/audit.show.js';
 import { action, configFrom, parsePastDay, printTable } from './cli-support.js';
+import { withCliRuntime } from './runtime.js';
 
 const out = (line = '') => process.stdout.write(`${line}\n`);
 const json = (cmd: Command) => cmd.optsWithGlobals<{ json?: boolean }>().json === true;
@@ -100,29 +100,18 @@ function printCruft(p: CruftDay): void {
 async function cruft(o: { date: string }, cmd: Command, dryRun: boolean): Promise<void> {
   const clock = clockFromEnv(process.env);
   const day = parsePastDay(o.date, '--date', dayOf(clock.now()));
-  const config = configFrom(cmd);
-  const token = readInternalToken(config);
-  await withObjectStore(config, (store) =>
-    withMetadata(config, (tier) =>
-      withDailyPipeline(
-        config,
-        tier,
-        { log: () => {}, store, clock, worker: false, ...(token ? { internalToken: token } : {}) },
-        async (rt) => {
-          const ac = new AbortController();
-          const stop = () => ac.abort();
-          process.once('SIGINT', stop);
-          try {
-            const p = await cruftDay(rt, day, { dryRun, signal: ac.signal });
-            if (json(cmd)) out(JSON.stringify(p, null, 2));
-            else printCruft(p);
-          } finally {
-            process.off('SIGINT', stop);
-          }
-        },
-      ),
-    ),
-  );
+  await withCliRuntime(cmd, { log: () => {}, clock }, async (rt) => {
+    const ac = new AbortController();
+    const stop = () => ac.abort();
+    process.once('SIGINT', stop);
+    try {
+      const p = await cruftDay(rt, day, { dryRun, signal: ac.signal });
+      if (json(cmd)) out(JSON.stringify(p, null, 2));
+      else printCruft(p);
+    } finally {
+      process.off('SIGINT', stop);
+    }
+  });
 }
 
 export function registerAuditCommands(program: Command): void {

@@ -10,14 +10,8 @@ import { DAY_MS, dayOf } from '../core/days.js';
 import { RemoraError } from '../core/errors.js';
 import { isUuid } from '../core/ids.js';
 import type { RunReport } from '../core/run-report.js';
-import {
-  readInternalToken,
-  requireInternalToken,
-  withMetadata,
-  withObjectStore,
-} from '../deployment/context.js';
+import { requireInternalToken, withMetadata } from '../deployment/context.js';
 import { formatBytes } from '../deployment/summary.js';
-import { withDailyPipeline } from '../jobs/catalog.js';
 import { planGcDay, type GcDryRun } from '../jobs/gc/gc.dry-run.js';
 import type { GcBacklog } from '../jobs/gc/gc.backlog.js';
 import { restoreObject, type RestoreResult } from '../jobs/gc/gc.restore.js';
@@ -25,6 +19,7 @@ import { describeInstant } from '../jobs/gc/gc.status.js';
 import type { PipelineRuntime } from '../pipeline/runtime.js';
 import { gcView } from '../deployment/views/gc.js';
 import { log } from './log.js';
+import { withCliRuntime } from './runtime.js';
 import { NodeDirectory } from '../storage/node-directory.js';
 import { StorageClient } from '../storage/storage-client.js';
 import { action, configFrom, parseDay, parsePastDay, printTable, usageError } from './cli-support.js';
@@ -37,20 +32,8 @@ let processClock: Clock | undefined;
 const cliClock = (): Clock => (processClock ??= clockFromEnv(process.env));
 
 /** A pipeline runtime (no worker: nothing is run) with the configured store and, when known, the credential. */
-async function withRuntime(cmd: Command, fn: (rt: PipelineRuntime, config: RemoraConfig) => Promise<void>) {
-  const config = configFrom(cmd);
-  const token = readInternalToken(config);
-  await withObjectStore(config, (store) =>
-    withMetadata(config, (tier) =>
-      withDailyPipeline(
-        config,
-        tier,
-        { log, store, clock: cliClock(), worker: false, ...(token ? { internalToken: token } : {}) },
-        (rt) => fn(rt, config),
-      ),
-    ),
-  );
-}
+const withRuntime = (cmd: Command, fn: (rt: PipelineRuntime, config: RemoraConfig) => Promise<void>) =>
+  withCliRuntime(cmd, { log, clock: cliClock() }, fn);
 
 const days = (ms: number) => `${+(ms / DAY_MS).toFixed(2)} days`;
 
