@@ -10,19 +10,14 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { systemClock, systemRandom } from '../src/core/clock.js';
 import { mergeReports } from '../src/core/run-report.js';
 import type { RemoraConfig } from '../src/config/config.js';
-import { DuckPool } from '../src/dumps/duckdb.js';
 import type { UnpackRef } from '../src/dumps/partition-inputs.js';
 import { auditJob } from '../src/jobs/audit/audit.job.js';
 import { cruftJob } from '../src/jobs/cruft/cruft.job.js';
 import type { Listing } from '../src/jobs/manifests/manifests.job.js';
-import type { MetadataTier } from '../src/metadata/metadata-tier.js';
-import { LocalObjectStore } from '../src/objectstore/object-store.js';
-import type { JobDefinition, PipelineServices } from '../src/pipeline/job.js';
-import { NodeDirectory } from '../src/storage/node-directory.js';
-import { benchPlan, runTasks } from './drive-job.js';
+import type { JobDefinition } from '../src/pipeline/job.js';
+import { benchPlan, benchServices, NO_LIVE_REFERENCES, runTasks } from './drive-job.js';
 
 const [workDir, conc, which] = process.argv.slice(2) as [string, string, 'audit' | 'cruft'];
 const read = <T>(f: string) => JSON.parse(fs.readFileSync(path.join(workDir, f), 'utf8')) as T;
@@ -30,22 +25,7 @@ const sources = read<UnpackRef[]>('sources.json');
 const listings = read<Listing[]>('listings.json');
 const shards = read<RemoraConfig['shards']>('shards.json');
 const day = sources[0]!.day;
-const store = new LocalObjectStore(path.join(workDir, 'objects'));
-const tier = {
-  findByObjectIds: (ids: string[]) => Promise.resolve(new Map(ids.map((id) => [id, []]))),
-  indexShards: [],
-} as unknown as MetadataTier;
-const services: PipelineServices = {
-  config: { shards } as RemoraConfig,
-  tier,
-  store,
-  duck: new DuckPool(),
-  nodes: await NodeDirectory.load([], { storageRecords: () => Promise.resolve([]) }),
-  storage: undefined,
-  clock: systemClock,
-  random: systemRandom,
-  log: () => {},
-};
+const services = await benchServices(workDir, { tier: { ...NO_LIVE_REFERENCES, indexShards: [] }, shards });
 const plan = benchPlan(services, day, sources);
 plan.upstream.push(
   ...listings.map((output, i) => ({

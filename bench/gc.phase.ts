@@ -14,17 +14,11 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { systemClock, systemRandom } from '../src/core/clock.js';
 import { mergeReports } from '../src/core/run-report.js';
 import type { RemoraConfig } from '../src/config/config.js';
-import { DuckPool } from '../src/dumps/duckdb.js';
 import type { UnpackRef } from '../src/dumps/partition-inputs.js';
 import { gcJob } from '../src/jobs/gc/gc.job.js';
-import type { MetadataTier } from '../src/metadata/metadata-tier.js';
-import { LocalObjectStore } from '../src/objectstore/object-store.js';
-import type { PipelineServices } from '../src/pipeline/job.js';
-import { benchPlan, runTasks } from './drive-job.js';
-import { NodeDirectory } from '../src/storage/node-directory.js';
+import { benchPlan, benchServices, NO_LIVE_REFERENCES, runTasks } from './drive-job.js';
 
 const [workDir, conc] = process.argv.slice(2) as [string, string];
 const concurrency = Number(conc);
@@ -33,21 +27,7 @@ const shards = JSON.parse(
   fs.readFileSync(path.join(workDir, 'shards.json'), 'utf8'),
 ) as RemoraConfig['shards'];
 const day = sources[0]!.day;
-const store = new LocalObjectStore(path.join(workDir, 'objects'));
-const tier = {
-  findByObjectIds: (ids: string[]) => Promise.resolve(new Map(ids.map((id) => [id, []]))),
-} as unknown as MetadataTier;
-const services: PipelineServices = {
-  config: { shards } as RemoraConfig,
-  tier,
-  store,
-  duck: new DuckPool(),
-  nodes: await NodeDirectory.load([], { storageRecords: () => Promise.resolve([]) }),
-  storage: undefined,
-  clock: systemClock,
-  random: systemRandom,
-  log: () => {},
-};
+const services = await benchServices(workDir, { tier: NO_LIVE_REFERENCES, shards });
 const job = gcJob();
 const plan = benchPlan(services, day, sources);
 const maxRssMB = () => process.resourceUsage().maxRSS / 1024;

@@ -13,15 +13,10 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { systemClock, systemRandom } from '../src/core/clock.js';
-import { DuckPool } from '../src/dumps/duckdb.js';
-import { NodeDirectory } from '../src/storage/node-directory.js';
-import { LocalObjectStore } from '../src/objectstore/object-store.js';
 import type { MetadataTier } from '../src/metadata/metadata-tier.js';
-import type { RemoraConfig } from '../src/config/config.js';
-import type { JobDefinition, PipelineServices } from '../src/pipeline/job.js';
+import type { JobDefinition } from '../src/pipeline/job.js';
 import { runPrefix } from '../src/pipeline/inputs.js';
-import { BENCH_RUN_ID, benchPlan, runTasks } from './drive-job.js';
+import { BENCH_RUN_ID, benchPlan, benchServices, runTasks } from './drive-job.js';
 import { mergeReports } from '../src/core/run-report.js';
 import {
   storageMeteringJob,
@@ -34,25 +29,13 @@ const concurrency = Number(conc);
 const sources = JSON.parse(fs.readFileSync(path.join(workDir, 'sources.json'), 'utf8')) as UnpackRef[];
 const accountValues = JSON.parse(fs.readFileSync(path.join(workDir, 'accounts.json'), 'utf8')) as string[];
 const day = sources[0]!.day;
-const store = new LocalObjectStore(path.join(workDir, 'objects'));
 // The commit's only use of the tier: `SELECT _value FROM accounts` on the storage shard.
 const tier = {
   storageShard: {
     pool: { query: () => Promise.resolve({ rows: accountValues.map((_value) => ({ _value })) }) },
   },
 } as unknown as MetadataTier;
-const services: PipelineServices = {
-  config: {} as RemoraConfig,
-  tier,
-  store,
-  duck: new DuckPool(),
-  // Storage metering talks to no storage node.
-  nodes: await NodeDirectory.load([], { storageRecords: () => Promise.resolve([]) }),
-  storage: undefined,
-  clock: systemClock,
-  random: systemRandom,
-  log: () => {},
-};
+const services = await benchServices(workDir, { tier });
 // Driven as the executor drives any job: params and outputs are what the job's own split returned.
 const job: JobDefinition = storageMeteringJob({ reportRetentionDays: 90 });
 const plan = benchPlan(services, day, sources);
