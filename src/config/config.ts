@@ -106,6 +106,10 @@ export const JOB_SPECIFIC_SETTINGS = {
     /** Bytes of files moved to tombstone per second on each node (default GC's). */
     bytesPerSecondPerNode: z.number().positive().optional(),
   }),
+  'usage-summary': jobSettingsSchema.extend({
+    /** Minutes after a day ends before its summary may run (its last hours are metered by then). */
+    settleMinutes: z.number().min(0).optional(),
+  }),
 } satisfies Record<string, typeof jobSettingsSchema>;
 
 /** The `pipeline.jobs` schema for a set of job-specific entries (exported for tests). */

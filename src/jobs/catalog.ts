@@ -15,6 +15,7 @@ import { manifestsJob } from './manifests/manifests.job.js';
 import { auditJob, auditOptionsFrom } from './audit/audit.job.js';
 import { DEFAULT_PARTITIONS } from '../dumps/partition.js';
 import { cruftJob, cruftOptionsFrom } from './cruft/cruft.job.js';
+import { summaryOptionsFrom, usageSummaryJob } from './usage-summary/usage-summary.job.js';
 import type { RemoraConfig } from '../config/config.js';
 import type { MetadataTier } from '../metadata/metadata-tier.js';
 import type { Coordinator } from '../pipeline/coordinator.js';
@@ -37,6 +38,7 @@ export function defaultJobs(s: PipelineSettings): JobDefinition[] {
     auditJob(auditOptionsFrom(s)),
     // Cruft is on demand (`remora cruft plan|run`); daily only when switched on explicitly.
     ...(s.jobs.cruft?.enabled === true ? [cruftJob(cruftOptionsFrom(s))] : []),
+    usageSummaryJob(summaryOptionsFrom(s)),
   ];
 }
 

@@ -193,6 +193,13 @@ export interface JobDefinition<P = unknown, T = unknown, O = unknown> {
     /** Upstream jobs: this run waits for every matching upstream partition to commit. */
     upstream?: string[];
     external?: ExternalInput[];
+    /**
+     * Run on what exists once the deadline has passed: an upstream partition that is invalid,
+     * failed or blocked makes the run wait (a rerun may still fix it) instead of blocking it, and
+     * past the run's deadline (external inputs ready) it starts with the upstream partitions that
+     * committed; the job names the missing ones and reports `degraded` (e.g. the daily summary).
+     */
+    partialAfterDeadline?: boolean;
   };
   /** Past this long after the run became due, a still-waiting or running run raises an alert. */
   deadlineMs: number;
