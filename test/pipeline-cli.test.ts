@@ -97,6 +97,7 @@ test('run show, then rerun --downstream: the dry run prints exactly what the rer
     'unpack',
     'unpack',
     'unpack',
+    'usage-summary',
   ]);
   assert.equal((await f.runs(P)).length, before.length, 'a dry run creates nothing');
 

@@ -8,6 +8,7 @@ import {
 } from '../jobs/request-metering/request-metering.rules.js';
 import type { PipelineRuntime } from '../pipeline/runtime.js';
 import { formatTable } from '../core/table.js';
+import { operatorSummaryPath } from '../jobs/usage-summary/usage-summary.rules.js';
 
 export async function printUsageTable(rt: PipelineRuntime, day: string): Promise<void> {
   const { store, tier } = rt.services;
@@ -50,4 +51,45 @@ export async function printRequestTable(rt: PipelineRuntime, hour: string): Prom
   }
   process.stdout.write(`\nrequests ${hour} (${path})\n`);
   process.stdout.write(formatTable(rows, ['account', ...BILLABLE_OPERATIONS, 'bytes in', 'bytes out']));
+}
+
+/**
+ * The day's summary (usage-summary), per account: storage GB-hours, requests by kind,
+ * bandwidth in/out, compute GB-seconds — the summary file's numbers, as they are.
+ */
+export async function printSummaryTable(rt: PipelineRuntime, day: string): Promise<void> {
+  const { store, tier } = rt.services;
+  const path = operatorSummaryPath(day);
+  if (!(await store.head(path))) return;
+  const logins = new Map((await listAccounts(tier)).map((a) => [a.uuid, a.login]));
+  const rows: Record<string, string>[] = [];
+  for (const line of (await readObjectText(store, path)).split('\n').filter(Boolean)) {
+    const r = JSON.parse(line) as {
+      owner: string;
+      storageGBHours: string;
+      requests: Record<string, string>;
+      bandwidthBytes: { in: string; out: string };
+      computeGBSeconds: string;
+      missing?: string[];
+    };
+    rows.push({
+      account: logins.get(r.owner) ?? r.owner,
+      'storage GB-h': r.storageGBHours,
+      ...r.requests,
+      'bytes in': r.bandwidthBytes.in,
+      'bytes out': r.bandwidthBytes.out,
+      'compute GB-s': r.computeGBSeconds,
+    });
+  }
+  process.stdout.write(`\nusage summary ${day} (${path})\n`);
+  process.stdout.write(
+    formatTable(rows, [
+      'account',
+      'storage GB-h',
+      ...BILLABLE_OPERATIONS,
+      'bytes in',
+      'bytes out',
+      'compute GB-s',
+    ]),
+  );
 }
