@@ -112,6 +112,7 @@ test('run show, then rerun --downstream: the dry run prints exactly what the rer
     'unpack:2:rerun:succeeded',
     'unpack:2:rerun:succeeded',
     'unpack:2:rerun:succeeded',
+    'usage-summary:2:rerun:succeeded',
   ]);
 });
 

@@ -81,7 +81,8 @@ async function runDailyPipeline(
   out(
     `== daily pipeline for ${day}: snapshot → unpack → storage metering → delivery, gc; manifests → audit;`,
   );
-  out('   hourly: request metering and access logs from the front door audit log');
+  out('   hourly: request metering and access logs from the front door audit log, compute metering;');
+  out('   after the day: the daily usage summary');
   out("   (gc with a grace period of 0 days, so this workload's overwrites and deletes are collected today;");
   out('    the default is 2 days: pipeline.jobs.gc.graceDays)');
   const settings = { jobs: { gc: { enabled: true, graceDays: 0 } } };
