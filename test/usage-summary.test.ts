@@ -10,6 +10,11 @@
  * deadline, it runs degraded naming the hour.
  */
 import { test } from 'node:test';
+import fs from 'node:fs';
+import path from 'node:path';
+import { loadConfig } from '../src/config/config.js';
+import { pipelineSettings, reportRetentionFor } from '../src/pipeline/settings.js';
+import { testConfig } from './helpers/pg.js';
 import assert from 'node:assert/strict';
 import { ManualClock } from '../src/core/clock.js';
 import { createAccount } from '../src/frontdoor/accounts.js';
@@ -22,7 +27,7 @@ import { operatorReportPath as computePath } from '../src/jobs/compute-metering/
 import { requestMeteringJob } from '../src/jobs/request-metering/request-metering.job.js';
 import { operatorReportPath as requestPath } from '../src/jobs/request-metering/request-metering.rules.js';
 import { operatorReportPath as storagePath } from '../src/jobs/storage-metering/storage-metering.rules.js';
-import { usageSummaryJob } from '../src/jobs/usage-summary/usage-summary.job.js';
+import { summaryOptionsFrom, usageSummaryJob } from '../src/jobs/usage-summary/usage-summary.job.js';
 import {
   billingTier,
   DAILY_TEXT_LATEST,
@@ -359,6 +364,71 @@ test('the day summary equals a ground truth from the stored reports; accounts ge
         truth2.get(l.owner)!.requests.GET! - (getsIn13.get(l.owner) ?? 0n),
         l.owner,
       );
+  } finally {
+    await tp.close();
+  }
+});
+
+test('retention per report kind: pipeline.jobs.<job>.reportRetentionDays (default 90), every account pruned by the delivering run, counted', async () => {
+  const base = testConfig();
+  const write = (c: unknown) => fs.writeFileSync(path.join(base.stateDir, 'config.json'), JSON.stringify(c));
+  write({ pipeline: { jobs: { gc: { reportRetentionDays: 0 } } } });
+  assert.throws(() => loadConfig({}, { stateDir: base.stateDir }), /reportRetentionDays/);
+  write({
+    pipeline: {
+      reportRetentionDays: 30,
+      jobs: { 'usage-summary': { reportRetentionDays: 2 }, 'access-logs': { reportRetentionDays: 7 } },
+    },
+  });
+  const loaded = loadConfig({}, { stateDir: base.stateDir });
+  const settings = pipelineSettings(loaded);
+  assert.deepEqual(
+    ['usage-summary', 'access-logs', 'storage-metering', 'request-metering', 'compute-metering'].map((j) =>
+      reportRetentionFor(settings, j),
+    ),
+    [2, 7, 30, 30, 30],
+  );
+  assert.equal(reportRetentionFor(pipelineSettings(testConfig()), 'usage-summary'), 90, 'the default');
+  assert.equal(summaryOptionsFrom(settings).reportRetentionDays, 2);
+
+  const tp = await openTestPipeline({
+    jobs: [
+      storageStandIn(() => ''),
+      requestMeteringJob({ malformedLimit: '10', reportRetentionDays: 90 }),
+      computeMeteringJob({ settleMinutes: 15, objectsPerTask: 4, reportRetentionDays: 90 }),
+      usageSummaryJob(summaryOptionsFrom(settings)),
+    ],
+  });
+  tp.rt.services.clock = new ManualClock(Date.parse('2024-05-07T02:00:00Z'));
+  try {
+    const tier = tp.rt.services.tier;
+    const alice = (await createAccount(tier, { login: 'alice' }, 0)).account;
+    await createAccount(tier, { login: 'bob', reports: false }, 0);
+    // One request for alice, so the day has a line to deliver.
+    await tp.store.put(
+      `${MUSKIE_LOG_ROOT}/2024/05/06/03/fd-a.log`,
+      `${auditLine(alice.uuid, 'GET', 200, 9)}\n`,
+    );
+    const old = [
+      userSummaryPath('alice', '2024-05-01'),
+      userSummaryPath('alice', '2024-05-03'),
+      userSummaryPath('bob', '2024-05-02'), // reports off: pruned all the same
+    ];
+    const kept = [
+      userSummaryPath('alice', '2024-05-04'), // DAY - 2: kept
+      '/alice/reports/usage/summary/latest',
+      '/alice/reports/usage/request/2024/05/01/00/h00.json', // another kind, its own retention
+    ];
+    for (const p of [...old, ...kept]) await tp.store.put(p, '{}\n');
+    await scheduleDay(tp.rt, DAY, 'test');
+    await tp.startWorker();
+    const runs = await driveDays(tp.rt, tp.coordinator, [DAY], { timeoutMs: 120_000 });
+    const s = runs.find((r) => r.job === 'usage-summary')!;
+    assert.equal(s.state, 'succeeded');
+    assert.equal(s.report!.counters.reportsPruned, 3);
+    for (const p of old) assert.equal(await tp.store.head(p), undefined, p);
+    for (const p of kept) assert.ok(await tp.store.head(p), p);
+    assert.ok(await tp.store.head(userSummaryPath('alice', DAY)));
   } finally {
     await tp.close();
   }

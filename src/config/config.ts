@@ -51,6 +51,11 @@ export const jobSettingsSchema = z.strictObject({
   enabled: z.boolean().optional(),
   /** Past this long after its day starts, a run still waiting for inputs raises an alert. */
   deadlineMs: positiveInt.optional(),
+  /**
+   * Days of per-account reports a delivering job keeps (storage-metering, request-metering,
+   * compute-metering, usage-summary, access-logs); default `pipeline.reportRetentionDays` (90).
+   */
+  reportRetentionDays: positiveInt.optional(),
 });
 
 /**

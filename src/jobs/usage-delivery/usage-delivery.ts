@@ -99,8 +99,25 @@ export async function deliverToAccounts(
     const body = jsonLines([d.userRecord(owner)]);
     await store.put(d.userPath(login), body);
     await putLatest(store, `${d.userDir(login)}/latest`, body, d.period);
-    report
-      .count('delivered')
-      .count('reportsPruned', await pruneReportsBefore(store, d.userDir(login), d.keepFrom));
+    report.count('delivered');
+  });
+  await pruneAccounts(store, report, [...accounts.values()], d.userDir, d.keepFrom);
+}
+
+/**
+ * Retention of one report kind (RFD 16 problem 7): remove every account's reports of days before
+ * `keepFrom` under `dir(login)` — delivered this run or not (reports turned off, no usage this
+ * period); `latest` stays. Counter `reportsPruned`. One listing per account per delivering run.
+ */
+export async function pruneAccounts(
+  store: ObjectStore,
+  report: ReportBuilder,
+  accounts: readonly { login: string }[],
+  dir: (login: string) => string,
+  keepFrom: string,
+): Promise<void> {
+  report.count('reportsPruned', 0);
+  await eachLimit(accounts, DELIVERY_CONCURRENCY, async ({ login }) => {
+    report.count('reportsPruned', await pruneReportsBefore(store, dir(login), keepFrom));
   });
 }

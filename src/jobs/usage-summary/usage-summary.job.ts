@@ -31,7 +31,7 @@ import {
   type TaskContext,
   type UpstreamOutput,
 } from '../../pipeline/job.js';
-import type { PipelineSettings } from '../../pipeline/settings.js';
+import { reportRetentionFor, type PipelineSettings } from '../../pipeline/settings.js';
 import { computeMeteringOutput } from '../compute-metering/compute-metering.job.js';
 import { requestMeteringOutput } from '../request-metering/request-metering.job.js';
 import { BILLABLE_OPERATIONS } from '../request-metering/request-metering.rules.js';
@@ -66,7 +66,7 @@ export function summaryOptionsFrom(
 ): UsageSummaryOptions {
   return {
     settleMinutes: s.jobs['usage-summary']?.settleMinutes ?? DEFAULT_SUMMARY_OPTIONS.settleMinutes,
-    reportRetentionDays: s.reportRetentionDays,
+    reportRetentionDays: reportRetentionFor(s, 'usage-summary'),
   };
 }
 
