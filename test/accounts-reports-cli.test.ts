@@ -41,14 +41,14 @@ after(async () => {
   fs.rmSync(config.stateDir, { recursive: true, force: true });
 });
 
-const reportsColumn = (stdout: string) =>
+const reportsColumn = (stdout: string): Record<string, string | undefined> =>
   Object.fromEntries(
     stdout
       .trim()
       .split('\n')
       .slice(1)
       .map((l) => l.split(/\s+/))
-      .map((c) => [c[0], c[2]]),
+      .map((c): [string, string | undefined] => [c[0]!, c[2]]),
   );
 
 test('accounts reports <login> off|on: stored, shown by accounts list', async () => {

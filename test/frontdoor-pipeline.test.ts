@@ -40,7 +40,6 @@ test(
       const user = d.client(token);
       for (let i = 0; i < 5; i++)
         await user.put(`/fduser/stor/o${i}`, Buffer.from(`hello ${i}`), { copies: 2 });
-      user.close();
 
       const store = new FrontDoorObjectStore(client);
       const day = dayOf(Date.now());
@@ -72,6 +71,16 @@ test(
         await store.head(userLatestPath('fduser')),
         'the account report was delivered through the front door',
       );
+      // The account reads it with its own token: its line, without owner, numbers as strings.
+      const own = JSON.parse((await user.get(userLatestPath('fduser'))).toString()) as {
+        owner?: string;
+        storage: Record<string, Record<string, string>>;
+        date: string;
+      };
+      assert.equal(own.owner, undefined);
+      assert.deepEqual(own.storage, mine.storage);
+      assert.equal(own.date, `${day}T00:00:00.000Z`);
+      user.close();
       assert.ok(
         !fs.existsSync(path.join(d.config.stateDir, 'objects', 'poseidon')),
         'nothing was written to the local object directory',

@@ -101,7 +101,7 @@ export async function deliverToAccounts(
     await putLatest(store, `${d.userDir(login)}/latest`, body, d.period);
     report.count('delivered');
   });
-  await pruneAccounts(store, report, [...accounts.values()], d.userDir, d.keepFrom);
+  await pruneAccounts(store, report, [...accounts.values()], (l) => d.userDir(l), d.keepFrom);
 }
 
 /**
