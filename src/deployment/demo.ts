@@ -14,6 +14,7 @@ import { withDailyPipeline } from '../jobs/catalog.js';
 import { driveDays, scheduleDay } from '../pipeline/operations.js';
 import { DAY_MS, dayOf, dayStartMs } from '../core/days.js';
 import { ScaledClock } from '../core/clock.js';
+import { FrontDoorObjectStore } from '../objectstore/frontdoor-store.js';
 import type { Coordinator } from '../pipeline/coordinator.js';
 import type { PipelineRuntime } from '../pipeline/runtime.js';
 import { hourKeyOf } from '../frontdoor/audit-log.js';
@@ -98,12 +99,16 @@ async function runDailyPipeline(
     out(
       `   (the workload's hour ${hour} ends at midnight: its requests are metered after it, not in this demo)`,
     );
+  // Accounts' reports go into their namespaces through the front door (each reads its own with
+  // its token); the pipeline's own files stay in the local store.
+  const operator = d.client();
   await withDailyPipeline(
     cfg,
     d.tier,
     {
       log: () => {},
       settings,
+      reportsStore: new FrontDoorObjectStore(operator),
       internalToken: d.internalToken,
       ...(shift ? { clock: new ScaledClock(hourEnd + 1000) } : {}),
     },
@@ -154,7 +159,7 @@ async function runDailyPipeline(
       else out('   storage metering did not succeed: see `remora runs` and `remora run show <id>`');
       await summarizeDay(rt, c, d, day, out);
     },
-  );
+  ).finally(() => operator.close());
 }
 
 /**

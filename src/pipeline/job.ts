@@ -41,6 +41,11 @@ export interface PipelineServices {
   tier: MetadataTier;
   /** Where dumps, chunks and outputs live (src/objectstore/object-store.ts). */
   store: ObjectStore;
+  /**
+   * Where per-account reports go (`/<login>/reports/…`): the accounts' namespaces through the
+   * front door when the bundled deployment runs, whatever `store` is; undefined: `store`.
+   */
+  reportsStore?: ObjectStore;
   /** The process's DuckDB, for reading chunks (one query at a time; closed with the session). */
   duck: DuckPool;
   /** Storage-node addresses: configuration, else heartbeat records (never deployment.json). */

@@ -74,9 +74,14 @@ export interface AccountDelivery {
   keepFrom: string;
 }
 
+/** Where per-account reports go: the accounts' namespaces (front door) when known, else the pipeline's store. */
+export function reportsStoreOf(services: Pick<PipelineServices, 'store' | 'reportsStore'>): ObjectStore {
+  return services.reportsStore ?? services.store;
+}
+
 /** Deliver each owner's copy to its account; counters `delivered`, `notDelivered`, `reportsPruned`. */
 export async function deliverToAccounts(
-  services: PipelineServices,
+  services: Pick<PipelineServices, 'tier' | 'store' | 'reportsStore'>,
   report: ReportBuilder,
   d: AccountDelivery,
 ): Promise<void> {
@@ -94,7 +99,7 @@ export async function deliverToAccounts(
     }
     deliveries.push({ login: acct.login, owner });
   }
-  const { store } = services;
+  const store = reportsStoreOf(services);
   await eachLimit(deliveries, DELIVERY_CONCURRENCY, async ({ login, owner }) => {
     const body = jsonLines([d.userRecord(owner)]);
     await store.put(d.userPath(login), body);
