@@ -21,6 +21,7 @@ import { createAccount } from '../src/frontdoor/accounts.js';
 import { MUSKIE_LOG_ROOT } from '../src/frontdoor/audit-log.js';
 import { readObjectText } from '../src/objectstore/object-store.js';
 import { driveDays, latestRunsBetween, rerun, scheduleDay } from '../src/pipeline/operations.js';
+import { checkLateInputs } from '../src/pipeline/late-inputs.js';
 import type { JobDefinition } from '../src/pipeline/job.js';
 import { computeMeteringJob } from '../src/jobs/compute-metering/compute-metering.job.js';
 import { operatorReportPath as computePath } from '../src/jobs/compute-metering/compute-metering.rules.js';
@@ -364,6 +365,28 @@ test('the day summary equals a ground truth from the stored reports; accounts ge
         truth2.get(l.owner)!.requests.GET! - (getsIn13.get(l.owner) ?? 0n),
         l.owner,
       );
+
+    // While hour 13 stays invalid, the degraded summary is not rerun (its older pointer is no news).
+    assert.ok(!(await checkLateInputs(tp.rt)).some((r) => r.job === 'usage-summary'));
+
+    // Hour 13 fixed (its log replaced by a good one) and rerun: the late-input check sees the
+    // new commit and reruns the summary, complete again, with an alert.
+    await tp.store.put(
+      `${MUSKIE_LOG_ROOT}/2024/05/06/13/fd-a.log`,
+      `${auditLine(alice.uuid, 'GET', 200, 5)}\n`,
+    );
+    await rerun(tp.rt, 'request-metering', DAY, { downstream: false, dryRun: false });
+    await driveDays(tp.rt, tp.coordinator, [DAY], { timeoutMs: 60_000 });
+    const reruns = await checkLateInputs(tp.rt);
+    assert.deepEqual(
+      reruns.map((l) => [l.job, l.partitionKey]),
+      [['usage-summary', DAY]],
+    );
+    const fixed = await driveDays(tp.rt, tp.coordinator, [DAY], { timeoutMs: 60_000 });
+    const s5 = fixed.find((r) => r.job === 'usage-summary')!;
+    assert.equal(s5.trigger, 'late-input');
+    assert.equal(s5.report!.events['warning:missing-input'], undefined);
+    assert.doesNotMatch(await readObjectText(tp.store, operatorSummaryPath(DAY)), /missing/);
   } finally {
     await tp.close();
   }

@@ -14,7 +14,8 @@
  * Missing inputs are never invented: an hour that is invalid, failed or not run keeps the
  * summary waiting (`inputs.partialAfterDeadline`); past its deadline the run starts on what
  * committed, names every missing hour in a `missing-input` warning (verdict `degraded`) and in
- * each line's `missing`. A rerun reads the same committed files and writes byte-identical files.
+ * each line's `missing`. An input committed after the summary ran reruns it (`inputsChanged`).
+ * A rerun reads the same committed files and writes byte-identical files.
  */
 import { z } from 'zod';
 import { addDays, dayStartMs } from '../../core/days.js';
@@ -31,6 +32,7 @@ import {
   type TaskContext,
   type UpstreamOutput,
 } from '../../pipeline/job.js';
+import { readPointer } from '../../pipeline/runs.repository.js';
 import { reportRetentionFor, type PipelineSettings } from '../../pipeline/settings.js';
 import { computeMeteringOutput } from '../compute-metering/compute-metering.job.js';
 import { requestMeteringOutput } from '../request-metering/request-metering.job.js';
@@ -78,6 +80,11 @@ export const usageSummaryOutput = outputType(
     accounts: z.number().int().nonnegative(),
     /** Inputs the summary ran without (past its deadline); empty when complete. */
     missing: z.array(z.string()),
+    /**
+     * `job partitionKey` → the run it read, or for a missing input the run its pointer named then
+     * (0: none; an invalid rerun leaves the older pointer): a later commit reruns the day.
+     */
+    inputs: z.record(z.string(), z.number().int()),
   }),
 );
 type UsageSummaryOutput = ReturnType<typeof usageSummaryOutput.parse>;
@@ -87,6 +94,8 @@ interface TaskOutput {
   text: string;
   owners: string[];
   missing: string[];
+  /** For each missing input, the run its pointer named when the summary ran (0: none). */
+  stale: Record<string, number>;
 }
 
 const HOUR_MS = 3_600_000;
@@ -234,6 +243,11 @@ async function runSummary(
   const { day } = ctx.partition;
   const got = new Set(ctx.upstream.map((u) => `${u.job} ${u.partition.key}`));
   const missing = expectedInputs(day).filter((k) => !got.has(k));
+  const stale: Record<string, number> = {};
+  for (const key of missing) {
+    const [job, partitionKey] = key.split(' ') as [string, string];
+    stale[key] = (await readPointer(tier.control, job, partitionKey))?.runId ?? 0;
+  }
   if (missing.length > 0)
     ctx.report.event(
       'missing-input',
@@ -259,7 +273,7 @@ async function runSummary(
     ),
   );
   ctx.report.count('accounts', owners.length).count('inputs', ctx.upstream.length);
-  return { report: ctx.report.finish(), output: { json, text, owners, missing } };
+  return { report: ctx.report.finish(), output: { json, text, owners, missing, stale } };
 }
 
 async function commitDay(
@@ -305,6 +319,10 @@ async function commitDay(
       published: operatorSummaryPath(day),
       accounts: t.owners.length,
       missing: t.missing,
+      inputs: {
+        ...t.stale,
+        ...Object.fromEntries(ctx.upstream.map((u) => [`${u.job} ${u.partition.key}`, u.runId])),
+      },
     },
     report: report.finish(),
   };
@@ -324,6 +342,19 @@ export function usageSummaryJob(
     maxAttempts: 5,
     taskTimeoutMs: 30 * 60_000,
     output: usageSummaryOutput,
+    // An hour rerun after the summary (a late log, an invalid hour fixed) reruns the day, with
+    // the coordinator's late-input alert (src/pipeline/late-inputs.ts).
+    inputsChanged: async ({ services, partition, output }) => {
+      const changed: string[] = [];
+      for (const key of expectedInputs(partition.day)) {
+        const [job, partitionKey] = key.split(' ') as [string, string];
+        const p = await readPointer(services.tier.control, job, partitionKey);
+        const then = output.inputs[key] ?? 0;
+        if (p && p.runId !== then)
+          changed.push(`${key} committed run ${p.runId} (the summary had run ${then})`);
+      }
+      return changed.length > 0 ? `inputs committed since: ${changed.join(', ')}` : undefined;
+    },
     split: () => Promise.resolve([{ key: 'day' }]),
     runTask: runSummary,
     commit: (ctx) => commitDay(ctx, o),
