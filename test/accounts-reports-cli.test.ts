@@ -6,39 +6,20 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import path from 'node:path';
-import { loadConfig, type RemoraConfig } from '../src/config/config.js';
 import { ERROR_CATALOG } from '../src/core/errors.js';
 import { accountByLogin, createAccount } from '../src/frontdoor/accounts.js';
-import { MetadataTier } from '../src/metadata/metadata-tier.js';
-import { dropDatabases, testConfig, testPgUrl } from './helpers/pg.js';
-import { CliProcess, type CliResult } from './helpers/pipeline-cli.js';
+import { openCliState, type CliState } from './helpers/cli-state.js';
 
-let config: RemoraConfig;
-let tier: MetadataTier;
-
-const env = Object.fromEntries(
-  Object.entries(process.env).filter(([k]) => !k.startsWith('REMORA_') || k === 'REMORA_TEST_PG_URL'),
-);
-const remora = (...args: string[]): Promise<CliResult> =>
-  new CliProcess(['--state-dir', config.stateDir, ...args], env).exited;
+let cli: CliState;
+const remora = (...args: string[]) => cli.remora(...args);
 
 before(async () => {
-  const base = testConfig();
-  fs.writeFileSync(
-    path.join(base.stateDir, 'config.json'),
-    JSON.stringify({ postgres: { url: testPgUrl(), databasePrefix: base.postgres.databasePrefix } }),
-  );
-  config = loadConfig({}, { stateDir: base.stateDir });
-  tier = await MetadataTier.open(config, testPgUrl());
-  await createAccount(tier, { login: 'alice' }, Date.now());
-  await createAccount(tier, { login: 'bob', reports: false }, Date.now());
+  cli = await openCliState();
+  await createAccount(cli.tier, { login: 'alice' }, Date.now());
+  await createAccount(cli.tier, { login: 'bob', reports: false }, Date.now());
 });
 after(async () => {
-  await tier?.close();
-  await dropDatabases(config.postgres.databasePrefix);
-  fs.rmSync(config.stateDir, { recursive: true, force: true });
+  await cli?.close();
 });
 
 const reportsColumn = (stdout: string): Record<string, string | undefined> =>
@@ -60,14 +41,14 @@ test('accounts reports <login> off|on: stored, shown by accounts list', async ()
   const off = await remora('accounts', 'reports', 'alice', 'off');
   assert.equal(off.code, 0, off.stderr);
   assert.equal(off.stdout, 'alice: reports off\n');
-  assert.equal((await accountByLogin(tier, 'alice'))?.reports, false);
+  assert.equal((await accountByLogin(cli.tier, 'alice'))?.reports, false);
   const on = await remora('accounts', 'reports', 'bob', 'on');
   assert.equal(on.code, 0, on.stderr);
   const list = await remora('accounts', 'list');
   assert.equal(list.code, 0, list.stderr);
   assert.deepEqual(reportsColumn(list.stdout), { alice: 'false', bob: 'true' });
   // The rest of the record is untouched (the token still authenticates the same account).
-  const bob = await accountByLogin(tier, 'bob');
+  const bob = await accountByLogin(cli.tier, 'bob');
   assert.equal(bob?.reports, true);
   assert.match(bob?.tokenHash ?? '', /^[0-9a-f]{64}$/);
 });
@@ -83,6 +64,6 @@ test('an unknown login: AccountNotFound, exit 4; not on/off: UsageError, exit 2;
   const w = await remora('accounts', 'reports', 'bob', 'maybe');
   assert.equal(w.code, ERROR_CATALOG.UsageError.exit);
   assert.match(w.stderr, /remora: UsageError: expected "on" or "off" after the login, got "maybe"/);
-  assert.equal((await accountByLogin(tier, 'bob'))?.reports, true);
+  assert.equal((await accountByLogin(cli.tier, 'bob'))?.reports, true);
   assert.doesNotMatch(r.stderr + w.stderr, /\n\s+at /, 'no stack trace');
 });
