@@ -9,6 +9,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { freePort } from './helpers/net.js';
+import { LocalObjectStore, readObjectText } from '../src/objectstore/object-store.js';
+import { operatorSummaryPath, userSummaryPath } from '../src/jobs/usage-summary/usage-summary.rules.js';
 
 test('remora demo runs the whole day and ends with the usage table', { timeout: 240_000 }, async () => {
   const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'remora-demo-'));
@@ -51,6 +53,46 @@ test('remora demo runs the whole day and ends with the usage table', { timeout: 
       assert.match(r.stdout, /^account +DELETE +GET +HEAD +LIST +OPTIONS +POST +PUT +bytes in +bytes out$/m);
     }
     assert.match(r.stdout, /hourly runs: \d+ done/);
+
+    // The day's summary table, and its numbers are the summary file's.
+    assert.match(r.stdout, /^ +usage-summary +\d{4}-\d{2}-\d{2} +succeeded/m);
+    const head =
+      /^usage summary (\d{4}-\d{2}-\d{2}) \(\/poseidon\/stor\/usage\/summary\/.*d\d\d\.json\)$/m.exec(
+        r.stdout,
+      );
+    assert.ok(head, 'the summary table is printed');
+    const day = head[1]!;
+    const table = r.stdout.slice(head.index).split('\n').slice(1).filter(Boolean);
+    const cols = table[0]!.split(/\s+/).join(' ');
+    assert.equal(
+      cols,
+      'account storage GB-h DELETE GET HEAD LIST OPTIONS POST PUT bytes in bytes out compute GB-s',
+    );
+    const rows = table.slice(1).map((l) => l.split(/\s+/));
+    const store = new LocalObjectStore(path.join(stateDir, 'demo', 'objects'));
+    const numbers = (x: {
+      storageGBHours: string;
+      requests: Record<string, string>;
+      bandwidthBytes: { in: string; out: string };
+      computeGBSeconds: string;
+    }) => [
+      x.storageGBHours,
+      ...['DELETE', 'GET', 'HEAD', 'LIST', 'OPTIONS', 'POST', 'PUT'].map((op) => x.requests[op]!),
+      x.bandwidthBytes.in,
+      x.bandwidthBytes.out,
+      x.computeGBSeconds,
+    ];
+    const file = (await readObjectText(store, operatorSummaryPath(day)))
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => numbers(JSON.parse(l) as Parameters<typeof numbers>[0]).join(' '));
+    assert.deepEqual(rows.map((c) => c.slice(1).join(' ')).sort(), file.sort());
+    assert.ok(
+      file.some((l) => !/^0 /.test(l)) && rows.some((c) => Number(c.at(-1)) > 0),
+      'storage and compute are in it',
+    );
+    // The accounts' copies went into their namespaces through the front door, not the local store.
+    for (const c of rows) assert.equal(await store.head(userSummaryPath(c[0]!, day)), undefined, c[0]);
   } finally {
     fs.rmSync(stateDir, { recursive: true, force: true });
   }

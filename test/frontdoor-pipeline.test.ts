@@ -28,6 +28,10 @@ import { unpackOutput } from '../src/jobs/unpack/unpack.job.js';
 import { driveDays, scheduleDay } from '../src/pipeline/operations.js';
 import { dayOf } from '../src/core/days.js';
 import { withDailyPipeline } from '../src/jobs/catalog.js';
+import { defaultObjectStore } from '../src/objectstore/object-store.js';
+import { ReportBuilder } from '../src/core/run-report.js';
+import { deliverToAccounts } from '../src/jobs/usage-delivery/usage-delivery.js';
+import { userSummaryDir, userSummaryPath } from '../src/jobs/usage-summary/usage-summary.rules.js';
 
 test(
   'daily pipeline with the front door as its object store: reports in Manta, nothing local',
@@ -40,7 +44,6 @@ test(
       const user = d.client(token);
       for (let i = 0; i < 5; i++)
         await user.put(`/fduser/stor/o${i}`, Buffer.from(`hello ${i}`), { copies: 2 });
-      user.close();
 
       const store = new FrontDoorObjectStore(client);
       const day = dayOf(Date.now());
@@ -72,6 +75,16 @@ test(
         await store.head(userLatestPath('fduser')),
         'the account report was delivered through the front door',
       );
+      // The account reads it with its own token: its line, without owner, numbers as strings.
+      const own = JSON.parse((await user.get(userLatestPath('fduser'))).toString()) as {
+        owner?: string;
+        storage: Record<string, Record<string, string>>;
+        date: string;
+      };
+      assert.equal(own.owner, undefined);
+      assert.deepEqual(own.storage, mine.storage);
+      assert.equal(own.date, `${day}T00:00:00.000Z`);
+      user.close();
       assert.ok(
         !fs.existsSync(path.join(d.config.stateDir, 'objects', 'poseidon')),
         'nothing was written to the local object directory',
@@ -105,6 +118,40 @@ test(
     }
   },
 );
+
+test('with the local store, per-account reports go through the front door (reportsStore): the account GETs its own with its token', async () => {
+  const { d, cleanup } = await startTestDeployment();
+  const operator = d.client();
+  try {
+    const { account, token } = await createAccount(d.tier, { login: 'lou', reports: true }, Date.now());
+    const local = defaultObjectStore(d.config.stateDir);
+    const report = new ReportBuilder();
+    await deliverToAccounts(
+      { tier: d.tier, store: local, reportsStore: new FrontDoorObjectStore(operator) },
+      report,
+      {
+        owners: [account.uuid],
+        userDir: userSummaryDir,
+        userPath: (login) => userSummaryPath(login, '2024-05-06'),
+        userRecord: () => ({ storageGBHours: '3', date: '2024-05-06T00:00:00.000Z' }),
+        period: '2024-05-06',
+        keepFrom: '2024-02-06',
+      },
+    );
+    assert.equal(report.finish().counters.delivered, 1);
+    const user = d.client(token);
+    assert.equal(
+      (await user.get('/lou/reports/usage/summary/2024/05/06/d06.json')).toString(),
+      '{"storageGBHours":"3","date":"2024-05-06T00:00:00.000Z"}\n',
+    );
+    assert.equal((await user.get('/lou/reports/usage/summary/latest')).toString().length > 0, true);
+    user.close();
+    assert.equal(await local.head(userSummaryPath('lou', '2024-05-06')), undefined, 'nothing local');
+  } finally {
+    operator.close();
+    await cleanup();
+  }
+});
 
 test('object store configuration: an unknown backend, or a front door nobody can name, is a clear error', () => {
   const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'remora-objstore-'));

@@ -25,8 +25,8 @@ const D0 = '2024-05-10';
 const MISSED = ['2024-05-08', '2024-05-09'];
 // snapshot ×3 shards, unpack ×3, storage-metering ×1, gc ×1, tombstone-purge ×6 nodes = 14,
 // + compute-metering ×24 hours + request-metering ×24 hours + access-logs ×24 hours = 86,
-// + manifests ×6 nodes + audit ×1 = 93
-const JOBS_PER_DAY = 93;
+// + manifests ×6 nodes + audit ×1 = 93, + usage-summary ×1 (the day) = 94
+const JOBS_PER_DAY = 94;
 
 let f: CliFixture;
 
@@ -97,6 +97,7 @@ test('run show, then rerun --downstream: the dry run prints exactly what the rer
     'unpack',
     'unpack',
     'unpack',
+    'usage-summary',
   ]);
   assert.equal((await f.runs(P)).length, before.length, 'a dry run creates nothing');
 
@@ -111,6 +112,7 @@ test('run show, then rerun --downstream: the dry run prints exactly what the rer
     'unpack:2:rerun:succeeded',
     'unpack:2:rerun:succeeded',
     'unpack:2:rerun:succeeded',
+    'usage-summary:2:rerun:succeeded',
   ]);
 });
 

@@ -31,7 +31,7 @@ import { bulkLoad } from '../workload/bulk.js';
 import { computeWindow, DEFAULT_COMPUTE_SPEC, runComputeWorkload } from '../workload/compute-meter.js';
 import { clockFromEnv } from '../core/clock.js';
 import { DEFAULT_SPEC, type WorkloadSpec } from '../workload/generator.js';
-import { createAccount, listAccounts } from '../frontdoor/accounts.js';
+import { createAccount, listAccounts, setAccountReports } from '../frontdoor/accounts.js';
 import { storageRoot } from '../deployment/deployment.js';
 import { formatBytes, summarizeAccounts, summarizeNodes } from '../deployment/summary.js';
 import { ERROR_CATALOG, type ErrorCode, RemoraError, toRemoraError } from '../core/errors.js';
@@ -288,6 +288,22 @@ export function registerDeploymentCommands(program: Command, extra: DeploymentCo
         await withMetadata(configFrom(cmd), async (tier) => {
           const { account, token } = await createAccount(tier, { login, reports: o.reports }, Date.now());
           console.log(JSON.stringify({ ...account, tokenHash: undefined, token }, null, 2));
+        });
+      }),
+    );
+  accounts
+    .command('reports <login> <on|off>')
+    .description(
+      "deliver usage reports (storage, request, compute, summary, access logs) to the account's " +
+        '/<login>/reports/ or stop: the next metering runs read it (reports already delivered stay)',
+    )
+    .action(
+      action(async (login: string, state: string, _o: unknown, cmd: Command) => {
+        if (state !== 'on' && state !== 'off')
+          throw new RemoraError('UsageError', `expected "on" or "off" after the login, got "${state}"`);
+        await withMetadata(configFrom(cmd), async (tier) => {
+          const a = await setAccountReports(tier, login, state === 'on');
+          console.log(`${a.login}: reports ${a.reports ? 'on' : 'off'}`);
         });
       }),
     );

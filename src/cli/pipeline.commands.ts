@@ -5,7 +5,7 @@
 import type { Command } from 'commander';
 import { clockFromEnv, type Clock } from '../core/clock.js';
 import { RemoraError } from '../core/errors.js';
-import { readInternalToken, withMetadata, withObjectStore } from '../deployment/context.js';
+import { readInternalToken, withMetadata, withObjectStore, withReportsStore } from '../deployment/context.js';
 import type { RemoraConfig } from '../config/config.js';
 import { Coordinator } from '../pipeline/coordinator.js';
 import { backfill, driveDays, rerun, scheduleDay } from '../pipeline/operations.js';
@@ -92,20 +92,23 @@ async function withPipeline(
   const metricsPort = o.metricsPort !== undefined ? parsePort(o.metricsPort, '--metrics-port') : undefined;
   const config = configFrom(cmd);
   await withObjectStore(config, (store) =>
-    withMetadata(config, (tier) =>
-      withDailyPipeline(
-        config,
-        tier,
-        {
-          log,
-          settings,
-          store,
-          clock: cliClock(),
-          ...internalTokenOption(config),
-          ...(o.worker === false ? { worker: false } : {}),
-          ...(metricsPort !== undefined ? { metricsPort } : {}),
-        },
-        fn,
+    withReportsStore(config, (reportsStore) =>
+      withMetadata(config, (tier) =>
+        withDailyPipeline(
+          config,
+          tier,
+          {
+            log,
+            settings,
+            store,
+            ...(reportsStore ? { reportsStore } : {}),
+            clock: cliClock(),
+            ...internalTokenOption(config),
+            ...(o.worker === false ? { worker: false } : {}),
+            ...(metricsPort !== undefined ? { metricsPort } : {}),
+          },
+          fn,
+        ),
       ),
     ),
   );

@@ -51,6 +51,11 @@ export const jobSettingsSchema = z.strictObject({
   enabled: z.boolean().optional(),
   /** Past this long after its day starts, a run still waiting for inputs raises an alert. */
   deadlineMs: positiveInt.optional(),
+  /**
+   * Days of per-account reports a delivering job keeps (storage-metering, request-metering,
+   * compute-metering, usage-summary, access-logs); default `pipeline.reportRetentionDays` (90).
+   */
+  reportRetentionDays: positiveInt.optional(),
 });
 
 /**
@@ -105,6 +110,10 @@ export const JOB_SPECIFIC_SETTINGS = {
     objectsPerSecondPerNode: z.number().positive().optional(),
     /** Bytes of files moved to tombstone per second on each node (default GC's). */
     bytesPerSecondPerNode: z.number().positive().optional(),
+  }),
+  'usage-summary': jobSettingsSchema.extend({
+    /** Minutes after a day ends before its summary may run (its last hours are metered by then). */
+    settleMinutes: z.number().min(0).optional(),
   }),
 } satisfies Record<string, typeof jobSettingsSchema>;
 

@@ -51,6 +51,8 @@ export const ERROR_CATALOG = {
   WorkerShutdown: { status: 503, exit: 9, retryable: true },
   // the attempt was declared lost (its heartbeat lapsed) and its task released to another attempt
   AttemptLost: { status: 503, exit: 9, retryable: true },
+  // `remora accounts …`: no account has that login
+  AccountNotFound: { status: 404, exit: 4, retryable: false },
   // `remora compare`: Remora's report and the original's disagree (the differences are printed)
   ReportsDiffer: { status: 409, exit: 1, retryable: false },
   Internal: { status: 500, exit: 1, retryable: false },

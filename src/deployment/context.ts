@@ -197,6 +197,25 @@ export function openObjectStore(
   return { store: new FrontDoorObjectStore(client), close: () => client.close() };
 }
 
+/**
+ * Run `fn` with where per-account reports go: the running deployment's front door (as the
+ * operator), so an account reads its reports with its own token whatever the pipeline's own
+ * store is; undefined when no deployment runs here, or when the store already is the front door.
+ */
+export async function withReportsStore<T>(
+  config: RemoraConfig,
+  fn: (store: ObjectStore | undefined) => Promise<T>,
+): Promise<T> {
+  const state = config.objectStore.backend === 'frontdoor' ? undefined : readDeploymentState(config);
+  if (!state?.frontdoorUrl || !state.operatorToken) return fn(undefined);
+  const client = new FrontDoorClient(state.frontdoorUrl, state.operatorToken);
+  try {
+    return await fn(new FrontDoorObjectStore(client));
+  } finally {
+    client.close();
+  }
+}
+
 /** Run `fn` with the configured object store, closing it afterwards. */
 export async function withObjectStore<T>(
   config: RemoraConfig,

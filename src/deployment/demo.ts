@@ -12,10 +12,14 @@ import { DEFAULT_SPEC, type WorkloadSpec } from '../workload/generator.js';
 import { formatBytes, summarizeAccounts, summarizeNodes } from './summary.js';
 import { withDailyPipeline } from '../jobs/catalog.js';
 import { driveDays, scheduleDay } from '../pipeline/operations.js';
-import { dayOf } from '../core/days.js';
+import { DAY_MS, dayOf, dayStartMs } from '../core/days.js';
 import { ScaledClock } from '../core/clock.js';
+import { FrontDoorObjectStore } from '../objectstore/frontdoor-store.js';
+import type { Coordinator } from '../pipeline/coordinator.js';
+import type { PipelineRuntime } from '../pipeline/runtime.js';
 import { hourKeyOf } from '../frontdoor/audit-log.js';
-import { printRequestTable, printUsageTable } from './usage-table.js';
+import { printRequestTable, printSummaryTable, printUsageTable } from './usage-table.js';
+import { runComputeWorkload } from '../workload/compute-meter.js';
 
 export interface DemoOptions {
   spec?: Partial<WorkloadSpec>;
@@ -60,7 +64,7 @@ export async function runDemo(config: RemoraConfig, opts: DemoOptions = {}): Pro
         `   ${n.node.padEnd(25)} ${n.datacenter.padEnd(5)} ${String(n.copies).padStart(6)}  ${formatBytes(n.bytes).padStart(12)}`,
       );
     }
-    await runDailyPipeline(cfg, d, out);
+    await runDailyPipeline(cfg, d, out, spec.seed);
     if (opts.after) await opts.after(d, out);
   } finally {
     await d.close();
@@ -72,12 +76,14 @@ async function runDailyPipeline(
   cfg: RemoraConfig,
   d: Deployment,
   out: (line: string) => void,
+  seed: number,
 ): Promise<void> {
   const day = dayOf(Date.now());
   out(
     `== daily pipeline for ${day}: snapshot → unpack → storage metering → delivery, gc; manifests → audit;`,
   );
-  out('   hourly: request metering and access logs from the front door audit log');
+  out('   hourly: request metering and access logs from the front door audit log, compute metering;');
+  out('   after the day: the daily usage summary');
   out("   (gc with a grace period of 0 days, so this workload's overwrites and deletes are collected today;");
   out('    the default is 2 days: pipeline.jobs.gc.graceDays)');
   const settings = { jobs: { gc: { enabled: true, graceDays: 0 } } };
@@ -93,16 +99,32 @@ async function runDailyPipeline(
     out(
       `   (the workload's hour ${hour} ends at midnight: its requests are metered after it, not in this demo)`,
     );
+  // Accounts' reports go into their namespaces through the front door (each reads its own with
+  // its token); the pipeline's own files stay in the local store.
+  const operator = d.client();
   await withDailyPipeline(
     cfg,
     d.tier,
     {
       log: () => {},
       settings,
+      reportsStore: new FrontDoorObjectStore(operator),
       internalToken: d.internalToken,
       ...(shift ? { clock: new ScaledClock(hourEnd + 1000) } : {}),
     },
     async (rt, c) => {
+      // The bundled deployment has no compute service: SYNTHETIC marlin-agent meter records
+      // for the workload's hour (`remora workload --compute`), so compute metering has input.
+      const compute = await runComputeWorkload(rt.services.tier, rt.services.store, {
+        seed,
+        from: Date.parse(`${hour}:00:00Z`),
+        hours: 1,
+        jobs: 4,
+        nodes: 2,
+      });
+      out(
+        `   compute: ${compute.logs.length} SYNTHETIC marlin-agent logs for ${hour} (the bundled deployment has no compute service)`,
+      );
       await scheduleDay(rt, day, 'demo');
       const runs = await driveDays(rt, c, [day], { timeoutMs: PIPELINE_TIMEOUT_MS });
       const hourly = runs.filter((r) => r.partitionKey.length === 13);
@@ -135,9 +157,41 @@ async function runDailyPipeline(
       if (runs.some((r) => r.job === 'storage-metering' && r.state === 'succeeded'))
         await printUsageTable(rt, day);
       else out('   storage metering did not succeed: see `remora runs` and `remora run show <id>`');
+      await summarizeDay(rt, c, d, day, out);
     },
-  );
+  ).finally(() => operator.close());
 }
+
+/**
+ * The rest of the day and its summary: the pipeline's clock moves past the day's end (as if the
+ * demo had waited: nothing else happens in its deployment), the remaining hours are metered
+ * (empty) and the daily summary runs; ends with its per-account table.
+ */
+async function summarizeDay(
+  rt: PipelineRuntime,
+  c: Coordinator,
+  d: Deployment,
+  day: string,
+  out: (line: string) => void,
+): Promise<void> {
+  const after = dayStartMs(day) + DAY_MS + SUMMARY_WAIT_MS;
+  out(
+    `== the rest of ${day} (the pipeline's clock moved to ${new Date(after).toISOString()}): every hour, then the daily summary`,
+  );
+  rt.services.clock = new ScaledClock(after);
+  await d.publishLogs(new Date(after));
+  const runs = await driveDays(rt, c, [day], { timeoutMs: PIPELINE_TIMEOUT_MS });
+  const hourly = runs.filter((r) => r.partitionKey.length === 13);
+  out(`   hourly runs: ${hourly.filter((r) => r.state === 'succeeded').length} of ${hourly.length} done`);
+  const summary = runs.find((r) => r.job === 'usage-summary');
+  out(
+    `   ${'usage-summary'.padEnd(18)} ${day.padEnd(34)} ${(summary?.state ?? 'not run').padEnd(10)} ${summary?.verdict ?? ''}`,
+  );
+  if (summary?.state === 'succeeded') await printSummaryTable(rt, day);
+}
+
+/** Past the summary's settle time (usage-summary settleMinutes, 30) after midnight. */
+const SUMMARY_WAIT_MS = 31 * 60_000;
 
 /** The demo's pipeline finishes in seconds; a stuck run should fail the demo, not hang it. */
 const PIPELINE_TIMEOUT_MS = 5 * 60_000;

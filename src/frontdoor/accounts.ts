@@ -68,6 +68,26 @@ export async function accountByLogin(tier: MetadataTier, login: string): Promise
   return rows[0]?.value;
 }
 
+/**
+ * Turn the delivery of usage reports to an account on or off (`remora accounts reports`); the
+ * metering jobs read the flag at each delivery. Returns the account as it is now.
+ */
+export async function setAccountReports(
+  tier: MetadataTier,
+  login: string,
+  reports: boolean,
+): Promise<AccountValue> {
+  const a = await accountByLogin(tier, login);
+  if (!a)
+    throw new RemoraError(
+      'AccountNotFound',
+      `no account "${login}": \`remora accounts list\` shows the logins`,
+    );
+  const updated: AccountValue = { ...a, reports };
+  await tier.putObject(ACCOUNTS_BUCKET.name, a.uuid, updated as unknown as Record<string, unknown>);
+  return updated;
+}
+
 export async function accountByUuid(tier: MetadataTier, uuid: string): Promise<AccountValue | undefined> {
   return (await tier.getObject<AccountValue>(ACCOUNTS_BUCKET.name, uuid))?.value;
 }

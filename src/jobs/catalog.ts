@@ -15,28 +15,33 @@ import { manifestsJob } from './manifests/manifests.job.js';
 import { auditJob, auditOptionsFrom } from './audit/audit.job.js';
 import { DEFAULT_PARTITIONS } from '../dumps/partition.js';
 import { cruftJob, cruftOptionsFrom } from './cruft/cruft.job.js';
+import { summaryOptionsFrom, usageSummaryJob } from './usage-summary/usage-summary.job.js';
 import type { RemoraConfig } from '../config/config.js';
 import type { MetadataTier } from '../metadata/metadata-tier.js';
 import type { Coordinator } from '../pipeline/coordinator.js';
 import type { JobDefinition } from '../pipeline/job.js';
 import type { PipelineRuntime } from '../pipeline/runtime.js';
 import { withPipelineSession, type SessionOptions } from '../pipeline/session.js';
-import type { PipelineSettings } from '../pipeline/settings.js';
+import { reportRetentionFor, type PipelineSettings } from '../pipeline/settings.js';
 
 export function defaultJobs(s: PipelineSettings): JobDefinition[] {
   return [
     snapshotJob,
     unpackJob({ partitions: s.partitions, rowsPerPartition: s.rowsPerPartition, thresholds: s.thresholds }),
-    storageMeteringJob({ reportRetentionDays: s.reportRetentionDays }),
+    storageMeteringJob({ reportRetentionDays: reportRetentionFor(s, 'storage-metering') }),
     gcJob(gcOptionsFrom(s)),
     tombstonePurgeJob(purgeOptionsFrom(s)),
     computeMeteringJob(computeOptionsFrom(s)),
     requestMeteringJob(requestMeteringOptionsFrom(s)),
-    accessLogsJob(requestMeteringOptionsFrom(s)),
+    accessLogsJob({
+      ...requestMeteringOptionsFrom(s),
+      reportRetentionDays: reportRetentionFor(s, 'access-logs'),
+    }),
     manifestsJob({ partitions: s.partitions === 'auto' ? DEFAULT_PARTITIONS : s.partitions }),
     auditJob(auditOptionsFrom(s)),
     // Cruft is on demand (`remora cruft plan|run`); daily only when switched on explicitly.
     ...(s.jobs.cruft?.enabled === true ? [cruftJob(cruftOptionsFrom(s))] : []),
+    usageSummaryJob(summaryOptionsFrom(s)),
   ];
 }
 

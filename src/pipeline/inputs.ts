@@ -1,7 +1,9 @@
 /**
  * Whether a waiting run may start: every upstream partition's latest run committed with a
  * verdict other than `invalid`, and every external input present. Never falls back to an
- * older output ("a late snapshot makes downstream wait, not read yesterday's data").
+ * older output ("a late snapshot makes downstream wait, not read yesterday's data"). A job with
+ * `inputs.partialAfterDeadline` waits on an invalid upstream instead of being blocked, and past
+ * its deadline starts with the upstream that committed (it names what is missing).
  */
 import type pg from 'pg';
 import type { JobGraph } from './dag.js';
@@ -41,8 +43,10 @@ export async function resolveInputs(
 ): Promise<InputStatus> {
   const job = deps.graph.get(run.job);
   const partition = partitionOfRun(deps.graph, run);
+  const tolerant = job.inputs.partialAfterDeadline === true;
   const upstream: UpstreamOutput[] = [];
   const waiting: string[] = [];
+  const externalWaiting: string[] = [];
   for (const upName of job.inputs.upstream ?? []) {
     const up = deps.graph.get(upName);
     const parts = upstreamPartitions(partition, up, deps.topology);
@@ -62,6 +66,10 @@ export async function resolveInputs(
         continue;
       }
       if (r.state === 'invalid' || r.state === 'failed' || r.state === 'blocked') {
+        if (tolerant) {
+          waiting.push(`${upName} ${p.key} (run ${r.id} ${r.state})`);
+          continue;
+        }
         return { status: 'blocked', detail: `input ${upName} ${p.key} is ${r.state} (run ${r.id})` };
       }
       if (r.state !== 'succeeded') {
@@ -84,8 +92,12 @@ export async function resolveInputs(
   }
   for (const ext of job.inputs.external ?? []) {
     const r = await ext.exists({ services: deps.services, partition });
-    if (!r.ready) waiting.push(`${ext.name}${r.detail ? ` (${r.detail})` : ''}`);
+    if (!r.ready) externalWaiting.push(`${ext.name}${r.detail ? ` (${r.detail})` : ''}`);
   }
+  // A tolerant job past its deadline starts on what committed (never before its external inputs).
+  if (tolerant && externalWaiting.length === 0 && run.deadlineAt.getTime() <= deps.services.clock.now())
+    return { status: 'ready', upstream };
+  waiting.push(...externalWaiting);
   if (waiting.length > 0) return { status: 'waiting', detail: waiting.join('; ') };
   return { status: 'ready', upstream };
 }

@@ -41,6 +41,11 @@ export interface PipelineServices {
   tier: MetadataTier;
   /** Where dumps, chunks and outputs live (src/objectstore/object-store.ts). */
   store: ObjectStore;
+  /**
+   * Where per-account reports go (`/<login>/reports/…`): the accounts' namespaces through the
+   * front door when the bundled deployment runs, whatever `store` is; undefined: `store`.
+   */
+  reportsStore?: ObjectStore;
   /** The process's DuckDB, for reading chunks (one query at a time; closed with the session). */
   duck: DuckPool;
   /** Storage-node addresses: configuration, else heartbeat records (never deployment.json). */
@@ -193,6 +198,13 @@ export interface JobDefinition<P = unknown, T = unknown, O = unknown> {
     /** Upstream jobs: this run waits for every matching upstream partition to commit. */
     upstream?: string[];
     external?: ExternalInput[];
+    /**
+     * Run on what exists once the deadline has passed: an upstream partition that is invalid,
+     * failed or blocked makes the run wait (a rerun may still fix it) instead of blocking it, and
+     * past the run's deadline (external inputs ready) it starts with the upstream partitions that
+     * committed; the job names the missing ones and reports `degraded` (e.g. the daily summary).
+     */
+    partialAfterDeadline?: boolean;
   };
   /** Past this long after the run became due, a still-waiting or running run raises an alert. */
   deadlineMs: number;

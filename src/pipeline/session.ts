@@ -29,6 +29,8 @@ export interface SessionOptions {
   log: (line: string) => void;
   /** Where inputs and outputs live (default: the local directory; see openObjectStore). */
   store?: ObjectStore;
+  /** Where per-account reports go (PipelineServices.reportsStore; default `store`). */
+  reportsStore?: ObjectStore;
   /** The storage nodes' internal credential (jobs that move or hash copies need it). */
   internalToken?: string;
 }
@@ -44,6 +46,7 @@ export async function withPipelineSession<T>(
     config,
     tier,
     store: o.store ?? defaultObjectStore(config.stateDir),
+    ...(o.reportsStore ? { reportsStore: o.reportsStore } : {}),
     duck: new DuckPool(),
     nodes: await NodeDirectory.load(config.storage.nodes, tier),
     storage:

@@ -54,6 +54,14 @@ export interface PipelineSettings {
   metricsPort?: number;
 }
 
+/** Days of per-account reports `job` keeps: its own setting, else the pipeline's (90). */
+export function reportRetentionFor(
+  s: Pick<PipelineSettings, 'jobs' | 'reportRetentionDays'>,
+  job: string,
+): number {
+  return s.jobs[job]?.reportRetentionDays ?? s.reportRetentionDays;
+}
+
 export const DEFAULT_SETTINGS: PipelineSettings = {
   jobs: {},
   tickIntervalMs: 1000,

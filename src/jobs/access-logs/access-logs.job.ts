@@ -22,7 +22,7 @@ import { outputType, type JobDefinition, type TaskContext } from '../../pipeline
 import { eachLimit } from '../../core/concurrency.js';
 import { listAccounts } from '../../frontdoor/accounts.js';
 import type { AccountValue } from '../../metadata/types.js';
-import { putLatest, pruneReportsBefore } from '../usage-delivery/usage-delivery.js';
+import { pruneAccounts, putLatest, reportsStoreOf } from '../usage-delivery/usage-delivery.js';
 import {
   hourlyLogJob,
   logObjectSchema,
@@ -114,7 +114,7 @@ async function readLog(
 }
 
 async function runHour(ctx: TaskContext<TaskParams>, o: RequestMeteringOptions) {
-  const { store } = ctx.services;
+  const store = reportsStoreOf(ctx.services);
   const report = ctx.report;
   const hour = ctx.partition.key;
   const accounts = new Map((await listAccounts(ctx.services.tier)).map((a) => [a.uuid, a]));
@@ -143,11 +143,9 @@ async function runHour(ctx: TaskContext<TaskParams>, o: RequestMeteringOptions) 
       const body = await fs.promises.readFile(files.file(owner));
       await store.put(accessLogPath(login, hour), body);
       await putLatest(store, `${accessLogDir(login)}/latest`, body.toString(), hour);
-      report
-        .count('delivered')
-        .count('bytesWritten', 2 * body.length)
-        .count('reportsPruned', await pruneReportsBefore(store, accessLogDir(login), keepFrom));
+      report.count('delivered').count('bytesWritten', 2 * body.length);
     });
+    await pruneAccounts(store, report, [...accounts.values()], accessLogDir, keepFrom);
     report.count('accounts', owners.length);
     delivered();
   } finally {

@@ -29,7 +29,7 @@ import {
   type JobDefinition,
   type TaskContext,
 } from '../../pipeline/job.js';
-import type { PipelineSettings } from '../../pipeline/settings.js';
+import { reportRetentionFor, type PipelineSettings } from '../../pipeline/settings.js';
 import { deliverToAccounts, jsonLines, putLatest } from '../usage-delivery/usage-delivery.js';
 import { AgentLogReader } from './compute-metering.reader.js';
 import {
@@ -64,7 +64,7 @@ export function computeOptionsFrom(
   return {
     settleMinutes: j?.settleMinutes ?? DEFAULT_COMPUTE_OPTIONS.settleMinutes,
     objectsPerTask: j?.objectsPerTask ?? DEFAULT_COMPUTE_OPTIONS.objectsPerTask,
-    reportRetentionDays: s.reportRetentionDays,
+    reportRetentionDays: reportRetentionFor(s, 'compute-metering'),
   };
 }
 

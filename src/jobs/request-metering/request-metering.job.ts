@@ -18,7 +18,7 @@ import { ReportBuilder } from '../../core/run-report.js';
 import { withLocalChunks } from '../../objectstore/local-chunks.js';
 import { readObjectText } from '../../objectstore/object-store.js';
 import { outputType, type CommitContext, type JobDefinition, type TaskContext } from '../../pipeline/job.js';
-import type { PipelineSettings } from '../../pipeline/settings.js';
+import { reportRetentionFor, type PipelineSettings } from '../../pipeline/settings.js';
 import { deliverToAccounts } from '../usage-delivery/usage-delivery.js';
 import { hourlyLogJob, logObjectSchema, type HourLogsParams } from '../metering-kit/muskie-logs.js';
 import {
@@ -61,7 +61,7 @@ export function requestMeteringOptionsFrom(
 ): RequestMeteringOptions {
   return {
     malformedLimit: s.jobs['request-metering']?.malformedLimit ?? DEFAULT_MALFORMED_LIMIT,
-    reportRetentionDays: s.reportRetentionDays,
+    reportRetentionDays: reportRetentionFor(s, 'request-metering'),
   };
 }
 

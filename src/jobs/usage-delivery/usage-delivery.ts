@@ -74,9 +74,14 @@ export interface AccountDelivery {
   keepFrom: string;
 }
 
+/** Where per-account reports go: the accounts' namespaces (front door) when known, else the pipeline's store. */
+export function reportsStoreOf(services: Pick<PipelineServices, 'store' | 'reportsStore'>): ObjectStore {
+  return services.reportsStore ?? services.store;
+}
+
 /** Deliver each owner's copy to its account; counters `delivered`, `notDelivered`, `reportsPruned`. */
 export async function deliverToAccounts(
-  services: PipelineServices,
+  services: Pick<PipelineServices, 'tier' | 'store' | 'reportsStore'>,
   report: ReportBuilder,
   d: AccountDelivery,
 ): Promise<void> {
@@ -94,13 +99,30 @@ export async function deliverToAccounts(
     }
     deliveries.push({ login: acct.login, owner });
   }
-  const { store } = services;
+  const store = reportsStoreOf(services);
   await eachLimit(deliveries, DELIVERY_CONCURRENCY, async ({ login, owner }) => {
     const body = jsonLines([d.userRecord(owner)]);
     await store.put(d.userPath(login), body);
     await putLatest(store, `${d.userDir(login)}/latest`, body, d.period);
-    report
-      .count('delivered')
-      .count('reportsPruned', await pruneReportsBefore(store, d.userDir(login), d.keepFrom));
+    report.count('delivered');
+  });
+  await pruneAccounts(store, report, [...accounts.values()], (l) => d.userDir(l), d.keepFrom);
+}
+
+/**
+ * Retention of one report kind (RFD 16 problem 7): remove every account's reports of days before
+ * `keepFrom` under `dir(login)` — delivered this run or not (reports turned off, no usage this
+ * period); `latest` stays. Counter `reportsPruned`. One listing per account per delivering run.
+ */
+export async function pruneAccounts(
+  store: ObjectStore,
+  report: ReportBuilder,
+  accounts: readonly { login: string }[],
+  dir: (login: string) => string,
+  keepFrom: string,
+): Promise<void> {
+  report.count('reportsPruned', 0);
+  await eachLimit(accounts, DELIVERY_CONCURRENCY, async ({ login }) => {
+    report.count('reportsPruned', await pruneReportsBefore(store, dir(login), keepFrom));
   });
 }
