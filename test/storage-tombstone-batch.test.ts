@@ -152,6 +152,13 @@ test('per-copy failures: a failed rename or source fsync answers error for those
     failFsyncOf = undefined;
   }
 
+  // A directory where the tombstone would go: the rename fails, the copy stays, the answer says so.
+  const [blocked] = await putCopies(1, OWNER);
+  fs.mkdirSync(path.join(root, 'tombstone', DAY, blocked!, 'x'), { recursive: true });
+  const [r] = await client.tombstoneBatch(node.url, DAY, [{ owner: OWNER, objectId: blocked! }]);
+  assert.equal(r?.result, 'error', JSON.stringify(r));
+  assert.equal(inPlace(root, OWNER, blocked!), true);
+
   // The day's fsync failing fails the whole request: no copy is answered 'moved'.
   const c = await putCopies(2, OWNER);
   failFsyncOf = `tombstone/${DAY}`;

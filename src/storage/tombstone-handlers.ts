@@ -145,12 +145,27 @@ async function renameOne(
   try {
     const st = await fs.promises.lstat(src);
     if (!st.isFile()) return 'absent'; // the single MOVE's 404 for anything but a regular file
+  } catch (err) {
+    if (vanished(err) || (err as { code?: string }).code === 'EISDIR') return 'absent';
+    return { failed: err };
+  }
+  try {
     await ctx.files.rename(src, dest);
     return 'moved';
   } catch (err) {
-    const code = (err as { code?: string }).code;
-    if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'EISDIR') return 'absent';
-    return { failed: err };
+    // 'absent' only when the copy is really gone (moved meanwhile): a rename that failed for any
+    // other reason (the day's directory purged meanwhile, a directory in the way) left it in place.
+    return (await exists(src)) ? { failed: err } : 'absent';
+  }
+}
+
+async function exists(p: string): Promise<boolean> {
+  try {
+    await fs.promises.lstat(p);
+    return true;
+  } catch (err) {
+    if (vanished(err)) return false;
+    throw err;
   }
 }
 
