@@ -6,7 +6,9 @@
  * of the per-object storage requests measured in the same run (GET + PUT, and the tombstone that
  * the baseline does not pay: the single MOVE, and the batched request the runner uses).
  *   REMORA_BENCH_REBALANCE_SMALL (default 2000 objects of 4 KiB), REMORA_BENCH_REBALANCE_LARGE
- *   (default 24 objects of 16 MiB), REMORA_BENCH_REBALANCE_CONCURRENCY (default 8)
+ *   (default 24 objects of 16 MiB), REMORA_BENCH_REBALANCE_CONCURRENCY (default 8),
+ *   REMORA_BENCH_REBALANCE_BATCH (objects per claim; default the runner's, 8 × concurrency).
+ * Also printed: the rebalance's time by step of its claim batches (from the runner's onStep seam).
  */
 import crypto from 'node:crypto';
 import { ensureBenchPostgres } from './support.js';
@@ -35,6 +37,8 @@ interface Case {
 
 export default async function bench(): Promise<void> {
   const concurrency = Number(process.env.REMORA_BENCH_REBALANCE_CONCURRENCY ?? 8);
+  const batch = process.env.REMORA_BENCH_REBALANCE_BATCH;
+  const batchSize = batch ? Number(batch) : undefined;
   const cases: Case[] = [
     { label: '4 KiB', count: Number(process.env.REMORA_BENCH_REBALANCE_SMALL ?? 2000), bytes: 4096 },
     {
@@ -58,7 +62,7 @@ export default async function bench(): Promise<void> {
   });
   try {
     await migrateRebalance(d.tier.control);
-    for (const c of cases) await runCase(d, c, concurrency);
+    for (const c of cases) await runCase(d, c, concurrency, batchSize);
     console.log(`rebalance ratios (rebalance / same-run GET+PUT baseline): ${ratios.join(', ')}`);
   } finally {
     await cleanup();
@@ -66,7 +70,7 @@ export default async function bench(): Promise<void> {
   }
 }
 
-async function runCase(d: Deployment, c: Case, concurrency: number): Promise<void> {
+async function runCase(d: Deployment, c: Case, concurrency: number, batchSize?: number): Promise<void> {
   const owner = crypto.randomUUID();
   const groups = await loadObjects(d, owner, c);
   const url = (id: string) => d.nodes.get(id)?.url;
@@ -79,9 +83,33 @@ async function runCase(d: Deployment, c: Case, concurrency: number): Promise<voi
   });
   const base = (performance.now() - t0) / 1000;
   const jobId = await planAll(d, groups, c.label);
+  // Where the rebalance's time goes, per claim batch, from the runner's step seam: claim + read
+  // (and the previous batch's late-link read + outcome update), copy, update, re-read + tombstone.
+  const phases = { 'outcomes+claim+read': 0, copy: 0, update: 0, 'reread+tombstone': 0 };
+  const phaseOf = {
+    read: 'outcomes+claim+read',
+    copied: 'copy',
+    updated: 'update',
+    tombstoned: 'reread+tombstone',
+  } as const;
   const t1 = performance.now();
-  const totals = await runJob({ tier: d.tier, storage: d.storage, nodeUrl: url }, { jobId, concurrency });
+  let last = t1;
+  const totals = await runJob(
+    { tier: d.tier, storage: d.storage, nodeUrl: url },
+    {
+      jobId,
+      concurrency,
+      ...(batchSize ? { batchSize } : {}),
+      onStep: (step) => {
+        const now = performance.now();
+        phases[phaseOf[step]] += now - last;
+        last = now;
+        return Promise.resolve();
+      },
+    },
+  );
   const moved = (performance.now() - t1) / 1000;
+  phases['outcomes+claim+read'] += performance.now() - last; // the last batch's outcomes, the empty claim
   if (totals.outcomes.complete !== c.count)
     throw new Error(`rebalance bench: ${JSON.stringify(totals.outcomes)}`);
   const mb = (c.count * c.bytes) / 1024 / 1024;
@@ -95,6 +123,13 @@ async function runCase(d: Deployment, c: Case, concurrency: number): Promise<voi
   const ratio = base / moved;
   console.log(`  ratio ${ratio.toFixed(2)} (target ≥ 0.9: ${ratio >= 0.9 ? 'met' : 'NOT met'})`);
   ratios.push(`${c.label} ${ratio.toFixed(2)}`);
+  const spent = Object.values(phases).reduce((a, b) => a + b, 0);
+  console.log(
+    `  rebalance time by step (claim batch ${batchSize ?? concurrency * 8}): ` +
+      Object.entries(phases)
+        .map(([k, v]) => `${k} ${((100 * v) / spent).toFixed(0)}%`)
+        .join(', '),
+  );
   // Where the per-object time goes beyond GET + PUT: the tombstone of the old copy, timed alone on
   // fresh copies, as the single MOVE (a rename and a directory fsync per copy) and as the batched
   // request the runner sends per claim batch (renames, then one fsync per directory).
