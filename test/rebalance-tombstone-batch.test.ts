@@ -11,13 +11,9 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { dayOf } from '../src/core/days.js';
-import { createAccount } from '../src/frontdoor/accounts.js';
-import { planJob } from '../src/jobs/rebalance/rebalance.service.js';
 import { runJob } from '../src/jobs/rebalance/rebalance.run.js';
 import type { MantaObjectValue } from '../src/metadata/types.js';
-import { disableWrites } from '../src/storage/storage-admin.js';
-import { startTestDeployment } from './helpers/deployment.js';
-import { FOUR_NODES, nodeDirectory, pastLastWrite, snapshotAndUnpack, storeOf } from './helpers/rebalance.js';
+import { FOUR_NODES, planEvacuation, withFourNodesAndAlice } from './helpers/rebalance.js';
 
 const A1 = FOUR_NODES[0]!.id;
 
@@ -25,14 +21,7 @@ test(
   'batched tombstones: a copy that did not move is owed (post_processing), a late link is restored, the rest complete',
   { timeout: 180_000 },
   async () => {
-    const { d, cleanup } = await startTestDeployment({
-      storage: { nodes: FOUR_NODES, heartbeatIntervalMs: 300 },
-    });
-    try {
-      const a = await createAccount(d.tier, { login: 'alice' }, Date.now());
-      const alice = d.client(a.token);
-      const key = (p: string) => p.replace('/alice/', `/${a.account.uuid}/`);
-      await alice.mkdirp('/alice/stor/b');
+    await withFourNodesAndAlice('b', async ({ d, alice, key }) => {
       const onA1: { value: MantaObjectValue; body: Buffer }[] = [];
       for (let i = 0; i < 80 && onA1.length < 6; i++) {
         const body = crypto.randomBytes(3000);
@@ -42,15 +31,7 @@ test(
       }
       assert.ok(onA1.length >= 4, `only ${onA1.length} objects landed on ${A1}`);
       alice.close();
-      await disableWrites(d.tier, A1);
-      await pastLastWrite();
-      await snapshotAndUnpack(d);
-      const nodes = await nodeDirectory(d);
-      const nodeUrl = (id: string) => nodes.url(id);
-      const plan = await planJob(
-        { tier: d.tier, store: storeOf(d), storage: d.storage, nodeUrl },
-        { evacuate: A1, maxFillPct: 90, lagMs: 60_000, lastWriteMarginMs: 0 },
-      );
+      const { jobId, nodeUrl } = await planEvacuation(d, A1);
       const root = d.nodes.get(A1)!.root;
       const day = dayOf(new Date());
       const copyOf = (v: MantaObjectValue) => path.join(root, v.creator || v.owner, v.objectId);
@@ -63,7 +44,7 @@ test(
       const totals = await runJob(
         { tier: d.tier, storage: d.storage, nodeUrl },
         {
-          jobId: plan.jobId,
+          jobId: jobId,
           concurrency: 2,
           batchSize: 64,
           onStep: async (step) => {
@@ -87,7 +68,7 @@ test(
       );
       const owed = await d.tier.control.query<{ detail: string }>(
         `SELECT detail FROM rebalance_objects WHERE job_id = $1 AND state = 'post_processing'`,
-        [plan.jobId],
+        [jobId],
       );
       assert.match(owed.rows[0]?.detail ?? '', /^tombstone MOVE failed: .*EISDIR/);
       // The copy that did not move is in place, its bytes intact; no record names it any more.
@@ -105,12 +86,10 @@ test(
 
       // The way cleared, the next run repeats the owed MOVE.
       fs.rmSync(tombOf(blocked.value), { recursive: true });
-      const again = await runJob({ tier: d.tier, storage: d.storage, nodeUrl }, { jobId: plan.jobId });
+      const again = await runJob({ tier: d.tier, storage: d.storage, nodeUrl }, { jobId: jobId });
       assert.deepEqual(again.outcomes, { complete: 1 }, JSON.stringify(again));
       assert.equal(fs.existsSync(copyOf(blocked.value)), false);
       assert.ok(fs.readFileSync(tombOf(blocked.value)).equals(blocked.body));
-    } finally {
-      await cleanup();
-    }
+    });
   },
 );

@@ -321,7 +321,7 @@ async function startChild(
     ['--import', 'tsx', 'test/helpers/storage-node-child.ts', dir, String(renameDelayMs)],
     { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] },
   );
-  const lines = readline.createInterface({ input: child.stdout! });
+  const lines = readline.createInterface({ input: child.stdout });
   for await (const line of lines) {
     lines.close();
     return { child, url: (JSON.parse(line) as { url: string }).url };

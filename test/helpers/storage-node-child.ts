@@ -16,7 +16,7 @@ const node = await StorageNode.start({
   datacenter: 'dc1',
   internalToken: TEST_INTERNAL_TOKEN,
   fileOps: {
-    fsync: durableFileOps.fsync,
+    fsync: (p, flags) => durableFileOps.fsync(p, flags),
     rename: async (from, to) => {
       if (renameDelayMs > 0) await new Promise((r) => setTimeout(r, renameDelayMs));
       await fs.promises.rename(from, to);
