@@ -3,10 +3,12 @@
  * same run: plain HTTP GET from the source + PUT to another node of the same bytes, same
  * concurrency, no metadata work. Figures: objects/s and MB/s, and their ratios.
  * Target (issue 16): ≥ 0.9 of the baseline for both sizes; both ratios are printed, with a profile
- * of the per-object storage requests measured in the same run (GET + PUT, and the tombstone MOVE
- * that the baseline does not pay), which is where the 4 KiB gap is.
+ * of the per-object storage requests measured in the same run (GET + PUT, and the tombstone that
+ * the baseline does not pay: the single MOVE, and the batched request the runner uses).
  *   REMORA_BENCH_REBALANCE_SMALL (default 2000 objects of 4 KiB), REMORA_BENCH_REBALANCE_LARGE
- *   (default 24 objects of 16 MiB), REMORA_BENCH_REBALANCE_CONCURRENCY (default 8)
+ *   (default 24 objects of 16 MiB), REMORA_BENCH_REBALANCE_CONCURRENCY (default 8),
+ *   REMORA_BENCH_REBALANCE_BATCH (objects per claim; default the runner's, 8 × concurrency).
+ * Also printed: the rebalance's time by step of its claim batches (from the runner's onStep seam).
  */
 import crypto from 'node:crypto';
 import { ensureBenchPostgres } from './support.js';
@@ -35,6 +37,8 @@ interface Case {
 
 export default async function bench(): Promise<void> {
   const concurrency = Number(process.env.REMORA_BENCH_REBALANCE_CONCURRENCY ?? 8);
+  const batch = process.env.REMORA_BENCH_REBALANCE_BATCH;
+  const batchSize = batch ? Number(batch) : undefined;
   const cases: Case[] = [
     { label: '4 KiB', count: Number(process.env.REMORA_BENCH_REBALANCE_SMALL ?? 2000), bytes: 4096 },
     {
@@ -58,7 +62,7 @@ export default async function bench(): Promise<void> {
   });
   try {
     await migrateRebalance(d.tier.control);
-    for (const c of cases) await runCase(d, c, concurrency);
+    for (const c of cases) await runCase(d, c, concurrency, batchSize);
     console.log(`rebalance ratios (rebalance / same-run GET+PUT baseline): ${ratios.join(', ')}`);
   } finally {
     await cleanup();
@@ -66,7 +70,7 @@ export default async function bench(): Promise<void> {
   }
 }
 
-async function runCase(d: Deployment, c: Case, concurrency: number): Promise<void> {
+async function runCase(d: Deployment, c: Case, concurrency: number, batchSize?: number): Promise<void> {
   const owner = crypto.randomUUID();
   const groups = await loadObjects(d, owner, c);
   const url = (id: string) => d.nodes.get(id)?.url;
@@ -79,9 +83,33 @@ async function runCase(d: Deployment, c: Case, concurrency: number): Promise<voi
   });
   const base = (performance.now() - t0) / 1000;
   const jobId = await planAll(d, groups, c.label);
+  // Where the rebalance's time goes, per claim batch, from the runner's step seam: claim + read
+  // (and the previous batch's late-link read + outcome update), copy, update, re-read + tombstone.
+  const phases = { 'outcomes+claim+read': 0, copy: 0, update: 0, 'reread+tombstone': 0 };
+  const phaseOf = {
+    read: 'outcomes+claim+read',
+    copied: 'copy',
+    updated: 'update',
+    tombstoned: 'reread+tombstone',
+  } as const;
   const t1 = performance.now();
-  const totals = await runJob({ tier: d.tier, storage: d.storage, nodeUrl: url }, { jobId, concurrency });
+  let last = t1;
+  const totals = await runJob(
+    { tier: d.tier, storage: d.storage, nodeUrl: url },
+    {
+      jobId,
+      concurrency,
+      ...(batchSize ? { batchSize } : {}),
+      onStep: (step) => {
+        const now = performance.now();
+        phases[phaseOf[step]] += now - last;
+        last = now;
+        return Promise.resolve();
+      },
+    },
+  );
   const moved = (performance.now() - t1) / 1000;
+  phases['outcomes+claim+read'] += performance.now() - last; // the last batch's outcomes, the empty claim
   if (totals.outcomes.complete !== c.count)
     throw new Error(`rebalance bench: ${JSON.stringify(totals.outcomes)}`);
   const mb = (c.count * c.bytes) / 1024 / 1024;
@@ -95,22 +123,47 @@ async function runCase(d: Deployment, c: Case, concurrency: number): Promise<voi
   const ratio = base / moved;
   console.log(`  ratio ${ratio.toFixed(2)} (target ≥ 0.9: ${ratio >= 0.9 ? 'met' : 'NOT met'})`);
   ratios.push(`${c.label} ${ratio.toFixed(2)}`);
-  // Where the per-object time goes beyond GET + PUT: the tombstone MOVE of the old copy, timed
-  // alone on fresh copies (a rename and two directory fsyncs; its size does not matter).
-  const probe = Array.from({ length: Math.min(c.count, 400) }, () => crypto.randomUUID());
-  await eachLimit(probe, concurrency, (id) =>
-    d.storage.put(url(SRC.manta_storage_id)!, owner, id, Buffer.alloc(4096)).then(() => undefined),
-  );
-  const t2 = performance.now();
-  await eachLimit(probe, concurrency, (id) =>
-    d.storage.tombstone(url(SRC.manta_storage_id)!, owner, id, '2000-01-01').then(() => undefined),
-  );
-  const moveRate = probe.length / ((performance.now() - t2) / 1000);
-  const baseRate = c.count / base;
+  const spent = Object.values(phases).reduce((a, b) => a + b, 0);
   console.log(
-    `  profile: GET+PUT ${baseRate.toFixed(0)}/s, tombstone MOVE alone ${moveRate.toFixed(0)}/s → ` +
-      `GET+PUT+MOVE bound ${(1 / (1 / baseRate + 1 / moveRate)).toFixed(0)}/s (ratio ${(moveRate / (baseRate + moveRate)).toFixed(2)}); ` +
-      'metadata steps are per claim batch',
+    `  rebalance time by step (claim batch ${batchSize ?? concurrency * 8}): ` +
+      Object.entries(phases)
+        .map(([k, v]) => `${k} ${((100 * v) / spent).toFixed(0)}%`)
+        .join(', '),
+  );
+  // Where the per-object time goes beyond GET + PUT: the tombstone of the old copy, timed alone on
+  // fresh copies, as the single MOVE (a rename and a directory fsync per copy) and as the batched
+  // request the runner sends per claim batch (renames, then one fsync per directory).
+  const srcUrl = url(SRC.manta_storage_id)!;
+  const fresh = async () => {
+    const ids = Array.from({ length: Math.min(c.count, 400) }, () => crypto.randomUUID());
+    await eachLimit(ids, concurrency, (id) =>
+      d.storage.put(srcUrl, owner, id, Buffer.alloc(4096)).then(() => undefined),
+    );
+    return ids;
+  };
+  const single = await fresh();
+  const t2 = performance.now();
+  await eachLimit(single, concurrency, (id) =>
+    d.storage.tombstone(srcUrl, owner, id, '2000-01-01').then(() => undefined),
+  );
+  const moveRate = single.length / ((performance.now() - t2) / 1000);
+  const batched = await fresh();
+  const perClaim = concurrency * 8; // the runner's default claim batch
+  const t3 = performance.now();
+  for (let i = 0; i < batched.length; i += perClaim)
+    await d.storage.tombstoneBatch(
+      srcUrl,
+      '2000-01-02',
+      batched.slice(i, i + perClaim).map((objectId) => ({ owner, objectId })),
+    );
+  const batchRate = batched.length / ((performance.now() - t3) / 1000);
+  const baseRate = c.count / base;
+  const bound = (r: number) =>
+    `${(1 / (1 / baseRate + 1 / r)).toFixed(0)}/s (ratio ${(r / (baseRate + r)).toFixed(2)})`;
+  console.log(
+    `  profile: GET+PUT ${baseRate.toFixed(0)}/s; tombstone MOVE alone ${moveRate.toFixed(0)}/s → ` +
+      `GET+PUT+MOVE bound ${bound(moveRate)}; batched tombstone (${perClaim}/request) ` +
+      `${batchRate.toFixed(0)}/s → bound ${bound(batchRate)}; metadata steps are per claim batch`,
   );
 }
 

@@ -9,13 +9,9 @@ import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { createAccount } from '../src/frontdoor/accounts.js';
-import { planJob } from '../src/jobs/rebalance/rebalance.service.js';
 import { runJob } from '../src/jobs/rebalance/rebalance.run.js';
 import type { MantaObjectValue } from '../src/metadata/types.js';
-import { disableWrites } from '../src/storage/storage-admin.js';
-import { startTestDeployment } from './helpers/deployment.js';
-import { FOUR_NODES, nodeDirectory, pastLastWrite, snapshotAndUnpack, storeOf } from './helpers/rebalance.js';
+import { FOUR_NODES, planEvacuation, withFourNodesAndAlice } from './helpers/rebalance.js';
 
 const A1 = FOUR_NODES[0]!.id;
 
@@ -23,14 +19,7 @@ test(
   'a link written after the last re-read names the tombstoned copy: the runner restores it',
   { timeout: 120_000 },
   async () => {
-    const { d, cleanup } = await startTestDeployment({
-      storage: { nodes: FOUR_NODES, heartbeatIntervalMs: 300 },
-    });
-    try {
-      const a = await createAccount(d.tier, { login: 'alice' }, Date.now());
-      const alice = d.client(a.token);
-      const key = (p: string) => p.replace('/alice/', `/${a.account.uuid}/`);
-      await alice.mkdirp('/alice/stor/g');
+    await withFourNodesAndAlice('g', async ({ d, alice, key }) => {
       let before: MantaObjectValue | undefined;
       const body = crypto.randomBytes(5000);
       for (let i = 0; i < 40 && !before; i++) {
@@ -40,20 +29,12 @@ test(
       }
       assert.ok(before, `the object never landed on ${A1}`);
       alice.close();
-      await disableWrites(d.tier, A1);
-      await pastLastWrite();
-      await snapshotAndUnpack(d);
-      const nodes = await nodeDirectory(d);
-      const nodeUrl = (id: string) => nodes.url(id);
-      const plan = await planJob(
-        { tier: d.tier, store: storeOf(d), storage: d.storage, nodeUrl },
-        { evacuate: A1, maxFillPct: 90, lagMs: 60_000, lastWriteMarginMs: 0 },
-      );
+      const { jobId, nodeUrl } = await planEvacuation(d, A1);
       const linkKey = key('/alice/stor/g/late-link');
       const totals = await runJob(
         { tier: d.tier, storage: d.storage, nodeUrl },
         {
-          jobId: plan.jobId,
+          jobId: jobId,
           concurrency: 1,
           onStep: async (step) => {
             // The link's record copies the source's record as it was before the update.
@@ -75,8 +56,6 @@ test(
       const file = path.join(root, before.creator || before.owner, before.objectId);
       assert.ok(fs.existsSync(file), 'the old copy is back at its place');
       assert.ok(fs.readFileSync(file).equals(body));
-    } finally {
-      await cleanup();
-    }
+    });
   },
 );

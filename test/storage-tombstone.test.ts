@@ -154,6 +154,7 @@ test('credential first, then method, then path: refused requests change nothing,
     ['DELETE', '/tombstone/2024-01-01', {}],
     ['MOVE', `/tombstone/2024-01-01/${id(20)}`, { Destination: `/${OWNER}/${id(20)}` }],
     ['PUT', `/tombstone/2024-01-01/${id(20)}`, {}],
+    ['POST', '/tombstone/2024-01-01', {}],
     ['GET', '/tombstone/../sentinel', {}],
   ];
   for (const auth of [undefined, 'Internal wrong-token-0123456789abcdef', `Token ${TEST_INTERNAL_TOKEN}`]) {
@@ -181,13 +182,12 @@ test('credential first, then method, then path: refused requests change nothing,
 
   for (const [method, target] of [
     ['PUT', `/tombstone/2024-01-01/${id(20)}`],
-    ['POST', '/tombstone'],
     ['HEAD', '/tombstone'],
     ['COPY', '/tombstone/2024-01-01'],
   ] as const) {
     const r = await rawRequest(node.url, method, target, AUTH, method === 'PUT' ? 'x' : '');
     assert.equal(r.status, 405, `${method} ${target}`);
-    assert.equal(r.headers.allow, 'GET, DELETE, MOVE');
+    assert.equal(r.headers.allow, 'GET, POST, DELETE, MOVE');
   }
 
   const bad: [string, string, Record<string, string>?][] = [
@@ -210,6 +210,10 @@ test('credential first, then method, then path: refused requests change nothing,
     ['DELETE', '/tombstone//2024-01-01'],
     ['DELETE', '/tombstone/2024-01-01?x=1'],
     ['DELETE', '/tombstone/not-a-day'],
+    ['POST', '/tombstone'],
+    ['POST', '/tombstone/..'],
+    ['POST', '/tombstone/2024-02-30'],
+    ['POST', `/tombstone/2024-01-01/${id(20)}`],
     ['MOVE', `/tombstone/2024-01-01/${id(20)}`],
     ['MOVE', `/tombstone/2024-01-01/${id(20)}`, { Destination: '/../sentinel' }],
     ['MOVE', `/tombstone/2024-01-01/${id(20)}`, { Destination: `/${OWNER}/../../sentinel` }],

@@ -23,6 +23,8 @@ export const ERROR_CATALOG = {
   MethodNotAllowed: { status: 405, exit: 2, retryable: false },
   // a mutating request to a storage node without the deployment's internal credential, or a wrong one
   InternalCredentialRefused: { status: 401, exit: 2, retryable: false },
+  // a batched tombstone request naming more copies, or sending more bytes, than a node takes at once
+  TombstoneBatchTooLarge: { status: 413, exit: 2, retryable: false },
   // front door
   NotEnoughStorageNodes: { status: 503, exit: 6, retryable: true },
   Unauthorized: { status: 401, exit: 2, retryable: false },

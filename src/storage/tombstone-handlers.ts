@@ -5,12 +5,16 @@
  *
  *   GET    /tombstone                      the days: `{"days":[{"day","files","bytes"}]}`, oldest first
  *   DELETE /tombstone/YYYY-MM-DD           purge one day: `{"day","files","bytes"}` freed; 404 when absent
+ *   POST   /tombstone/YYYY-MM-DD           tombstone a batch of copies: body `{"copies":[{"owner","objectId"}]}`
+ *                                          (at most MAX_TOMBSTONE_BATCH, MAX_TOMBSTONE_BATCH_BYTES), answer
+ *                                          200 `{"day","results":[{"owner","objectId","result":"moved"|"absent"|
+ *                                          "error",…}]}` in request order (see tombstoneBatch below)
  *   MOVE   /tombstone/YYYY-MM-DD/<oid>     restore, `Destination: /<owner>/<oid>` → 204; 404 when that
  *                                          day does not hold it; 412 EtagConflict when a copy is already
  *                                          in place (never overwritten: moray's answer to a put with
  *                                          `etag: null` on an existing key, the same "must not exist")
  *
- * All three need the internal credential (the listing names objectIds: what a caller would need
+ * All four need the internal credential (the listing names objectIds: what a caller would need
  * to aim a request), checked by the router before anything here. Then: the method (405 with
  * `Allow`), then the exact path shape for that method (400 InvalidPath), as for copies.
  */
@@ -21,7 +25,9 @@ import { RemoraError } from '../core/errors.js';
 import type { HandlerContext } from './storage-handlers.js';
 import {
   copyFile,
+  type CopyPath,
   isCalendarDay,
+  parseCopyTarget,
   parseRestoreDestination,
   parseTombstoneDayTarget,
   parseTombstoneFileTarget,
@@ -35,7 +41,17 @@ import {
 
 export { isTombstoneTarget };
 
-export const TOMBSTONE_ALLOW = 'GET, DELETE, MOVE';
+export const TOMBSTONE_ALLOW = 'GET, POST, DELETE, MOVE';
+
+/** Copies one batched tombstone request may name (a rebalance claim batch is 64 by default). */
+export const MAX_TOMBSTONE_BATCH = 1024;
+/** Bytes of one batch's body: room for MAX_TOMBSTONE_BATCH entries (~90 bytes each) with spacing. */
+export const MAX_TOMBSTONE_BATCH_BYTES = 256 * 1024;
+
+/** One copy's answer in a batch: the single MOVE's 204 / 404 / other error, per copy. */
+export type TombstoneBatchResult =
+  | (CopyPath & { result: 'moved' | 'absent' })
+  | (CopyPath & { result: 'error'; code: string; message: string });
 
 export interface TombstoneDayUsage {
   day: string;
@@ -58,6 +74,11 @@ export async function routeTombstone(
     case 'GET':
       if (target !== TOMBSTONE_PATH) throw invalidPath('GET lists the tombstone days at /tombstone', target);
       return sendJson(res, 200, { days: await listTombstoneDays(ctx.root) });
+    case 'POST': {
+      const day = parseTombstoneDayTarget(target);
+      const copies = parseBatch(await readBatchBody(req));
+      return sendJson(res, 200, { day, results: await tombstoneBatch(ctx, day, copies) });
+    }
     case 'DELETE':
       return sendJson(res, 200, await purgeTombstoneDay(ctx, parseTombstoneDayTarget(target)));
     case 'MOVE':
@@ -69,6 +90,148 @@ export async function routeTombstone(
         { details: { allow: TOMBSTONE_ALLOW } },
       );
   }
+}
+
+/**
+ * The single MOVE (storage-handlers.ts handleMove) for many copies at once, with the same
+ * durability and fewer fsyncs: rename each copy into `/tombstone/<day>/`, then fsync that
+ * directory once and each source (owner) directory once, and only then answer. A copy is
+ * 'moved' only when its rename and both fsyncs succeeded; 'absent' when it was not there (the
+ * single MOVE's 404); 'error' otherwise (its rename or its source directory's fsync failed). A
+ * failed fsync of the tombstone day fails the whole request: no copy is answered 'moved'.
+ * A rename is atomic, so a node that dies mid-batch leaves each copy in place or in the
+ * tombstone directory, never both and never neither.
+ */
+export async function tombstoneBatch(
+  ctx: HandlerContext,
+  day: string,
+  copies: CopyPath[],
+): Promise<TombstoneBatchResult[]> {
+  const destDir = tombstoneDayDir(ctx.root, day);
+  await fs.promises.mkdir(destDir, { recursive: true });
+  const results: TombstoneBatchResult[] = [];
+  const renamedFrom = new Map<string, number[]>(); // source directory → indexes of copies moved out of it
+  for (const c of copies) {
+    const src = copyFile(ctx.root, c);
+    const r = await renameOne(ctx, src, tombstoneFile(ctx.root, day, c.objectId));
+    if (r === 'moved') {
+      const dir = path.dirname(src);
+      renamedFrom.set(dir, [...(renamedFrom.get(dir) ?? []), results.length]);
+      ctx.md5.delete(src);
+    }
+    results.push(
+      typeof r === 'string' ? { ...c, result: r } : { ...c, result: 'error', ...describeFsError(r.failed) },
+    );
+  }
+  if (renamedFrom.size === 0) return results;
+  await ctx.files.fsync(destDir, 'r');
+  await Promise.all(
+    [...renamedFrom].map(async ([dir, indexes]) => {
+      try {
+        await ctx.files.fsync(dir, 'r');
+      } catch (err) {
+        for (const i of indexes) results[i] = { ...copies[i]!, result: 'error', ...describeFsError(err) };
+      }
+    }),
+  );
+  return results;
+}
+
+async function renameOne(
+  ctx: HandlerContext,
+  src: string,
+  dest: string,
+): Promise<'moved' | 'absent' | { failed: unknown }> {
+  try {
+    const st = await fs.promises.lstat(src);
+    if (!st.isFile()) return 'absent'; // the single MOVE's 404 for anything but a regular file
+  } catch (err) {
+    if (vanished(err) || (err as { code?: string }).code === 'EISDIR') return 'absent';
+    return { failed: err };
+  }
+  try {
+    await ctx.files.rename(src, dest);
+    return 'moved';
+  } catch (err) {
+    // 'absent' only when the copy is really gone (moved meanwhile): a rename that failed for any
+    // other reason (the day's directory purged meanwhile, a directory in the way) left it in place.
+    return (await exists(src)) ? { failed: err } : 'absent';
+  }
+}
+
+async function exists(p: string): Promise<boolean> {
+  try {
+    await fs.promises.lstat(p);
+    return true;
+  } catch (err) {
+    if (vanished(err)) return false;
+    throw err;
+  }
+}
+
+function describeFsError(err: unknown): { code: string; message: string } {
+  const e = err as { code?: unknown; message?: unknown };
+  return {
+    code: typeof e.code === 'string' ? e.code : 'Internal',
+    message: typeof e.message === 'string' ? e.message : String(err),
+  };
+}
+
+/** The body, refused as TombstoneBatchTooLarge beyond MAX_TOMBSTONE_BATCH_BYTES (declared or sent). */
+async function readBatchBody(req: http.IncomingMessage): Promise<string> {
+  const declared = Number(req.headers['content-length'] ?? 0);
+  if (declared > MAX_TOMBSTONE_BATCH_BYTES) throw batchTooLarge(`${declared} bytes`);
+  const chunks: Buffer[] = [];
+  let bytes = 0;
+  for await (const chunk of req) {
+    bytes += (chunk as Buffer).length;
+    if (bytes > MAX_TOMBSTONE_BATCH_BYTES)
+      throw batchTooLarge(`more than ${MAX_TOMBSTONE_BATCH_BYTES} bytes`);
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** `{"copies":[{"owner","objectId"}…]}`: every entry a valid copy, no objectId twice, at most MAX_TOMBSTONE_BATCH. */
+function parseBatch(text: string): CopyPath[] {
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    throw badBatch('the body is not JSON');
+  }
+  const list = (body as { copies?: unknown } | null)?.copies;
+  if (!Array.isArray(list)) throw badBatch('the body must be {"copies":[{"owner","objectId"},…]}');
+  if (list.length > MAX_TOMBSTONE_BATCH) throw batchTooLarge(`${list.length} copies`);
+  const seen = new Set<string>();
+  return list.map((entry, i) => {
+    const e = entry as { owner?: unknown; objectId?: unknown } | null;
+    if (typeof e?.owner !== 'string' || typeof e.objectId !== 'string')
+      throw badBatch(`copies[${i}] must be {"owner","objectId"} (strings)`);
+    let copy: CopyPath;
+    try {
+      copy = parseCopyTarget(`/${e.owner}/${e.objectId}`);
+    } catch {
+      throw badBatch(`copies[${i}] is not a copy path: owner and objectId are lower-case UUIDs`);
+    }
+    // Tombstones are named by objectId alone: a second copy of the same objectId would replace the first.
+    if (seen.has(copy.objectId)) throw badBatch(`copies[${i}]: objectId ${copy.objectId} is named twice`);
+    seen.add(copy.objectId);
+    return copy;
+  });
+}
+
+function badBatch(why: string): RemoraError {
+  return new RemoraError('BadRequest', `malformed tombstone batch: ${why}; nothing was moved`);
+}
+
+function batchTooLarge(what: string): RemoraError {
+  return new RemoraError(
+    'TombstoneBatchTooLarge',
+    `a tombstone batch takes at most ${MAX_TOMBSTONE_BATCH} copies and ${MAX_TOMBSTONE_BATCH_BYTES} bytes ` +
+      `(got ${what}); split it — nothing was moved`,
+    { details: { maxCopies: MAX_TOMBSTONE_BATCH, maxBytes: MAX_TOMBSTONE_BATCH_BYTES } },
+  );
 }
 
 /** Every tombstone day directory with its files and bytes. Names that are not calendar days are left out. */

@@ -14,6 +14,8 @@ import type { RemoraConfig } from '../../src/config/config.js';
 import { createAccount } from '../../src/frontdoor/accounts.js';
 import type { FrontDoorClient } from '../../src/frontdoor/client.js';
 import { startTestDeployment } from './deployment.js';
+import { disableWrites } from '../../src/storage/storage-admin.js';
+import { planJob } from '../../src/jobs/rebalance/rebalance.service.js';
 import { testConfig } from './pg.js';
 
 export const md5 = (b: Buffer) => crypto.createHash('md5').update(b).digest('base64');
@@ -178,4 +180,44 @@ export async function startCliDeployment(over: Partial<RemoraConfig> = {}): Prom
       await cleanup();
     },
   };
+}
+
+/** The evacuation's first steps for one node, as a test needs them: disable writes, snapshot, plan. */
+export async function planEvacuation(
+  d: Deployment,
+  node: string,
+): Promise<{ jobId: string; nodeUrl: (id: string) => string | undefined }> {
+  await disableWrites(d.tier, node);
+  await pastLastWrite();
+  await snapshotAndUnpack(d);
+  const nodes = await nodeDirectory(d);
+  const nodeUrl = (id: string) => nodes.url(id);
+  const plan = await planJob(
+    { tier: d.tier, store: storeOf(d), storage: d.storage, nodeUrl },
+    { evacuate: node, maxFillPct: 90, lagMs: 60_000, lastWriteMarginMs: 0 },
+  );
+  return { jobId: plan.jobId, nodeUrl };
+}
+
+/**
+ * A four-node deployment (two datacenters, heartbeats every 300 ms) with the account `alice`, a
+ * client, and `key` turning `/alice/…` into the record key; `dir` is created under `/alice/stor`.
+ */
+export async function withFourNodesAndAlice(
+  dir: string,
+  fn: (w: { d: Deployment; alice: FrontDoorClient; key: (p: string) => string }) => Promise<void>,
+): Promise<void> {
+  const { d, cleanup } = await startTestDeployment({
+    storage: { nodes: FOUR_NODES, heartbeatIntervalMs: 300 },
+  });
+  let alice: FrontDoorClient | undefined;
+  try {
+    const a = await createAccount(d.tier, { login: 'alice' }, Date.now());
+    alice = d.client(a.token);
+    await alice.mkdirp(`/alice/stor/${dir}`);
+    await fn({ d, alice, key: (p) => p.replace('/alice/', `/${a.account.uuid}/`) });
+  } finally {
+    alice?.close();
+    await cleanup();
+  }
 }

@@ -7,7 +7,7 @@
  *   3. copy each object onto its destination, N at a time        Content-MD5 checked before rename
  *   4. conditional update of every record (old → new shark)      one moray batch, else per record
  *   5. re-read: no live record may still name the old copy        (a link made during the move)
- *   6. MOVE the old copy to /tombstone/<day>/<objectId>            failure → post_processing
+ *   6. MOVE the old copies to /tombstone/<day>/, one request per node  failure → post_processing
  *   6b. re-read once more: a record naming the old copy now         → restore it (a link that raced 5)
  *   7. record outcomes (complete / post_processing / skipped / error)
  *
@@ -308,18 +308,25 @@ async function updateAll(tier: MetadataTier, ready: Work[]): Promise<void> {
   }
 }
 
-/** Re-read, then tombstone the old copies no live record names any more. */
+/**
+ * Re-read, then tombstone the old copies no live record names any more: one batched request per
+ * old node for the whole claim batch (storage-client.ts tombstoneBatch), nodes `concurrency` at
+ * a time. A copy the node answers 'moved' or 'absent' is done; one it answers 'error' for, or
+ * every copy of a request that failed, is owed its MOVE (`post_processing`), exactly as a failed
+ * single MOVE was: its records are clean and the next run repeats it.
+ */
 async function tombstoneAll(deps: RunDeps, ready: Work[], concurrency: number, day: string): Promise<void> {
   if (ready.length === 0) return;
   const live = await readLive(
     deps.tier,
     ready.map((w) => w.row.objectId),
   );
-  await eachLimit(ready, concurrency, async (w) => {
+  const byNode = new Map<string, Work[]>();
+  for (const w of ready) {
     const bad = live.malformed.get(w.row.objectId)?.[0];
     if (bad) {
       w.out = fail(w, 'error', 'BadMorayObject', `${bad.key} became unreadable during the move: ${bad.why}`);
-      return;
+      continue;
     }
     const still = namingOldCopy(live, w);
     if (still) {
@@ -329,22 +336,36 @@ async function tombstoneAll(deps: RunDeps, ready: Work[], concurrency: number, d
         'EtagConflict',
         `${still.key} (made during the move) still names the old copy`,
       );
+      continue;
+    }
+    const node = w.row.oldShark!.manta_storage_id;
+    byNode.set(node, [...(byNode.get(node) ?? []), w]);
+  }
+  const done = (w: Work): Outcome => ({
+    objectId: w.row.objectId,
+    state: 'complete',
+    skippedKeys: w.skippedKeys,
+  });
+  // The original's "ECONNREFUSED on the remote MOVE": records are clean; the MOVE is owed.
+  const owed = (w: Work, why: string): Outcome => ({
+    ...done(w),
+    state: 'post_processing',
+    detail: `tombstone MOVE failed: ${why}`,
+  });
+  await eachLimit([...byNode], concurrency, async ([node, ws]) => {
+    const url = deps.nodeUrl(node);
+    let results: Awaited<ReturnType<StorageClient['tombstoneBatch']>>;
+    try {
+      if (!url) throw new Error(`${node}: address unknown`);
+      const copies = ws.map((w) => ({ owner: w.row.copyOwner, objectId: w.row.objectId }));
+      results = await deps.storage.tombstoneBatch(url, day, copies);
+    } catch (err) {
+      for (const w of ws) w.out = owed(w, (err as Error).message);
       return;
     }
-    const old = w.row.oldShark!;
-    const url = deps.nodeUrl(old.manta_storage_id);
-    const done: Outcome = { objectId: w.row.objectId, state: 'complete', skippedKeys: w.skippedKeys };
-    try {
-      if (!url) throw new Error(`${old.manta_storage_id}: address unknown`);
-      await deps.storage.tombstone(url, w.row.copyOwner, w.row.objectId, day);
-      w.out = done;
-    } catch (err) {
-      // The original's "ECONNREFUSED on the remote MOVE": records are clean; the MOVE is owed.
-      w.out = {
-        ...done,
-        state: 'post_processing',
-        detail: `tombstone MOVE failed: ${(err as Error).message}`,
-      };
+    for (const [i, r] of results.entries()) {
+      const w = ws[i]!;
+      w.out = r.result === 'error' ? owed(w, `${node}: ${r.code}: ${r.message}`) : done(w);
     }
   });
 }
