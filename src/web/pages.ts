@@ -6,6 +6,7 @@
 import type { RunGrid, RunPage } from '../pipeline/views.js';
 import { CELL_ORDER } from '../pipeline/views.js';
 import type { NodesView } from '../deployment/views/nodes.js';
+import type { AuditView } from '../deployment/views/audit.js';
 import type { GcView } from '../deployment/views/gc.js';
 import type { RebalanceView } from '../deployment/views/rebalance.js';
 import { bytes, duration, esc, page, qs, table } from './html.js';
@@ -182,12 +183,31 @@ export function nodesPage(v: NodesView): string {
             ? `<span data-tombstone>${esc(bytes(n.tombstone.bytes))}</span> in ${n.tombstone.files} files`
             : `<span class="muted">${esc(n.tombstone.state)}</span>`,
           esc(n.tombstone.nextPurgeDay ?? ''),
+          !n.manifest
+            ? '<span class="muted">none</span>'
+            : n.manifest.reached
+              ? `<a href="/runs/${n.manifest.runId}">${esc(n.manifest.startedAt ?? n.manifest.day)}</a>, <span data-manifest-files>${num(n.manifest.files ?? 0)}</span> files`
+              : `<a href="/runs/${n.manifest.runId}">${esc(n.manifest.day)}</a> <span class="muted">not reached</span>`,
+          n.auditProblems === null
+            ? '<span class="muted">no audit</span>'
+            : `<a href="/audit"${n.auditProblems > 0 ? ' class="bad"' : ''} data-audit-problems>${num(n.auditProblems)}</a>`,
         ];
       });
       return `<h2>Datacenter ${esc(dc.datacenter)}</h2>${table(
-        ['node', 'fill', 'writes', 'heartbeat age', 'copies', 'copy bytes', 'tombstone', 'next purge'],
+        [
+          'node',
+          'fill',
+          'writes',
+          'heartbeat age',
+          'copies',
+          'copy bytes',
+          'tombstone',
+          'next purge',
+          'latest manifest',
+          'audit problems',
+        ],
         rows,
-        [4, 5],
+        [4, 5, 9],
       )}`;
     })
     .join('');
@@ -299,6 +319,50 @@ export function gcPage(v: GcView): string {
 <p class="muted">grace ${duration(v.graceMs)}, tombstones kept ${v.retentionDays} days</p>
 <h2>Latest run</h2>${latest}<h2>Live backlog</h2>${live}<h2>Tombstones</h2>${tomb}`;
   return page({ title: 'GC', section: '/gc', body });
+}
+
+export function auditPage(v: AuditView): string {
+  const a = v.latest;
+  if (!a)
+    return page({
+      title: 'Audit',
+      section: '/audit',
+      body: '<h1>Audit</h1><p class="muted">no audit has committed within the run retention</p>',
+    });
+  const x = a.output;
+  const counts = (title: string, m: Record<string, number>) =>
+    table(
+      [title, 'problems'],
+      Object.entries(m)
+        .sort(([p], [q]) => p.localeCompare(q))
+        .map(([k, n]) => [esc(k), `<span data-${title}="${esc(k)}">${num(n)}</span>`]),
+      [1],
+    );
+  const list = table(
+    ['kind', 'node', 'objectId', 'key', 'shard'],
+    v.problems.map((p) => [esc(p.kind), esc(p.node), esc(p.objectId), esc(p.key), esc(p.shard)]),
+  );
+  const shown =
+    x.problems > v.problems.length
+      ? `<p class="muted">the first ${num(v.problems.length)} of <b>${num(x.problems)}</b> (more: <a href="/audit?${qs({ date: a.day, limit: String(Math.min(10_000, x.problems)) })}">up to 10,000</a>, or <code>remora audit show --date ${esc(a.day)} --json</code>)</p>`
+      : '';
+  const body = `<h1>Audit</h1>
+<p>audit of ${esc(a.day)}: <a href="/runs/${a.runId}">run ${a.runId}</a>, verdict <b>${esc(a.verdict)}</b></p>
+${table(
+  ['object records checked', 'copies checked', 'problems'],
+  [
+    [
+      `<span data-records-checked>${num(x.recordsChecked)}</span>`,
+      `<span data-copies-checked>${num(x.copiesChecked)}</span>`,
+      `<span data-problems>${num(x.problems)}</span>`,
+    ],
+  ],
+  [0, 1, 2],
+)}
+<p class="muted">compared: ${x.snapshots.map((s) => `snapshot ${esc(s.shard)} at ${esc(s.snapshotTime)}`).join('; ')}${x.listings.length ? '; ' : ''}${x.listings.map((l) => `listing ${esc(l.node)} started ${esc(l.startedAt)}`).join('; ')}</p>
+<h2>By kind</h2>${counts('kind', x.byKind)}<h2>By node</h2>${counts('node', x.byNode)}
+<h2>Problems</h2>${shown}${list}`;
+  return page({ title: 'Audit', section: '/audit', body });
 }
 
 /** A section whose job is being built elsewhere: an honest frame, clearly not data. */
