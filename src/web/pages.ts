@@ -344,7 +344,7 @@ export function auditPage(v: AuditView): string {
   );
   const shown =
     x.problems > v.problems.length
-      ? `<p class="muted">the first ${num(v.problems.length)} of <b>${num(x.problems)}</b> (more: <a href="/audit?${qs({ date: a.day, limit: String(Math.min(10_000, x.problems)) })}">up to 10,000</a>, or <code>remora audit show --date ${esc(a.day)} --json</code>)</p>`
+      ? `<p class="muted">the first ${num(v.problems.length)} of <b>${num(x.problems)}</b> (more: <a href="/audit${qs({ date: a.day, limit: String(Math.min(10_000, x.problems)) })}">up to 10,000</a>, or <code>remora audit show --date ${esc(a.day)} --json</code>)</p>`
       : '';
   const body = `<h1>Audit</h1>
 <p>audit of ${esc(a.day)}: <a href="/runs/${a.runId}">run ${a.runId}</a>, verdict <b>${esc(a.verdict)}</b></p>
