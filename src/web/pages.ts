@@ -7,6 +7,7 @@ import type { RunGrid, RunPage } from '../pipeline/views.js';
 import { CELL_ORDER } from '../pipeline/views.js';
 import type { NodesView } from '../deployment/views/nodes.js';
 import type { AuditView } from '../deployment/views/audit.js';
+import type { CruftView } from '../deployment/views/cruft.js';
 import type { GcView } from '../deployment/views/gc.js';
 import type { RebalanceView } from '../deployment/views/rebalance.js';
 import { bytes, duration, esc, page, qs, table } from './html.js';
@@ -363,6 +364,49 @@ ${table(
 <h2>By kind</h2>${counts('kind', x.byKind)}<h2>By node</h2>${counts('node', x.byNode)}
 <h2>Problems</h2>${shown}${list}`;
   return page({ title: 'Audit', section: '/audit', body });
+}
+
+export function cruftPage(v: CruftView): string {
+  const perNode = (nodes: CruftView['onDemand'][number]['nodes']) =>
+    table(
+      ['node', 'files', 'bytes'],
+      nodes.map((n) => [
+        esc(n.node),
+        `<span data-cruft-files="${esc(n.node)}">${num(n.files)}</span>`,
+        esc(bytes(n.bytes)),
+      ]),
+      [1, 2],
+    );
+  const examples = (xs: unknown[]) =>
+    xs.length ? `<pre>${esc(xs.map((x) => JSON.stringify(x)).join('\n'))}</pre>` : '';
+  const daily = v.runs.length
+    ? v.runs
+        .map(
+          (
+            r,
+          ) => `<h3>${esc(r.day)}: <a href="/runs/${r.runId}">run ${r.runId}</a>, ${r.output.dryRun ? 'plan' : 'run'}, verdict <b>${esc(r.verdict)}</b></h3>
+<p>${num(r.output.candidates)} candidates, <b>${num(r.files)}</b> files (${esc(bytes(r.bytes))}) confirmed${r.output.dryRun ? '' : ' and moved to tombstone'}; <b>${num(r.refused)}</b> refused by the live re-check</p>
+${perNode(r.nodes)}${r.events
+            .map((e) => `<p>${esc(e.kind)} (${esc(e.severity)}, ${num(e.count)})</p>${examples(e.examples)}`)
+            .join('')}`,
+        )
+        .join('')
+    : `<p class="muted">${v.enabledDaily ? 'no daily cruft run has committed yet' : 'cruft does not run daily here (pipeline.jobs.cruft.enabled); see the on-demand plans and runs below'}</p>`;
+  const manual = v.onDemand.length
+    ? v.onDemand
+        .map(
+          (
+            d,
+          ) => `<h3 data-on-demand="${d.kind}">remora cruft ${d.kind} --date ${esc(d.day)} <span class="muted">at ${esc(d.at)}</span></h3>
+<p><b data-candidates>${num(d.candidates)}</b> candidates before the live re-check (what the command printed says how many it confirmed${d.kind === 'run' ? ' and moved' : ''})</p>
+${perNode(d.nodes)}${examples(d.examples)}`,
+        )
+        .join('')
+    : '<p class="muted">no <code>remora cruft plan | run</code> yet</p>';
+  const body = `<h1>Cruft</h1>
+<p class="muted">files on the storage nodes that no record references, older than the earliest snapshot minus a margin (docs/audit.md "Cruft")</p>
+<h2>Daily runs</h2>${daily}<h2>On-demand plans and runs</h2>${manual}`;
+  return page({ title: 'Cruft', section: '/cruft', body });
 }
 
 /** A section whose job is being built elsewhere: an honest frame, clearly not data. */

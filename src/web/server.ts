@@ -10,7 +10,8 @@
  *   GET /rebalance?job=<id>         jobs, progress, problems  GET /api/rebalance
  *   GET /gc                         backlog, latest run       GET /api/gc
  *   GET /audit?date&limit           latest audit, problems    GET /api/audit (same query)
- *   GET /cruft, /usage              "not yet available"
+ *   GET /cruft                      daily runs, on-demand     GET /api/cruft
+ *   GET /usage                      "not yet available"
  *
  * Who may ask: src/web/auth.ts. Errors are the catalog's: `{code, message}` from the API, a
  * page with the same from the pages.
@@ -22,6 +23,7 @@ import { runGrid, runPage as runPageView } from '../pipeline/views.js';
 import type { PipelineRuntime } from '../pipeline/runtime.js';
 import { CELL_ORDER } from '../pipeline/views.js';
 import { auditView, DEFAULT_AUDIT_PROBLEMS } from '../deployment/views/audit.js';
+import { cruftView } from '../deployment/views/cruft.js';
 import { gcView } from '../deployment/views/gc.js';
 import { nodesView } from '../deployment/views/nodes.js';
 import { rebalanceView } from '../deployment/views/rebalance.js';
@@ -30,6 +32,7 @@ import { CSS, JS } from './assets.js';
 import { DashboardAuth, isLoopbackBind } from './auth.js';
 import {
   auditPage,
+  cruftPage,
   errorPage,
   gcPage,
   loginPage,
@@ -134,10 +137,10 @@ const ROUTES: Record<string, Route> = {
     },
     html: auditPage,
   },
+  cruft: { re: /^\/cruft$/, api: (rt) => cruftView(rt), html: cruftPage },
 };
 
 const NOT_YET: Record<string, [string, string]> = {
-  '/cruft': ['Cruft', 'The cruft job (files on nodes that no record names) is being built.'],
   '/usage': [
     'Usage',
     'Per-account charts of storage, requests, bandwidth and compute need the request and compute metering jobs, being built.',
