@@ -9,6 +9,7 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { RunGrid, RunPage } from '../src/pipeline/views.js';
@@ -17,6 +18,8 @@ import type { GcView } from '../src/deployment/views/gc.js';
 import type { RebalanceView } from '../src/deployment/views/rebalance.js';
 import type { RunRow } from '../src/pipeline/runs.repository.js';
 import type { AuditView } from '../src/deployment/views/audit.js';
+import type { CruftView } from '../src/deployment/views/cruft.js';
+import type { CruftDay } from '../src/jobs/cruft/cruft.service.js';
 import type { AuditOutput } from '../src/jobs/audit/audit.job.js';
 import type { Problem } from '../src/jobs/audit/audit.rules.js';
 import { ensureInternalToken } from '../src/deployment/context.js';
@@ -42,6 +45,7 @@ let auditRuns: RunRow[];
 const storageNodes: StorageNode[] = [];
 /** The copy deleted from its node's disk before the audit, and the files each node kept. */
 let deleted: { node: string; objectId: string };
+let planted: { node: string; objectId: string; bytes: number };
 const filesOn = new Map<string, Set<string>>();
 
 /**
@@ -81,6 +85,14 @@ async function auditDayWithAMissingCopy(): Promise<void> {
   const gone = files[files.length >> 1]!;
   fs.rmSync(gone.file);
   deleted = { node: gone.node, objectId: gone.objectId };
+  // A file no record names, older than the cruft margin: what `remora cruft plan` finds.
+  const node = f.config.storage.nodes[0]!.id;
+  const cruftFile = path.join(storageRoot(f.config, node), crypto.randomUUID(), crypto.randomUUID());
+  fs.mkdirSync(path.dirname(cruftFile), { recursive: true });
+  fs.writeFileSync(cruftFile, 'cruft!');
+  const old = new Date('2024-03-01T00:00:00Z');
+  fs.utimesSync(cruftFile, old, old);
+  planted = { node, objectId: path.basename(cruftFile), bytes: 6 };
   for (const x of files)
     if (x.file !== gone.file) filesOn.set(x.node, (filesOn.get(x.node) ?? new Set()).add(x.file));
 
@@ -294,8 +306,11 @@ test('audit: /api/audit and the page equal the stored problems (`remora audit sh
   const manifests = auditRuns.filter((r) => r.job === 'manifests');
   for (const n of nodes) {
     const run = manifests.find((r) => r.partitionKey === `${AUDIT_DAY}/node=${n.id}`)!;
-    assert.equal(n.manifest?.runId, run.id, n.id);
-    assert.equal(n.manifest.reached, true, n.id);
+    const dayRun = runs.find((r) => r.job === 'manifests' && r.partitionKey === `${DAY}/node=${n.id}`)!;
+    assert.ok(n.manifest && 'runId' in n.manifest, n.id);
+    assert.equal(n.manifest.runId, run.id, `${n.id}: the latest manifest that listed it`);
+    assert.equal(n.manifest.day, AUDIT_DAY);
+    assert.deepEqual(n.manifest.notReached, { day: DAY, runId: dayRun.id }, `${n.id}: DAY's had no address`);
     const root = storageRoot(f.config, n.id);
     const onDisk = fs
       .readdirSync(root, { recursive: true, withFileTypes: true })
@@ -319,6 +334,30 @@ test('audit: /api/audit and the page equal the stored problems (`remora audit sh
     assert.equal(r.status, 400, q);
     assert.equal(((await r.json()) as { code: string }).code, code, q);
   }
+  assert.equal((await p.stop('SIGTERM')).code, 0);
+});
+
+test('cruft: /api/cruft shows `remora cruft plan` (candidates per node, the planted file as the example) and no daily run', async () => {
+  const plan = await f.run(['--json', 'cruft', 'plan', '--date', AUDIT_DAY]);
+  assert.equal(plan.code, 0, plan.stderr);
+  const pj = JSON.parse(plan.stdout) as CruftDay;
+  assert.equal(pj.report.counters.candidates, 1, plan.stdout);
+  const { p, url } = await startDashboard();
+  const v = await getJson<CruftView>(`${url}api/cruft`);
+  assert.equal(v.enabledDaily, false);
+  assert.deepEqual(v.runs, []);
+  assert.equal(v.onDemand.length, 1);
+  const d = v.onDemand[0]!;
+  assert.equal(d.kind, 'plan');
+  assert.equal(d.day, AUDIT_DAY);
+  assert.ok(pj.planPrefix.includes(`/${d.at}/`), `${pj.planPrefix} names ${d.at}`);
+  assert.equal(d.candidates, pj.report.counters.candidates);
+  assert.deepEqual(d.nodes, [{ node: planted.node, files: 1, bytes: planted.bytes }]);
+  assert.equal(d.examples[0]?.objectId, planted.objectId);
+  const html = await (await fetch(`${url}cruft`)).text();
+  assert.match(html, /<b data-candidates>1<\/b>/);
+  assert.ok(html.includes(planted.objectId));
+  assert.doesNotMatch(html, /Not yet available/);
   assert.equal((await p.stop('SIGTERM')).code, 0);
 });
 

@@ -186,9 +186,12 @@ export function nodesPage(v: NodesView): string {
           esc(n.tombstone.nextPurgeDay ?? ''),
           !n.manifest
             ? '<span class="muted">none</span>'
-            : n.manifest.reached
-              ? `<a href="/runs/${n.manifest.runId}">${esc(n.manifest.startedAt ?? n.manifest.day)}</a>, <span data-manifest-files>${num(n.manifest.files ?? 0)}</span> files`
-              : `<a href="/runs/${n.manifest.runId}">${esc(n.manifest.day)}</a> <span class="muted">not reached</span>`,
+            : ('runId' in n.manifest
+                ? `<a href="/runs/${n.manifest.runId}">${esc(n.manifest.startedAt)}</a>, <span data-manifest-files>${num(n.manifest.files)}</span> files`
+                : '') +
+              (n.manifest.notReached
+                ? ` <a class="bad" href="/runs/${n.manifest.notReached.runId}">not reached ${esc(n.manifest.notReached.day)}</a>`
+                : ''),
           n.auditProblems === null
             ? '<span class="muted">no audit</span>'
             : `<a href="/audit"${n.auditProblems > 0 ? ' class="bad"' : ''} data-audit-problems>${num(n.auditProblems)}</a>`,

@@ -55,27 +55,46 @@ export async function auditView(
 }
 
 export interface NodeManifest {
+  /** The newest committed manifest that listed the node (day, run, listing instant, files kept). */
   day: string;
   runId: number;
-  reached: boolean;
-  /** ISO instant the listing started, and the files it kept. */
-  startedAt?: string;
-  files?: number;
+  startedAt: string;
+  files: number;
+  /** A newer committed manifest did not reach the node (address unknown): its day and run. */
+  notReached?: { day: string; runId: number };
 }
 
-/** Each configured node's latest committed manifest (absent: none within the run retention). */
-export async function latestManifests(rt: PipelineRuntime): Promise<Map<string, NodeManifest>> {
-  const out = new Map<string, NodeManifest>();
+/** A node whose manifests within the run retention never reached it. */
+export type NodeManifestView = NodeManifest | { notReached: { day: string; runId: number } };
+
+/**
+ * Each configured node's latest committed listing, from today back over the run retention
+ * (absent: none in that window). A newer manifest that could not reach the node is noted beside it.
+ */
+export async function latestManifests(rt: PipelineRuntime): Promise<Map<string, NodeManifestView>> {
+  const out = new Map<string, NodeManifestView>();
+  const today = dayOf(rt.services.clock.now());
   for (const n of rt.services.config.storage.nodes) {
-    const l = await latestDay(rt, 'manifests', (d) => `${d}/node=${n.id}`);
-    if (!l) continue;
-    const m = manifestsOutput.parse(l.output);
-    out.set(n.id, {
-      day: l.day,
-      runId: l.runId,
-      reached: m.reached,
-      ...(m.listing ? { startedAt: m.listing.startedAt, files: m.listing.files } : {}),
-    });
+    let notReached: { day: string; runId: number } | undefined;
+    for (let i = 0; i <= rt.settings.retentionDays; i++) {
+      const day = addDays(today, -i);
+      const p = await readPointer(rt.control, 'manifests', `${day}/node=${n.id}`);
+      if (!p) continue;
+      const m = manifestsOutput.parse(p.output);
+      if (!m.listing) {
+        notReached ??= { day, runId: p.runId };
+        continue;
+      }
+      out.set(n.id, {
+        day,
+        runId: p.runId,
+        startedAt: m.listing.startedAt,
+        files: m.listing.files,
+        ...(notReached ? { notReached } : {}),
+      });
+      break;
+    }
+    if (!out.has(n.id) && notReached) out.set(n.id, { notReached });
   }
   return out;
 }

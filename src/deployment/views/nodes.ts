@@ -8,7 +8,7 @@ import { purgeOptionsFrom } from '../../jobs/tombstone-purge/tombstone-purge.job
 import { tombstoneUsage, type NodeTombstone } from '../../jobs/gc/gc.status.js';
 import type { PipelineRuntime } from '../../pipeline/runtime.js';
 import { summarizeNodes } from '../summary.js';
-import { auditView, latestManifests, type NodeManifest } from './audit.js';
+import { auditView, latestManifests, type NodeManifestView } from './audit.js';
 
 export interface NodeView {
   id: string;
@@ -25,8 +25,8 @@ export interface NodeView {
   copies: number;
   copyBytes: number;
   tombstone: NodeTombstone;
-  /** The node's latest committed manifest (null: none within the run retention). */
-  manifest: NodeManifest | null;
+  /** The node's latest committed listing and/or a newer manifest that did not reach it (null: none within the run retention). */
+  manifest: NodeManifestView | null;
   /** Problems on this node in the latest committed audit (null: no audit committed). */
   auditProblems: number | null;
 }
