@@ -2,11 +2,14 @@
  * `remora dashboard` as a real process against a day of real pipeline runs (snapshot → unpack →
  * metering, gc, purge on three shards): one shard's live table holds a malformed row (its unpack
  * is degraded), another shard's stored dump is garbage (its unpack is invalid, so metering and
- * gc are blocked). Every API answer equals the database; the pages show the same numbers; a
- * non-loopback bind refuses without the operator token — also to a request on 127.0.0.1.
+ * gc are blocked). The day before is audited against real storage nodes on loopback, one of
+ * whose copies was deleted from its disk (a `missing` problem). Every API answer equals the
+ * database or the audit's stored problems; the pages show the same numbers; a non-loopback bind
+ * refuses without the operator token — also to a request on 127.0.0.1.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { RunGrid, RunPage } from '../src/pipeline/views.js';
@@ -14,6 +17,15 @@ import type { NodesView } from '../src/deployment/views/nodes.js';
 import type { GcView } from '../src/deployment/views/gc.js';
 import type { RebalanceView } from '../src/deployment/views/rebalance.js';
 import type { RunRow } from '../src/pipeline/runs.repository.js';
+import type { AuditView } from '../src/deployment/views/audit.js';
+import type { CruftView } from '../src/deployment/views/cruft.js';
+import type { CruftDay } from '../src/jobs/cruft/cruft.service.js';
+import type { AuditOutput } from '../src/jobs/audit/audit.job.js';
+import type { Problem } from '../src/jobs/audit/audit.rules.js';
+import { ensureInternalToken } from '../src/deployment/context.js';
+import { storageRoot } from '../src/deployment/deployment.js';
+import { StorageNode } from '../src/storage/storage-node.js';
+import { storeDumps } from './helpers/pipeline-cli.js';
 import type { CliFixture } from './helpers/pipeline-cli.js';
 import {
   DASHBOARD_CLOCK,
@@ -27,10 +39,88 @@ let runs: RunRow[];
 /** The jobs with a blocked run, from the database (downstream of the invalid unpack). */
 const blockedJobs = () => [...new Set(runs.filter((r) => r.state === 'blocked').map((r) => r.job))].sort();
 
+/** The audited day (the day before DAY, whose unpack is invalid and so blocks DAY's audit). */
+const AUDIT_DAY = '2024-03-31';
+let auditRuns: RunRow[];
+const storageNodes: StorageNode[] = [];
+/** The copy deleted from its node's disk before the audit, and the files each node kept. */
+let deleted: { node: string; objectId: string };
+let planted: { node: string; objectId: string; bytes: number };
+const filesOn = new Map<string, Set<string>>();
+
+/**
+ * Real storage nodes for the configured ids, their disks holding every copy the metadata places
+ * on them but one (removed from the disk), their URLs in config.json; then AUDIT_DAY's pipeline
+ * (snapshot … manifests, audit) as a process.
+ */
+async function auditDayWithAMissingCopy(): Promise<void> {
+  const token = ensureInternalToken(f.config);
+  const urls = new Map<string, string>();
+  for (const n of f.config.storage.nodes) {
+    const node = await StorageNode.start({
+      id: n.id,
+      datacenter: n.datacenter,
+      root: storageRoot(f.config, n.id),
+      internalToken: token,
+    });
+    storageNodes.push(node);
+    urls.set(n.id, node.url);
+  }
+  const files: { node: string; file: string; objectId: string }[] = [];
+  for (const shard of f.tier.indexShards) {
+    const r = await shard.pool.query<{ node: string; objectid: string; dir: string }>(
+      `SELECT sh->>'manta_storage_id' AS node, objectid,
+              COALESCE((_value::json)->>'creator', (_value::json)->>'owner') AS dir
+         FROM manta, json_array_elements((_value::json)->'sharks') sh
+        WHERE type = 'object' AND pg_input_is_valid(_value, 'json')`,
+    );
+    for (const row of r.rows) {
+      const file = path.join(storageRoot(f.config, row.node), row.dir, row.objectid);
+      fs.mkdirSync(path.dirname(file), { recursive: true });
+      fs.writeFileSync(file, 'copy');
+      files.push({ node: row.node, file, objectId: row.objectid });
+    }
+  }
+  assert.ok(files.length > 1);
+  const gone = files[files.length >> 1]!;
+  fs.rmSync(gone.file);
+  deleted = { node: gone.node, objectId: gone.objectId };
+  // A file no record names, older than the cruft margin: what `remora cruft plan` finds.
+  const node = f.config.storage.nodes[0]!.id;
+  const cruftFile = path.join(storageRoot(f.config, node), crypto.randomUUID(), crypto.randomUUID());
+  fs.mkdirSync(path.dirname(cruftFile), { recursive: true });
+  fs.writeFileSync(cruftFile, 'cruft!');
+  const old = new Date('2024-03-01T00:00:00Z');
+  fs.utimesSync(cruftFile, old, old);
+  planted = { node, objectId: path.basename(cruftFile), bytes: 6 };
+  for (const x of files)
+    if (x.file !== gone.file) filesOn.set(x.node, (filesOn.get(x.node) ?? new Set()).add(x.file));
+
+  const cfgFile = path.join(f.stateDir, 'config.json');
+  const cfg = JSON.parse(fs.readFileSync(cfgFile, 'utf8')) as { pipeline: Record<string, unknown> };
+  fs.writeFileSync(
+    cfgFile,
+    JSON.stringify({
+      ...cfg,
+      storage: { nodes: f.config.storage.nodes.map((n) => ({ ...n, url: urls.get(n.id) })) },
+      // No deep audit: the files hold no real content; the problems are what is missing.
+      pipeline: { ...cfg.pipeline, jobs: { audit: { deepCycleDays: 0 } } },
+    }),
+  );
+  await storeDumps(f.tier, f.store, [AUDIT_DAY]);
+  const r = await f.run(['pipeline', 'run', '--date', AUDIT_DAY, '--timeout', '120']);
+  auditRuns = await f.runs(AUDIT_DAY);
+  assert.equal(auditRuns.find((x) => x.job === 'audit')?.state, 'succeeded', `${r.stdout}\n${r.stderr}`);
+}
+
 before(async () => {
   ({ f, runs } = await openDashboardDay());
+  await auditDayWithAMissingCopy();
 });
-after(async () => f?.close());
+after(async () => {
+  for (const n of storageNodes) await n.close();
+  await f?.close();
+});
 
 const startDashboard = (args: string[] = []) => start(f, args);
 
@@ -134,7 +224,7 @@ test('remora dashboard: /api/runs, /api/runs/<id>, nodes, gc, rebalance equal th
     'no node beats here: the front door would write to none',
   );
   const gc = await getJson<GcView>(`${url}api/gc`);
-  assert.equal(gc.latest, undefined, 'gc was blocked: nothing committed');
+  assert.equal(gc.latest?.day, AUDIT_DAY, "DAY's gc was blocked: the latest committed is the day before's");
   const rb = await getJson<RebalanceView>(`${url}api/rebalance`);
   assert.deepEqual(rb, { jobs: [], job: null });
   for (const pth of ['nodes', 'gc', 'rebalance', 'audit', 'cruft', 'usage']) {
@@ -152,6 +242,123 @@ test('remora dashboard: /api/runs, /api/runs/<id>, nodes, gc, rebalance equal th
 
   const exit = await p.stop('SIGTERM');
   assert.equal(exit.code, 0, exit.stderr);
+});
+
+test('audit: /api/audit and the page equal the stored problems (`remora audit show --json`), the deleted copy among them; nodes show their manifest and problems', async () => {
+  const audit = auditRuns.find((r) => r.job === 'audit')!;
+  const show = await f.run(['--json', 'audit', 'show', '--date', AUDIT_DAY]);
+  assert.equal(show.code, 0, show.stderr);
+  const stored = JSON.parse(show.stdout) as AuditOutput & { runId: number; problemList: Problem[] };
+  assert.ok(
+    stored.problemList.some(
+      (p) => p.kind === 'missing' && p.objectId === deleted.objectId && p.node === deleted.node,
+    ),
+    JSON.stringify(stored.problemList),
+  );
+  const tally = (key: (p: Problem) => string) => {
+    const m: Record<string, number> = {};
+    for (const p of stored.problemList) m[key(p)] = (m[key(p)] ?? 0) + 1;
+    return m;
+  };
+
+  const { p, url } = await startDashboard();
+  const a = await getJson<AuditView>(`${url}api/audit`);
+  assert.equal(a.latest?.day, AUDIT_DAY, "the latest committed audit (DAY's is blocked)");
+  assert.equal(a.latest.runId, audit.id);
+  assert.equal(a.latest.output.problems, stored.problemList.length);
+  assert.deepEqual(
+    a.latest.output.byKind,
+    tally((x) => x.kind),
+  );
+  assert.deepEqual(
+    a.latest.output.byNode,
+    tally((x) => x.node),
+  );
+  assert.deepEqual(a.problems, stored.problemList.slice(0, a.limit));
+  let copies = 0;
+  let records = 0;
+  for (const shard of f.tier.indexShards) {
+    const r = await shard.pool.query<{ n: string; c: string }>(
+      `SELECT count(*) AS n, COALESCE(sum(json_array_length((_value::json)->'sharks')), 0) AS c
+         FROM manta WHERE type = 'object' AND pg_input_is_valid(_value, 'json')`,
+    );
+    records += Number(r.rows[0]!.n);
+    copies += Number(r.rows[0]!.c);
+  }
+  assert.equal(a.latest.output.recordsChecked, records, 'every object record was checked');
+  assert.equal(a.latest.output.copiesChecked, copies, 'every copy in the metadata was checked');
+  assert.equal((await getJson<AuditView>(`${url}api/audit?date=${AUDIT_DAY}`)).latest?.runId, audit.id);
+
+  const one = await getJson<AuditView>(`${url}api/audit?limit=1`);
+  assert.equal(one.problems.length, 1);
+  assert.deepEqual((await getJson<AuditView>(`${url}api/audit?limit=0`)).problems, []);
+  const html = await (await fetch(`${url}audit?limit=0`)).text();
+  assert.match(html, new RegExp(`href="/runs/${audit.id}"`));
+  assert.match(html, new RegExp(`<span data-problems>${stored.problemList.length}</span>`));
+  assert.match(html, new RegExp(`<span data-copies-checked>${copies}</span>`));
+  assert.match(html, new RegExp(`<span data-records-checked>${records}</span>`));
+  assert.match(html, new RegExp(`the first 0 of <b>${stored.problemList.length}</b>`));
+  const full = await (await fetch(`${url}audit`)).text();
+  assert.ok(full.includes(deleted.objectId), 'the deleted copy is listed');
+  assert.doesNotMatch(full, /Not yet available/);
+
+  const nodes = (await getJson<NodesView>(`${url}api/nodes`)).datacenters.flatMap((d) => d.nodes);
+  const manifests = auditRuns.filter((r) => r.job === 'manifests');
+  for (const n of nodes) {
+    const run = manifests.find((r) => r.partitionKey === `${AUDIT_DAY}/node=${n.id}`)!;
+    const dayRun = runs.find((r) => r.job === 'manifests' && r.partitionKey === `${DAY}/node=${n.id}`)!;
+    assert.ok(n.manifest && 'runId' in n.manifest, n.id);
+    assert.equal(n.manifest.runId, run.id, `${n.id}: the latest manifest that listed it`);
+    assert.equal(n.manifest.day, AUDIT_DAY);
+    assert.deepEqual(n.manifest.notReached, { day: DAY, runId: dayRun.id }, `${n.id}: DAY's had no address`);
+    const root = storageRoot(f.config, n.id);
+    const onDisk = fs
+      .readdirSync(root, { recursive: true, withFileTypes: true })
+      .filter((e) => e.isFile() && !path.relative(root, e.parentPath).startsWith('tombstone')).length;
+    assert.equal(
+      n.manifest.files,
+      onDisk,
+      `${n.id}: files on its disk (${filesOn.get(n.id)?.size ?? 0} written)`,
+    );
+    assert.equal(n.auditProblems, stored.byNode[n.id] ?? 0, n.id);
+  }
+  const nodesHtml = await (await fetch(`${url}nodes`)).text();
+  assert.match(nodesHtml, new RegExp(`data-audit-problems>${stored.byNode[deleted.node]}<`));
+
+  for (const [q, code] of [
+    ['date=junk', 'BadRequest'],
+    ['limit=-1', 'BadRequest'],
+    ['date=2024-01-01', 'UsageError'],
+  ] as const) {
+    const r = await fetch(`${url}api/audit?${q}`);
+    assert.equal(r.status, 400, q);
+    assert.equal(((await r.json()) as { code: string }).code, code, q);
+  }
+  assert.equal((await p.stop('SIGTERM')).code, 0);
+});
+
+test('cruft: /api/cruft shows `remora cruft plan` (candidates per node, the planted file as the example) and no daily run', async () => {
+  const plan = await f.run(['--json', 'cruft', 'plan', '--date', AUDIT_DAY]);
+  assert.equal(plan.code, 0, plan.stderr);
+  const pj = JSON.parse(plan.stdout) as CruftDay;
+  assert.equal(pj.report.counters.candidates, 1, plan.stdout);
+  const { p, url } = await startDashboard();
+  const v = await getJson<CruftView>(`${url}api/cruft`);
+  assert.equal(v.enabledDaily, false);
+  assert.deepEqual(v.runs, []);
+  assert.equal(v.onDemand.length, 1);
+  const d = v.onDemand[0]!;
+  assert.equal(d.kind, 'plan');
+  assert.equal(d.day, AUDIT_DAY);
+  assert.ok(pj.planPrefix.includes(`/${d.at}/`), `${pj.planPrefix} names ${d.at}`);
+  assert.equal(d.candidates, pj.report.counters.candidates);
+  assert.deepEqual(d.nodes, [{ node: planted.node, files: 1, bytes: planted.bytes }]);
+  assert.equal(d.examples[0]?.objectId, planted.objectId);
+  const html = await (await fetch(`${url}cruft`)).text();
+  assert.match(html, /<b data-candidates>1<\/b>/);
+  assert.ok(html.includes(planted.objectId));
+  assert.doesNotMatch(html, /Not yet available/);
+  assert.equal((await p.stop('SIGTERM')).code, 0);
 });
 
 test('a non-loopback bind: refused to start without an operator token; with one, nothing answers without it (127.0.0.1 included)', async () => {

@@ -6,6 +6,8 @@
 import type { RunGrid, RunPage } from '../pipeline/views.js';
 import { CELL_ORDER } from '../pipeline/views.js';
 import type { NodesView } from '../deployment/views/nodes.js';
+import type { AuditView } from '../deployment/views/audit.js';
+import type { CruftView } from '../deployment/views/cruft.js';
 import type { GcView } from '../deployment/views/gc.js';
 import type { RebalanceView } from '../deployment/views/rebalance.js';
 import { bytes, duration, esc, page, qs, table } from './html.js';
@@ -182,12 +184,34 @@ export function nodesPage(v: NodesView): string {
             ? `<span data-tombstone>${esc(bytes(n.tombstone.bytes))}</span> in ${n.tombstone.files} files`
             : `<span class="muted">${esc(n.tombstone.state)}</span>`,
           esc(n.tombstone.nextPurgeDay ?? ''),
+          !n.manifest
+            ? '<span class="muted">none</span>'
+            : ('runId' in n.manifest
+                ? `<a href="/runs/${n.manifest.runId}">${esc(n.manifest.startedAt)}</a>, <span data-manifest-files>${num(n.manifest.files)}</span> files`
+                : '') +
+              (n.manifest.notReached
+                ? ` <a class="bad" href="/runs/${n.manifest.notReached.runId}">not reached ${esc(n.manifest.notReached.day)}</a>`
+                : ''),
+          n.auditProblems === null
+            ? '<span class="muted">no audit</span>'
+            : `<a href="/audit"${n.auditProblems > 0 ? ' class="bad"' : ''} data-audit-problems>${num(n.auditProblems)}</a>`,
         ];
       });
       return `<h2>Datacenter ${esc(dc.datacenter)}</h2>${table(
-        ['node', 'fill', 'writes', 'heartbeat age', 'copies', 'copy bytes', 'tombstone', 'next purge'],
+        [
+          'node',
+          'fill',
+          'writes',
+          'heartbeat age',
+          'copies',
+          'copy bytes',
+          'tombstone',
+          'next purge',
+          'latest manifest',
+          'audit problems',
+        ],
         rows,
-        [4, 5],
+        [4, 5, 9],
       )}`;
     })
     .join('');
@@ -299,6 +323,93 @@ export function gcPage(v: GcView): string {
 <p class="muted">grace ${duration(v.graceMs)}, tombstones kept ${v.retentionDays} days</p>
 <h2>Latest run</h2>${latest}<h2>Live backlog</h2>${live}<h2>Tombstones</h2>${tomb}`;
   return page({ title: 'GC', section: '/gc', body });
+}
+
+export function auditPage(v: AuditView): string {
+  const a = v.latest;
+  if (!a)
+    return page({
+      title: 'Audit',
+      section: '/audit',
+      body: '<h1>Audit</h1><p class="muted">no audit has committed within the run retention</p>',
+    });
+  const x = a.output;
+  const counts = (title: string, m: Record<string, number>) =>
+    table(
+      [title, 'problems'],
+      Object.entries(m)
+        .sort(([p], [q]) => p.localeCompare(q))
+        .map(([k, n]) => [esc(k), `<span data-${title}="${esc(k)}">${num(n)}</span>`]),
+      [1],
+    );
+  const list = table(
+    ['kind', 'node', 'objectId', 'key', 'shard'],
+    v.problems.map((p) => [esc(p.kind), esc(p.node), esc(p.objectId), esc(p.key), esc(p.shard)]),
+  );
+  const shown =
+    x.problems > v.problems.length
+      ? `<p class="muted">the first ${num(v.problems.length)} of <b>${num(x.problems)}</b> (more: <a href="/audit${qs({ date: a.day, limit: String(Math.min(10_000, x.problems)) })}">up to 10,000</a>, or <code>remora audit show --date ${esc(a.day)} --json</code>)</p>`
+      : '';
+  const body = `<h1>Audit</h1>
+<p>audit of ${esc(a.day)}: <a href="/runs/${a.runId}">run ${a.runId}</a>, verdict <b>${esc(a.verdict)}</b></p>
+${table(
+  ['object records checked', 'copies checked', 'problems'],
+  [
+    [
+      `<span data-records-checked>${num(x.recordsChecked)}</span>`,
+      `<span data-copies-checked>${num(x.copiesChecked)}</span>`,
+      `<span data-problems>${num(x.problems)}</span>`,
+    ],
+  ],
+  [0, 1, 2],
+)}
+<p class="muted">compared: ${x.snapshots.map((s) => `snapshot ${esc(s.shard)} at ${esc(s.snapshotTime)}`).join('; ')}${x.listings.length ? '; ' : ''}${x.listings.map((l) => `listing ${esc(l.node)} started ${esc(l.startedAt)}`).join('; ')}</p>
+<h2>By kind</h2>${counts('kind', x.byKind)}<h2>By node</h2>${counts('node', x.byNode)}
+<h2>Problems</h2>${shown}${list}`;
+  return page({ title: 'Audit', section: '/audit', body });
+}
+
+export function cruftPage(v: CruftView): string {
+  const perNode = (nodes: CruftView['onDemand'][number]['nodes']) =>
+    table(
+      ['node', 'files', 'bytes'],
+      nodes.map((n) => [
+        esc(n.node),
+        `<span data-cruft-files="${esc(n.node)}">${num(n.files)}</span>`,
+        esc(bytes(n.bytes)),
+      ]),
+      [1, 2],
+    );
+  const examples = (xs: unknown[]) =>
+    xs.length ? `<pre>${esc(xs.map((x) => JSON.stringify(x)).join('\n'))}</pre>` : '';
+  const daily = v.runs.length
+    ? v.runs
+        .map(
+          (
+            r,
+          ) => `<h3>${esc(r.day)}: <a href="/runs/${r.runId}">run ${r.runId}</a>, ${r.output.dryRun ? 'plan' : 'run'}, verdict <b>${esc(r.verdict)}</b></h3>
+<p>${num(r.output.candidates)} candidates, <b>${num(r.files)}</b> files (${esc(bytes(r.bytes))}) confirmed${r.output.dryRun ? '' : ' and moved to tombstone'}; <b>${num(r.refused)}</b> refused by the live re-check</p>
+${perNode(r.nodes)}${r.events
+            .map((e) => `<p>${esc(e.kind)} (${esc(e.severity)}, ${num(e.count)})</p>${examples(e.examples)}`)
+            .join('')}`,
+        )
+        .join('')
+    : `<p class="muted">${v.enabledDaily ? 'no daily cruft run has committed yet' : 'cruft does not run daily here (pipeline.jobs.cruft.enabled); see the on-demand plans and runs below'}</p>`;
+  const manual = v.onDemand.length
+    ? v.onDemand
+        .map(
+          (
+            d,
+          ) => `<h3 data-on-demand="${d.kind}">remora cruft ${d.kind} --date ${esc(d.day)} <span class="muted">at ${esc(d.at)}</span></h3>
+<p><b data-candidates>${num(d.candidates)}</b> candidates before the live re-check (what the command printed says how many it confirmed${d.kind === 'run' ? ' and moved' : ''})</p>
+${perNode(d.nodes)}${examples(d.examples)}`,
+        )
+        .join('')
+    : '<p class="muted">no <code>remora cruft plan | run</code> yet</p>';
+  const body = `<h1>Cruft</h1>
+<p class="muted">files on the storage nodes that no record references, older than the earliest snapshot minus a margin (docs/audit.md "Cruft")</p>
+<h2>Daily runs</h2>${daily}<h2>On-demand plans and runs</h2>${manual}`;
+  return page({ title: 'Cruft', section: '/cruft', body });
 }
 
 /** A section whose job is being built elsewhere: an honest frame, clearly not data. */

@@ -9,17 +9,21 @@
  *   GET /nodes                      storage nodes per DC      GET /api/nodes
  *   GET /rebalance?job=<id>         jobs, progress, problems  GET /api/rebalance
  *   GET /gc                         backlog, latest run       GET /api/gc
- *   GET /audit, /cruft, /usage      "not yet available"
+ *   GET /audit?date&limit           latest audit, problems    GET /api/audit (same query)
+ *   GET /cruft                      daily runs, on-demand     GET /api/cruft
+ *   GET /usage                      "not yet available"
  *
  * Who may ask: src/web/auth.ts. Errors are the catalog's: `{code, message}` from the API, a
  * page with the same from the pages.
  */
 import http from 'node:http';
-import { dayOf } from '../core/days.js';
+import { dayOf, isDay } from '../core/days.js';
 import { RemoraError, toRemoraError } from '../core/errors.js';
 import { runGrid, runPage as runPageView } from '../pipeline/views.js';
 import type { PipelineRuntime } from '../pipeline/runtime.js';
 import { CELL_ORDER } from '../pipeline/views.js';
+import { auditView, DEFAULT_AUDIT_PROBLEMS } from '../deployment/views/audit.js';
+import { cruftView } from '../deployment/views/cruft.js';
 import { gcView } from '../deployment/views/gc.js';
 import { nodesView } from '../deployment/views/nodes.js';
 import { rebalanceView } from '../deployment/views/rebalance.js';
@@ -27,6 +31,8 @@ import { closerOf, listenOn } from '../storage/listen.js';
 import { CSS, JS } from './assets.js';
 import { DashboardAuth, isLoopbackBind } from './auth.js';
 import {
+  auditPage,
+  cruftPage,
   errorPage,
   gcPage,
   loginPage,
@@ -68,6 +74,11 @@ function intParam(q: Query, name: string, dflt: number, max: number): number {
       `${name}: expected an integer from 0 to ${max}, got ${JSON.stringify(v)}`,
     );
   return n;
+}
+
+function dayParam(v: string): string {
+  if (!isDay(v)) throw new RemoraError('BadRequest', `date: expected YYYY-MM-DD, got ${JSON.stringify(v)}`);
+  return v;
 }
 
 function gridQuery(rt: PipelineRuntime, q: Query) {
@@ -115,14 +126,21 @@ const ROUTES: Record<string, Route> = {
     html: rebalancePage,
   },
   gc: { re: /^\/gc$/, api: (rt) => gcView(rt), html: gcPage },
+  audit: {
+    re: /^\/audit$/,
+    api: (rt, _m, q) => {
+      const date = q.get('date') || undefined;
+      return auditView(rt, {
+        ...(date !== undefined ? { day: dayParam(date) } : {}),
+        limit: intParam(q, 'limit', DEFAULT_AUDIT_PROBLEMS, 10_000),
+      });
+    },
+    html: auditPage,
+  },
+  cruft: { re: /^\/cruft$/, api: (rt) => cruftView(rt), html: cruftPage },
 };
 
 const NOT_YET: Record<string, [string, string]> = {
-  '/audit': [
-    'Audit',
-    'The audit job (manifests against the metadata, problems with examples) is being built.',
-  ],
-  '/cruft': ['Cruft', 'The cruft job (files on nodes that no record names) is being built.'],
   '/usage': [
     'Usage',
     'Per-account charts of storage, requests, bandwidth and compute need the request and compute metering jobs, being built.',

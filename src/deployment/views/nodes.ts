@@ -2,12 +2,13 @@
  * The storage nodes as the dashboard shows them (`GET /api/nodes`): per datacenter, each node's
  * fill, whether the front door writes to it now (the picker's rule: a fresh heartbeat and fill
  * under the maximum), heartbeat age, the copies the metadata places there, and its tombstone
- * (bytes, next purge day).
+ * (bytes, next purge day), its latest manifest and its problems in the latest audit.
  */
 import { purgeOptionsFrom } from '../../jobs/tombstone-purge/tombstone-purge.job.js';
 import { tombstoneUsage, type NodeTombstone } from '../../jobs/gc/gc.status.js';
 import type { PipelineRuntime } from '../../pipeline/runtime.js';
 import { summarizeNodes } from '../summary.js';
+import { auditView, latestManifests, type NodeManifestView } from './audit.js';
 
 export interface NodeView {
   id: string;
@@ -24,6 +25,10 @@ export interface NodeView {
   copies: number;
   copyBytes: number;
   tombstone: NodeTombstone;
+  /** The node's latest committed listing and/or a newer manifest that did not reach it (null: none within the run retention). */
+  manifest: NodeManifestView | null;
+  /** Problems on this node in the latest committed audit (null: no audit committed). */
+  auditProblems: number | null;
 }
 
 export interface NodesView {
@@ -48,6 +53,8 @@ export async function nodesView(rt: PipelineRuntime): Promise<NodesView> {
       t,
     ]),
   );
+  const manifests = await latestManifests(rt);
+  const audit = (await auditView(rt, { limit: 0 })).latest;
   const byDc = new Map<string, NodeView[]>();
   for (const e of nodes.list()) {
     const rec = records.get(e.id);
@@ -72,6 +79,8 @@ export async function nodesView(rt: PipelineRuntime): Promise<NodesView> {
       copies: copies.get(e.id)?.copies ?? 0,
       copyBytes: copies.get(e.id)?.bytes ?? 0,
       tombstone: tombs.get(e.id) ?? { node: e.id, state: 'address unknown', days: 0, files: 0, bytes: 0 },
+      manifest: manifests.get(e.id) ?? null,
+      auditProblems: audit ? (audit.output.byNode[e.id] ?? 0) : null,
     };
     const list = byDc.get(dc) ?? [];
     list.push(v);
