@@ -61,7 +61,7 @@ test('run: metrics served while it works, a JSON-lines log it names, then rate 0
   const env = { ...process.env };
   delete env.REMORA_CONFIG;
   const logFile = path.join(d.config.stateDir, 'my-run.jsonl');
-  // Throttled so the run lasts a few seconds (two claim batches of 8): the metrics are scraped
+  // Throttled so the run lasts ~16 s (two claim batches of 8, one object a second): the metrics are scraped
   // while it works, after the first batch is recorded.
   const child = spawn(
     process.execPath,
@@ -79,7 +79,7 @@ test('run: metrics served while it works, a JSON-lines log it names, then rate 0
       '--concurrency',
       '1',
       '--max-bytes-per-second',
-      String(SIZE * 2),
+      String(SIZE),
       '--metrics-port',
       '0',
       '--log',
@@ -93,7 +93,7 @@ test('run: metrics served while it works, a JSON-lines log it names, then rate 0
   child.stderr.on('data', (b: Buffer) => (err += b.toString()));
   const exited = new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
   let url: string | undefined;
-  const deadline = Date.now() + 30_000;
+  const deadline = Date.now() + 60_000;
   while (!(url = /metrics: (http:\S+)/.exec(err)?.[1])) {
     assert.ok(Date.now() < deadline, `no metrics URL printed: ${err}`);
     await new Promise((r) => setTimeout(r, 50));
