@@ -17,17 +17,15 @@
  *   REMORA_BENCH_AUDIT_HASH_MB=256                bytes hashed in the deep-audit comparison
  *   REMORA_BENCH_AUDIT_KEEP=<dir>                 keep built inputs there and reuse them
  */
-import { execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { ensureBenchPostgres } from './support.js';
+import { ensureBenchPostgres, keptOrBuilt, phaseChild } from './support.js';
 import { DEFAULT_SPEC, type WorkloadSpec } from '../src/workload/generator.js';
 
-const HERE = path.dirname(fileURLToPath(import.meta.url));
 const SIZES = (process.env.REMORA_BENCH_AUDIT_RECORDS ?? '1000000,3000000').split(',').map(Number);
 const HASH_MB = Number(process.env.REMORA_BENCH_AUDIT_HASH_MB ?? 256);
 const KEEP = process.env.REMORA_BENCH_AUDIT_KEEP;
@@ -179,30 +177,14 @@ interface Phase {
   maxRssMB: number;
 }
 
-function child(dir: string, which: 'audit' | 'cruft'): Phase {
-  const out = execFileSync(
-    process.execPath,
-    ['--import', 'tsx', path.join(HERE, 'audit.phase.ts'), dir, String(CONCURRENCY), which],
-    { encoding: 'utf8', maxBuffer: 1 << 20 },
-  );
-  return JSON.parse(out.trim().split('\n').pop()!) as Phase;
-}
-
 async function size(n: number): Promise<{ audit: number; cruft: number }> {
   const dir = KEEP
     ? path.join(KEEP, String(n))
     : fs.mkdtempSync(path.join(os.tmpdir(), 'remora-bench-audit-'));
   try {
-    let built: Built;
-    if (KEEP && fs.existsSync(path.join(dir, 'built.json'))) {
-      built = JSON.parse(fs.readFileSync(path.join(dir, 'built.json'), 'utf8')) as Built;
-      built.note += ' (reused)';
-    } else {
-      fs.mkdirSync(dir, { recursive: true });
-      built = await build(n, dir);
-    }
-    const a = child(dir, 'audit');
-    const c = child(dir, 'cruft');
+    const built = await keptOrBuilt(KEEP, dir, (d) => build(n, d));
+    const a = phaseChild<Phase>('audit.phase.ts', [dir, String(CONCURRENCY), 'audit']);
+    const c = phaseChild<Phase>('audit.phase.ts', [dir, String(CONCURRENCY), 'cruft']);
     const records = a.counters.recordsScanned ?? 0;
     process.stdout.write(
       `audit and cruft, ${f(built.manta)} manta rows, ${f(built.copies)} copies listed on 6 nodes (${f(built.left)} left out, ${f(built.strays)} strays):\n` +

@@ -24,15 +24,13 @@
  *   REMORA_BENCH_GC_COPIES=20000             copies for the apply phase
  *   REMORA_BENCH_GC_KEEP=<dir>               keep built inputs there and reuse them
  */
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ensureBenchPostgres } from './support.js';
+import { ensureBenchPostgres, keptOrBuilt, phaseChild } from './support.js';
 import { DEFAULT_SPEC, type WorkloadSpec } from '../src/workload/generator.js';
 
-const HERE = path.dirname(fileURLToPath(import.meta.url));
 const SIZES = (process.env.REMORA_BENCH_GC_RECORDS ?? '1000000,3000000').split(',').map(Number);
 const COPIES = Number(process.env.REMORA_BENCH_GC_COPIES ?? 20_000);
 const KEEP = process.env.REMORA_BENCH_GC_KEEP;
@@ -124,18 +122,6 @@ async function build(n: number, dir: string): Promise<Built> {
   }
 }
 
-function child<T>(script: string, dir: string): T {
-  const out = execFileSync(
-    process.execPath,
-    ['--import', 'tsx', path.join(HERE, script), dir, String(CONCURRENCY)],
-    {
-      encoding: 'utf8',
-      maxBuffer: 1 << 20,
-    },
-  );
-  return JSON.parse(out.trim().split('\n').pop()!) as T;
-}
-
 interface GcPhase {
   deleteRecords: number;
   eligible: number;
@@ -150,16 +136,12 @@ interface GcPhase {
 async function scanSize(n: number): Promise<number> {
   const dir = KEEP ? path.join(KEEP, String(n)) : fs.mkdtempSync(path.join(os.tmpdir(), 'remora-bench-gc-'));
   try {
-    let built: Built;
-    if (KEEP && fs.existsSync(path.join(dir, 'built.json'))) {
-      built = JSON.parse(fs.readFileSync(path.join(dir, 'built.json'), 'utf8')) as Built;
-      built.note += ' (reused)';
-    } else {
-      fs.mkdirSync(dir, { recursive: true });
-      built = await build(n, dir);
-    }
-    const m = child<{ records: number; scanSeconds: number; maxRssMB: number }>('metering.phase.ts', dir);
-    const g = child<GcPhase>('gc.phase.ts', dir);
+    const built = await keptOrBuilt(KEEP, dir, (d) => build(n, d));
+    const m = phaseChild<{ records: number; scanSeconds: number; maxRssMB: number }>('metering.phase.ts', [
+      dir,
+      String(CONCURRENCY),
+    ]);
+    const g = phaseChild<GcPhase>('gc.phase.ts', [dir, String(CONCURRENCY)]);
     const total = built.manta + built.deleteLog;
     const gcRate = total / g.seconds;
     const meteringRate = m.records / m.scanSeconds;

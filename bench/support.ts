@@ -1,7 +1,9 @@
 /** Benchmark support: a private embedded PostgreSQL (unless REMORA_TEST_PG_URL is set) and peak-RSS sampling. */
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { startEmbeddedPostgres } from '../src/metadata/postgres-server.js';
 import { freePort } from '../test/helpers/net.js';
 
@@ -30,4 +32,29 @@ export class RssSampler {
   stop(): void {
     clearInterval(this.timer);
   }
+}
+
+/** Run a bench phase script (bench/<script>) in its own process, so its peak RSS is its own; its last stdout line is JSON. */
+export function phaseChild<T>(script: string, args: readonly string[]): T {
+  const out = execFileSync(
+    process.execPath,
+    ['--import', 'tsx', path.join(path.dirname(fileURLToPath(import.meta.url)), script), ...args],
+    { encoding: 'utf8', maxBuffer: 1 << 20 },
+  );
+  return JSON.parse(out.trim().split('\n').pop()!) as T;
+}
+
+/** A size's inputs: reused from `dir/built.json` when kept there, else built into `dir`. */
+export async function keptOrBuilt<B extends { note: string }>(
+  keep: string | undefined,
+  dir: string,
+  build: (dir: string) => Promise<B>,
+): Promise<B> {
+  if (keep && fs.existsSync(path.join(dir, 'built.json'))) {
+    const built = JSON.parse(fs.readFileSync(path.join(dir, 'built.json'), 'utf8')) as B;
+    built.note += ' (reused)';
+    return built;
+  }
+  fs.mkdirSync(dir, { recursive: true });
+  return build(dir);
 }
