@@ -132,7 +132,10 @@ test('runs grid: every cell of the day equals the database; grid → run → ups
   for (const job of new Set(runs.map((r) => r.job))) {
     const mine = runs.filter((r) => r.job === job);
     const cell = page.locator(`td[data-day="${DAY}"][data-job="${job}"]`);
-    const worst = mine.find((r) => r.state === 'invalid') ?? mine.find((r) => r.state === 'blocked');
+    // The worst partition shows: failed, invalid, blocked, running, waiting, then the verdict.
+    const worst = ['failed', 'invalid', 'blocked', 'running', 'waiting']
+      .map((s) => mine.find((r) => r.state === s))
+      .find(Boolean);
     const expected = worst ? worst.state : mine.some((r) => r.verdict === 'degraded') ? 'degraded' : 'ok';
     assert.equal(await cell.getAttribute('data-cell'), expected, job);
     const records = mine.reduce(
