@@ -104,7 +104,11 @@ test('run: metrics served while it works, a JSON-lines log it names, then rate 0
     assert.ok(Date.now() < deadline, `no runner figures while running: ${scraped}`);
     scraped = await fetch(url).then(
       (r) => r.text(),
-      (e: Error) => assert.fail(`scrape failed (${String(e.cause)}); last: ${scraped}; stderr: ${err}`),
+      (e: Error) =>
+        assert.fail(
+          `scrape failed (${String(e.cause)}); last: ${scraped}; stderr: ${err}; stdout: ${out}; ` +
+            `log: ${fs.existsSync(logFile) ? fs.readFileSync(logFile, 'utf8') : '(none)'}`,
+        ),
     );
     await new Promise((r) => setTimeout(r, 200));
   }
