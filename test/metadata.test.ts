@@ -6,6 +6,7 @@ import { MetadataTier as Tier } from '../src/metadata/metadata-tier.js';
 import { isRemoraError } from '../src/core/errors.js';
 import { morayEtag } from '../src/core/crc32.js';
 import { ManualClock } from '../src/core/clock.js';
+import { MANTA_BUCKET } from '../src/metadata/buckets.js';
 import type { RemoraConfig } from '../src/config/config.js';
 
 const OWNER = '4ebc3ff1-dd83-40a6-bc38-9ca15a0cfbac';
@@ -282,4 +283,71 @@ test('deleteManyOnShard: removes only rows whose etag still matches, on the shar
   await assert.rejects(tier.deleteManyOnShard(s0.name, 'manta', [{ key: '/x', etag: 'y' }]), (e: unknown) =>
     isRemoraError(e, 'Internal'),
   );
+});
+
+test('replaceManyIfEtag: one statement per shard replaces rows that still have their etag; a changed, missing or re-identified row aborts its shard', async () => {
+  const N2 = [{ datacenter: 'dc2', manta_storage_id: '2.stor.dc2.remora.local' }];
+  const keys = Array.from({ length: 12 }, (_, i) => `/${OWNER}/stor/replace-many/d${i}/o`);
+  const ids = keys.map((_, i) => `b0000000-0000-4000-8000-${String(i).padStart(12, '0')}`);
+  const etags: string[] = [];
+  for (const [i, k] of keys.entries()) etags.push(await tier.putObject('manta', k, objectValue(k, ids[i]!)));
+  const shardOf = (k: string) => tier.route(MANTA_BUCKET, k).shard;
+  assert.ok(new Set(keys.map((k) => shardOf(k).name)).size > 1, 'the keys span more than one shard');
+  const deleteLog = async () => {
+    let n = 0;
+    for (const s of tier.indexShards)
+      n += Number((await s.pool.query<{ n: string }>('SELECT count(*) n FROM manta_delete_log')).rows[0]!.n);
+    return n;
+  };
+  const logBefore = await deleteLog();
+
+  // Every row unchanged: all replaced; the etags returned are the stored ones; no delete log.
+  const ops = keys.map((k, i) => ({
+    key: k,
+    value: objectValue(k, ids[i]!, { sharks: N2 }),
+    etag: etags[i]!,
+  }));
+  const got = await tier.replaceManyIfEtag('manta', ops);
+  for (const [i, k] of keys.entries()) {
+    const row = (await tier.getObject<{ sharks: unknown }>('manta', k))!;
+    assert.equal(row.etag, got[i], k);
+    assert.deepEqual(row.value.sharks, N2, k);
+  }
+  assert.equal(await deleteLog(), logBefore, 'same objectId: no delete-log record');
+
+  // One stale etag: its whole shard is untouched, EtagConflict; other shards as they commit.
+  const N3 = [{ datacenter: 'dc3', manta_storage_id: '3.stor.dc3.remora.local' }];
+  const stale = keys[0]!;
+  const staleShard = shardOf(stale).name;
+  await assert.rejects(
+    tier.replaceManyIfEtag('manta', [
+      { key: stale, value: objectValue(stale, ids[0]!, { sharks: N3 }), etag: etags[0]! },
+      ...keys
+        .slice(1)
+        .map((k, i) => ({ key: k, value: objectValue(k, ids[i + 1]!, { sharks: N3 }), etag: got[i + 1]! })),
+    ]),
+    (e: unknown) => isRemoraError(e, 'EtagConflict'),
+  );
+  for (const k of keys.filter((x) => shardOf(x).name === staleShard))
+    assert.deepEqual(
+      (await tier.getObject<{ sharks: unknown }>('manta', k))!.value.sharks,
+      N2,
+      `${k} rolled back`,
+    );
+
+  // A new objectId would need the delete log: refused as a conflict, row kept.
+  const k1 = keys[1]!;
+  const cur = (await tier.getObject('manta', k1))!;
+  await assert.rejects(
+    tier.replaceManyIfEtag('manta', [{ key: k1, value: objectValue(k1, ids[2]!), etag: cur.etag }]),
+    (e: unknown) => isRemoraError(e, 'EtagConflict'),
+  );
+  assert.equal((await tier.getObject('manta', k1))!.etag, cur.etag);
+  // A row that does not exist: a conflict, nothing created.
+  const ghost = `/${OWNER}/stor/replace-many/ghost`;
+  await assert.rejects(
+    tier.replaceManyIfEtag('manta', [{ key: ghost, value: objectValue(ghost, ids[3]!), etag: 'ABCDEF01' }]),
+    (e: unknown) => isRemoraError(e, 'EtagConflict'),
+  );
+  assert.equal(await tier.getObject('manta', ghost), undefined);
 });

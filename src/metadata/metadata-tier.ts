@@ -28,7 +28,10 @@ import {
   getRow,
   insertRowIfAbsent,
   upsertRow,
+  updateRowsIfEtag,
+  type ConditionalReplace,
 } from './moray.repository.js';
+import { morayEtag } from '../core/crc32.js';
 import { createRing, Ring, ringDifference } from './ring.js';
 import { insertRingOnce, migrateControl, readRing } from './control.repository.js';
 import type { EtagCondition, MantaValue, MorayRow } from './types.js';
@@ -210,6 +213,46 @@ export class MetadataTier {
       for (const k of keys) out.set(k, removed.has(k) ? 'removed' : kept.has(k) ? 'changed' : 'gone');
       return out;
     });
+  }
+
+  /**
+   * Replace many rows, each only if it still has the etag it was read with and keeps its index
+   * columns (a rebalance or repair rewrites `sharks` and nothing else): one UPDATE per shard, in a
+   * transaction per shard, all or nothing there. A row that changed, is gone or would change
+   * identity (a new objectId needs the delete log: use batch()) aborts its shard's transaction as
+   * EtagConflict, as batch() does, so the caller falls back to judging records one by one.
+   * Returns each row's new etag, in input order.
+   */
+  async replaceManyIfEtag(
+    bucketName: string,
+    ops: readonly { key: string; value: Record<string, unknown>; etag: string }[],
+  ): Promise<string[]> {
+    const b = bucketByName(bucketName);
+    const byShard = new Map<ShardHandle, { i: number; row: ConditionalReplace }[]>();
+    ops.forEach((op, i) => {
+      const { shard, vnode } = this.route(b, op.key);
+      const value = vnode === null ? op.value : { ...op.value, vnode };
+      const list = byShard.get(shard) ?? [];
+      list.push({ i, row: { key: op.key, etag: op.etag, serialized: JSON.stringify(value), vnode } });
+      byShard.set(shard, list);
+    });
+    const out = new Array<string>(ops.length).fill('');
+    for (const [shard, list] of byShard) {
+      const rows = list.map((x) => x.row);
+      await this.inTransaction(shard, async (tx) => {
+        const done = new Set(await updateRowsIfEtag(tx, b, rows, this.clock.now()));
+        const missed = rows.find((r) => !done.has(r.key));
+        if (missed)
+          throw new RemoraError(
+            'EtagConflict',
+            `${b.name} ${missed.key}: changed since it was read (expected etag ${missed.etag}); ` +
+              `${rows.length - done.size} of ${rows.length} row(s) on ${shard.name} not replaced`,
+            { details: { bucket: b.name, key: missed.key, expected: missed.etag } },
+          );
+      });
+      for (const { i, row } of list) out[i] = morayEtag(row.serialized);
+    }
+    return out;
   }
 
   /**

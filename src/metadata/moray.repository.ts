@@ -103,6 +103,51 @@ export async function upsertRow(
   return etag;
 }
 
+/** One row of `updateRowsIfEtag`: the key, the etag it must still have, and its new value. */
+export interface ConditionalReplace {
+  key: string;
+  etag: string;
+  serialized: string;
+  vnode: number | null;
+}
+
+/**
+ * Replace many rows in ONE statement, each only if it still has the etag it was read with and its
+ * index columns (for `manta`: owner, name, objectId, type, dirname) stay what they were, so no
+ * row changes identity and none needs a delete-log record. Returns the keys replaced; the caller
+ * decides what a shortfall means (MetadataTier.replaceManyIfEtag: all or nothing).
+ */
+export async function updateRowsIfEtag(
+  db: Queryable,
+  b: BucketDefinition,
+  rows: readonly ConditionalReplace[],
+  mtime: number,
+): Promise<string[]> {
+  if (rows.length === 0) return [];
+  const cols = b.index.map((i) => columnOf(i.field));
+  const idx = rows.map((r) => indexValues(b, JSON.parse(r.serialized) as Record<string, unknown>));
+  const params: unknown[] = [
+    rows.map((r) => r.key),
+    rows.map((r) => r.etag),
+    rows.map((r) => r.serialized),
+    rows.map((r) => morayEtag(r.serialized)),
+    rows.map((r) => r.vnode),
+    ...b.index.map((_, c) => idx.map((v) => (v[c] === null ? null : String(v[c])))),
+  ];
+  // Index columns compare as text (NUMERIC ones through their text form): IS NOT DISTINCT FROM,
+  // since an absent field is NULL on both sides.
+  const same = cols.map((c, i) => `t.${c}::text IS NOT DISTINCT FROM u.c${i}`).join(' AND ');
+  const r = await db.query<{ _key: string }>(
+    `UPDATE ${b.name} t SET _value = u.v, _etag = u.ne, _mtime = $${params.length + 1}, _vnode = u.vn
+       FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[]${cols.map((_, i) => `, $${i + 6}::text[]`).join('')})
+            AS u(k, e, v, ne, vn${cols.map((_, i) => `, c${i}`).join('')})
+      WHERE t._key = u.k AND t._etag = u.e${same ? ` AND ${same}` : ''}
+      RETURNING t._key`,
+    [...params, mtime],
+  );
+  return r.rows.map((x) => x._key);
+}
+
 /** Insert a row that must not exist; false when the key is already taken. */
 export async function insertRowIfAbsent(
   db: Queryable,

@@ -123,9 +123,9 @@ export interface UpdateResult {
 }
 
 /**
- * Rewrite every target of several objects. First one moray batch (one transaction per shard: the
- * common case costs one round of transactions for a whole claim batch); when that conflicts,
- * record by record, where a conflict is judged on a fresh read.
+ * Rewrite every target of several objects. First one conditional UPDATE per shard for the whole
+ * claim batch (MetadataTier.replaceManyIfEtag: the common case costs one statement per shard);
+ * when that conflicts, record by record, where a conflict is judged on a fresh read.
  */
 export async function updateRecords(
   tier: MetadataTier,
@@ -134,8 +134,6 @@ export async function updateRecords(
 ): Promise<UpdateResult[]> {
   const ops = items.flatMap(({ row, targets }) =>
     targets.map((t) => ({
-      op: 'put' as const,
-      bucket: 'manta',
       key: t.key,
       value: replaced(t.value as MantaObjectValue, row.oldShark!, row.newShark!) as unknown as Record<
         string,
@@ -145,7 +143,7 @@ export async function updateRecords(
     })),
   );
   try {
-    if (ops.length > 0) await withBackoff(() => tier.batch(ops), policy);
+    if (ops.length > 0) await withBackoff(() => tier.replaceManyIfEtag('manta', ops), policy);
     return items.map(({ row }) => ({ objectId: row.objectId, skippedKeys: 0 }));
   } catch (err) {
     if (!isRemoraError(err, 'EtagConflict')) throw err;
