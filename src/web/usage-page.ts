@@ -65,7 +65,7 @@ export function usageChart(
     })
     .join('');
   const label = `${METRIC_LABEL[m]} · max ${max > 0 ? esc(IS_BYTES[m] ? bytes(max) : max.toLocaleString('en-US')) : '0'}`;
-  return `<svg class="chart" data-chart="${m}" data-account="${esc(account)}" role="img" aria-label="${esc(account)}: ${esc(METRIC_LABEL[m])}, ${v.days[0]} to ${v.days.at(-1)}" width="${CHART_W}" height="${CHART_H}" viewBox="0 0 ${CHART_W} ${CHART_H}" xmlns="http://www.w3.org/2000/svg">
+  return `<svg class="chart" data-chart="${m}" data-account="${esc(account)}" role="img" aria-label="${esc(account)}: ${esc(METRIC_LABEL[m])}, ${v.days[0]} to ${v.days.at(-1)}" width="${CHART_W}" height="${CHART_H}" viewBox="0 0 ${CHART_W} ${CHART_H}">
 <text x="2" y="11" font-size="11" fill="#1d2433">${label}</text>
 <line x1="0" y1="${CHART_H - 0.5}" x2="${CHART_W}" y2="${CHART_H - 0.5}" stroke="#b9c0cc" stroke-width="1"/>${bars}</svg>`;
 }
