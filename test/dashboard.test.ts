@@ -33,6 +33,9 @@ import { addDays, daysBetween } from '../src/core/days.js';
 import { listAccounts } from '../src/frontdoor/accounts.js';
 import { readObjectText } from '../src/objectstore/object-store.js';
 import { operatorSummaryPath } from '../src/jobs/usage-summary/usage-summary.rules.js';
+import { withDailyPipeline } from '../src/jobs/catalog.js';
+import { applyRetention } from '../src/pipeline/operations.js';
+import { ManualClock } from '../src/core/clock.js';
 import type { CliFixture } from './helpers/pipeline-cli.js';
 import {
   DASHBOARD_CLOCK,
@@ -699,4 +702,50 @@ test('usage: /api/usage, the page and `remora usage show --json` equal the store
   const help = await f.run(['usage', 'show', '--help']);
   assert.equal(help.code, 0);
   assert.match(help.stdout, /--date <day>[\s\S]*--days <N>[\s\S]*--account <login>/);
+  // A day without a summary asked for: the table says so (the charts still show the days).
+  const none = JSON.parse(
+    (await f.run(['--json', 'usage', 'show', '--date', '2024-04-02'])).stdout,
+  ) as UsageView;
+  assert.equal(none.date, '2024-04-02');
+  assert.equal(none.table.summary, null);
+  assert.deepEqual(none.table.rows, []);
+  assert.equal(none.summaries.at(-3)?.runId, summaryRun.id, 'AUDIT_DAY, two days before');
+
+  // Last, as it forgets runs: the real run retention, a month on, removes AUDIT_DAY's runs and
+  // their own copies; its published summary file still answers (no run, no verdict), DAY's run too.
+  const later = '2024-05-01';
+  const removed = await withDailyPipeline(
+    f.config,
+    f.tier,
+    {
+      log: () => {},
+      store: f.store,
+      clock: new ManualClock(Date.parse(`${later}T12:00:00Z`)),
+      worker: false,
+    },
+    (rt) => applyRetention(rt, later),
+  );
+  assert.ok(removed > 0);
+  assert.equal(await f.store.head(a.table.summary.path), undefined, "the run's own copy is gone");
+  const kept = JSON.parse(
+    (await f.run(['--json', 'usage', 'show', '--date', DAY, '--days', '2'])).stdout,
+  ) as UsageView;
+  const [old, current] = kept.summaries;
+  assert.deepEqual(old, {
+    day: AUDIT_DAY,
+    source: 'published',
+    runId: null,
+    verdict: null,
+    path: operatorSummaryPath(AUDIT_DAY),
+    missing: [],
+    accounts: complete.length,
+  });
+  assert.equal(current?.source, 'run');
+  for (const x of kept.accounts)
+    assert.equal(
+      x.series.storageGBHours[0],
+      complete.find((l) => l.owner === x.owner)?.storageGBHours ?? '0',
+      x.account,
+    );
+  assert.ok(complete.every((l) => kept.accounts.some((x) => x.owner === l.owner)));
 });
