@@ -573,7 +573,7 @@ function metricOf(l: SummaryLine, m: string): string {
   return m === 'storageGBHours' ? l.storageGBHours : l.computeGBSeconds;
 }
 
-test('usage: /api/usage, the page and `remora usage show --json` equal the stored summary files (a degraded day, a complete day, gaps as null); bad parameters named', async () => {
+test('usage: /api/usage, the page and `remora usage show --json` equal the stored summary files (a degraded day, a complete day, gaps as null); bad parameters named', async (t) => {
   // AUDIT_DAY's summary ran past its deadline before its hours had committed; rerun now that they
   // have (storage metering included), it is complete and has every account's storage.
   const rr = await f.run(['rerun', 'usage-summary', '--date', AUDIT_DAY]);
@@ -674,6 +674,19 @@ test('usage: /api/usage, the page and `remora usage show --json` equal the store
     assert.equal(e.code, code, q);
     assert.match(e.message, new RegExp(`^${q.split('=')[0]}: `), q);
   }
+  // The most days a request may ask for: one pointer and one file read a day (a figure, not a bench).
+  const times: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    const t0 = performance.now();
+    const year = await getJson<UsageView>(`${url}api/usage?days=366`);
+    times.push(performance.now() - t0);
+    assert.equal(year.days.length, 366);
+  }
+  const t0 = performance.now();
+  const yearPage = await (await fetch(`${url}usage?days=366`)).text();
+  t.diagnostic(
+    `/api/usage?days=366: median ${times.sort((x, y) => x - y)[1]!.toFixed(0)} ms; /usage?days=366 ${(performance.now() - t0).toFixed(0)} ms, ${Math.round(yearPage.length / 1024)} KiB`,
+  );
   const badPage = await fetch(`${url}usage?date=2024-13-01`);
   assert.equal(badPage.status, 400);
   assert.match(await badPage.text(), /BadRequest/);
