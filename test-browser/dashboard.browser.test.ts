@@ -7,6 +7,9 @@
  * claimObjects + recordOutcomes to advance the running one), not by a real evacuation: a real run
  * finishes in well under the time a browser needs to watch it advance. Everything else is real.
  *
+ * The usage page is checked on the day's degraded summary and on the day before's, run whole for
+ * it (its summary rerun once its hours committed, so complete).
+ *
  * Any request the page makes to another address than the dashboard's own fails the test.
  * Screenshots of every page go to test-browser/screenshots/ (REMORA_SCREENSHOTS overrides).
  */
@@ -18,6 +21,11 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 import type { RunRow } from '../src/pipeline/runs.repository.js';
 import type { CliFixture, CliProcess } from '../test/helpers/pipeline-cli.js';
 import { DASHBOARD_DAY as DAY, openDashboardDay, startDashboard } from '../test/helpers/dashboard-day.js';
+import { storeDumps } from '../test/helpers/pipeline-cli.js';
+import { addDays } from '../src/core/days.js';
+import { listAccounts } from '../src/frontdoor/accounts.js';
+import { readObjectText } from '../src/objectstore/object-store.js';
+import { operatorSummaryPath } from '../src/jobs/usage-summary/usage-summary.rules.js';
 import {
   claimObjects,
   insertJob,
@@ -38,6 +46,17 @@ let dash: { p: CliProcess; url: string };
 let browser: Browser;
 /** Requests to any other origin than the dashboard's, from every page of the run. */
 const foreign: string[] = [];
+
+/** The day before DAY: run whole in the usage test, for a complete usage summary. */
+const DAY_BEFORE = addDays(DAY, -1);
+type StoredLine = {
+  owner: string;
+  storageGBHours: string;
+  requests: Record<string, string>;
+  bandwidthBytes: { in: string; out: string };
+  computeGBSeconds: string;
+  missing?: string[];
+};
 
 const RUNNING = 'job-running';
 const FINISHED = 'job-finished';
@@ -199,9 +218,14 @@ test('storage nodes, GC, audit, cruft, usage pages open and show the database nu
   assert.ok(shown.map(num).some((n) => n > 0));
   for (const name of ['gc', 'audit', 'cruft', 'usage']) {
     await page.goto(`${dash.url}${name}`);
-    await shot(page, name);
-    assert.equal(await page.locator('[data-not-yet]').count(), name === 'usage' ? 1 : 0, name);
+    await shot(page, name === 'usage' ? 'usage-degraded' : name);
+    assert.equal(await page.locator('[data-not-yet]').count(), 0, name);
   }
+  // This day's usage summary ran without its storage metering: the page says which inputs.
+  await page.goto(`${dash.url}usage`);
+  assert.equal(await text(page, '[data-summary-day]'), DAY);
+  assert.ok(num((await page.locator('[data-missing]').getAttribute('data-missing')) ?? '') > 0);
+  assert.match(await text(page, '[data-missing]'), new RegExp(`storage-metering ${DAY}`));
   // This day's audit is blocked by the invalid unpack; the pages say so, from the API.
   const audit = (await (await fetch(`${dash.url}api/audit`)).json()) as { latest?: unknown };
   assert.equal(audit.latest, undefined);
@@ -209,6 +233,41 @@ test('storage nodes, GC, audit, cruft, usage pages open and show the database nu
   assert.match(await page.locator('main').innerText(), /no audit has committed/);
   await page.goto(`${dash.url}cruft`);
   assert.match(await page.locator('main').innerText(), /no remora cruft plan \| run yet/);
+
+  // A complete usage summary: the day before, run whole, its summary rerun once its hours committed.
+  await storeDumps(f.tier, f.store, [DAY_BEFORE]);
+  await f.run(['pipeline', 'run', '--date', DAY_BEFORE, '--timeout', '120']);
+  const rr = await f.run(['rerun', 'usage-summary', '--date', DAY_BEFORE]);
+  assert.equal(rr.code, 0, rr.stderr);
+  const stored = (await readObjectText(f.store, operatorSummaryPath(DAY_BEFORE)))
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as StoredLine);
+  assert.ok(stored.length > 0 && stored.every((l) => l.missing === undefined), JSON.stringify(stored));
+  const logins = new Map((await listAccounts(f.tier)).map((a) => [a.uuid, a.login]));
+  await page.goto(`${dash.url}usage?date=${DAY_BEFORE}&days=7`);
+  await shot(page, 'usage');
+  assert.equal(await page.locator('[data-missing]').count(), 0, 'complete');
+  for (const l of stored) {
+    const acc = logins.get(l.owner) ?? l.owner;
+    const shownAs = (field: string) => text(page, `[data-usage="${field}"][data-account="${acc}"]`);
+    assert.equal(num(await shownAs('storageGBHours')), Number(l.storageGBHours), `${acc} storage`);
+    for (const [op, n] of Object.entries(l.requests))
+      assert.equal(num(await shownAs(`requests.${op}`)), Number(n), `${acc} ${op}`);
+    assert.equal(num(await shownAs('bandwidthBytes.in')), Number(l.bandwidthBytes.in), `${acc} in`);
+    assert.equal(num(await shownAs('bandwidthBytes.out')), Number(l.bandwidthBytes.out), `${acc} out`);
+    assert.equal(num(await shownAs('computeGBSeconds')), Number(l.computeGBSeconds), `${acc} compute`);
+    // Its storage chart: drawn, the day's bar carrying the stored value.
+    const chart = page.locator(`svg.chart[data-chart="storageGBHours"][data-account="${acc}"]`);
+    const box = await chart.boundingBox();
+    assert.ok(box && box.width > 100 && box.height > 40, `${acc}: chart on screen ${JSON.stringify(box)}`);
+    assert.equal(
+      await chart.locator(`rect[data-day="${DAY_BEFORE}"]`).getAttribute('data-value'),
+      l.storageGBHours,
+    );
+  }
+  assert.equal(await page.locator('svg.chart').count(), stored.length * 5);
+  assert.ok((await page.locator('svg.chart rect[data-gap]').count()) > 0, 'days without a summary: gaps');
   await page.close();
 });
 

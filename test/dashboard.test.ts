@@ -5,7 +5,9 @@
  * gc are blocked). The day before is audited against real storage nodes on loopback, one of
  * whose copies was deleted from its disk (a `missing` problem). Every API answer equals the
  * database or the audit's stored problems; the pages show the same numbers; a non-loopback bind
- * refuses without the operator token — also to a request on 127.0.0.1.
+ * refuses without the operator token — also to a request on 127.0.0.1. The usage page and
+ * `remora usage show --json` equal the summary files as stored (DAY's degraded, the day before's
+ * complete once rerun after its hours committed).
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -26,6 +28,14 @@ import { ensureInternalToken } from '../src/deployment/context.js';
 import { storageRoot } from '../src/deployment/deployment.js';
 import { StorageNode } from '../src/storage/storage-node.js';
 import { storeDumps } from './helpers/pipeline-cli.js';
+import type { UsageView } from '../src/deployment/views/usage.js';
+import { addDays, daysBetween } from '../src/core/days.js';
+import { listAccounts } from '../src/frontdoor/accounts.js';
+import { readObjectText } from '../src/objectstore/object-store.js';
+import { operatorSummaryPath } from '../src/jobs/usage-summary/usage-summary.rules.js';
+import { withDailyPipeline } from '../src/jobs/catalog.js';
+import { applyRetention } from '../src/pipeline/operations.js';
+import { ManualClock } from '../src/core/clock.js';
 import type { CliFixture } from './helpers/pipeline-cli.js';
 import {
   DASHBOARD_CLOCK,
@@ -234,7 +244,9 @@ test('remora dashboard: /api/runs, /api/runs/<id>, nodes, gc, rebalance equal th
     const r = await fetch(`${url}${pth}`);
     assert.equal(r.status, 200, pth);
   }
-  assert.match(await (await fetch(`${url}usage`)).text(), /Not yet available/);
+  const usageHtml = await (await fetch(`${url}usage`)).text();
+  assert.doesNotMatch(usageHtml, /Not yet available/);
+  assert.match(usageHtml, new RegExp(`<b data-summary-day>${DAY}</b>`), "the day's (degraded) summary");
 
   // Input errors: named, with the catalog's status.
   const bad = await fetch(`${url}api/runs?state=purple`);
@@ -524,4 +536,229 @@ test('logs of long-running commands: JSON lines with REMORA_LOG_FORMAT=json, tex
   const bad = await f.run(['worker'], { REMORA_LOG_FORMAT: 'yaml' });
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /InvalidConfig: REMORA_LOG_FORMAT: expected "text" or "json", got "yaml"/);
+});
+
+type SummaryLine = {
+  owner: string;
+  storageGBHours: string;
+  requests: Record<string, string>;
+  bandwidthBytes: { in: string; out: string };
+  computeGBSeconds: string;
+  computeBandwidthBytes: { in: string; out: string };
+  missing?: string[];
+};
+
+/** A day's summary file as stored (the published operator file), read here apart from the view. */
+async function storedSummary(day: string): Promise<SummaryLine[] | undefined> {
+  const file = operatorSummaryPath(day);
+  if (!(await f.store.head(file))) return undefined;
+  return (await readObjectText(f.store, file))
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as SummaryLine)
+    .sort((a, b) => a.owner.localeCompare(b.owner));
+}
+
+const byOwner = (rows: UsageView['table']['rows']) =>
+  rows.map(({ account: _, ...r }) => r).sort((a, b) => a.owner.localeCompare(b.owner));
+
+/** The charted value of a stored line, computed here: requests are summed over the operations. */
+function metricOf(l: SummaryLine, m: string): string {
+  if (m === 'requests')
+    return Object.values(l.requests)
+      .reduce((n, x) => n + BigInt(x), 0n)
+      .toString();
+  if (m === 'bandwidthIn') return l.bandwidthBytes.in;
+  if (m === 'bandwidthOut') return l.bandwidthBytes.out;
+  return m === 'storageGBHours' ? l.storageGBHours : l.computeGBSeconds;
+}
+
+test('usage: /api/usage, the page and `remora usage show --json` equal the stored summary files (a degraded day, a complete day, gaps as null); bad parameters named', async (t) => {
+  // AUDIT_DAY's summary ran past its deadline before its hours had committed; rerun now that they
+  // have (storage metering included), it is complete and has every account's storage.
+  const rr = await f.run(['rerun', 'usage-summary', '--date', AUDIT_DAY]);
+  assert.equal(rr.code, 0, rr.stderr);
+  const summaryRun = (await f.runs(AUDIT_DAY))
+    .filter((r) => r.job === 'usage-summary')
+    .sort((a, b) => b.id - a.id)[0]!;
+  assert.equal(`${summaryRun.state} ${summaryRun.verdict}`, 'succeeded ok');
+  const complete = (await storedSummary(AUDIT_DAY))!;
+  assert.ok(complete.length > 0 && complete.some((l) => l.storageGBHours !== '0'), JSON.stringify(complete));
+  assert.ok(complete.every((l) => l.missing === undefined));
+  const logins = new Map((await listAccounts(f.tier)).map((a) => [a.uuid, a.login]));
+
+  const { p, url } = await startDashboard();
+  // Default: the 30 days ending today (the clock's DAY); the table is the newest summarized day.
+  const v = await getJson<UsageView>(`${url}api/usage`);
+  assert.deepEqual(v.days, daysBetween(addDays(DAY, -29), DAY));
+  for (const [i, d] of v.days.entries())
+    assert.equal(v.summaries[i] === null, (await storedSummary(d)) === undefined, `${d}: a gap iff no file`);
+  assert.ok(
+    v.summaries.some((s) => s === null),
+    'some days have no summary',
+  );
+  assert.equal(v.date, DAY);
+  // The newest of DAY's summary runs (a later `pipeline run` reran it once its hours committed).
+  const daySummary = (await f.runs(DAY))
+    .filter((r) => r.job === 'usage-summary' && r.state === 'succeeded')
+    .sort((x, y) => y.id - x.id)[0]!;
+  assert.equal(v.table.summary?.runId, daySummary.id);
+  assert.equal(v.table.summary.verdict, 'degraded');
+  assert.ok(v.table.summary.missing.includes(`storage-metering ${DAY}`), JSON.stringify(v.table.summary));
+  assert.deepEqual(byOwner(v.table.rows), (await storedSummary(DAY))!);
+
+  // The complete day: rows = the file, accounts by login; every series point = the file of its day.
+  const a = await getJson<UsageView>(`${url}api/usage?date=${AUDIT_DAY}&days=7`);
+  assert.deepEqual(a.days, daysBetween(addDays(AUDIT_DAY, -6), AUDIT_DAY));
+  assert.equal(a.date, AUDIT_DAY);
+  assert.equal(a.table.summary?.runId, summaryRun.id);
+  assert.equal(a.table.summary.verdict, 'ok');
+  assert.deepEqual(a.table.summary.missing, []);
+  assert.deepEqual(byOwner(a.table.rows), complete);
+  for (const r of a.table.rows) assert.equal(r.account, logins.get(r.owner) ?? r.owner);
+  assert.deepEqual(
+    a.accounts.map((x) => x.owner).sort(),
+    complete.map((l) => l.owner),
+  );
+  const stored = await Promise.all(a.days.map((d) => storedSummary(d)));
+  for (const acc of a.accounts)
+    for (const [m, series] of Object.entries(acc.series))
+      series.forEach((value, i) => {
+        const file = stored[i];
+        const line = file?.find((l) => l.owner === acc.owner);
+        const want = !file ? null : line ? metricOf(line, m) : '0';
+        assert.equal(value, want, `${acc.account} ${m} ${a.days[i]}`);
+      });
+  const alice = await getJson<UsageView>(`${url}api/usage?date=${AUDIT_DAY}&account=alice`);
+  assert.deepEqual(
+    alice.accounts.map((x) => x.account),
+    ['alice'],
+  );
+  assert.deepEqual(
+    alice.table.rows.map((r) => r.account),
+    ['alice'],
+  );
+
+  // The page: the day's numbers as stored, a chart per account and metric, gaps marked.
+  const html = await (await fetch(`${url}usage?date=${AUDIT_DAY}&days=7`)).text();
+  for (const r of a.table.rows) {
+    const fields: [string, string][] = [
+      ['storageGBHours', r.storageGBHours],
+      ...Object.entries(r.requests).map(([op, n]): [string, string] => [`requests.${op}`, n]),
+      ['bandwidthBytes.in', r.bandwidthBytes.in],
+      ['bandwidthBytes.out', r.bandwidthBytes.out],
+      ['computeGBSeconds', r.computeGBSeconds],
+    ];
+    for (const [field, n] of fields)
+      assert.match(
+        html,
+        new RegExp(`data-usage="${field}" data-account="${r.account}">${BigInt(n).toLocaleString('en-US')}<`),
+        `${r.account} ${field}`,
+      );
+  }
+  assert.equal(html.match(/<svg class="chart"/g)?.length, a.accounts.length * 5);
+  assert.match(html, /data-gap/);
+  assert.doesNotMatch(html, /https?:\/\/(?!127\.0\.0\.1)/, 'nothing from another host');
+  assert.match(await (await fetch(`${url}usage`)).text(), /<p class="bad" data-missing="\d+">Incomplete/);
+
+  for (const [q, code] of [
+    ['days=abc', 'BadRequest'],
+    ['days=0', 'BadRequest'],
+    ['days=367', 'BadRequest'],
+    ['date=2024-13-01', 'BadRequest'],
+    ['account=nobody', 'UsageError'],
+  ] as const) {
+    const r = await fetch(`${url}api/usage?${q}`);
+    assert.equal(r.status, 400, q);
+    const e = (await r.json()) as { code: string; message: string };
+    assert.equal(e.code, code, q);
+    assert.match(e.message, new RegExp(`^${q.split('=')[0]}: `), q);
+  }
+  // The most days a request may ask for: one pointer and one file read a day (a figure, not a bench).
+  const times: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    const t0 = performance.now();
+    const year = await getJson<UsageView>(`${url}api/usage?days=366`);
+    times.push(performance.now() - t0);
+    assert.equal(year.days.length, 366);
+  }
+  const t0 = performance.now();
+  const yearPage = await (await fetch(`${url}usage?days=366`)).text();
+  t.diagnostic(
+    `/api/usage?days=366: median ${times.sort((x, y) => x - y)[1]!.toFixed(0)} ms; /usage?days=366 ${(performance.now() - t0).toFixed(0)} ms, ${Math.round(yearPage.length / 1024)} KiB`,
+  );
+  const badPage = await fetch(`${url}usage?date=2024-13-01`);
+  assert.equal(badPage.status, 400);
+  assert.match(await badPage.text(), /BadRequest/);
+  assert.equal((await p.stop('SIGTERM')).code, 0);
+
+  // The CLI listing: the same document.
+  const cli = await f.run(['--json', 'usage', 'show', '--date', AUDIT_DAY, '--days', '7']);
+  assert.equal(cli.code, 0, cli.stderr);
+  assert.deepEqual(JSON.parse(cli.stdout), a);
+  const cliDefault = await f.run(['--json', 'usage', 'show'], DASHBOARD_CLOCK);
+  assert.deepEqual(JSON.parse(cliDefault.stdout), v);
+  const text = await f.run(['usage', 'show', '--date', AUDIT_DAY]);
+  assert.equal(text.code, 0, text.stderr);
+  assert.match(text.stdout, new RegExp(`usage summary ${AUDIT_DAY} \\(run ${summaryRun.id}, ok`));
+  const aliceLine = complete.find((l) => logins.get(l.owner) === 'alice')!;
+  assert.match(text.stdout, new RegExp(`^alice +${aliceLine.storageGBHours} `, 'm'));
+  for (const [args, re] of [
+    [['--days', 'abc'], /UsageError: --days: expected an integer from 1 to 366/],
+    [['--date', '2024-13-01'], /UsageError: --date: not a calendar day/],
+    [['--account', 'nobody'], /UsageError: account: no account "nobody"/],
+  ] as const) {
+    const r = await f.run(['usage', 'show', ...args]);
+    assert.equal(r.code, 2, args.join(' '));
+    assert.match(r.stderr, re);
+  }
+  const help = await f.run(['usage', 'show', '--help']);
+  assert.equal(help.code, 0);
+  assert.match(help.stdout, /--date <day>[\s\S]*--days <N>[\s\S]*--account <login>/);
+  // A day without a summary asked for: the table says so (the charts still show the days).
+  const none = JSON.parse(
+    (await f.run(['--json', 'usage', 'show', '--date', '2024-04-02'])).stdout,
+  ) as UsageView;
+  assert.equal(none.date, '2024-04-02');
+  assert.equal(none.table.summary, null);
+  assert.deepEqual(none.table.rows, []);
+  assert.equal(none.summaries.at(-3)?.runId, summaryRun.id, 'AUDIT_DAY, two days before');
+
+  // Last, as it forgets runs: the real run retention, a month on, removes AUDIT_DAY's runs and
+  // their own copies; its published summary file still answers (no run, no verdict), DAY's run too.
+  const later = '2024-05-01';
+  const removed = await withDailyPipeline(
+    f.config,
+    f.tier,
+    {
+      log: () => {},
+      store: f.store,
+      clock: new ManualClock(Date.parse(`${later}T12:00:00Z`)),
+      worker: false,
+    },
+    (rt) => applyRetention(rt, later),
+  );
+  assert.ok(removed > 0);
+  assert.equal(await f.store.head(a.table.summary.path), undefined, "the run's own copy is gone");
+  const kept = JSON.parse(
+    (await f.run(['--json', 'usage', 'show', '--date', DAY, '--days', '2'])).stdout,
+  ) as UsageView;
+  const [old, current] = kept.summaries;
+  assert.deepEqual(old, {
+    day: AUDIT_DAY,
+    source: 'published',
+    runId: null,
+    verdict: null,
+    path: operatorSummaryPath(AUDIT_DAY),
+    missing: [],
+    accounts: complete.length,
+  });
+  assert.equal(current?.source, 'run');
+  for (const x of kept.accounts)
+    assert.equal(
+      x.series.storageGBHours[0],
+      complete.find((l) => l.owner === x.owner)?.storageGBHours ?? '0',
+      x.account,
+    );
+  assert.ok(complete.every((l) => kept.accounts.some((x) => x.owner === l.owner)));
 });

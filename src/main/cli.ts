@@ -12,6 +12,7 @@ import { registerGcCommands } from '../cli/gc.commands.js';
 import { registerMeteringCommands } from '../cli/metering.commands.js';
 import { registerAuditCommands } from '../cli/audit.commands.js';
 import { registerDashboardCommands } from '../cli/dashboard.commands.js';
+import { registerUsageCommands } from '../cli/usage.commands.js';
 import { dashboardAddon, runDashboard } from '../web/dashboard.js';
 
 const program = new Command();
@@ -33,6 +34,7 @@ const registrations: Array<(p: Command) => void> = [
   registerGcCommands,
   registerMeteringCommands,
   registerAuditCommands,
+  registerUsageCommands,
   (p) => registerDashboardCommands(p, runDashboard),
 ];
 

@@ -29,6 +29,9 @@ pre{background:#fff;border:1px solid #dde1e8;padding:6px;white-space:pre-wrap;ma
 code.cmd{background:#1d2433;color:#e8ecf4;padding:3px 8px;border-radius:3px;display:inline-block;margin:2px 0}
 form.filters{margin:0 0 12px;display:flex;gap:8px;align-items:center}
 .pager a{margin-right:12px}
+.charts{display:flex;flex-wrap:wrap;gap:10px}
+svg.chart{background:#fff;border:1px solid #dde1e8}
+.usage-account h3{margin:14px 0 4px;font-size:14px}
 `;
 
 export const JS = `

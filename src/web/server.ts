@@ -11,7 +11,7 @@
  *   GET /gc                         backlog, latest run       GET /api/gc
  *   GET /audit?date&limit           latest audit, problems    GET /api/audit (same query)
  *   GET /cruft                      daily runs, on-demand     GET /api/cruft
- *   GET /usage                      "not yet available"
+ *   GET /usage?date&days&account    per-account charts, a day  GET /api/usage (same query)
  *
  * Who may ask: src/web/auth.ts. Errors are the catalog's: `{code, message}` from the API, a
  * page with the same from the pages.
@@ -27,6 +27,7 @@ import { cruftView } from '../deployment/views/cruft.js';
 import { gcView } from '../deployment/views/gc.js';
 import { nodesView } from '../deployment/views/nodes.js';
 import { rebalanceView } from '../deployment/views/rebalance.js';
+import { DEFAULT_USAGE_DAYS, MAX_USAGE_DAYS, usageView } from '../deployment/views/usage.js';
 import { closerOf, listenOn } from '../storage/listen.js';
 import { CSS, JS } from './assets.js';
 import { DashboardAuth, isLoopbackBind } from './auth.js';
@@ -42,6 +43,7 @@ import {
   runPage,
   runsPage,
 } from './pages.js';
+import { usagePage } from './usage-page.js';
 
 export const DEFAULT_PAGE_DAYS = 14;
 /** A page of the grid covers at most this many days (a year and a bit). */
@@ -64,14 +66,14 @@ interface Route {
   html: (data: never) => string;
 }
 
-function intParam(q: Query, name: string, dflt: number, max: number): number {
+function intParam(q: Query, name: string, dflt: number, max: number, min = 0): number {
   const v = q.get(name);
   if (v === null || v === '') return dflt;
   const n = /^\d+$/.test(v) ? Number(v) : NaN;
-  if (!Number.isSafeInteger(n) || n > max)
+  if (!Number.isSafeInteger(n) || n > max || n < min)
     throw new RemoraError(
       'BadRequest',
-      `${name}: expected an integer from 0 to ${max}, got ${JSON.stringify(v)}`,
+      `${name}: expected an integer from ${min} to ${max}, got ${JSON.stringify(v)}`,
     );
   return n;
 }
@@ -138,14 +140,23 @@ const ROUTES: Record<string, Route> = {
     html: auditPage,
   },
   cruft: { re: /^\/cruft$/, api: (rt) => cruftView(rt), html: cruftPage },
+  usage: {
+    re: /^\/usage$/,
+    api: (rt, _m, q) => {
+      const date = q.get('date') || undefined;
+      const account = q.get('account') || undefined;
+      return usageView(rt, {
+        ...(date !== undefined ? { date: dayParam(date) } : {}),
+        days: intParam(q, 'days', DEFAULT_USAGE_DAYS, MAX_USAGE_DAYS, 1),
+        ...(account !== undefined ? { account } : {}),
+      });
+    },
+    html: usagePage,
+  },
 };
 
-const NOT_YET: Record<string, [string, string]> = {
-  '/usage': [
-    'Usage',
-    'Per-account charts of storage, requests, bandwidth and compute need the request and compute metering jobs, being built.',
-  ],
-};
+/** Sections whose job is still being built: an honest "not yet available" page (none today). */
+const NOT_YET: Record<string, [string, string]> = {};
 
 export class DashboardServer {
   private constructor(
