@@ -26,10 +26,11 @@ import {
 } from '../deployment/context.js';
 import type { RemoraConfig } from '../config/config.js';
 import { runDemo } from '../deployment/demo.js';
-import { runWorkload } from '../workload/driver.js';
+import { runWorkload, workloadProgressLog } from '../workload/driver.js';
 import { bulkLoad } from '../workload/bulk.js';
 import { computeWindow, DEFAULT_COMPUTE_SPEC, runComputeWorkload } from '../workload/compute-meter.js';
-import { clockFromEnv } from '../core/clock.js';
+import { clockFromEnv, systemClock } from '../core/clock.js';
+import { initLog, log } from './log.js';
 import { DEFAULT_SPEC, type WorkloadSpec } from '../workload/generator.js';
 import { createAccount, listAccounts, setAccountReports } from '../frontdoor/accounts.js';
 import { storageRoot } from '../deployment/deployment.js';
@@ -182,7 +183,8 @@ export function registerDeploymentCommands(program: Command, extra: DeploymentCo
     .action(
       action(async (opts: { seed: string; objects: string; accounts: string }, cmd: Command) => {
         const { seed, objects, accounts } = workloadFlags(opts);
-        await runDemo(configFrom(cmd), { spec: { seed, objects, accounts } });
+        initLog();
+        await runDemo(configFrom(cmd), { spec: { seed, objects, accounts }, log });
       }),
     );
 
@@ -265,10 +267,13 @@ export function registerDeploymentCommands(program: Command, extra: DeploymentCo
             return;
           }
           const s = requireDeployment(config);
+          initLog();
+          // Progress on stderr through the log (a line every 2 s and a final one); the summary on stdout.
+          const onProgress = workloadProgressLog(log, systemClock);
           await withMetadata(config, async (tier) => {
             console.log(
               JSON.stringify(
-                await runWorkload(tier, s.frontdoorUrl, spec, { accountPrefix: o.accountPrefix }),
+                await runWorkload(tier, s.frontdoorUrl, spec, { accountPrefix: o.accountPrefix, onProgress }),
                 null,
                 2,
               ),
