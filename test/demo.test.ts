@@ -53,6 +53,17 @@ test('remora demo runs the whole day and ends with the usage table', { timeout: 
       assert.match(r.stdout, /^account +DELETE +GET +HEAD +LIST +OPTIONS +POST +PUT +bytes in +bytes out$/m);
     }
     assert.match(r.stdout, /hourly runs: \d+ done/);
+    // The day's runs in the order they ran, not by job name (by name: audit < manifests and
+    // storage-metering < unpack): each job's row after its upstream's.
+    const row = (job: string) => r.stdout.search(new RegExp(`^ +${job} `, 'm'));
+    for (const [up, down] of [
+      ['snapshot', 'unpack'],
+      ['unpack', 'storage-metering'],
+      ['manifests', 'audit'],
+    ] as const)
+      assert.ok(row(up) >= 0 && row(up) < row(down), `${up} is listed before ${down}`);
+    // The workload's progress went to the log (stderr), with its final line.
+    assert.match(r.stderr, /workload: (\d+)\/\1 ops, [\d.]+ ops\/s, .* put, ETA 0s$/m);
 
     // The day's summary table, and its numbers are the summary file's.
     assert.match(r.stdout, /^ +usage-summary +\d{4}-\d{2}-\d{2} +succeeded/m);

@@ -88,6 +88,7 @@ test('remora up on the embedded default stops cleanly on SIGTERM', async () => {
   );
   let out = '';
   child.stdout.on('data', (b: Buffer) => (out += b.toString()));
+  child.stderr.on('data', (b: Buffer) => (out += b.toString())); // its log: `deployment up` is there
   for (let i = 0; i < 600 && !out.includes('deployment up'); i++)
     await new Promise((r) => setTimeout(r, 100));
   assert.match(out, /deployment up/);

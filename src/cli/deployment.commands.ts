@@ -26,10 +26,11 @@ import {
 } from '../deployment/context.js';
 import type { RemoraConfig } from '../config/config.js';
 import { runDemo } from '../deployment/demo.js';
-import { runWorkload } from '../workload/driver.js';
+import { runWorkload, workloadProgressLog } from '../workload/driver.js';
 import { bulkLoad } from '../workload/bulk.js';
 import { computeWindow, DEFAULT_COMPUTE_SPEC, runComputeWorkload } from '../workload/compute-meter.js';
-import { clockFromEnv } from '../core/clock.js';
+import { clockFromEnv, systemClock } from '../core/clock.js';
+import { initLog, log } from './log.js';
 import { DEFAULT_SPEC, type WorkloadSpec } from '../workload/generator.js';
 import { createAccount, listAccounts, setAccountReports } from '../frontdoor/accounts.js';
 import { storageRoot } from '../deployment/deployment.js';
@@ -66,13 +67,15 @@ export function registerDeploymentCommands(program: Command, extra: DeploymentCo
     .addOption(new Option('--failure-file <path>', 'where a detached start writes why it failed').hideHelp())
     .action(
       action(async (opts: UpOptions, cmd: Command) => {
+        initLog();
         const config = configFrom(cmd);
         const dashboardPort = parsePort(opts.dashboardPort, '--dashboard-port');
         if (opts.detach)
           return detach(config, cmd, { ...opts, dashboard: opts.dashboard && !!extra.dashboard });
+        // A server: everything it says goes to the log (stderr; <state-dir>/remora.log when detached).
         let d: Deployment;
         try {
-          d = await Deployment.start(config, { log: (l) => console.log(l) });
+          d = await Deployment.start(config, { log: (l) => log(l) });
         } catch (err) {
           if (opts.failureFile) writeFailure(opts.failureFile, err);
           throw err;
@@ -82,26 +85,26 @@ export function registerDeploymentCommands(program: Command, extra: DeploymentCo
         process.once('exit', () => removeStateIfOurs(config));
         const addons: { close(): Promise<void> }[] = [];
         if (opts.dashboard && extra.dashboard) {
-          const log = (l: string) => console.log(l);
-          const a = extra.dashboard({ port: dashboardPort, bind: '127.0.0.1', log });
+          const a = extra.dashboard({ port: dashboardPort, bind: '127.0.0.1', log: (l) => log(l) });
           try {
             const running = await a.start(d);
             addons.push(running);
             d.announce(a.name, running.url);
-            console.log(`${a.name}: ${running.url}`);
+            log(`${a.name}: ${running.url}`, { service: a.name, url: running.url });
           } catch (err) {
             await d.close().catch(() => undefined);
             if (opts.failureFile) writeFailure(opts.failureFile, err);
             throw err;
           }
         }
-        console.log(`deployment up (pid ${process.pid}); operator token in ${operatorTokenPath(config)}`);
+        log(`deployment up (pid ${process.pid}); operator token in ${operatorTokenPath(config)}`, {
+          frontdoorUrl: d.frontdoorUrl,
+        });
         await waitForStopSignal();
-        console.log('stopping…');
-        for (const a of addons)
-          await a.close().catch((e: unknown) => console.error(`while stopping: ${String(e)}`));
-        await d.close().catch((e: unknown) => console.error(`while stopping: ${String(e)}`));
-        console.log('stopped');
+        log('stopping…');
+        for (const a of addons) await a.close().catch((e: unknown) => log(`while stopping: ${String(e)}`));
+        await d.close().catch((e: unknown) => log(`while stopping: ${String(e)}`));
+        log('stopped');
       }),
     );
 
@@ -182,7 +185,8 @@ export function registerDeploymentCommands(program: Command, extra: DeploymentCo
     .action(
       action(async (opts: { seed: string; objects: string; accounts: string }, cmd: Command) => {
         const { seed, objects, accounts } = workloadFlags(opts);
-        await runDemo(configFrom(cmd), { spec: { seed, objects, accounts } });
+        initLog();
+        await runDemo(configFrom(cmd), { spec: { seed, objects, accounts }, log });
       }),
     );
 
@@ -265,10 +269,13 @@ export function registerDeploymentCommands(program: Command, extra: DeploymentCo
             return;
           }
           const s = requireDeployment(config);
+          initLog();
+          // Progress on stderr through the log (a line every 2 s and a final one); the summary on stdout.
+          const onProgress = workloadProgressLog(log, systemClock);
           await withMetadata(config, async (tier) => {
             console.log(
               JSON.stringify(
-                await runWorkload(tier, s.frontdoorUrl, spec, { accountPrefix: o.accountPrefix }),
+                await runWorkload(tier, s.frontdoorUrl, spec, { accountPrefix: o.accountPrefix, onProgress }),
                 null,
                 2,
               ),

@@ -1,8 +1,10 @@
 /**
- * The log of long-running commands (`scheduler`, `worker`, `pipeline run`, `rerun`, `backfill`,
- * `dashboard`, `gc`), on stderr: readable text, `<ISO time> <message>`, or with
- * `REMORA_LOG_FORMAT=json` one JSON object per line —
- * `{"time":"…","level":"info","pid":123,"msg":"…"}` — so a log collector needs no parser.
+ * The log of long-running commands and servers (`up`, `scheduler`, `worker`, `pipeline run`,
+ * `rerun`, `backfill`, `dashboard`, `gc`, `rebalance run`, `workload`, `demo`'s progress), on
+ * stderr: readable text, `<ISO time> <message>`, or with `REMORA_LOG_FORMAT=json` one JSON object
+ * per line — `{"time":"…","level":"info","pid":123,"msg":"…", …fields}` — so a log collector
+ * needs no parser. A line may carry fields (a progress line: `{done,total,rate,etaSeconds}`):
+ * the JSON form has them as keys, the text form only the message, which already says them in words.
  *
  * Text stays the default off a terminal too: scripts and tests that read these lines today keep
  * working; a service manager sets REMORA_LOG_FORMAT=json.
@@ -24,10 +26,20 @@ export function logFormat(env: NodeJS.ProcessEnv): LogFormat {
   );
 }
 
-export function formatLogLine(format: LogFormat, msg: string, at: Date, pid: number): string {
-  return format === 'text'
-    ? `${at.toISOString()} ${msg}\n`
-    : `${JSON.stringify({ time: at.toISOString(), level: 'info', pid, msg })}\n`;
+/** Structured fields of a line; the keys of the line itself (time, level, pid, msg) win over them. */
+export type LogFields = Record<string, unknown>;
+
+export function formatLogLine(
+  format: LogFormat,
+  msg: string,
+  at: Date,
+  pid: number,
+  fields: LogFields = {},
+): string {
+  if (format === 'text') return `${at.toISOString()} ${msg}\n`;
+  const line: LogFields = { time: at.toISOString(), level: 'info', pid, msg };
+  for (const [k, v] of Object.entries(fields)) if (!(k in line)) line[k] = v;
+  return `${JSON.stringify(line)}\n`;
 }
 
 let chosen: LogFormat | undefined;
@@ -38,6 +50,6 @@ export function initLog(): LogFormat {
 }
 
 /** Write one log line to stderr. */
-export function log(msg: string): void {
-  process.stderr.write(formatLogLine(initLog(), msg, new Date(), process.pid));
+export function log(msg: string, fields?: LogFields): void {
+  process.stderr.write(formatLogLine(initLog(), msg, new Date(), process.pid, fields));
 }

@@ -3,7 +3,7 @@
  * thin surfaces over src/pipeline (docs/pipeline.md).
  */
 import type { Command } from 'commander';
-import { clockFromEnv, type Clock } from '../core/clock.js';
+import { clockFromEnv, systemClock, type Clock } from '../core/clock.js';
 import { RemoraError } from '../core/errors.js';
 import { readInternalToken, withMetadata, withObjectStore, withReportsStore } from '../deployment/context.js';
 import type { RemoraConfig } from '../config/config.js';
@@ -30,6 +30,7 @@ import {
 } from './cli-support.js';
 import { printUsageTable } from '../deployment/usage-table.js';
 import { initLog, log } from './log.js';
+import { pipelineProgressLog } from './pipeline-progress.js';
 
 interface ServeOptions {
   metricsPort?: string;
@@ -114,17 +115,6 @@ async function withPipeline(
   );
 }
 
-function progressPrinter(): (runs: RunRow[]) => void {
-  let last = '';
-  return (runs) => {
-    const by = new Map<string, number>();
-    for (const r of runs) by.set(`${r.job}:${r.state}`, (by.get(`${r.job}:${r.state}`) ?? 0) + 1);
-    const line = [...by].map(([k, n]) => `${k}×${n}`).join('  ');
-    if (line !== last) log(`progress ${line}`);
-    last = line;
-  };
-}
-
 /** One finished run as the table prints it, and as `--json` gives it. */
 function runLine(r: RunRow) {
   return {
@@ -162,7 +152,8 @@ async function drive(
   json = false,
 ): Promise<RunRow[]> {
   const runs = await driveDays(rt, c, days, {
-    onProgress: progressPrinter(),
+    // On stderr through the log: stdout stays the table or the --json document.
+    onProgress: pipelineProgressLog(rt, log, systemClock),
     ...(timeoutS !== undefined ? { timeoutMs: timeoutS * 1000 } : {}),
   });
   if (!json) printRuns(runs);

@@ -24,6 +24,7 @@ import { RunLog } from '../jobs/rebalance/rebalance.log.js';
 import { RunnerMetrics } from '../jobs/rebalance/rebalance.metrics.js';
 import { serveMetrics } from '../pipeline/metrics.js';
 import { untilStopSignal } from './pipeline.commands.js';
+import { initLog, log as logLine } from './log.js';
 import { OBJECT_STATES } from '../jobs/rebalance/rebalance.types.js';
 import path from 'node:path';
 import { RemoraError } from '../core/errors.js';
@@ -159,19 +160,29 @@ function defaultLogFile(c: Conn, jobId: string): string {
 
 async function runWithProgress(c: Conn, jobId: string, f: RunFlags): Promise<RunTotals & { log: string }> {
   const metricsPort = f.metricsPort === undefined ? undefined : parsePort(f.metricsPort, '--metrics-port');
+  initLog();
   const log = await RunLog.open(f.log ?? defaultLogFile(c, jobId), {
     job: jobId,
     pid: process.pid,
     ...(f.node ? { onlyDestination: f.node } : {}),
   });
   // Named first, so an operator knows where to look even if the run is killed.
-  process.stderr.write(`log: ${log.file}\n`);
+  logLine(`log: ${log.file}`, { job: jobId, log: log.file });
   const counters = new RunnerMetrics(jobId, async () => statusMetrics(await jobStatus(c.tier, jobId)));
   const served = metricsPort === undefined ? undefined : await serveMetrics(counters, metricsPort);
-  if (served) process.stderr.write(`metrics: ${served.url}\n`);
+  if (served) logLine(`metrics: ${served.url}`, { job: jobId, metrics: served.url });
   const show = async () => {
     // Without node addresses: the run reports an unknown address as a skip reason of its own.
-    if (!f.quiet) process.stderr.write(`${progressLine(await jobStatus(c.tier, jobId))}\n`);
+    if (f.quiet) return;
+    const s = await jobStatus(c.tier, jobId);
+    logLine(progressLine(s), {
+      job: jobId,
+      done: s.done,
+      left: s.left,
+      total: s.total,
+      rate: s.rate,
+      etaSeconds: s.etaSeconds,
+    });
   };
   const timer = setInterval(() => void show().catch(() => {}), PROGRESS_INTERVAL_MS);
   log.write('info', 'run started', { concurrency: runNumbers(f).concurrency });

@@ -7,16 +7,17 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { RemoraConfig } from '../config/config.js';
 import { Deployment } from './deployment.js';
-import { runWorkload } from '../workload/driver.js';
+import { runWorkload, workloadProgressLog } from '../workload/driver.js';
 import { DEFAULT_SPEC, type WorkloadSpec } from '../workload/generator.js';
 import { formatBytes, summarizeAccounts, summarizeNodes } from './summary.js';
 import { withDailyPipeline } from '../jobs/catalog.js';
 import { driveDays, scheduleDay } from '../pipeline/operations.js';
 import { DAY_MS, dayOf, dayStartMs } from '../core/days.js';
-import { ScaledClock } from '../core/clock.js';
+import { ScaledClock, systemClock } from '../core/clock.js';
 import { FrontDoorObjectStore } from '../objectstore/frontdoor-store.js';
 import type { Coordinator } from '../pipeline/coordinator.js';
 import type { PipelineRuntime } from '../pipeline/runtime.js';
+import type { RunRow } from '../pipeline/runs.repository.js';
 import { hourKeyOf } from '../frontdoor/audit-log.js';
 import { printRequestTable, printSummaryTable, printUsageTable } from './usage-table.js';
 import { runComputeWorkload } from '../workload/compute-meter.js';
@@ -26,6 +27,8 @@ export interface DemoOptions {
   out?: (line: string) => void;
   /** Steps run after the workload with the deployment up (the daily pipeline hooks in here). */
   after?: (d: Deployment, out: (line: string) => void) => Promise<void>;
+  /** The command's log (stderr): the workload's progress lines go there, not into the demo's story. */
+  log?: (msg: string, fields: Record<string, unknown>) => void;
 }
 
 export function demoConfig(config: RemoraConfig): RemoraConfig {
@@ -45,7 +48,12 @@ export async function runDemo(config: RemoraConfig, opts: DemoOptions = {}): Pro
   try {
     const spec = { ...DEFAULT_SPEC, ...opts.spec };
     out(`== workload: seed ${spec.seed}, ${spec.accounts} accounts, ${spec.objects} object operations`);
-    const w = await runWorkload(d.tier, d.frontdoorUrl, spec);
+    const w = await runWorkload(
+      d.tier,
+      d.frontdoorUrl,
+      spec,
+      opts.log ? { onProgress: workloadProgressLog(opts.log, systemClock) } : {},
+    );
     out(
       `   ${w.puts} puts (${w.zeroByte} zero-byte), ${w.overwrites} overwrites, ${w.links} snaplinks, ` +
         `${w.deletes} deletes, ${w.directories} directories, ${formatBytes(w.bytes)} written; ${w.failures.length} failures`,
@@ -128,7 +136,9 @@ async function runDailyPipeline(
       await scheduleDay(rt, day, 'demo');
       const runs = await driveDays(rt, c, [day], { timeoutMs: PIPELINE_TIMEOUT_MS });
       const hourly = runs.filter((r) => r.partitionKey.length === 13);
-      for (const r of runs.filter((x) => x.partitionKey.length !== 13 || x.partitionKey === hour)) {
+      for (const r of inRunOrder(
+        runs.filter((x) => x.partitionKey.length !== 13 || x.partitionKey === hour),
+      )) {
         out(`   ${r.job.padEnd(18)} ${r.partitionKey.padEnd(34)} ${r.state.padEnd(10)} ${r.verdict ?? ''}`);
       }
       const done = hourly.filter((r) => r.state === 'succeeded').length;
@@ -160,6 +170,21 @@ async function runDailyPipeline(
       await summarizeDay(rt, c, d, day, out);
     },
   ).finally(() => operator.close());
+}
+
+const timeOr = (d: Date | null, otherwise: number) => (d === null ? otherwise : d.getTime());
+
+/**
+ * Runs in the order they ran, as the demo's table lists them (the pipeline's own listing is by
+ * day, job name and partition): by when each started — a run that never started (blocked) by
+ * when it ended, one that did neither (still waiting) last — then by when it ended, then by id.
+ */
+export function inRunOrder(runs: readonly RunRow[]): RunRow[] {
+  const began = (r: RunRow) => timeOr(r.startedAt, timeOr(r.finishedAt, Infinity));
+  return [...runs].sort(
+    (a, b) =>
+      began(a) - began(b) || timeOr(a.finishedAt, Infinity) - timeOr(b.finishedAt, Infinity) || a.id - b.id,
+  );
 }
 
 /**

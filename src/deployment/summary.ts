@@ -7,6 +7,9 @@
 import type { MetadataTier } from '../metadata/metadata-tier.js';
 import { listAccounts } from '../frontdoor/accounts.js';
 
+/** Moved to core (the workload's progress line uses it too); the old import path still works. */
+export { formatBytes } from '../core/table.js';
+
 /**
  * A row whose `_value` is not JSON (a malformed record: the jobs count those) is left out here
  * instead of failing the whole summary (PostgreSQL 16+: every supported server).
@@ -75,16 +78,4 @@ export async function summarizeNodes(tier: MetadataTier): Promise<NodeSummary[]>
       bytes: [...m.values()].reduce((a, b) => a + b, 0),
     }))
     .sort((a, b) => a.node.localeCompare(b.node));
-}
-
-export function formatBytes(n: number): string {
-  if (n < 1024) return `${n} B`;
-  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n / 1024;
-  let i = 0;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return `${v.toFixed(1)} ${units[i]}`;
 }

@@ -186,6 +186,7 @@ export class Coordinator {
       total: 0,
       succeeded: 0,
       failed: 0,
+      records: 0,
     };
     if (progress.failed > 0) {
       await this.fail(run, `${progress.failed} task(s) failed after all attempts`, ['running']);

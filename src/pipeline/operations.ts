@@ -144,8 +144,8 @@ export async function latestRunsBetween(rt: PipelineRuntime, from: string, to: s
 }
 
 export interface DriveOptions {
-  /** Called after each tick with the latest runs of the days. */
-  onProgress?: (runs: RunRow[]) => void;
+  /** Called (and awaited) after each tick with the latest runs of the days. */
+  onProgress?: (runs: RunRow[]) => void | Promise<void>;
   timeoutMs?: number;
   signal?: AbortSignal;
 }
@@ -192,7 +192,7 @@ export async function driveDays(
   for (;;) {
     await coordinator.tick();
     const runs = (await latestDueRunsBetween(rt, from, to)).filter((r) => days.includes(r.day));
-    o.onProgress?.(runs);
+    await o.onProgress?.(runs);
     if (runs.every((r) => !ACTIVE_STATES.includes(r.state))) return runs;
     if (Date.now() > deadline || o.signal?.aborted) return runs;
     await new Promise((resolve) => setTimeout(resolve, rt.settings.tickIntervalMs));

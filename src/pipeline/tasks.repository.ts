@@ -73,21 +73,37 @@ export async function getTask(db: Queryable, id: number): Promise<TaskRow | unde
   return r.rows[0] ? toTask(r.rows[0]) : undefined;
 }
 
-/** Task counts per state of each given run. */
+/**
+ * Task counts per state of each given run, and the records its finished tasks processed (each
+ * task's key counter, as the runs grid counts a run: records scanned, or processed when it scans none).
+ */
 export async function taskProgress(
   db: Queryable,
   runIds: number[],
-): Promise<Map<number, { total: number; succeeded: number; failed: number }>> {
-  const r = await db.query<{ run_id: string; total: string; succeeded: string; failed: string }>(
+): Promise<Map<number, { total: number; succeeded: number; failed: number; records: number }>> {
+  const r = await db.query<{
+    run_id: string;
+    total: string;
+    succeeded: string;
+    failed: string;
+    records: string;
+  }>(
     `SELECT run_id, count(*) AS total, count(*) FILTER (WHERE state = 'succeeded') AS succeeded,
-       count(*) FILTER (WHERE state = 'failed') AS failed
+       count(*) FILTER (WHERE state = 'failed') AS failed,
+       coalesce(sum(coalesce(nullif((report->'counters'->>'recordsScanned')::numeric, 0),
+         (report->'counters'->>'processed')::numeric, 0)) FILTER (WHERE state = 'succeeded'), 0) AS records
      FROM ${SCHEMA}.tasks WHERE run_id = ANY($1) GROUP BY run_id`,
     [runIds],
   );
   return new Map(
     r.rows.map((x) => [
       Number(x.run_id),
-      { total: Number(x.total), succeeded: Number(x.succeeded), failed: Number(x.failed) },
+      {
+        total: Number(x.total),
+        succeeded: Number(x.succeeded),
+        failed: Number(x.failed),
+        records: Number(x.records),
+      },
     ]),
   );
 }

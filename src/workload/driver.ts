@@ -9,6 +9,9 @@ import type { MetadataTier } from '../metadata/metadata-tier.js';
 import { accountByLogin, createAccount } from '../frontdoor/accounts.js';
 import { FrontDoorClient } from '../frontdoor/client.js';
 import { RemoraError } from '../core/errors.js';
+import type { Clock } from '../core/clock.js';
+import { formatEta, formatRate, ProgressMeter } from '../core/progress.js';
+import { formatBytes } from '../core/table.js';
 import { type WorkloadSpec, contentFor, generateWorkload } from './generator.js';
 
 export interface WorkloadSummary {
@@ -23,11 +26,58 @@ export interface WorkloadSummary {
   failures: { op: string; path: string; error: string }[];
 }
 
+/** Where a workload is: operations (directories and object operations, not accounts) done of all, bytes put. */
+export interface WorkloadProgress {
+  done: number;
+  total: number;
+  bytes: number;
+}
+
+/**
+ * The operations `runWorkload` counts in its progress: the directories (all generated before
+ * the first object operation, so the generator is read only that far) and one per object.
+ */
+export function workloadOperationCount(spec: WorkloadSpec): number {
+  let dirs = 0;
+  for (const op of generateWorkload(spec)) {
+    if (op.op === 'mkdir') dirs++;
+    else if (op.op !== 'account') break;
+  }
+  return dirs + spec.objects;
+}
+
+/**
+ * A `runWorkload` onProgress that logs a line at most every 2 s and a final one (core/progress.ts):
+ * ops done/total, ops/s, bytes, ETA — in words, and as fields for a JSON log.
+ */
+export function workloadProgressLog(
+  log: (msg: string, fields: Record<string, unknown>) => void,
+  clock: Clock,
+): (p: WorkloadProgress) => void {
+  // Started at the first operation, so the accounts' set-up does not count against the rate.
+  let meter: ProgressMeter | undefined;
+  return (p) => {
+    const r = (meter ??= new ProgressMeter(clock, p.total, p.done)).due(p.done, p.total);
+    if (!r) return;
+    log(
+      `workload: ${p.done}/${p.total} ops, ${formatRate(r.rate)} ops/s, ${formatBytes(p.bytes)} put, ETA ${formatEta(r.etaSeconds)}`,
+      {
+        done: p.done,
+        total: p.total,
+        rate: Number(r.rate.toFixed(2)),
+        bytes: p.bytes,
+        elapsedSeconds: Math.round(r.elapsedMs / 1000),
+        etaSeconds: r.etaSeconds,
+      },
+    );
+  };
+}
+
 export async function runWorkload(
   tier: MetadataTier,
   frontdoorUrl: string,
   spec: WorkloadSpec,
-  opts: { accountPrefix?: string; onProgress?: (done: number) => void } = {},
+  opts: { accountPrefix?: string; onProgress?: (p: WorkloadProgress) => void } = {},
 ): Promise<WorkloadSummary> {
   const s: WorkloadSummary = {
     accounts: 0,
@@ -50,6 +100,7 @@ export async function runWorkload(
     return c;
   };
   let done = 0;
+  const total = opts.onProgress ? workloadOperationCount(spec) : 0;
   try {
     for (const op of generateWorkload(spec)) {
       if (op.op === 'account') {
@@ -95,7 +146,7 @@ export async function runWorkload(
       } catch (err) {
         s.failures.push({ op: op.op, path, error: (err as Error).message });
       }
-      opts.onProgress?.(++done);
+      opts.onProgress?.({ done: ++done, total, bytes: s.bytes });
     }
   } finally {
     for (const c of clients.values()) c.close();
