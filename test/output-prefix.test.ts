@@ -15,6 +15,8 @@ import path from 'node:path';
 import { validateConfig, defaultConfig } from '../src/config/config.js';
 import { ERROR_CATALOG, RemoraError } from '../src/core/errors.js';
 import { outputPrefixProblem, publishedPath } from '../src/core/published-path.js';
+import { ingestMakoListing } from '../src/dumps/mako.js';
+import { snapshotShard } from '../src/dumps/snapshot.js';
 import { listAccounts } from '../src/frontdoor/accounts.js';
 import { MUSKIE_LOG_ROOT } from '../src/frontdoor/audit-log.js';
 import { readObjectText } from '../src/objectstore/object-store.js';
@@ -346,6 +348,31 @@ test("remora compare reads Remora's file under the prefix: against the original'
   const summary = await f.run(['compare', 'usage-summary', '--date', P]);
   assert.equal(summary.code, ERROR_CATALOG.ReportsDiffer.exit, summary.stderr);
   // Nothing compare did touched the original's files.
+  for (const [p, body] of original) assert.equal(await readObjectText(f.store, p), body, p);
+});
+
+test("Remora's own dump and node listing go under the prefix, never among the original's", async () => {
+  const shard = [...f.tier.shards.values()][0]!;
+  const snap = await snapshotShard(shard, f.store, { outputPrefix: PREFIX });
+  assert.ok(
+    snap.path.startsWith(`${PREFIX}/poseidon/stor/manatee_backups/${shard.name}/`),
+    `${snap.path} under the prefix`,
+  );
+  assert.ok(await f.store.head(snap.path));
+  const node = '1.stor.dc1.remora.local';
+  const listing = await ingestMakoListing(
+    f.store,
+    {
+      storageId: node,
+      startedAt: '2024-04-01T03:00:00.000Z',
+      lines: (async function* () {
+        yield `/manta/${logins.get('alice')!}/00000000-0000-4000-8000-000000000001\t10\t1700000000`;
+      })(),
+    },
+    { partitions: 2, outputPrefix: PREFIX },
+  );
+  assert.equal(listing.listingPath, `${PREFIX}/poseidon/stor/mako/${node}`);
+  assert.match(await readObjectText(f.store, listing.listingPath), /\t10\t1700000000\n$/);
   for (const [p, body] of original) assert.equal(await readObjectText(f.store, p), body, p);
 });
 
