@@ -73,7 +73,8 @@ export function snapshotJobWith(
           const head = await store.head(newest);
           out = { shard, path: newest, snapshotTime: head?.meta['m-snapshot-time'] ?? ctx.partition.day };
         } else {
-          ctx.report.event('no-dump-for-past-day', 'fatal', { shard, looked: `${dir}/` });
+          const looked = ours === dir ? `${dir}/` : `${ours}/ and ${dir}/`;
+          ctx.report.event('no-dump-for-past-day', 'fatal', { shard, looked });
         }
       }
       return { report: ctx.report.finish(), output: out };
