@@ -12,6 +12,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
+import { Readable } from 'node:stream';
 import { validateConfig, defaultConfig } from '../src/config/config.js';
 import { ERROR_CATALOG, RemoraError } from '../src/core/errors.js';
 import { outputPrefixProblem, publishedPath } from '../src/core/published-path.js';
@@ -365,9 +366,9 @@ test("Remora's own dump and node listing go under the prefix, never among the or
     {
       storageId: node,
       startedAt: '2024-04-01T03:00:00.000Z',
-      lines: (async function* () {
-        yield `/manta/${logins.get('alice')!}/00000000-0000-4000-8000-000000000001\t10\t1700000000`;
-      })(),
+      lines: Readable.from([
+        `/manta/${logins.get('alice')!}/00000000-0000-4000-8000-000000000001\t10\t1700000000`,
+      ]),
     },
     { partitions: 2, outputPrefix: PREFIX },
   );
