@@ -101,7 +101,9 @@ export function registerDumpsCommands(program: Command): void {
           );
         const results = await withObjectStore(config, (store) =>
           withMetadata(config, async (tier) => {
-            const snaps = await snapshotAll(tier, store, opts.shard);
+            const snaps = await snapshotAll(tier, store, opts.shard, {
+              outputPrefix: config.pipeline?.outputPrefix,
+            });
             if (opts.unpack) await unpackIndexShards(config, store, snaps, cmd);
             return snaps;
           }),
@@ -220,7 +222,11 @@ export function registerDumpsCommands(program: Command): void {
                     `storage node ${id}: ${ADDRESS_UNKNOWN} (set storage.nodes[].url, or let the node heartbeat)`,
                   );
                 const m = await client.manifest(url);
-                results.push(await ingestMakoListing(store, { storageId: id, ...m }, { partitions }));
+                // Side by side (pipeline.outputPrefix): stored under the prefix, not over the original's listing.
+                const outputPrefix = config.pipeline?.outputPrefix;
+                results.push(
+                  await ingestMakoListing(store, { storageId: id, ...m }, { partitions, outputPrefix }),
+                );
               }
             } finally {
               client.close();

@@ -3,26 +3,35 @@
  * for a day or hour beside the original system's (RFD 16's rollout: run both, compare, then
  * switch). Prints every difference per account and field; exit 0 only when they agree, 1
  * (ReportsDiffer) when they do not. Thin: the comparison is src/jobs/metering-kit/compare.ts.
+ *
+ * Remora's file is read where Remora published it: under `pipeline.outputPrefix` when set
+ * (side by side, src/core/published-path.ts). Then `--against` may be left out: it is the
+ * original's path of the same report, which Remora never writes in that mode.
  */
 import fs from 'node:fs';
 import type { Command } from 'commander';
 import { RemoraError } from '../core/errors.js';
+import { publishedPath } from '../core/published-path.js';
 import { withObjectStore } from '../deployment/context.js';
 import { compareReports } from '../jobs/metering-kit/compare.js';
+import { operatorReportPath as computeReport } from '../jobs/compute-metering/compute-metering.rules.js';
 import { operatorReportPath as requestReport } from '../jobs/request-metering/request-metering.rules.js';
 import { operatorReportPath as storageReport } from '../jobs/storage-metering/storage-metering.rules.js';
+import { operatorSummaryPath as summaryReport } from '../jobs/usage-summary/usage-summary.rules.js';
 import { readObjectText, type ObjectStore } from '../objectstore/object-store.js';
 import { action, configFrom, parseDay, parseInteger, printTable, usageError } from './cli-support.js';
 
 const out = (line = '') => process.stdout.write(`${line}\n`);
 
-/** The reports `compare` knows: where Remora's operator file for a day (and hour) is. */
+/** The reports `compare` knows: the original's path of the operator file for a day (and hour). */
 const REPORTS: Record<string, { hourly: boolean; path: (day: string, hour?: number) => string }> = {
   'request-metering': {
     hourly: true,
     path: (day, hour) => requestReport(`${day}T${String(hour).padStart(2, '0')}`),
   },
+  'compute-metering': { hourly: true, path: (day, hour) => computeReport(day, hour ?? 0) },
   'storage-metering': { hourly: false, path: (day) => storageReport(day) },
+  'usage-summary': { hourly: false, path: (day) => summaryReport(day) },
 };
 
 async function readAgainst(store: ObjectStore, against: string): Promise<string> {
@@ -42,9 +51,12 @@ export function registerMeteringCommands(program: Command): void {
     )
     .requiredOption('--date <day>', 'the day YYYY-MM-DD')
     .option('--hour <H>', 'the hour 0-23 (hourly reports)')
-    .requiredOption('--against <file-or-path>', "the original's report: a local file, or an object path")
+    .option(
+      '--against <file-or-path>',
+      "the original's report: a local file, or an object path (default with pipeline.outputPrefix: the original's path of the same report)",
+    )
     .action(
-      action(async (job: string, o: { date: string; hour?: string; against: string }, cmd: Command) => {
+      action(async (job: string, o: { date: string; hour?: string; against?: string }, cmd: Command) => {
         const report = REPORTS[job];
         if (!report)
           throw usageError(
@@ -55,19 +67,23 @@ export function registerMeteringCommands(program: Command): void {
         if (!report.hourly && o.hour !== undefined)
           throw usageError(`${job} is daily: --hour does not apply`);
         const hour = o.hour === undefined ? undefined : parseInteger(o.hour, '--hour', { min: 0, max: 23 });
-        const ours = report.path(day, hour);
-        await withObjectStore(configFrom(cmd), async (store) => {
+        const config = configFrom(cmd);
+        const prefix = config.pipeline?.outputPrefix;
+        const ours = publishedPath(prefix, report.path(day, hour));
+        const against = o.against ?? (prefix === undefined ? undefined : report.path(day, hour));
+        if (against === undefined)
+          throw usageError(
+            "give --against <file-or-path>, the original's report (it may be left out only in side-by-side mode, with pipeline.outputPrefix set)",
+          );
+        await withObjectStore(config, async (store) => {
           if (!(await store.head(ours)))
             throw new RemoraError(
               'ObjectNotFound',
               `Remora has no ${job} report at ${ours}: run it first (remora rerun ${job} --date ${day})`,
             );
-          const diffs = compareReports(
-            await readObjectText(store, ours),
-            await readAgainst(store, o.against),
-          );
+          const diffs = compareReports(await readObjectText(store, ours), await readAgainst(store, against));
           if (diffs.length === 0) {
-            out(`${job} ${ours} agrees with ${o.against}`);
+            out(`${job} ${ours} agrees with ${against}`);
             return;
           }
           printTable(
@@ -75,7 +91,7 @@ export function registerMeteringCommands(program: Command): void {
           );
           throw new RemoraError(
             'ReportsDiffer',
-            `${diffs.length} difference(s) between ${ours} and ${o.against} (${new Set(diffs.map((d) => d.owner)).size} account(s))`,
+            `${diffs.length} difference(s) between ${ours} and ${against} (${new Set(diffs.map((d) => d.owner)).size} account(s))`,
           );
         });
       }),

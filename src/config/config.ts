@@ -11,6 +11,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import { RemoraError } from '../core/errors.js';
+import { outputPrefixProblem } from '../core/published-path.js';
 
 // ---------------------------------------------------------------------------------------------
 // Building blocks
@@ -148,6 +149,18 @@ export const pipelineConfigSchema = z.strictObject({
   retentionDays: positiveInt.optional(),
   /** Per-account usage reports older than this many days are removed (RFD 16 problem 7). */
   reportRetentionDays: positiveInt.optional(),
+  /**
+   * Side-by-side mode (RFD 16 rollout): every file Remora publishes where the original system
+   * also writes goes under this prefix instead (src/core/published-path.ts has the mapping;
+   * docs/metering.md "Side by side with the original"). Unset: the original's paths.
+   */
+  outputPrefix: z
+    .string()
+    .superRefine((value, ctx) => {
+      const problem = outputPrefixProblem(value);
+      if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
+    })
+    .optional(),
   /** How many days back the scheduler looks for missed days on start. */
   catchUpDays: nonNegativeInt.optional(),
   /** "More than X% malformed → invalid" (src/core/run-report.ts). */

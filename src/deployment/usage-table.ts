@@ -1,4 +1,8 @@
-/** The usage table `remora pipeline run` ends with: the day's storage metering, per account and namespace. */
+/**
+ * The usage table `remora pipeline run` ends with: the day's storage metering, per account and
+ * namespace. Every table reads Remora's own files: under `pipeline.outputPrefix` when set.
+ */
+import { publishedPath } from '../core/published-path.js';
 import { readObjectText } from '../objectstore/object-store.js';
 import { listAccounts } from '../frontdoor/accounts.js';
 import { operatorReportPath } from '../jobs/storage-metering/storage-metering.rules.js';
@@ -12,7 +16,7 @@ import { operatorSummaryPath } from '../jobs/usage-summary/usage-summary.rules.j
 
 export async function printUsageTable(rt: PipelineRuntime, day: string): Promise<void> {
   const { store, tier } = rt.services;
-  const path = operatorReportPath(day);
+  const path = publishedPath(rt.settings.outputPrefix, operatorReportPath(day));
   if (!(await store.head(path))) return;
   const text = await readObjectText(store, path);
   const logins = new Map((await listAccounts(tier)).map((a) => [a.uuid, a.login]));
@@ -36,12 +40,13 @@ export async function printUsageTable(rt: PipelineRuntime, day: string): Promise
  */
 async function printAccountTable<R extends { owner: string }>(
   rt: PipelineRuntime,
-  path: string,
+  original: string,
   title: string,
   columns: string[],
   row: (r: R) => Record<string, string>,
 ): Promise<void> {
   const { store, tier } = rt.services;
+  const path = publishedPath(rt.settings.outputPrefix, original);
   if (!(await store.head(path))) return;
   const logins = new Map((await listAccounts(tier)).map((a) => [a.uuid, a.login]));
   const rows = (await readObjectText(store, path))

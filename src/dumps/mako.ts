@@ -11,6 +11,7 @@
  */
 import { PassThrough } from 'node:stream';
 import { isUuid } from '../core/ids.js';
+import { publishedPath } from '../core/published-path.js';
 import { RemoraError } from '../core/errors.js';
 import { PartitionedChunkWriter } from './chunk-writer.js';
 import { deleteSupersededAttempt, openChunkRun } from './chunk-run.js';
@@ -35,6 +36,11 @@ export interface MakoIngestOptions {
   partitions?: number;
   /** Upload the raw listing to /poseidon/stor/mako/<id> (default true; false when it came from there). */
   upload?: boolean;
+  /**
+   * `pipeline.outputPrefix`: side by side, the upload goes to `publishedPath` of that path, never
+   * over the listing the original's mako cron uploaded there (src/core/published-path.ts).
+   */
+  outputPrefix?: string;
   duck?: DuckOptions;
 }
 
@@ -87,7 +93,7 @@ export async function ingestMakoListing(
     duck: opts.duck,
   });
   const writer = new PartitionedChunkWriter(makoTableSpec(), ctx);
-  const listingPath = makoPath(source);
+  const listingPath = publishedPath(opts.outputPrefix, makoPath(source));
   const upload = opts.upload === false ? undefined : new PassThrough();
   let put: Promise<PutResult> | undefined;
   if (upload) {

@@ -16,6 +16,7 @@
 import { once } from 'node:events';
 import type pg from 'pg';
 import { RemoraError } from '../core/errors.js';
+import { publishedPath } from '../core/published-path.js';
 import { BUCKETS } from '../metadata/buckets.js';
 import { connectShard, type MetadataTier, type ShardHandle } from '../metadata/metadata-tier.js';
 import { backupPath } from './layout.js';
@@ -39,7 +40,16 @@ export function shardTables(role: 'index' | 'storage'): string[] {
   return BUCKETS.filter((b) => b.on === role).map((b) => b.name);
 }
 
-export async function snapshotShard(shard: ShardHandle, store: ObjectStore): Promise<SnapshotResult> {
+/**
+ * Dump `shard` to `/poseidon/stor/manatee_backups/<shard>/YYYY/MM/DD/HH/moray-<instant>.gz`, or,
+ * side by side with the original (`outputPrefix`), to `publishedPath` of it: never among the
+ * dumps the original's manatee stores and its own pipeline lists.
+ */
+export async function snapshotShard(
+  shard: ShardHandle,
+  store: ObjectStore,
+  opts: { outputPrefix?: string } = {},
+): Promise<SnapshotResult> {
   const client = await connectShard(shard);
   const gzip = new ParallelGzip({ level: 1 });
   let put: Promise<{ bytes: number; sha256: string }> | undefined;
@@ -47,7 +57,7 @@ export async function snapshotShard(shard: ShardHandle, store: ObjectStore): Pro
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
     const r = await client.query<{ at: Date }>('SELECT clock_timestamp() AS at');
     const snapshotTime = r.rows[0]!.at;
-    const path = backupPath(shard.name, snapshotTime);
+    const path = publishedPath(opts.outputPrefix, backupPath(shard.name, snapshotTime));
     put = store.put(path, gzip, { 'm-shard': shard.name, 'm-snapshot-time': snapshotTime.toISOString() });
     put.catch(() => {});
     const write = async (s: string | Buffer) => {
@@ -93,9 +103,10 @@ export async function snapshotAll(
   tier: MetadataTier,
   store: ObjectStore,
   only?: string,
+  opts: { outputPrefix?: string } = {},
 ): Promise<SnapshotResult[]> {
   const shards = only ? [tier.shard(only)] : [...tier.shards.values()];
-  return Promise.all(shards.map((s) => snapshotShard(s, store)));
+  return Promise.all(shards.map((s) => snapshotShard(s, store, opts)));
 }
 
 function dumpHeader(shard: string, at: Date): string {

@@ -6,7 +6,7 @@
 import { gcJob, gcOptionsFrom } from './gc/gc.job.js';
 import { computeMeteringJob, computeOptionsFrom } from './compute-metering/compute-metering.job.js';
 import { storageMeteringJob } from './storage-metering/storage-metering.job.js';
-import { snapshotJob } from './snapshot/snapshot.job.js';
+import { snapshotJobWith } from './snapshot/snapshot.job.js';
 import { unpackJob } from './unpack/unpack.job.js';
 import { purgeOptionsFrom, tombstonePurgeJob } from './tombstone-purge/tombstone-purge.job.js';
 import { requestMeteringJob, requestMeteringOptionsFrom } from './request-metering/request-metering.job.js';
@@ -26,9 +26,12 @@ import { reportRetentionFor, type PipelineSettings } from '../pipeline/settings.
 
 export function defaultJobs(s: PipelineSettings): JobDefinition[] {
   return [
-    snapshotJob,
+    snapshotJobWith({ outputPrefix: s.outputPrefix }),
     unpackJob({ partitions: s.partitions, rowsPerPartition: s.rowsPerPartition, thresholds: s.thresholds }),
-    storageMeteringJob({ reportRetentionDays: reportRetentionFor(s, 'storage-metering') }),
+    storageMeteringJob({
+      reportRetentionDays: reportRetentionFor(s, 'storage-metering'),
+      outputPrefix: s.outputPrefix,
+    }),
     gcJob(gcOptionsFrom(s)),
     tombstonePurgeJob(purgeOptionsFrom(s)),
     computeMeteringJob(computeOptionsFrom(s)),
@@ -37,7 +40,10 @@ export function defaultJobs(s: PipelineSettings): JobDefinition[] {
       ...requestMeteringOptionsFrom(s),
       reportRetentionDays: reportRetentionFor(s, 'access-logs'),
     }),
-    manifestsJob({ partitions: s.partitions === 'auto' ? DEFAULT_PARTITIONS : s.partitions }),
+    manifestsJob({
+      partitions: s.partitions === 'auto' ? DEFAULT_PARTITIONS : s.partitions,
+      outputPrefix: s.outputPrefix,
+    }),
     auditJob(auditOptionsFrom(s)),
     // Cruft is on demand (`remora cruft plan|run`); daily only when switched on explicitly.
     ...(s.jobs.cruft?.enabled === true ? [cruftJob(cruftOptionsFrom(s))] : []),

@@ -40,6 +40,11 @@ export interface PipelineSettings {
   retentionDays: number;
   /** Per-account usage reports older than this many days are removed (RFD 16 problem 7). */
   reportRetentionDays: number;
+  /**
+   * Side-by-side mode: files published where the original writes go under this prefix
+   * (`pipeline.outputPrefix`; src/core/published-path.ts). Undefined: the original's paths.
+   */
+  outputPrefix?: string;
   /** How many days back the scheduler looks for missed days on start. */
   catchUpDays: number;
   thresholds: ReportThresholds;

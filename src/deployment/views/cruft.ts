@@ -10,6 +10,7 @@ import { addDays, dayOf } from '../../core/days.js';
 import type { ReportEvent } from '../../core/run-report.js';
 import { cruftOutput, type CruftOutput } from '../../jobs/cruft/cruft.job.js';
 import type { CruftCandidate } from '../../jobs/cruft/cruft.scan.js';
+import { publishedPath } from '../../core/published-path.js';
 import { CRUFT_ROOT } from '../../jobs/cruft/cruft.service.js';
 import { getRun, readPointer } from '../../pipeline/runs.repository.js';
 import type { PipelineRuntime } from '../../pipeline/runtime.js';
@@ -71,7 +72,9 @@ async function onDemand(rt: PipelineRuntime): Promise<CruftOnDemand[]> {
   const { store } = rt.services;
   const byRun = new Map<string, string[]>();
   for (const kind of ['plans', 'runs'])
-    for (const p of await store.list(`${CRUFT_ROOT}/${kind}/`)) {
+    for (const p of await store.list(
+      `${publishedPath(rt.settings.outputPrefix, `${CRUFT_ROOT}/${kind}`)}/`,
+    )) {
       // <root>/<kind>/YYYY/MM/DD/<instant>/<task>/candidates.ndjson
       const m = /^(.*\/(plans|runs)\/(\d{4})\/(\d\d)\/(\d\d)\/([^/]+)\/)/.exec(p);
       if (m) byRun.set(m[1]!, [...(byRun.get(m[1]!) ?? []), p]);

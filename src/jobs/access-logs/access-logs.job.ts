@@ -17,6 +17,7 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { z } from 'zod';
 import { addDays } from '../../core/days.js';
+import { publishedPath } from '../../core/published-path.js';
 import { ReportBuilder } from '../../core/run-report.js';
 import { outputType, type JobDefinition, type TaskContext } from '../../pipeline/job.js';
 import { eachLimit } from '../../core/concurrency.js';
@@ -141,11 +142,12 @@ async function runHour(ctx: TaskContext<TaskParams>, o: RequestMeteringOptions) 
     await eachLimit(owners, DELIVERY_CONCURRENCY, async (owner) => {
       const login = accounts.get(owner)!.login;
       const body = await fs.promises.readFile(files.file(owner));
-      await store.put(accessLogPath(login, hour), body);
-      await putLatest(store, `${accessLogDir(login)}/latest`, body.toString(), hour);
+      await store.put(publishedPath(o.outputPrefix, accessLogPath(login, hour)), body);
+      const latest = publishedPath(o.outputPrefix, `${accessLogDir(login)}/latest`);
+      await putLatest(store, latest, body.toString(), hour);
       report.count('delivered').count('bytesWritten', 2 * body.length);
     });
-    await pruneAccounts(store, report, [...accounts.values()], accessLogDir, keepFrom);
+    await pruneAccounts(store, report, [...accounts.values()], accessLogDir, keepFrom, o.outputPrefix);
     report.count('accounts', owners.length);
     delivered();
   } finally {

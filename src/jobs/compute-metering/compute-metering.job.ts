@@ -20,6 +20,7 @@
 import { createInterface } from 'node:readline';
 import { z } from 'zod';
 import { addDays } from '../../core/days.js';
+import { publishedPath } from '../../core/published-path.js';
 import { ReportBuilder } from '../../core/run-report.js';
 import { readObjectText } from '../../objectstore/object-store.js';
 import {
@@ -52,19 +53,22 @@ export interface ComputeMeteringOptions {
   objectsPerTask: number;
   /** Days of per-account reports kept. */
   reportRetentionDays: number;
+  /** `pipeline.outputPrefix`: side by side with the original, published files go under it (src/core/published-path.ts). */
+  outputPrefix?: string;
 }
 
 export const DEFAULT_COMPUTE_OPTIONS = { settleMinutes: 15, objectsPerTask: 32 };
 
 /** The options from `pipeline.jobs.compute-metering` (src/config/config.ts JOB_SPECIFIC_SETTINGS). */
 export function computeOptionsFrom(
-  s: Pick<PipelineSettings, 'jobs' | 'reportRetentionDays'>,
+  s: Pick<PipelineSettings, 'jobs' | 'reportRetentionDays' | 'outputPrefix'>,
 ): ComputeMeteringOptions {
   const j = s.jobs['compute-metering'];
   return {
     settleMinutes: j?.settleMinutes ?? DEFAULT_COMPUTE_OPTIONS.settleMinutes,
     objectsPerTask: j?.objectsPerTask ?? DEFAULT_COMPUTE_OPTIONS.objectsPerTask,
     reportRetentionDays: reportRetentionFor(s, 'compute-metering'),
+    outputPrefix: s.outputPrefix,
   };
 }
 
@@ -218,10 +222,11 @@ async function commitHour(
   merged();
   const published = report.phase('publish');
   const runFile = `${ctx.runPrefix}h${String(hour).padStart(2, '0')}.json`;
+  const publishedAt = publishedPath(o.outputPrefix, operatorReportPath(day, hour));
   await store.put(runFile, body);
-  await store.put(operatorReportPath(day, hour), body);
+  await store.put(publishedAt, body);
   const period = ctx.partition.key;
-  await putLatest(store, operatorLatestPath(), body, period);
+  await putLatest(store, publishedPath(o.outputPrefix, operatorLatestPath()), body, period);
   report.count('accounts', owners.length).count('bytesWritten', Buffer.byteLength(body) * 2);
   published();
   const delivered = report.phase('deliver');
@@ -232,12 +237,13 @@ async function commitHour(
     userRecord: (owner) => ({ jobs: jobsRecord(phases.get(owner)!), date: reportDate(day, hour) }),
     period,
     keepFrom: addDays(day, -o.reportRetentionDays),
+    outputPrefix: o.outputPrefix,
   });
   delivered();
   return {
     output: {
       path: runFile,
-      published: operatorReportPath(day, hour),
+      published: publishedAt,
       accounts: owners.length,
       logs: ctx.tasks.flatMap((t) => t.params.logs),
     },

@@ -6,6 +6,7 @@
  * pipeline's); the candidates of every task are written under CRUFT_ROOT/YYYY/MM/DD/<instant>/.
  */
 import { RemoraError } from '../../core/errors.js';
+import { publishedPath } from '../../core/published-path.js';
 import { mergeReports, ReportBuilder, type RunReport } from '../../core/run-report.js';
 import type { UpstreamOutput } from '../../pipeline/job.js';
 import { dayPartition, type Partition } from '../../pipeline/partitions.js';
@@ -79,7 +80,8 @@ export async function cruftDay(
   const plan = { services, partition: dayPartition(day), runId: 0, upstream };
   const tasks = await job.split(plan);
   const at = new Date(services.clock.now()).toISOString().replace(/[:.]/g, '-');
-  const planPrefix = `${CRUFT_ROOT}/${o.dryRun ? 'plans' : 'runs'}/${day.replaceAll('-', '/')}/${at}/`;
+  // The original's job root: side by side (pipeline.outputPrefix), Remora's candidates go under the prefix.
+  const planPrefix = `${publishedPath(rt.settings.outputPrefix, `${CRUFT_ROOT}/${o.dryRun ? 'plans' : 'runs'}/${day.replaceAll('-', '/')}/${at}`)}/`;
   const reports: RunReport[] = [];
   const ac = new AbortController();
   o.signal?.addEventListener('abort', () => ac.abort());

@@ -48,6 +48,8 @@ export type ManifestsOutput = ReturnType<typeof manifestsOutput.parse>;
 export interface ManifestsJobOptions {
   /** P of the listing's chunks: the pipeline's number, or DEFAULT_PARTITIONS when it is "auto". */
   partitions: number;
+  /** `pipeline.outputPrefix`: side by side, the raw listing is stored under it (src/core/published-path.ts). */
+  outputPrefix?: string;
 }
 
 /** How long "does the node answer" may take before the run keeps waiting (checked every tick). */
@@ -109,7 +111,11 @@ export function manifestsJob(
       const storage = requireStorage(ctx.services);
       const listed = ctx.report.phase('list');
       const listing = await storage.manifest(url);
-      const r = await ingestMakoListing(store, { storageId: node, ...listing }, { partitions: o.partitions });
+      const r = await ingestMakoListing(
+        store,
+        { storageId: node, ...listing },
+        { partitions: o.partitions, outputPrefix: o.outputPrefix },
+      );
       listed();
       const m = r.manifest;
       ctx.report.absorb(m.report);

@@ -14,6 +14,7 @@
  */
 import { z } from 'zod';
 import { addDays } from '../../core/days.js';
+import { publishedPath } from '../../core/published-path.js';
 import { ReportBuilder } from '../../core/run-report.js';
 import { withLocalChunks } from '../../objectstore/local-chunks.js';
 import { readObjectText } from '../../objectstore/object-store.js';
@@ -54,14 +55,17 @@ export interface RequestMeteringOptions {
   malformedLimit: string | number;
   /** Days of per-account reports kept. */
   reportRetentionDays: number;
+  /** `pipeline.outputPrefix`: side by side with the original, published files go under it (src/core/published-path.ts). */
+  outputPrefix?: string;
 }
 
 export function requestMeteringOptionsFrom(
-  s: Pick<PipelineSettings, 'jobs' | 'reportRetentionDays'>,
+  s: Pick<PipelineSettings, 'jobs' | 'reportRetentionDays' | 'outputPrefix'>,
 ): RequestMeteringOptions {
   return {
     malformedLimit: s.jobs['request-metering']?.malformedLimit ?? DEFAULT_MALFORMED_LIMIT,
     reportRetentionDays: reportRetentionFor(s, 'request-metering'),
+    outputPrefix: s.outputPrefix,
   };
 }
 
@@ -145,12 +149,14 @@ async function commitHour(ctx: CommitContext<TaskParams, TaskOutput>, o: Request
   const { store } = ctx.services;
   const hour = ctx.partition.key;
   const report = new ReportBuilder();
+  const publishedAt = publishedPath(o.outputPrefix, operatorReportPath(hour));
   if (ctx.tasks.length === 0) {
     // No front door log for the hour: metered, no requests — and no files (the original had no
-    // job to run either). A file left by an earlier run of the hour is stale: removed.
-    if (await store.head(operatorReportPath(hour))) await store.delete(operatorReportPath(hour));
+    // job to run either). A file left by an earlier run of the hour is stale: removed (Remora's
+    // own: with an output prefix, the original's file of the hour is not Remora's to remove).
+    if (await store.head(publishedAt)) await store.delete(publishedAt);
     return {
-      output: { path: '', published: operatorReportPath(hour), accounts: 0, logs: [] },
+      output: { path: '', published: publishedAt, accounts: 0, logs: [] },
       report: report.finish(),
     };
   }
@@ -165,7 +171,7 @@ async function commitHour(ctx: CommitContext<TaskParams, TaskOutput>, o: Request
   merged();
   const published = report.phase('publish');
   await store.put(`${ctx.runPrefix}${operatorReportPath(hour).split('/').pop()}`, body);
-  await store.put(operatorReportPath(hour), body);
+  await store.put(publishedAt, body);
   report.count('accounts', owners.length).count('bytesWritten', 2 * Buffer.byteLength(body));
   published();
   const delivered = report.phase('deliver');
@@ -176,13 +182,14 @@ async function commitHour(ctx: CommitContext<TaskParams, TaskOutput>, o: Request
     userRecord: (owner) => accountRecord(usage.get(owner)!, hourIso(hour)),
     period: hour,
     keepFrom: addDays(ctx.partition.day, -o.reportRetentionDays),
+    outputPrefix: o.outputPrefix,
   });
   delivered();
   const logs = ctx.tasks.flatMap((t) => t.params.logs);
   return {
     output: {
       path: `${ctx.runPrefix}${operatorReportPath(hour).split('/').pop()}`,
-      published: operatorReportPath(hour),
+      published: publishedAt,
       accounts: owners.length,
       logs,
     },

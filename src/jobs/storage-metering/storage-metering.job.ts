@@ -12,6 +12,7 @@
  * Per-account reports older than the retention window are removed (RFD 16 problem 7).
  */
 import { addDays } from '../../core/days.js';
+import { publishedPath } from '../../core/published-path.js';
 import type { Namespace } from '../../core/ids.js';
 import { PartitionInputs, type PartitionGroup, type UnpackRef } from '../../dumps/partition-inputs.js';
 import { readObjectText } from '../../objectstore/object-store.js';
@@ -47,6 +48,8 @@ type StorageMeteringOutput = ReturnType<typeof storageMeteringOutput.parse>;
 export interface StorageMeteringOptions {
   /** Days of per-account reports kept. */
   reportRetentionDays: number;
+  /** `pipeline.outputPrefix`: side by side with the original, published files go under it (src/core/published-path.ts). */
+  outputPrefix?: string;
 }
 
 interface TaskParams extends PartitionGroup {
@@ -113,9 +116,10 @@ async function commitMetering(ctx: CommitContext<TaskParams, TaskOutput>, o: Sto
   const body = jsonLines(owners.map((owner) => ({ owner, storage: storageRecord(usage.get(owner)) })));
   merged();
   const published = report.phase('publish');
+  const publishedAt = publishedPath(o.outputPrefix, operatorReportPath(day));
   // Run-scoped first (this run's own name), then the original path operators read.
   await store.put(`${ctx.runPrefix}h00.json`, body);
-  await store.put(operatorReportPath(day), body);
+  await store.put(publishedAt, body);
   report.count('accounts', owners.length).count('bytesWritten', Buffer.byteLength(body) * 2);
   published();
 
@@ -131,10 +135,11 @@ async function commitMetering(ctx: CommitContext<TaskParams, TaskOutput>, o: Sto
     userRecord: (owner) => ({ storage: storageRecord(usage.get(owner)), date: `${day}T00:00:00.000Z` }),
     period: day,
     keepFrom: addDays(day, -o.reportRetentionDays),
+    outputPrefix: o.outputPrefix,
   });
   delivered();
   return {
-    output: { path: `${ctx.runPrefix}h00.json`, published: operatorReportPath(day), accounts: owners.length },
+    output: { path: `${ctx.runPrefix}h00.json`, published: publishedAt, accounts: owners.length },
     report: report.finish(),
   };
 }

@@ -12,8 +12,13 @@
  * copy that names its period in its metadata (`m-usage-period`): a rerun of an older period
  * never moves `latest` back. Per-account reports older than the retention window are removed
  * (RFD 16 problem 7).
+ *
+ * Side by side with the original (`pipeline.outputPrefix`): callers name the original's paths;
+ * every put, `latest` and prune goes to `publishedPath` of them (src/core/published-path.ts), so
+ * retention only ever lists and removes Remora's own copies, never the original's.
  */
 import { eachLimit } from '../../core/concurrency.js';
+import { publishedPath } from '../../core/published-path.js';
 import type { ReportBuilder } from '../../core/run-report.js';
 import { listAccounts } from '../../frontdoor/accounts.js';
 import type { ObjectStore } from '../../objectstore/object-store.js';
@@ -72,6 +77,8 @@ export interface AccountDelivery {
   period: string;
   /** Reports of days before this one are pruned. */
   keepFrom: string;
+  /** `pipeline.outputPrefix`: the paths above are the original's; Remora's are published under it. */
+  outputPrefix?: string;
 }
 
 /** Where per-account reports go: the accounts' namespaces (front door) when known, else the pipeline's store. */
@@ -100,19 +107,21 @@ export async function deliverToAccounts(
     deliveries.push({ login: acct.login, owner });
   }
   const store = reportsStoreOf(services);
+  const at = (original: string) => publishedPath(d.outputPrefix, original);
   await eachLimit(deliveries, DELIVERY_CONCURRENCY, async ({ login, owner }) => {
     const body = jsonLines([d.userRecord(owner)]);
-    await store.put(d.userPath(login), body);
-    await putLatest(store, `${d.userDir(login)}/latest`, body, d.period);
+    await store.put(at(d.userPath(login)), body);
+    await putLatest(store, at(`${d.userDir(login)}/latest`), body, d.period);
     report.count('delivered');
   });
-  await pruneAccounts(store, report, [...accounts.values()], (l) => d.userDir(l), d.keepFrom);
+  await pruneAccounts(store, report, [...accounts.values()], (l) => d.userDir(l), d.keepFrom, d.outputPrefix);
 }
 
 /**
  * Retention of one report kind (RFD 16 problem 7): remove every account's reports of days before
  * `keepFrom` under `dir(login)` — delivered this run or not (reports turned off, no usage this
  * period); `latest` stays. Counter `reportsPruned`. One listing per account per delivering run.
+ * `dir` names the original's directory; with `outputPrefix` only Remora's twin of it is pruned.
  */
 export async function pruneAccounts(
   store: ObjectStore,
@@ -120,9 +129,11 @@ export async function pruneAccounts(
   accounts: readonly { login: string }[],
   dir: (login: string) => string,
   keepFrom: string,
+  outputPrefix: string | undefined,
 ): Promise<void> {
   report.count('reportsPruned', 0);
   await eachLimit(accounts, DELIVERY_CONCURRENCY, async ({ login }) => {
-    report.count('reportsPruned', await pruneReportsBefore(store, dir(login), keepFrom));
+    const removed = await pruneReportsBefore(store, publishedPath(outputPrefix, dir(login)), keepFrom);
+    report.count('reportsPruned', removed);
   });
 }

@@ -19,6 +19,7 @@
  */
 import { z } from 'zod';
 import { addDays, dayStartMs } from '../../core/days.js';
+import { publishedPath } from '../../core/published-path.js';
 import { ReportBuilder } from '../../core/run-report.js';
 import { formatTable } from '../../core/table.js';
 import { listAccounts } from '../../frontdoor/accounts.js';
@@ -58,17 +59,20 @@ export interface UsageSummaryOptions {
   settleMinutes: number;
   /** Days of per-account summaries kept. */
   reportRetentionDays: number;
+  /** `pipeline.outputPrefix`: side by side with the original, published files go under it (src/core/published-path.ts). */
+  outputPrefix?: string;
 }
 
 export const DEFAULT_SUMMARY_OPTIONS = { settleMinutes: 30 };
 
 /** The options from `pipeline.jobs.usage-summary` (src/config/config.ts JOB_SPECIFIC_SETTINGS). */
 export function summaryOptionsFrom(
-  s: Pick<PipelineSettings, 'jobs' | 'reportRetentionDays'>,
+  s: Pick<PipelineSettings, 'jobs' | 'reportRetentionDays' | 'outputPrefix'>,
 ): UsageSummaryOptions {
   return {
     settleMinutes: s.jobs['usage-summary']?.settleMinutes ?? DEFAULT_SUMMARY_OPTIONS.settleMinutes,
     reportRetentionDays: reportRetentionFor(s, 'usage-summary'),
+    outputPrefix: s.outputPrefix,
   };
 }
 
@@ -288,10 +292,11 @@ async function commitDay(
   const text = await readObjectText(store, t.text);
   const published = report.phase('publish');
   const runFile = `${ctx.runPrefix}d${day.slice(8, 10)}.json`;
+  const at = (original: string) => publishedPath(o.outputPrefix, original);
   await store.put(runFile, body);
-  await store.put(operatorSummaryPath(day), body);
-  await store.put(operatorTextPath(day), text);
-  await putLatest(store, DAILY_TEXT_LATEST, text, day);
+  await store.put(at(operatorSummaryPath(day)), body);
+  await store.put(at(operatorTextPath(day)), text);
+  await putLatest(store, at(DAILY_TEXT_LATEST), text, day);
   report.count('bytesWritten', Buffer.byteLength(body) * 2 + Buffer.byteLength(text) * 2);
   published();
   const records = new Map(
@@ -311,12 +316,13 @@ async function commitDay(
     userRecord: (owner) => records.get(owner),
     period: day,
     keepFrom: addDays(day, -o.reportRetentionDays),
+    outputPrefix: o.outputPrefix,
   });
   delivered();
   return {
     output: {
       path: runFile,
-      published: operatorSummaryPath(day),
+      published: at(operatorSummaryPath(day)),
       accounts: t.owners.length,
       missing: t.missing,
       inputs: {
