@@ -25,8 +25,8 @@ const D0 = '2024-05-10';
 const MISSED = ['2024-05-08', '2024-05-09'];
 // snapshot ×3 shards, unpack ×3, storage-metering ×1, gc ×1, tombstone-purge ×6 nodes = 14,
 // + compute-metering ×24 hours + request-metering ×24 hours + access-logs ×24 hours = 86,
-// + manifests ×6 nodes + audit ×1 = 93, + usage-summary ×1 (the day) = 94
-const JOBS_PER_DAY = 94;
+// + manifests ×6 nodes + audit ×1 + repair ×1 = 94, + usage-summary ×1 (the day) = 95
+const JOBS_PER_DAY = 95;
 
 let f: CliFixture;
 
