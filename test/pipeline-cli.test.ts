@@ -93,6 +93,7 @@ test('run show, then rerun --downstream: the dry run prints exactly what the rer
   assert.deepEqual(planned.map((l) => l.trim().split(/\s+/)[0]).sort(), [
     'audit',
     'gc',
+    'repair',
     'storage-metering',
     'unpack',
     'unpack',
@@ -108,6 +109,7 @@ test('run show, then rerun --downstream: the dry run prints exactly what the rer
   assert.deepEqual(created.map((r) => `${r.job}:${r.seq}:${r.trigger}:${r.state}`).sort(), [
     'audit:2:rerun:succeeded',
     'gc:2:rerun:succeeded',
+    'repair:2:rerun:succeeded',
     'storage-metering:2:rerun:succeeded',
     'unpack:2:rerun:succeeded',
     'unpack:2:rerun:succeeded',

@@ -86,7 +86,7 @@ export function repairJob(): JobDefinition<RepairTaskParams, TaskOutput, RepairO
     runTask: async (ctx) => {
       const { problems: file, dryRun } = ctx.task.params;
       const { store, tier, nodes, clock, config } = ctx.services;
-      const storage = requireStorage(ctx.services);
+      const storage = ctx.services.storage;
       const r = ctx.report;
       const problems = await readProblemFile(store, file);
       await nodes.refresh();
@@ -162,6 +162,7 @@ export async function repairDay(
   o: { dryRun: boolean; signal?: AbortSignal },
 ): Promise<RepairDay> {
   const { services } = rt;
+  requireStorage(services); // the CLI fails at once (exit 2) where the daily job only warns
   const ptr = await readPointer(rt.control, 'audit', day);
   const run = `(\`remora pipeline run --date ${day}\`, or \`remora rerun audit --date ${day}\`)`;
   if (!ptr)

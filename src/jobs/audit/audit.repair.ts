@@ -39,7 +39,7 @@
 import { eachLimit } from '../../core/concurrency.js';
 import { type Clock, SeededRandom, type Random } from '../../core/clock.js';
 import { dayOf } from '../../core/days.js';
-import { isRemoraError } from '../../core/errors.js';
+import { isRemoraError, RemoraError } from '../../core/errors.js';
 import type { ReportBuilder } from '../../core/run-report.js';
 import type { MetadataTier } from '../../metadata/metadata-tier.js';
 import type { MantaObjectValue, Shark } from '../../metadata/types.js';
@@ -67,7 +67,8 @@ export type CopyState = 'good' | 'present' | 'missing' | 'corrupt' | 'unknown';
 
 export interface RepairDeps {
   tier: MetadataTier;
-  storage: StorageClient;
+  /** Undefined: this process has no internal credential; fine until a node must be asked. */
+  storage: StorageClient | undefined;
   nodeUrl: (id: string) => string | undefined;
   refreshNodes?: () => Promise<void>;
   clock: Clock;
@@ -221,6 +222,16 @@ export class Repairer {
         good: [],
       });
     }
+    if (!this.deps.storage) {
+      // As the deep audit: a worker without the nodes' credential cannot ask them; say so, go on.
+      const n = work.reduce((a, w) => a + w.targets.size, 0);
+      this.left += n;
+      if (n > 0)
+        r.count('copiesSkippedNoCredential', n).event('repair-no-credential', 'warning', {
+          why: 'this worker has no internal credential for the storage nodes (storage.internalToken)',
+        });
+      return;
+    }
     await this.quarantineStale(staleCorrupt);
     await this.probe(work);
     const planned = work.filter((w) => this.judge(w));
@@ -229,9 +240,20 @@ export class Repairer {
     if (!this.o.dryRun) await this.move(planned);
   }
 
+  /** The storage-node client; UsageError when this process has no credential (pipeline/job.ts). */
+  private storage(): StorageClient {
+    if (this.deps.storage) return this.deps.storage;
+    throw new RemoraError(
+      'UsageError',
+      'repair must ask the storage nodes and this process has no internal credential for them: set ' +
+        "storage.internalToken in its configuration (or run it with the deployment's state directory)",
+    );
+  }
+
   /** Step 2: what each node says about each copy the records name. */
   private async probe(work: ObjectWork[]): Promise<void> {
-    const { storage, nodeUrl } = this.deps;
+    const { nodeUrl } = this.deps;
+    const storage = this.storage();
     const jobs = work.flatMap((w) => w.sharks.map((s) => ({ w, s })));
     await eachLimit(jobs, PROBES_IN_PARALLEL, async ({ w, s }) => {
       const v = value(w.records[0]!);
@@ -353,7 +375,8 @@ export class Repairer {
   /** Step 4: the rebalance move, one round per bad copy of an object. */
   private async move(work: ObjectWork[]): Promise<void> {
     const r = this.deps.report;
-    const { tier, storage, nodeUrl, clock } = this.deps;
+    const { tier, nodeUrl, clock } = this.deps;
+    const storage = this.storage();
     const runDeps = { tier, storage, nodeUrl, clock };
     const byId = new Map(work.map((w) => [w.objectId, w]));
     const retire = this.quarantine(byId);
@@ -453,10 +476,10 @@ export class Repairer {
   }
 
   private gcDeps(day: string): GcApplyDeps {
-    const { tier, storage, nodeUrl, report } = this.deps;
+    const { tier, nodeUrl, report } = this.deps;
     return {
       tier,
-      storage,
+      storage: this.storage(),
       nodeUrl,
       day,
       tree: 'quarantine',
