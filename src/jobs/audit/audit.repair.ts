@@ -143,7 +143,6 @@ export function groupOf(objectId: string, records: readonly LiveRow[]): ObjectGr
 export class Repairer {
   private readonly lost: LostObject[] = [];
   private left = 0;
-  private planner?: RebalancePlanner;
   /** The planner's chance, re-seeded per object so a rerun after a crash picks the same node. */
   private random: Random = new SeededRandom(0);
   private readonly throttles = new Map<string, { objects: ByteThrottle; bytes: ByteThrottle }>();
@@ -327,15 +326,15 @@ export class Repairer {
   /** Step 4's choice: one destination per bad copy, each decided on the records as they will be. */
   private async plan(work: ObjectWork[]): Promise<void> {
     const r = this.deps.report;
-    if (!this.planner) {
-      const records = (await this.deps.tier.storageRecords()).map((x) => x.value);
-      this.planner = new RebalancePlanner(records, {
-        maxFillPct: this.o.maxFillPct,
-        lagMs: this.o.lagMs,
-        now: this.deps.clock.now(),
-        random: { next: () => this.random.next() },
-      });
-    }
+    // Fresh heartbeats and capacities for every batch: a node that stopped answering an hour into
+    // a long run is not chosen again.
+    const records = (await this.deps.tier.storageRecords()).map((x) => x.value);
+    const planner = new RebalancePlanner(records, {
+      maxFillPct: this.o.maxFillPct,
+      lagMs: this.o.lagMs,
+      now: this.deps.clock.now(),
+      random: { next: () => this.random.next() },
+    });
     for (const w of work) {
       this.random = new SeededRandom(parseInt(w.objectId.slice(0, 8), 16) || 1);
       let g = groupOf(w.objectId, w.records);
@@ -344,7 +343,7 @@ export class Repairer {
         return st === 'missing' || st === 'corrupt';
       });
       for (const [i, old] of bad.entries()) {
-        const d = this.planner.decide(g, old);
+        const d = planner.decide(g, old);
         if (!d.move) {
           this.left += bad.length - i;
           r.count('copiesSkipped', bad.length - i).event(`skipped:${d.reason ?? 'unknown'}`, 'warning', {
