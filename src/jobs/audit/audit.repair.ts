@@ -51,7 +51,7 @@ import { readLive } from '../rebalance/rebalance.live.js';
 import type { LiveRow } from '../rebalance/rebalance.metadata.js';
 import { RebalancePlanner } from '../rebalance/rebalance.plan.js';
 import type { ObjectRow } from '../rebalance/rebalance.repository.js';
-import { moveObjects, type RetireOldCopies } from '../rebalance/rebalance.run.js';
+import { moveObjects, type RetireOldCopies, type RunOptions } from '../rebalance/rebalance.run.js';
 import { replaceShark, type ObjectGroup } from '../rebalance/rebalance.types.js';
 import type { Problem } from './audit.rules.js';
 
@@ -74,6 +74,8 @@ export interface RepairDeps {
   clock: Clock;
   report: ReportBuilder;
   signal?: AbortSignal;
+  /** Called between the move's steps (rebalance.run.ts RunStep): a seam for crash tests. */
+  onStep?: RunOptions['onStep'];
 }
 
 export interface RepairOptions {
@@ -410,6 +412,7 @@ export class Repairer {
         concurrency: MOVES_IN_PARALLEL,
         sources: (row) => byId.get(row.objectId)!.good,
         retire,
+        ...(this.deps.onStep ? { onStep: this.deps.onStep } : {}),
       });
       for (const [i, out] of outs.entries()) {
         const w = now[i]!;
