@@ -9,6 +9,13 @@
  * Audit must report exactly the injected missing copies, per (objectId, node, key, shard) —
  * links give one problem per record, as the original did — and, with a one-day deep cycle (every
  * present copy sampled), exactly the corrupted ones. The test prints its counts.
+ *
+ * Then repair (docs/audit.md "Repair"): `remora audit repair --dry-run` changes no byte of any
+ * file on any node nor any record; `remora audit repair` gives every object that had a good copy
+ * its copies back — checked per record: as many copies and datacenters as before, one per node,
+ * each read back through its node with the record's MD5 — moves every repaired corrupt copy to
+ * `/quarantine/<day>/`, names exactly the objects with no good copy as lost (exit 1); a rerun
+ * changes nothing, and the pipeline's `repair` job agrees (verdict invalid: the lost objects).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -30,6 +37,11 @@ import { DEFAULT_SPEC } from '../src/workload/generator.js';
 import type { Deployment } from '../src/deployment/deployment.js';
 import { startTestDeployment } from './helpers/deployment.js';
 import { cliOf, jobsWithAfterSnapshots, PATIENT } from './helpers/audit-world.js';
+import { dcCount } from '../src/jobs/rebalance/rebalance.types.js';
+import type { RepairDay } from '../src/jobs/audit/audit.repair.job.js';
+import type { PipelineSettings } from '../src/pipeline/settings.js';
+import type { JobDefinition } from '../src/pipeline/job.js';
+import type { CliResult } from './helpers/pipeline-cli.js';
 
 interface Copy {
   objectId: string;
@@ -166,7 +178,11 @@ test(
         for (const c of late.slice(3, 5)) flipByte(fileOf(d, c), rnd);
       });
       const day = dayOf(Date.now());
-      const settings = { ...PATIENT, jobs: { audit: { enabled: true, deepCycleDays: 1 } } };
+      // Repair runs later, by hand first (`remora audit repair`), then as the pipeline's job.
+      const settings = {
+        ...PATIENT,
+        jobs: { audit: { enabled: true, deepCycleDays: 1 }, repair: { enabled: false } },
+      };
       const runs = await withPipelineSession(
         d.config,
         d.tier,
@@ -249,8 +265,194 @@ test(
       const help = await remora('audit', 'show', '--help');
       assert.equal(help.code, 0);
       assert.match(help.stdout, /--date <day>/);
+
+      await checkRepair(d, remora, {
+        day,
+        before,
+        deleted,
+        corrupted,
+        problems,
+        corruptBytes: new Map(
+          corrupted.map((c) => [`${c.objectId}@${c.node}`, fs.readFileSync(fileOf(d, c))]),
+        ),
+        settings,
+        jobs,
+      });
     } finally {
       await cleanup();
     }
   },
 );
+
+/** Every file on every node (path → MD5 of its bytes) and every object record (key → `_etag` and value). */
+async function worldBytes(d: Deployment): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  for (const [id, n] of d.nodes) {
+    const walk = (dir: string) => {
+      for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+        const p = path.join(dir, e.name);
+        if (e.isDirectory()) {
+          if (e.name !== 'nginx_temp') walk(p);
+        } else
+          out.set(
+            `${id}:${path.relative(n.root, p)}`,
+            crypto.createHash('md5').update(fs.readFileSync(p)).digest('hex'),
+          );
+      }
+    };
+    walk(n.root);
+  }
+  for (const s of d.tier.indexShards)
+    for (const r of await listAll<MantaValue>(s.pool, MANTA_BUCKET))
+      out.set(`${s.name}:${r.key}`, `${r.etag} ${JSON.stringify(r.value)}`);
+  return out;
+}
+
+function diffWorld(a: Map<string, string>, b: Map<string, string>): string[] {
+  const keys = new Set([...a.keys(), ...b.keys()]);
+  return [...keys].filter((k) => a.get(k) !== b.get(k)).slice(0, 10);
+}
+
+/** The MD5 (base64) of a copy read through its node's HTTP GET; undefined when it has none. */
+async function readBack(d: Deployment, node: string, owner: string, objectId: string) {
+  const res = await fetch(`${d.nodes.get(node)!.url}/${owner}/${objectId}`);
+  if (res.status !== 200) return undefined;
+  return crypto
+    .createHash('md5')
+    .update(Buffer.from(await res.arrayBuffer()))
+    .digest('base64');
+}
+
+interface RepairWorld {
+  day: string;
+  before: Awaited<ReturnType<typeof liveObjects>>;
+  deleted: Copy[];
+  corrupted: Copy[];
+  problems: Problem[];
+  corruptBytes: Map<string, Buffer>;
+  settings: Partial<PipelineSettings>;
+  jobs: (s: PipelineSettings) => JobDefinition[];
+}
+
+async function checkRepair(d: Deployment, remora: (...a: string[]) => Promise<CliResult>, w: RepairWorld) {
+  const { day, before } = w;
+  const bad = new Set([...w.deleted, ...w.corrupted].map((c) => `${c.objectId}@${c.node}`));
+  const copiesOfObject = new Map<string, Set<string>>();
+  for (const r of before)
+    for (const s of r.value.sharks ?? [])
+      copiesOfObject.set(
+        r.value.objectId,
+        (copiesOfObject.get(r.value.objectId) ?? new Set()).add(s.manta_storage_id),
+      );
+  const touched = new Set(w.problems.filter((p) => p.kind !== 'no-listing').map((p) => p.objectId));
+  const expectedLost = [...touched].filter((id) =>
+    [...copiesOfObject.get(id)!].every((n) => bad.has(`${id}@${n}`)),
+  );
+  assert.ok(expectedLost.length > 0, 'the seed leaves at least one object without a good copy');
+
+  // Dry run: destinations chosen, nothing changed anywhere.
+  const w0 = await worldBytes(d);
+  const dry = await remora('audit', 'repair', '--date', day, '--dry-run', '--json');
+  assert.equal(dry.code, 1, dry.stderr);
+  const dryDoc = JSON.parse(dry.stdout) as RepairDay;
+  assert.deepEqual(diffWorld(w0, await worldBytes(d)), [], 'a dry run changes no file and no record');
+  const wouldRepair = dryDoc.report.counters.copiesWouldRepair ?? 0;
+  assert.ok(wouldRepair > 0);
+  assert.deepEqual(dryDoc.output.lostObjects.map((l) => l.objectId).sort(), [...expectedLost].sort());
+
+  // The real run.
+  const run = await remora('audit', 'repair', '--date', day);
+  assert.equal(run.code, 1, `lost objects: exit 1\n${run.stdout}\n${run.stderr}`);
+  for (const id of expectedLost) assert.match(run.stdout, new RegExp(`LOST ${id}: keys /`));
+  const after = await liveObjects(d);
+  const now = new Map(after.map((r) => [`${r.shard}:${r.key}`, r]));
+  const qday = dayOf(Date.now());
+  let records = 0;
+  let copiesRead = 0;
+  for (const b of before) {
+    const a = now.get(`${b.shard}:${b.key}`);
+    if (!a || a.value.objectId !== b.value.objectId) continue;
+    const was = b.value.sharks ?? [];
+    const is = a.value.sharks ?? [];
+    // Per record, every record: never fewer copies or datacenters than before, one copy per node.
+    assert.ok(is.length >= was.length, `${b.key}: ${is.length} copies, had ${was.length}`);
+    assert.ok(dcCount(is) >= dcCount(was), `${b.key}: ${dcCount(is)} datacenters, had ${dcCount(was)}`);
+    assert.equal(
+      new Set(is.map((s) => s.manta_storage_id)).size,
+      is.length,
+      `${b.key}: two copies on one node`,
+    );
+    const id = b.value.objectId;
+    if (!touched.has(id) || expectedLost.includes(id) || b.value.contentLength === 0) continue;
+    records++;
+    // Repaired: no record names a bad copy, and every copy reads back with the record's MD5.
+    for (const s of is) {
+      assert.ok(
+        !bad.has(`${id}@${s.manta_storage_id}`),
+        `${b.key} still names the bad copy on ${s.manta_storage_id}`,
+      );
+      const md5 = await readBack(d, s.manta_storage_id, a.value.creator || a.value.owner, id);
+      assert.equal(md5, a.value.contentMD5, `${b.key} on ${s.manta_storage_id}`);
+      copiesRead++;
+    }
+    assert.equal(is.length, was.length, `${b.key}: full durability`);
+  }
+  // Corrupt copies are quarantined, byte for byte, never deleted (those of lost objects stay in place).
+  let quarantined = 0;
+  for (const c of w.corrupted) {
+    const root = d.nodes.get(c.node)!.root;
+    const q = path.join(root, 'quarantine', qday, c.objectId);
+    if (expectedLost.includes(c.objectId)) {
+      assert.ok(fs.existsSync(fileOf(d, c)), `a lost object's corrupt copy stays: ${c.objectId}`);
+      continue;
+    }
+    assert.ok(!fs.existsSync(fileOf(d, c)), `corrupt copy moved off ${c.node}`);
+    assert.deepEqual(fs.readFileSync(q), w.corruptBytes.get(`${c.objectId}@${c.node}`));
+    quarantined++;
+  }
+  console.log(
+    `repair: dry run would repair ${wouldRepair} copies; repaired ${records} records of ` +
+      `${touched.size - expectedLost.length} objects (${copiesRead} copies read back), ${quarantined} corrupt copies ` +
+      `quarantined, ${expectedLost.length} lost: ${expectedLost.join(', ')}`,
+  );
+
+  // Idempotent: a rerun finds only stale or present copies and the same lost objects; no byte changes.
+  const w1 = await worldBytes(d);
+  const again = await remora('audit', 'repair', '--date', day, '--json');
+  assert.equal(again.code, 1, again.stderr);
+  const doc = JSON.parse(again.stdout) as RepairDay;
+  assert.equal(doc.output.repaired, 0);
+  assert.equal(doc.report.counters.copiesQuarantined ?? 0, 0);
+  assert.deepEqual(doc.output.lostObjects.map((l) => l.objectId).sort(), [...expectedLost].sort());
+  assert.deepEqual(diffWorld(w1, await worldBytes(d)), [], 'a rerun changes nothing');
+
+  // Bad input: a day that is not one (UsageError, exit 2), a day with no audit, --help.
+  const badDay = await remora('audit', 'repair', '--date', '2024-02-30');
+  assert.equal(badDay.code, 2);
+  assert.match(badDay.stderr, /--date/);
+  const noAudit = await remora('audit', 'repair', '--date', addDays(day, -1));
+  assert.equal(noAudit.code, ERROR_CATALOG.UsageError.exit);
+  assert.match(noAudit.stderr, /no committed audit for/);
+  const help = await remora('audit', 'repair', '--help');
+  assert.equal(help.code, 0);
+  assert.match(help.stdout, /--dry-run/);
+
+  // The pipeline's repair job on the same day: nothing left to repair, the lost objects make it invalid.
+  const settings = { ...w.settings, jobs: { ...w.settings.jobs, repair: { enabled: true } } };
+  const runs = await withPipelineSession(
+    d.config,
+    d.tier,
+    { jobs: w.jobs, settings, log: () => {}, internalToken: d.internalToken },
+    async (rt, c) => {
+      await scheduleDay(rt, day, 'test');
+      return driveDays(rt, c, [day], { timeoutMs: 120_000 });
+    },
+  );
+  const job = runs.find((r) => r.job === 'repair');
+  assert.ok(job, runs.map((r) => r.job).join(','));
+  // The lost objects are fatal: the run commits its report but is `invalid` (red in the grid).
+  assert.equal(job.state, 'invalid', job.error ?? '');
+  assert.equal(job.verdict, 'invalid');
+  assert.equal(job.report!.events['fatal:lost-object']?.count, expectedLost.length);
+  assert.equal(job.report!.counters.copiesRepaired ?? 0, 0);
+}

@@ -25,8 +25,8 @@ const D0 = '2024-05-10';
 const MISSED = ['2024-05-08', '2024-05-09'];
 // snapshot ×3 shards, unpack ×3, storage-metering ×1, gc ×1, tombstone-purge ×6 nodes = 14,
 // + compute-metering ×24 hours + request-metering ×24 hours + access-logs ×24 hours = 86,
-// + manifests ×6 nodes + audit ×1 = 93, + usage-summary ×1 (the day) = 94
-const JOBS_PER_DAY = 94;
+// + manifests ×6 nodes + audit ×1 + repair ×1 = 94, + usage-summary ×1 (the day) = 95
+const JOBS_PER_DAY = 95;
 
 let f: CliFixture;
 
@@ -93,6 +93,7 @@ test('run show, then rerun --downstream: the dry run prints exactly what the rer
   assert.deepEqual(planned.map((l) => l.trim().split(/\s+/)[0]).sort(), [
     'audit',
     'gc',
+    'repair',
     'storage-metering',
     'unpack',
     'unpack',
@@ -108,6 +109,7 @@ test('run show, then rerun --downstream: the dry run prints exactly what the rer
   assert.deepEqual(created.map((r) => `${r.job}:${r.seq}:${r.trigger}:${r.state}`).sort(), [
     'audit:2:rerun:succeeded',
     'gc:2:rerun:succeeded',
+    'repair:2:rerun:succeeded',
     'storage-metering:2:rerun:succeeded',
     'unpack:2:rerun:succeeded',
     'unpack:2:rerun:succeeded',

@@ -9,7 +9,8 @@ import { dayOf } from '../core/days.js';
 import { withMetadata, withObjectStore } from '../deployment/context.js';
 import { formatBytes } from '../deployment/summary.js';
 import { cruftDay, type CruftDay } from '../jobs/cruft/cruft.service.js';
-import { readAuditDay, readProblems } from '../jobs/audit/audit.show.js';
+import { latestAuditDay, readAuditDay, readProblems } from '../jobs/audit/audit.show.js';
+import { repairDay, type RepairDay } from '../jobs/audit/audit.repair.job.js';
 import { action, configFrom, parsePastDay, printTable } from './cli-support.js';
 import { withCliRuntime } from './runtime.js';
 
@@ -114,6 +115,53 @@ async function cruft(o: { date: string }, cmd: Command, dryRun: boolean): Promis
   });
 }
 
+function printRepair(p: RepairDay): void {
+  const x = p.output;
+  const c: Record<string, number | undefined> = p.report.counters;
+  out(
+    `repair ${p.day} (audit run ${p.auditRunId})${p.dryRun ? ': dry run, nothing was changed' : ''}: ` +
+      `${x.problems} problems, ${c.copiesWithProblems ?? 0} copies`,
+  );
+  out(
+    `  ${x.stale} stale, ${x.presentAfterAll} present after all, ` +
+      (p.dryRun ? `${c.copiesWouldRepair ?? 0} would be repaired` : `${x.repaired} repaired`) +
+      `, ${c.copiesFoundBad ?? 0} other bad copies found, ${x.lost} objects lost, ${x.left} copies left for the next run` +
+      (p.dryRun ? '' : `; ${c.copiesQuarantined ?? 0} corrupt copies moved to quarantine`),
+  );
+  for (const l of x.lostObjects)
+    out(
+      `  LOST ${l.objectId}: keys ${l.keys.map((k) => `${k.key} (${k.shard})`).join(', ')}; ` +
+        `copies ${l.nodes.map((n) => `${n.node} ${n.state}`).join(', ')}`,
+    );
+  for (const e of Object.values(p.report.events).filter(
+    (e) => e.severity !== 'info' && e.kind !== 'lost-object',
+  )) {
+    out(`  ${e.kind} (${e.severity}, ${e.count}):`);
+    for (const ex of e.examples) out(`    ${JSON.stringify(ex)}`);
+  }
+  if (x.lostFiles.length > 0) out(`  lost objects: ${x.lostFiles.join(', ')}`);
+}
+
+async function repair(o: { date?: string; dryRun?: boolean }, cmd: Command): Promise<void> {
+  const clock = clockFromEnv(process.env);
+  const given = o.date === undefined ? undefined : parsePastDay(o.date, '--date', dayOf(clock.now()));
+  await withCliRuntime(cmd, { log: () => {}, clock }, async (rt) => {
+    const day = given ?? (await latestAuditDay(rt.control));
+    const ac = new AbortController();
+    const stop = () => ac.abort();
+    process.once('SIGINT', stop);
+    try {
+      const p = await repairDay(rt, day, { dryRun: o.dryRun === true, signal: ac.signal });
+      if (json(cmd)) out(JSON.stringify(p, null, 2));
+      else printRepair(p);
+      // Lost objects, or copies left unrepaired: the operator has work to do.
+      if (p.output.lost > 0 || p.output.left > 0) process.exitCode = 1;
+    } finally {
+      process.off('SIGINT', stop);
+    }
+  });
+}
+
 export function registerAuditCommands(program: Command): void {
   const c = program
     .command('cruft')
@@ -147,4 +195,14 @@ export function registerAuditCommands(program: Command): void {
     )
     .requiredOption('--date <day>', 'pipeline day YYYY-MM-DD')
     .action(action((o: { date: string }, cmd: Command) => show(o, cmd)));
+  audit
+    .command('repair')
+    .description(
+      "heal the problems of a day's audit: re-read live records, ask the nodes (HEAD / MD5), copy a good " +
+        'copy to a node that keeps the datacenters, update every record, move corrupt copies to ' +
+        '/quarantine/<day>/ on their node; exit 1 when an object is lost or a copy was left for the next run',
+    )
+    .option('--date <day>', 'pipeline day YYYY-MM-DD whose committed audit to repair (default: the latest)')
+    .option('--dry-run', 'ask the nodes and choose destinations, change nothing')
+    .action(action((o: { date?: string; dryRun?: boolean }, cmd: Command) => repair(o, cmd)));
 }

@@ -13,6 +13,7 @@ import { requestMeteringJob, requestMeteringOptionsFrom } from './request-meteri
 import { accessLogsJob } from './access-logs/access-logs.job.js';
 import { manifestsJob } from './manifests/manifests.job.js';
 import { auditJob, auditOptionsFrom } from './audit/audit.job.js';
+import { repairJob } from './audit/audit.repair.job.js';
 import { DEFAULT_PARTITIONS } from '../dumps/partition.js';
 import { cruftJob, cruftOptionsFrom } from './cruft/cruft.job.js';
 import { summaryOptionsFrom, usageSummaryJob } from './usage-summary/usage-summary.job.js';
@@ -45,6 +46,7 @@ export function defaultJobs(s: PipelineSettings): JobDefinition[] {
       outputPrefix: s.outputPrefix,
     }),
     auditJob(auditOptionsFrom(s)),
+    repairJob(),
     // Cruft is on demand (`remora cruft plan|run`); daily only when switched on explicitly.
     ...(s.jobs.cruft?.enabled === true ? [cruftJob(cruftOptionsFrom(s))] : []),
     usageSummaryJob(summaryOptionsFrom(s)),

@@ -335,6 +335,15 @@ export async function readPointer(
   return row ? { runId: Number(row.run_id), verdict: row.verdict, output: row.output } : undefined;
 }
 
+/** The latest partition key (e.g. day) whose run of `job` committed, if any. */
+export async function latestPointerKey(db: Queryable, job: string): Promise<string | undefined> {
+  const r = await db.query<{ partition_key: string }>(
+    `SELECT partition_key FROM ${SCHEMA}.outputs WHERE job = $1 ORDER BY partition_key DESC LIMIT 1`,
+    [job],
+  );
+  return r.rows[0]?.partition_key;
+}
+
 /**
  * Retention, step 1: the finished runs of days before `beforeDay` (waiting and running runs
  * are kept whatever their day). The caller removes their outputs, then `deleteRunsBefore`.

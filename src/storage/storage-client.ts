@@ -20,6 +20,8 @@ import {
   copyRequestPath,
   type CopyPath,
   MANIFEST_PATH,
+  type MoveTree,
+  TOMBSTONE_DIR,
   TOMBSTONE_PATH,
   tombstoneDayRequestPath,
   tombstoneDestination,
@@ -144,14 +146,18 @@ export class StorageClient {
     return { md5: body.md5, bytes: body.bytes as number };
   }
 
-  /** MOVE a copy to `/tombstone/<day>/<objectId>` on the same node. 'absent' when it was not there. */
+  /**
+   * MOVE a copy to `/tombstone/<day>/<objectId>` on the same node (`tree` quarantine: to
+   * `/quarantine/<day>/<objectId>`, repair's corrupt copies). 'absent' when it was not there.
+   */
   async tombstone(
     nodeUrl: string,
     owner: string,
     objectId: string,
     day: string,
+    tree: MoveTree = TOMBSTONE_DIR,
   ): Promise<'moved' | 'absent'> {
-    const headers = { destination: tombstoneDestination(day, objectId) };
+    const headers = { destination: tombstoneDestination(day, objectId, tree) };
     const { res } = await this.send(nodeUrl, 'MOVE', copyRequestPath(owner, objectId), headers);
     if (res.statusCode === 204) {
       res.resume();

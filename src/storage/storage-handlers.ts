@@ -171,18 +171,21 @@ export async function handleGet(
   }
 }
 
-/** MOVE to `/tombstone/YYYY-MM-DD/<objectId>` (mako/v1 bin/mako_gc.sh): a rename within the node. */
+/**
+ * MOVE to `/tombstone/YYYY-MM-DD/<objectId>` (mako/v1 bin/mako_gc.sh), or to
+ * `/quarantine/YYYY-MM-DD/<objectId>` (repair's corrupt copies): a rename within the node.
+ */
 export async function handleMove(
   ctx: HandlerContext,
   req: http.IncomingMessage,
   res: http.ServerResponse,
   copy: CopyPath,
 ): Promise<void> {
-  const { day, objectId } = parseTombstoneDestination(header(req, 'destination'));
+  const { tree, day, objectId } = parseTombstoneDestination(header(req, 'destination'));
   if (objectId !== copy.objectId)
     throw invalidPath('a tombstone keeps the objectId of the copy it holds', `${day}/${objectId}`);
   const src = copyFile(ctx.root, copy);
-  const dest = tombstoneFile(ctx.root, day, objectId);
+  const dest = tombstoneFile(ctx.root, day, objectId, tree);
   let st: fs.Stats;
   try {
     st = await fs.promises.lstat(src);

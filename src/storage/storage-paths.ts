@@ -3,6 +3,8 @@
  *   root        the node's directory; it plays the part of Manta's `/manta` (nginx `root /manta`)
  *   copy        `<root>/<creator-or-owner>/<objectId>`, both UUIDs (muskie shark_client.js:156)
  *   tombstone   `<root>/tombstone/YYYY-MM-DD/<objectId>` (mako/v1 bin/mako_gc.sh)
+ *   quarantine  `<root>/quarantine/YYYY-MM-DD/<objectId>`: a copy repair found corrupt, moved
+ *               aside by the same MOVE (docs/audit.md "Repair"); never purged by Remora
  *   temp        `<root>/nginx_temp/…`: uploads in flight (nginx client_body_temp_path)
  *   tombstone   requests (credentialed, tombstone-handlers.ts): `GET /tombstone` (the days),
  *   tree        `DELETE /tombstone/YYYY-MM-DD` (purge a day), `MOVE /tombstone/YYYY-MM-DD/<objectId>`
@@ -18,13 +20,18 @@ import { RemoraError } from '../core/errors.js';
 
 export const TEMP_DIR = 'nginx_temp';
 export const TOMBSTONE_DIR = 'tombstone';
+export const QUARANTINE_DIR = 'quarantine';
+/** The trees a copy can be MOVEd into: GC's tombstone, repair's quarantine. */
+export type MoveTree = typeof TOMBSTONE_DIR | typeof QUARANTINE_DIR;
 /** Where the manifest is served; not a UUID, so it never collides with an owner directory. */
 export const MANIFEST_PATH = '/manifest';
 
 const UUID = '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}';
 const COPY_RE = new RegExp(`^/(${UUID})/(${UUID})$`);
 // The two forms the brief names: relative to /manta, or the full /manta path (as mako_gc.sh spells it).
-const TOMBSTONE_RE = new RegExp(`^(?:/manta)?/${TOMBSTONE_DIR}/(\\d{4}-\\d{2}-\\d{2})/(${UUID})$`);
+const TOMBSTONE_RE = new RegExp(
+  `^(?:/manta)?/(${TOMBSTONE_DIR}|${QUARANTINE_DIR})/(\\d{4}-\\d{2}-\\d{2})/(${UUID})$`,
+);
 const DAY_RE = /^\d{4}-\d{2}-\d{2}$/;
 /** The tombstone tree's request targets: exactly these shapes, no query string, no encoding. */
 export const TOMBSTONE_PATH = `/${TOMBSTONE_DIR}`;
@@ -55,13 +62,20 @@ export function parseCopyTarget(target: string): CopyPath {
   return { owner: m[1]!, objectId: m[2]! };
 }
 
-/** A `Destination` header of MOVE → the tombstone day and objectId; anything else is InvalidPath. */
-export function parseTombstoneDestination(dest: string | undefined): { day: string; objectId: string } {
+/**
+ * A `Destination` header of MOVE → the tree (tombstone or quarantine), day and objectId; anything
+ * else is InvalidPath.
+ */
+export function parseTombstoneDestination(dest: string | undefined): {
+  tree: MoveTree;
+  day: string;
+  objectId: string;
+} {
   if (dest === undefined) throw invalidPath('MOVE needs a Destination header', '');
   const m = TOMBSTONE_RE.exec(dest);
-  if (!m || !isCalendarDay(m[1]!))
-    throw invalidPath('MOVE Destination must be /tombstone/YYYY-MM-DD/<objectId>', dest);
-  return { day: m[1]!, objectId: m[2]! };
+  if (!m || !isCalendarDay(m[2]!))
+    throw invalidPath('MOVE Destination must be /tombstone/YYYY-MM-DD/<objectId> (or /quarantine/…)', dest);
+  return { tree: m[1] as MoveTree, day: m[2]!, objectId: m[3]! };
 }
 
 export function isCalendarDay(day: string): boolean {
@@ -83,8 +97,13 @@ export function copyFile(root: string, c: CopyPath): string {
   return insideRoot(root, c.owner, c.objectId);
 }
 
-export function tombstoneFile(root: string, day: string, objectId: string): string {
-  return insideRoot(root, TOMBSTONE_DIR, day, objectId);
+export function tombstoneFile(
+  root: string,
+  day: string,
+  objectId: string,
+  tree: MoveTree = TOMBSTONE_DIR,
+): string {
+  return insideRoot(root, tree, day, objectId);
 }
 
 /** `/manta/...` path of a file under root, as the manifest and the original `find /manta` print it. */
@@ -99,8 +118,8 @@ export function copyRequestPath(owner: string, objectId: string): string {
   return target;
 }
 
-export function tombstoneDestination(day: string, objectId: string): string {
-  const dest = `/${TOMBSTONE_DIR}/${day}/${objectId}`;
+export function tombstoneDestination(day: string, objectId: string, tree: MoveTree = TOMBSTONE_DIR): string {
+  const dest = `/${tree}/${day}/${objectId}`;
   parseTombstoneDestination(dest);
   return dest;
 }

@@ -25,7 +25,9 @@ export function jobsWithAfterSnapshots(
   shards: number,
   hook: () => Promise<void>,
 ): (s: PipelineSettings) => JobDefinition[] {
-  let taken = 0;
+  // Distinct shards: a snapshot attempt that is retried must not count twice (the hook would
+  // then run before the last shard's snapshot, and its writes would be in it).
+  const taken = new Set<string>();
   return (s) =>
     defaultJobs(s).map((j) =>
       j.name !== 'snapshot'
@@ -34,7 +36,9 @@ export function jobsWithAfterSnapshots(
             ...snapshotJob,
             runTask: async (ctx: Parameters<typeof snapshotJob.runTask>[0]) => {
               const r = await snapshotJob.runTask(ctx);
-              if (++taken === shards) await hook();
+              const before = taken.size;
+              taken.add(ctx.partition.shard ?? '');
+              if (taken.size === shards && before < shards) await hook();
               return r;
             },
           },

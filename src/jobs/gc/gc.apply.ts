@@ -31,6 +31,7 @@ import { isRemoraError } from '../../core/errors.js';
 import type { ReportBuilder } from '../../core/run-report.js';
 import type { MetadataTier } from '../../metadata/metadata-tier.js';
 import type { StorageClient } from '../../storage/storage-client.js';
+import type { MoveTree } from '../../storage/storage-paths.js';
 import type { ByteThrottle } from '../../storage/throttle.js';
 import type { CopyRef, RecordDecision } from './gc.plan.js';
 
@@ -48,6 +49,11 @@ export interface GcApplyDeps {
    * at once). A retried attempt on a later day finds the moved copies absent: nothing moves twice.
    */
   day: string;
+  /**
+   * Where moveCopy puts a copy: the tombstone tree (default), or repair's quarantine tree (its
+   * counters are then `copiesQuarantined…` instead of `copiesTombstoned…`).
+   */
+  tree?: MoveTree;
   report: ReportBuilder;
   signal?: AbortSignal;
   /** Re-check only; count what would move and be removed. */
@@ -208,10 +214,13 @@ export async function moveCopy(c: CopyRef, bytes: number, deps: GcApplyDeps): Pr
   await t.objects.take(1);
   await t.bytes.take(bytes);
   try {
-    const outcome = await deps.storage.tombstone(url, c.owner, c.objectId, deps.day);
+    const outcome = deps.tree
+      ? await deps.storage.tombstone(url, c.owner, c.objectId, deps.day, deps.tree)
+      : await deps.storage.tombstone(url, c.owner, c.objectId, deps.day);
     if (outcome === 'moved') {
-      r.count('copiesTombstoned').count(`copiesTombstoned.${c.node}`).count('bytesTombstoned', bytes);
-      r.count(`bytesTombstoned.${c.node}`, bytes);
+      const n = deps.tree === 'quarantine' ? 'Quarantined' : 'Tombstoned';
+      r.count(`copies${n}`).count(`copies${n}.${c.node}`).count(`bytes${n}`, bytes);
+      r.count(`bytes${n}.${c.node}`, bytes);
     } else
       r.count('copiesAlreadyGone').event('copy-already-gone', 'info', { node: c.node, objectId: c.objectId });
     return true;

@@ -116,13 +116,20 @@ export class RebalancePlanner {
     return (n.totalBytes * this.opts.maxFillPct) / 100 - n.usedBytes - n.assignedBytes;
   }
 
-  /** Decide one object; assigns capacity when it moves. */
-  decide(g: ObjectGroup): PlanDecision {
+  /**
+   * Decide one object; assigns capacity when it moves. `replace`: the copy to move is this one
+   * (repair: a missing or corrupt copy, src/jobs/audit/audit.repair.ts), not the evacuated node's.
+   */
+  decide(g: ObjectGroup, replace?: Shark): PlanDecision {
     const base = { objectId: g.objectId, bytes: g.contentLength };
     if (g.keys.length === 0) return { ...base, state: 'unprocessed', untouched: true };
     const bad = validate(g);
     if (bad) return { ...base, state: 'error', reason: bad };
-    const old = this.oldCopy(g);
+    const old = replace
+      ? g.keys.some((k) => k.sharks.some((s) => sameShark(s, replace)))
+        ? { shark: replace, cause: 'repair' as const }
+        : undefined
+      : this.oldCopy(g);
     if (!old) return { ...base, state: 'unprocessed', untouched: true };
     const diverge = (detail: string): PlanDecision => ({
       ...base,

@@ -53,6 +53,9 @@ import {
   type TransferFault,
 } from './rebalance.transfer.js';
 import { unionSharksOf } from './rebalance.sources.js';
+import type { Shark } from '../../metadata/types.js';
+import type { CopyPath } from '../../storage/storage-paths.js';
+import type { TombstoneBatchResult } from '../../storage/tombstone-handlers.js';
 
 export interface RunOptions {
   jobId: string;
@@ -139,7 +142,10 @@ export async function runJob(deps: RunDeps, opts: RunOptions): Promise<RunTotals
       totals.claimed += rows.length;
       report.count('recordsScanned', rows.length);
       await deps.refreshNodes?.();
-      const outs = await processBatch(deps, t, rows, concurrency, opts.onStep);
+      const outs = await moveObjects(deps, t, rows, {
+        concurrency,
+        ...(opts.onStep ? { onStep: opts.onStep } : {}),
+      });
       await recordOutcomes(db, opts.jobId, runner, outs);
       opts.onOutcomes?.(outs.map((o, i) => ({ outcome: o, row: rows[i]! })));
       for (const o of outs) {
@@ -171,13 +177,51 @@ interface Work {
   out?: Outcome;
 }
 
-async function processBatch(
+/**
+ * How the old copies leave their nodes (step 6) and come back if a late link names them (6b).
+ * Rebalance: GC's tombstone tree, one batched request per node. Repair (src/jobs/audit/
+ * audit.repair.ts): the quarantine tree, one MOVE per copy (gc.apply.ts moveCopy), no put-back.
+ */
+export interface RetireOldCopies {
+  /** The tree the copies go to, for messages: `tombstone` or `quarantine`. */
+  tree: string;
+  /** Move `copies` off `node` into `<tree>/<day>/`; one answer per copy, in order (throw: none). */
+  move(node: string, url: string, day: string, copies: CopyPath[]): Promise<TombstoneBatchResult[]>;
+  /** Put a moved copy back in place (step 6b); undefined: the tree is not restorable. */
+  putBack?(url: string, owner: string, objectId: string, day: string): Promise<string>;
+}
+
+/** Rebalance's step 6: the node's batched tombstone MOVE. */
+export const tombstoneOldCopies = (storage: StorageClient): RetireOldCopies => ({
+  tree: 'tombstone',
+  move: (_node, url, day, copies) => storage.tombstoneBatch(url, day, copies),
+  putBack: (url, owner, objectId, day) => storage.restore(url, owner, objectId, day),
+});
+
+/** What moveObjects needs besides the objects (rebalance's batch, or repair's). */
+export interface MoveOptions {
+  concurrency: number;
+  onStep?: RunOptions['onStep'];
+  /** Where an object's bytes may come from; default: the old copy, then every copy the records list. */
+  sources?: (row: ObjectRow, live: readonly LiveRow[]) => Shark[];
+  /** Step 6; default: tombstone (rebalance). */
+  retire?: RetireOldCopies;
+}
+
+/**
+ * Steps 2–6b of the header for a set of objects, each moving one copy (`oldShark` → `newShark`):
+ * read the live records, judge them (analyze), copy and verify, update every record with the
+ * `_etag` read, re-read, move the old copies off (retire), re-read once more. Shared by
+ * rebalance (per claim batch) and repair (per round of problems); the outcome per object, in order.
+ */
+export async function moveObjects(
   deps: RunDeps,
   t: Transfer,
   rows: ObjectRow[],
-  concurrency: number,
-  onStep: RunOptions['onStep'],
+  o: MoveOptions,
 ): Promise<Outcome[]> {
+  const { concurrency, onStep } = o;
+  const retire = o.retire ?? tombstoneOldCopies(deps.storage);
   const step = async (name: RunStep, ws: Work[]) => {
     if (onStep)
       await onStep(
@@ -209,7 +253,9 @@ async function processBatch(
       copyOwner: w.row.copyOwner,
       md5: w.row.md5,
       bytes: w.row.bytes,
-      sources: unionSharksOf(w.row.oldShark!, liveRows, w.row.newShark!),
+      sources: o.sources
+        ? o.sources(w.row, liveRows)
+        : unionSharksOf(w.row.oldShark!, liveRows, w.row.newShark!),
       dest: w.row.newShark!,
     };
     if (w.row.attempts > 1 && (await destinationHasCopy(t, req))) return;
@@ -226,13 +272,14 @@ async function processBatch(
     work.filter((w) => !w.out),
     concurrency,
     day,
+    retire,
   );
   if (onStep)
     await onStep(
       'tombstoned',
       work.map((w) => w.row.objectId),
     );
-  await restoreIfStillNamed(deps, work, concurrency, day);
+  await restoreIfStillNamed(deps, work, concurrency, day, retire);
   return work.map((w) => w.out!);
 }
 
@@ -247,6 +294,7 @@ async function restoreIfStillNamed(
   work: Work[],
   concurrency: number,
   day: string,
+  retire: RetireOldCopies,
 ): Promise<void> {
   const moved = work.filter((w) => w.out?.state === 'complete');
   if (moved.length === 0) return;
@@ -259,9 +307,21 @@ async function restoreIfStillNamed(
     if (!late) return;
     const old = w.row.oldShark!;
     const url = deps.nodeUrl(old.manta_storage_id);
+    if (!retire.putBack) {
+      // Repair's quarantine: the copy was missing or corrupt, so the late record named no good
+      // copy there before either; the next audit reports it and the next repair restores it.
+      w.out = fail(
+        w,
+        'skipped',
+        'EtagConflict',
+        `${late.key} (made during the move) names the bad copy, now in /${retire.tree}/${day}/ on ` +
+          `${old.manta_storage_id}: the next audit and repair handle that record`,
+      );
+      return;
+    }
     try {
       if (!url) throw new Error(`${old.manta_storage_id}: address unknown`);
-      const r = await deps.storage.restore(url, w.row.copyOwner, w.row.objectId, day);
+      const r = await retire.putBack(url, w.row.copyOwner, w.row.objectId, day);
       w.out = fail(
         w,
         'skipped',
@@ -315,7 +375,13 @@ async function updateAll(tier: MetadataTier, ready: Work[]): Promise<void> {
  * every copy of a request that failed, is owed its MOVE (`post_processing`), exactly as a failed
  * single MOVE was: its records are clean and the next run repeats it.
  */
-async function tombstoneAll(deps: RunDeps, ready: Work[], concurrency: number, day: string): Promise<void> {
+async function tombstoneAll(
+  deps: RunDeps,
+  ready: Work[],
+  concurrency: number,
+  day: string,
+  retire: RetireOldCopies,
+): Promise<void> {
   if (ready.length === 0) return;
   const live = await readLive(
     deps.tier,
@@ -350,7 +416,7 @@ async function tombstoneAll(deps: RunDeps, ready: Work[], concurrency: number, d
   const owed = (w: Work, why: string): Outcome => ({
     ...done(w),
     state: 'post_processing',
-    detail: `tombstone MOVE failed: ${why}`,
+    detail: `${retire.tree} MOVE failed: ${why}`,
   });
   await eachLimit([...byNode], concurrency, async ([node, ws]) => {
     const url = deps.nodeUrl(node);
@@ -358,7 +424,7 @@ async function tombstoneAll(deps: RunDeps, ready: Work[], concurrency: number, d
     try {
       if (!url) throw new Error(`${node}: address unknown`);
       const copies = ws.map((w) => ({ owner: w.row.copyOwner, objectId: w.row.objectId }));
-      results = await deps.storage.tombstoneBatch(url, day, copies);
+      results = await retire.move(node, url, day, copies);
     } catch (err) {
       for (const w of ws) w.out = owed(w, (err as Error).message);
       return;

@@ -103,8 +103,8 @@ export interface Move {
   newShark: Shark;
   /** The records that name the old copy (they all name the same copies: the rule below). */
   keys: PlannedKey[];
-  /** Why it moves: the evacuation, or a one-datacenter object (MANTA-1728). */
-  cause: 'evacuate' | 'single_dc';
+  /** Why it moves: the evacuation, a one-datacenter object (MANTA-1728), or a repair (a bad copy). */
+  cause: 'evacuate' | 'single_dc' | 'repair';
   /** Datacenters of each record before the move: no record may end with fewer (`verify` checks). */
   dcsBefore: number;
   /**
