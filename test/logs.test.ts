@@ -18,7 +18,7 @@ test('remora up: JSON log lines on stderr with REMORA_LOG_FORMAT=json, from star
     path.join(stateDir, 'config.json'),
     JSON.stringify({ postgres: { databasePrefix: prefix } }),
   );
-  const env = { ...process.env, REMORA_PG_URL: testPgUrl(), REMORA_LOG_FORMAT: 'json' };
+  const env: NodeJS.ProcessEnv = { ...process.env, REMORA_PG_URL: testPgUrl(), REMORA_LOG_FORMAT: 'json' };
   delete env.REMORA_CONFIG;
   const up = new CliProcess(['--state-dir', stateDir, 'up', '--dashboard-port', '0'], env);
   try {
