@@ -21,7 +21,9 @@ import type { JobStatus } from '../src/jobs/rebalance/rebalance.status.js';
 
 const N1 = '1.stor.dc1.remora.local';
 const ROOT = path.resolve(import.meta.dirname, '..');
-const OBJECTS = 36;
+/** Objects with a copy on N1: the job's size. */
+const ON_N1 = 20;
+const onN1 = (r: MantaObjectValue) => r.sharks.some((s) => s.manta_storage_id === N1);
 const SIZE = 3000;
 
 let d: Deployment;
@@ -34,12 +36,17 @@ let corrupt: MantaObjectValue;
 before(async () => {
   ({ d, cleanup, alice, owner } = await startCliDeployment());
   await alice.mkdirp('/alice/stor/acc');
-  for (let i = 0; i < OBJECTS; i++) await alice.put(`/alice/stor/acc/o${i}`, crypto.randomBytes(SIZE));
-  // Every object on N1; one of them with every copy corrupted (same size): it cannot move.
+  // Placement is random over every node: write until N1 holds ON_N1 copies, so the throttled run
+  // spans at least two claim batches of 8 (one batch records its outcomes only as the run ends,
+  // and CI saw a 4-object job finish between two scrapes).
   const recs: MantaObjectValue[] = [];
-  for (let i = 0; i < OBJECTS; i++)
+  for (let i = 0; recs.filter((r) => onN1(r)).length < ON_N1; i++) {
+    assert.ok(i < 400, 'N1 gets copies');
+    await alice.put(`/alice/stor/acc/o${i}`, crypto.randomBytes(SIZE));
     recs.push((await d.tier.getObject<MantaObjectValue>('manta', `/${owner}/stor/acc/o${i}`))!.value);
-  corrupt = recs.find((r) => r.sharks.some((s) => s.manta_storage_id === N1))!;
+  }
+  // One object with every copy corrupted (same size): it cannot move.
+  corrupt = recs.find(onN1)!;
   assert.ok(corrupt, 'some object has a copy on N1');
   for (const s of corrupt.sharks)
     fs.writeFileSync(
@@ -61,7 +68,7 @@ test('run: metrics served while it works, a JSON-lines log it names, then rate 0
   const env = { ...process.env };
   delete env.REMORA_CONFIG;
   const logFile = path.join(d.config.stateDir, 'my-run.jsonl');
-  // Throttled so the run lasts ~16 s (two claim batches of 8, one object a second): the metrics are scraped
+  // Throttled so the run lasts ~20 s (claim batches of 8, one object a second): the metrics are scraped
   // while it works, after the first batch is recorded.
   const child = spawn(
     process.execPath,
