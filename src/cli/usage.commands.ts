@@ -6,7 +6,7 @@
 import type { Command } from 'commander';
 import { clockFromEnv } from '../core/clock.js';
 import { DEFAULT_USAGE_DAYS, MAX_USAGE_DAYS, usageView, type UsageView } from '../deployment/views/usage.js';
-import { BILLABLE_OPERATIONS } from '../jobs/request-metering/request-metering.rules.js';
+import { USAGE_TABLE_COLUMNS, usageTableRow } from '../jobs/usage-summary/usage-summary.rules.js';
 import { log } from './log.js';
 import { action, parseDay, parseInteger, printJson, printTable, wantsJson } from './cli-support.js';
 import { withCliRuntime } from './runtime.js';
@@ -30,26 +30,8 @@ function printUsage(v: UsageView): void {
     `\nusage summary ${s.day} (${s.runId === null ? 'published file' : `run ${s.runId}, ${s.verdict}`}: ${s.path})`,
   );
   printTable(
-    v.table.rows.map((r) => ({
-      account: r.account,
-      'storage GB-h': r.storageGBHours,
-      ...r.requests,
-      'bytes in': r.bandwidthBytes.in,
-      'bytes out': r.bandwidthBytes.out,
-      'compute GB-s': r.computeGBSeconds,
-      'compute in': r.computeBandwidthBytes.in,
-      'compute out': r.computeBandwidthBytes.out,
-    })),
-    [
-      'account',
-      'storage GB-h',
-      ...BILLABLE_OPERATIONS,
-      'bytes in',
-      'bytes out',
-      'compute GB-s',
-      'compute in',
-      'compute out',
-    ],
+    v.table.rows.map((r) => usageTableRow(r.account, r)),
+    USAGE_TABLE_COLUMNS,
   );
 }
 

@@ -5,6 +5,7 @@
  * day's per-account table with the summary file's numbers (`data-usage` names each one's field).
  */
 import { BILLABLE_OPERATIONS } from '../jobs/request-metering/request-metering.rules.js';
+import { USAGE_TABLE_COLUMNS } from '../jobs/usage-summary/usage-summary.rules.js';
 import {
   USAGE_METRICS,
   type SummaryDay,
@@ -98,16 +99,7 @@ function dayTable(v: UsageView): string {
     cell(r.account, 'computeBandwidthBytes.in', r.computeBandwidthBytes.in),
     cell(r.account, 'computeBandwidthBytes.out', r.computeBandwidthBytes.out),
   ]);
-  const head = [
-    'account',
-    'storage GB-h',
-    ...BILLABLE_OPERATIONS,
-    'bytes in',
-    'bytes out',
-    'compute GB-s',
-    'compute in',
-    'compute out',
-  ];
+  const head = USAGE_TABLE_COLUMNS;
   return (
     summaryLine(s) +
     (rows.length

@@ -47,6 +47,7 @@ import {
   operatorTextPath,
   phaseGBSeconds,
   summaryRecord,
+  usageTableRow,
   userSummaryDir,
   userSummaryPath,
   zeroSums,
@@ -225,16 +226,7 @@ export function dailyText(
   records: { account: string; r: SummaryRecord }[],
   missing: string[],
 ): string {
-  const rows = records.map(({ account, r }) => ({
-    account,
-    'storage GB-h': r.storageGBHours,
-    ...r.requests,
-    'bytes in': r.bandwidthBytes.in,
-    'bytes out': r.bandwidthBytes.out,
-    'compute GB-s': r.computeGBSeconds,
-    'compute in': r.computeBandwidthBytes.in,
-    'compute out': r.computeBandwidthBytes.out,
-  }));
+  const rows = records.map(({ account, r }) => usageTableRow(account, r));
   const head = `usage summary ${day}\n`;
   const miss = missing.length > 0 ? `INCOMPLETE: missing ${missing.join(', ')}\n` : '';
   return head + miss + formatTable(rows);

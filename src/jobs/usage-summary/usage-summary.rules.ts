@@ -85,6 +85,35 @@ export interface SummaryRecord {
   missing?: string[];
 }
 
+/** The columns of a day's usage table (operator text summary, `remora usage show`, the page). */
+export const USAGE_TABLE_COLUMNS = [
+  'account',
+  'storage GB-h',
+  ...BILLABLE_OPERATIONS,
+  'bytes in',
+  'bytes out',
+  'compute GB-s',
+  'compute in',
+  'compute out',
+];
+
+/** One account's row of that table, under USAGE_TABLE_COLUMNS' names. */
+export function usageTableRow(
+  account: string,
+  r: Omit<SummaryRecord, 'date' | 'missing'>,
+): Record<string, string> {
+  return {
+    account,
+    'storage GB-h': r.storageGBHours,
+    ...r.requests,
+    'bytes in': r.bandwidthBytes.in,
+    'bytes out': r.bandwidthBytes.out,
+    'compute GB-s': r.computeGBSeconds,
+    'compute in': r.computeBandwidthBytes.in,
+    'compute out': r.computeBandwidthBytes.out,
+  };
+}
+
 /** `2024-03-01` → `2024-03-01T00:00:00.000Z`, the records' `date`. */
 export function summaryDate(day: string): string {
   return `${day}T00:00:00.000Z`;
