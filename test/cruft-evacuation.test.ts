@@ -84,7 +84,11 @@ test(
         fs.utimesSync(file, mtimeMs / 1000, mtimeMs / 1000);
         return { oid, bytes, file };
       };
-      const oldStray = stray(Date.now() - 10 * DAY_MS, 1234);
+      const old = Date.now() - 10 * DAY_MS;
+      // Every copy on N made old (live ones, and those only a delete record names): only the
+      // references keep them from being cruft (invariant 4), not their age.
+      for (const f of copiesOn(root)) fs.utimesSync(path.join(root, f.rel), old / 1000, old / 1000);
+      const oldStray = stray(old, 1234);
       const newStray = stray(Date.now(), 4321);
 
       // The README's evacuation, as processes.
@@ -194,7 +198,6 @@ test(
       console.log(`cruft plan after evacuating ${NODE}:\n${text}`);
 
       // GC past its grace (the demo's graceDays 0), the fresh stray aged, N listed again.
-      const old = Date.now() - 10 * DAY_MS;
       await drive({ ...PATIENT, jobs: { gc: { graceDays: 0 } } as PipelineSettings['jobs'] }, async (rt) => {
         await rerun(rt, 'gc', day, { downstream: false, dryRun: false });
       });
