@@ -95,7 +95,49 @@ function printCruft(p: CruftDay): void {
     out(`  ${e.kind} (${e.severity}, ${e.count}):`);
     for (const x of e.examples) out(`    ${JSON.stringify(x)}`);
   }
+  printAccounts(p);
   out(`  candidates: ${p.planPrefix}`);
+}
+
+/** Every file of each node's listing in one class (cruft.rules.ts "accounted"; docs/audit.md "Cruft"). */
+function printAccounts(p: CruftDay): void {
+  if (p.nodes.length === 0) return;
+  const fb = (c: { files: number; bytes: number }) => `${c.files} (${formatBytes(c.bytes)})`;
+  const lines = new Map(p.listings.map((l) => [l.node, l]));
+  out('  every listed file, by class (live + gc-pending + too-new + cruft = listed):');
+  printTable(
+    p.nodes.map((a) => ({
+      '': ' ',
+      node: a.node,
+      listed: fb(a.listed),
+      live: fb(a.live),
+      'gc-pending': fb(a.gcPending),
+      'too-new': fb(a.tooNew),
+      cruft: fb(a.cruft),
+      'not judged': Math.max(0, (lines.get(a.node)?.lines ?? 0) - (lines.get(a.node)?.files ?? 0)),
+    })),
+  );
+  const grace = `${p.options.gcGraceMs / 86_400_000} days, pipeline.jobs.gc.graceDays`;
+  for (const a of p.nodes) {
+    const g = a.gcPending;
+    if (g.files > 0)
+      out(
+        `  ${a.node}: ${g.files} gc-pending file(s) only delete records name are GC's (never cruft's): ` +
+          (g.gcAllFrom !== undefined
+            ? `past gc's grace (${grace}) from ${g.gcFrom} (all of them from ${g.gcAllFrom})`
+            : `after gc's grace (${grace})`) +
+          (g.notNamedHere > 0
+            ? `; ${g.notNamedHere} of them no readable delete record lists on this node: gc does not move those, cruft can once gc removed the records`
+            : ''),
+      );
+    if (a.live.notNamedHere > 0)
+      out(
+        `  ${a.node}: ${a.live.notNamedHere} live file(s) no live record lists on this node (an old copy a rebalance still owes a tombstone?: \`remora rebalance status\`, \`retry\`)`,
+      );
+  }
+  out(
+    '  not judged: listing lines that are not copies (tombstone, temp directories, other owners; docs/audit.md "Manifests")',
+  );
 }
 
 async function cruft(o: { date: string }, cmd: Command, dryRun: boolean): Promise<void> {

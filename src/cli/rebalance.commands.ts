@@ -555,6 +555,11 @@ export function registerRebalanceCommands(program: Command): void {
               for (const ex of v.problems[k]?.examples ?? []) process.stdout.write(`${k}: ${ex}\n`);
             for (const ex of v.events.malformed?.examples ?? []) process.stdout.write(`malformed: ${ex}\n`);
             process.stdout.write(`${v.verdict}\n`);
+            if (v.safe)
+              process.stdout.write(
+                `next: account for every file still on ${o.node} (copies of earlier deletes and overwrites, GC's; cruft; too new) ` +
+                  `with \`remora cruft plan --date <day>\` once that day's pipeline has run (docs/audit.md "Cruft")\n`,
+              );
           }
           if (!v.safe) process.exitCode = 1;
         }),

@@ -10,7 +10,8 @@
  *           one task per partition group
  *   task    scan (cruft.scan.ts) → write the candidates under the attempt's prefix → re-check
  *           and move (cruft.apply.ts); with `dryRun` the re-check runs and nothing moves
- *   commit  the tasks' plan files and counts
+ *   commit  the tasks' plan files and counts, and every node's files by class (cruft.rules.ts
+ *           "accounted")
  */
 import { z } from 'zod';
 import { DAY_MS, dayOf } from '../../core/days.js';
@@ -19,15 +20,17 @@ import { outputType, requireStorage, type JobDefinition, type TaskContext } from
 import type { PipelineSettings } from '../../pipeline/settings.js';
 import { ByteThrottle } from '../../storage/throttle.js';
 import { dayInputs } from '../audit/audit.inputs.js';
-import { DEFAULT_GC_OPTIONS } from '../gc/gc.job.js';
+import { DEFAULT_GC_OPTIONS, gcOptionsFrom } from '../gc/gc.job.js';
 import { applyCruft } from './cruft.apply.js';
 import { cruftCutoffSeconds, DEFAULT_CRUFT_MARGIN_DAYS } from './cruft.rules.js';
-import { scanCruft } from './cruft.scan.js';
+import { mergeNodeAccounts, scanCruft, type NodeAccount } from './cruft.scan.js';
 
 export interface CruftJobOptions {
   marginMs: number;
   objectsPerSecondPerNode: number;
   bytesPerSecondPerNode: number;
+  /** GC's grace (`pipeline.jobs.gc.graceDays`): when GC may take the files only delete records name. */
+  gcGraceMs: number;
 }
 
 /** Defaults: mola's 2-day margin; GC's pace of moves per node (the same MOVE). */
@@ -35,6 +38,7 @@ export const DEFAULT_CRUFT_OPTIONS: CruftJobOptions = {
   marginMs: DEFAULT_CRUFT_MARGIN_DAYS * DAY_MS,
   objectsPerSecondPerNode: DEFAULT_GC_OPTIONS.objectsPerSecondPerNode,
   bytesPerSecondPerNode: DEFAULT_GC_OPTIONS.bytesPerSecondPerNode,
+  gcGraceMs: DEFAULT_GC_OPTIONS.graceMs,
 };
 
 /** Cruft's options from `pipeline.jobs.cruft` (src/config/config.ts JOB_SPECIFIC_SETTINGS). */
@@ -44,6 +48,7 @@ export function cruftOptionsFrom(s: Pick<PipelineSettings, 'jobs'>): CruftJobOpt
     marginMs: c.marginDays !== undefined ? c.marginDays * DAY_MS : DEFAULT_CRUFT_OPTIONS.marginMs,
     objectsPerSecondPerNode: c.objectsPerSecondPerNode ?? DEFAULT_CRUFT_OPTIONS.objectsPerSecondPerNode,
     bytesPerSecondPerNode: c.bytesPerSecondPerNode ?? DEFAULT_CRUFT_OPTIONS.bytesPerSecondPerNode,
+    gcGraceMs: gcOptionsFrom(s).graceMs,
   };
 }
 
@@ -59,6 +64,47 @@ interface TaskOutput {
   plan: string;
   candidates: number;
   confirmed: number;
+  nodes: NodeAccount[];
+}
+
+const classCount = z.object({ files: z.number(), bytes: z.number() });
+/** cruft.scan.ts NodeAccount, with GC's dates for the `gcPending` files (nodeAccountsWithGc). */
+export const nodeAccountSchema = z.object({
+  node: z.string(),
+  listed: classCount,
+  live: classCount.extend({ notNamedHere: z.number() }),
+  gcPending: classCount.extend({
+    notNamedHere: z.number(),
+    deletedFirstMs: z.number().optional(),
+    deletedLastMs: z.number().optional(),
+    /** ISO instants: the first of these files, and all of them, are past GC's grace. */
+    gcFrom: z.string().optional(),
+    gcAllFrom: z.string().optional(),
+  }),
+  tooNew: classCount,
+  cruft: classCount,
+});
+export type NodeAccountWithGc = z.infer<typeof nodeAccountSchema>;
+
+/** The merged accounts of every task, with the instants GC's grace lets it take the gcPending files. */
+export function nodeAccountsWithGc(
+  lists: readonly (readonly NodeAccount[])[],
+  gcGraceMs: number,
+): NodeAccountWithGc[] {
+  const iso = (ms: number | undefined) =>
+    ms === undefined ? {} : { at: new Date(ms + gcGraceMs).toISOString() };
+  return mergeNodeAccounts(lists).map((a) => {
+    const first = iso(a.gcPending.deletedFirstMs).at;
+    const all = iso(a.gcPending.deletedLastMs).at;
+    return {
+      ...a,
+      gcPending: {
+        ...a.gcPending,
+        ...(first !== undefined ? { gcFrom: first } : {}),
+        ...(all !== undefined ? { gcAllFrom: all } : {}),
+      },
+    };
+  });
 }
 
 export const cruftOutput = outputType(
@@ -69,6 +115,8 @@ export const cruftOutput = outputType(
     cutoffSeconds: z.number(),
     candidates: z.number(),
     confirmed: z.number(),
+    /** Every listed file per node, by class (absent in outputs written before issue 13). */
+    nodes: z.array(nodeAccountSchema).optional(),
   }),
 );
 export type CruftOutput = ReturnType<typeof cruftOutput.parse>;
@@ -99,6 +147,10 @@ async function runGroup(ctx: TaskContext<CruftTaskParams>, o: CruftJobOptions, t
     .count('filesOldEnough', scan.old)
     .count('candidates', scan.candidates.length);
   r.count('skippedTooNew', scan.files - scan.old);
+  for (const a of scan.nodes)
+    r.count('filesLive', a.live.files)
+      .count('filesGcPending', a.gcPending.files)
+      .count('filesUnreferencedTooNew', a.tooNew.files);
   // The plan first, under this attempt's prefix: what was found is on record before anything moves.
   const plan = `${ctx.outputPrefix}candidates.ndjson`;
   await store.put(plan, scan.candidates.map((c) => `${JSON.stringify(c)}\n`).join(''));
@@ -129,7 +181,12 @@ async function runGroup(ctx: TaskContext<CruftTaskParams>, o: CruftJobOptions, t
   });
   for (const c of confirmed.slice(0, 5)) r.event('cruft', 'info', c);
   applied();
-  const output: TaskOutput = { plan, candidates: scan.candidates.length, confirmed: confirmed.length };
+  const output: TaskOutput = {
+    plan,
+    candidates: scan.candidates.length,
+    confirmed: confirmed.length,
+    nodes: scan.nodes,
+  };
   return { report: r.finish(), output };
 }
 
@@ -165,6 +222,10 @@ export function cruftJob(
           cutoffSeconds: ctx.tasks[0]?.params.cutoffSeconds ?? 0,
           candidates: ctx.tasks.reduce((a, t) => a + t.output.candidates, 0),
           confirmed: ctx.tasks.reduce((a, t) => a + t.output.confirmed, 0),
+          nodes: nodeAccountsWithGc(
+            ctx.tasks.map((t) => t.output.nodes ?? []),
+            o.gcGraceMs,
+          ),
         },
       }),
   };

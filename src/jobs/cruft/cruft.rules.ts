@@ -17,6 +17,21 @@
  *                 the whole job: here the others go on, and the refusal is counted with an example)
  *   moved         to `/manta/tombstone/<day>/<objectId>` on its node through GC's path
  *                 (gc.apply.ts moveCopy), so the tombstone retention applies; never deleted
+ *   accounted     every file of a node's listing is counted (files, bytes) in exactly one class,
+ *                 first match wins (issue 13: with `rebalance verify`, an operator sees a node whole):
+ *                   live        a live `manta` object row names its objectId (after an evacuation:
+ *                               0, or only old copies no live record lists on this node any more,
+ *                               counted apart as `notNamedHere`)
+ *                   gcPending   only `manta_delete_log` rows name it: copies of earlier deletes and
+ *                               overwrites. They are GC's (invariant 4): cruft never moves them, GC
+ *                               tombstones them once the newest delete record of the objectId is
+ *                               past its grace (the earliest date is printed); a file no readable
+ *                               delete record lists on this node is counted apart (`notNamedHere`:
+ *                               GC does not move it; once GC removed the records, cruft can)
+ *                   tooNew      no record names it and it is newer than the cutoff
+ *                   cruft       no record names it and it is old: the candidates above
+ *                 Tombstones, temp directories and non-UUID owners are not in the listing's files
+ *                 (the listing's `lines` count them).
  */
 import { DAY_MS } from '../../core/days.js';
 

@@ -12,7 +12,15 @@ import type { UpstreamOutput } from '../../pipeline/job.js';
 import { dayPartition, type Partition } from '../../pipeline/partitions.js';
 import { readPointer } from '../../pipeline/runs.repository.js';
 import type { PipelineRuntime } from '../../pipeline/runtime.js';
-import { cruftJob, cruftOptionsFrom, type CruftJobOptions } from './cruft.job.js';
+import { manifestsOutput } from '../manifests/manifests.job.js';
+import {
+  cruftJob,
+  cruftOptionsFrom,
+  nodeAccountsWithGc,
+  type CruftJobOptions,
+  type NodeAccountWithGc,
+} from './cruft.job.js';
+import { emptyNodeAccount, type NodeAccount } from './cruft.scan.js';
 
 /** The original's job root (mola bin/kick_off_cruft.js: `/poseidon/stor/manta_cruft`). */
 export const CRUFT_ROOT = '/poseidon/stor/manta_cruft';
@@ -27,6 +35,13 @@ export interface CruftDay {
   report: RunReport;
   /** Where the candidates (one NDJSON per partition group) were written. */
   planPrefix: string;
+  /**
+   * Every file of each node's listing, by class (cruft.rules.ts "accounted"): live, gcPending
+   * (with the instants GC's grace lets it take them), tooNew, cruft (the candidates).
+   */
+  nodes: NodeAccountWithGc[];
+  /** Each node's committed listing: when it started, files judged, lines (tombstones, temp files…). */
+  listings: { node: string; startedAt: string; files: number; lines: number }[];
 }
 
 async function committed(
@@ -83,6 +98,7 @@ export async function cruftDay(
   // The original's job root: side by side (pipeline.outputPrefix), Remora's candidates go under the prefix.
   const planPrefix = `${publishedPath(rt.settings.outputPrefix, `${CRUFT_ROOT}/${o.dryRun ? 'plans' : 'runs'}/${day.replaceAll('-', '/')}/${at}`)}/`;
   const reports: RunReport[] = [];
+  const accounts: NodeAccount[][] = [];
   const ac = new AbortController();
   o.signal?.addEventListener('abort', () => ac.abort());
   for (const t of tasks) {
@@ -97,7 +113,13 @@ export async function cruftDay(
       report: new ReportBuilder({ thresholds: rt.settings.thresholds }),
     });
     reports.push(r.report);
+    accounts.push(r.output?.nodes ?? []);
   }
+  const listings = upstream.flatMap((u) => {
+    if (u.job !== 'manifests') return [];
+    const l = manifestsOutput.parse(u.output).listing;
+    return l ? [{ node: l.source, startedAt: l.startedAt, files: l.files, lines: l.lines }] : [];
+  });
   const cutoff = tasks[0]?.params?.cutoffSeconds;
   return {
     day,
@@ -107,5 +129,11 @@ export async function cruftDay(
     tasks: tasks.length,
     report: mergeReports(reports, { thresholds: rt.settings.thresholds }),
     planPrefix,
+    // A node whose listing is empty is shown too (all zero: nothing left on it).
+    nodes: nodeAccountsWithGc(
+      [...accounts, listings.map((l) => emptyNodeAccount(l.node))],
+      options.gcGraceMs,
+    ),
+    listings,
   };
 }
