@@ -191,6 +191,45 @@ test('the reader: classes, bytes and exact malformed counts with examples', asyn
   assert.equal(s.noOperation, 1);
 });
 
+test('the reader counts lines without the byte-level count when DuckDB gave no row of NULLs', async () => {
+  // Only records, with blank, blank-looking and CRLF lines DuckDB skips as the count does.
+  const file = path.join(dir, 'clean.log');
+  fs.writeFileSync(
+    file,
+    [
+      '',
+      audit(),
+      '   ',
+      `${audit({}, { url: '/ping' })}\r`,
+      '\t',
+      `  ${audit({ audit: false })}`,
+      '\r',
+      audit(),
+      '',
+    ].join('\n'),
+  );
+  const f = (await scanHour(duck, [file])).files[0]!;
+  assert.deepEqual(await countJsonLines(file), { jsonLines: 4, otherLines: 0 });
+  assert.deepEqual({ json: f.jsonLines, other: f.otherLines }, { json: 4, other: 0 });
+  assert.deepEqual(
+    [f.classes.billable, f.classes.ping, f.classes.notAudit, f.classes.malformed],
+    [2, 1, 1, 0],
+  );
+  // An empty object and one of blank lines only: no lines at all.
+  const none = path.join(dir, 'blank.log');
+  fs.writeFileSync(none, '\n  \n\r\n');
+  const e = path.join(dir, 'empty.log');
+  fs.writeFileSync(e, '');
+  const s = await scanHour(duck, [none, e]);
+  assert.deepEqual(
+    s.files.map((x) => [x.jsonLines, x.otherLines]),
+    [
+      [0, 0],
+      [0, 0],
+    ],
+  );
+});
+
 test('line counting agrees with a plain split across chunk boundaries and odd endings', async () => {
   const parts = [
     '{"level":1}',

@@ -1,10 +1,12 @@
 /**
  * Reading an hour of muskie audit logs for request metering: one DuckDB query over every log
  * object of the hour (`read_json`, only the fields the rules use, every leaf read as text so a
- * field of an unexpected type never drops a line) grouped by log object, class and owner — while
- * Node counts each object's JSON lines at the byte level. A JSON line DuckDB could not read is
- * the difference between the two counts, so malformed lines are counted exactly without parsing
- * every line in JavaScript; examples are looked for only in an object that has some.
+ * field of an unexpected type never drops a line) grouped by log object, class and owner. Node
+ * counts the JSON lines of an object at the byte level when DuckDB gave it rows of NULLs. A
+ * JSON line DuckDB could not read is the difference between the two counts, so malformed lines
+ * are counted exactly without parsing every line in JavaScript; examples are looked for only in
+ * an object that has some. An object without rows of NULLs has no other lines and one JSON line
+ * per row (DuckDB skips blank lines, as the count does), so it is not read a second time.
  *
  *   JSON line   a line whose first character other than space, tab or CR is `{` (the original
  *               skipped lines not starting with `{`: bunyan's `[ Nov 28 … Enabled. ]` lines);
@@ -142,12 +144,9 @@ export async function scanHour(duck: DuckPool, files: string[], queued?: () => v
     noOperation: 0,
   };
   if (files.length === 0) return out;
-  const [rows, counts] = await Promise.all([
-    duck.run((conn) => runQuery(conn, files, out), queued),
-    Promise.all(files.map(countJsonLines)),
-  ]);
+  const rows = await duck.run((conn) => runQuery(conn, files, out), queued);
   const byFile = new Map(files.map((f, i) => [f, i]));
-  out.files = counts.map((c) => ({ ...c, classes: emptyClasses(), examples: [] }));
+  out.files = files.map(() => ({ jsonLines: 0, otherLines: 0, classes: emptyClasses(), examples: [] }));
   const empty = new Map<string, number>();
   for (const [f, cls, owner, n, ...v] of rows) {
     const fs_ = out.files[byFile.get(f) ?? -1];
@@ -157,6 +156,9 @@ export async function scanHour(duck: DuckPool, files: string[], queued?: () => v
       continue;
     }
     fs_.classes[cls] += Number(n);
+    // DuckDB gives every line that is not blank one row: without rows of NULLs, every line is
+    // a JSON line with a record (counted from the bytes below otherwise).
+    fs_.jsonLines += Number(n);
     if (cls !== 'billable' || owner === null) continue;
     const u = out.usage.get(owner) ?? zeroRequestUsage();
     BILLABLE_OPERATIONS.forEach((op, i) => (u.type[op] += v[i]!));
@@ -170,8 +172,12 @@ export async function scanHour(duck: DuckPool, files: string[], queued?: () => v
     out.usage.set(owner, u);
   }
   for (const [i, f] of out.files.entries()) {
-    // Rows of NULLs are the malformed JSON lines and the other (non-JSON) lines.
-    f.classes.malformed = Math.max(0, (empty.get(files[i]!) ?? 0) - f.otherLines);
+    const nulls = empty.get(files[i]!) ?? 0;
+    if (nulls === 0) continue;
+    // Rows of NULLs are the malformed JSON lines and the other (non-JSON) lines: only Node's
+    // byte-level count tells them apart.
+    Object.assign(f, await countJsonLines(files[i]!));
+    f.classes.malformed = Math.max(0, nulls - f.otherLines);
     if (f.classes.malformed > 0) f.examples = await malformedExamples(files[i]!, f.classes.malformed);
   }
   return out;
