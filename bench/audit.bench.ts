@@ -105,9 +105,13 @@ async function build(n: number, dir: string): Promise<Built> {
             `COPY (SELECT '/manta/' || dir || '/' || oid || chr(9) || bytes || chr(9) || secs || chr(9) || 4 FROM (${rows}) WHERE ${keep})
              TO ${sqlString(file)} (FORMAT CSV, HEADER false, QUOTE '', ESCAPE '')`,
           );
+          // Audit names a problem per record and node (a link is a record of its own), so the
+          // expected count is the left-out copies' (record, node) pairs, not the listing's lines.
+          const pairs = `SELECT lower(objectId) AS oid FROM (SELECT *, unnest(sharks).manta_storage_id AS node FROM ${from}
+              WHERE type = 'object' AND objectId IS NOT NULL) WHERE node = ${sqlString(node.id)}`;
           const r = (
             await conn.runAndReadAll(
-              `SELECT count(*), count(*) FILTER (WHERE NOT (${keep})), (SELECT count(*) FROM ${from}) FROM (${rows})`,
+              `SELECT count(*), (SELECT count(*) FROM (${pairs}) WHERE NOT (${keep})), (SELECT count(*) FROM ${from}) FROM (${rows})`,
             )
           ).getRows()[0]!;
           return r.map(Number) as [number, number, number];

@@ -245,6 +245,38 @@ test('line counting agrees with a plain split across chunk boundaries and odd en
   assert.deepEqual(await countJsonLines(file), { jsonLines: 3, otherLines: 2 });
   assert.equal(isMalformedLine('{"unrelated":true}'), true);
   assert.equal(isMalformedLine('{"level":30}'), false);
-  assert.equal(isMalformedLine('{"audit":true,"req":"x"}'), true);
+  // A req that is not an object reads as absent (DuckDB's struct of NULLs): a record, not malformed.
+  assert.equal(isMalformedLine('{"audit":true,"req":"x"}'), false);
   assert.equal(isMalformedLine('{"audit":'), true);
+});
+
+test('a content-length that is not a decimal number counts as absent; a req that is not an object reads as absent', async () => {
+  const file = path.join(dir, 'cl.log');
+  const put = (cl: unknown, streamed?: number) =>
+    audit(
+      { billable_operation: 'PUT', ...(streamed !== undefined ? { bytesTransferred: streamed } : {}) },
+      { method: 'PUT', headers: { 'content-length': cl } },
+      { statusCode: 204, headers: {} },
+    );
+  fs.writeFileSync(
+    file,
+    [
+      put('12'), // 12
+      put(30), // a number: 30
+      put('012'), // decimal digits: 12
+      put(' 12'), // not a decimal number: absent → bytesTransferred 1000
+      put('1e3', 1000), // absent → 1000
+      put('0x10', 1000), // absent → 1000
+      put(12.7, 1000), // absent → 1000
+      put('-5', 1000), // absent → 1000
+      '{"name":"audit","audit":true,"level":30,"req":"x"}', // req not an object: noOwner
+    ].join('\n') + '\n',
+  );
+  const s = await scanHour(duck, [file]);
+  const f = s.files[0]!;
+  assert.equal(f.classes.malformed, 0);
+  assert.equal(f.classes.noOwner, 1);
+  assert.equal(f.classes.billable, 8);
+  // ' 12' has no bytesTransferred: 0. The rest: 12 + 30 + 12 + 4 × 1000.
+  assert.equal(s.usage.get('o1')!.in, 12n + 30n + 12n + 4000n);
 });

@@ -14,8 +14,8 @@
  *   malformed   a JSON line that is not a JSON object (invalid, truncated by a rotation), or
  *               an object with none of a log record's top-level fields (MARKERS). DuckDB gives
  *               such a line, and a non-JSON line, a row of NULLs: malformed = those rows −
- *               the other lines Node counted. A nested field of the wrong shape (`req.headers`
- *               a string) reads as absent, like a missing one.
+ *               the other lines Node counted. A nested field of the wrong shape (`req` or
+ *               `req.headers` a string) reads as absent, like a missing one.
  *
  * Classes, in the order they are decided (request-metering.rules.ts): notAudit, ping, noOwner,
  * operator, failed (status outside 200–204), billable; and malformed.
@@ -83,9 +83,14 @@ const EXAMPLES = 5;
 const EXAMPLE_CHARS = 300;
 const OPS = BILLABLE_OPERATIONS.map(sqlString).join(', ');
 
-/** A positive integer from a text field, else NULL. */
+/**
+ * A positive integer from a text field, else NULL: digits only (TRY_CAST alone would read " 12",
+ * "1e3", "0x10" and 12.7 as numbers; the rules say a content-length that is not a decimal number
+ * counts as absent).
+ */
 function positive(expr: string): string {
-  return `CASE WHEN TRY_CAST(${expr} AS BIGINT) > 0 THEN TRY_CAST(${expr} AS BIGINT) END`;
+  return `CASE WHEN regexp_full_match(${expr}, '[0-9]+') AND TRY_CAST(${expr} AS BIGINT) > 0
+    THEN TRY_CAST(${expr} AS BIGINT) END`;
 }
 
 function query(files: string[]): string {
@@ -259,10 +264,8 @@ export function isMalformedLine(line: string): boolean {
   }
   if (v === null || typeof v !== 'object' || Array.isArray(v)) return true;
   const rec = v as Record<string, unknown>;
-  // DuckDB cannot read a line whose req or res is not an object at all.
-  const notObject = (x: unknown) =>
-    x !== undefined && x !== null && (typeof x !== 'object' || Array.isArray(x));
-  if (notObject(rec.req) || notObject(rec.res)) return true;
+  // A `req` or `res` that is not an object reads as absent (DuckDB gives a struct of NULLs), like
+  // a missing one: such a line is a log record (noOwner, failed…), not malformed.
   return MARKERS.every((m) => rec[m] === undefined || rec[m] === null);
 }
 
