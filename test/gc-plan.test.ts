@@ -5,6 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { decideObject, type DeleteRecord, type GcOptions } from '../src/jobs/gc/gc.plan.js';
+import { planChunks, planLine } from '../src/jobs/gc/gc.job.js';
 
 const OID = '0dbe2527-e6b2-e1bc-ecf6-f4fe07b2451d';
 const OWNER = '074d493f-c3e5-cf02-bb85-c30c1bf85de5';
@@ -208,4 +209,23 @@ test('copies are named with the objectId as the record spells it (the file name 
     d!.tombstone.map((c) => c.objectId),
     [upper, upper],
   );
+});
+
+test('the plan in buffers: every line, in order, whole, in UTF-8 (multi-byte strings, a line over a buffer)', () => {
+  const d = (key: string, node: string) => ({
+    verdict: 'eligible' as const,
+    record: { shard: 'A', key, etag: 'E', mtime: 1 },
+    cleanup: true,
+    copies: 1,
+    tombstone: [{ node, owner: OWNER, objectId: OID }],
+  });
+  const decisions = [
+    ...Array.from({ length: 5000 }, (_, i) => d(`/${OID}/${i}`, `n${i}.stör"\u2028${'😀'.repeat(100)}`)),
+    d('/big', 'x'.repeat(3 << 20)),
+    d('/after', 'é'),
+  ];
+  const chunks = planChunks(decisions);
+  assert.ok(chunks.length > 2, 'more than one buffer');
+  assert.equal(Buffer.concat(chunks).toString('utf8'), decisions.map((x) => `${planLine(x)}\n`).join(''));
+  assert.deepEqual(planChunks([]), []);
 });

@@ -5,7 +5,7 @@
  * computes its own; the commit adds them.
  */
 import { z } from 'zod';
-import type { RecordDecision } from './gc.plan.js';
+import type { RecordDecision, Verdict } from './gc.plan.js';
 
 export const backlogSchema = z.object({
   waitingForGrace: z.object({
@@ -57,20 +57,28 @@ export function addBacklog(a: GcBacklog, b: GcBacklog): GcBacklog {
   };
 }
 
+/** Add one decided record to backlog `b` (in place): what it leaves for a later run, if anything. */
+export function addToBacklog(
+  b: GcBacklog,
+  verdict: Verdict,
+  mtime: number,
+  copies: number,
+  contentLength: number | undefined,
+): void {
+  if (verdict === 'waiting-grace') {
+    b.waitingForGrace.records++;
+    b.waitingForGrace.copies += copies;
+    b.waitingForGrace.bytes += copies * (contentLength ?? 0);
+    b.waitingForGrace.oldestMs = minOf(b.waitingForGrace.oldestMs, mtime);
+  } else if (verdict === 'not-provable') {
+    b.notProvableYet.records++;
+    b.notProvableYet.oldestMs = minOf(b.notProvableYet.oldestMs, mtime);
+  } else if (verdict === 'malformed') b.malformed++;
+}
+
 /** The backlog of a task's decisions (before apply: what apply leaves is added to it). */
 export function backlogOf(decisions: readonly RecordDecision[]): GcBacklog {
   const b = emptyBacklog();
-  for (const d of decisions) {
-    if (d.verdict === 'waiting-grace') {
-      const copies = d.copies;
-      b.waitingForGrace.records++;
-      b.waitingForGrace.copies += copies;
-      b.waitingForGrace.bytes += copies * (d.contentLength ?? 0);
-      b.waitingForGrace.oldestMs = minOf(b.waitingForGrace.oldestMs, d.record.mtime);
-    } else if (d.verdict === 'not-provable') {
-      b.notProvableYet.records++;
-      b.notProvableYet.oldestMs = minOf(b.notProvableYet.oldestMs, d.record.mtime);
-    } else if (d.verdict === 'malformed') b.malformed++;
-  }
+  for (const d of decisions) addToBacklog(b, d.verdict, d.record.mtime, d.copies, d.contentLength);
   return b;
 }

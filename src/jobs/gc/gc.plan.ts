@@ -64,8 +64,11 @@ export interface CopyRef {
 export type Verdict =
   'malformed' | 'not-provable' | 'live-reference' | 'superseded' | 'zero-byte' | 'waiting-grace' | 'eligible';
 
+/** Which delete record a decision is about: where it is, and what its cleanup is conditional on. */
+export type RecordRef = Pick<DeleteRecord, 'shard' | 'key' | 'etag' | 'mtime'>;
+
 export interface RecordDecision {
-  record: DeleteRecord;
+  record: RecordRef;
   verdict: Verdict;
   /** Why (malformed), or which reference made it redundant. */
   detail?: string;
@@ -145,6 +148,80 @@ export function parseDeleteValue(objectId: string, r: DeleteRecord): ParsedRecor
   };
 }
 
+/**
+ * What the rules after `malformed` read of one well-formed delete record: the same facts whether
+ * they come from the record's parsed text (decideObject) or were computed by the scan in DuckDB
+ * (gc.scan.ts: the objectId's live reference and its latest record, for objectIds all of whose
+ * records pass the scan's checks; tested equal in test/gc-scan.test.ts).
+ */
+export interface RecordFacts {
+  /** `_mtime` of the record. */
+  mtime: number;
+  /** The latest `_mtime` of the objectId's well-formed delete records (this one included). */
+  latestMtime: number;
+  /** A live row naming the objectId, on any shard. */
+  live: LiveRef | undefined;
+  /** Copies the record names. */
+  copies: number;
+}
+
+/** The rules after `malformed`, in order (the table at the top of this file). */
+export function verdictOf(f: RecordFacts, o: GcOptions): Exclude<Verdict, 'malformed'> {
+  if (f.mtime >= o.earliestSnapshotMs) return 'not-provable';
+  if (f.live) return 'live-reference';
+  if (f.mtime < f.latestMtime) return 'superseded';
+  // Two records of the same instant (two shards): both carry the decision; the copies they
+  // name are tombstoned once each (the runner deduplicates by node).
+  if (f.copies === 0) return 'zero-byte';
+  if (o.now - f.mtime <= o.graceMs) return 'waiting-grace';
+  return 'eligible';
+}
+
+/** Whether a verdict removes the delete record. */
+export const CLEANS_UP: Readonly<Record<Verdict, boolean>> = {
+  malformed: false,
+  'not-provable': false,
+  'live-reference': true,
+  superseded: true,
+  'zero-byte': true,
+  'waiting-grace': false,
+  eligible: true,
+};
+
+/** Which reference made a record redundant (the report's examples). */
+export function detailOf(verdict: Verdict, f: RecordFacts): string | undefined {
+  if (verdict === 'live-reference') return `${f.live!.key} on ${f.live!.shard}`;
+  if (verdict === 'superseded') return `a later delete record (${f.latestMtime})`;
+  return undefined;
+}
+
+/**
+ * A well-formed record's decision. `copies` names the record's copies (node, datacenter) when it
+ * is eligible; `owner` is the copies' directory (`creator || owner`), `objectId` as the record
+ * spells it.
+ */
+export function decisionOf(
+  record: RecordRef,
+  verdict: Exclude<Verdict, 'malformed'>,
+  f: RecordFacts,
+  contentLength: number | undefined,
+  copies: () => readonly { node: string; datacenter?: string | undefined }[],
+  owner: string,
+  objectId: string,
+): RecordDecision {
+  const d: RecordDecision = { record, verdict, tombstone: [], cleanup: CLEANS_UP[verdict], copies: f.copies };
+  const detail = detailOf(verdict, f);
+  if (detail !== undefined) d.detail = detail;
+  if (contentLength !== undefined) d.contentLength = contentLength;
+  if (verdict === 'eligible')
+    d.tombstone = copies().map((s) =>
+      s.datacenter
+        ? { node: s.node, datacenter: s.datacenter, owner, objectId }
+        : { node: s.node, owner, objectId },
+    );
+  return d;
+}
+
 /** Decide every delete record of one objectId. */
 export function decideObject(input: GcInput, o: GcOptions): RecordDecision[] {
   const deletes = input.deletes;
@@ -172,34 +249,14 @@ function decideRecord(
       verdict: 'malformed',
       detail: parsed.malformed,
     };
-  if (record.mtime >= o.earliestSnapshotMs) return decision(record, parsed, 'not-provable', false);
-  if (live) return decision(record, parsed, 'live-reference', true, `${live.key} on ${live.shard}`);
-  if (record.mtime < latestMtime)
-    return decision(record, parsed, 'superseded', true, `a later delete record (${latestMtime})`);
-  // Two records of the same instant (two shards): both carry the decision; the copies they
-  // name are tombstoned once each (the runner deduplicates by node).
-  if (parsed.sharks.length === 0) return decision(record, parsed, 'zero-byte', true);
-  if (o.now - record.mtime <= o.graceMs) return decision(record, parsed, 'waiting-grace', false);
-  const owner = parsed.creator ?? parsed.owner;
-  const d = decision(record, parsed, 'eligible', true);
-  d.tombstone = parsed.sharks.map((s) =>
-    s.datacenter
-      ? { node: s.manta_storage_id, datacenter: s.datacenter, owner, objectId: parsed.objectId }
-      : { node: s.manta_storage_id, owner, objectId: parsed.objectId },
+  const f: RecordFacts = { mtime: record.mtime, latestMtime, live, copies: parsed.sharks.length };
+  return decisionOf(
+    record,
+    verdictOf(f, o),
+    f,
+    parsed.contentLength,
+    () => parsed.sharks.map((s) => ({ node: s.manta_storage_id, datacenter: s.datacenter })),
+    parsed.creator ?? parsed.owner,
+    parsed.objectId,
   );
-  return d;
-}
-
-/** A decision without copies to move (the eligible one gets them after). */
-function decision(
-  record: DeleteRecord,
-  parsed: ParsedRecord,
-  verdict: Verdict,
-  cleanup: boolean,
-  detail?: string,
-): RecordDecision {
-  const d: RecordDecision = { record, verdict, tombstone: [], cleanup, copies: parsed.sharks.length };
-  if (detail !== undefined) d.detail = detail;
-  if (parsed.contentLength !== undefined) d.contentLength = parsed.contentLength;
-  return d;
 }
