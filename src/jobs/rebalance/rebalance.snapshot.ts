@@ -167,12 +167,13 @@ function candidateSql(files: string[], q: CandidateQuery): string {
   const oneDc = q.fixSingleDc
     ? 'len(sharks) >= 2 AND len(list_distinct(list_transform(sharks, s -> s.datacenter))) = 1'
     : 'false';
-  return `WITH m AS (
-      SELECT objectId, key, owner, creator, contentLength, contentMD5, etag, _etag, shard, sharks
+  // The files are read twice (the objectIds to take, then their rows) rather than through a
+  // CTE, which DuckDB materializes: every row of the group held at once (+38 MB at 100k objects).
+  const rows = `SELECT objectId, key, owner, creator, contentLength, contentMD5, etag, _etag, shard, sharks
         FROM read_parquet([${files.map(sqlString).join(', ')}], union_by_name = true)
-       WHERE type = 'object' AND objectId IS NOT NULL AND value_ok)
-    SELECT m.* FROM m
-     WHERE objectId IN (SELECT objectId FROM m WHERE ${evac} OR (${oneDc}))
+       WHERE type = 'object' AND objectId IS NOT NULL AND value_ok`;
+  return `SELECT * FROM (${rows})
+     WHERE objectId IN (SELECT objectId FROM (${rows}) WHERE ${evac} OR (${oneDc}))
      ORDER BY objectId, key`;
 }
 
