@@ -5,6 +5,8 @@ import { SeededRandom } from '../src/core/clock.js';
 import type { StorageRecordValue } from '../src/metadata/types.js';
 import { RebalancePlanner, type PlanOptions } from '../src/jobs/rebalance/rebalance.plan.js';
 import type { ObjectGroup } from '../src/jobs/rebalance/rebalance.types.js';
+import { streamObjectGroups } from '../src/jobs/rebalance/rebalance.snapshot.js';
+import { openDuck } from '../src/dumps/duckdb.js';
 
 const NOW = 1_700_000_000_000;
 const MiB = 1024 * 1024;
@@ -282,4 +284,49 @@ test('never a node that already holds a copy, even where the datacenter rule wou
   const d = p.decide(obj('y', [s('a1', 'dc1'), s('a2', 'dc1'), s('b1', 'dc2')]));
   assert.equal(d.move, undefined, JSON.stringify(d));
   assert.equal(d.reason, 'DestinationInsufficientSpace', JSON.stringify(d));
+});
+
+test('candidate rows are streamed chunk by chunk, and an objectId whose rows span two chunks is one group', async () => {
+  // 3 rows per objectId, 5000 rows: DuckDB's chunks hold 2048 rows, so objectIds straddle them.
+  const duck = await openDuck();
+  try {
+    const groups: ObjectGroup[] = [];
+    await streamObjectGroups(
+      duck.conn,
+      `SELECT printf('%08d', i // 3) AS objectId, printf('/o/stor/%d', i) AS key, 'o' AS owner,
+              NULL AS creator, 10 AS contentLength, 'md5==' AS contentMD5, 'e' AS etag, 'E' AS _etag,
+              printf('%d.moray', i % 3) AS shard,
+              [{'datacenter': 'dc1', 'manta_storage_id': 'a1'}] AS sharks
+         FROM range(5000) t(i) ORDER BY objectId, key`,
+      async (g) => {
+        groups.push(g);
+        await Promise.resolve();
+      },
+    );
+    assert.equal(groups.length, Math.ceil(5000 / 3));
+    assert.equal(new Set(groups.map((g) => g.objectId)).size, groups.length);
+    assert.deepEqual(
+      groups.slice(0, -1).filter((g) => g.keys.length !== 3),
+      [],
+      'every objectId but the last has its 3 rows in one group',
+    );
+    assert.equal(groups.at(-1)!.keys.length, 5000 % 3);
+    const straddling = groups[Math.floor(2048 / 3)]!; // rows 2046..2048: the first chunk ends at 2047
+    assert.deepEqual(
+      straddling.keys.map((k) => k.key),
+      ['/o/stor/2046', '/o/stor/2047', '/o/stor/2048'],
+    );
+    assert.deepEqual(groups[0]!.keys[0], {
+      key: '/o/stor/0',
+      shard: '0.moray',
+      morayEtag: 'E',
+      etag: 'e',
+      owner: 'o',
+      sharks: [{ datacenter: 'dc1', manta_storage_id: 'a1' }],
+    });
+    assert.equal(groups[0]!.copyOwner, 'o');
+    assert.equal(groups[0]!.contentLength, 10);
+  } finally {
+    duck.close();
+  }
 });

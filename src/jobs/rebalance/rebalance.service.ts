@@ -39,7 +39,7 @@ import {
 } from './rebalance.repository.js';
 import { readLive } from './rebalance.live.js';
 import {
-  candidateGroups,
+  eachCandidateGroup,
   checkSnapshotFresh,
   latestShardSnapshots,
   nodeLastWrite,
@@ -161,9 +161,9 @@ export async function planJob(deps: PlanDeps, req: PlanRequest): Promise<PlanRes
   };
   try {
     let batch: NewObjectRow[] = [];
-    for await (const g of candidateGroups(deps.store, snapshots, opts)) {
+    await eachCandidateGroup(deps.store, snapshots, opts, async (g) => {
       const d = planner.decide(g);
-      if (d.untouched) continue;
+      if (d.untouched) return;
       const key = d.reason ? `${d.state}:${d.reason}` : d.state;
       result.counts[key] = (result.counts[key] ?? 0) + 1;
       result.objects++;
@@ -173,7 +173,7 @@ export async function planJob(deps: PlanDeps, req: PlanRequest): Promise<PlanRes
         await insertObjects(db, jobId, batch);
         batch = [];
       }
-    }
+    });
     await insertObjects(db, jobId, batch);
     result.destinations = planner.summary();
     await updateJobSummary(db, jobId, { ...result });
