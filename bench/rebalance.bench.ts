@@ -28,6 +28,7 @@ const BASELINE_DEST = '4.stor.dc3.remora.local';
 const md5 = (b: Buffer) => crypto.createHash('md5').update(b).digest('base64');
 
 const ratios: string[] = [];
+const ROUNDS = Number(process.env.REMORA_BENCH_REBALANCE_ROUNDS ?? 4);
 
 interface Case {
   label: string;
@@ -74,15 +75,13 @@ async function runCase(d: Deployment, c: Case, concurrency: number, batchSize?: 
   const owner = crypto.randomUUID();
   const groups = await loadObjects(d, owner, c);
   const url = (id: string) => d.nodes.get(id)?.url;
-  const t0 = performance.now();
-  await eachLimit(groups, concurrency, async (g) => {
-    const got = await d.storage.get(url(SRC.manta_storage_id)!, owner, g.objectId);
-    await d.storage.put(url(BASELINE_DEST)!, owner, g.objectId, got.stream, {
-      contentLength: g.contentLength,
-    });
-  });
-  const base = (performance.now() - t0) / 1000;
-  const jobId = await planAll(d, groups, c.label);
+  // Rounds alternate the baseline and the rebalance over slices of the objects (baseline first in
+  // even rounds, second in odd ones), so a change of the shared machine's load falls on both.
+  const rounds = Math.max(1, Math.min(ROUNDS, Math.floor(c.count / 8)));
+  const perRound = Math.ceil(groups.length / rounds);
+  let base = 0;
+  let moved = 0;
+  const roundRatios: number[] = [];
   // Where the rebalance's time goes, per claim batch, from the runner's step seam: claim + read
   // (and the previous batch's late-link read + outcome update), copy, update, re-read + tombstone.
   const phases = { 'outcomes+claim+read': 0, copy: 0, update: 0, 'reread+tombstone': 0 };
@@ -92,30 +91,63 @@ async function runCase(d: Deployment, c: Case, concurrency: number, batchSize?: 
     updated: 'update',
     tombstoned: 'reread+tombstone',
   } as const;
-  const t1 = performance.now();
-  let last = t1;
-  const totals = await runJob(
-    { tier: d.tier, storage: d.storage, nodeUrl: url },
-    {
-      jobId,
-      concurrency,
-      ...(batchSize ? { batchSize } : {}),
-      onStep: (step) => {
-        const now = performance.now();
-        phases[phaseOf[step]] += now - last;
-        last = now;
-        return Promise.resolve();
+  const complete = { n: 0 };
+  const baseline = async (slice: ObjectGroup[]) => {
+    const t0 = performance.now();
+    await eachLimit(slice, concurrency, async (g) => {
+      // From OTHER: a round's rebalance may already have moved SRC's copy to tombstone.
+      const got = await d.storage.get(url(OTHER.manta_storage_id)!, owner, g.objectId);
+      await d.storage.put(url(BASELINE_DEST)!, owner, g.objectId, got.stream, {
+        contentLength: g.contentLength,
+      });
+    });
+    return (performance.now() - t0) / 1000;
+  };
+  const rebalance = async (slice: ObjectGroup[], round: number) => {
+    const jobId = await planAll(d, slice, `${c.label} round ${round}`);
+    const t1 = performance.now();
+    let last = t1;
+    const totals = await runJob(
+      { tier: d.tier, storage: d.storage, nodeUrl: url },
+      {
+        jobId,
+        concurrency,
+        ...(batchSize ? { batchSize } : {}),
+        onStep: (step) => {
+          const now = performance.now();
+          phases[phaseOf[step]] += now - last;
+          last = now;
+          return Promise.resolve();
+        },
       },
-    },
-  );
-  const moved = (performance.now() - t1) / 1000;
-  phases['outcomes+claim+read'] += performance.now() - last; // the last batch's outcomes, the empty claim
-  if (totals.outcomes.complete !== c.count)
-    throw new Error(`rebalance bench: ${JSON.stringify(totals.outcomes)}`);
+    );
+    phases['outcomes+claim+read'] += performance.now() - last; // the last batch's outcomes, the empty claim
+    complete.n += totals.outcomes.complete ?? 0;
+    return (performance.now() - t1) / 1000;
+  };
+  for (let r = 0; r < rounds; r++) {
+    const slice = groups.slice(r * perRound, (r + 1) * perRound);
+    if (slice.length === 0) break;
+    let b: number;
+    let m: number;
+    if (r % 2 === 0) {
+      b = await baseline(slice);
+      m = await rebalance(slice, r);
+    } else {
+      m = await rebalance(slice, r);
+      b = await baseline(slice);
+    }
+    base += b;
+    moved += m;
+    roundRatios.push(b / m);
+  }
+  if (complete.n !== c.count) throw new Error(`rebalance bench: ${complete.n} of ${c.count} complete`);
   const mb = (c.count * c.bytes) / 1024 / 1024;
   const line = (name: string, s: number) =>
     `${name.padEnd(9)} ${(c.count / s).toFixed(1).padStart(8)} objects/s ${(mb / s).toFixed(1).padStart(8)} MB/s`;
-  console.log(`rebalance ${c.label} × ${c.count} (concurrency ${concurrency}):`);
+  console.log(
+    `rebalance ${c.label} × ${c.count} (concurrency ${concurrency}, ${roundRatios.length} alternating rounds):`,
+  );
   console.log(`  ${line('baseline', base)}   (plain GET + PUT, no metadata)`);
   console.log(
     `  ${line('rebalance', moved)}   (copy + MD5 check + etag-guarded update + tombstone + progress)`,
@@ -123,6 +155,10 @@ async function runCase(d: Deployment, c: Case, concurrency: number, batchSize?: 
   const ratio = base / moved;
   console.log(`  ratio ${ratio.toFixed(2)} (target ≥ 0.9: ${ratio >= 0.9 ? 'met' : 'NOT met'})`);
   ratios.push(`${c.label} ${ratio.toFixed(2)}`);
+  const sorted = [...roundRatios].sort((a, b) => a - b);
+  console.log(
+    `  per round ${roundRatios.map((x) => x.toFixed(2)).join(' ')} (median ${sorted[Math.floor(sorted.length / 2)]!.toFixed(2)})`,
+  );
   const spent = Object.values(phases).reduce((a, b) => a + b, 0);
   console.log(
     `  rebalance time by step (claim batch ${batchSize ?? concurrency * 8}): ` +
