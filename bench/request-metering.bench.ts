@@ -28,6 +28,7 @@ interface PhaseResult {
   mode: string;
   lines: number;
   seconds: number;
+  cpuSeconds: number;
   maxRssMB: number;
 }
 
@@ -164,10 +165,12 @@ function run(): void {
       if (job.lines !== base.lines)
         throw new Error(`the job read ${job.lines} lines, the baseline ${base.lines}`);
       const ratio = job.seconds > 0 ? base.seconds / job.seconds : Infinity;
+      const cpuRatio = job.cpuSeconds > 0 ? base.cpuSeconds / job.cpuSeconds : Infinity;
       process.stdout.write(
         `  baseline (JSON.parse every line): ${f(base.lines / base.seconds)} lines/s, ${base.seconds.toFixed(2)} s, peak RSS ${base.maxRssMB.toFixed(0)} MB\n` +
           `  request metering:                 ${f(job.lines / job.seconds)} lines/s, ${job.seconds.toFixed(2)} s, peak RSS ${job.maxRssMB.toFixed(0)} MB\n` +
-          `  ratio ${ratio.toFixed(2)}x the baseline (target ≥ 2)\n`,
+          `  ratio ${ratio.toFixed(2)}x the baseline (target ≥ 2); by CPU (all threads, process start included): ` +
+          `${base.cpuSeconds.toFixed(2)} / ${job.cpuSeconds.toFixed(2)} s = ${cpuRatio.toFixed(2)}x\n`,
       );
       rss.push(job.maxRssMB);
       if (!KEEP) fs.rmSync(path.join(root, String(size)), { recursive: true, force: true });
