@@ -1,7 +1,9 @@
 /**
  * Rebalance mover throughput between loopback storage nodes, beside a baseline measured in the
- * same run: plain HTTP GET from the source + PUT to another node of the same bytes, same
- * concurrency, no metadata work. Figures: objects/s and MB/s, and their ratios.
+ * same run: plain HTTP GET of the object's other copy + PUT to another node of the same bytes,
+ * same concurrency, no metadata work. Figures: objects/s and MB/s, and their ratios. The two
+ * alternate over REMORA_BENCH_REBALANCE_ROUNDS slices of the objects (default 4; baseline first in
+ * even rounds), so neither gets the cold start nor a calmer moment of the shared machine alone.
  * Target (issue 16): ≥ 0.9 of the baseline for both sizes; both ratios are printed, with a profile
  * of the per-object storage requests measured in the same run (GET + PUT, and the tombstone that
  * the baseline does not pay: the single MOVE, and the batched request the runner uses).
@@ -142,6 +144,7 @@ async function runCase(d: Deployment, c: Case, concurrency: number, batchSize?: 
     roundRatios.push(b / m);
   }
   if (complete.n !== c.count) throw new Error(`rebalance bench: ${complete.n} of ${c.count} complete`);
+  if (c.count === 0) return;
   const mb = (c.count * c.bytes) / 1024 / 1024;
   const line = (name: string, s: number) =>
     `${name.padEnd(9)} ${(c.count / s).toFixed(1).padStart(8)} objects/s ${(mb / s).toFixed(1).padStart(8)} MB/s`;
