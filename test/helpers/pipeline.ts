@@ -20,7 +20,10 @@ export const FAST: Partial<PipelineSettings> = {
   tickIntervalMs: 50,
   workerPollIntervalMs: 100,
   heartbeatMs: 200,
-  staleAfterMs: 1000,
+  // Not 1 s: on a loaded 2-core CI machine an unpack attempt's heartbeat was late by more than
+  // that, the attempt was declared lost and retried while it still ran, and the late attempt
+  // rewrote the day's source manifest after the first was committed (downstream: StaleState).
+  staleAfterMs: 5000,
   concurrency: 2,
 };
 
