@@ -70,6 +70,13 @@ export const rebalanceMigrations: MigrationList = {
       name: 'job state: a dry run is a stored draft that `plan --commit` stores unchanged',
       up: ["ALTER TABLE rebalance_jobs ADD COLUMN IF NOT EXISTS state TEXT NOT NULL DEFAULT 'planned'"],
     },
+    {
+      version: 4,
+      name: 'claim index: claimable objects of a state in object order (a claim costs the same late in a big job)',
+      up: [
+        'CREATE INDEX IF NOT EXISTS rebalance_objects_claim_idx ON rebalance_objects (job_id, state, object_id)',
+      ],
+    },
   ],
 };
 
@@ -307,23 +314,40 @@ export interface ClaimQuery {
  * (one per destination, or several for one) share a job.
  */
 export async function claimObjects(db: Queryable, q: ClaimQuery): Promise<ObjectRow[]> {
+  // One ordered index range per claimable state (rebalance_objects_claim_idx), each at most
+  // `limit` rows: a claim costs the same at the start and at the end of a job of a million
+  // objects. (One scan with the three states OR-ed walked the primary key past every object
+  // already done: 950 ms per claim half-way through 500,000 objects.)
   const r = await db.query<RawObjectRow>(
-    `UPDATE rebalance_objects o
+    `WITH unprocessed AS (
+       SELECT job_id, object_id FROM rebalance_objects
+        WHERE job_id = $1 AND state = 'unprocessed' AND ($3::text IS NULL OR dest = $3)
+        ORDER BY object_id LIMIT $6 FOR UPDATE SKIP LOCKED),
+     expired AS (
+       SELECT job_id, object_id FROM rebalance_objects
+        WHERE job_id = $1 AND state = 'assigned' AND ($3::text IS NULL OR dest = $3)
+          AND claimed_at < now() - make_interval(secs => $4::float8 / 1000)
+        ORDER BY object_id LIMIT $6 FOR UPDATE SKIP LOCKED),
+     owed AS (
+       SELECT job_id, object_id FROM rebalance_objects
+        WHERE job_id = $1 AND state = 'post_processing' AND ($3::text IS NULL OR dest = $3)
+          AND claimed_at < $5
+        ORDER BY object_id LIMIT $6 FOR UPDATE SKIP LOCKED),
+     picked AS (
+       SELECT job_id, object_id FROM (
+         SELECT * FROM unprocessed UNION ALL SELECT * FROM expired UNION ALL SELECT * FROM owed) c
+        ORDER BY object_id LIMIT $6)
+     UPDATE rebalance_objects o
         SET state = 'assigned', claimed_by = $2, claimed_at = now(), updated_at = now(),
             attempts = o.attempts + 1
-      WHERE (o.job_id, o.object_id) IN (
-        SELECT job_id, object_id FROM rebalance_objects
-         WHERE job_id = $1 AND ($3::text IS NULL OR dest = $3)
-           AND (state = 'unprocessed'
-                OR (state = 'assigned' AND claimed_at < now() - make_interval(secs => $4::float8 / 1000))
-                OR (state = 'post_processing' AND claimed_at < $5))
-         ORDER BY object_id
-         LIMIT $6
-         FOR UPDATE SKIP LOCKED)
+       FROM picked
+      WHERE o.job_id = picked.job_id AND o.object_id = picked.object_id
       RETURNING o.*`,
     [q.jobId, q.runner, q.dest ?? null, q.leaseMs, q.runStartedAt, q.limit],
   );
-  return r.rows.map(toObjectRow);
+  return r.rows
+    .map(toObjectRow)
+    .sort((a, b) => (a.objectId < b.objectId ? -1 : a.objectId > b.objectId ? 1 : 0));
 }
 
 /** Objects another runner holds (unexpired claims): a run waits for them rather than ending early. */
