@@ -9,11 +9,12 @@
  * the baseline does not pay: the single MOVE, and the batched request the runner uses).
  *   REMORA_BENCH_REBALANCE_SMALL (default 2000 objects of 4 KiB), REMORA_BENCH_REBALANCE_LARGE
  *   (default 24 objects of 16 MiB), REMORA_BENCH_REBALANCE_CONCURRENCY (default 8),
- *   REMORA_BENCH_REBALANCE_BATCH (objects per claim; default the runner's, 8 × concurrency).
+ *   REMORA_BENCH_REBALANCE_BATCH (objects per claim; default the runner's, 8 × concurrency),
+ *   REMORA_BENCH_REBALANCE_STEP_CPU=1 (also the CPU per object of each step).
  * Also printed: the rebalance's time by step of its claim batches (from the runner's onStep seam).
  */
 import crypto from 'node:crypto';
-import { ensureBenchPostgres } from './support.js';
+import { cpuOfTree, ensureBenchPostgres } from './support.js';
 import { SeededRandom } from '../src/core/clock.js';
 import type { Deployment } from '../src/deployment/deployment.js';
 import { objectValue } from '../src/frontdoor/records.js';
@@ -30,6 +31,7 @@ const BASELINE_DEST = '4.stor.dc3.remora.local';
 const md5 = (b: Buffer) => crypto.createHash('md5').update(b).digest('base64');
 
 const ratios: string[] = [];
+const STEP_CPU = process.env.REMORA_BENCH_REBALANCE_STEP_CPU === '1';
 const ROUNDS = Number(process.env.REMORA_BENCH_REBALANCE_ROUNDS ?? 4);
 
 interface Case {
@@ -87,6 +89,7 @@ async function runCase(d: Deployment, c: Case, concurrency: number, batchSize?: 
   // Where the rebalance's time goes, per claim batch, from the runner's step seam: claim + read
   // (and the previous batch's late-link read + outcome update), copy, update, re-read + tombstone.
   const phases = { 'outcomes+claim+read': 0, copy: 0, update: 0, 'reread+tombstone': 0 };
+  const stepCpu: Record<string, { self: number; children: number }> = {};
   const phaseOf = {
     read: 'outcomes+claim+read',
     copied: 'copy',
@@ -94,7 +97,15 @@ async function runCase(d: Deployment, c: Case, concurrency: number, batchSize?: 
     tombstoned: 'reread+tombstone',
   } as const;
   const complete = { n: 0 };
+  // CPU (ms) spent by this process (runner, storage nodes, front door) and by PostgreSQL.
+  const cpu = { baseline: { self: 0, children: 0 }, rebalance: { self: 0, children: 0 } };
+  const addCpu = (which: keyof typeof cpu, c0: { self: number; children: number }) => {
+    const c1 = cpuOfTree();
+    cpu[which].self += c1.self - c0.self;
+    cpu[which].children += c1.children - c0.children;
+  };
   const baseline = async (slice: ObjectGroup[]) => {
+    const c0 = cpuOfTree();
     const t0 = performance.now();
     await eachLimit(slice, concurrency, async (g) => {
       // From OTHER: a round's rebalance may already have moved SRC's copy to tombstone.
@@ -103,10 +114,14 @@ async function runCase(d: Deployment, c: Case, concurrency: number, batchSize?: 
         contentLength: g.contentLength,
       });
     });
-    return (performance.now() - t0) / 1000;
+    const s = (performance.now() - t0) / 1000;
+    addCpu('baseline', c0);
+    return s;
   };
   const rebalance = async (slice: ObjectGroup[], round: number) => {
     const jobId = await planAll(d, slice, `${c.label} round ${round}`);
+    const c0 = cpuOfTree();
+    let lastCpu = c0;
     const t1 = performance.now();
     let last = t1;
     const totals = await runJob(
@@ -119,13 +134,23 @@ async function runCase(d: Deployment, c: Case, concurrency: number, batchSize?: 
           const now = performance.now();
           phases[phaseOf[step]] += now - last;
           last = now;
+          if (STEP_CPU) {
+            const c = cpuOfTree();
+            const k = phaseOf[step];
+            stepCpu[k] = stepCpu[k] ?? { self: 0, children: 0 };
+            stepCpu[k].self += c.self - lastCpu.self;
+            stepCpu[k].children += c.children - lastCpu.children;
+            lastCpu = c;
+          }
           return Promise.resolve();
         },
       },
     );
     phases['outcomes+claim+read'] += performance.now() - last; // the last batch's outcomes, the empty claim
     complete.n += totals.outcomes.complete ?? 0;
-    return (performance.now() - t1) / 1000;
+    const s = (performance.now() - t1) / 1000;
+    addCpu('rebalance', c0);
+    return s;
   };
   for (let r = 0; r < rounds; r++) {
     const slice = groups.slice(r * perRound, (r + 1) * perRound);
@@ -162,6 +187,13 @@ async function runCase(d: Deployment, c: Case, concurrency: number, batchSize?: 
   console.log(
     `  per round ${roundRatios.map((x) => x.toFixed(2)).join(' ')} (median ${sorted[Math.floor(sorted.length / 2)]!.toFixed(2)})`,
   );
+  const perObject = (x: { self: number; children: number }) =>
+    `${((1000 * x.self) / c.count).toFixed(0)} µs in this process + ${((1000 * x.children) / c.count).toFixed(0)} µs in PostgreSQL`;
+  console.log(
+    `  CPU per object: baseline ${perObject(cpu.baseline)}; rebalance ${perObject(cpu.rebalance)} ` +
+      `(this process runs the storage nodes too)`,
+  );
+  if (STEP_CPU) for (const [k, v] of Object.entries(stepCpu)) console.log(`    step ${k}: ${perObject(v)}`);
   const spent = Object.values(phases).reduce((a, b) => a + b, 0);
   console.log(
     `  rebalance time by step (claim batch ${batchSize ?? concurrency * 8}): ` +

@@ -58,3 +58,40 @@ export async function keptOrBuilt<B extends { note: string }>(
   fs.mkdirSync(dir, { recursive: true });
   return build(dir);
 }
+
+/**
+ * CPU time (ms, user + system) of this process and of its descendants that are still running
+ * (the embedded PostgreSQL's backends), from /proc; Linux only (elsewhere both read 0). For
+ * "where did the CPU go" beside a same-run baseline.
+ */
+export function cpuOfTree(): { self: number; children: number } {
+  const tick = 10; // USER_HZ is 100 on Linux
+  let stats: { pid: number; ppid: number; ms: number }[];
+  try {
+    stats = fs
+      .readdirSync('/proc')
+      .filter((d) => /^\d+$/.test(d))
+      .flatMap((d) => {
+        try {
+          const s = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
+          const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
+          return [{ pid: Number(d), ppid: Number(f[1]), ms: (Number(f[11]) + Number(f[12])) * tick }];
+        } catch {
+          return []; // the process ended between the listing and the read
+        }
+      });
+  } catch {
+    return { self: 0, children: 0 };
+  }
+  const kids = new Map<number, number[]>();
+  for (const s of stats) kids.set(s.ppid, [...(kids.get(s.ppid) ?? []), s.pid]);
+  const byPid = new Map(stats.map((s) => [s.pid, s.ms]));
+  let children = 0;
+  const todo = [...(kids.get(process.pid) ?? [])];
+  while (todo.length > 0) {
+    const pid = todo.pop()!;
+    children += byPid.get(pid) ?? 0;
+    todo.push(...(kids.get(pid) ?? []));
+  }
+  return { self: byPid.get(process.pid) ?? 0, children };
+}
