@@ -41,12 +41,13 @@ export async function servicesFor(
   config: RemoraConfig,
   tier: PipelineServices['tier'],
   logs: string[],
-  o: { storage?: PipelineServices['storage'] } = {},
+  o: { storage?: PipelineServices['storage']; store?: (root: string) => LocalObjectStore } = {},
 ): Promise<PipelineServices> {
+  const root = path.join(config.stateDir, 'objects');
   return {
     config,
     tier,
-    store: new LocalObjectStore(path.join(config.stateDir, 'objects')),
+    store: o.store ? o.store(root) : new LocalObjectStore(root),
     duck: new DuckPool(),
     nodes: await NodeDirectory.load(config.storage.nodes, tier),
     storage: o.storage,
@@ -57,11 +58,17 @@ export async function servicesFor(
 }
 
 export async function openTestPipeline(
-  o: { jobs?: JobDefinition[]; settings?: Partial<PipelineSettings>; config?: RemoraConfig } = {},
+  o: {
+    jobs?: JobDefinition[];
+    settings?: Partial<PipelineSettings>;
+    config?: RemoraConfig;
+    /** The object store of the services (a LocalObjectStore at `root`, e.g. one with a seam). */
+    store?: (root: string) => LocalObjectStore;
+  } = {},
 ): Promise<TestPipeline> {
   const { tier, config, cleanup } = await openTestTier(o.config ?? testConfig());
   const logs: string[] = [];
-  const services = await servicesFor(config, tier, logs);
+  const services = await servicesFor(config, tier, logs, o.store ? { store: o.store } : {});
   const rt = await openRuntime(services, o.jobs ?? TEST_JOBS, { ...FAST, ...o.settings });
   const coordinator = new Coordinator(rt);
   const workers: PipelineWorker[] = [];
