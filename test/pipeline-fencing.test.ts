@@ -10,19 +10,39 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import zlib from 'node:zlib';
 import type { Readable } from 'node:stream';
 import { LocalObjectStore, type ObjectMeta, type PutResult } from '../src/objectstore/object-store.js';
 import { backupPath, unpackedDayDir } from '../src/dumps/layout.js';
 import { readSourceManifest } from '../src/dumps/manifest.js';
+import {
+  commitStagedManifest,
+  discardStagedManifest,
+  stagedManifestPath,
+} from '../src/dumps/source-commit.js';
+import { unpackDump } from '../src/dumps/unpack.js';
+import { isRemoraError } from '../src/core/errors.js';
+import { emptyReport } from '../src/core/run-report.js';
 import { PartitionInputs, type UnpackRef } from '../src/dumps/partition-inputs.js';
 import { snapshotJobWith } from '../src/jobs/snapshot/snapshot.job.js';
 import { unpackJob } from '../src/jobs/unpack/unpack.job.js';
 import type { JobDefinition } from '../src/pipeline/job.js';
 import { scheduleDay } from '../src/pipeline/operations.js';
 import { latestRuns, SCHEMA } from '../src/pipeline/runs.repository.js';
-import { attemptsOfRun } from '../src/pipeline/tasks.repository.js';
+import {
+  attemptsOfRun,
+  completeAttempt,
+  fenceOf,
+  getTask,
+  reapLostAttempts,
+  recordFencedAttempt,
+  startAttempt,
+  tasksOfRun,
+} from '../src/pipeline/tasks.repository.js';
 import { openTestPipeline } from './helpers/pipeline.js';
 import { copyBlock, plainDump, type Row } from './helpers/dump-text.js';
 
@@ -162,5 +182,111 @@ test('an unpack attempt declared lost that finishes after its retry committed re
   } finally {
     store?.release();
     await tp.close();
+  }
+});
+
+test('the fence: an attempt declared lost cannot complete its task even when it finishes first', async () => {
+  const one: JobDefinition = {
+    name: 'one',
+    description: 'one task',
+    partition: 'day',
+    inputs: { external: [{ name: 'always', exists: () => Promise.resolve({ ready: true }) }] },
+    deadlineMs: 60_000,
+    split: () => Promise.resolve([{ key: 'only' }]),
+    runTask: (ctx) => Promise.resolve({ report: ctx.report.finish() }),
+    commit: () => Promise.resolve({ output: null }),
+  };
+  const tp = await openTestPipeline({ jobs: [one] });
+  try {
+    await scheduleDay(tp.rt, DAY, 'test');
+    await tp.coordinator.tick(); // running, its task queued; no worker claims it
+    const run = (await latestRuns(tp.rt.control, 'one', [DAY]))[0]!;
+    const [task] = await tasksOfRun(tp.rt.control, run.id);
+    const start = (worker: string) =>
+      startAttempt(tp.rt.control, { taskId: task!.id, engineAttempt: 1, worker, engineWorker: null });
+    const lost = await start('stalled');
+    await tp.rt.control.query(
+      `UPDATE ${SCHEMA}.attempts SET heartbeat_at = now() - interval '1 hour' WHERE id = $1`,
+      [lost],
+    );
+    assert.deepEqual(
+      (await reapLostAttempts(tp.rt.control, 1000)).map((l) => l.attemptId),
+      [lost],
+    );
+    const retry = await start('retry');
+    const done = (attemptId: number) =>
+      completeAttempt(tp.rt.control, {
+        taskId: task!.id,
+        attemptId,
+        output: { attemptId },
+        report: emptyReport(),
+      });
+    assert.equal(await done(lost), false, 'the lost attempt is fenced though the task is still queued');
+    assert.deepEqual(await fenceOf(tp.rt.control, lost), { attemptState: 'lost', winningAttempt: null });
+    assert.equal((await getTask(tp.rt.control, task!.id))!.state, 'queued');
+    assert.equal(await done(retry), true);
+    const late = await start('late duplicate');
+    assert.equal(await done(late), false, 'a task completes once');
+    await recordFencedAttempt(tp.rt.control, lost, 'AttemptFenced: lost one');
+    await recordFencedAttempt(tp.rt.control, late, 'AttemptFenced: duplicate');
+    const after = await getTask(tp.rt.control, task!.id);
+    assert.equal(after!.winningAttempt, retry);
+    assert.deepEqual(after!.output, { attemptId: retry });
+    const byId = new Map((await attemptsOfRun(tp.rt.control, run.id)).map((a) => [a.id, a]));
+    assert.equal(byId.get(lost)!.state, 'lost');
+    assert.match(byId.get(lost)!.error ?? '', /stopped heartbeating.*; then AttemptFenced: lost one/);
+    assert.equal(byId.get(retry)!.state, 'succeeded');
+    assert.equal(byId.get(late)!.state, 'failed');
+    assert.equal(byId.get(late)!.error, 'AttemptFenced: duplicate');
+  } finally {
+    await tp.close();
+  }
+});
+
+test('a staged manifest is committed by the run commit, idempotently; a fenced one is discarded, the committed one never', async () => {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'remora-fence-'));
+  try {
+    const store = new LocalObjectStore(root);
+    const dump = path.join(root, 'in.sql');
+    fs.writeFileSync(dump, plainDump([copyBlock('manta', [mrow(1), mrow(2), mrow(3)])]));
+    const opts = { shard: 's.moray', partitions: 2, commit: false } as const;
+    const a = await unpackDump(store, [dump], opts);
+    const b = await unpackDump(store, [dump], opts);
+    const refOf = (r: typeof a) => ({ day: r.manifest.day, source: 's.moray', runId: r.manifest.runId });
+    assert.equal(await readSourceManifest(store, a.manifest.day, 's.moray'), undefined, 'staged only');
+    const chunksOf = (r: typeof a) =>
+      Object.values(r.manifest.tables).flatMap((t) => t.chunks.map((c) => c.path));
+
+    await commitStagedManifest(store, refOf(a));
+    assert.equal((await readSourceManifest(store, a.manifest.day, 's.moray'))!.runId, a.manifest.runId);
+    assert.equal(await discardStagedManifest(store, refOf(a)), 0, 'the committed run is never discarded');
+    for (const p of chunksOf(a)) assert.ok(await store.head(p), p);
+
+    const c = await commitStagedManifest(store, refOf(b));
+    assert.equal(c.replaced, a.manifest.runId);
+    for (const p of chunksOf(a)) assert.equal(await store.head(p), undefined, `replaced chunk ${p} deleted`);
+    assert.equal(
+      await store.head(stagedManifestPath(a.manifest.day, 's.moray', a.manifest.runId)),
+      undefined,
+    );
+    const again = await commitStagedManifest(store, refOf(b));
+    assert.equal(again.replaced, undefined, 'a commit run again deletes nothing');
+    for (const p of chunksOf(b)) assert.ok(await store.head(p), p);
+
+    const fenced = await unpackDump(store, [dump], opts);
+    assert.ok((await discardStagedManifest(store, refOf(fenced))) > 1);
+    assert.deepEqual(
+      (await store.list(`${unpackedDayDir(a.manifest.day)}/s.moray/${fenced.manifest.runId}/`)).length,
+      0,
+    );
+    assert.equal((await readSourceManifest(store, a.manifest.day, 's.moray'))!.runId, b.manifest.runId);
+
+    await assert.rejects(commitStagedManifest(store, refOf(fenced)), (e) => isRemoraError(e, 'StaleState'));
+    await assert.rejects(
+      unpackDump(store, [dump], { ...opts, entryObjects: true }),
+      (e) => isRemoraError(e, 'UsageError') && /staged unpack/.test(e.message),
+    );
+  } finally {
+    fs.rmSync(root, { recursive: true, force: true });
   }
 });
