@@ -20,10 +20,10 @@ export const FAST: Partial<PipelineSettings> = {
   tickIntervalMs: 50,
   workerPollIntervalMs: 100,
   heartbeatMs: 200,
-  // Not 1 s: on a loaded 2-core CI machine an unpack attempt's heartbeat was late by more than
-  // that, the attempt was declared lost and retried while it still ran, and the late attempt
-  // rewrote the day's source manifest after the first was committed (downstream: StaleState).
-  staleAfterMs: 5000,
+  // A heartbeat late by more than this on a loaded machine costs a retry, nothing else: the late
+  // attempt is fenced (docs/pipeline.md "A lost attempt that keeps running"; 5 s was the
+  // workaround while a late unpack attempt could still replace the committed manifest).
+  staleAfterMs: 1000,
   concurrency: 2,
 };
 
