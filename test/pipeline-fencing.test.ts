@@ -282,6 +282,14 @@ test('a staged manifest is committed by the run commit, idempotently; a fenced o
     assert.equal((await readSourceManifest(store, a.manifest.day, 's.moray'))!.runId, b.manifest.runId);
 
     await assert.rejects(commitStagedManifest(store, refOf(fenced)), (e) => isRemoraError(e, 'StaleState'));
+    // A staged manifest that is not the run's it is staged for (copied by hand, say) is refused.
+    const wrong = { ...refOf(b), runId: 'not-this-run' };
+    await store.put(stagedManifestPath(wrong.day, wrong.source, wrong.runId), JSON.stringify(b.manifest));
+    await assert.rejects(
+      commitStagedManifest(store, wrong),
+      (e) => isRemoraError(e, 'MalformedInput') && /not the run it is staged for/.test(e.message),
+    );
+    assert.equal((await readSourceManifest(store, b.manifest.day, 's.moray'))!.runId, b.manifest.runId);
     await assert.rejects(
       unpackDump(store, [dump], { ...opts, entryObjects: true }),
       (e) => isRemoraError(e, 'UsageError') && /staged unpack/.test(e.message),

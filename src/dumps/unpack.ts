@@ -54,10 +54,10 @@ export interface UnpackOptions {
   thresholds?: ReportThresholds;
   duck?: DuckOptions;
   /**
-   * The pipeline attempt's signal: an attempt that timed out or whose worker is stopping must
-   * not commit (its retry may already have; a late commit would replace the manifest downstream
-   * jobs planned on and delete the chunks they read). Checked between inputs and right before
-   * the commit; an aborted unpack discards what it wrote, as a failed one does.
+   * The pipeline attempt's signal (timed out, worker stopping, declared lost): checked between
+   * inputs and right before the commit; an aborted unpack discards what it wrote, as a failed one
+   * does. That saves work only — it is no fence: the process can stall between the check and the
+   * write, which is why the pipeline stages (`commit: false`) and commits in the run's commit.
    */
   signal?: AbortSignal;
   /**
