@@ -53,6 +53,9 @@ export const ERROR_CATALOG = {
   WorkerShutdown: { status: 503, exit: 9, retryable: true },
   // the attempt was declared lost (its heartbeat lapsed) and its task released to another attempt
   AttemptLost: { status: 503, exit: 9, retryable: true },
+  // an attempt finished after it was declared lost (or after another attempt completed its task):
+  // its result is discarded, it commits nothing (docs/pipeline.md "A lost attempt that keeps running")
+  AttemptFenced: { status: 409, exit: 9, retryable: true },
   // `remora accounts …`: no account has that login
   AccountNotFound: { status: 404, exit: 4, retryable: false },
   // `remora compare`: Remora's report and the original's disagree (the differences are printed)

@@ -8,6 +8,10 @@
  * original filtered these themselves, §2.4): tombstones (`/manta/tombstone/…`), temp and work
  * directories (nginx_temp, rebalance_tmp, rebalancer, manta_gc), mantav2 `/manta/v2/…`,
  * non-UUID owners and objectIds, and lines that are not `path\tbytes\tmtime[\tKB]`.
+ *
+ * The ingest's source manifest is committed at once by default (`remora manifest`), or staged
+ * for the manifests job's commit step with `commit: false` (src/dumps/source-commit.ts: a lost
+ * pipeline attempt that keeps running must not replace the committed listing's manifest).
  */
 import { PassThrough } from 'node:stream';
 import { isUuid } from '../core/ids.js';
@@ -16,9 +20,10 @@ import { RemoraError } from '../core/errors.js';
 import { PartitionedChunkWriter } from './chunk-writer.js';
 import { deleteSupersededAttempt, openChunkRun } from './chunk-run.js';
 import type { DuckOptions } from './duckdb.js';
-import { makoPath } from './layout.js';
+import { makoPath, sourceManifestPath } from './layout.js';
 import { dayOf } from '../core/days.js';
 import { readSourceManifest, type SourceManifest, writeSourceManifest } from './manifest.js';
+import { stageSourceManifest } from './source-commit.js';
 import type { ObjectStore, PutResult } from '../objectstore/object-store.js';
 import { DEFAULT_PARTITIONS } from './partition.js';
 import { ReportBuilder } from '../core/run-report.js';
@@ -42,6 +47,11 @@ export interface MakoIngestOptions {
    */
   outputPrefix?: string;
   duck?: DuckOptions;
+  /**
+   * false (the pipeline): stage the manifest beside this run's chunks instead of committing it;
+   * the manifests job's commit step switches it (src/dumps/source-commit.ts). Default true.
+   */
+  commit?: boolean;
 }
 
 export interface MakoIngestResult {
@@ -122,7 +132,6 @@ export async function ingestMakoListing(
     const listed = put ? await put : undefined;
     const chunks = await writer.finish();
     report.count('rows.mako', writer.rows);
-    const previous = await readSourceManifest(store, day, source);
     const built = report.finish();
     const manifest: SourceManifest = {
       version: 1,
@@ -139,6 +148,11 @@ export async function ingestMakoListing(
       verdict: built.verdict,
       createdAt: new Date().toISOString(),
     };
+    if (opts.commit === false) {
+      await stageSourceManifest(store, manifest);
+      return { listingPath, manifestPath: sourceManifestPath(day, source), manifest };
+    }
+    const previous = await readSourceManifest(store, day, source);
     const manifestPath = await writeSourceManifest(store, manifest);
     await deleteSupersededAttempt(store, day, source, ctx.runId, previous);
     return { listingPath, manifestPath, manifest };

@@ -13,6 +13,8 @@
  * "Is this unpack still the committed one" has one rule, here: the source's manifest (unpack's
  * commit pointer) still names the run the reference names. A newer unpack deletes the chunks
  * of the one it replaced, so reading a stale reference would read missing or different data.
+ * In the pipeline only a run's commit replaces a manifest (src/dumps/source-commit.ts): a lost
+ * unpack attempt that keeps running never does, so StaleState here means a rerun, not a race.
  */
 import { z } from 'zod';
 import { RemoraError } from '../core/errors.js';

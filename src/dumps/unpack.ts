@@ -7,6 +7,13 @@
  * thresholds' share malformed, is `invalid`: nothing is committed — the previous manifest of that
  * shard and day and its chunks stay as they are, this attempt's chunks are deleted — and
  * unpackDump throws MalformedInput carrying the report (refusedUnpackReport).
+ *
+ * Commit: by default (the CLI) the manifest is written to the source's manifest path and the
+ * chunks of the unpack it replaced are deleted, at once. With `commit: false` (the pipeline) the
+ * manifest is only staged beside this run's chunks, and the unpack job's commit step switches it
+ * (src/dumps/source-commit.ts): a pipeline attempt may be declared lost and keep running, so it
+ * must not write the shared manifest nor delete another run's chunks (docs/pipeline.md "A lost
+ * attempt that keeps running"). The signal checks below only save work; they are no fence.
  */
 import { RemoraError, isRemoraError } from '../core/errors.js';
 import { readDump, type DumpSink } from './dump-reader.js';
@@ -22,7 +29,8 @@ import {
 } from './manifest.js';
 import type { ObjectStore } from '../objectstore/object-store.js';
 import { EntryObjectWriter } from './entry-objects.js';
-import { entryObjectPath, unpackedDayDir } from './layout.js';
+import { entryObjectPath, sourceManifestPath, unpackedDayDir } from './layout.js';
+import { stageSourceManifest } from './source-commit.js';
 import { dayOf } from '../core/days.js';
 import { autoPartitions } from './partition.js';
 import { ReportBuilder, exampleText, type ReportThresholds, type RunReport } from '../core/run-report.js';
@@ -46,15 +54,22 @@ export interface UnpackOptions {
   thresholds?: ReportThresholds;
   duck?: DuckOptions;
   /**
-   * The pipeline attempt's signal: an attempt that timed out or whose worker is stopping must
-   * not commit (its retry may already have; a late commit would replace the manifest downstream
-   * jobs planned on and delete the chunks they read). Checked between inputs and right before
-   * the commit; an aborted unpack discards what it wrote, as a failed one does.
+   * The pipeline attempt's signal (timed out, worker stopping, declared lost): checked between
+   * inputs and right before the commit; an aborted unpack discards what it wrote, as a failed one
+   * does. That saves work only — it is no fence: the process can stall between the check and the
+   * write, which is why the pipeline stages (`commit: false`) and commits in the run's commit.
    */
   signal?: AbortSignal;
+  /**
+   * false: stage the manifest beside this run's chunks (stagedManifestPath) instead of committing
+   * it; the caller commits it with commitStagedManifest (src/dumps/source-commit.ts). Default true.
+   * Not with `entryObjects` (they are put in place with the commit).
+   */
+  commit?: boolean;
 }
 
 export interface UnpackResult {
+  /** The source's manifest path (where a staged manifest goes when it is committed). */
   manifestPath: string;
   manifest: SourceManifest;
   entryObjects: string[];
@@ -91,6 +106,11 @@ export async function unpackDump(
   opts: UnpackOptions = {},
 ): Promise<UnpackResult> {
   if (inputPaths.length === 0) throw new RemoraError('UsageError', 'unpack: no input');
+  if (opts.commit === false && opts.entryObjects)
+    throw new RemoraError(
+      'UsageError',
+      'unpack: entry objects are put in place when the unpack commits; a staged unpack (commit: false) cannot write them',
+    );
   const report = new ReportBuilder(opts.thresholds ? { thresholds: opts.thresholds } : {});
   const inputs: ResolvedInput[] = [];
   for (const p of inputPaths) inputs.push(await resolveDumpInput(store, p, report));
@@ -167,6 +187,11 @@ export async function unpackDump(
       createdAt: new Date().toISOString(),
     };
     opts.signal?.throwIfAborted();
+    if (opts.commit === false) {
+      await stageSourceManifest(store, manifest);
+      committed = true; // staged: the chunks stay for the commit (or discardStagedManifest)
+      return { manifestPath: sourceManifestPath(day, source), manifest, entryObjects };
+    }
     const manifestPath = await writeSourceManifest(store, manifest);
     committed = true;
     await deleteSupersededAttempt(store, day, source, runId, previous);

@@ -6,8 +6,10 @@
  *            → an input invalid/failed/blocked: blocked (downstream refuses invalid inputs)
  *            → otherwise stays waiting; past its deadline, one alert
  *   running  → a task exhausted its attempts: failed
- *            → all tasks succeeded: merge their reports; invalid → not committed; else the
- *              job's commit step, then in one transaction the run succeeds and the pointer moves
+ *            → all tasks succeeded: merge their reports (and one `attempt_fenced` event per
+ *              attempt declared lost); invalid → not committed; else the job's commit step
+ *              (which switches a job's own pointer, e.g. unpack's source manifest), then in one
+ *              transaction the run succeeds and the pointer moves
  *   and: attempts whose worker stopped heartbeating are declared lost and their engine jobs
  *   unlocked, so another worker retries them at once instead of after graphile's 4 hours.
  *
@@ -20,7 +22,13 @@ import { checkLateInputs, LATE_INPUT_CHECK_MS } from './late-inputs.js';
 import { EngineUtils, enqueueTask } from './engine.js';
 import type { JobDefinition, UpstreamOutput } from './job.js';
 import { partitionOfRun, resolveInputs, runPrefix } from './inputs.js';
-import { mergeReports, type RunReport } from '../core/run-report.js';
+import {
+  DEFAULT_MAX_EXAMPLES,
+  emptyReport,
+  eventKey,
+  mergeReports,
+  type RunReport,
+} from '../core/run-report.js';
 import type { PipelineRuntime } from './runtime.js';
 import { jobEnabled } from './settings.js';
 import {
@@ -33,6 +41,7 @@ import {
 } from './runs.repository.js';
 import {
   insertTasks,
+  lostAttemptsOfRun,
   orphanedEngineLocks,
   reapLostAttempts,
   taskProgress,
@@ -196,7 +205,9 @@ export class Coordinator {
     const job = this.rt.graph.get(run.job);
     const tasks = await tasksOfRun(this.rt.control, run.id);
     const thresholds = job.thresholds ?? this.rt.settings.thresholds;
-    const merged = mergeReports(tasks.map((t) => t.report!).filter(Boolean), { thresholds });
+    const reports = tasks.map((t) => t.report!).filter(Boolean);
+    const fenced = await this.fencedAttempts(run.id);
+    const merged = mergeReports(fenced ? [...reports, fenced] : reports, { thresholds });
     if (merged.verdict === 'invalid') {
       await this.finishInvalid(run, merged);
       return;
@@ -235,6 +246,32 @@ export class Coordinator {
       return;
     }
     await this.commitRun(run, final, output);
+  }
+
+  /**
+   * The run's attempts declared lost, as `attempt_fenced` events (info: the output is whole, made
+   * by other attempts). Each is fenced off: whatever it still does completes nothing and commits
+   * nothing, and it ends with AttemptFenced if it finishes (docs/pipeline.md "A lost attempt that
+   * keeps running"). Undefined when there are none.
+   */
+  private async fencedAttempts(runId: number): Promise<RunReport | undefined> {
+    const lost = await lostAttemptsOfRun(this.rt.control, runId);
+    if (lost.length === 0) return undefined;
+    const report = emptyReport();
+    report.events[eventKey('info', 'attempt_fenced')] = {
+      kind: 'attempt_fenced',
+      severity: 'info',
+      count: lost.length,
+      examples: lost
+        .slice(0, DEFAULT_MAX_EXAMPLES)
+        .map(
+          (a) =>
+            `attempt ${a.id} of task ${a.taskKey} (worker ${a.worker}) was declared lost (no heartbeat for ` +
+            `more than ${this.rt.settings.staleAfterMs} ms); its task went to another attempt, and anything ` +
+            `it still does is fenced off (AttemptFenced): it commits nothing`,
+        ),
+    };
+    return report;
   }
 
   private async commitRun(run: RunRow, report: RunReport, output: unknown): Promise<void> {

@@ -10,7 +10,10 @@
  *   attempt    one try of a task by one worker; it writes under its own output prefix, so a
  *              retry never mixes with an earlier try
  *   commit     the run's last step: merge the winning attempts' outputs and switch one pointer
- *              (pipeline_outputs) to this run
+ *              (pipeline_outputs) to this run. A job whose output has a pointer of its own at a
+ *              shared path (unpack's source manifest) switches it here, never in a task: a task's
+ *              attempt may be declared lost and still run (docs/pipeline.md "A lost attempt that
+ *              keeps running"); the commit runs once, after the task's winner is settled
  *
  * Life of a run (states in pipeline_runs.state):
  *   waiting ──inputs exist, none invalid──> running ──all tasks done──> succeeded (ok|degraded)
@@ -234,5 +237,12 @@ export interface JobDefinition<P = unknown, T = unknown, O = unknown> {
   }): Promise<string | undefined>;
   split(ctx: PlanContext): Promise<TaskSpec<P>[]>;
   runTask(ctx: TaskContext<P>): Promise<TaskResult<T>>;
+  /**
+   * An attempt's result that will never be committed: the attempt was fenced (declared lost, or
+   * its task completed by another attempt) or cut short (timeout, shutdown) and finished anyway.
+   * Remove what it wrote outside its output prefix (e.g. unpack's staged chunks). Best effort,
+   * called by the worker; never for the winning attempt's result.
+   */
+  discard?(ctx: TaskContext<P>, output: T | undefined): Promise<void>;
   commit(ctx: CommitContext<P, T>): Promise<CommitResult<O>>;
 }

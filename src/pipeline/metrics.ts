@@ -18,7 +18,7 @@ export class PipelineMetrics {
   });
   readonly tasks = new client.Counter({
     name: 'remora_pipeline_tasks_total',
-    help: 'Task attempts finished, by job and outcome (succeeded, failed, lost)',
+    help: 'Task attempts finished, by job and outcome (succeeded, failed, lost, fenced)',
     labelNames: ['job', 'outcome'] as const,
     registers: [this.registry],
   });

@@ -2,8 +2,11 @@
  * Tasks and attempts of runs (schema `remora_pipeline`). One function per statement.
  *
  * Task states:    queued → succeeded | failed (attempts exhausted)
- * Attempt states: running → succeeded | failed (threw or timed out) | lost (its worker stopped
- *                 heartbeating; the engine job is unlocked and claimed again elsewhere)
+ * Attempt states: running → succeeded | failed (threw or timed out; or fenced: its task was
+ *                 completed by another attempt) | lost (its worker stopped heartbeating; the engine
+ *                 job is unlocked and claimed again elsewhere). A lost attempt never becomes
+ *                 succeeded: completeAttempt is the fence (docs/pipeline.md "A lost attempt that
+ *                 keeps running").
  */
 import type { Queryable } from '../metadata/moray.repository.js';
 import type { RunReport } from '../core/run-report.js';
@@ -135,7 +138,10 @@ export async function finishAttempt(
   );
 }
 
-/** First successful attempt wins; a later duplicate (after a lost-then-alive worker) is ignored. */
+/**
+ * First successful attempt wins; a later duplicate (after a lost-then-alive worker) is ignored.
+ * The bare transition, kept for tools and tests; a worker completes through completeAttempt.
+ */
 export async function completeTask(
   db: Queryable,
   t: { taskId: number; attemptId: number; output: unknown; report: RunReport },
@@ -146,6 +152,80 @@ export async function completeTask(
     [t.taskId, t.attemptId, JSON.stringify(t.output ?? null), JSON.stringify(t.report)],
   );
   return (r.rowCount ?? 0) > 0;
+}
+
+/**
+ * The fence (docs/pipeline.md "A lost attempt that keeps running"): an attempt completes its task
+ * only while it is still `running` — not declared lost — and the task still `queued`, in one
+ * statement. The task row is locked first, so two attempts completing at once are ordered, and
+ * the attempt row's `state = 'running'` is re-checked under its lock, so a reap that declares the
+ * attempt lost and this completion are ordered too: whichever commits first, the other finds
+ * nothing to change. False: fenced (the attempt's result must be discarded).
+ */
+export async function completeAttempt(
+  db: Queryable,
+  t: { taskId: number; attemptId: number; output: unknown; report: RunReport },
+): Promise<boolean> {
+  const r = await db.query(
+    `WITH t AS (SELECT id FROM ${SCHEMA}.tasks WHERE id = $1 AND state = 'queued' FOR UPDATE),
+     a AS (UPDATE ${SCHEMA}.attempts SET state = 'succeeded', finished_at = now()
+           WHERE id = $2 AND state = 'running' AND EXISTS (SELECT 1 FROM t) RETURNING id)
+     UPDATE ${SCHEMA}.tasks SET state = 'succeeded', winning_attempt = $2, output = $3, report = $4
+     WHERE id IN (SELECT id FROM t) AND EXISTS (SELECT 1 FROM a)`,
+    [t.taskId, t.attemptId, JSON.stringify(t.output ?? null), JSON.stringify(t.report)],
+  );
+  return (r.rowCount ?? 0) > 0;
+}
+
+/** Why an attempt's completion was fenced: the attempt's state now, and the task's winner, if any. */
+export async function fenceOf(
+  db: Queryable,
+  attemptId: number,
+): Promise<{ attemptState: string; winningAttempt: number | null }> {
+  const r = await db.query<{ state: string; winning_attempt: string | null }>(
+    `SELECT a.state, t.winning_attempt FROM ${SCHEMA}.attempts a JOIN ${SCHEMA}.tasks t ON t.id = a.task_id
+     WHERE a.id = $1`,
+    [attemptId],
+  );
+  const x = r.rows[0];
+  return {
+    attemptState: x?.state ?? 'unknown',
+    winningAttempt: x?.winning_attempt == null ? null : Number(x.winning_attempt),
+  };
+}
+
+/**
+ * Record a fenced attempt's end: a lost one stays `lost`, its error extended with why its result
+ * was discarded; a running one (its task completed by another attempt) becomes `failed`.
+ */
+export async function recordFencedAttempt(db: Queryable, attemptId: number, error: string): Promise<void> {
+  await db.query(
+    `UPDATE ${SCHEMA}.attempts SET
+       state = CASE WHEN state = 'running' THEN 'failed' ELSE state END,
+       error = CASE WHEN state = 'lost' AND error IS NOT NULL THEN error || '; then ' || $2 ELSE $2 END,
+       finished_at = coalesce(finished_at, now())
+     WHERE id = $1 AND state IN ('running', 'lost')`,
+    [attemptId, error],
+  );
+}
+
+/** The attempts of a run declared lost (each fenced off: whatever it still does commits nothing). */
+export async function lostAttemptsOfRun(
+  db: Queryable,
+  runId: number,
+): Promise<{ id: number; taskKey: string; worker: string; startedAt: Date }[]> {
+  const r = await db.query<{ id: string; task_key: string; worker: string; started_at: Date }>(
+    `SELECT a.id, t.task_key, a.worker, a.started_at FROM ${SCHEMA}.attempts a
+       JOIN ${SCHEMA}.tasks t ON t.id = a.task_id
+      WHERE t.run_id = $1 AND a.state = 'lost' ORDER BY a.id`,
+    [runId],
+  );
+  return r.rows.map((x) => ({
+    id: Number(x.id),
+    taskKey: x.task_key,
+    worker: x.worker,
+    startedAt: x.started_at,
+  }));
 }
 
 export async function failTask(db: Queryable, taskId: number, error: string): Promise<void> {

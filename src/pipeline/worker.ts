@@ -7,9 +7,21 @@
  *   2. insert an attempt row (worker, engine worker id, engine attempt number), which names
  *      the attempt's own output prefix;
  *   3. run the job's task function with a timeout; heartbeat the attempt meanwhile;
- *   4. success: the first attempt to complete the task wins (later duplicates are ignored);
+ *   4. success: the attempt completes its task only if it is still running — not declared
+ *      lost — and the task still queued, in one statement (completeAttempt, the fence); else it
+ *      is fenced: its result is discarded (the job's `discard` removes what it wrote) and it
+ *      ends with AttemptFenced, recorded on the attempt;
  *      failure: rethrow so the engine retries with backoff, and on the last allowed attempt
  *      mark the task failed (which fails the run).
+ *
+ * A lost attempt that keeps running (docs/pipeline.md): an attempt is declared lost when its
+ * heartbeat is late by more than staleAfterMs, by whichever process reaps first, and its task is
+ * released to another attempt at once; its own process may only learn it at its next heartbeat,
+ * or never (stalled). So nothing may depend on it stopping. What keeps it harmless: it cannot
+ * complete its task (the fence above), and no job switches a shared pointer in a task — a task
+ * writes under names of its own, and the run's commit (the coordinator, once, after every task
+ * has its one winner) switches the pointer (unpack's source manifest, src/dumps/source-commit.ts).
+ * Aborting its signal when the process finds out only saves work.
  */
 import os from 'node:os';
 import crypto from 'node:crypto';
@@ -17,18 +29,20 @@ import type { JobHelpers } from 'graphile-worker';
 import { isRemoraError, isRetryable, RemoraError, toRemoraError } from '../core/errors.js';
 import { type EngineRunner, EngineUtils, startEngineWorker, type TaskPayload } from './engine.js';
 import { attemptPrefix, partitionOfRun } from './inputs.js';
-import type { TaskResult, UpstreamOutput } from './job.js';
+import type { JobDefinition, TaskContext, TaskResult, UpstreamOutput } from './job.js';
 import { ReportBuilder } from '../core/run-report.js';
 import type { PipelineRuntime } from './runtime.js';
 import { getRun } from './runs.repository.js';
 import {
-  completeTask,
+  completeAttempt,
   failTask,
+  fenceOf,
   finishAttempt,
   getTask,
   heartbeatAttempts,
   orphanedEngineLocks,
   reapLostAttempts,
+  recordFencedAttempt,
   setAttemptPrefix,
   startAttempt,
 } from './tasks.repository.js';
@@ -104,8 +118,8 @@ export class PipelineWorker {
     const gone = await heartbeatAttempts(this.rt.control, [...this.active.keys()]);
     const lost = await reapLostAttempts(this.rt.control, this.rt.settings.staleAfterMs);
     // Our own attempts declared lost (this process stalled past staleAfterMs): their tasks are
-    // another attempt's now, so these stop — a task's side effects (unpack's commit) must not land
-    // after its retry's.
+    // another attempt's now, so these stop. That saves work only: a lost attempt that goes on
+    // anyway is fenced (see the header).
     for (const id of [...gone, ...lost.map((l) => l.attemptId)])
       this.active
         .get(id)
@@ -137,6 +151,39 @@ export class PipelineWorker {
     this.engine = undefined;
   }
 
+  /** Let the job remove what an attempt whose result is never committed wrote (best effort). */
+  private async discard(job: JobDefinition, ctx: TaskContext, output: unknown): Promise<void> {
+    if (!job.discard) return;
+    try {
+      await job.discard(ctx, output);
+    } catch (err) {
+      this.rt.services.log(
+        `${job.name}: could not remove what attempt ${ctx.attemptId} wrote: ${toRemoraError(err).message}`,
+      );
+    }
+  }
+
+  /** The AttemptFenced an attempt whose completion was refused ends with: why, and who has its task. */
+  private async fenced(attemptId: number): Promise<RemoraError> {
+    const f = await fenceOf(this.rt.control, attemptId);
+    const why =
+      f.attemptState === 'lost'
+        ? `attempt ${attemptId} finished after it was declared lost (no heartbeat for more than ` +
+          `${this.rt.settings.staleAfterMs} ms: its process stalled or was cut off)`
+        : `attempt ${attemptId} finished after another attempt completed its task`;
+    const owner =
+      f.winningAttempt !== null
+        ? `attempt ${f.winningAttempt} completed the task`
+        : 'its task went to another attempt';
+    return new RemoraError(
+      'AttemptFenced',
+      `${why}; ${owner}. Its result is discarded: it committed nothing`,
+      {
+        details: { attemptId, winningAttempt: f.winningAttempt },
+      },
+    );
+  }
+
   private async handle(payload: TaskPayload, helpers: JobHelpers): Promise<void> {
     const db = this.rt.control;
     const task = await getTask(db, payload.taskId);
@@ -161,45 +208,78 @@ export class PipelineWorker {
       () => abort.abort(new RemoraError('TaskTimeout', `attempt timed out after ${timeoutMs} ms`)),
       timeoutMs,
     );
+    const ctx: TaskContext = {
+      services: this.rt.services,
+      partition: partitionOfRun(this.rt.graph, run),
+      runId: run.id,
+      upstream: (run.inputs as UpstreamOutput[] | null) ?? [],
+      task: { key: task.key, params: task.params },
+      attemptId,
+      outputPrefix: prefix,
+      signal: abort.signal,
+      report: new ReportBuilder(),
+    };
+    let running: Promise<TaskResult> | undefined;
+    let result: TaskResult | undefined;
     try {
       await setAttemptPrefix(db, attemptId, prefix);
-      const result = await Promise.race<TaskResult>([
-        job.runTask({
-          services: this.rt.services,
-          partition: partitionOfRun(this.rt.graph, run),
-          runId: run.id,
-          upstream: (run.inputs as UpstreamOutput[] | null) ?? [],
-          task: { key: task.key, params: task.params },
-          attemptId,
-          outputPrefix: prefix,
-          signal: abort.signal,
-          report: new ReportBuilder(),
-        }),
+      running = job.runTask(ctx);
+      result = await Promise.race<TaskResult>([
+        running,
         new Promise<never>((_, reject) => {
           abort.signal.addEventListener('abort', () => reject(abort.signal.reason as Error));
         }),
       ]);
-      await finishAttempt(db, attemptId, 'succeeded');
-      await completeTask(db, { taskId: task.id, attemptId, output: result.output, report: result.report });
+      // The fence: only an attempt still running (not declared lost) completes its task.
+      if (
+        !(await completeAttempt(db, {
+          taskId: task.id,
+          attemptId,
+          output: result.output,
+          report: result.report,
+        }))
+      ) {
+        await this.discard(job, ctx, result.output);
+        throw await this.fenced(attemptId);
+      }
       this.rt.metrics.tasks.inc({ job: run.job, outcome: 'succeeded' });
     } catch (err) {
-      const message = toRemoraError(err).message;
-      await finishAttempt(db, attemptId, 'failed', message);
-      this.rt.metrics.tasks.inc({ job: run.job, outcome: 'failed' });
+      const e = toRemoraError(err);
+      const message = e.message;
+      if (isRemoraError(err, 'AttemptFenced')) {
+        await recordFencedAttempt(db, attemptId, `${e.code}: ${message}`);
+        this.rt.metrics.tasks.inc({ job: run.job, outcome: 'fenced' });
+        this.rt.services.log(`${run.job} ${run.partitionKey} task ${task.key}: ${e.code}: ${message}`);
+      } else {
+        await finishAttempt(db, attemptId, 'failed', message);
+        this.rt.metrics.tasks.inc({ job: run.job, outcome: 'failed' });
+      }
+      // Cut short (lost, timed out, shutting down) while the task function goes on: whatever it
+      // still returns is never committed.
+      if (!result && abort.signal.aborted && running)
+        running.then(
+          (r) => this.discard(job, ctx, r.output),
+          () => {},
+        );
       // The catalog says which errors another attempt could fix; a RemoraError that is not
       // retryable (bad input, a stale unpack, a usage error) fails the task now instead of
       // being tried max_attempts times. Errors from elsewhere are not classified: retried.
+      // (AttemptFenced is retryable: the task belongs to another attempt, or, when this was the
+      // last one allowed, no other will come and the task fails here.)
       const final = isRemoraError(err) && !isRetryable(err);
       if (final || helpers.job.attempts >= helpers.job.max_attempts) {
         await failTask(
           db,
           task.id,
           final
-            ? `attempt ${helpers.job.attempts}: ${message} (${toRemoraError(err).code} is not retryable)`
+            ? `attempt ${helpers.job.attempts}: ${message} (${e.code} is not retryable)`
             : `attempt ${helpers.job.attempts}/${helpers.job.max_attempts}: ${message}`,
         );
       }
       if (final) return; // the engine's job is done: the task failed in our tables
+      // Thrown, not returned: the engine's failJob only touches a job this runner still holds,
+      // whereas completing one deletes it whoever holds it (a fenced attempt's job may be its
+      // retry's now).
       throw err;
     } finally {
       clearTimeout(timer);

@@ -14,12 +14,14 @@
  *           raises the deadline alert), the other nodes' runs go on. A configured node with
  *           no address at all (no url, no heartbeat record) is a warning and an output with
  *           `reached: false`, as in tombstone-purge: there is nothing to wait for.
- *   task    list → ingest → the source manifest (the ingest's own commit pointer)
- *   commit  the task's output
+ *   task    list → ingest, the source manifest staged beside the attempt's chunks
+ *   commit  the staged manifest becomes the node's source manifest (src/dumps/source-commit.ts:
+ *           a lost attempt that keeps running never writes it, docs/pipeline.md); the task's output
  */
 import { z } from 'zod';
 import { RemoraError } from '../../core/errors.js';
 import { ingestMakoListing } from '../../dumps/mako.js';
+import { commitStagedManifest, discardStagedManifest } from '../../dumps/source-commit.js';
 import { unpackRefSchema } from '../../dumps/partition-inputs.js';
 import { DEFAULT_PARTITIONS } from '../../dumps/partition.js';
 import { outputType, requireStorage, type ExternalInput, type JobDefinition } from '../../pipeline/job.js';
@@ -114,7 +116,8 @@ export function manifestsJob(
       const r = await ingestMakoListing(
         store,
         { storageId: node, ...listing },
-        { partitions: o.partitions, outputPrefix: o.outputPrefix },
+        // Staged: the run's commit switches the manifest (src/dumps/source-commit.ts).
+        { partitions: o.partitions, outputPrefix: o.outputPrefix, commit: false },
       );
       listed();
       const m = r.manifest;
@@ -141,11 +144,16 @@ export function manifestsJob(
         },
       };
     },
-    commit: (ctx) => {
+    // A fenced attempt's staged chunks and manifest: never committed, so removed.
+    discard: async (ctx, out) => {
+      if (out?.listing) await discardStagedManifest(ctx.services.store, out.listing);
+    },
+    commit: async (ctx) => {
       const out = ctx.tasks[0]?.output;
       if (!out)
         throw new RemoraError('Internal', `manifests ${ctx.partition.key}: the task returned no output`);
-      return Promise.resolve({ output: out });
+      if (out.listing) await commitStagedManifest(ctx.services.store, out.listing);
+      return { output: out };
     },
   };
 }

@@ -3,12 +3,17 @@
  * snapshot's dump → Parquet chunks partitioned by objectId, and the source manifest (unpack's
  * own commit pointer). Its output is an UnpackRef: jobs that read chunks open them with
  * PartitionInputs (src/dumps/partition-inputs.ts).
+ *
+ *   task    unpack, with the manifest staged beside the attempt's chunks
+ *   commit  the staged manifest becomes the source's manifest (src/dumps/source-commit.ts): a
+ *           lost attempt that keeps running never writes it (docs/pipeline.md)
  */
 import { RemoraError } from '../../core/errors.js';
 import type { ReportThresholds } from '../../core/run-report.js';
 import { unpackRefSchema, type UnpackRef } from '../../dumps/partition-inputs.js';
 import { UNPACKED_ROOT } from '../../dumps/layout.js';
 import { refusedUnpackReport, unpackDump, type UnpackResult } from '../../dumps/unpack.js';
+import { commitStagedManifest, discardStagedManifest } from '../../dumps/source-commit.js';
 import { outputType, upstreamOf, type JobDefinition } from '../../pipeline/job.js';
 import { snapshotOutput } from '../snapshot/snapshot.job.js';
 
@@ -57,6 +62,8 @@ export function unpackJob(o: UnpackJobOptions): JobDefinition<unknown, UnpackRef
           ...(o.rowsPerPartition !== undefined ? { rowsPerPartition: o.rowsPerPartition } : {}),
           ...(o.thresholds ? { thresholds: o.thresholds } : {}),
           signal: ctx.signal,
+          // Staged: the run's commit switches the manifest (src/dumps/source-commit.ts).
+          commit: false,
         });
       } catch (err) {
         // An invalid dump: unpack committed nothing (the shard's previous unpack of the day, if
@@ -83,10 +90,15 @@ export function unpackJob(o: UnpackJobOptions): JobDefinition<unknown, UnpackRef
       };
       return { report: ctx.report.finish(), output };
     },
-    commit: (ctx) => {
+    // A fenced attempt's staged chunks and manifest: never committed, so removed.
+    discard: async (ctx, out) => {
+      if (out) await discardStagedManifest(ctx.services.store, out);
+    },
+    commit: async (ctx) => {
       const out = ctx.tasks[0]?.output;
       if (!out) throw new RemoraError('Internal', `unpack ${ctx.partition.key}: the task returned no output`);
-      return Promise.resolve({ output: out });
+      await commitStagedManifest(ctx.services.store, out);
+      return { output: out };
     },
   };
 }
