@@ -7,13 +7,24 @@
  * Target (issue 16): ≥ 0.9 of the baseline for both sizes; both ratios are printed, with a profile
  * of the per-object storage requests measured in the same run (GET + PUT, and the tombstone that
  * the baseline does not pay: the single MOVE, and the batched request the runner uses).
+ *
+ * The four storage nodes run one process each (bench/storage-node.child.ts), as on a deployment
+ * where they are other machines; REMORA_BENCH_REBALANCE_NODES=inline runs them in this process
+ * (the layout of the figures before 2026-12-02). Printed with the rates: the CPU per object of
+ * this process (the runner, or the baseline's client), of PostgreSQL and of the nodes, for both,
+ * and their ratios (all processes; the nodes alone — what a storage node pays per object moved).
  *   REMORA_BENCH_REBALANCE_SMALL (default 2000 objects of 4 KiB), REMORA_BENCH_REBALANCE_LARGE
  *   (default 24 objects of 16 MiB), REMORA_BENCH_REBALANCE_CONCURRENCY (default 8),
  *   REMORA_BENCH_REBALANCE_BATCH (objects per claim; default the runner's, 8 × concurrency),
  *   REMORA_BENCH_REBALANCE_STEP_CPU=1 (also the CPU per object of each step).
  * Also printed: the rebalance's time by step of its claim batches (from the runner's onStep seam).
  */
+import { spawn, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import readline from 'node:readline';
 import { cpuOfTree, ensureBenchPostgres } from './support.js';
 import { SeededRandom } from '../src/core/clock.js';
 import type { Deployment } from '../src/deployment/deployment.js';
@@ -31,6 +42,7 @@ const BASELINE_DEST = '4.stor.dc3.remora.local';
 const md5 = (b: Buffer) => crypto.createHash('md5').update(b).digest('base64');
 
 const ratios: string[] = [];
+const INLINE_NODES = process.env.REMORA_BENCH_REBALANCE_NODES === 'inline';
 const STEP_CPU = process.env.REMORA_BENCH_REBALANCE_STEP_CPU === '1';
 const ROUNDS = Number(process.env.REMORA_BENCH_REBALANCE_ROUNDS ?? 4);
 
@@ -67,7 +79,20 @@ export default async function bench(): Promise<void> {
   });
   try {
     await migrateRebalance(d.tier.control);
-    for (const c of cases) await runCase(d, c, concurrency, batchSize);
+    const nodes = INLINE_NODES ? undefined : await startNodeProcesses(d);
+    try {
+      const url = (id: string) => nodes?.urls.get(id) ?? d.nodes.get(id)?.url;
+      const cpuNow = () => {
+        const c = cpuOfTree({ nodes: nodes?.pids ?? [] });
+        return { self: c.self, pg: c.children, nodes: c.named.nodes ?? 0 };
+      };
+      console.log(
+        `storage nodes: ${nodes ? 'one process each (as on a deployment: other machines)' : 'in this process'}`,
+      );
+      for (const c of cases) await runCase(d, url, cpuNow, c, concurrency, batchSize);
+    } finally {
+      nodes?.stop();
+    }
     console.log(`rebalance ratios (rebalance / same-run GET+PUT baseline): ${ratios.join(', ')}`);
   } finally {
     await cleanup();
@@ -75,10 +100,28 @@ export default async function bench(): Promise<void> {
   }
 }
 
-async function runCase(d: Deployment, c: Case, concurrency: number, batchSize?: number): Promise<void> {
+interface Cpu {
+  self: number;
+  pg: number;
+  nodes: number;
+}
+const zero = (): Cpu => ({ self: 0, pg: 0, nodes: 0 });
+const addInto = (into: Cpu, c0: Cpu, c1: Cpu) => {
+  into.self += c1.self - c0.self;
+  into.pg += c1.pg - c0.pg;
+  into.nodes += c1.nodes - c0.nodes;
+};
+
+async function runCase(
+  d: Deployment,
+  url: (id: string) => string | undefined,
+  cpuNow: () => Cpu,
+  c: Case,
+  concurrency: number,
+  batchSize?: number,
+): Promise<void> {
   const owner = crypto.randomUUID();
-  const groups = await loadObjects(d, owner, c);
-  const url = (id: string) => d.nodes.get(id)?.url;
+  const groups = await loadObjects(d, url, owner, c);
   // Rounds alternate the baseline and the rebalance over slices of the objects (baseline first in
   // even rounds, second in odd ones), so a change of the shared machine's load falls on both.
   const rounds = Math.max(1, Math.min(ROUNDS, Math.floor(c.count / 8)));
@@ -89,7 +132,7 @@ async function runCase(d: Deployment, c: Case, concurrency: number, batchSize?: 
   // Where the rebalance's time goes, per claim batch, from the runner's step seam: claim + read
   // (and the previous batch's late-link read + outcome update), copy, update, re-read + tombstone.
   const phases = { 'outcomes+claim+read': 0, copy: 0, update: 0, 'reread+tombstone': 0 };
-  const stepCpu: Record<string, { self: number; children: number }> = {};
+  const stepCpu: Record<string, Cpu> = {};
   const phaseOf = {
     read: 'outcomes+claim+read',
     copied: 'copy',
@@ -97,15 +140,11 @@ async function runCase(d: Deployment, c: Case, concurrency: number, batchSize?: 
     tombstoned: 'reread+tombstone',
   } as const;
   const complete = { n: 0 };
-  // CPU (ms) spent by this process (runner, storage nodes, front door) and by PostgreSQL.
-  const cpu = { baseline: { self: 0, children: 0 }, rebalance: { self: 0, children: 0 } };
-  const addCpu = (which: keyof typeof cpu, c0: { self: number; children: number }) => {
-    const c1 = cpuOfTree();
-    cpu[which].self += c1.self - c0.self;
-    cpu[which].children += c1.children - c0.children;
-  };
+  // CPU (ms) spent by this process (the runner or the baseline's client), PostgreSQL, the nodes.
+  const cpu = { baseline: zero(), rebalance: zero() };
+  const addCpu = (which: keyof typeof cpu, c0: Cpu) => addInto(cpu[which], c0, cpuNow());
   const baseline = async (slice: ObjectGroup[]) => {
-    const c0 = cpuOfTree();
+    const c0 = cpuNow();
     const t0 = performance.now();
     await eachLimit(slice, concurrency, async (g) => {
       // From OTHER: a round's rebalance may already have moved SRC's copy to tombstone.
@@ -120,7 +159,7 @@ async function runCase(d: Deployment, c: Case, concurrency: number, batchSize?: 
   };
   const rebalance = async (slice: ObjectGroup[], round: number) => {
     const jobId = await planAll(d, slice, `${c.label} round ${round}`);
-    const c0 = cpuOfTree();
+    const c0 = cpuNow();
     let lastCpu = c0;
     const t1 = performance.now();
     let last = t1;
@@ -135,12 +174,9 @@ async function runCase(d: Deployment, c: Case, concurrency: number, batchSize?: 
           phases[phaseOf[step]] += now - last;
           last = now;
           if (STEP_CPU) {
-            const c = cpuOfTree();
-            const k = phaseOf[step];
-            stepCpu[k] = stepCpu[k] ?? { self: 0, children: 0 };
-            stepCpu[k].self += c.self - lastCpu.self;
-            stepCpu[k].children += c.children - lastCpu.children;
-            lastCpu = c;
+            const now = cpuNow();
+            addInto((stepCpu[phaseOf[step]] ??= zero()), lastCpu, now);
+            lastCpu = now;
           }
           return Promise.resolve();
         },
@@ -187,12 +223,17 @@ async function runCase(d: Deployment, c: Case, concurrency: number, batchSize?: 
   console.log(
     `  per round ${roundRatios.map((x) => x.toFixed(2)).join(' ')} (median ${sorted[Math.floor(sorted.length / 2)]!.toFixed(2)})`,
   );
-  const perObject = (x: { self: number; children: number }) =>
-    `${((1000 * x.self) / c.count).toFixed(0)} µs in this process + ${((1000 * x.children) / c.count).toFixed(0)} µs in PostgreSQL`;
-  console.log(
-    `  CPU per object: baseline ${perObject(cpu.baseline)}; rebalance ${perObject(cpu.rebalance)} ` +
-      `(this process runs the storage nodes too)`,
-  );
+  const us = (ms: number) => `${((1000 * ms) / c.count).toFixed(0)} µs`;
+  const perObject = (x: Cpu) =>
+    `${us(x.self + x.pg + x.nodes)} = this process ${us(x.self)} + PostgreSQL ${us(x.pg)} + nodes ${us(x.nodes)}`;
+  console.log(`  CPU per object, baseline:  ${perObject(cpu.baseline)}`);
+  console.log(`  CPU per object, rebalance: ${perObject(cpu.rebalance)}`);
+  const total = (x: Cpu) => x.self + x.pg + x.nodes;
+  if (total(cpu.rebalance) > 0)
+    console.log(
+      `  CPU ratio ${(total(cpu.baseline) / total(cpu.rebalance)).toFixed(2)} (all processes); nodes only ` +
+        `${cpu.rebalance.nodes > 0 ? (cpu.baseline.nodes / cpu.rebalance.nodes).toFixed(2) : 'n/a'}`,
+    );
   if (STEP_CPU) for (const [k, v] of Object.entries(stepCpu)) console.log(`    step ${k}: ${perObject(v)}`);
   const spent = Object.values(phases).reduce((a, b) => a + b, 0);
   console.log(
@@ -239,7 +280,12 @@ async function runCase(d: Deployment, c: Case, concurrency: number, batchSize?: 
 }
 
 /** Records on the index shards and copies on SRC and OTHER, as the front door would leave them. */
-async function loadObjects(d: Deployment, owner: string, c: Case): Promise<ObjectGroup[]> {
+async function loadObjects(
+  d: Deployment,
+  url: (id: string) => string | undefined,
+  owner: string,
+  c: Case,
+): Promise<ObjectGroup[]> {
   const body = crypto.randomBytes(c.bytes);
   const sum = md5(body);
   const groups: ObjectGroup[] = [];
@@ -262,8 +308,7 @@ async function loadObjects(d: Deployment, owner: string, c: Case): Promise<Objec
   }
   for (let i = 0; i < ops.length; i += 500) await d.tier.batch(ops.slice(i, i + 500));
   await eachLimit(groups, 8, async (g) => {
-    for (const s of [SRC, OTHER])
-      await d.storage.put(d.nodes.get(s.manta_storage_id)!.url, owner, g.objectId, body);
+    for (const s of [SRC, OTHER]) await d.storage.put(url(s.manta_storage_id)!, owner, g.objectId, body);
   });
   const live = await d.tier.findByObjectIds(groups.map((g) => g.objectId));
   for (const g of groups)
@@ -313,6 +358,48 @@ async function planAll(d: Deployment, groups: ObjectGroup[], label: string): Pro
   for (let i = 0; i < rows.length; i += 1000)
     await insertObjects(d.tier.control, jobId, rows.slice(i, i + 1000));
   return jobId;
+}
+
+/**
+ * The four nodes again, each in its own process on its own root, at the ids the deployment knows
+ * (records, capacity, the planner's choice): the nodes' CPU is then off the measured process.
+ */
+async function startNodeProcesses(
+  d: Deployment,
+): Promise<{ urls: Map<string, string>; pids: number[]; stop(): void }> {
+  const children: ChildProcess[] = [];
+  const roots: string[] = [];
+  const urls = new Map<string, string>();
+  const stop = () => {
+    for (const ch of children) ch.kill('SIGTERM');
+    for (const r of roots) fs.rmSync(r, { recursive: true, force: true });
+  };
+  try {
+    for (const [id, n] of d.nodes) {
+      const root = fs.mkdtempSync(path.join(os.tmpdir(), 'remora-bench-node-'));
+      roots.push(root);
+      const child = spawn(
+        process.execPath,
+        ['--import', 'tsx', path.join(import.meta.dirname, 'storage-node.child.ts'), root, id, n.datacenter],
+        {
+          stdio: ['ignore', 'pipe', 'inherit'],
+          env: { ...process.env, REMORA_BENCH_INTERNAL_TOKEN: d.internalToken },
+        },
+      );
+      children.push(child);
+      const line = await new Promise<string>((resolve, reject) => {
+        readline.createInterface({ input: child.stdout }).once('line', resolve);
+        child.once('exit', (code) =>
+          reject(new Error(`storage node ${id} exited (${code}) before listening`)),
+        );
+      });
+      urls.set(id, (JSON.parse(line) as { url: string }).url);
+    }
+  } catch (err) {
+    stop();
+    throw err;
+  }
+  return { urls, pids: children.map((c) => c.pid!), stop };
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) await bench();

@@ -61,11 +61,17 @@ export async function keptOrBuilt<B extends { note: string }>(
 
 /**
  * CPU time (ms, user + system) of this process and of its descendants that are still running
- * (the embedded PostgreSQL's backends), from /proc; Linux only (elsewhere both read 0). For
- * "where did the CPU go" beside a same-run baseline.
+ * (the embedded PostgreSQL's backends, child storage nodes), from /proc; Linux only (elsewhere
+ * all read 0). `named` pids (and their descendants) are counted apart, under their label, and
+ * not in `children`. For "where did the CPU go" beside a same-run baseline.
  */
-export function cpuOfTree(): { self: number; children: number } {
+export function cpuOfTree(named: Record<string, readonly number[]> = {}): {
+  self: number;
+  children: number;
+  named: Record<string, number>;
+} {
   const tick = 10; // USER_HZ is 100 on Linux
+  const out = { self: 0, children: 0, named: Object.fromEntries(Object.keys(named).map((k) => [k, 0])) };
   let stats: { pid: number; ppid: number; ms: number }[];
   try {
     stats = fs
@@ -81,17 +87,22 @@ export function cpuOfTree(): { self: number; children: number } {
         }
       });
   } catch {
-    return { self: 0, children: 0 };
+    return out;
   }
   const kids = new Map<number, number[]>();
   for (const s of stats) kids.set(s.ppid, [...(kids.get(s.ppid) ?? []), s.pid]);
   const byPid = new Map(stats.map((s) => [s.pid, s.ms]));
-  let children = 0;
-  const todo = [...(kids.get(process.pid) ?? [])];
+  const labelOf = new Map<number, string>();
+  for (const [label, pids] of Object.entries(named)) for (const pid of pids) labelOf.set(pid, label);
+  const todo: { pid: number; label?: string }[] = (kids.get(process.pid) ?? []).map((pid) => ({ pid }));
   while (todo.length > 0) {
-    const pid = todo.pop()!;
-    children += byPid.get(pid) ?? 0;
-    todo.push(...(kids.get(pid) ?? []));
+    const t = todo.pop()!;
+    const label = labelOf.get(t.pid) ?? t.label;
+    const ms = byPid.get(t.pid) ?? 0;
+    if (label !== undefined) out.named[label] = (out.named[label] ?? 0) + ms;
+    else out.children += ms;
+    for (const pid of kids.get(t.pid) ?? []) todo.push(label === undefined ? { pid } : { pid, label });
   }
-  return { self: byPid.get(process.pid) ?? 0, children };
+  out.self = byPid.get(process.pid) ?? 0;
+  return out;
 }
