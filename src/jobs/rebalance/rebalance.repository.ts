@@ -72,9 +72,12 @@ export const rebalanceMigrations: MigrationList = {
     },
     {
       version: 4,
-      name: 'claim index: claimable objects of a state in object order (a claim costs the same late in a big job)',
+      name:
+        'claim index: claimable objects of a state in object order (a claim costs the same late in a big job); ' +
+        'it replaces the (job_id, state, dest) index, so a state change still updates two indexes',
       up: [
         'CREATE INDEX IF NOT EXISTS rebalance_objects_claim_idx ON rebalance_objects (job_id, state, object_id)',
+        'DROP INDEX IF EXISTS rebalance_objects_state_idx',
       ],
     },
   ],
