@@ -18,6 +18,7 @@ import { z } from 'zod';
 import { DAY_MS, dayOf } from '../../core/days.js';
 import { RemoraError } from '../../core/errors.js';
 import type { ReportBuilder } from '../../core/run-report.js';
+import { hasGcCleanColumn } from '../../dumps/manifest.js';
 import { PartitionInputs, type PartitionGroup, type UnpackRef } from '../../dumps/partition-inputs.js';
 import {
   outputType,
@@ -131,7 +132,11 @@ function countDecisions(report: ReportBuilder, tally: DecisionTally): void {
   }
 }
 
-/** One line of the plan (JSON.stringify: V8's is faster than writing the line out by hand, measured). */
+/**
+ * One line of the plan (JSON.stringify: V8's is faster than writing the line out by hand, measured)
+ * for a record decided from raw text; the clean records' lines are written by DuckDB in the same
+ * form (gc.scan.ts), before these.
+ */
 export function planLine(d: RecordDecision): string {
   return JSON.stringify({
     verdict: d.verdict,
@@ -175,12 +180,21 @@ async function runGroup(ctx: TaskContext<GcTaskParams>, o: GcJobOptions, throttl
   const inputs = await PartitionInputs.open(store, sources);
   const scanned = report.phase('scan');
   const queued = report.phase('queued');
+  // The instant the task decides at: DuckDB compares every clean record with it.
+  const now = clock.now();
+  const opts = { now, graceMs: o.graceMs, earliestSnapshotMs };
   const rows = await inputs.withGroup(
     group,
     ['manta', 'manta_delete_log'],
-    ({ files }) =>
+    ({ files, chunkSchema }) =>
       duck.run(
-        (conn) => queryGroup(conn, { manta: files.manta!, deleteLog: files.manta_delete_log! }),
+        (conn) =>
+          queryGroup(
+            conn,
+            { manta: files.manta!, deleteLog: files.manta_delete_log! },
+            // Chunks before CHUNK_SCHEMA 3 have no `gc_clean`: the scan computes it from `_value`.
+            { ...opts, gcCleanColumn: hasGcCleanColumn({ chunkSchema }) },
+          ),
         queued,
       ),
     report,
@@ -191,15 +205,15 @@ async function runGroup(ctx: TaskContext<GcTaskParams>, o: GcJobOptions, throttl
   for (const m of rows.malformedLive) report.event('malformed-live-record', 'warning', m);
 
   const decided = report.phase('decide');
-  const now = clock.now();
-  const tally = decideGroup(rows, { now, graceMs: o.graceMs, earliestSnapshotMs });
+  const tally = decideGroup(rows, opts);
   countDecisions(report, tally);
   const decisions = tally.actions;
   decided();
 
   // The plan first, under this attempt's own prefix: what was decided is on record before any move.
   const plan = `${ctx.outputPrefix}plan.ndjson`;
-  const chunks = planChunks(decisions);
+  const chunks = planChunks(tally.rawActions);
+  if (rows.plan !== '') chunks.unshift(Buffer.from(rows.plan));
   await store.put(plan, chunks.length === 0 ? '' : Readable.from(chunks));
 
   const backlog = tally.backlog;
