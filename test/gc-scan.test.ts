@@ -166,7 +166,10 @@ async function scanAndCompare(
         )
           .getRows()[0]!
           .map(Number);
-  const [cleanWritten = 0, notCleanWritten = 0] = await cleanRows([...files.A!.deleteLog, ...files.B!.deleteLog]);
+  const [cleanWritten = 0, notCleanWritten = 0] = await cleanRows([
+    ...files.A!.deleteLog,
+    ...files.B!.deleteLog,
+  ]);
   // New chunks on both shards; old ones on both (gc_clean computed by the scan); one of each (the
   // job then reads the lowest schema's way: manifest.ts hasGcCleanColumn of the group).
   const layouts: [string, { manta: string[]; deleteLog: string[] }, boolean][] = [
@@ -342,6 +345,13 @@ test('adversarial records: the scan decides as the rows written do', async () =>
     ['quote in node id', (oid) => plain(oid, { sharks: sharks('1.stor"x') })],
     ['escaped slash in node id', (oid) => raw(oid, `{${base},"sharks":[{"manta_storage_id":"1.stor\\/x"}]}`)],
     ['non-ASCII node id', (oid) => plain(oid, { sharks: sharks('1.stör') })],
+    // Unpack types `sharks` from a legacy `url` (table-specs.ts SHARKS_SQL); GC must not.
+    [
+      'legacy url shark',
+      (oid) => plain(oid, { sharks: [{ url: 'http://1.stor.dc1:80/x', datacenter: 'dc1' }] }),
+    ],
+    // A large row (chunk-writer.ts LARGE_ROW_BYTES): unpack picks its fields in Node, gc_clean false.
+    ['large row', (oid) => plain(oid, { junk: 'x'.repeat((1 << 20) + 10) })],
     ['owner not a uuid', (oid) => plain(oid, { owner: 'poseidon', creator: null })],
     ['upper-case owner', (oid) => plain(oid, { owner: OWNER.toUpperCase(), creator: null })],
     ['owner a number', (oid) => plain(oid, { owner: 5, creator: null })],
