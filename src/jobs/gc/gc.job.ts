@@ -133,9 +133,8 @@ function countDecisions(report: ReportBuilder, tally: DecisionTally): void {
 }
 
 /**
- * One line of the plan (JSON.stringify: V8's is faster than writing the line out by hand, measured)
- * for a record decided from raw text; the clean records' lines are written by DuckDB in the same
- * form (gc.scan.ts), before these.
+ * One line of the plan (JSON.stringify: V8's is faster than writing the line out by hand, and than
+ * DuckDB's string concatenation, measured).
  */
 export function planLine(d: RecordDecision): string {
   return JSON.stringify({
@@ -212,8 +211,7 @@ async function runGroup(ctx: TaskContext<GcTaskParams>, o: GcJobOptions, throttl
 
   // The plan first, under this attempt's own prefix: what was decided is on record before any move.
   const plan = `${ctx.outputPrefix}plan.ndjson`;
-  const chunks = planChunks(tally.rawActions);
-  if (rows.plan !== '') chunks.unshift(Buffer.from(rows.plan));
+  const chunks = planChunks(decisions);
   await store.put(plan, chunks.length === 0 ? '' : Readable.from(chunks));
 
   const backlog = tally.backlog;

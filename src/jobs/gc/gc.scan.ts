@@ -57,24 +57,22 @@ export interface ScanOptions extends GcOptions {
 
 const num = (x: number) => `CAST('${x}' AS DOUBLE)`;
 const json = (x: string) => `coalesce(to_json(${x})::VARCHAR, 'null')`;
-/** A string of a clean record as a JSON string: it holds nothing JSON escapes (deleteRecordCleanSql). */
-const q = (x: string) => `'"' || ${x} || '"'`;
 
 /**
  * The group's query; one row: `rows` (records sent to Node, in (objectId, _mtime, _key, shard)
- * order, records split by RS, fields by FS), `plan` (the plan lines of the clean records that act,
- * in the same order), `n` (delete records), `counted` (JSON: per verdict the clean records not
+ * order, records split by RS, fields by FS), `n` (delete records), `counted` (JSON: per verdict the clean records not
  * sent: count, copies, bytes, oldest `_mtime`).
  *
- * A clean record is sent as `C verdict mtime latest copies contentLength live shard key etag
- * objectId dir sharks` (latest: the objectId's latest `_mtime`; live: `[key, shard]` as JSON, or
- * empty for none; contentLength empty for none; dir: creator, else owner; sharks: id SS datacenter
- * SS id …). Any other objectId sends each record raw, every field JSON-encoded: `R oid _key _etag
+ * A clean record is sent as `class mtime latest copies contentLength live shard key etag
+ * objectId dir sharks` (class: gc.plan.ts FactClass as a number, VERDICT_BY_CLASS's index;
+ * latest: the objectId's latest `_mtime`, only for `superseded` (its detail); live: `[key,
+ * shard]` as JSON, only for `live-reference`; contentLength empty for none; key empty when it is
+ * `/<objectId>/<mtime>`; dir: creator, else owner; sharks: id SS datacenter SS id …). Any other objectId sends each record raw, every field JSON-encoded: `R oid _key _etag
  * _mtime shard liveKey liveShard _value`. Splitting one delimited string costs a fraction of
  * reading DuckDB's values one by one; the separators are control characters, which JSON always
  * escapes and a clean record does not hold.
  */
-function scanSql(manta: readonly string[], deleteLog: readonly string[], o: ScanOptions): string {
+export function scanSql(manta: readonly string[], deleteLog: readonly string[], o: ScanOptions): string {
   // A delete record whose _value is not JSON has no objectId column: its key names it.
   const clean = o.gcCleanColumn
     ? 'coalesce(gc_clean, false)'
@@ -112,38 +110,33 @@ function scanSql(manta: readonly string[], deleteLog: readonly string[], o: Scan
     .map(sqlString)
     .join(', ');
   const order = 'ORDER BY oid, _mtime, _key, shard';
-  const tombstone = `'[' || array_to_string(list_transform(sharks, s -> '{"node":' || ${q('s.manta_storage_id')}
-      || CASE WHEN coalesce(s.datacenter, '') <> '' THEN ',"datacenter":' || ${q('s.datacenter')} ELSE '' END
-      || ',"owner":' || ${q('dir')} || ',"objectId":' || ${q('objectId')} || '}'), ',') || ']'`;
-  return `WITH d AS (${deletes}),
+  return `WITH d AS MATERIALIZED (${deletes}),
     o AS (SELECT oid, bool_and(clean) AS clean, max(_mtime) AS latest FROM d GROUP BY oid),
     l AS (${live}),
-    r AS (SELECT d.*, o.clean AS oclean, o.latest, l.key AS lkey, l.shard AS lshard
+    r AS MATERIALIZED (SELECT d.*, o.clean AS oclean, o.latest, l.key AS lkey, l.shard AS lshard
           FROM d JOIN o USING (oid) LEFT JOIN l USING (oid)),
-    k AS (SELECT *, ${verdicts}[1 + ${cls}] AS v,
+    k AS MATERIALIZED (SELECT *, ${verdicts}[1 + cls] AS v FROM (SELECT *, ${cls} AS cls,
             CASE WHEN creator IS NOT NULL AND creator <> '' THEN creator ELSE owner END AS dir
-          FROM r WHERE oclean),
-    x AS (SELECT *, v IN (${acting}) AS acts,
-            ${o.all ? 'true' : `acts OR row_number() OVER (PARTITION BY v ${order}) <= ${DEFAULT_MAX_EXAMPLES}`} AS sent
-          FROM k),
+          FROM r WHERE oclean)),
+    x AS MATERIALIZED (SELECT *, true AS sent FROM k WHERE v IN (${acting})
+      UNION ALL
+      SELECT *, ${o.all ? 'true' : `row_number() OVER (PARTITION BY v ${order}) <= ${DEFAULT_MAX_EXAMPLES}`} AS sent
+        FROM k WHERE v NOT IN (${acting})),
     lines AS (
-      SELECT oid, _mtime, _key, shard, concat_ws(${chr(FS)}, 'C', v, _mtime::VARCHAR, latest::VARCHAR,
+      SELECT oid, _mtime, _key, shard, concat_ws(${chr(FS)}, cls::VARCHAR, _mtime::VARCHAR,
+          CASE WHEN v = 'superseded' THEN latest::VARCHAR ELSE '' END,
           len(sharks)::VARCHAR, coalesce(contentLength::VARCHAR, ''),
-          CASE WHEN lkey IS NULL THEN '' ELSE to_json([lkey, lshard])::VARCHAR END,
-          shard, _key, _etag, objectId, dir,
+          CASE WHEN v = 'live-reference' THEN to_json([lkey, lshard])::VARCHAR ELSE '' END,
+          shard, CASE WHEN _key = '/' || objectId || '/' || _mtime::VARCHAR THEN '' ELSE _key END, _etag, objectId, dir,
           array_to_string(list_transform(sharks, s -> s.manta_storage_id || ${chr(SS)}
             || coalesce(s.datacenter, '')), ${chr(SS)})) AS line
         FROM x WHERE sent
       UNION ALL
-      SELECT r.oid, r._mtime, r._key, r.shard, concat_ws(${chr(FS)}, 'R', ${json('r.oid')}, ${json('r._key')},
-          ${json('r._etag')}, coalesce(r._mtime::VARCHAR, ''), ${json('r.shard')}, ${json('lkey')}, ${json('lshard')},
-          ${json('r._value')}) AS line
-        FROM r WHERE NOT r.oclean)
+      SELECT oid, _mtime, _key, shard, concat_ws(${chr(FS)}, 'R', ${json('oid')}, ${json('_key')},
+          ${json('_etag')}, coalesce(_mtime::VARCHAR, ''), ${json('shard')}, ${json('lkey')}, ${json('lshard')},
+          ${json('_value')}) AS line
+        FROM r WHERE NOT oclean)
     SELECT (SELECT coalesce(string_agg(line, ${chr(RS)} ${order}), '') FROM lines) AS rows,
-      (SELECT coalesce(string_agg('{"verdict":' || ${q('v')} || ',"shard":' || ${q('shard')} || ',"key":' || ${q('_key')}
-          || ',"etag":' || ${q('_etag')} || ',"tombstone":'
-          || CASE WHEN v = 'eligible' THEN ${tombstone} ELSE '[]' END || '}' || chr(10), '' ${order}), '')
-        FROM x WHERE acts) AS plan,
       (SELECT count(*) FROM d) AS n,
       (SELECT coalesce(to_json(list({'verdict': v, 'n': n, 'copies': copies, 'bytes': bytes, 'oldest': oldest}))::VARCHAR, '[]')
         FROM (SELECT v, count(*) AS n, sum(len(sharks))::DOUBLE AS copies,
@@ -169,8 +162,6 @@ export interface CountedRecords {
 export interface GroupRows {
   /** The records sent to Node, as one string (scanSql). */
   text: string;
-  /** The plan lines of the clean records that act (each ending in a newline). */
-  plan: string;
   /** Clean records not sent: counted only. */
   counted: CountedRecords[];
   deleteRecords: number;
@@ -187,11 +178,10 @@ export async function queryGroup(
   files: { manta: readonly string[]; deleteLog: readonly string[] },
   o: ScanOptions,
 ): Promise<GroupRows> {
-  if (files.deleteLog.length === 0)
-    return { text: '', plan: '', counted: [], deleteRecords: 0, malformedLive: [] };
-  const [text, plan, n, counted] = (
+  if (files.deleteLog.length === 0) return { text: '', counted: [], deleteRecords: 0, malformedLive: [] };
+  const [text, n, counted] = (
     await conn.runAndReadAll(scanSql(files.manta, files.deleteLog, o))
-  ).getRows()[0] as [string, string, bigint, string];
+  ).getRows()[0] as [string, bigint, string];
   const malformedLive =
     files.manta.length === 0
       ? []
@@ -200,7 +190,6 @@ export async function queryGroup(
           .map(([k, s]) => ({ key: String(k), shard: String(s) }));
   return {
     text,
-    plan,
     counted: JSON.parse(counted) as CountedRecords[],
     deleteRecords: Number(n),
     malformedLive,
@@ -216,8 +205,6 @@ export async function queryGroup(
 export class DecisionTally {
   /** Decisions that remove the delete record (and move copies, for `eligible`), in scan order. */
   readonly actions: RecordDecision[] = [];
-  /** Those of `actions` decided from raw text: their plan lines are Node's (the others', DuckDB's). */
-  readonly rawActions: RecordDecision[] = [];
   readonly verdicts = new Map<Verdict, { n: number; examples: RecordDecision[] }>();
   readonly backlog: GcBacklog = emptyBacklog();
   decided = 0;
@@ -235,14 +222,11 @@ export class DecisionTally {
     return !v || v.examples.length < DEFAULT_MAX_EXAMPLES;
   }
 
-  add(d: RecordDecision, raw = false): void {
+  add(d: RecordDecision): void {
     const v = this.verdict(d.verdict);
     if (v.examples.length < DEFAULT_MAX_EXAMPLES) v.examples.push(d);
     addToBacklog(this.backlog, d.verdict, d.record.mtime, d.copies, d.contentLength);
-    if (d.cleanup) {
-      this.actions.push(d);
-      if (raw) this.rawActions.push(d);
-    }
+    if (d.cleanup) this.actions.push(d);
     this.all?.push(d);
   }
 
@@ -315,7 +299,7 @@ function sharksOf(text: string): { node: string; datacenter?: string }[] {
 export function decideGroup(rows: GroupRows, o: GcOptions, tally = new DecisionTally()): DecisionTally {
   let raw: (GcInput & { live: LiveRef[]; deletes: DeleteRecord[] }) | undefined;
   const flush = () => {
-    if (raw) for (const d of decideObject(raw, o)) tally.add(d, true);
+    if (raw) for (const d of decideObject(raw, o)) tally.add(d);
     raw = undefined;
   };
   for (const line of rows.text === '' ? [] : rows.text.split(RS)) {
@@ -331,22 +315,24 @@ export function decideGroup(rows: GroupRows, o: GcOptions, tally = new DecisionT
       continue;
     }
     flush();
-    const verdict = f[1] as Exclude<Verdict, 'malformed'>;
-    const mtime = Number(f[2]);
-    const copies = Number(f[4]);
-    const contentLength = f[5] === '' ? undefined : Number(f[5]);
+    const verdict = VERDICT_BY_CLASS[Number(f[0])]!;
+    const mtime = Number(f[1]);
+    const copies = Number(f[3]);
+    const contentLength = f[4] === '' ? undefined : Number(f[4]);
     if (!tally.wants(verdict)) {
       tally.count(verdict, mtime, copies, contentLength);
       continue;
     }
     let live: LiveRef | undefined;
-    if (f[6] !== '') {
-      const [key, shard] = JSON.parse(f[6]!) as [string, string];
+    if (f[5] !== '') {
+      const [key, shard] = JSON.parse(f[5]!) as [string, string];
       live = { key, shard };
     }
-    const facts: RecordFacts = { mtime, latestMtime: Number(f[3]), live, copies };
-    const record = { shard: f[7]!, key: f[8]!, etag: f[9]!, mtime };
-    tally.add(decisionOf(record, verdict, facts, contentLength, () => sharksOf(f[12]!), f[11]!, f[10]!));
+    // latestMtime is only read (detailOf) when a later record made this one superseded.
+    const facts: RecordFacts = { mtime, latestMtime: f[2] === '' ? mtime : Number(f[2]), live, copies };
+    const objectId = f[9]!;
+    const record = { shard: f[6]!, key: f[7] === '' ? `/${objectId}/${f[1]}` : f[7]!, etag: f[8]!, mtime };
+    tally.add(decisionOf(record, verdict, facts, contentLength, () => sharksOf(f[11]!), f[10]!, objectId));
   }
   flush();
   for (const c of rows.counted) tally.countMany(c);
