@@ -133,17 +133,39 @@ function countDecisions(report: ReportBuilder, tally: DecisionTally): void {
 }
 
 /**
- * One line of the plan (JSON.stringify: V8's is faster than writing the line out by hand, and than
- * DuckDB's string concatenation, measured).
+ * Characters after which a string's JSON is not `"` + itself + `"`: JSON.stringify escapes `"`,
+ * `\`, control characters and lone surrogates (a valid pair is also matched here: the slow way
+ * is then taken, which is only slower).
+ */
+const NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/;
+
+/**
+ * One line of the plan: `JSON.stringify({verdict, shard, key, etag, tombstone})`, written out by
+ * hand when no string needs escaping (every record the scan decided from columns, whose strings
+ * are checked plain: table-specs.ts deleteRecordCleanSql), which is ~5x faster (measured); else
+ * by JSON.stringify itself. The same text either way (test/gc-plan.test.ts).
  */
 export function planLine(d: RecordDecision): string {
-  return JSON.stringify({
-    verdict: d.verdict,
-    shard: d.record.shard,
-    key: d.record.key,
-    etag: d.record.etag,
-    tombstone: d.tombstone,
-  });
+  const r = d.record;
+  let plain = !NEEDS_ESCAPE.test(r.shard) && !NEEDS_ESCAPE.test(r.key) && !NEEDS_ESCAPE.test(r.etag);
+  for (const c of d.tombstone)
+    plain &&=
+      !NEEDS_ESCAPE.test(c.node) &&
+      !(c.datacenter !== undefined && NEEDS_ESCAPE.test(c.datacenter)) &&
+      !NEEDS_ESCAPE.test(c.owner) &&
+      !NEEDS_ESCAPE.test(c.objectId);
+  if (!plain)
+    return JSON.stringify({
+      verdict: d.verdict,
+      shard: r.shard,
+      key: r.key,
+      etag: r.etag,
+      tombstone: d.tombstone,
+    });
+  let t = '';
+  for (const c of d.tombstone)
+    t += `${t === '' ? '' : ','}{"node":"${c.node}",${c.datacenter !== undefined ? `"datacenter":"${c.datacenter}",` : ''}"owner":"${c.owner}","objectId":"${c.objectId}"}`;
+  return `{"verdict":"${d.verdict}","shard":"${r.shard}","key":"${r.key}","etag":"${r.etag}","tombstone":[${t}]}`;
 }
 
 /**
