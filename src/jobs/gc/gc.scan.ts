@@ -111,15 +111,18 @@ function scanSql(manta: readonly string[], deleteLog: readonly string[], o: Scan
     .map(sqlString)
     .join(', ');
   const order = 'ORDER BY oid, _mtime, _key, shard';
-  return `WITH d AS MATERIALIZED (${deletes}),
+  // Materialized where read more than once and costly to recompute; `_value` (read only for
+  // objectIds that are not clean) is dropped from the clean records' CTEs: copying it with every
+  // materialization cost more than the rest of the query.
+  return `WITH d AS ${o.gcCleanColumn ? '' : 'MATERIALIZED'} (${deletes}),
     o AS (SELECT oid, bool_and(clean) AS clean, max(_mtime) AS latest FROM d GROUP BY oid),
     l AS (${live}),
     r AS MATERIALIZED (SELECT d.*, o.clean AS oclean, o.latest, l.key AS lkey, l.shard AS lshard
           FROM d JOIN o USING (oid) LEFT JOIN l USING (oid)),
-    k AS MATERIALIZED (SELECT *, ${verdicts}[1 + cls] AS v FROM (SELECT *, ${cls} AS cls,
+    k AS MATERIALIZED (SELECT *, ${verdicts}[1 + cls] AS v FROM (SELECT * EXCLUDE (_value), ${cls} AS cls,
             CASE WHEN creator IS NOT NULL AND creator <> '' THEN creator ELSE owner END AS dir
           FROM r WHERE oclean)),
-    x AS MATERIALIZED (SELECT *, true AS sent FROM k WHERE v IN (${acting})
+    x AS (SELECT *, true AS sent FROM k WHERE v IN (${acting})
       UNION ALL
       SELECT *, ${o.all ? 'true' : `row_number() OVER (PARTITION BY v ${order}) <= ${DEFAULT_MAX_EXAMPLES}`} AS sent
         FROM k WHERE v NOT IN (${acting})),
