@@ -4,7 +4,8 @@
  *   moray     any bucket table (header has `_key` and `_value`): moray's fixed columns, typed, plus
  *             columns derived from `_value` (one JSON parse per row, in DuckDB). The dump's
  *             index columns (dirname, owner, objectid, …) are not kept: moray derives them from
- *             `_value`, which is kept whole.
+ *             `_value`, which is kept whole. `manta_delete_log` chunks also carry `gc_clean`
+ *             (deleteRecordCleanSql: GC may read the record from the typed columns).
  *   generic   any other table ("unknown column layout"): every column kept verbatim as text.
  *   mako      a storage node listing (MANTA-REFERENCE §2.4).
  *

@@ -137,6 +137,7 @@ function countDecisions(report: ReportBuilder, tally: DecisionTally): void {
  * `\`, control characters and lone surrogates (a valid pair is also matched here: the slow way
  * is then taken, which is only slower).
  */
+// eslint-disable-next-line no-control-regex -- the control characters JSON escapes
 const NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/;
 
 /**
