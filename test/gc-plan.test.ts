@@ -229,3 +229,59 @@ test('the plan in buffers: every line, in order, whole, in UTF-8 (multi-byte str
   assert.equal(Buffer.concat(chunks).toString('utf8'), decisions.map((x) => `${planLine(x)}\n`).join(''));
   assert.deepEqual(planChunks([]), []);
 });
+
+test('a plan line is JSON.stringify of the decision, whether written by hand or not', () => {
+  const strings = [
+    'A',
+    '',
+    'a"b',
+    'a\\b',
+    'a\x1fb',
+    'a\x7fb',
+    'stör',
+    '\u2028',
+    '😀',
+    '\ud800x',
+    'x\udfff',
+    '/x/1',
+  ];
+  for (const s of strings)
+    for (const where of ['shard', 'key', 'etag', 'node', 'datacenter', 'owner', 'objectId'] as const) {
+      const copy = (dc: string | undefined) => ({
+        node: where === 'node' ? s : 'n1',
+        ...(dc !== undefined ? { datacenter: dc } : {}),
+        owner: where === 'owner' ? s : OWNER,
+        objectId: where === 'objectId' ? s : OID,
+      });
+      const d = {
+        verdict: 'eligible' as const,
+        record: {
+          shard: where === 'shard' ? s : 'A',
+          key: where === 'key' ? s : `/${OID}/1`,
+          etag: where === 'etag' ? s : 'E',
+          mtime: 1,
+        },
+        cleanup: true,
+        copies: 2,
+        tombstone: [copy(where === 'datacenter' ? s : 'dc1'), copy(undefined)],
+      };
+      const expected = JSON.stringify({
+        verdict: d.verdict,
+        shard: d.record.shard,
+        key: d.record.key,
+        etag: d.record.etag,
+        tombstone: d.tombstone,
+      });
+      assert.equal(planLine(d), expected, `${where} = ${JSON.stringify(s)}`);
+    }
+  assert.equal(
+    planLine({
+      verdict: 'zero-byte',
+      record: { shard: 'A', key: 'k', etag: 'E', mtime: 1 },
+      cleanup: true,
+      copies: 0,
+      tombstone: [],
+    }),
+    '{"verdict":"zero-byte","shard":"A","key":"k","etag":"E","tombstone":[]}',
+  );
+});

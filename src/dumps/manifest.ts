@@ -19,9 +19,11 @@ export const MANIFEST_VERSION = 1;
 /**
  * Chunk columns, versioned: 2 added `copies` (the number of sharks) to moray tables, so that
  * readers that only need the count skip decoding the `sharks` list. Readers check it with
- * hasCopiesColumn and fall back to `len(sharks)` on older chunks.
+ * hasCopiesColumn and fall back to `len(sharks)` on older chunks. 3 added `gc_clean` to
+ * `manta_delete_log` chunks (table-specs.ts deleteRecordCleanSql: the record may go to GC as its
+ * typed columns); GC checks hasGcCleanColumn and computes the same from `_value` on older chunks.
  */
-export const CHUNK_SCHEMA = 2;
+export const CHUNK_SCHEMA = 3;
 
 export interface TableManifest {
   kind: 'moray' | 'generic' | 'mako';
@@ -99,6 +101,11 @@ export interface ChunkQuery {
 /** Whether the source's moray chunks have the `copies` column (CHUNK_SCHEMA 2). */
 export function hasCopiesColumn(m: SourceManifest): boolean {
   return (m.chunkSchema ?? 1) >= 2;
+}
+
+/** Whether the source's `manta_delete_log` chunks have the `gc_clean` column (CHUNK_SCHEMA 3). */
+export function hasGcCleanColumn(m: Pick<SourceManifest, 'chunkSchema'>): boolean {
+  return (m.chunkSchema ?? 1) >= 3;
 }
 
 /** The chunks of a table on a day (all sources unless one is named), from the committed manifests. */

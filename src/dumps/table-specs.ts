@@ -4,7 +4,8 @@
  *   moray     any bucket table (header has `_key` and `_value`): moray's fixed columns, typed, plus
  *             columns derived from `_value` (one JSON parse per row, in DuckDB). The dump's
  *             index columns (dirname, owner, objectid, …) are not kept: moray derives them from
- *             `_value`, which is kept whole.
+ *             `_value`, which is kept whole. `manta_delete_log` chunks also carry `gc_clean`
+ *             (deleteRecordCleanSql: GC may read the record from the typed columns).
  *   generic   any other table ("unknown column layout"): every column kept verbatim as text.
  *   mako      a storage node listing (MANTA-REFERENCE §2.4).
  *
@@ -91,6 +92,87 @@ export const VALUE_FIELD_NAMES: readonly string[] = Object.keys(VALUE_FIELDS);
 const SHARKS_SQL = `list_transform(v.sharks, s -> {'datacenter': s.datacenter,
   'manta_storage_id': coalesce(s.manta_storage_id, regexp_extract(s.url, '^[a-z]+://([^/:]+)', 1))})`;
 
+/** The table of delete records (GC's input): its chunks also carry `gc_clean` (CHUNK_SCHEMA 3). */
+export const DELETE_LOG_TABLE = 'manta_delete_log';
+
+/**
+ * The fields of a delete record's `_value` GC's decision reads (src/jobs/gc/gc.plan.ts
+ * parseDeleteValue), each as its JSON text, for DuckDB's strict transform: a value missing any of
+ * them, holding one twice, or not JSON gives NULL. JSON text, not VARCHAR: DuckDB casts a number
+ * to VARCHAR where JSON.parse would see a number; the text's first character tells the type.
+ */
+const DELETE_RECORD_FIELDS = sqlString(
+  JSON.stringify({
+    objectId: 'JSON',
+    owner: 'JSON',
+    creator: 'JSON',
+    contentLength: 'JSON',
+    sharks: [{ manta_storage_id: 'JSON', datacenter: 'JSON' }],
+  }),
+);
+
+/** A JSON string without escapes (no `"`, `\` or control character inside): its text is `"` + value + `"`. */
+const PLAIN = String.raw`"[^"\\\x00-\x1f]*"`;
+const PLAIN_NONEMPTY = String.raw`"[^"\\\x00-\x1f]+"`;
+const plain = (x: string, re = PLAIN) => `coalesce(regexp_full_match(${x}::VARCHAR, '${re}'), false)`;
+/** A JSON string's value, for a PLAIN one. */
+const unquote = (x: string) => `(${x}::VARCHAR)[2:-2]`;
+const UUID = '"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"';
+
+/**
+ * Whether one delete-log row may go to GC as typed columns (`gc_clean`): a SQL expression over the
+ * columns named in `c` (`value`: the `_value` text; `key`, `etag`, `shard`: VARCHAR; `mtime`:
+ * BIGINT). True only when each condition implies what GC's parseDeleteValue checks, and the
+ * chunk's lenient typed columns (objectId, owner, creator, contentLength, sharks) then hold
+ * exactly what JSON.parse of `_value` gives; anything else goes to GC as raw text, to be judged as
+ * written:
+ * - `_key` is `/<objectId>/<digits>` (ASCII, so DuckDB's lower() is JavaScript's), naming the
+ *   value's objectId; `_mtime` an integer within ±2^53 (a JavaScript number, exactly), `_etag`
+ *   and the shard present;
+ * - `_value` parses, and strictly: DuckDB's JSON reader also takes trailing commas and NaN /
+ *   Infinity, which JSON.parse refuses, so any text that could hold one is not clean; no member
+ *   read given twice;
+ * - objectId a string of ASCII letters, digits, dashes; owner a non-empty string; creator null or
+ *   a string; contentLength null or an integer of at most 15 digits (Number() of its text is then
+ *   the value JSON.parse gives; DuckDB writes -0 as 0, so a value that could hold -0 is not
+ *   clean); sharks a list of objects with a non-empty string id (not a legacy `url`) and a null or
+ *   string datacenter; when there are copies, their directory (creator, else owner) is a uuid;
+ * - no string GC's plan carries holds `"`, `\` or a control character (JSON escapes them).
+ * Found necessary by testing DuckDB (docs/gc.md); the scan's equivalence test holds it to
+ * parseDeleteValue (test/gc-scan.test.ts).
+ */
+export function deleteRecordCleanSql(c: {
+  f: string;
+  value: string;
+  key: string;
+  etag: string;
+  mtime: string;
+  shard: string;
+}): string {
+  const f = c.f;
+  const dir = `CASE WHEN ${f}.creator IS NOT NULL AND ${f}.creator::VARCHAR <> '""' THEN ${f}.creator ELSE ${f}.owner END`;
+  return `coalesce(${f} IS NOT NULL AND ${c.mtime} IS NOT NULL AND abs(${c.mtime}) < 9007199254740992
+  AND ${c.etag} IS NOT NULL AND ${c.shard} IS NOT NULL
+  AND coalesce(regexp_full_match(${c.key}, '/[0-9A-Za-z-]+/[0-9]+'), false)
+  AND NOT coalesce(regexp_matches(${c.etag} || ${c.shard}, '${String.raw`["\\\x00-\x1f]`}'), true)
+  AND NOT coalesce(regexp_matches(${c.value}, '${String.raw`(?i),\s*[}\]]|[:\[,]\s*[-+]?(?:nan|inf)`}'), true)
+  AND coalesce(regexp_full_match(${f}.objectId::VARCHAR, '"[0-9A-Za-z-]+"'), false)
+  AND lower(${unquote(`${f}.objectId`)}) = lower(split_part(${c.key}, '/', 2))
+  AND ${plain(`${f}.owner`, PLAIN_NONEMPTY)}
+  AND (${f}.creator IS NULL OR ${plain(`${f}.creator`)})
+  AND (${f}.contentLength IS NULL OR coalesce(regexp_full_match(${f}.contentLength::VARCHAR, '0|-?[1-9][0-9]{0,14}'), false))
+  AND NOT (${f}.contentLength::VARCHAR = '0' AND contains(${c.value}, '-0'))
+  AND ${f}.sharks IS NOT NULL
+  AND coalesce(list_bool_and(list_transform(${f}.sharks, s -> s IS NOT NULL
+    AND ${plain('s.manta_storage_id', PLAIN_NONEMPTY)} AND (s.datacenter IS NULL OR ${plain('s.datacenter')}))), true)
+  AND (len(${f}.sharks) = 0 OR coalesce(regexp_full_match((${dir})::VARCHAR, '${UUID}'), false)), false)`;
+}
+
+/** deleteRecordCleanSql's `f`: the fields of `_value` it checks, by DuckDB's strict transform (NULL: not JSON, or a field missing or given twice). */
+export function deleteRecordFieldsSql(value: string): string {
+  return `try(json_transform_strict(${value}, ${DELETE_RECORD_FIELDS}))`;
+}
+
 export function morayTableSpec(table: string, columns: string[]): TableSpec {
   const idx = MORAY_CSV_COLUMNS.map((c) => columns.indexOf(c));
   const keyIdx = columns.indexOf('_key');
@@ -113,7 +195,12 @@ export function morayTableSpec(table: string, columns: string[]): TableSpec {
     },
     select: (from, source) => `
       WITH t AS (SELECT *, try(json_transform(_fields, ${sqlString(VALUE_SHAPE)})) AS v FROM ${from}),
-      u AS (SELECT *, CASE WHEN _value IS NOT NULL THEN v IS NOT NULL END AS value_ok FROM t)
+      u AS (SELECT *, CASE WHEN _value IS NOT NULL THEN v IS NOT NULL END AS value_ok${
+        table === DELETE_LOG_TABLE
+          ? `,
+        ${gcFields()} AS gf`
+          : ''
+      } FROM t)
       SELECT coalesce(v.key, _key) AS key, v.owner AS owner, v.creator AS creator,
         nullif(split_part(coalesce(v.key, _key), '/', 3), '') AS namespace, v.type AS type,
         v.objectId AS objectId, v.contentLength AS contentLength, v.contentMD5 AS contentMD5,
@@ -122,10 +209,33 @@ export function morayTableSpec(table: string, columns: string[]): TableSpec {
         len(v.sharks)::INTEGER AS copies, v.mtime AS mtime,
         _key, _etag, TRY_CAST(_mtime AS BIGINT) AS _mtime, TRY_CAST(_id AS BIGINT) AS _id,
         TRY_CAST(_vnode AS BIGINT) AS _vnode, TRY_CAST(_txn_snap AS BIGINT) AS _txn_snap,
-        ${sqlString(source)} AS shard, _value, value_ok
+        ${sqlString(source)} AS shard, _value, value_ok${
+          table === DELETE_LOG_TABLE
+            ? `,
+        ${gcClean(source)} AS gc_clean`
+            : ''
+        }
       FROM u`,
   };
 }
+
+/**
+ * `gc_clean` of a delete-log row in unpack (deleteRecordCleanSql). A large row's `_fields` is
+ * not its `_value` (chunk-writer.ts LARGE_ROW_BYTES: Node picked the members): false, so GC reads
+ * it raw and no JSON function runs on a long `_value`.
+ */
+function gcClean(source: string): string {
+  return deleteRecordCleanSql({
+    f: 'gf',
+    value: '_value',
+    key: '_key',
+    etag: '_etag',
+    mtime: 'TRY_CAST(_mtime AS BIGINT)',
+    shard: sqlString(source),
+  });
+}
+const gcFields = () =>
+  `CASE WHEN _fields IS NOT DISTINCT FROM _value THEN ${deleteRecordFieldsSql('_value')} END`;
 
 /** Column names as DuckDB identifiers (verbatim, double quotes doubled). */
 export const ident = (c: string) => `"${c.replaceAll('"', '""')}"`;

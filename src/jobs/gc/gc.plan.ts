@@ -165,17 +165,68 @@ export interface RecordFacts {
   copies: number;
 }
 
-/** The rules after `malformed`, in order (the table at the top of this file). */
-export function verdictOf(f: RecordFacts, o: GcOptions): Exclude<Verdict, 'malformed'> {
-  if (f.mtime >= o.earliestSnapshotMs) return 'not-provable';
-  if (f.live) return 'live-reference';
-  if (f.mtime < f.latestMtime) return 'superseded';
+/**
+ * The comparisons the rules make on a record's facts: its class. The scan has DuckDB compute
+ * these for the records it decides in SQL (gc.scan.ts, each bit as written here) and maps each
+ * class to its verdict with verdictOfClass: the rules themselves are only here.
+ */
+export interface FactClass {
+  /** Not older than the earliest snapshot. */
+  notProvable: boolean;
+  /** A live row names the objectId. */
+  live: boolean;
+  /** A later well-formed record of the objectId exists. */
+  later: boolean;
+  /** No copies. */
+  noCopies: boolean;
+  /** Not older than the grace period. */
+  inGrace: boolean;
+}
+
+export function classOf(f: RecordFacts, o: GcOptions): FactClass {
+  return {
+    notProvable: f.mtime >= o.earliestSnapshotMs,
+    live: f.live !== undefined,
+    later: f.mtime < f.latestMtime,
+    noCopies: f.copies === 0,
+    inGrace: o.now - f.mtime <= o.graceMs,
+  };
+}
+
+/** The rules after `malformed`, in order (the table at the top of this file), on a record's class. */
+export function verdictOfClass(c: FactClass): Exclude<Verdict, 'malformed'> {
+  if (c.notProvable) return 'not-provable';
+  if (c.live) return 'live-reference';
+  if (c.later) return 'superseded';
   // Two records of the same instant (two shards): both carry the decision; the copies they
   // name are tombstoned once each (the runner deduplicates by node).
-  if (f.copies === 0) return 'zero-byte';
-  if (o.now - f.mtime <= o.graceMs) return 'waiting-grace';
+  if (c.noCopies) return 'zero-byte';
+  if (c.inGrace) return 'waiting-grace';
   return 'eligible';
 }
+
+/** The rules after `malformed` on a record's facts. */
+export function verdictOf(f: RecordFacts, o: GcOptions): Exclude<Verdict, 'malformed'> {
+  return verdictOfClass(classOf(f, o));
+}
+
+/** FactClass's members in the order of their bits (class number = Σ 2^i for each true member i). */
+export const FACT_CLASS_BITS: readonly (keyof FactClass)[] = [
+  'notProvable',
+  'live',
+  'later',
+  'noCopies',
+  'inGrace',
+];
+
+/** The verdict of every class number (FACT_CLASS_BITS), by verdictOfClass. */
+export const VERDICT_BY_CLASS: readonly Exclude<Verdict, 'malformed'>[] = Array.from(
+  { length: 1 << FACT_CLASS_BITS.length },
+  (_, n) =>
+    verdictOfClass(
+      Object.fromEntries(FACT_CLASS_BITS.map((b, i) => [b, (n & (1 << i)) !== 0])) as unknown as FactClass,
+    ),
+);
 
 /** Whether a verdict removes the delete record. */
 export const CLEANS_UP: Readonly<Record<Verdict, boolean>> = {

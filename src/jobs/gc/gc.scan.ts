@@ -4,24 +4,32 @@
  * every shard (src/dumps/partition-inputs.ts). Memory: the group's delete records, and the live
  * rows naming their objectIds, not the group's whole namespace.
  *
- * DuckDB computes, per delete record, the facts the rules read (gc.plan.ts RecordFacts): whether a
- * live `manta` object row names its objectId on any shard, and the latest `_mtime` of the
- * objectId's records. It does so only for objectIds every record of which passes the checks of
- * `CLEAN` below: checks that imply gc.plan.ts parseDeleteValue accepts the record and reads the
- * same fields from it. The verdict is still gc.plan.ts's (`verdictOf` on those facts, for every
- * record). Any other objectId travels with its records' raw text and is decided by
+ * Clean objectIds (every record of which passes table-specs.ts deleteRecordCleanSql: written by
+ * unpack as `gc_clean`, CHUNK_SCHEMA 3; computed here from `_value` on older chunks) are decided
+ * in DuckDB from the chunk's typed columns: per record the comparisons the rules make (gc.plan.ts
+ * FactClass: against the earliest snapshot, a live `manta` object row naming the objectId on any
+ * shard, the objectId's latest `_mtime`, no copies, the grace), mapped to a verdict by gc.plan.ts
+ * VERDICT_BY_CLASS (the rules stay there). DuckDB counts the records that do not act (waiting for
+ * grace, not provable yet) into the backlog and sends only those that act or are among the first
+ * examples of their verdict, each with only the fields its decision reads: Node does nothing per
+ * record it does not act on. (Plan lines built by DuckDB were measured slower than Node's:
+ * gc.job.ts planLine.) Any other objectId travels with its records' raw text and is decided by
  * `decideObject` exactly as written. Both ways are tested equal (test/gc-scan.test.ts:
- * adversarial records, and random ones against the rows as written).
+ * adversarial records, and random ones against the rows as written, on new and old chunks).
  */
 import type { DuckDBConnection } from '@duckdb/node-api';
 import { DEFAULT_MAX_EXAMPLES } from '../../core/run-report.js';
+import { RemoraError } from '../../core/errors.js';
 import { sqlString } from '../../dumps/duckdb.js';
+import { deleteRecordCleanSql, deleteRecordFieldsSql } from '../../dumps/table-specs.js';
 import { addToBacklog, emptyBacklog, type GcBacklog } from './gc.backlog.js';
 import {
   CLEANS_UP,
   decideObject,
   decisionOf,
-  verdictOf,
+  FACT_CLASS_BITS,
+  VERDICT_BY_CLASS,
+  type FactClass,
   type DeleteRecord,
   type GcInput,
   type GcOptions,
@@ -34,110 +42,110 @@ import {
 const parquet = (files: readonly string[]) =>
   `read_parquet([${files.map(sqlString).join(', ')}], union_by_name = true)`;
 
-/**
- * The fields of a delete record's `_value` the decision reads (parseDeleteValue), each as its JSON
- * text, by DuckDB's strict transform: a value missing any of them, holding one twice, or not JSON
- * gives NULL (the record then travels raw). JSON text, not VARCHAR: DuckDB casts a number to
- * VARCHAR where JSON.parse would see a number; the text's first character tells the type.
- */
-const DECISION_FIELDS = sqlString(
-  JSON.stringify({
-    objectId: 'JSON',
-    owner: 'JSON',
-    creator: 'JSON',
-    contentLength: 'JSON',
-    sharks: [{ manta_storage_id: 'JSON', datacenter: 'JSON' }],
-  }),
-);
-
 /** Separators of the scan's one string: records, fields, and a shark's id and datacenter. */
 const RS = '\x1d';
 const FS = '\x1f';
 const SS = '\x1e';
 const chr = (c: string) => `chr(${c.charCodeAt(0)})`;
 
-/** A JSON string without escapes (no `"`, `\` or control character inside): its text is `"` + value + `"`. */
-const PLAIN = String.raw`"[^"\\\x00-\x1f]*"`;
-const PLAIN_NONEMPTY = String.raw`"[^"\\\x00-\x1f]+"`;
-const plain = (x: string, re = PLAIN) => `coalesce(regexp_full_match(${x}::VARCHAR, '${re}'), false)`;
-/** A JSON string's value, for a PLAIN one. */
-const unquote = (x: string) => `(${x}::VARCHAR)[2:-2]`;
-const UUID = '"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"';
+/** How the scan reads a group (queryGroup). */
+export interface ScanOptions extends GcOptions {
+  /** Every delete-log chunk has `gc_clean` (manifest.ts hasGcCleanColumn); else computed from `_value`. */
+  gcCleanColumn: boolean;
+  /** Send every record to Node, not only those that act or are examples (tests compare them all). */
+  all?: boolean;
+}
+
+const num = (x: number) => `CAST('${x}' AS DOUBLE)`;
+const json = (x: string) => `coalesce(to_json(${x})::VARCHAR, 'null')`;
 
 /**
- * A record DuckDB may give the decision as facts: each condition implies what parseDeleteValue
- * checks, read the same way (anything else travels raw, to be judged as written):
- * - `_key` is `/<objectId>/<digits>` (ASCII, so DuckDB's lower() is JavaScript's), naming the
- *   objectId the record is grouped under; `_mtime`, `_etag` and the shard present;
- * - `_value` parses, and strictly: DuckDB's JSON reader also takes trailing commas and NaN /
- *   Infinity, which JSON.parse refuses, so any text that could hold one travels raw;
- * - objectId is a string (ASCII letters, digits, dashes) naming the same objectId; owner a
- *   non-empty string; creator null or a string; contentLength null or an integer of at most 15
- *   digits (Number() of its text is then the value JSON.parse gives; DuckDB writes -0 as 0, so
- *   a value that could hold -0 travels raw); sharks a list of objects
- *   with a non-empty string id and a null or string datacenter; when there are copies, their
- *   directory (creator, else owner) is a uuid;
- * - no string the plan or the decision carries holds `"`, `\` or a control character (JSON
- *   escapes, and the scan's separators).
+ * The group's query; one row: `rows` (records sent to Node, in (objectId, _mtime, _key, shard)
+ * order, records split by RS, fields by FS), `n` (delete records), `counted` (JSON: per verdict the clean records not
+ * sent: count, copies, bytes, oldest `_mtime`).
+ *
+ * A clean record is sent as `class mtime latest copies contentLength live shard key etag
+ * objectId dir sharks` (class: gc.plan.ts FactClass as a number, VERDICT_BY_CLASS's index;
+ * latest: the objectId's latest `_mtime`, only for `superseded` (its detail); live: `[key,
+ * shard]` as JSON, only for `live-reference`; contentLength empty for none; key empty when it is
+ * `/<objectId>/<mtime>`; dir: creator, else owner; sharks: id SS datacenter SS id …). Any other objectId sends each record raw, every field JSON-encoded: `R oid _key _etag
+ * _mtime shard liveKey liveShard _value`. Splitting one delimited string costs a fraction of
+ * reading DuckDB's values one by one; the separators are control characters, which JSON always
+ * escapes and a clean record does not hold.
  */
-const CLEAN = `f IS NOT NULL AND _mtime IS NOT NULL AND _etag IS NOT NULL AND shard IS NOT NULL
-  AND coalesce(regexp_full_match(_key, '/[0-9A-Za-z-]+/[0-9]+'), false)
-  AND lower(split_part(_key, '/', 2)) = oid
-  AND NOT coalesce(regexp_matches(_etag || shard, '${String.raw`["\\\x00-\x1f]`}'), true)
-  AND NOT coalesce(regexp_matches(_value, '${String.raw`(?i),\s*[}\]]|[:\[,]\s*[-+]?(?:nan|inf)`}'), true)
-  AND coalesce(regexp_full_match(f.objectId::VARCHAR, '"[0-9A-Za-z-]+"'), false)
-  AND lower(${unquote('f.objectId')}) = oid
-  AND ${plain('f.owner', PLAIN_NONEMPTY)}
-  AND (f.creator IS NULL OR ${plain('f.creator')})
-  AND (f.contentLength IS NULL OR coalesce(regexp_full_match(f.contentLength::VARCHAR, '0|-?[1-9][0-9]{0,14}'), false))
-  AND NOT (f.contentLength::VARCHAR = '0' AND contains(_value, '-0'))
-  AND f.sharks IS NOT NULL
-  AND coalesce(list_bool_and(list_transform(f.sharks, s -> s IS NOT NULL
-    AND ${plain('s.manta_storage_id', PLAIN_NONEMPTY)} AND (s.datacenter IS NULL OR ${plain('s.datacenter')}))), true)
-  AND (len(f.sharks) = 0 OR coalesce(regexp_full_match(dir::VARCHAR, '${UUID}'), false))`;
-
-/**
- * One row: every delete record of the group, in (objectId, _mtime, _key) order, as one string
- * (records split by RS, fields by FS). An objectId all of whose records are CLEAN sends each as
- * `C mtime latest copies contentLength live shard key etag objectId dir sharks` (latest: the
- * objectId's latest `_mtime`; live: `[key, shard]` as JSON, or empty for none; contentLength
- * empty for none; dir: creator, else owner; sharks: id SS datacenter SS id …). Any other
- * objectId sends each record raw, every field JSON-encoded: `R oid _key _etag _mtime shard
- * liveKey liveShard _value`. Splitting one delimited string costs a fraction of reading DuckDB's
- * values one by one (each a native call and a decode) or of building and parsing JSON; the
- * separators are control characters, which JSON always escapes and CLEAN excludes.
- */
-function scanSql(manta: readonly string[], deleteLog: readonly string[]): string {
+function scanSql(manta: readonly string[], deleteLog: readonly string[], o: ScanOptions): string {
   // A delete record whose _value is not JSON has no objectId column: its key names it.
+  const clean = o.gcCleanColumn
+    ? 'coalesce(gc_clean, false)'
+    : deleteRecordCleanSql({
+        f: 'gf',
+        value: '_value',
+        key: '_key',
+        etag: '_etag',
+        mtime: '_mtime',
+        shard: 'shard',
+      });
+  const from = o.gcCleanColumn
+    ? parquet(deleteLog)
+    : `(SELECT *, ${deleteRecordFieldsSql('_value')} AS gf FROM ${parquet(deleteLog)})`;
   const deletes = `SELECT lower(coalesce(objectId, split_part(_key, '/', 2))) AS oid, _key, _etag, _mtime,
-      shard, _value, try(json_transform_strict(_value, ${DECISION_FIELDS})) AS f
-    FROM ${parquet(deleteLog)}`;
+      shard, _value, objectId, owner, creator, contentLength, sharks, ${clean} AS clean FROM ${from}`;
   const live =
     manta.length === 0
       ? 'SELECT NULL::VARCHAR AS oid, NULL::VARCHAR AS key, NULL::VARCHAR AS shard WHERE false'
       : `SELECT lower(objectId) AS oid, min(key) AS key, arg_min(shard, key) AS shard FROM ${parquet(manta)}
           WHERE type = 'object' AND objectId IS NOT NULL AND lower(objectId) IN (SELECT oid FROM d)
           GROUP BY 1`;
-  const json = (x: string) => `coalesce(to_json(${x})::VARCHAR, 'null')`;
-  return `WITH d AS (${deletes}),
-    c AS (SELECT *, ${CLEAN} AS clean FROM (SELECT *,
-        CASE WHEN f.creator IS NOT NULL AND f.creator::VARCHAR <> '""' THEN f.creator ELSE f.owner END AS dir
-      FROM d)),
-    o AS (SELECT oid, bool_and(clean) AS clean, max(_mtime) AS latest FROM c GROUP BY oid),
+  // gc.plan.ts classOf, bit by bit (FACT_CLASS_BITS), in doubles as JavaScript compares.
+  const bits: Record<keyof FactClass, string> = {
+    notProvable: `_mtime::DOUBLE >= ${num(o.earliestSnapshotMs)}`,
+    live: 'lkey IS NOT NULL',
+    later: '_mtime::DOUBLE < latest::DOUBLE',
+    noCopies: 'len(sharks) = 0',
+    inGrace: `${num(o.now)} - _mtime::DOUBLE <= ${num(o.graceMs)}`,
+  };
+  const cls = FACT_CLASS_BITS.map((b, i) => `CASE WHEN ${bits[b]} THEN ${1 << i} ELSE 0 END`).join(' + ');
+  const verdicts = `[${VERDICT_BY_CLASS.map(sqlString).join(', ')}]`;
+  const acting = (Object.keys(CLEANS_UP) as Verdict[])
+    .filter((v) => CLEANS_UP[v])
+    .map(sqlString)
+    .join(', ');
+  const order = 'ORDER BY oid, _mtime, _key, shard';
+  // Materialized where read more than once and costly to recompute; `_value` (read only for
+  // objectIds that are not clean) is dropped from the clean records' CTEs: copying it with every
+  // materialization cost more than the rest of the query.
+  return `WITH d AS ${o.gcCleanColumn ? '' : 'MATERIALIZED'} (${deletes}),
+    o AS (SELECT oid, bool_and(clean) AS clean, max(_mtime) AS latest FROM d GROUP BY oid),
     l AS (${live}),
-    j AS (SELECT c.oid, c._key, c._mtime, CASE WHEN o.clean
-            THEN concat_ws(${chr(FS)}, 'C', c._mtime::VARCHAR, o.latest::VARCHAR, len(f.sharks)::VARCHAR,
-                   coalesce(f.contentLength::VARCHAR, ''),
-                   CASE WHEN l.key IS NULL THEN '' ELSE to_json([l.key, l.shard])::VARCHAR END,
-                   c.shard, c._key, c._etag, ${unquote('f.objectId')}, ${unquote('dir')},
-                   array_to_string(list_transform(f.sharks, s -> ${unquote('s.manta_storage_id')} || ${chr(SS)}
-                     || coalesce(${unquote('s.datacenter')}, '')), ${chr(SS)}))
-            ELSE concat_ws(${chr(FS)}, 'R', ${json('c.oid')}, ${json('c._key')}, ${json('c._etag')},
-                   coalesce(c._mtime::VARCHAR, ''), ${json('c.shard')}, ${json('l.key')}, ${json('l.shard')},
-                   ${json('c._value')}) END AS line
-          FROM c JOIN o USING (oid) LEFT JOIN l USING (oid))
-    SELECT coalesce(string_agg(line, ${chr(RS)} ORDER BY oid, _mtime, _key), '') AS rows, count(*) AS n
-      FROM j`;
+    r AS MATERIALIZED (SELECT d.*, o.clean AS oclean, o.latest, l.key AS lkey, l.shard AS lshard
+          FROM d JOIN o USING (oid) LEFT JOIN l USING (oid)),
+    k AS MATERIALIZED (SELECT *, ${verdicts}[1 + cls] AS v FROM (SELECT * EXCLUDE (_value), ${cls} AS cls,
+            CASE WHEN creator IS NOT NULL AND creator <> '' THEN creator ELSE owner END AS dir
+          FROM r WHERE oclean)),
+    x AS (SELECT *, true AS sent FROM k WHERE v IN (${acting})
+      UNION ALL
+      SELECT *, ${o.all ? 'true' : `row_number() OVER (PARTITION BY v ${order}) <= ${DEFAULT_MAX_EXAMPLES}`} AS sent
+        FROM k WHERE v NOT IN (${acting})),
+    lines AS (
+      SELECT oid, _mtime, _key, shard, concat_ws(${chr(FS)}, cls::VARCHAR, _mtime::VARCHAR,
+          CASE WHEN v = 'superseded' THEN latest::VARCHAR ELSE '' END,
+          len(sharks)::VARCHAR, coalesce(contentLength::VARCHAR, ''),
+          CASE WHEN v = 'live-reference' THEN to_json([lkey, lshard])::VARCHAR ELSE '' END,
+          shard, CASE WHEN _key = '/' || objectId || '/' || _mtime::VARCHAR THEN '' ELSE _key END, _etag, objectId, dir,
+          array_to_string(list_transform(sharks, s -> s.manta_storage_id || ${chr(SS)}
+            || coalesce(s.datacenter, '')), ${chr(SS)})) AS line
+        FROM x WHERE sent
+      UNION ALL
+      SELECT oid, _mtime, _key, shard, concat_ws(${chr(FS)}, 'R', ${json('oid')}, ${json('_key')},
+          ${json('_etag')}, coalesce(_mtime::VARCHAR, ''), ${json('shard')}, ${json('lkey')}, ${json('lshard')},
+          ${json('_value')}) AS line
+        FROM r WHERE NOT oclean)
+    SELECT (SELECT coalesce(string_agg(line, ${chr(RS)} ${order}), '') FROM lines) AS rows,
+      (SELECT count(*) FROM d) AS n,
+      (SELECT coalesce(to_json(list({'verdict': v, 'n': n, 'copies': copies, 'bytes': bytes, 'oldest': oldest}))::VARCHAR, '[]')
+        FROM (SELECT v, count(*) AS n, sum(len(sharks))::DOUBLE AS copies,
+                sum(len(sharks) * coalesce(contentLength, 0))::DOUBLE AS bytes, min(_mtime)::DOUBLE AS oldest
+              FROM x WHERE NOT sent GROUP BY v)) AS counted`;
 }
 
 /** `manta` rows of the group whose `_value` is not JSON: they may name any objectId. */
@@ -145,9 +153,21 @@ function malformedLiveSql(manta: readonly string[]): string {
   return `SELECT _key, shard FROM ${parquet(manta)} WHERE NOT value_ok LIMIT 5`;
 }
 
-/** What DuckDB answers for a group: the records as one string (decideGroup reads it). */
+/** Clean records DuckDB decided and did not send (queryGroup `counted`), per verdict. */
+export interface CountedRecords {
+  verdict: Exclude<Verdict, 'malformed'>;
+  n: number;
+  copies: number;
+  bytes: number;
+  oldest: number;
+}
+
+/** What DuckDB answers for a group (decideGroup reads it). */
 export interface GroupRows {
+  /** The records sent to Node, as one string (scanSql). */
   text: string;
+  /** Clean records not sent: counted only. */
+  counted: CountedRecords[];
   deleteRecords: number;
   /** Examples (up to 5) of live rows whose `_value` is not JSON; the re-check still guards them. */
   malformedLive: { key: string; shard: string }[];
@@ -160,19 +180,24 @@ export interface GroupRows {
 export async function queryGroup(
   conn: DuckDBConnection,
   files: { manta: readonly string[]; deleteLog: readonly string[] },
+  o: ScanOptions,
 ): Promise<GroupRows> {
-  if (files.deleteLog.length === 0) return { text: '', deleteRecords: 0, malformedLive: [] };
-  const [text, n] = (await conn.runAndReadAll(scanSql(files.manta, files.deleteLog))).getRows()[0] as [
-    string,
-    bigint,
-  ];
+  if (files.deleteLog.length === 0) return { text: '', counted: [], deleteRecords: 0, malformedLive: [] };
+  const [text, n, counted] = (
+    await conn.runAndReadAll(scanSql(files.manta, files.deleteLog, o))
+  ).getRows()[0] as [string, bigint, string];
   const malformedLive =
     files.manta.length === 0
       ? []
       : (await conn.runAndReadAll(malformedLiveSql(files.manta)))
           .getRows()
           .map(([k, s]) => ({ key: String(k), shard: String(s) }));
-  return { text, deleteRecords: Number(n), malformedLive };
+  return {
+    text,
+    counted: JSON.parse(counted) as CountedRecords[],
+    deleteRecords: Number(n),
+    malformedLive,
+  };
 }
 
 /**
@@ -207,6 +232,24 @@ export class DecisionTally {
     addToBacklog(this.backlog, d.verdict, d.record.mtime, d.copies, d.contentLength);
     if (d.cleanup) this.actions.push(d);
     this.all?.push(d);
+  }
+
+  /** Records counted by DuckDB (neither acting nor examples): the same counts and backlog as count() of each. */
+  countMany(c: CountedRecords): void {
+    let v = this.verdicts.get(c.verdict);
+    if (!v) this.verdicts.set(c.verdict, (v = { n: 0, examples: [] }));
+    v.n += c.n;
+    this.decided += c.n;
+    const b = this.backlog;
+    if (c.verdict === 'waiting-grace') {
+      b.waitingForGrace.records += c.n;
+      b.waitingForGrace.copies += c.copies;
+      b.waitingForGrace.bytes += c.bytes;
+      b.waitingForGrace.oldestMs = Math.min(b.waitingForGrace.oldestMs ?? c.oldest, c.oldest);
+    } else if (c.verdict === 'not-provable') {
+      b.notProvableYet.records += c.n;
+      b.notProvableYet.oldestMs = Math.min(b.notProvableYet.oldestMs ?? c.oldest, c.oldest);
+    } else throw new RemoraError('Internal', `gc scan: ${c.verdict} records must be sent, not counted`);
   }
 
   /** A record whose decision was not built (wants() said no): counted, and in the backlog. */
@@ -253,9 +296,9 @@ function sharksOf(text: string): { node: string; datacenter?: string }[] {
 }
 
 /**
- * Decide every delete record of queryGroup's string into `tally`: a CLEAN objectId's records by
- * gc.plan.ts verdictOf on the facts DuckDB computed, any other objectId's by decideObject on its
- * rows as written.
+ * Decide every delete record of queryGroup's answer into `tally`: a clean objectId's records by
+ * the verdict DuckDB gave them (gc.plan.ts VERDICT_BY_CLASS of their class), any other
+ * objectId's by decideObject on its rows as written; then the records DuckDB only counted.
  */
 export function decideGroup(rows: GroupRows, o: GcOptions, tally = new DecisionTally()): DecisionTally {
   let raw: (GcInput & { live: LiveRef[]; deletes: DeleteRecord[] }) | undefined;
@@ -276,32 +319,37 @@ export function decideGroup(rows: GroupRows, o: GcOptions, tally = new DecisionT
       continue;
     }
     flush();
+    const verdict = VERDICT_BY_CLASS[Number(f[0])]!;
     const mtime = Number(f[1]);
     const copies = Number(f[3]);
     const contentLength = f[4] === '' ? undefined : Number(f[4]);
+    if (!tally.wants(verdict)) {
+      tally.count(verdict, mtime, copies, contentLength);
+      continue;
+    }
     let live: LiveRef | undefined;
     if (f[5] !== '') {
       const [key, shard] = JSON.parse(f[5]!) as [string, string];
       live = { key, shard };
     }
-    const facts: RecordFacts = { mtime, latestMtime: Number(f[2]), live, copies };
-    const verdict = verdictOf(facts, o);
-    if (tally.wants(verdict)) {
-      const record = { shard: f[6]!, key: f[7]!, etag: f[8]!, mtime };
-      tally.add(decisionOf(record, verdict, facts, contentLength, () => sharksOf(f[11]!), f[10]!, f[9]!));
-    } else tally.count(verdict, mtime, copies, contentLength);
+    // latestMtime is only read (detailOf) when a later record made this one superseded.
+    const facts: RecordFacts = { mtime, latestMtime: f[2] === '' ? mtime : Number(f[2]), live, copies };
+    const objectId = f[9]!;
+    const record = { shard: f[6]!, key: f[7] === '' ? `/${objectId}/${f[1]}` : f[7]!, etag: f[8]!, mtime };
+    tally.add(decisionOf(record, verdict, facts, contentLength, () => sharksOf(f[11]!), f[10]!, objectId));
   }
   flush();
+  for (const c of rows.counted) tally.countMany(c);
   return tally;
 }
 
-/** queryGroup then decideGroup, on one connection. */
+/** queryGroup then decideGroup, on one connection (every record sent when `tally` keeps them all). */
 export async function scanGroup(
   conn: DuckDBConnection,
   files: { manta: readonly string[]; deleteLog: readonly string[] },
-  o: GcOptions,
+  o: GcOptions & { gcCleanColumn: boolean },
   tally?: DecisionTally,
 ): Promise<{ rows: GroupRows; tally: DecisionTally }> {
-  const rows = await queryGroup(conn, files);
+  const rows = await queryGroup(conn, files, { ...o, all: tally?.all !== undefined });
   return { rows, tally: decideGroup(rows, o, tally) };
 }
