@@ -15,7 +15,7 @@
  * and their ratios (all processes; the nodes alone — what a storage node pays per object moved).
  *   REMORA_BENCH_REBALANCE_SMALL (default 2000 objects of 4 KiB), REMORA_BENCH_REBALANCE_LARGE
  *   (default 24 objects of 16 MiB), REMORA_BENCH_REBALANCE_CONCURRENCY (default 8),
- *   REMORA_BENCH_REBALANCE_BATCH (objects per claim; default the runner's, 8 × concurrency),
+ *   REMORA_BENCH_REBALANCE_BATCH (objects per claim; default the runner's, 8 × concurrency and 1 GiB),
  *   REMORA_BENCH_REBALANCE_STEP_CPU=1 (also the CPU per object of each step).
  * Also printed: the rebalance's time by step of its claim batches (from the runner's onStep seam).
  */
@@ -31,7 +31,7 @@ import type { Deployment } from '../src/deployment/deployment.js';
 import { objectValue } from '../src/frontdoor/records.js';
 import { RebalancePlanner } from '../src/jobs/rebalance/rebalance.plan.js';
 import { insertJob, insertObjects, migrateRebalance } from '../src/jobs/rebalance/rebalance.repository.js';
-import { runJob } from '../src/jobs/rebalance/rebalance.run.js';
+import { DEFAULT_BATCH_PER_SLOT, runJob } from '../src/jobs/rebalance/rebalance.run.js';
 import { eachLimit } from '../src/core/concurrency.js';
 import type { ObjectGroup } from '../src/jobs/rebalance/rebalance.types.js';
 
@@ -237,7 +237,7 @@ async function runCase(
   if (STEP_CPU) for (const [k, v] of Object.entries(stepCpu)) console.log(`    step ${k}: ${perObject(v)}`);
   const spent = Object.values(phases).reduce((a, b) => a + b, 0);
   console.log(
-    `  rebalance time by step (claim batch ${batchSize ?? concurrency * 8}): ` +
+    `  rebalance time by step (claim batch ${batchSize ?? `${concurrency * DEFAULT_BATCH_PER_SLOT} objects or 1 GiB`}): ` +
       Object.entries(phases)
         .map(([k, v]) => `${k} ${((100 * v) / spent).toFixed(0)}%`)
         .join(', '),
@@ -260,7 +260,7 @@ async function runCase(
   );
   const moveRate = single.length / ((performance.now() - t2) / 1000);
   const batched = await fresh();
-  const perClaim = concurrency * 8; // the runner's default claim batch
+  const perClaim = Math.min(c.count, concurrency * DEFAULT_BATCH_PER_SLOT); // the runner's default claim batch
   const t3 = performance.now();
   for (let i = 0; i < batched.length; i += perClaim)
     await d.storage.tombstoneBatch(

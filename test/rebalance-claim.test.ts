@@ -1,6 +1,7 @@
 /**
  * The runner's claim (rebalance.repository.ts claimObjects): which objects a claim batch takes.
- * A claim takes, in object order and at most `limit`: unprocessed objects, objects assigned to a
+ * A claim takes, in object order and at most `limit` (and past `minObjects`, at most `maxBytes`):
+ * unprocessed objects, objects assigned to a
  * runner whose lease ran out, and objects owed their tombstone MOVE (`post_processing`) last tried
  * before this run started; never a complete, skipped or errored one, never a live claim, never an
  * object for another destination when the run is limited to one. Checked against a model of that
@@ -29,6 +30,7 @@ interface Planted {
   dest: string;
   /** Seconds before now of claimed_at (assigned, post_processing). */
   claimedAgo: number;
+  bytes: number;
 }
 
 test('a claim takes exactly the claimable objects, in object order, whatever the mix', async () => {
@@ -55,6 +57,7 @@ test('a claim takes exactly the claimable objects, in object order, whatever the
         state: halfDone && i < n / 2 ? 'complete' : STATES[rnd.int(STATES.length)]!,
         dest: DESTS[rnd.int(DESTS.length)]!,
         claimedAgo: rnd.pick([5, 20, 60, 3600]),
+        bytes: rnd.pick([0, 4096, 1 << 20, 16 << 20, 1 << 30]),
       }));
       await insertObjects(db, jobId, planted.map(row));
       for (const p of planted)
@@ -75,9 +78,23 @@ test('a claim takes exactly the claimable objects, in object order, whatever the
               (p.state === 'assigned' && p.claimedAgo * 1000 > leaseMs) ||
               (p.state === 'post_processing' && p.claimedAgo > 30)),
         )
-        .map((p) => p.objectId)
-        .sort();
+        .sort((a, b) => (a.objectId < b.objectId ? -1 : 1));
       const limit = 1 + rnd.int(40);
+      // Half the seeds cap a claim's bytes too (past minObjects objects).
+      const capped = seed % 4 < 2;
+      const maxBytes = capped ? rnd.pick([1 << 20, 64 << 20, 2 << 30]) : undefined;
+      const minObjects = 1 + rnd.int(8);
+      /** The model: the first `limit` claimable, then the prefix within the byte cap past minObjects. */
+      const expected = (from: number) => {
+        const first = claimable.slice(from, from + limit);
+        let running = 0;
+        return first
+          .filter((p, i) => {
+            running += p.bytes;
+            return maxBytes === undefined || i < minObjects || running <= maxBytes;
+          })
+          .map((p) => p.objectId);
+      };
       const taken: string[] = [];
       for (;;) {
         const rows = await claimObjects(db, {
@@ -87,6 +104,7 @@ test('a claim takes exactly the claimable objects, in object order, whatever the
           leaseMs,
           runStartedAt,
           ...(dest ? { dest } : {}),
+          ...(maxBytes !== undefined ? { maxBytes, minObjects } : {}),
         });
         claims++;
         if (rows.length === 0) break;
@@ -94,11 +112,15 @@ test('a claim takes exactly the claimable objects, in object order, whatever the
         for (const r of rows) assert.equal(r.state, 'assigned');
         const ids = rows.map((r) => r.objectId);
         assert.deepEqual(ids, [...ids].sort(), `seed ${seed}: a batch out of object order`);
-        // Each batch is the first `limit` still-claimable objects.
-        assert.deepEqual(ids, claimable.slice(taken.length, taken.length + limit), `seed ${seed}`);
+        // Each batch is the first `limit` still-claimable objects, cut to the byte cap.
+        assert.deepEqual(ids, expected(taken.length), `seed ${seed}`);
         taken.push(...ids);
       }
-      assert.deepEqual(taken, claimable, `seed ${seed}: claimed ${taken.length} of ${claimable.length}`);
+      assert.deepEqual(
+        taken,
+        claimable.map((p) => p.objectId),
+        `seed ${seed}: claimed ${taken.length} of ${claimable.length}`,
+      );
       const held = await db.query<{ n: string }>(
         `SELECT count(*) AS n FROM rebalance_objects WHERE job_id = $1 AND claimed_by = $2`,
         [jobId, `r${seed}`],
@@ -118,7 +140,7 @@ function row(p: Planted): NewObjectRow {
     state: p.state,
     reason: null,
     detail: null,
-    bytes: 4096,
+    bytes: p.bytes,
     md5: 'x',
     copyOwner: 'owner',
     cause: 'evacuate',

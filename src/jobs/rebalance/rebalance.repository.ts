@@ -305,6 +305,14 @@ export interface ClaimQuery {
   /** Only objects going to this destination (`run --node`). */
   dest?: string;
   limit: number;
+  /**
+   * Bytes of a claim: objects past the first `minObjects` are taken only while the claim's bytes
+   * (in object order) stay within this (none: `limit` alone), so a claim of big objects is done,
+   * and its outcomes recorded, as soon as one of small objects.
+   */
+  maxBytes?: number;
+  /** Objects a claim takes whatever their bytes (default 1), e.g. one per copy slot. */
+  minObjects?: number;
   /** An `assigned` claim older than this belongs to a dead runner and is claimable again. */
   leaseMs: number;
   /** `post_processing` objects last tried before this instant are claimable (one tombstone retry per run). */
@@ -312,41 +320,57 @@ export interface ClaimQuery {
 }
 
 /**
- * Claim up to `limit` objects: unprocessed ones, assigned ones whose lease expired (a crashed
- * runner), and post_processing ones not yet retried by this run. SKIP LOCKED lets several runners
- * (one per destination, or several for one) share a job.
+ * Claim up to `limit` objects (and `maxBytes`, past `minObjects`) for `runner`: unprocessed
+ * objects, objects whose claim expired (a crashed runner's), and objects owed their tombstone
+ * MOVE (`post_processing`) last tried before this run started (so a run retries each once).
+ * SKIP LOCKED lets several runners (one per destination, or several for one) share a job.
  */
 export async function claimObjects(db: Queryable, q: ClaimQuery): Promise<ObjectRow[]> {
   // One ordered index range per claimable state (rebalance_objects_claim_idx), each at most
   // `limit` rows: a claim costs the same at the start and at the end of a job of a million
   // objects. (One scan with the three states OR-ed walked the primary key past every object
-  // already done: 950 ms per claim half-way through 500,000 objects.)
+  // already done: 950 ms per claim half-way through 500,000 objects.) Rows locked by a range but
+  // not picked are released when the claim's transaction ends.
   const r = await db.query<RawObjectRow>(
     `WITH unprocessed AS (
-       SELECT job_id, object_id FROM rebalance_objects
+       SELECT job_id, object_id, bytes FROM rebalance_objects
         WHERE job_id = $1 AND state = 'unprocessed' AND ($3::text IS NULL OR dest = $3)
         ORDER BY object_id LIMIT $6 FOR UPDATE SKIP LOCKED),
      expired AS (
-       SELECT job_id, object_id FROM rebalance_objects
+       SELECT job_id, object_id, bytes FROM rebalance_objects
         WHERE job_id = $1 AND state = 'assigned' AND ($3::text IS NULL OR dest = $3)
           AND claimed_at < now() - make_interval(secs => $4::float8 / 1000)
         ORDER BY object_id LIMIT $6 FOR UPDATE SKIP LOCKED),
      owed AS (
-       SELECT job_id, object_id FROM rebalance_objects
+       SELECT job_id, object_id, bytes FROM rebalance_objects
         WHERE job_id = $1 AND state = 'post_processing' AND ($3::text IS NULL OR dest = $3)
           AND claimed_at < $5
         ORDER BY object_id LIMIT $6 FOR UPDATE SKIP LOCKED),
+     first AS (
+       SELECT * FROM (
+         SELECT * FROM unprocessed UNION ALL SELECT * FROM expired UNION ALL SELECT * FROM owed) c
+        ORDER BY object_id LIMIT $6),
      picked AS (
        SELECT job_id, object_id FROM (
-         SELECT * FROM unprocessed UNION ALL SELECT * FROM expired UNION ALL SELECT * FROM owed) c
-        ORDER BY object_id LIMIT $6)
+         SELECT job_id, object_id, row_number() OVER w AS n, sum(bytes) OVER w AS running
+           FROM first WINDOW w AS (ORDER BY object_id)) x
+        WHERE $7::bigint IS NULL OR n <= $8 OR running <= $7)
      UPDATE rebalance_objects o
         SET state = 'assigned', claimed_by = $2, claimed_at = now(), updated_at = now(),
             attempts = o.attempts + 1
        FROM picked
       WHERE o.job_id = picked.job_id AND o.object_id = picked.object_id
       RETURNING o.*`,
-    [q.jobId, q.runner, q.dest ?? null, q.leaseMs, q.runStartedAt, q.limit],
+    [
+      q.jobId,
+      q.runner,
+      q.dest ?? null,
+      q.leaseMs,
+      q.runStartedAt,
+      q.limit,
+      q.maxBytes ?? null,
+      Math.max(1, q.minObjects ?? 1),
+    ],
   );
   return r.rows
     .map(toObjectRow)
