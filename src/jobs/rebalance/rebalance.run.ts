@@ -109,8 +109,8 @@ export const DEFAULT_CONCURRENCY = 8;
 /**
  * A claim batch: up to 8 objects per copy slot, and past one per slot at most 1 GiB, so a batch of
  * big objects has its outcomes recorded as often as one of small ones (progress, the ETA and the
- * work a crashed runner redoes are counted in batches: 64 objects of 1 GiB were ~9 minutes here,
- * now 8). Bigger batches of small objects move them a little faster (4 KiB: 0.84 of the baseline
+ * work a crashed runner redoes are counted in batches: 64 objects of 1 GiB took ~9 minutes here,
+ * now 8 take ~70 s). Bigger batches of small objects move them a little faster (4 KiB: 0.84 of the baseline
  * with 256 per claim against 0.80 with 64, docs/rebalance.md) but coarsen progress for a slow or
  * throttled run; not taken.
  */
