@@ -505,7 +505,8 @@ test('PUT fsyncs the temp file, with all its bytes, before renaming it into plac
   assert.ok(dirSynced > renamed, 'the directory is fsynced after the rename, so the rename survives a crash');
   assert.deepEqual(fs.readFileSync(dest), body);
 
-  // MOVE: the rename into the tombstone tree, then an fsync of the tombstone directory.
+  // MOVE: the rename into the tombstone tree, then an fsync of the tombstone directory and of the
+  // copy's own (its old name's removal), as the batched tombstone does.
   fsLog.length = 0;
   assert.equal(await client.tombstone(node.url, OWNER, id(22), '2024-03-02'), 'moved');
   const tombDir = path.join(root, 'tombstone', '2024-03-02');
@@ -514,6 +515,7 @@ test('PUT fsyncs the temp file, with all its bytes, before renaming it into plac
     [
       ['rename', path.join(tombDir, id(22))],
       ['fsync', tombDir],
+      ['fsync', path.join(root, OWNER)],
     ],
   );
 });

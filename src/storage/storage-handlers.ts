@@ -173,7 +173,8 @@ export async function handleGet(
 
 /**
  * MOVE to `/tombstone/YYYY-MM-DD/<objectId>` (mako/v1 bin/mako_gc.sh), or to
- * `/quarantine/YYYY-MM-DD/<objectId>` (repair's corrupt copies): a rename within the node.
+ * `/quarantine/YYYY-MM-DD/<objectId>` (repair's corrupt copies): a rename within the node, then an
+ * fsync of the destination directory and of the source directory.
  */
 export async function handleMove(
   ctx: HandlerContext,
@@ -199,7 +200,10 @@ export async function handleMove(
   } catch (err) {
     throw notFoundOr(err, copy);
   }
+  // Both directories, as the batched tombstone does: the copy's new name and its old name's
+  // removal each survive a crash before the answer says 'moved'.
   await ctx.files.fsync(path.dirname(dest), 'r');
+  await ctx.files.fsync(path.dirname(src), 'r');
   ctx.md5.delete(src);
   res.writeHead(204);
   res.end();
