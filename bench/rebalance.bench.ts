@@ -8,7 +8,7 @@
  * of the per-object storage requests measured in the same run (GET + PUT, and the tombstone that
  * the baseline does not pay: the single MOVE, and the batched request the runner uses).
  *
- * The four storage nodes run one process each (bench/storage-node.child.ts), as on a deployment
+ * The four storage nodes run one process each (test/helpers/storage-node-child.ts), as on a deployment
  * where they are other machines; REMORA_BENCH_REBALANCE_NODES=inline runs them in this process
  * (the layout of the figures before 2026-12-02). Printed with the rates: the CPU per object of
  * this process (the runner, or the baseline's client), of PostgreSQL and of the nodes, for both,
@@ -31,7 +31,7 @@ import type { Deployment } from '../src/deployment/deployment.js';
 import { objectValue } from '../src/frontdoor/records.js';
 import { RebalancePlanner } from '../src/jobs/rebalance/rebalance.plan.js';
 import { insertJob, insertObjects, migrateRebalance } from '../src/jobs/rebalance/rebalance.repository.js';
-import { DEFAULT_BATCH_PER_SLOT, runJob } from '../src/jobs/rebalance/rebalance.run.js';
+import { DEFAULT_BATCH_BYTES, DEFAULT_BATCH_PER_SLOT, runJob } from '../src/jobs/rebalance/rebalance.run.js';
 import { eachLimit } from '../src/core/concurrency.js';
 import type { ObjectGroup } from '../src/jobs/rebalance/rebalance.types.js';
 
@@ -224,11 +224,11 @@ async function runCase(
     `  per round ${roundRatios.map((x) => x.toFixed(2)).join(' ')} (median ${sorted[Math.floor(sorted.length / 2)]!.toFixed(2)})`,
   );
   const us = (ms: number) => `${((1000 * ms) / c.count).toFixed(0)} µs`;
+  const total = (x: Cpu) => x.self + x.pg + x.nodes;
   const perObject = (x: Cpu) =>
-    `${us(x.self + x.pg + x.nodes)} = this process ${us(x.self)} + PostgreSQL ${us(x.pg)} + nodes ${us(x.nodes)}`;
+    `${us(total(x))} = this process ${us(x.self)} + PostgreSQL ${us(x.pg)} + nodes ${us(x.nodes)}`;
   console.log(`  CPU per object, baseline:  ${perObject(cpu.baseline)}`);
   console.log(`  CPU per object, rebalance: ${perObject(cpu.rebalance)}`);
-  const total = (x: Cpu) => x.self + x.pg + x.nodes;
   if (total(cpu.rebalance) > 0)
     console.log(
       `  CPU ratio ${(total(cpu.baseline) / total(cpu.rebalance)).toFixed(2)} (all processes); nodes only ` +
@@ -237,7 +237,7 @@ async function runCase(
   if (STEP_CPU) for (const [k, v] of Object.entries(stepCpu)) console.log(`    step ${k}: ${perObject(v)}`);
   const spent = Object.values(phases).reduce((a, b) => a + b, 0);
   console.log(
-    `  rebalance time by step (claim batch ${batchSize ?? `${concurrency * DEFAULT_BATCH_PER_SLOT} objects or 1 GiB`}): ` +
+    `  rebalance time by step (claim batch ${batchSize ?? `${concurrency * DEFAULT_BATCH_PER_SLOT} objects or ${DEFAULT_BATCH_BYTES / 2 ** 30} GiB`}): ` +
       Object.entries(phases)
         .map(([k, v]) => `${k} ${((100 * v) / spent).toFixed(0)}%`)
         .join(', '),
@@ -380,10 +380,18 @@ async function startNodeProcesses(
       roots.push(root);
       const child = spawn(
         process.execPath,
-        ['--import', 'tsx', path.join(import.meta.dirname, 'storage-node.child.ts'), root, id, n.datacenter],
+        [
+          '--import',
+          'tsx',
+          path.join(import.meta.dirname, '../test/helpers/storage-node-child.ts'),
+          root,
+          '0',
+          id,
+          n.datacenter,
+        ],
         {
           stdio: ['ignore', 'pipe', 'inherit'],
-          env: { ...process.env, REMORA_BENCH_INTERNAL_TOKEN: d.internalToken },
+          env: { ...process.env, REMORA_CHILD_INTERNAL_TOKEN: d.internalToken },
         },
       );
       children.push(child);

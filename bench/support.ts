@@ -90,7 +90,11 @@ export function cpuOfTree(named: Record<string, readonly number[]> = {}): {
     return out;
   }
   const kids = new Map<number, number[]>();
-  for (const s of stats) kids.set(s.ppid, [...(kids.get(s.ppid) ?? []), s.pid]);
+  for (const s of stats) {
+    const list = kids.get(s.ppid);
+    if (list) list.push(s.pid);
+    else kids.set(s.ppid, [s.pid]);
+  }
   const byPid = new Map(stats.map((s) => [s.pid, s.ms]));
   const labelOf = new Map<number, string>();
   for (const [label, pids] of Object.entries(named)) for (const pid of pids) labelOf.set(pid, label);
