@@ -65,15 +65,29 @@ export function addToBacklog(
   copies: number,
   contentLength: number | undefined,
 ): void {
+  addRecordsToBacklog(b, verdict, {
+    records: 1,
+    copies,
+    bytes: copies * (contentLength ?? 0),
+    oldestMs: mtime,
+  });
+}
+
+/** Add `n.records` decided records of one verdict, with their copies, bytes and oldest mtime, to `b`. */
+export function addRecordsToBacklog(
+  b: GcBacklog,
+  verdict: Verdict,
+  n: { records: number; copies: number; bytes: number; oldestMs: number },
+): void {
   if (verdict === 'waiting-grace') {
-    b.waitingForGrace.records++;
-    b.waitingForGrace.copies += copies;
-    b.waitingForGrace.bytes += copies * (contentLength ?? 0);
-    b.waitingForGrace.oldestMs = minOf(b.waitingForGrace.oldestMs, mtime);
+    b.waitingForGrace.records += n.records;
+    b.waitingForGrace.copies += n.copies;
+    b.waitingForGrace.bytes += n.bytes;
+    b.waitingForGrace.oldestMs = minOf(b.waitingForGrace.oldestMs, n.oldestMs);
   } else if (verdict === 'not-provable') {
-    b.notProvableYet.records++;
-    b.notProvableYet.oldestMs = minOf(b.notProvableYet.oldestMs, mtime);
-  } else if (verdict === 'malformed') b.malformed++;
+    b.notProvableYet.records += n.records;
+    b.notProvableYet.oldestMs = minOf(b.notProvableYet.oldestMs, n.oldestMs);
+  } else if (verdict === 'malformed') b.malformed += n.records;
 }
 
 /** The backlog of a task's decisions (before apply: what apply leaves is added to it). */

@@ -22,7 +22,7 @@ import { DEFAULT_MAX_EXAMPLES } from '../../core/run-report.js';
 import { RemoraError } from '../../core/errors.js';
 import { sqlString } from '../../dumps/duckdb.js';
 import { deleteRecordCleanSql, deleteRecordFieldsSql } from '../../dumps/table-specs.js';
-import { addToBacklog, emptyBacklog, type GcBacklog } from './gc.backlog.js';
+import { addRecordsToBacklog, addToBacklog, emptyBacklog, type GcBacklog } from './gc.backlog.js';
 import {
   CLEANS_UP,
   decideObject,
@@ -236,20 +236,15 @@ export class DecisionTally {
 
   /** Records counted by DuckDB (neither acting nor examples): the same counts and backlog as count() of each. */
   countMany(c: CountedRecords): void {
-    let v = this.verdicts.get(c.verdict);
-    if (!v) this.verdicts.set(c.verdict, (v = { n: 0, examples: [] }));
-    v.n += c.n;
-    this.decided += c.n;
-    const b = this.backlog;
-    if (c.verdict === 'waiting-grace') {
-      b.waitingForGrace.records += c.n;
-      b.waitingForGrace.copies += c.copies;
-      b.waitingForGrace.bytes += c.bytes;
-      b.waitingForGrace.oldestMs = Math.min(b.waitingForGrace.oldestMs ?? c.oldest, c.oldest);
-    } else if (c.verdict === 'not-provable') {
-      b.notProvableYet.records += c.n;
-      b.notProvableYet.oldestMs = Math.min(b.notProvableYet.oldestMs ?? c.oldest, c.oldest);
-    } else throw new RemoraError('Internal', `gc scan: ${c.verdict} records must be sent, not counted`);
+    if (c.verdict !== 'waiting-grace' && c.verdict !== 'not-provable')
+      throw new RemoraError('Internal', `gc scan: ${c.verdict} records must be sent, not counted`);
+    this.verdict(c.verdict, c.n);
+    addRecordsToBacklog(this.backlog, c.verdict, {
+      records: c.n,
+      copies: c.copies,
+      bytes: c.bytes,
+      oldestMs: c.oldest,
+    });
   }
 
   /** A record whose decision was not built (wants() said no): counted, and in the backlog. */
@@ -258,11 +253,11 @@ export class DecisionTally {
     addToBacklog(this.backlog, verdict, mtime, copies, contentLength);
   }
 
-  private verdict(verdict: Verdict) {
-    this.decided++;
+  private verdict(verdict: Verdict, n = 1) {
+    this.decided += n;
     let v = this.verdicts.get(verdict);
     if (!v) this.verdicts.set(verdict, (v = { n: 0, examples: [] }));
-    v.n++;
+    v.n += n;
     return v;
   }
 }
