@@ -11,7 +11,7 @@ import type { JobDefinition } from '../src/pipeline/job.js';
 import { driveDays, scheduleDay } from '../src/pipeline/operations.js';
 import {
   attemptsOfRun,
-  completeTask,
+  completeAttempt,
   getTask,
   startAttempt,
   tasksOfRun,
@@ -93,13 +93,13 @@ test('a task completed twice keeps the first successful attempt', async () => {
     worker: 'w2',
     engineWorker: null,
   });
-  const won1 = await completeTask(tp.rt.control, {
+  const won1 = await completeAttempt(tp.rt.control, {
     taskId: task!.id,
     attemptId: a1,
     output: { who: 1 },
     report: emptyReport(),
   });
-  const won2 = await completeTask(tp.rt.control, {
+  const won2 = await completeAttempt(tp.rt.control, {
     taskId: task!.id,
     attemptId: a2,
     output: { who: 2 },

@@ -139,22 +139,6 @@ export async function finishAttempt(
 }
 
 /**
- * First successful attempt wins; a later duplicate (after a lost-then-alive worker) is ignored.
- * The bare transition, kept for tools and tests; a worker completes through completeAttempt.
- */
-export async function completeTask(
-  db: Queryable,
-  t: { taskId: number; attemptId: number; output: unknown; report: RunReport },
-): Promise<boolean> {
-  const r = await db.query(
-    `UPDATE ${SCHEMA}.tasks SET state = 'succeeded', winning_attempt = $2, output = $3, report = $4
-     WHERE id = $1 AND state = 'queued'`,
-    [t.taskId, t.attemptId, JSON.stringify(t.output ?? null), JSON.stringify(t.report)],
-  );
-  return (r.rowCount ?? 0) > 0;
-}
-
-/**
  * The fence (docs/pipeline.md "A lost attempt that keeps running"): an attempt completes its task
  * only while it is still `running` — not declared lost — and the task still `queued`, in one
  * statement. The task row is locked first, so two attempts completing at once are ordered, and
