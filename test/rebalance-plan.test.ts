@@ -176,6 +176,64 @@ test('spread: equal destinations share the load', () => {
   assert.ok(Math.min(...counts) >= 40, `uneven spread ${counts.join(',')}`);
 });
 
+test('stable (repair): the same node for an object however the reported room moves, spread, and only while eligible', () => {
+  // A repair rerun after a crash must choose the node that already holds its copy. Between two
+  // runs every node's reported room moves by several MiB (other writers on the disk); with the
+  // default rule (most room, then chance) the choice follows the roomiest node.
+  const ids = Array.from(
+    { length: 200 },
+    (_, i) => `${i.toString(16).padStart(8, '0')}-0000-4000-8000-000000000000`,
+  );
+  const run = (
+    avail: Record<string, number>,
+    o: Partial<PlanOptions>,
+    stale: string[] = [],
+    full: string[] = [],
+  ) => {
+    const p = new RebalancePlanner(
+      ['a2', 'b1', 'b2', 'c1', 'c2'].map((id) =>
+        node(
+          id,
+          `dc${id[0] === 'a' ? 1 : id[0] === 'b' ? 2 : 3}`,
+          avail[id] ?? 1000,
+          full.includes(id) ? 95 : 50,
+          stale.includes(id) ? 120_000 : 0,
+        ),
+      ),
+      opts({ evacuate: undefined, random: new SeededRandom(7), ...o }),
+    );
+    return ids.map(
+      (id) =>
+        p.decide(obj(id, [s('a1', 'dc1'), s('b1', 'dc2')], 4096), s('a1', 'dc1')).move?.newShark
+          .manta_storage_id,
+    );
+  };
+  const first = run({}, { stable: true });
+  const roomMoved = run({ a2: 1003, b2: 998, c1: 1009, c2: 990 }, { stable: true });
+  assert.deepEqual(roomMoved, first, 'stable: the same destinations after the room moved');
+  // Every node that keeps both datacenters of a dc1+dc2 object is a candidate (a2, c1, c2; not b2),
+  // and the hash spreads objects among them.
+  assert.deepEqual(new Set(first), new Set(['a2', 'c1', 'c2']), `spread ${first.join(',')}`);
+  for (const n of ['a2', 'c1', 'c2']) {
+    const k = first.filter((x) => x === n).length;
+    assert.ok(k > 35, `uneven spread: ${k} of 200 to ${n}`);
+  }
+  // The default rule does not have this property (the test above would catch a regression to it).
+  const byRoom = run({ a2: 1003, b2: 998, c1: 1009, c2: 990 }, {});
+  assert.ok(
+    byRoom.every((x) => x === 'c1'),
+    'most room wins by default',
+  );
+  // A chosen node that goes stale, or has no room left, is not chosen: its objects go elsewhere,
+  // every other object keeps its destination.
+  const unchangedExcept = (now: (string | undefined)[], gone: string) => {
+    assert.ok(!now.includes(gone), `${gone} still chosen`);
+    for (const [i, x] of first.entries()) if (x !== gone) assert.equal(now[i], x, ids[i]);
+  };
+  unchangedExcept(run({}, { stable: true }, ['c1']), 'c1');
+  unchangedExcept(run({}, { stable: true }, [], ['c2']), 'c2');
+});
+
 test('single-DC mode: the first copy moves to another datacenter', () => {
   const p = new RebalancePlanner(cluster(), opts({ evacuate: undefined, fixSingleDc: true }));
   const d = p.decide(obj('x', [s('b1', 'dc2'), s('b2', 'dc2')]));

@@ -28,7 +28,8 @@
  * from the live records and the nodes, no journal):
  *   before 4's copy        nothing changed                              → redone
  *   after the copy         a verified copy on the destination, records unchanged → the same
- *                          destination is picked (the choice is seeded by the objectId) and the
+ *                          destination is picked (a rendezvous hash of objectId and node, not
+ *                          room: RebalancePlanner `stable`) while it stays eligible, and the
  *                          copy is found complete (HEAD with its MD5) or written again
  *   during the update      some records name the new copy            → the planner's convergence
  *                          rule makes the others name the same copies (RebalancePlanner "settled")
@@ -37,7 +38,7 @@
  *   after the quarantine   done                                      → stale / present-after-all
  */
 import { eachLimit } from '../../core/concurrency.js';
-import { type Clock, SeededRandom, type Random } from '../../core/clock.js';
+import { type Clock, SeededRandom } from '../../core/clock.js';
 import { dayOf } from '../../core/days.js';
 import { isRemoraError, RemoraError } from '../../core/errors.js';
 import type { ReportBuilder } from '../../core/run-report.js';
@@ -145,8 +146,6 @@ export function groupOf(objectId: string, records: readonly LiveRow[]): ObjectGr
 export class Repairer {
   private readonly lost: LostObject[] = [];
   private left = 0;
-  /** The planner's chance, re-seeded per object so a rerun after a crash picks the same node. */
-  private random: Random = new SeededRandom(0);
   private readonly throttles = new Map<string, { objects: ByteThrottle; bytes: ByteThrottle }>();
 
   constructor(
@@ -335,10 +334,11 @@ export class Repairer {
       maxFillPct: this.o.maxFillPct,
       lagMs: this.o.lagMs,
       now: this.deps.clock.now(),
-      random: { next: () => this.random.next() },
+      // Unused with `stable`, which picks by hash so that a rerun after a crash finds its copy.
+      random: new SeededRandom(0),
+      stable: true,
     });
     for (const w of work) {
-      this.random = new SeededRandom(parseInt(w.objectId.slice(0, 8), 16) || 1);
       let g = groupOf(w.objectId, w.records);
       const bad = w.sharks.filter((s) => {
         const st = w.state.get(s.manta_storage_id);

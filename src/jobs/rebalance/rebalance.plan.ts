@@ -26,8 +26,11 @@
  *    at least as many as before (Rust ObjectAlreadyInDatacenter), strictly more in single-DC
  *    mode; among those, a node that raises the count wins, then the one with the most room left
  *    (spreads load: Rust sorts by most available, MANTA-5190 fixed that order being backwards),
- *    then chance.
+ *    then chance. Repair (`stable`) takes, among the nodes that raise the count most and have room,
+ *    the highest rendezvous hash of (objectId, node): the same node on every run while it stays
+ *    eligible, whatever the room reported in between.
  */
+import crypto from 'node:crypto';
 import type { Random } from '../../core/clock.js';
 import type { Shark, StorageRecordValue } from '../../metadata/types.js';
 import {
@@ -54,6 +57,13 @@ export interface PlanOptions {
   lagMs: number;
   now: number;
   random: Random;
+  /**
+   * Choose among the candidates by rendezvous hash of (objectId, node) instead of most room, then
+   * chance: an object gets the same destination for as long as that node stays eligible, however
+   * the nodes' reported room moves between two runs (repair, whose rerun after a crash must find
+   * the copy it already made: src/jobs/audit/audit.repair.ts).
+   */
+  stable?: boolean;
 }
 
 export type NodeRole = 'destination' | 'evacuated' | 'ignored' | 'stale' | 'full';
@@ -220,7 +230,7 @@ export class RebalancePlanner {
     }
     const roomy = dcOk.filter((c) => this.budget(c.n) >= g.contentLength);
     if (roomy.length === 0) return { ...base, state: 'skipped', reason: 'DestinationInsufficientSpace' };
-    const best = this.best(roomy);
+    const best = this.opts.stable ? this.stableBest(roomy, g.objectId) : this.best(roomy);
     best.assignedBytes += g.contentLength;
     best.assignedObjects++;
     return moveTo(best.shark, false);
@@ -248,6 +258,21 @@ export class RebalancePlanner {
     // Nodes within 1 MiB of the roomiest are equals: chance spreads small objects among them.
     const equals = top.filter((n) => room - this.budget(n) <= MiB);
     return equals[Math.floor(this.opts.random.next() * equals.length)]!;
+  }
+
+  /** Most datacenters after the move, then the highest hash of (objectId, node). */
+  private stableBest(cands: { n: NodeCapacity; dcs: number }[], objectId: string): NodeCapacity {
+    const maxDcs = Math.max(...cands.map((c) => c.dcs));
+    let best: { n: NodeCapacity; w: string } | undefined;
+    for (const c of cands) {
+      if (c.dcs !== maxDcs) continue;
+      const w = crypto
+        .createHash('sha1')
+        .update(`${objectId.toLowerCase()}\0${c.n.shark.manta_storage_id}`)
+        .digest('hex');
+      if (!best || w > best.w) best = { n: c.n, w };
+    }
+    return best!.n;
   }
 
   /** Per node: objects and bytes assigned, fill before and predicted after (the dry-run table). */
