@@ -170,6 +170,7 @@ test(
             assert.equal(m.partitions, 4);
             const head = (await store.head(makoPath(o.source)))!;
             assert.equal(head.meta['m-mako-dump-time'], o.startedAt);
+            assert.equal(head.meta['m-run-id'], o.runId, "the shared listing is the committed run's");
           }
           const o1 = manifestsOutput.parse(first.find((r) => r.partitionKey === keys[0])!.output).listing!;
           assert.deepEqual(

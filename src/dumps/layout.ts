@@ -6,6 +6,8 @@
  *   /poseidon/stor/mako/<manta_storage_id>                                             node listing (§2.4)
  *   /poseidon/stor/remora/unpacked/YYYY/MM/DD/<source>/manifest.json                   commit pointer of one source
  *   /poseidon/stor/remora/unpacked/YYYY/MM/DD/<source>/<runId>/<table>/pPPPP-SSS[-largeN].parquet chunks
+ *   /poseidon/stor/remora/unpacked/YYYY/MM/DD/<source>/<runId>/manifest.json            staged manifest (pipeline)
+ *   /poseidon/stor/remora/unpacked/YYYY/MM/DD/<node>/<runId>/listing                    staged raw listing (pipeline)
  *
  * `<source>` is a shard name (`2.moray.remora.local`) or a storage node id (`1.stor.dc1.remora.local`);
  * the day is the UTC day of the source's snapshot instant (or listing start).

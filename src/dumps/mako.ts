@@ -23,7 +23,7 @@ import type { DuckOptions } from './duckdb.js';
 import { makoPath, sourceManifestPath } from './layout.js';
 import { dayOf } from '../core/days.js';
 import { readSourceManifest, type SourceManifest, writeSourceManifest } from './manifest.js';
-import { stageSourceManifest } from './source-commit.js';
+import { stageSourceManifest, stagedListingPath } from './source-commit.js';
 import type { ObjectStore, PutResult } from '../objectstore/object-store.js';
 import { DEFAULT_PARTITIONS } from './partition.js';
 import { ReportBuilder } from '../core/run-report.js';
@@ -48,8 +48,10 @@ export interface MakoIngestOptions {
   outputPrefix?: string;
   duck?: DuckOptions;
   /**
-   * false (the pipeline): stage the manifest beside this run's chunks instead of committing it;
-   * the manifests job's commit step switches it (src/dumps/source-commit.ts). Default true.
+   * false (the pipeline): stage the manifest beside this run's chunks instead of committing it,
+   * and upload the raw listing there too (stagedListingPath), not to the shared
+   * /poseidon/stor/mako/<id>; the manifests job's commit step switches the manifest and publishes
+   * the listing (src/dumps/source-commit.ts). Default true.
    */
   commit?: boolean;
 }
@@ -103,11 +105,15 @@ export async function ingestMakoListing(
     duck: opts.duck,
   });
   const writer = new PartitionedChunkWriter(makoTableSpec(), ctx);
-  const listingPath = publishedPath(opts.outputPrefix, makoPath(source));
+  const listingPath =
+    opts.commit === false
+      ? stagedListingPath(day, source, ctx.runId)
+      : publishedPath(opts.outputPrefix, makoPath(source));
   const upload = opts.upload === false ? undefined : new PassThrough();
   let put: Promise<PutResult> | undefined;
   if (upload) {
     const meta: Record<string, string> = { 'm-mako-dump-time': startedAt.toISOString() };
+    if (opts.commit === false) meta['m-run-id'] = ctx.runId;
     if (listing.datacenter) meta['m-datacenter'] = listing.datacenter;
     put = store.put(listingPath, upload, meta);
     put.catch(() => {});

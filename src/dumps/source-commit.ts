@@ -9,6 +9,10 @@
  *           replaced are deleted
  *   fenced  discardStagedManifest, by the worker for an attempt whose result is never committed
  *
+ * A node's raw listing (the manifests job) follows the same path: the task uploads it beside its
+ * chunks (stagedListingPath), the commit copies it to the shared `/poseidon/stor/mako/<id>`
+ * (publishStagedListing), which the rebalance's last-write check reads when the node is down.
+ *
  * Why (docs/pipeline.md "A lost attempt that keeps running"): an attempt declared lost may still
  * be running, and learn it late or never. When tasks wrote the day's manifest themselves, such an
  * attempt finishing after its retry had committed replaced the committed manifest and deleted the
@@ -43,6 +47,16 @@ export function stagedManifestPath(day: string, source: string, runId: string): 
   return `${unpackedDayDir(day)}/${source}/${runId}/manifest.json`;
 }
 
+/** `<day>/<source>/<runId>/listing`: a node's raw listing as one attempt fetched it. */
+export function stagedListingPath(day: string, source: string, runId: string): string {
+  return `${unpackedDayDir(day)}/${source}/${runId}/listing`;
+}
+
+/** `<day>/<source>/<runId>/`: where a run keeps its own files (chunks, staged manifest, listing). */
+function ownDir(r: StagedRef): string {
+  return `${unpackedDayDir(r.day)}/${r.source}/${r.runId}/`;
+}
+
 export async function stageSourceManifest(store: ObjectStore, m: SourceManifest): Promise<string> {
   const p = stagedManifestPath(m.day, m.source, m.runId);
   await store.put(p, Buffer.from(JSON.stringify(m, null, 1)), { 'm-run-id': m.runId });
@@ -75,8 +89,33 @@ export async function commitStagedManifest(
   const manifestPath = await writeSourceManifest(store, manifest);
   if (!previous || previous.runId === ref.runId) return { manifestPath, manifest };
   await deleteSupersededAttempt(store, ref.day, ref.source, ref.runId, previous);
+  for (const i of previous.input) if (i.path.startsWith(ownDir(previous))) await store.delete(i.path);
   await store.delete(stagedManifestPath(ref.day, ref.source, previous.runId));
   return { manifestPath, manifest, replaced: previous.runId };
+}
+
+/**
+ * The manifests job's commit, after commitStagedManifest: the committed run's raw listing becomes
+ * the node's shared listing at `target` (`/poseidon/stor/mako/<id>`, or its side-by-side twin),
+ * with its start instant. Only the run's commit writes there, so a lost attempt that lists the
+ * node late can never replace it. Idempotent: run again, it copies the same listing.
+ */
+export async function publishStagedListing(
+  store: ObjectStore,
+  ref: StagedRef,
+  target: string,
+): Promise<void> {
+  const staged = stagedListingPath(ref.day, ref.source, ref.runId);
+  const head = await store.head(staged);
+  if (!head) {
+    if ((await store.head(target))?.meta['m-run-id'] === ref.runId) return;
+    throw new RemoraError(
+      'StaleState',
+      `${ref.source} on ${ref.day}: the staged listing of run ${ref.runId} (${staged}) is gone, ` +
+        'so it cannot be published (removed by retention?): rerun the job for this partition',
+    );
+  }
+  await store.put(target, await store.get(staged), head.meta);
 }
 
 /**
@@ -91,13 +130,10 @@ export async function discardStagedManifest(store: ObjectStore, ref: StagedRef):
   const staged = stagedManifestPath(ref.day, ref.source, ref.runId);
   if (!(await store.head(staged))) return 0;
   const m = JSON.parse(await readObjectText(store, staged)) as SourceManifest;
-  const own = `${unpackedDayDir(ref.day)}/${ref.source}/${ref.runId}/`;
-  let removed = 0;
-  for (const t of Object.values(m.tables))
-    for (const c of t.chunks.filter((x) => x.path.startsWith(own))) {
-      await store.delete(c.path);
-      removed++;
-    }
+  const files = [...Object.values(m.tables).flatMap((t) => t.chunks), ...m.input]
+    .map((f) => f.path)
+    .filter((p) => p.startsWith(ownDir(ref)));
+  for (const p of files) await store.delete(p);
   await store.delete(staged);
-  return removed + 1;
+  return files.length + 1;
 }

@@ -1,7 +1,7 @@
 /**
  * The `manifests` job (docs/audit.md "Manifests"): one run per storage node per day lists the
- * node (`GET /manifest`, the original's `upload_mako_ls.sh`, MANTA-REFERENCE §2.4), stores the
- * raw listing at `/poseidon/stor/mako/<id>` with its start instant (`m-mako-dump-time`,
+ * node (`GET /manifest`, the original's `upload_mako_ls.sh`, MANTA-REFERENCE §2.4), publishes the
+ * raw listing at `/poseidon/stor/mako/<id>` (at the run's commit) with its start instant (`m-mako-dump-time`,
  * MANTA-2955), and ingests it into chunks partitioned by objectId (src/dumps/mako.ts, the code
  * behind `remora manifest`), so audit and cruft join one partition group of every shard and
  * every node (src/dumps/partition-inputs.ts). Its output is an UnpackRef of the node plus the
@@ -14,14 +14,21 @@
  *           raises the deadline alert), the other nodes' runs go on. A configured node with
  *           no address at all (no url, no heartbeat record) is a warning and an output with
  *           `reached: false`, as in tombstone-purge: there is nothing to wait for.
- *   task    list → ingest, the source manifest staged beside the attempt's chunks
- *   commit  the staged manifest becomes the node's source manifest (src/dumps/source-commit.ts:
- *           a lost attempt that keeps running never writes it, docs/pipeline.md); the task's output
+ *   task    list → ingest, the source manifest and the raw listing staged beside the attempt's chunks
+ *   commit  the staged manifest becomes the node's source manifest and the staged listing is
+ *           copied to `/poseidon/stor/mako/<id>` (src/dumps/source-commit.ts: a lost attempt that
+ *           keeps running never writes either, docs/pipeline.md); the task's output
  */
 import { z } from 'zod';
 import { RemoraError } from '../../core/errors.js';
 import { ingestMakoListing } from '../../dumps/mako.js';
-import { commitStagedManifest, discardStagedManifest } from '../../dumps/source-commit.js';
+import { makoPath } from '../../dumps/layout.js';
+import {
+  commitStagedManifest,
+  discardStagedManifest,
+  publishStagedListing,
+} from '../../dumps/source-commit.js';
+import { publishedPath } from '../../core/published-path.js';
 import { unpackRefSchema } from '../../dumps/partition-inputs.js';
 import { DEFAULT_PARTITIONS } from '../../dumps/partition.js';
 import { outputType, requireStorage, type ExternalInput, type JobDefinition } from '../../pipeline/job.js';
@@ -152,7 +159,14 @@ export function manifestsJob(
       const out = ctx.tasks[0]?.output;
       if (!out)
         throw new RemoraError('Internal', `manifests ${ctx.partition.key}: the task returned no output`);
-      if (out.listing) await commitStagedManifest(ctx.services.store, out.listing);
+      if (out.listing) {
+        await commitStagedManifest(ctx.services.store, out.listing);
+        await publishStagedListing(
+          ctx.services.store,
+          out.listing,
+          publishedPath(o.outputPrefix, makoPath(out.node)),
+        );
+      }
       return { output: out };
     },
   };
