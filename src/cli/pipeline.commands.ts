@@ -169,7 +169,11 @@ const withServe = (c: Command) =>
 export function registerPipelineCommands(program: Command): void {
   const pipeline = program
     .command('pipeline')
-    .description('the daily pipeline: snapshot → unpack → storage metering');
+    .description(
+      'the daily pipeline (docs/pipeline.md): snapshot → unpack → storage metering, gc → tombstone purge; ' +
+        'manifests → audit → repair (cruft when enabled); hourly request and compute metering, access ' +
+        'logs; the daily usage summary',
+    );
   withServe(pipeline.command('run'))
     .description('run a whole day to completion, with progress (default: today, UTC)')
     .option('--date <day>', 'pipeline day YYYY-MM-DD')
