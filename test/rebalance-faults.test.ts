@@ -244,6 +244,13 @@ test('CLI: an unknown node is refused by verify, run and plan (UsageError, exit 
     assert.equal(r.code, 2, `${runs[i]!.join(' ')}: ${r.out}`);
     assert.match(r.out, /UsageError: unknown storage node nosuch\.stor\.remora\.local/, runs[i]!.join(' '));
   }
+  // A mistyped --ignore is refused too (else the node meant to be kept out stays a destination).
+  const ignore = await cli(['rebalance', 'plan', '--evacuate', N1, '--ignore', 'nosuch.stor', '--dry-run']);
+  assert.equal(ignore.code, 2, ignore.out);
+  assert.match(
+    ignore.out,
+    /UsageError: --ignore: unknown storage node\(s\) nosuch\.stor: no manta_storage record/,
+  );
 });
 
 let n5Job: string | undefined;

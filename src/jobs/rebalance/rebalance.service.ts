@@ -113,6 +113,17 @@ export async function planJob(deps: PlanDeps, req: PlanRequest): Promise<PlanRes
       'UsageError',
       `unknown storage node ${req.evacuate}: it has no manta_storage record`,
     );
+  // A mistyped --ignore would leave the node the operator meant to keep out a destination.
+  const unknownIgnored = (req.ignore ?? []).filter((id) => !records.some((r) => r.manta_storage_id === id));
+  if (unknownIgnored.length > 0)
+    throw new RemoraError(
+      'UsageError',
+      `--ignore: unknown storage node(s) ${unknownIgnored.join(', ')}: no manta_storage record ` +
+        `(known: ${records
+          .map((r) => r.manta_storage_id)
+          .sort()
+          .join(', ')})`,
+    );
   const db = deps.tier.control;
   await migrateRebalance(db);
   await purgeDrafts(db, DRAFT_TTL_MS);
