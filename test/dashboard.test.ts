@@ -369,8 +369,28 @@ test('cruft: /api/cruft shows `remora cruft plan` (candidates per node, the plan
   assert.equal(d.candidates, pj.report.counters.candidates);
   assert.deepEqual(d.nodes, [{ node: planted.node, files: 1, bytes: planted.bytes }]);
   assert.equal(d.examples[0]?.objectId, planted.objectId);
+  // Every listed file by class, as the command printed it, and the count it confirmed.
+  assert.deepEqual(d.classes, pj.nodes);
+  assert.equal(d.confirmed, pj.report.counters.cruftFiles);
+  assert.equal(d.confirmed, 1);
+  const mine = pj.nodes.find((n) => n.node === planted.node)!;
+  assert.equal(mine.cruft.files, 1);
   const html = await (await fetch(`${url}cruft`)).text();
   assert.match(html, /<b data-candidates>1<\/b>/);
+  assert.match(html, /<b data-confirmed>1<\/b> confirmed/);
+  for (const n of pj.nodes)
+    for (const [cls, c] of [
+      ['listed', n.listed],
+      ['live', n.live],
+      ['gcPending', n.gcPending],
+      ['tooNew', n.tooNew],
+      ['cruft', n.cruft],
+    ] as const)
+      assert.match(
+        html,
+        new RegExp(`data-class="${cls}" data-node="${n.node.replace(/\./g, '\\.')}">${c.files} \\(`),
+        `${n.node} ${cls}`,
+      );
   assert.ok(html.includes(planted.objectId));
   assert.doesNotMatch(html, /Not yet available/);
   assert.equal((await p.stop('SIGTERM')).code, 0);

@@ -8,6 +8,7 @@ import { CELL_ORDER } from '../pipeline/views.js';
 import type { NodesView } from '../deployment/views/nodes.js';
 import type { AuditView } from '../deployment/views/audit.js';
 import type { CruftView } from '../deployment/views/cruft.js';
+import type { NodeAccount } from '../jobs/cruft/cruft.scan.js';
 import type { GcView } from '../deployment/views/gc.js';
 import type { RebalanceView } from '../deployment/views/rebalance.js';
 import { bytes, duration, esc, page, qs, table } from './html.js';
@@ -380,6 +381,25 @@ export function cruftPage(v: CruftView): string {
       ]),
       [1, 2],
     );
+  // Every listed file by class, as `remora cruft plan` prints it (live + gc-pending + too-new + cruft = listed).
+  const classes = (nodes: NodeAccount[] | undefined) => {
+    if (!nodes?.length) return '';
+    const fb = (c: { files: number; bytes: number }) => `${num(c.files)} (${esc(bytes(c.bytes))})`;
+    const cell = (node: string, cls: string, c: { files: number; bytes: number }) =>
+      `<span data-class="${cls}" data-node="${esc(node)}">${fb(c)}</span>`;
+    return `<p class="muted">every listed file, by class (live + gc-pending + too-new + cruft = listed; gc-pending files are GC's, never cruft's)</p>${table(
+      ['node', 'listed', 'live', 'gc-pending', 'too-new', 'cruft'],
+      nodes.map((n) => [
+        esc(n.node),
+        cell(n.node, 'listed', n.listed),
+        cell(n.node, 'live', n.live),
+        cell(n.node, 'gcPending', n.gcPending),
+        cell(n.node, 'tooNew', n.tooNew),
+        cell(n.node, 'cruft', n.cruft),
+      ]),
+      [1, 2, 3, 4, 5],
+    )}`;
+  };
   const examples = (xs: unknown[]) =>
     xs.length ? `<pre>${esc(xs.map((x) => JSON.stringify(x)).join('\n'))}</pre>` : '';
   const daily = v.runs.length
@@ -389,7 +409,7 @@ export function cruftPage(v: CruftView): string {
             r,
           ) => `<h3>${esc(r.day)}: <a href="/runs/${r.runId}">run ${r.runId}</a>, ${r.output.dryRun ? 'plan' : 'run'}, verdict <b>${esc(r.verdict)}</b></h3>
 <p>${num(r.output.candidates)} candidates, <b>${num(r.files)}</b> files (${esc(bytes(r.bytes))}) confirmed${r.output.dryRun ? '' : ' and moved to tombstone'}; <b>${num(r.refused)}</b> refused by the live re-check</p>
-${perNode(r.nodes)}${r.events
+${perNode(r.nodes)}${classes(r.output.nodes)}${r.events
             .map((e) => `<p>${esc(e.kind)} (${esc(e.severity)}, ${num(e.count)})</p>${examples(e.examples)}`)
             .join('')}`,
         )
@@ -401,8 +421,12 @@ ${perNode(r.nodes)}${r.events
           (
             d,
           ) => `<h3 data-on-demand="${d.kind}">remora cruft ${d.kind} --date ${esc(d.day)} <span class="muted">at ${esc(d.at)}</span></h3>
-<p><b data-candidates>${num(d.candidates)}</b> candidates before the live re-check (what the command printed says how many it confirmed${d.kind === 'run' ? ' and moved' : ''})</p>
-${perNode(d.nodes)}${examples(d.examples)}`,
+<p><b data-candidates>${num(d.candidates)}</b> candidates before the live re-check${
+            d.confirmed !== undefined
+              ? `, <b data-confirmed>${num(d.confirmed)}</b> confirmed${d.kind === 'run' ? ' and moved to tombstone' : ''}`
+              : ` (what the command printed says how many it confirmed${d.kind === 'run' ? ' and moved' : ''})`
+          }</p>
+${perNode(d.nodes)}${classes(d.classes)}${examples(d.examples)}`,
         )
         .join('')
     : '<p class="muted">no <code>remora cruft plan | run</code> yet</p>';

@@ -11,7 +11,9 @@ import type { ReportEvent } from '../../core/run-report.js';
 import { cruftOutput, type CruftOutput } from '../../jobs/cruft/cruft.job.js';
 import type { CruftCandidate } from '../../jobs/cruft/cruft.scan.js';
 import { publishedPath } from '../../core/published-path.js';
-import { CRUFT_ROOT } from '../../jobs/cruft/cruft.service.js';
+import { CRUFT_ROOT, CRUFT_SUMMARY, type CruftDay } from '../../jobs/cruft/cruft.service.js';
+import type { NodeAccount } from '../../jobs/cruft/cruft.scan.js';
+import { readObjectText } from '../../objectstore/object-store.js';
 import { getRun, readPointer } from '../../pipeline/runs.repository.js';
 import type { PipelineRuntime } from '../../pipeline/runtime.js';
 
@@ -41,6 +43,12 @@ export interface CruftRunView {
 
 export interface CruftOnDemand {
   kind: 'plan' | 'run';
+  /**
+   * Every listed file per node, by class, and the files confirmed after the live re-check (moved,
+   * for a run): from the command's summary (CRUFT_SUMMARY; absent for commands before it).
+   */
+  classes?: NodeAccount[];
+  confirmed?: number;
   day: string;
   /** The instant it was started (the folder name under CRUFT_ROOT). */
   at: string;
@@ -88,6 +96,10 @@ async function onDemand(rt: PipelineRuntime): Promise<CruftOnDemand[]> {
     const nodes = new Map<string, CruftNodeCount>();
     const examples: CruftCandidate[] = [];
     let candidates = 0;
+    const summaryPath = byRun.get(prefix)!.find((p) => p === `${prefix}${CRUFT_SUMMARY}`);
+    const summary = summaryPath
+      ? (JSON.parse(await readObjectText(store, summaryPath)) as Pick<CruftDay, 'nodes' | 'report'>)
+      : undefined;
     for (const f of byRun.get(prefix)!.filter((p) => p.endsWith('.ndjson'))) {
       const lines = readline.createInterface({ input: await store.get(f), crlfDelay: Infinity });
       for await (const line of lines) {
@@ -108,6 +120,7 @@ async function onDemand(rt: PipelineRuntime): Promise<CruftOnDemand[]> {
       candidates,
       nodes: [...nodes.values()].sort((a, b) => a.node.localeCompare(b.node)),
       examples,
+      ...(summary ? { classes: summary.nodes, confirmed: summary.report.counters.cruftFiles ?? 0 } : {}),
     });
   }
   return out;
@@ -121,12 +134,13 @@ export async function cruftView(rt: PipelineRuntime): Promise<CruftView> {
     const p = await readPointer(rt.control, 'cruft', day);
     if (!p) continue;
     const c = (await getRun(rt.control, p.runId))?.report;
+    const output = cruftOutput.parse(p.output);
     const counters: Record<string, number | undefined> = c?.counters ?? {};
     runs.push({
       day,
       runId: p.runId,
       verdict: p.verdict,
-      output: cruftOutput.parse(p.output),
+      output,
       nodes: perNode(counters),
       files: counters.cruftFiles ?? 0,
       bytes: counters.cruftBytes ?? 0,

@@ -25,6 +25,9 @@ import { emptyNodeAccount, type NodeAccount } from './cruft.scan.js';
 /** The original's job root (mola bin/kick_off_cruft.js: `/poseidon/stor/manta_cruft`). */
 export const CRUFT_ROOT = '/poseidon/stor/manta_cruft';
 
+/** `<planPrefix>summary.json`: the CruftDay of an on-demand plan or run (the dashboard reads it). */
+export const CRUFT_SUMMARY = 'summary.json';
+
 export interface CruftDay {
   day: string;
   dryRun: boolean;
@@ -121,7 +124,7 @@ export async function cruftDay(
     return l ? [{ node: l.source, startedAt: l.startedAt, files: l.files, lines: l.lines }] : [];
   });
   const cutoff = tasks[0]?.params?.cutoffSeconds;
-  return {
+  const result: CruftDay = {
     day,
     dryRun: o.dryRun,
     options,
@@ -136,4 +139,7 @@ export async function cruftDay(
     ),
     listings,
   };
+  // Beside the candidates: what the command printed, for the dashboard (CRUFT_SUMMARY).
+  await services.store.put(`${planPrefix}${CRUFT_SUMMARY}`, Buffer.from(JSON.stringify(result)));
+  return result;
 }
