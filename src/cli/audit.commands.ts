@@ -123,9 +123,11 @@ function printAccounts(p: CruftDay): void {
     if (g.files > 0)
       out(
         `  ${a.node}: ${g.files} gc-pending file(s) only delete records name are GC's (never cruft's): ` +
-          (g.gcAllFrom !== undefined
-            ? `past gc's grace (${grace}) from ${g.gcFrom} (all of them from ${g.gcAllFrom})`
-            : `after gc's grace (${grace})`) +
+          (!p.options.gcEnabled
+            ? 'but gc is disabled here (pipeline.jobs.gc.enabled): nothing takes them until it is enabled'
+            : g.gcAllFrom !== undefined
+              ? `past gc's grace (${grace}) from ${g.gcFrom} (all of them from ${g.gcAllFrom})`
+              : `after gc's grace (${grace})`) +
           (g.notNamedHere > 0
             ? `; ${g.notNamedHere} of them no readable delete record lists on this node: gc does not move those, cruft can once gc removed the records`
             : ''),

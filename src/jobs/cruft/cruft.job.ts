@@ -31,6 +31,8 @@ export interface CruftJobOptions {
   bytesPerSecondPerNode: number;
   /** GC's grace (`pipeline.jobs.gc.graceDays`): when GC may take the files only delete records name. */
   gcGraceMs: number;
+  /** Whether the daily GC runs here (`pipeline.jobs.gc.enabled`): else nothing takes those files. */
+  gcEnabled: boolean;
 }
 
 /** Defaults: mola's 2-day margin; GC's pace of moves per node (the same MOVE). */
@@ -39,6 +41,7 @@ export const DEFAULT_CRUFT_OPTIONS: CruftJobOptions = {
   objectsPerSecondPerNode: DEFAULT_GC_OPTIONS.objectsPerSecondPerNode,
   bytesPerSecondPerNode: DEFAULT_GC_OPTIONS.bytesPerSecondPerNode,
   gcGraceMs: DEFAULT_GC_OPTIONS.graceMs,
+  gcEnabled: true,
 };
 
 /** Cruft's options from `pipeline.jobs.cruft` (src/config/config.ts JOB_SPECIFIC_SETTINGS). */
@@ -49,6 +52,7 @@ export function cruftOptionsFrom(s: Pick<PipelineSettings, 'jobs'>): CruftJobOpt
     objectsPerSecondPerNode: c.objectsPerSecondPerNode ?? DEFAULT_CRUFT_OPTIONS.objectsPerSecondPerNode,
     bytesPerSecondPerNode: c.bytesPerSecondPerNode ?? DEFAULT_CRUFT_OPTIONS.bytesPerSecondPerNode,
     gcGraceMs: gcOptionsFrom(s).graceMs,
+    gcEnabled: s.jobs.gc?.enabled ?? true,
   };
 }
 
@@ -86,13 +90,17 @@ export const nodeAccountSchema = z.object({
 });
 export type NodeAccountWithGc = z.infer<typeof nodeAccountSchema>;
 
-/** The merged accounts of every task, with the instants GC's grace lets it take the gcPending files. */
+/**
+ * The merged accounts of every task, with the instants GC's grace lets it take the gcPending files
+ * (none when GC is disabled: nothing takes them then).
+ */
 export function nodeAccountsWithGc(
   lists: readonly (readonly NodeAccount[])[],
   gcGraceMs: number,
+  gcEnabled = true,
 ): NodeAccountWithGc[] {
   const iso = (ms: number | undefined) =>
-    ms === undefined ? {} : { at: new Date(ms + gcGraceMs).toISOString() };
+    ms === undefined || !gcEnabled ? {} : { at: new Date(ms + gcGraceMs).toISOString() };
   return mergeNodeAccounts(lists).map((a) => {
     const first = iso(a.gcPending.deletedFirstMs).at;
     const all = iso(a.gcPending.deletedLastMs).at;

@@ -136,6 +136,7 @@ export async function cruftDay(
     nodes: nodeAccountsWithGc(
       [...accounts, listings.map((l) => emptyNodeAccount(l.node))],
       options.gcGraceMs,
+      options.gcEnabled,
     ),
     listings,
   };
