@@ -144,6 +144,16 @@ const shot = (page: Page, name: string) =>
 const text = async (page: Page, sel: string) =>
   ((await page.locator(sel).first().textContent()) ?? '').trim();
 const num = (s: string) => Number(s.replace(/,/g, ''));
+/** The first fill bar's filled part is `pct` % of the bar, in the rendered page (±1.5 px). */
+async function barToScale(page: Page, pct: number, nth = 0): Promise<void> {
+  const bar = await page.locator('[data-bar]').nth(nth).boundingBox();
+  const fill = await page.locator('[data-bar] [data-bar-fill]').nth(nth).boundingBox();
+  assert.ok(bar && bar.width > 0, 'the bar is drawn');
+  assert.ok(
+    Math.abs((fill?.width ?? 0) - (bar.width * pct) / 100) <= 1.5,
+    `bar ${bar.width} px, filled ${fill?.width ?? 0} px, expected ${pct} %`,
+  );
+}
 
 test('runs grid: every cell of the day equals the database; grid → run → upstream run by clicks', async () => {
   const page = await open(`${dash.url}runs?days=7`);
@@ -208,7 +218,7 @@ test('storage nodes, GC, audit, cruft, usage pages open and show the database nu
   const page = await open(`${dash.url}nodes`);
   await shot(page, 'nodes');
   const api = (await (await fetch(`${dash.url}api/nodes`)).json()) as {
-    datacenters: { nodes: { id: string; copies: number }[] }[];
+    datacenters: { nodes: { id: string; copies: number; percentUsed: number | null }[] }[];
   };
   const shown = await page.locator('[data-copies]').allTextContents();
   assert.deepEqual(
@@ -216,6 +226,13 @@ test('storage nodes, GC, audit, cruft, usage pages open and show the database nu
     api.datacenters.flatMap((d) => d.nodes.map((n) => n.copies)),
   );
   assert.ok(shown.map(num).some((n) => n > 0));
+  // Each node with a heartbeat: its fill bar to scale with the figure beside it.
+  const fills = await page.locator('[data-fill]').allTextContents();
+  assert.equal(
+    fills.length,
+    api.datacenters.flatMap((d) => d.nodes).filter((n) => n.percentUsed !== null).length,
+  );
+  for (const [i, f] of fills.entries()) await barToScale(page, Math.min(100, num(f.replace('%', ''))), i);
   for (const name of ['gc', 'audit', 'cruft', 'usage']) {
     await page.goto(`${dash.url}${name}`);
     await shot(page, name === 'usage' ? 'usage-degraded' : name);
@@ -279,6 +296,9 @@ test('rebalance: jobs listed; the running job advances on screen without a reloa
   assert.equal(num(await text(page, '[data-total]')), 40);
   assert.equal(num(await text(page, '[data-reason="SourceUnavailable"]')), 3);
   assert.match(await page.content(), /Md5Mismatch for run-/);
+  // The progress bar is drawn to scale (10 of 40: a quarter), within the Content-Security-Policy
+  // (an inline style="width:…" is refused by `style-src 'self'`: the bar stayed empty).
+  await barToScale(page, 25);
   await page.evaluate('window.__notReloaded = true');
   await shot(page, 'rebalance-before');
   await advance(RUNNING, 12, { state: 'complete' });

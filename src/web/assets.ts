@@ -21,8 +21,7 @@ td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
 .c-failed{background:#e06b6b;color:#fff}.c-blocked{background:#d4c4ee}
 .c-running{background:#b9d7f7}.c-waiting{background:#e3eefb}
 .key span{display:inline-block;padding:1px 8px;margin-right:4px;border-radius:3px}
-.bar{width:160px;height:12px;background:#e6e9ef;border-radius:3px;overflow:hidden;display:inline-block;vertical-align:middle}
-.bar i{display:block;height:100%;background:#4a7bd0}.bar i.hot{background:#d04a4a}
+.bar{border-radius:3px;vertical-align:middle}.bar-bg{fill:#e6e9ef}.bar-fill{fill:#4a7bd0}.bar-hot{fill:#d04a4a}
 .muted{color:#6b7385}.bad{color:#b42318;font-weight:600}.good{color:#217a3c}
 .placeholder{border:2px dashed #b9c0cc;padding:16px;background:#fff;max-width:720px}
 pre{background:#fff;border:1px solid #dde1e8;padding:6px;white-space:pre-wrap;max-width:1000px;margin:2px 0}

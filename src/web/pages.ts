@@ -165,6 +165,16 @@ ${rep?.verdictReasons?.length ? `<ul>${rep.verdictReasons.map((x) => `<li>${esc(
   return page({ title: `Run ${r.id}`, section: '/runs', body, ...(live ? { live: LIVE_MS } : {}) });
 }
 
+/**
+ * A fill bar: an SVG whose filled part is a `width` attribute. Not `style="width:…"`: the
+ * Content-Security-Policy's `style-src 'self'` refuses inline styles, and the bars were drawn
+ * full whatever the figure (test-browser: barToScale).
+ */
+function fillBar(pct: number, hot: boolean): string {
+  const w = Math.min(100, Math.max(0, pct)).toFixed(1);
+  return `<svg class="bar" data-bar width="160" height="12" viewBox="0 0 100 12" preserveAspectRatio="none" aria-hidden="true"><rect width="100" height="12" class="bar-bg"/><rect data-bar-fill width="${w}" height="12" class="${hot ? 'bar-hot' : 'bar-fill'}"/></svg>`;
+}
+
 export function nodesPage(v: NodesView): string {
   const dcs = v.datacenters
     .map((dc) => {
@@ -174,7 +184,7 @@ export function nodesPage(v: NodesView): string {
           esc(n.id),
           n.percentUsed === null
             ? '<span class="muted">no heartbeat</span>'
-            : `<span class="bar"><i${pct > v.maxUtilizationPct ? ' class="hot"' : ''} style="width:${Math.min(100, pct)}%"></i></span> <span data-fill>${pct}%</span>`,
+            : `${fillBar(pct, pct > v.maxUtilizationPct)} <span data-fill>${pct}%</span>`,
           n.writesEnabled
             ? '<span class="good" data-writes>enabled</span>'
             : `<span class="bad" data-writes>disabled</span> <span class="muted">${esc(n.writesDisabledBecause)}</span>`,
@@ -260,7 +270,7 @@ export function rebalancePage(v: RebalanceView): string {
           .join('')
       : '<p class="muted">none</p>';
     detail = `<h2>Job ${esc(j.jobId)}${j.active ? ' (active)' : ''}</h2>
-<p><span class="bar"><i style="width:${pct.toFixed(1)}%"></i></span>
+<p>${fillBar(pct, false)}
 done <b data-done>${num(j.done.objects)}</b> / <span data-total>${num(j.total.objects)}</span> objects
 (${esc(bytes(j.done.bytes))} / ${esc(bytes(j.total.bytes))}), left <b data-left>${num(j.left.objects)}</b> (${esc(bytes(j.left.bytes))}),
 rate ${j.rate.objectsPerSecond.toFixed(1)} obj/s ${esc(bytes(Math.round(j.rate.bytesPerSecond)))}/s,
