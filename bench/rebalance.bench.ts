@@ -15,7 +15,8 @@
  * and their ratios (all processes; the nodes alone — what a storage node pays per object moved).
  *   REMORA_BENCH_REBALANCE_SMALL (default 2000 objects of 4 KiB), REMORA_BENCH_REBALANCE_LARGE
  *   (default 24 objects of 16 MiB), REMORA_BENCH_REBALANCE_CONCURRENCY (default 8),
- *   REMORA_BENCH_REBALANCE_BATCH (objects per claim; default the runner's, 8 × concurrency and 1 GiB),
+ *   REMORA_BENCH_REBALANCE_BATCH (objects per claim, fixed; default the runner's: sized by time,
+ *   8 to 64 × concurrency, and 1 GiB),
  *   REMORA_BENCH_REBALANCE_STEP_CPU=1 (also the CPU per object of each step).
  * Also printed: the rebalance's time by step of its claim batches (from the runner's onStep seam).
  */
@@ -31,7 +32,13 @@ import type { Deployment } from '../src/deployment/deployment.js';
 import { objectValue } from '../src/frontdoor/records.js';
 import { RebalancePlanner } from '../src/jobs/rebalance/rebalance.plan.js';
 import { insertJob, insertObjects, migrateRebalance } from '../src/jobs/rebalance/rebalance.repository.js';
-import { DEFAULT_BATCH_BYTES, DEFAULT_BATCH_PER_SLOT, runJob } from '../src/jobs/rebalance/rebalance.run.js';
+import {
+  DEFAULT_BATCH_BYTES,
+  DEFAULT_BATCH_PER_SLOT,
+  DEFAULT_BATCH_TARGET_MS,
+  MAX_BATCH_PER_SLOT,
+  runJob,
+} from '../src/jobs/rebalance/rebalance.run.js';
 import { eachLimit } from '../src/core/concurrency.js';
 import type { ObjectGroup } from '../src/jobs/rebalance/rebalance.types.js';
 
@@ -140,6 +147,7 @@ async function runCase(
     tombstoned: 'reread+tombstone',
   } as const;
   const complete = { n: 0 };
+  const claims: number[] = []; // objects per claim batch, in order
   // CPU (ms) spent by this process (the runner or the baseline's client), PostgreSQL, the nodes.
   const cpu = { baseline: zero(), rebalance: zero() };
   const addCpu = (which: keyof typeof cpu, c0: Cpu) => addInto(cpu[which], c0, cpuNow());
@@ -169,6 +177,7 @@ async function runCase(
         jobId,
         concurrency,
         ...(batchSize ? { batchSize } : {}),
+        onOutcomes: (outs) => void claims.push(outs.length),
         onStep: (step) => {
           const now = performance.now();
           phases[phaseOf[step]] += now - last;
@@ -237,7 +246,7 @@ async function runCase(
   if (STEP_CPU) for (const [k, v] of Object.entries(stepCpu)) console.log(`    step ${k}: ${perObject(v)}`);
   const spent = Object.values(phases).reduce((a, b) => a + b, 0);
   console.log(
-    `  rebalance time by step (claim batch ${batchSize ?? `${concurrency * DEFAULT_BATCH_PER_SLOT} objects or ${DEFAULT_BATCH_BYTES / 2 ** 30} GiB`}): ` +
+    `  rebalance time by step (claim batch ${batchSize ?? `sized by time: ${concurrency * DEFAULT_BATCH_PER_SLOT}–${concurrency * MAX_BATCH_PER_SLOT} objects, ~${DEFAULT_BATCH_TARGET_MS / 1000} s, ≤ ${DEFAULT_BATCH_BYTES / 2 ** 30} GiB`}; ${claims.length} claims, ${claims.length > 0 ? Math.round(c.count / claims.length) : 0} objects each on average, largest ${Math.max(0, ...claims)}): ` +
       Object.entries(phases)
         .map(([k, v]) => `${k} ${((100 * v) / spent).toFixed(0)}%`)
         .join(', '),
@@ -260,7 +269,7 @@ async function runCase(
   );
   const moveRate = single.length / ((performance.now() - t2) / 1000);
   const batched = await fresh();
-  const perClaim = Math.min(c.count, concurrency * DEFAULT_BATCH_PER_SLOT); // the runner's default claim batch
+  const perClaim = Math.min(c.count, concurrency * DEFAULT_BATCH_PER_SLOT); // the runner's first claim batch
   const t3 = performance.now();
   for (let i = 0; i < batched.length; i += perClaim)
     await d.storage.tombstoneBatch(

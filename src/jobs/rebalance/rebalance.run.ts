@@ -66,8 +66,14 @@ export interface RunOptions {
   maxBytesPerSecond?: number;
   /** An unrenewed claim is taken over after this long (default 30 s). */
   leaseMs?: number;
-  /** Objects per claim (default DEFAULT_BATCH_PER_SLOT × concurrency). */
+  /**
+   * Objects per claim, fixed. Default: sized by time (nextClaimSize): DEFAULT_BATCH_PER_SLOT ×
+   * concurrency, growing up to MAX_BATCH_PER_SLOT × concurrency while a claim batch takes less
+   * than `batchTargetMs`.
+   */
   batchSize?: number;
+  /** How long a claim batch may take before its outcomes are recorded (default DEFAULT_BATCH_TARGET_MS). */
+  batchTargetMs?: number;
   /** Bytes per claim past one object per copy slot (default DEFAULT_BATCH_BYTES). */
   batchBytes?: number;
   fault?: TransferFault;
@@ -107,15 +113,36 @@ export interface RunTotals {
 
 export const DEFAULT_CONCURRENCY = 8;
 /**
- * A claim batch: up to 8 objects per copy slot, and past one per slot at most 1 GiB, so a batch of
- * big objects has its outcomes recorded as often as one of small ones (progress, the ETA and the
- * work a crashed runner redoes are counted in batches: 64 objects of 1 GiB took ~9 minutes here,
- * now 8 take ~70 s). Bigger batches of small objects move them a little faster (4 KiB: 0.84 of the baseline
- * with 256 per claim against 0.80 with 64, docs/rebalance.md) but coarsen progress for a slow or
- * throttled run; not taken.
+ * A claim batch: at first up to 8 objects per copy slot, and past one per slot at most 1 GiB, so
+ * a batch of big objects has its outcomes recorded as often as one of small ones (progress, the
+ * ETA and the work a crashed runner redoes are counted in batches: 64 objects of 1 GiB took ~9
+ * minutes here, now 8 take ~70 s). Then sized by time (nextClaimSize): while a batch takes less
+ * than DEFAULT_BATCH_TARGET_MS, the next holds as many objects as fit in that time at its pace
+ * (at most MAX_BATCH_PER_SLOT per slot, and still at most 1 GiB), so small objects go in big batches (their per-batch metadata
+ * work, round trips and commits spread over more objects: docs/rebalance.md) while outcomes are
+ * still recorded every ~2 s; a slow or throttled run keeps the first size.
  */
 export const DEFAULT_BATCH_PER_SLOT = 8;
+export const MAX_BATCH_PER_SLOT = 64;
+export const DEFAULT_BATCH_TARGET_MS = 2000;
 export const DEFAULT_BATCH_BYTES = 1024 * 1024 * 1024;
+
+/**
+ * The object count of the next claim, from how long the last one took (claim to outcomes
+ * recorded): as many as fit in `targetMs` at the last batch's pace, at most `max`, never fewer
+ * than `base`. A batch that took no measurable time (a clock that did not move) counts as fast.
+ */
+export function nextClaimSize(p: {
+  base: number;
+  max: number;
+  /** Objects the last claim got, and how long they took. */
+  objects: number;
+  elapsedMs: number;
+  targetMs: number;
+}): number {
+  const fit = p.elapsedMs > 0 ? Math.floor((p.targetMs * p.objects) / p.elapsedMs) : p.max;
+  return Math.max(p.base, Math.min(p.max, fit));
+}
 export const DEFAULT_LEASE_MS = 30_000;
 
 export async function runJob(deps: RunDeps, opts: RunOptions): Promise<RunTotals> {
@@ -135,12 +162,17 @@ export async function runJob(deps: RunDeps, opts: RunOptions): Promise<RunTotals
   const report = new ReportBuilder();
   const totals: Omit<RunTotals, 'report'> = { claimed: 0, outcomes: {} };
   const renew = setInterval(() => void renewClaims(db, opts.jobId, runner).catch(() => {}), leaseMs / 3);
+  const clock = deps.clock ?? systemClock;
+  const base = opts.batchSize ?? concurrency * DEFAULT_BATCH_PER_SLOT;
+  const max = opts.batchSize ?? concurrency * MAX_BATCH_PER_SLOT;
+  let limit = base;
   try {
     while (!opts.signal?.aborted) {
+      const started = clock.now();
       const rows = await claimObjects(db, {
         jobId: opts.jobId,
         runner,
-        limit: opts.batchSize ?? concurrency * DEFAULT_BATCH_PER_SLOT,
+        limit,
         maxBytes: opts.batchBytes ?? DEFAULT_BATCH_BYTES,
         minObjects: concurrency,
         leaseMs,
@@ -161,6 +193,13 @@ export async function runJob(deps: RunDeps, opts: RunOptions): Promise<RunTotals
         ...(opts.onStep ? { onStep: opts.onStep } : {}),
       });
       await recordOutcomes(db, opts.jobId, runner, outs);
+      limit = nextClaimSize({
+        base,
+        max,
+        objects: rows.length,
+        elapsedMs: clock.now() - started,
+        targetMs: opts.batchTargetMs ?? DEFAULT_BATCH_TARGET_MS,
+      });
       opts.onOutcomes?.(outs.map((o, i) => ({ outcome: o, row: rows[i]! })));
       for (const o of outs) {
         const k = o.reason ? `${o.state}:${o.reason}` : o.state;
