@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { decideObject, type DeleteRecord, type GcOptions } from '../src/jobs/gc/gc.plan.js';
-import { planChunks, planLine } from '../src/jobs/gc/gc.job.js';
+import { planChunks, planLine } from '../src/jobs/gc/gc.actions.js';
 
 const OID = '0dbe2527-e6b2-e1bc-ecf6-f4fe07b2451d';
 const OWNER = '074d493f-c3e5-cf02-bb85-c30c1bf85de5';

@@ -33,6 +33,7 @@ import type { MetadataTier } from '../../metadata/metadata-tier.js';
 import type { StorageClient } from '../../storage/storage-client.js';
 import type { MoveTree } from '../../storage/storage-paths.js';
 import type { ByteThrottle } from '../../storage/throttle.js';
+import { GcActions } from './gc.actions.js';
 import type { CopyRef, RecordDecision } from './gc.plan.js';
 
 export interface GcApplyDeps {
@@ -79,30 +80,43 @@ const MOVES_IN_PARALLEL = 8;
 
 interface ObjectWork {
   objectId: string;
-  decisions: RecordDecision[];
-  copies: CopyRef[];
+  /** Its records (indexes into the actions). */
+  records: number[];
   bytes: number;
 }
 
-export async function applyDecisions(
-  decisions: readonly RecordDecision[],
-  deps: GcApplyDeps,
-): Promise<ApplyLeft> {
+/** applyActions on decisions (only those that act are applied). */
+export function applyDecisions(decisions: readonly RecordDecision[], deps: GcApplyDeps): Promise<ApplyLeft> {
+  return applyActions(GcActions.of(decisions), deps);
+}
+
+/**
+ * The copies of an objectId's records, each node's once (two records of one instant name the
+ * same copies), in the order the records name them.
+ */
+function copiesOf(a: GcActions, w: ObjectWork): CopyRef[] {
+  const out: CopyRef[] = [];
+  for (const i of w.records) for (const c of a.tombstone(i)) if (!hasNode(out, c.node)) out.push(c);
+  return out;
+}
+
+export async function applyActions(a: GcActions, deps: GcApplyDeps): Promise<ApplyLeft> {
   const r = deps.report;
   const byObject = new Map<string, ObjectWork>();
-  const cleanupOnly: RecordDecision[] = [];
-  for (const d of decisions) {
-    if (d.verdict !== 'eligible') {
-      if (d.cleanup) cleanupOnly.push(d);
+  const cleanupOnly: number[] = [];
+  for (let i = 0; i < a.length; i++) {
+    if (!a.movesCopies(i)) {
+      cleanupOnly.push(i);
       continue;
     }
-    const objectId = d.tombstone[0]!.objectId;
+    const objectId = a.objectIds[i]!;
     let w = byObject.get(objectId);
-    if (!w)
-      byObject.set(objectId, (w = { objectId, decisions: [], copies: [], bytes: d.contentLength ?? 0 }));
-    w.decisions.push(d);
-    // Two records of one instant name the same copies: each node's copy moves once.
-    for (const c of d.tombstone) if (!hasNode(w.copies, c.node)) w.copies.push(c);
+    if (!w) byObject.set(objectId, (w = { objectId, records: [], bytes: 0 }));
+    w.records.push(i);
+    // Records of one objectId that disagree on its size (two shards' metadata): the largest, so
+    // the figure does not depend on the order the records come in.
+    const bytes = a.contentLengths[i] ?? 0;
+    w.bytes = w.records.length === 1 ? bytes : Math.max(w.bytes, bytes);
   }
 
   // 1. Re-check live metadata.
@@ -125,50 +139,53 @@ export async function applyDecisions(
   const left: ApplyLeft = { records: 0, copies: 0, bytes: 0 };
   if (deps.dryRun) {
     const perNode = new Map<string, { copies: number; bytes: number }>();
-    for (const w of cleared)
-      for (const c of w.copies) {
-        const n = perNode.get(c.node) ?? { copies: 0, bytes: 0 };
+    const nodes: string[] = [];
+    for (const w of cleared) {
+      nodes.length = 0;
+      for (const i of w.records) a.addNodes(i, nodes);
+      for (const node of nodes) {
+        const n = perNode.get(node) ?? { copies: 0, bytes: 0 };
         n.copies++;
         n.bytes += w.bytes;
-        perNode.set(c.node, n);
+        perNode.set(node, n);
       }
+      left.records += w.records.length;
+      left.copies += nodes.length;
+      left.bytes += nodes.length * w.bytes;
+    }
     for (const [node, n] of perNode)
       r.count('copiesWouldTombstone', n.copies)
         .count(`copiesWouldTombstone.${node}`, n.copies)
         .count('bytesWouldTombstone', n.bytes)
         .count(`bytesWouldTombstone.${node}`, n.bytes);
-    const removable = cleanupOnly.length + cleared.reduce((n, w) => n + w.decisions.length, 0);
+    const removable = cleanupOnly.length + cleared.reduce((n, w) => n + w.records.length, 0);
     r.count('deleteRecordsWouldRemove', removable);
-    // Nothing moved: everything the re-check cleared is eligible and not moved yet.
-    for (const w of cleared) {
-      left.records += w.decisions.length;
-      left.copies += w.copies.length;
-      left.bytes += w.copies.length * w.bytes;
-    }
+    // Nothing moved: everything the re-check cleared is eligible and not moved yet (counted above).
     return left;
   }
 
   // 2. Move copies; an objectId whose copies all moved (or were gone) gets its records cleaned up.
-  const done: RecordDecision[] = [...cleanupOnly];
+  const done: number[] = [...cleanupOnly];
   await eachLimit(cleared, MOVES_IN_PARALLEL, async (w) => {
     if (deps.signal?.aborted) return;
+    const copies = copiesOf(a, w);
     let moved = 0;
-    for (const c of w.copies) if (await moveCopy(c, w.bytes, deps)) moved++;
-    if (moved === w.copies.length) done.push(...w.decisions);
+    for (const c of copies) if (await moveCopy(c, w.bytes, deps)) moved++;
+    if (moved === copies.length) done.push(...w.records);
     else {
-      left.records += w.decisions.length;
-      left.copies += w.copies.length - moved;
-      left.bytes += (w.copies.length - moved) * w.bytes;
+      left.records += w.records.length;
+      left.copies += copies.length - moved;
+      left.bytes += (copies.length - moved) * w.bytes;
     }
   });
 
   // 3. Clean up delete records on the shard that holds each: one conditional statement per
   // shard and batch (a retried batch finds its removed rows `gone`).
-  const byShard = new Map<string, RecordDecision[]>();
-  for (const d of done) {
-    const list = byShard.get(d.record.shard) ?? [];
-    list.push(d);
-    byShard.set(d.record.shard, list);
+  const byShard = new Map<string, number[]>();
+  for (const i of done) {
+    const list = byShard.get(a.shards[i]!) ?? [];
+    list.push(i);
+    byShard.set(a.shards[i]!, list);
   }
   for (const [shard, list] of byShard)
     for (let i = 0; i < list.length; i += CLEANUP_BATCH) {
@@ -177,17 +194,17 @@ export async function applyDecisions(
       const outcome = await deps.tier.deleteManyOnShard(
         shard,
         'manta_delete_log',
-        batch.map((d) => ({ key: d.record.key, etag: d.record.etag })),
+        batch.map((j) => ({ key: a.keys[j]!, etag: a.etags[j]! })),
       );
-      for (const d of batch) {
-        const o = outcome.get(d.record.key);
+      for (const j of batch) {
+        const o = outcome.get(a.keys[j]!);
         if (o === 'removed') r.count('deleteRecordsRemoved');
         else if (o === 'gone') r.count('deleteRecordsAlreadyGone');
         // Changed since the snapshot (moray rewrote it?): left for the next run, which reads the new one.
         else
           r.count('deleteRecordsChanged').event('delete-record-changed', 'warning', {
-            shard: d.record.shard,
-            key: d.record.key,
+            shard,
+            key: a.keys[j]!,
           });
       }
     }

@@ -30,9 +30,9 @@ import {
 import type { PipelineSettings } from '../../pipeline/settings.js';
 import { ByteThrottle } from '../../storage/throttle.js';
 import { unpackOutput } from '../unpack/unpack.job.js';
-import { applyDecisions } from './gc.apply.js';
+import { applyActions } from './gc.apply.js';
 import { addBacklog, backlogSchema, emptyBacklog, type GcBacklog } from './gc.backlog.js';
-import type { RecordDecision, Verdict } from './gc.plan.js';
+import type { Verdict } from './gc.plan.js';
 import { DEFAULT_GRACE_MS } from './gc.rules.js';
 import { decideGroup, queryGroup, type DecisionTally } from './gc.scan.js';
 
@@ -132,66 +132,6 @@ function countDecisions(report: ReportBuilder, tally: DecisionTally): void {
   }
 }
 
-/**
- * Characters after which a string's JSON is not `"` + itself + `"`: JSON.stringify escapes `"`,
- * `\`, control characters and lone surrogates (a valid pair is also matched here: the slow way
- * is then taken, which is only slower).
- */
-// eslint-disable-next-line no-control-regex -- the control characters JSON escapes
-const NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/;
-
-/**
- * One line of the plan: `JSON.stringify({verdict, shard, key, etag, tombstone})`, written out by
- * hand when no string needs escaping (every record the scan decided from columns, whose strings
- * are checked plain: table-specs.ts deleteRecordCleanSql), which is ~5x faster (measured); else
- * by JSON.stringify itself. The same text either way (test/gc-plan.test.ts).
- */
-export function planLine(d: RecordDecision): string {
-  const r = d.record;
-  let plain = !NEEDS_ESCAPE.test(r.shard) && !NEEDS_ESCAPE.test(r.key) && !NEEDS_ESCAPE.test(r.etag);
-  for (const c of d.tombstone)
-    plain &&=
-      !NEEDS_ESCAPE.test(c.node) &&
-      !(c.datacenter !== undefined && NEEDS_ESCAPE.test(c.datacenter)) &&
-      !NEEDS_ESCAPE.test(c.owner) &&
-      !NEEDS_ESCAPE.test(c.objectId);
-  if (!plain)
-    return JSON.stringify({
-      verdict: d.verdict,
-      shard: r.shard,
-      key: r.key,
-      etag: r.etag,
-      tombstone: d.tombstone,
-    });
-  let t = '';
-  for (const c of d.tombstone)
-    t += `${t === '' ? '' : ','}{"node":"${c.node}",${c.datacenter !== undefined ? `"datacenter":"${c.datacenter}",` : ''}"owner":"${c.owner}","objectId":"${c.objectId}"}`;
-  return `{"verdict":"${d.verdict}","shard":"${r.shard}","key":"${r.key}","etag":"${r.etag}","tombstone":[${t}]}`;
-}
-
-/**
- * The plan as UTF-8 in buffers of 1 MiB or more, each line written straight into one: no
- * string of the whole plan (9 MB at 22k records) to build, flatten and copy again.
- */
-export function planChunks(decisions: readonly RecordDecision[]): Buffer[] {
-  const chunks: Buffer[] = [];
-  let buf = Buffer.allocUnsafe(PLAN_CHUNK);
-  let off = 0;
-  for (const d of decisions) {
-    const line = `${planLine(d)}\n`;
-    // A UTF-16 unit is at most 3 bytes of UTF-8.
-    if (off + line.length * 3 > buf.length) {
-      if (off > 0) chunks.push(buf.subarray(0, off));
-      buf = Buffer.allocUnsafe(Math.max(PLAN_CHUNK, line.length * 3));
-      off = 0;
-    }
-    off += buf.write(line, off);
-  }
-  if (off > 0) chunks.push(buf.subarray(0, off));
-  return chunks;
-}
-const PLAN_CHUNK = 1 << 20;
-
 /** Per node, objects and bytes per second, shared by every task of this process. */
 type Throttles = Map<string, { objects: ByteThrottle; bytes: ByteThrottle }>;
 
@@ -229,19 +169,19 @@ async function runGroup(ctx: TaskContext<GcTaskParams>, o: GcJobOptions, throttl
   const decided = report.phase('decide');
   const tally = decideGroup(rows, opts);
   countDecisions(report, tally);
-  const decisions = tally.actions;
+  const actions = tally.actions;
   decided();
 
   // The plan first, under this attempt's own prefix: what was decided is on record before any move.
   const plan = `${ctx.outputPrefix}plan.ndjson`;
-  const chunks = planChunks(decisions);
+  const chunks = actions.planChunks();
   await store.put(plan, chunks.length === 0 ? '' : Readable.from(chunks));
 
   const backlog = tally.backlog;
   const applied = report.phase(dryRun ? 'recheck' : 'apply');
-  const moves = decisions.some((d) => d.tombstone.length > 0);
+  const moves = actions.hasMoves();
   if (moves && !dryRun) await nodes.refresh();
-  const left = await applyDecisions(decisions, {
+  const left = await applyActions(actions, {
     tier,
     storage: moves && !dryRun ? requireStorage(ctx.services) : noStorage,
     nodeUrl: (id) => nodes.url(id),

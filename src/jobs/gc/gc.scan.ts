@@ -9,11 +9,12 @@
  * in DuckDB from the chunk's typed columns: per record the comparisons the rules make (gc.plan.ts
  * FactClass: against the earliest snapshot, a live `manta` object row naming the objectId on any
  * shard, the objectId's latest `_mtime`, no copies, the grace), mapped to a verdict by gc.plan.ts
- * VERDICT_BY_CLASS (the rules stay there). DuckDB counts the records that do not act (waiting for
- * grace, not provable yet) into the backlog and sends only those that act or are among the first
- * examples of their verdict, each with only the fields its decision reads: Node does nothing per
- * record it does not act on. (Plan lines built by DuckDB were measured slower than Node's:
- * gc.job.ts planLine.) Any other objectId travels with its records' raw text and is decided by
+ * VERDICT_BY_CLASS (the rules stay there). DuckDB counts every clean record per verdict (counts,
+ * backlog), sends the first examples of each verdict whole, and sends the records that act as
+ * short lines in no order, which Node reads field by field into columns (gc.actions.ts GcActions:
+ * no object per record; the plan is written and the apply runs from them). Node does nothing per
+ * record that does not act. (Plan lines built by DuckDB were measured slower than Node's:
+ * gc.actions.ts.) Any other objectId travels with its records' raw text and is decided by
  * `decideObject` exactly as written. Both ways are tested equal (test/gc-scan.test.ts:
  * adversarial records, and random ones against the rows as written, on new and old chunks).
  */
@@ -22,6 +23,7 @@ import { DEFAULT_MAX_EXAMPLES } from '../../core/run-report.js';
 import { RemoraError } from '../../core/errors.js';
 import { sqlString } from '../../dumps/duckdb.js';
 import { deleteRecordCleanSql, deleteRecordFieldsSql } from '../../dumps/table-specs.js';
+import { GcActions, SHARK_SEPARATOR } from './gc.actions.js';
 import { addRecordsToBacklog, addToBacklog, emptyBacklog, type GcBacklog } from './gc.backlog.js';
 import {
   CLEANS_UP,
@@ -45,8 +47,11 @@ const parquet = (files: readonly string[]) =>
 /** Separators of the scan's one string: records, fields, and a shark's id and datacenter. */
 const RS = '\x1d';
 const FS = '\x1f';
-const SS = '\x1e';
+const SS = SHARK_SEPARATOR;
 const chr = (c: string) => `chr(${c.charCodeAt(0)})`;
+
+/** The verdicts a clean record can have (every one but `malformed`). */
+const VERDICTS = [...new Set(VERDICT_BY_CLASS)];
 
 /** How the scan reads a group (queryGroup). */
 export interface ScanOptions extends GcOptions {
@@ -60,18 +65,27 @@ const num = (x: number) => `CAST('${x}' AS DOUBLE)`;
 const json = (x: string) => `coalesce(to_json(${x})::VARCHAR, 'null')`;
 
 /**
- * The group's query; one row: `rows` (records sent to Node, in (objectId, _mtime, _key, shard)
- * order, records split by RS, fields by FS), `n` (delete records), `counted` (JSON: per verdict the clean records not
- * sent: count, copies, bytes, oldest `_mtime`).
+ * The group's query; one row:
+ *   rows     in (objectId, _mtime, _key, shard) order, records split by RS, fields by FS: the
+ *            first DEFAULT_MAX_EXAMPLES clean records of each verdict (every clean record with
+ *            `all`), whole, as examples; and every record of any other objectId, raw;
+ *   acts     every clean record that acts (removes its delete record), in no order, with what its
+ *            plan line and its apply read;
+ *   n        delete records;
+ *   counted  JSON: per verdict, the clean records: count, copies, bytes, oldest `_mtime`.
  *
- * A clean record is sent as `class mtime latest copies contentLength live shard key etag
- * objectId dir sharks` (class: gc.plan.ts FactClass as a number, VERDICT_BY_CLASS's index;
- * latest: the objectId's latest `_mtime`, only for `superseded` (its detail); live: `[key,
- * shard]` as JSON, only for `live-reference`; contentLength empty for none; key empty when it is
- * `/<objectId>/<mtime>`; dir: creator, else owner; sharks: id SS datacenter SS id …). Any other objectId sends each record raw, every field JSON-encoded: `R oid _key _etag
- * _mtime shard liveKey liveShard _value`. Splitting one delimited string costs a fraction of
- * reading DuckDB's values one by one; the separators are control characters, which JSON always
- * escapes and a clean record does not hold.
+ * A whole clean record is `class mtime latest copies contentLength live shard key etag objectId
+ * dir sharks` (class: gc.plan.ts FactClass as a number, VERDICT_BY_CLASS's index; latest: the
+ * objectId's latest `_mtime`, only for `superseded` (its detail); live: `[key, shard]` as JSON,
+ * only for `live-reference`; contentLength empty for none; key empty when it is
+ * `/<objectId>/<mtime>`; dir: creator, else owner; sharks: id SS datacenter SS id …). An acting
+ * one is `class mtime copies contentLength shard key etag objectId dir sharks`. A raw record has
+ * every field JSON-encoded: `R oid _key _etag _mtime shard liveKey liveShard _value`; a clean
+ * record of such an objectId carries, for `_value`, its typed columns as JSON (which hold what
+ * JSON.parse of its `_value` gives, for every field the decision reads: deleteRecordCleanSql), so
+ * `_value` is only kept for the records that are not clean. Splitting one delimited string costs
+ * a fraction of reading DuckDB's values one by one; the separators are control characters, which
+ * JSON always escapes and a clean record does not hold.
  */
 function scanSql(manta: readonly string[], deleteLog: readonly string[], o: ScanOptions): string {
   // A delete record whose _value is not JSON has no objectId column: its key names it.
@@ -85,16 +99,26 @@ function scanSql(manta: readonly string[], deleteLog: readonly string[], o: Scan
         mtime: '_mtime',
         shard: 'shard',
       });
+  // Each row's file and position: what the records that are not clean find their `_value` by.
+  const rows = (files: readonly string[]) =>
+    `read_parquet([${files.map(sqlString).join(', ')}], union_by_name = true, filename = true, file_row_number = true)`;
   const from = o.gcCleanColumn
-    ? parquet(deleteLog)
-    : `(SELECT *, ${deleteRecordFieldsSql('_value')} AS gf FROM ${parquet(deleteLog)})`;
+    ? rows(deleteLog)
+    : `(SELECT *, ${deleteRecordFieldsSql('_value')} AS gf FROM ${rows(deleteLog)})`;
   const deletes = `SELECT lower(coalesce(objectId, split_part(_key, '/', 2))) AS oid, _key, _etag, _mtime,
-      shard, _value, objectId, owner, creator, contentLength, sharks, ${clean} AS clean FROM ${from}`;
+        shard, objectId, owner, creator, contentLength, sharks, ${clean} AS clean, filename, file_row_number FROM ${from}`;
+  // `_value` of the records that are not clean only: decoding every record's (the whole previous
+  // record as JSON text) was most of the delete log's read (measured 92 ms against 23 ms for a
+  // 28k-record group). With `gc_clean` the reader skips the others by its filter; on older chunks
+  // `_value` is read anyway (cleanness is computed from it).
+  const values = o.gcCleanColumn
+    ? `SELECT filename, file_row_number, _value FROM ${rows(deleteLog)} WHERE gc_clean IS NULL OR NOT gc_clean`
+    : `SELECT filename, file_row_number, _value FROM ${from} WHERE NOT (${clean})`;
   const live =
     manta.length === 0
       ? 'SELECT NULL::VARCHAR AS oid, NULL::VARCHAR AS key, NULL::VARCHAR AS shard WHERE false'
       : `SELECT lower(objectId) AS oid, min(key) AS key, arg_min(shard, key) AS shard FROM ${parquet(manta)}
-          WHERE type = 'object' AND objectId IS NOT NULL AND lower(objectId) IN (SELECT oid FROM d)
+          WHERE type = 'object' AND objectId IS NOT NULL AND lower(objectId) IN (SELECT oid FROM o)
           GROUP BY 1`;
   // gc.plan.ts classOf, bit by bit (FACT_CLASS_BITS), in doubles as JavaScript compares.
   const bits: Record<keyof FactClass, string> = {
@@ -111,41 +135,58 @@ function scanSql(manta: readonly string[], deleteLog: readonly string[], o: Scan
     .map(sqlString)
     .join(', ');
   const order = 'ORDER BY oid, _mtime, _key, shard';
-  // Materialized where read more than once and costly to recompute; `_value` (read only for
-  // objectIds that are not clean) is dropped from the clean records' CTEs: copying it with every
-  // materialization cost more than the rest of the query.
-  return `WITH d AS ${o.gcCleanColumn ? '' : 'MATERIALIZED'} (${deletes}),
+  const sharks = `array_to_string(list_transform(sharks, s -> s.manta_storage_id || ${chr(SS)}
+    || coalesce(s.datacenter, '')), ${chr(SS)})`;
+  // The typed columns a clean record's decision reads, as JSON (its `_value` is not kept).
+  const typed = `to_json({'objectId': objectId, 'owner': owner, 'creator': creator,
+    'contentLength': contentLength, 'sharks': sharks})::VARCHAR`;
+  // The first examples of each verdict: one top-N per verdict (a window numbering every record
+  // in order cost more than the rest of the query).
+  const examples = o.all
+    ? 'k'
+    : `(${VERDICTS.map((v) => `(SELECT * FROM k WHERE v = ${sqlString(v)} ${order} LIMIT ${DEFAULT_MAX_EXAMPLES})`).join(' UNION ALL ')})`;
+  // r is not materialized: copying every record's columns once more cost more than joining twice.
+  return `WITH d AS MATERIALIZED (${deletes}),
+    dv AS (${values}),
     o AS (SELECT oid, bool_and(clean) AS clean, max(_mtime) AS latest FROM d GROUP BY oid),
     l AS (${live}),
-    r AS MATERIALIZED (SELECT d.*, o.clean AS oclean, o.latest, l.key AS lkey, l.shard AS lshard
+    r AS NOT MATERIALIZED (SELECT d.*, o.clean AS oclean, o.latest, l.key AS lkey, l.shard AS lshard
           FROM d JOIN o USING (oid) LEFT JOIN l USING (oid)),
-    k AS MATERIALIZED (SELECT *, ${verdicts}[1 + cls] AS v FROM (SELECT * EXCLUDE (_value), ${cls} AS cls,
+    k AS MATERIALIZED (SELECT *, ${verdicts}[1 + cls] AS v FROM (SELECT *, ${cls} AS cls,
             CASE WHEN creator IS NOT NULL AND creator <> '' THEN creator ELSE owner END AS dir
           FROM r WHERE oclean)),
-    x AS (SELECT *, true AS sent FROM k WHERE v IN (${acting})
-      UNION ALL
-      SELECT *, ${o.all ? 'true' : `row_number() OVER (PARTITION BY v ${order}) <= ${DEFAULT_MAX_EXAMPLES}`} AS sent
-        FROM k WHERE v NOT IN (${acting})),
+    -- kind: c a clean record (counted; its act line when it acts), e an example (its whole
+    -- line), r a raw record (its line).
     lines AS (
-      SELECT oid, _mtime, _key, shard, concat_ws(${chr(FS)}, cls::VARCHAR, _mtime::VARCHAR,
+      SELECT 'c' AS kind, oid, _mtime, _key, shard, v, sharks, contentLength, NULL AS line,
+          CASE WHEN v IN (${acting}) THEN concat_ws(${chr(FS)}, cls::VARCHAR, _mtime::VARCHAR,
+            len(sharks)::VARCHAR, coalesce(contentLength::VARCHAR, ''), shard, _key, _etag,
+            CASE WHEN v = 'eligible' THEN concat_ws(${chr(FS)}, objectId, dir, ${sharks}) ELSE ${chr(FS)} || ${chr(FS)} END)
+          END AS act
+        FROM k
+      UNION ALL
+      SELECT 'e', oid, _mtime, _key, shard, NULL, NULL, NULL, concat_ws(${chr(FS)}, cls::VARCHAR, _mtime::VARCHAR,
           CASE WHEN v = 'superseded' THEN latest::VARCHAR ELSE '' END,
           len(sharks)::VARCHAR, coalesce(contentLength::VARCHAR, ''),
           CASE WHEN v = 'live-reference' THEN to_json([lkey, lshard])::VARCHAR ELSE '' END,
           shard, CASE WHEN _key = '/' || objectId || '/' || _mtime::VARCHAR THEN '' ELSE _key END, _etag, objectId, dir,
-          array_to_string(list_transform(sharks, s -> s.manta_storage_id || ${chr(SS)}
-            || coalesce(s.datacenter, '')), ${chr(SS)})) AS line
-        FROM x WHERE sent
+          ${sharks}), NULL
+        FROM ${examples}
       UNION ALL
-      SELECT oid, _mtime, _key, shard, concat_ws(${chr(FS)}, 'R', ${json('oid')}, ${json('_key')},
+      SELECT 'r', oid, _mtime, _key, shard, NULL, NULL, NULL, concat_ws(${chr(FS)}, 'R', ${json('oid')}, ${json('_key')},
           ${json('_etag')}, coalesce(_mtime::VARCHAR, ''), ${json('shard')}, ${json('lkey')}, ${json('lshard')},
-          ${json('_value')}) AS line
-        FROM r WHERE NOT oclean)
-    SELECT (SELECT coalesce(string_agg(line, ${chr(RS)} ${order}), '') FROM lines) AS rows,
-      (SELECT count(*) FROM d) AS n,
-      (SELECT coalesce(to_json(list({'verdict': v, 'n': n, 'copies': copies, 'bytes': bytes, 'oldest': oldest}))::VARCHAR, '[]')
-        FROM (SELECT v, count(*) AS n, sum(len(sharks))::DOUBLE AS copies,
-                sum(len(sharks) * coalesce(contentLength, 0))::DOUBLE AS bytes, min(_mtime)::DOUBLE AS oldest
-              FROM x WHERE NOT sent GROUP BY v)) AS counted`;
+          ${json(`CASE WHEN clean THEN ${typed} ELSE _value END`)}), NULL
+        FROM r LEFT JOIN dv USING (filename, file_row_number) WHERE NOT oclean)
+    SELECT coalesce(string_agg(line, ${chr(RS)} ${order}) FILTER (WHERE kind <> 'c'), '') AS rows,
+      coalesce(string_agg(act, ${chr(RS)}) FILTER (WHERE act IS NOT NULL), '') AS acts,
+      count(*) FILTER (WHERE kind <> 'e') AS n,
+      to_json({${VERDICTS.map((v) => {
+        const w = `FILTER (WHERE v = ${sqlString(v)})`;
+        return `${sqlString(v)}: {'n': count(*) ${w}, 'copies': coalesce(sum(len(sharks)) ${w}, 0)::DOUBLE,
+          'bytes': coalesce(sum(len(sharks) * coalesce(contentLength, 0)) ${w}, 0)::DOUBLE,
+          'oldest': min(_mtime) ${w}::DOUBLE}`;
+      }).join(', ')}})::VARCHAR AS counted
+    FROM lines`;
 }
 
 /** `manta` rows of the group whose `_value` is not JSON: they may name any objectId. */
@@ -153,7 +194,7 @@ function malformedLiveSql(manta: readonly string[]): string {
   return `SELECT _key, shard FROM ${parquet(manta)} WHERE NOT value_ok LIMIT 5`;
 }
 
-/** Clean records DuckDB decided and did not send (queryGroup `counted`), per verdict. */
+/** Clean records of one verdict (queryGroup `counted`): count, copies, bytes, oldest `_mtime`. */
 export interface CountedRecords {
   verdict: Exclude<Verdict, 'malformed'>;
   n: number;
@@ -164,9 +205,11 @@ export interface CountedRecords {
 
 /** What DuckDB answers for a group (decideGroup reads it). */
 export interface GroupRows {
-  /** The records sent to Node, as one string (scanSql). */
+  /** Examples of clean records and every record of other objectIds, as one string (scanSql `rows`). */
   text: string;
-  /** Clean records not sent: counted only. */
+  /** The clean records that act, as one string (scanSql `acts`). */
+  acts: string;
+  /** Every clean record, counted per verdict. */
   counted: CountedRecords[];
   deleteRecords: number;
   /** Examples (up to 5) of live rows whose `_value` is not JSON; the re-check still guards them. */
@@ -182,10 +225,11 @@ export async function queryGroup(
   files: { manta: readonly string[]; deleteLog: readonly string[] },
   o: ScanOptions,
 ): Promise<GroupRows> {
-  if (files.deleteLog.length === 0) return { text: '', counted: [], deleteRecords: 0, malformedLive: [] };
-  const [text, n, counted] = (
+  if (files.deleteLog.length === 0)
+    return { text: '', acts: '', counted: [], deleteRecords: 0, malformedLive: [] };
+  const [text, acts, n, counted] = (
     await conn.runAndReadAll(scanSql(files.manta, files.deleteLog, o))
-  ).getRows()[0] as [string, bigint, string];
+  ).getRows()[0] as [string, string, bigint, string];
   const malformedLive =
     files.manta.length === 0
       ? []
@@ -194,21 +238,22 @@ export async function queryGroup(
           .map(([k, s]) => ({ key: String(k), shard: String(s) }));
   return {
     text,
-    counted: JSON.parse(counted) as CountedRecords[],
+    acts,
+    counted: Object.entries(JSON.parse(counted) as Record<string, Omit<CountedRecords, 'verdict'>>)
+      .filter(([, c]) => c.n > 0)
+      .map(([verdict, c]) => ({ ...c, verdict: verdict as CountedRecords['verdict'] })),
     deleteRecords: Number(n),
     malformedLive,
   };
 }
 
 /**
- * A group's decisions, counted as they are made: per verdict the count and the first examples,
- * the backlog, and the decisions that act (cleanup, with or without copies to move). A record
- * that neither acts nor is an example (waiting for grace, not provable yet) is only counted:
- * no decision object is built for it.
+ * A group's decisions, counted: per verdict the count and the first examples, the backlog, and
+ * the records that act (cleanup, with or without copies to move), as columns (GcActions).
  */
 export class DecisionTally {
-  /** Decisions that remove the delete record (and move copies, for `eligible`), in scan order. */
-  readonly actions: RecordDecision[] = [];
+  /** The records that remove their delete record (and move copies, for `eligible`). */
+  readonly actions = new GcActions();
   readonly verdicts = new Map<Verdict, { n: number; examples: RecordDecision[] }>();
   readonly backlog: GcBacklog = emptyBacklog();
   decided = 0;
@@ -219,25 +264,23 @@ export class DecisionTally {
     this.all = opts.all ? [] : undefined;
   }
 
-  /** Whether a decision of this verdict must be built (it acts, is an example, or all are kept). */
-  wants(verdict: Verdict): boolean {
-    if (CLEANS_UP[verdict] || this.all) return true;
-    const v = this.verdicts.get(verdict);
-    return !v || v.examples.length < DEFAULT_MAX_EXAMPLES;
+  /** A decision made in Node: counted, an example if among the first, in the backlog, and an action if it acts. */
+  add(d: RecordDecision): void {
+    this.verdict(d.verdict);
+    addToBacklog(this.backlog, d.verdict, d.record.mtime, d.copies, d.contentLength);
+    if (d.cleanup) this.actions.addDecision(d);
+    this.example(d);
   }
 
-  add(d: RecordDecision): void {
-    const v = this.verdict(d.verdict);
+  /** A decision DuckDB counted (countMany) and acted on (acts), sent whole as an example (or for `all`). */
+  example(d: RecordDecision): void {
+    const v = this.verdict(d.verdict, 0);
     if (v.examples.length < DEFAULT_MAX_EXAMPLES) v.examples.push(d);
-    addToBacklog(this.backlog, d.verdict, d.record.mtime, d.copies, d.contentLength);
-    if (d.cleanup) this.actions.push(d);
     this.all?.push(d);
   }
 
-  /** Records counted by DuckDB (neither acting nor examples): the same counts and backlog as count() of each. */
+  /** Clean records counted by DuckDB: the same counts and backlog as add() of each. */
   countMany(c: CountedRecords): void {
-    if (c.verdict !== 'waiting-grace' && c.verdict !== 'not-provable')
-      throw new RemoraError('Internal', `gc scan: ${c.verdict} records must be sent, not counted`);
     this.verdict(c.verdict, c.n);
     addRecordsToBacklog(this.backlog, c.verdict, {
       records: c.n,
@@ -245,12 +288,6 @@ export class DecisionTally {
       bytes: c.bytes,
       oldestMs: c.oldest,
     });
-  }
-
-  /** A record whose decision was not built (wants() said no): counted, and in the backlog. */
-  count(verdict: Verdict, mtime: number, copies: number, contentLength: number | undefined): void {
-    this.verdict(verdict);
-    addToBacklog(this.backlog, verdict, mtime, copies, contentLength);
   }
 
   private verdict(verdict: Verdict, n = 1) {
@@ -291,9 +328,10 @@ function sharksOf(text: string): { node: string; datacenter?: string }[] {
 }
 
 /**
- * Decide every delete record of queryGroup's answer into `tally`: a clean objectId's records by
- * the verdict DuckDB gave them (gc.plan.ts VERDICT_BY_CLASS of their class), any other
- * objectId's by decideObject on its rows as written; then the records DuckDB only counted.
+ * Decide every delete record of queryGroup's answer into `tally`: the clean records that act
+ * from `acts` (their verdict is VERDICT_BY_CLASS of their class), the examples among clean
+ * records as decisions, any other objectId's records by decideObject on its rows as written;
+ * then the clean records' counts.
  */
 export function decideGroup(rows: GroupRows, o: GcOptions, tally = new DecisionTally()): DecisionTally {
   let raw: (GcInput & { live: LiveRef[]; deletes: DeleteRecord[] }) | undefined;
@@ -314,28 +352,74 @@ export function decideGroup(rows: GroupRows, o: GcOptions, tally = new DecisionT
       continue;
     }
     flush();
-    const verdict = VERDICT_BY_CLASS[Number(f[0])]!;
-    const mtime = Number(f[1]);
-    const copies = Number(f[3]);
-    const contentLength = f[4] === '' ? undefined : Number(f[4]);
-    if (!tally.wants(verdict)) {
-      tally.count(verdict, mtime, copies, contentLength);
-      continue;
-    }
-    let live: LiveRef | undefined;
-    if (f[5] !== '') {
-      const [key, shard] = JSON.parse(f[5]!) as [string, string];
-      live = { key, shard };
-    }
-    // latestMtime is only read (detailOf) when a later record made this one superseded.
-    const facts: RecordFacts = { mtime, latestMtime: f[2] === '' ? mtime : Number(f[2]), live, copies };
-    const objectId = f[9]!;
-    const record = { shard: f[6]!, key: f[7] === '' ? `/${objectId}/${f[1]}` : f[7]!, etag: f[8]!, mtime };
-    tally.add(decisionOf(record, verdict, facts, contentLength, () => sharksOf(f[11]!), f[10]!, objectId));
+    tally.example(wholeRecord(f));
   }
   flush();
+  addActs(rows.acts, tally.actions);
   for (const c of rows.counted) tally.countMany(c);
   return tally;
+}
+
+/** A clean record sent whole (scanSql), as its decision. */
+function wholeRecord(f: string[]): RecordDecision {
+  const verdict = VERDICT_BY_CLASS[Number(f[0])]!;
+  const mtime = Number(f[1]);
+  const contentLength = f[4] === '' ? undefined : Number(f[4]);
+  let live: LiveRef | undefined;
+  if (f[5] !== '') {
+    const [key, shard] = JSON.parse(f[5]!) as [string, string];
+    live = { key, shard };
+  }
+  // latestMtime is only read (detailOf) when a later record made this one superseded.
+  const facts: RecordFacts = {
+    mtime,
+    latestMtime: f[2] === '' ? mtime : Number(f[2]),
+    live,
+    copies: Number(f[3]),
+  };
+  const objectId = f[9]!;
+  const record = { shard: f[6]!, key: f[7] === '' ? `/${objectId}/${f[1]}` : f[7]!, etag: f[8]!, mtime };
+  return decisionOf(record, verdict, facts, contentLength, () => sharksOf(f[11]!), f[10]!, objectId);
+}
+
+/** Field i of a line whose separators are at `at` (at[0]: the one before the line). */
+function field(text: string, at: number[], i: number): string {
+  return text.slice(at[i]! + 1, at[i + 1]);
+}
+
+/**
+ * The acting clean records (scanSql `acts`: `class mtime copies contentLength shard key etag
+ * objectId dir sharks` each) into `actions`, read field by field off the one string: no array
+ * per line, no object per record.
+ */
+function addActs(text: string, actions: GcActions): void {
+  const FIELDS = 10;
+  const at = new Array<number>(FIELDS + 1);
+  for (let start = 0; start < text.length;) {
+    let end = text.indexOf(RS, start);
+    if (end < 0) end = text.length;
+    at[0] = start - 1;
+    for (let i = 1; i < FIELDS; i++) at[i] = text.indexOf(FS, at[i - 1]! + 1);
+    at[FIELDS] = end;
+    if (at[FIELDS - 1]! < 0 || at[FIELDS - 1]! > end)
+      throw new RemoraError('Internal', `gc scan: an acting record without its ${FIELDS} fields`);
+    const cl = field(text, at, 3);
+    actions.addPlain(
+      VERDICT_BY_CLASS[Number(field(text, at, 0))]!,
+      {
+        shard: field(text, at, 4),
+        key: field(text, at, 5),
+        etag: field(text, at, 6),
+        mtime: Number(field(text, at, 1)),
+      },
+      Number(field(text, at, 2)),
+      cl === '' ? undefined : Number(cl),
+      field(text, at, 7),
+      field(text, at, 8),
+      field(text, at, 9),
+    );
+    start = end + 1;
+  }
 }
 
 /** queryGroup then decideGroup, on one connection (every record sent when `tally` keeps them all). */
