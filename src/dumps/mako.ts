@@ -105,15 +105,16 @@ export async function ingestMakoListing(
     duck: opts.duck,
   });
   const writer = new PartitionedChunkWriter(makoTableSpec(), ctx);
-  const listingPath =
-    opts.commit === false
-      ? stagedListingPath(day, source, ctx.runId)
-      : publishedPath(opts.outputPrefix, makoPath(source));
+  // The pipeline's attempt stages its listing and manifest; the run's commit publishes them.
+  const staged = opts.commit === false;
+  const listingPath = staged
+    ? stagedListingPath(day, source, ctx.runId)
+    : publishedPath(opts.outputPrefix, makoPath(source));
   const upload = opts.upload === false ? undefined : new PassThrough();
   let put: Promise<PutResult> | undefined;
   if (upload) {
     const meta: Record<string, string> = { 'm-mako-dump-time': startedAt.toISOString() };
-    if (opts.commit === false) meta['m-run-id'] = ctx.runId;
+    if (staged) meta['m-run-id'] = ctx.runId;
     if (listing.datacenter) meta['m-datacenter'] = listing.datacenter;
     put = store.put(listingPath, upload, meta);
     put.catch(() => {});
@@ -154,7 +155,7 @@ export async function ingestMakoListing(
       verdict: built.verdict,
       createdAt: new Date().toISOString(),
     };
-    if (opts.commit === false) {
+    if (staged) {
       await stageSourceManifest(store, manifest);
       return { listingPath, manifestPath: sourceManifestPath(day, source), manifest };
     }

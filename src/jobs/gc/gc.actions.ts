@@ -93,20 +93,12 @@ export class GcActions {
   tombstone(i: number): CopyRef[] {
     const s = this.sharks[i]!;
     if (typeof s !== 'string') return [...s];
-    const out: CopyRef[] = [];
-    if (s === '') return out;
-    const objectId = this.objectIds[i]!;
     const owner = this.owners[i]!;
-    for (let at = 0; at < s.length;) {
-      const a = s.indexOf(SHARK_SEPARATOR, at);
-      const b = s.indexOf(SHARK_SEPARATOR, a + 1);
-      const end = b < 0 ? s.length : b;
-      const node = s.slice(at, a);
-      out.push(
-        end > a + 1 ? { node, datacenter: s.slice(a + 1, end), owner, objectId } : { node, owner, objectId },
-      );
-      at = end + 1;
-    }
+    const objectId = this.objectIds[i]!;
+    const out: CopyRef[] = [];
+    eachShark(s, (node, datacenter) =>
+      out.push(datacenter !== undefined ? { node, datacenter, owner, objectId } : { node, owner, objectId }),
+    );
     return out;
   }
 
@@ -124,17 +116,11 @@ export class GcActions {
   /** Add the nodes of record i's copies to `nodes`, each once (no object per copy). */
   addNodes(i: number, nodes: string[]): void {
     const s = this.sharks[i]!;
-    if (typeof s !== 'string') {
-      for (const c of s) if (!nodes.includes(c.node)) nodes.push(c.node);
-      return;
-    }
-    for (let at = 0; at < s.length;) {
-      const a = s.indexOf(SHARK_SEPARATOR, at);
-      const node = s.slice(at, a);
+    const add = (node: string) => {
       if (!nodes.includes(node)) nodes.push(node);
-      const b = s.indexOf(SHARK_SEPARATOR, a + 1);
-      at = b < 0 ? s.length : b + 1;
-    }
+    };
+    if (typeof s !== 'string') for (const c of s) add(c.node);
+    else eachShark(s, add);
   }
 
   /** Record i as a decision (without `detail`, which only examples carry). */
@@ -157,17 +143,14 @@ export class GcActions {
     if (from) return planLine(from);
     let t = '';
     const s = this.sharks[i]!;
-    if (this.verdicts[i] === 'eligible' && s !== '') {
-      const tail = `"owner":"${this.owners[i]!}","objectId":"${this.objectIds[i]!}"}`;
-      for (let at = 0; at < s.length;) {
-        const a = (s as string).indexOf(SHARK_SEPARATOR, at);
-        const b = (s as string).indexOf(SHARK_SEPARATOR, a + 1);
-        const end = b < 0 ? s.length : b;
-        t += `${t === '' ? '' : ','}{"node":"${(s as string).slice(at, a)}",${end > a + 1 ? `"datacenter":"${(s as string).slice(a + 1, end)}",` : ''}${tail}`;
-        at = end + 1;
-      }
+    if (this.verdicts[i] === 'eligible') {
+      const owner = this.owners[i]!;
+      const objectId = this.objectIds[i]!;
+      eachShark(s as string, (node, datacenter) => {
+        t += `${t === '' ? '' : ','}${plainCopy(node, datacenter, owner, objectId)}`;
+      });
     }
-    return `{"verdict":"${this.verdicts[i]!}","shard":"${this.shards[i]!}","key":"${this.keys[i]!}","etag":"${this.etags[i]!}","tombstone":[${t}]}`;
+    return plainLine(this.verdicts[i]!, this.shards[i]!, this.keys[i]!, this.etags[i]!, t);
   }
 
   /**
@@ -177,6 +160,30 @@ export class GcActions {
   planChunks(): Buffer[] {
     return chunked(this.length, (i) => this.planLine(i));
   }
+}
+
+/**
+ * Each copy of `sharks` text (`node SS datacenter SS node SS datacenter …`; an empty datacenter
+ * for none), without an object per copy.
+ */
+export function eachShark(s: string, fn: (node: string, datacenter: string | undefined) => void): void {
+  for (let at = 0; at < s.length;) {
+    const a = s.indexOf(SHARK_SEPARATOR, at);
+    const b = s.indexOf(SHARK_SEPARATOR, a + 1);
+    const end = b < 0 ? s.length : b;
+    fn(s.slice(at, a), end > a + 1 ? s.slice(a + 1, end) : undefined);
+    at = end + 1;
+  }
+}
+
+/** A tombstone entry of a plan line whose strings need no escaping (JSON.stringify's text). */
+function plainCopy(node: string, datacenter: string | undefined, owner: string, objectId: string): string {
+  return `{"node":"${node}",${datacenter !== undefined ? `"datacenter":"${datacenter}",` : ''}"owner":"${owner}","objectId":"${objectId}"}`;
+}
+
+/** A plan line whose strings need no escaping, its tombstone entries already written (`t`). */
+function plainLine(verdict: Verdict, shard: string, key: string, etag: string, t: string): string {
+  return `{"verdict":"${verdict}","shard":"${shard}","key":"${key}","etag":"${etag}","tombstone":[${t}]}`;
 }
 
 function chunked(n: number, line: (i: number) => string): Buffer[] {
@@ -230,8 +237,8 @@ export function planLine(d: RecordDecision): string {
     });
   let t = '';
   for (const c of d.tombstone)
-    t += `${t === '' ? '' : ','}{"node":"${c.node}",${c.datacenter !== undefined ? `"datacenter":"${c.datacenter}",` : ''}"owner":"${c.owner}","objectId":"${c.objectId}"}`;
-  return `{"verdict":"${d.verdict}","shard":"${r.shard}","key":"${r.key}","etag":"${r.etag}","tombstone":[${t}]}`;
+    t += `${t === '' ? '' : ','}${plainCopy(c.node, c.datacenter, c.owner, c.objectId)}`;
+  return plainLine(d.verdict, r.shard, r.key, r.etag, t);
 }
 
 /** The plan of `decisions` (planLine per line), as planChunks writes it. */

@@ -23,7 +23,7 @@ import { DEFAULT_MAX_EXAMPLES } from '../../core/run-report.js';
 import { RemoraError } from '../../core/errors.js';
 import { sqlString } from '../../dumps/duckdb.js';
 import { deleteRecordCleanSql, deleteRecordFieldsSql } from '../../dumps/table-specs.js';
-import { GcActions, SHARK_SEPARATOR } from './gc.actions.js';
+import { eachShark, GcActions, SHARK_SEPARATOR } from './gc.actions.js';
 import { addRecordsToBacklog, addToBacklog, emptyBacklog, type GcBacklog } from './gc.backlog.js';
 import {
   CLEANS_UP,
@@ -320,10 +320,7 @@ function decodeRaw(f: string[]): { oid: string; record: DeleteRecord; liveKey: S
 
 function sharksOf(text: string): { node: string; datacenter?: string }[] {
   const out: { node: string; datacenter?: string }[] = [];
-  if (text === '') return out;
-  const s = text.split(SS);
-  for (let i = 0; i < s.length; i += 2)
-    out.push(s[i + 1] ? { node: s[i]!, datacenter: s[i + 1]! } : { node: s[i]! });
+  eachShark(text, (node, datacenter) => out.push(datacenter !== undefined ? { node, datacenter } : { node }));
   return out;
 }
 
