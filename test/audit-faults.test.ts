@@ -36,7 +36,7 @@ import { runWorkload } from '../src/workload/driver.js';
 import { DEFAULT_SPEC } from '../src/workload/generator.js';
 import type { Deployment } from '../src/deployment/deployment.js';
 import { startTestDeployment } from './helpers/deployment.js';
-import { cliOf, jobsWithAfterSnapshots, PATIENT } from './helpers/audit-world.js';
+import { cliOf, jobsWithHookBeforeListings, PATIENT } from './helpers/audit-world.js';
 import { dcCount } from '../src/jobs/rebalance/rebalance.types.js';
 import type { RepairDay } from '../src/jobs/audit/audit.repair.job.js';
 import type { PipelineSettings } from '../src/pipeline/settings.js';
@@ -162,7 +162,7 @@ test(
       // After every shard's snapshot, before any listing: more writes, and faults on them.
       const late: Copy[] = [];
       const hookAt = { start: 0, end: 0 };
-      const jobs = jobsWithAfterSnapshots(d.config.shards.length, async () => {
+      const jobs = jobsWithHookBeforeListings(async () => {
         hookAt.start = Date.now();
         await runWorkload(
           d.tier,
@@ -200,6 +200,13 @@ test(
         runs.map((r) => `${r.job} ${r.partitionKey}: ${r.state} ${r.error ?? ''}`).join('\n'),
       );
       assert.ok(late.length >= 5, `late copies: ${late.length}`);
+      // The late writes ran whole, after every committed snapshot (what the test's expectations rest on).
+      assert.ok(hookAt.end >= hookAt.start && hookAt.start > 0, 'the late writes finished');
+      for (const r of runs.filter((x) => x.job === 'snapshot'))
+        assert.ok(
+          Date.parse((r.output as { snapshotTime: string }).snapshotTime) < hookAt.start,
+          `snapshot ${r.partitionKey} taken before the late writes`,
+        );
       assert.equal(runs.filter((r) => r.job === 'manifests').length, d.config.storage.nodes.length);
 
       // For the intermittent failure (records written after the snapshot reported, issue 13's

@@ -28,7 +28,7 @@ import { withPipelineSession } from '../src/pipeline/session.js';
 import { runWorkload } from '../src/workload/driver.js';
 import { DEFAULT_SPEC } from '../src/workload/generator.js';
 import { startTestDeployment } from './helpers/deployment.js';
-import { cliOf, jobsWithAfterSnapshots, PATIENT } from './helpers/audit-world.js';
+import { cliOf, jobsWithHookBeforeListings, PATIENT } from './helpers/audit-world.js';
 
 /** Every UUID file on every node: `node/dir/oid`; tombstoned `node/oid`. */
 function onDisk(d: Deployment) {
@@ -108,7 +108,7 @@ test(
         `${crypto.randomUUID()}.partial`,
       );
       writeFile(tempFile, 300, old);
-      const jobs = jobsWithAfterSnapshots(d.config.shards.length, async () => {
+      const jobs = jobsWithHookBeforeListings(async () => {
         // After every snapshot: a record now names the raced stray (a link, say).
         const oid = raced.split('/')[2]!;
         const key = `/${owner}/stor/raced-${oid}`;

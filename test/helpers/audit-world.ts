@@ -1,13 +1,12 @@
 /**
  * Shared by the audit and cruft fault tests: the daily jobs with a hook run once every shard's
- * snapshot is taken (before any listing starts: writes there are "after the snapshot"), and the
- * `remora` CLI as a process against a deployment running in the test's process.
+ * snapshot is committed and before any listing starts (writes there are "after the snapshot"),
+ * and the `remora` CLI as a process against a deployment running in the test's process.
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import type { RemoraConfig } from '../../src/config/config.js';
 import { defaultJobs } from '../../src/jobs/catalog.js';
-import { snapshotJob } from '../../src/jobs/snapshot/snapshot.job.js';
 import type { JobDefinition } from '../../src/pipeline/job.js';
 import type { PipelineSettings } from '../../src/pipeline/settings.js';
 import { CliProcess, type CliResult } from './pipeline-cli.js';
@@ -21,25 +20,29 @@ import { FAST } from './pipeline.js';
  */
 export const PATIENT = { ...FAST, staleAfterMs: 15_000, heartbeatMs: 1000 };
 
-export function jobsWithAfterSnapshots(
-  shards: number,
+/**
+ * The daily jobs, with `hook` run once, at the start of the first `manifests` task; every
+ * `manifests` task (each node's listing, and any retried attempt) waits for it before listing.
+ * `manifests` runs only after every shard's `snapshot` run has succeeded (its upstream), so the
+ * hook's writes are after every snapshot and before every listing.
+ *
+ * (It used to run inside the last snapshot task: a retried snapshot attempt then returned at once
+ * while the first attempt was still in the hook, so the late writes raced the listings and the
+ * audit — the intermittent failure of audit-faults.)
+ */
+export function jobsWithHookBeforeListings(
   hook: () => Promise<void>,
 ): (s: PipelineSettings) => JobDefinition[] {
-  // Distinct shards: a snapshot attempt that is retried must not count twice (the hook would
-  // then run before the last shard's snapshot, and its writes would be in it).
-  const taken = new Set<string>();
+  let ran: Promise<void> | undefined;
   return (s) =>
     defaultJobs(s).map((j) =>
-      j.name !== 'snapshot'
+      j.name !== 'manifests'
         ? j
         : {
-            ...snapshotJob,
-            runTask: async (ctx: Parameters<typeof snapshotJob.runTask>[0]) => {
-              const r = await snapshotJob.runTask(ctx);
-              const before = taken.size;
-              taken.add(ctx.partition.shard ?? '');
-              if (taken.size === shards && before < shards) await hook();
-              return r;
+            ...j,
+            runTask: async (ctx: Parameters<typeof j.runTask>[0]) => {
+              await (ran ??= hook());
+              return j.runTask(ctx);
             },
           },
     );
