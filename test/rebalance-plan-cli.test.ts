@@ -26,7 +26,7 @@ let cleanup: () => Promise<void>;
 let alice: FrontDoorClient;
 
 before(async () => {
-  // Equal capacities: every destination within 1 MiB of the roomiest, so placement is by chance.
+  // Equal capacities: every destination within EQUAL_ROOM of the roomiest, so placement is by chance.
   ({ d, cleanup, alice } = await startCliDeployment({
     storage: {
       ...testConfig().storage,

@@ -43,6 +43,13 @@ import {
 } from './rebalance.types.js';
 
 const MiB = 1024 * 1024;
+/**
+ * Room closer to the roomiest node's than this share of its size (at least 1 MiB) is a tie,
+ * broken by chance. A node's room comes from its heartbeat and moves between two reports by far
+ * more than a MiB on any busy node (other writers, nodes sharing a disk): a fixed 1 MiB made the
+ * choice follow that noise and send a whole small plan to one node.
+ */
+export const EQUAL_ROOM = 0.01;
 
 export interface PlanOptions {
   /** manta_storage_id to evacuate (mola `-h`). */
@@ -254,9 +261,12 @@ export class RebalancePlanner {
   private best(cands: { n: NodeCapacity; dcs: number }[]): NodeCapacity {
     const maxDcs = Math.max(...cands.map((c) => c.dcs));
     const top = cands.filter((c) => c.dcs === maxDcs).map((c) => c.n);
-    const room = Math.max(...top.map((n) => this.budget(n)));
-    // Nodes within 1 MiB of the roomiest are equals: chance spreads small objects among them.
-    const equals = top.filter((n) => room - this.budget(n) <= MiB);
+    let roomiest = top[0]!;
+    for (const n of top) if (this.budget(n) > this.budget(roomiest)) roomiest = n;
+    // Nodes within EQUAL_ROOM of the roomiest are equals: chance spreads objects among them.
+    const slack = Math.max(MiB, roomiest.totalBytes * EQUAL_ROOM);
+    const room = this.budget(roomiest);
+    const equals = top.filter((n) => room - this.budget(n) <= slack);
     return equals[Math.floor(this.opts.random.next() * equals.length)]!;
   }
 
