@@ -132,7 +132,6 @@ test(
         });
       } finally {
         await worker.stop();
-        await coordinator.close();
         await services.duck.close();
         await tier.close();
       }

@@ -43,6 +43,7 @@ import {
   startAttempt,
   tasksOfRun,
 } from '../src/pipeline/tasks.repository.js';
+import { ENGINE_SCHEMA, TASK_JOB_KEY_PREFIX } from '../src/pipeline/engine.js';
 import { openTestPipeline } from './helpers/pipeline.js';
 import { copyBlock, plainDump, type Row } from './helpers/dump-text.js';
 
@@ -296,5 +297,95 @@ test('a staged manifest is committed by the run commit, idempotently; a fenced o
     );
   } finally {
     fs.rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('reaping a lost attempt releases only its own engine job: a live attempt of the same worker keeps its task', async () => {
+  // One engine worker (a process's pool) holds the jobs of all its attempts. Releasing every job
+  // of that worker when one of its attempts was declared lost let another claim re-run the live
+  // attempt's task at the same time (fenced, but done twice).
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  const started = new Map<string, number>();
+  const two: JobDefinition = {
+    name: 'two',
+    description: 'two tasks',
+    partition: 'day',
+    inputs: { external: [{ name: 'always', exists: () => Promise.resolve({ ready: true }) }] },
+    deadlineMs: 60_000,
+    split: () => Promise.resolve([{ key: 'a' }, { key: 'b' }]),
+    runTask: async (ctx) => {
+      const n = (started.get(ctx.task.key) ?? 0) + 1;
+      started.set(ctx.task.key, n);
+      if (n === 1) await gate; // each task's first attempt holds until released
+      return { report: ctx.report.finish() };
+    },
+    commit: () => Promise.resolve({ output: null }),
+  };
+  // Heartbeats far apart: nothing is declared lost but what the test ages by hand.
+  const tp = await openTestPipeline({
+    jobs: [two],
+    settings: { heartbeatMs: 60_000, staleAfterMs: 150_000, concurrency: 2 },
+  });
+  try {
+    await scheduleDay(tp.rt, DAY, 'test');
+    await tp.startWorker();
+    const run = async () => (await latestRuns(tp.rt.control, 'two', [DAY]))[0];
+    await until(
+      'both first attempts run',
+      () => Promise.resolve(started.get('a') === 1 && started.get('b') === 1),
+      () => tp.coordinator.tick(),
+    );
+    const r = (await run())!;
+    const tasks = new Map((await tasksOfRun(tp.rt.control, r.id)).map((t) => [t.key, t.id]));
+    const locks = async () =>
+      new Map(
+        (
+          await tp.rt.control.query<{ key: string; locked_by: string | null }>(
+            `SELECT key, locked_by FROM ${ENGINE_SCHEMA}.jobs WHERE key = ANY($1)`,
+            [[...tasks.values()].map((id) => `${TASK_JOB_KEY_PREFIX}${id}`)],
+          )
+        ).rows.map((x) => [x.key, x.locked_by]),
+      );
+    const keyOf = (k: string) => `${TASK_JOB_KEY_PREFIX}${tasks.get(k)}`;
+    const before = await locks();
+    const pool = before.get(keyOf('a'));
+    assert.ok(pool, 'a is held');
+    assert.equal(before.get(keyOf('b')), pool, 'one engine worker holds both');
+
+    const [a1] = (await attemptsOfRun(tp.rt.control, r.id)).filter((x) => x.taskKey === 'a');
+    await tp.rt.control.query(
+      `UPDATE ${SCHEMA}.attempts SET heartbeat_at = now() - interval '1 hour' WHERE id = $1`,
+      [a1!.id],
+    );
+    await tp.coordinator.reap();
+    const after = await locks();
+    assert.equal(after.get(keyOf('a')), null, "the lost attempt's job is released");
+    assert.equal(after.get(keyOf('b')), pool, "the live attempt's job stays with its worker");
+
+    release();
+    await until(
+      'the run ends',
+      async () => (await run())!.state !== 'running',
+      () => tp.coordinator.tick(),
+    );
+    assert.equal((await run())!.state, 'succeeded');
+    const attempts = await attemptsOfRun(tp.rt.control, r.id);
+    assert.deepEqual(
+      attempts.filter((x) => x.taskKey === 'b').map((x) => x.state),
+      ['succeeded'],
+      'b ran once',
+    );
+    assert.deepEqual(
+      attempts
+        .filter((x) => x.taskKey === 'a')
+        .map((x) => x.state)
+        .sort(),
+      ['lost', 'succeeded'],
+    );
+    assert.equal(started.get('b'), 1);
+  } finally {
+    release();
+    await tp.close();
   }
 });

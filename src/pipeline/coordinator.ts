@@ -19,7 +19,7 @@
 import { toRemoraError } from '../core/errors.js';
 import { raiseAlert } from './alerts.js';
 import { checkLateInputs, LATE_INPUT_CHECK_MS } from './late-inputs.js';
-import { EngineUtils, enqueueTask } from './engine.js';
+import { enqueueTask } from './engine.js';
 import type { JobDefinition, UpstreamOutput } from './job.js';
 import { partitionOfRun, resolveInputs, runPrefix } from './inputs.js';
 import {
@@ -44,6 +44,7 @@ import {
   lostAttemptsOfRun,
   orphanedEngineLocks,
   reapLostAttempts,
+  unlockTaskJobs,
   taskProgress,
   tasksOfRun,
 } from './tasks.repository.js';
@@ -52,15 +53,9 @@ const COORDINATOR_LOCK = 'remora_pipeline_coordinator';
 export const DEFAULT_MAX_ATTEMPTS = 5;
 
 export class Coordinator {
-  private engine: EngineUtils | undefined;
   private lateInputsCheckedAt = 0;
 
   constructor(private readonly rt: PipelineRuntime) {}
-
-  async close(): Promise<void> {
-    await this.engine?.close();
-    this.engine = undefined;
-  }
 
   /** One pass over all active runs; false when another coordinator holds the lock. */
   async tick(): Promise<boolean> {
@@ -106,11 +101,7 @@ export class Coordinator {
     const lost = await reapLostAttempts(this.rt.control, this.rt.settings.staleAfterMs);
     const orphans = await orphanedEngineLocks(this.rt.control, this.rt.settings.staleAfterMs);
     if (lost.length === 0 && orphans.length === 0) return;
-    this.engine ??= await EngineUtils.open(this.rt.controlUrl, (l) => this.log(l));
-    const workers = [
-      ...new Set([...lost.map((l) => l.engineWorker), ...orphans.map((o) => o.engineWorker)]),
-    ].filter((w): w is string => !!w);
-    await this.engine.forceUnlock(workers);
+    await unlockTaskJobs(this.rt.control, [...lost, ...orphans]);
     for (const l of lost) {
       this.rt.metrics.tasks.inc({ job: 'unknown', outcome: 'lost' });
       this.log(

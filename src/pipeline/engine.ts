@@ -8,20 +8,13 @@
  *     transaction that moves the run to `running` — no window where a run is running with no
  *     queued work, or work is queued for a run that never started;
  *   - LISTEN/NOTIFY wake-ups: measured 1.5–2.1k jobs/s vs pg-boss's ~1k (polling-bound);
- *   - `forceUnlockWorkers`, exponential backoff (exp(min(attempts,10)) s) and max_attempts
- *     built in.
+ *   - exponential backoff (exp(min(attempts,10)) s) and max_attempts built in.
  * What it lacks we add in our tables: run history (it deletes finished jobs) and liveness — a
  * SIGKILLed worker's job stays locked for 4 hours (resetLockedAt), so Remora heartbeats each
- * attempt and unlocks the jobs of a worker whose heartbeats stop (see tasks.repository.ts).
+ * attempt and unlocks the job of each attempt whose heartbeats stop, only that one
+ * (tasks.repository.ts unlockTaskJobs: its `forceUnlockWorkers` releases every job of a worker).
  */
-import {
-  Logger,
-  makeWorkerUtils,
-  run,
-  type Runner,
-  type JobHelpers,
-  type WorkerUtils,
-} from 'graphile-worker';
+import { Logger, makeWorkerUtils, run, type Runner, type JobHelpers } from 'graphile-worker';
 import type { Queryable } from '../metadata/moray.repository.js';
 import { openPool, type ServerPool } from '../metadata/pg-connection.js';
 
@@ -80,39 +73,6 @@ export async function enqueueTask(tx: Queryable, taskId: number, maxAttempts: nu
     maxAttempts,
     `${TASK_JOB_KEY_PREFIX}${taskId}`,
   ]);
-}
-
-export class EngineUtils {
-  private constructor(
-    private readonly utils: WorkerUtils,
-    private readonly pool: ServerPool,
-  ) {}
-
-  static async open(connectionString: string, log: (line: string) => void): Promise<EngineUtils> {
-    const pool = enginePool(connectionString, 2);
-    try {
-      return new EngineUtils(
-        await makeWorkerUtils({ pgPool: pool, schema: ENGINE_SCHEMA, logger: quietLogger(log) }),
-        pool,
-      );
-    } catch (err) {
-      await pool.end().catch(() => {});
-      throw err;
-    }
-  }
-
-  /** Release jobs held by dead workers so live ones claim them (their attempt count is kept). */
-  async forceUnlock(engineWorkers: string[]): Promise<void> {
-    if (engineWorkers.length > 0) await this.utils.forceUnlockWorkers(engineWorkers);
-  }
-
-  async close(): Promise<void> {
-    try {
-      await this.utils.release();
-    } finally {
-      await this.pool.end();
-    }
-  }
 }
 
 export interface EngineWorkerOptions {

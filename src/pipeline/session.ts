@@ -66,7 +66,6 @@ export async function withPipelineSession<T>(
     return await fn(rt, coordinator);
   } finally {
     await worker?.stop();
-    await coordinator.close();
     await metrics?.close();
     await services.duck.close();
     services.storage?.close();

@@ -233,19 +233,45 @@ export async function heartbeatAttempts(db: Queryable, attemptIds: number[]): Pr
   return attemptIds.filter((id) => !alive.has(id));
 }
 
-/** Mark attempts whose worker stopped heartbeating as lost; returns their engine workers to unlock. */
+/** Mark attempts whose worker stopped heartbeating as lost; returns their tasks and engine workers, to unlock. */
 export async function reapLostAttempts(
   db: Queryable,
   staleMs: number,
-): Promise<{ attemptId: number; engineWorker: string | null }[]> {
-  const r = await db.query<{ id: string; engine_worker: string | null }>(
+): Promise<{ attemptId: number; taskId: number; engineWorker: string | null }[]> {
+  const r = await db.query<{ id: string; task_id: string; engine_worker: string | null }>(
     `UPDATE ${SCHEMA}.attempts SET state = 'lost', finished_at = now(),
        error = 'worker stopped heartbeating (killed or hung); task released to other workers'
      WHERE state = 'running' AND heartbeat_at < now() - ($1 * interval '1 millisecond')
-     RETURNING id, engine_worker`,
+     RETURNING id, task_id, engine_worker`,
     [staleMs],
   );
-  return r.rows.map((x) => ({ attemptId: Number(x.id), engineWorker: x.engine_worker }));
+  return r.rows.map((x) => ({
+    attemptId: Number(x.id),
+    taskId: Number(x.task_id),
+    engineWorker: x.engine_worker,
+  }));
+}
+
+/**
+ * Release the engine jobs of these tasks, each only while the engine worker named with it holds
+ * it; returns how many were released. Only these: one engine worker (a process's pool) holds the
+ * jobs of every attempt it runs, and graphile-worker's forceUnlockWorkers released them all, so
+ * a live attempt beside a lost one had its job claimed again and its task run twice at once
+ * (fenced, but the work done twice).
+ */
+export async function unlockTaskJobs(
+  db: Queryable,
+  held: readonly { taskId: number; engineWorker: string | null }[],
+): Promise<number> {
+  const h = held.filter((x): x is { taskId: number; engineWorker: string } => !!x.engineWorker);
+  if (h.length === 0) return 0;
+  const r = await db.query(
+    `UPDATE ${ENGINE_SCHEMA}._private_jobs AS j SET locked_at = NULL, locked_by = NULL
+       FROM unnest($1::text[], $2::text[]) AS h(key, worker)
+      WHERE j.key = h.key AND j.locked_by = h.worker`,
+    [h.map((x) => `${TASK_JOB_KEY_PREFIX}${x.taskId}`), h.map((x) => x.engineWorker)],
+  );
+  return r.rowCount ?? 0;
 }
 
 /**

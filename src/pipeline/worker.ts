@@ -27,7 +27,7 @@ import os from 'node:os';
 import crypto from 'node:crypto';
 import type { JobHelpers } from 'graphile-worker';
 import { isRemoraError, isRetryable, RemoraError, toRemoraError } from '../core/errors.js';
-import { type EngineRunner, EngineUtils, startEngineWorker, type TaskPayload } from './engine.js';
+import { type EngineRunner, startEngineWorker, type TaskPayload } from './engine.js';
 import { attemptPrefix, partitionOfRun } from './inputs.js';
 import type { JobDefinition, TaskContext, TaskResult, UpstreamOutput } from './job.js';
 import { ReportBuilder } from '../core/run-report.js';
@@ -42,6 +42,7 @@ import {
   heartbeatAttempts,
   orphanedEngineLocks,
   reapLostAttempts,
+  unlockTaskJobs,
   recordFencedAttempt,
   setAttemptPrefix,
   startAttempt,
@@ -59,7 +60,6 @@ export class PipelineWorker {
   private heartbeat: NodeJS.Timeout | undefined;
   /** Attempts this process is running, each with the controller that stops it. */
   private readonly active = new Map<number, AbortController>();
-  private engine: EngineUtils | undefined;
   private stopping = false;
   private restartTimer: NodeJS.Timeout | undefined;
 
@@ -130,13 +130,10 @@ export class PipelineWorker {
           ),
         );
     const orphans = await orphanedEngineLocks(this.rt.control, this.rt.settings.staleAfterMs);
-    const workers = [
-      ...new Set([...lost.map((l) => l.engineWorker), ...orphans.map((o) => o.engineWorker)]),
-    ].filter((w): w is string => !!w);
-    if (workers.length === 0) return;
-    this.engine ??= await EngineUtils.open(this.rt.controlUrl, this.rt.services.log);
-    await this.engine.forceUnlock(workers);
-    this.rt.services.log(`released tasks of stopped worker(s) ${workers.join(', ')}`);
+    const released = [...lost, ...orphans].filter((x) => x.engineWorker);
+    if (released.length === 0) return;
+    await unlockTaskJobs(this.rt.control, released);
+    this.rt.services.log(`released task(s) ${released.map((x) => x.taskId).join(', ')} of stopped attempts`);
   }
 
   async stop(): Promise<void> {
@@ -147,8 +144,6 @@ export class PipelineWorker {
     this.heartbeat = undefined;
     await this.runner?.stop();
     this.runner = undefined;
-    await this.engine?.close();
-    this.engine = undefined;
   }
 
   /** Let the job remove what an attempt whose result is never committed wrote (best effort). */

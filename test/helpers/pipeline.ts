@@ -86,7 +86,6 @@ export async function openTestPipeline(
     },
     close: async () => {
       for (const w of workers) await w.stop();
-      await coordinator.close();
       await services.duck.close();
       await cleanup();
     },
