@@ -389,3 +389,102 @@ test('reaping a lost attempt releases only its own engine job: a live attempt of
     await tp.close();
   }
 });
+
+test("a fenced attempt's end does not start a third attempt while its retry runs in the same worker (TaskBusy)", async () => {
+  // The lost attempt and its retry run in one engine worker. The lost one, fenced, ends with an
+  // error; the engine records it as a failure of the job, matched by worker, so of the job its
+  // retry now holds, which it unlocks: claimed again after the backoff, it must not start a
+  // third attempt while the retry runs.
+  const gates = [0, 1].map(() => {
+    let release!: () => void;
+    const p = new Promise<void>((r) => (release = r));
+    return { p, release };
+  });
+  let started = 0;
+  const one: JobDefinition = {
+    name: 'one',
+    description: 'one task',
+    partition: 'day',
+    inputs: { external: [{ name: 'always', exists: () => Promise.resolve({ ready: true }) }] },
+    deadlineMs: 120_000,
+    split: () => Promise.resolve([{ key: 'only' }]),
+    runTask: async (ctx) => {
+      const n = started++;
+      if (n < 2) await gates[n]!.p;
+      return { report: ctx.report.finish() };
+    },
+    commit: () => Promise.resolve({ output: null }),
+  };
+  const tp = await openTestPipeline({
+    jobs: [one],
+    settings: { heartbeatMs: 60_000, staleAfterMs: 150_000, concurrency: 2 },
+  });
+  try {
+    await scheduleDay(tp.rt, DAY, 'test');
+    await tp.startWorker();
+    const run = async () => (await latestRuns(tp.rt.control, 'one', [DAY]))[0];
+    await until(
+      'the first attempt runs',
+      () => Promise.resolve(started === 1),
+      () => tp.coordinator.tick(),
+    );
+    const r = (await run())!;
+    const [first] = await attemptsOfRun(tp.rt.control, r.id);
+    await tp.rt.control.query(
+      `UPDATE ${SCHEMA}.attempts SET heartbeat_at = now() - interval '1 hour' WHERE id = $1`,
+      [first!.id],
+    );
+    await tp.coordinator.reap();
+    await until(
+      'the retry runs',
+      () => Promise.resolve(started === 2),
+      () => tp.coordinator.tick(),
+    );
+    const engineJob = async () =>
+      (
+        await tp.rt.control.query<{ locked_by: string | null; attempts: number; run_at: Date }>(
+          `SELECT locked_by, attempts, run_at FROM ${ENGINE_SCHEMA}.jobs WHERE key LIKE $1`,
+          [`${TASK_JOB_KEY_PREFIX}%`],
+        )
+      ).rows[0]!;
+    const held = await engineJob();
+    assert.ok(held.locked_by, 'the retry holds the job');
+
+    gates[0]!.release(); // the lost attempt ends: fenced
+    await until(
+      'the lost attempt is recorded as fenced',
+      async () =>
+        (await attemptsOfRun(tp.rt.control, r.id))
+          .find((a) => a.id === first!.id)
+          ?.error?.includes('AttemptFenced') ?? false,
+    );
+    // Its end unlocked the retry's job (backoff e^attempts s): wait until the engine has claimed
+    // it again and that claim has ended.
+    await until(
+      'the engine claimed the job again',
+      async () => {
+        const j = await engineJob();
+        return j.attempts > held.attempts && j.locked_by === null;
+      },
+      () => sleep(200),
+    );
+    assert.equal(started, 2, 'no third attempt while the retry runs');
+    const attempts = await attemptsOfRun(tp.rt.control, r.id);
+    assert.deepEqual(
+      attempts.map((a) => a.state),
+      ['lost', 'running'],
+    );
+
+    gates[1]!.release();
+    await until(
+      'the run ends',
+      async () => (await run())!.state !== 'running',
+      () => tp.coordinator.tick(),
+    );
+    assert.equal((await run())!.state, 'succeeded');
+    assert.equal(started, 2);
+  } finally {
+    for (const g of gates) g.release();
+    await tp.close();
+  }
+});

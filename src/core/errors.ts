@@ -56,6 +56,9 @@ export const ERROR_CATALOG = {
   // an attempt finished after it was declared lost (or after another attempt completed its task):
   // its result is discarded, it commits nothing (docs/pipeline.md "A lost attempt that keeps running")
   AttemptFenced: { status: 409, exit: 9, retryable: true },
+  // a claim of a task another attempt is running (its heartbeat fresh): no second attempt starts,
+  // the engine tries the job again later (docs/pipeline.md "A lost attempt that keeps running")
+  TaskBusy: { status: 409, exit: 9, retryable: true },
   // `remora accounts …`: no account has that login
   AccountNotFound: { status: 404, exit: 4, retryable: false },
   // `remora compare`: Remora's report and the original's disagree (the differences are printed)

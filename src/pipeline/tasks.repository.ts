@@ -122,6 +122,27 @@ export async function startAttempt(
   return Number(r.rows[0]!.id);
 }
 
+/**
+ * startAttempt, unless another attempt of the task is running with a heartbeat younger than
+ * `staleMs` (undefined then). An engine job can be claimed while its task runs: a fenced attempt's
+ * end is recorded by the engine as a failure of the job its retry now holds when both ran in one
+ * engine worker (graphile's failJob matches the worker, not the attempt), which unlocks it.
+ */
+export async function startAttemptIfIdle(
+  db: Queryable,
+  a: { taskId: number; engineAttempt: number; worker: string; engineWorker: string | null },
+  staleMs: number,
+): Promise<number | undefined> {
+  const r = await db.query<{ id: string }>(
+    `INSERT INTO ${SCHEMA}.attempts (task_id, engine_attempt, worker, engine_worker)
+     SELECT $1, $2, $3, $4 WHERE NOT EXISTS (SELECT 1 FROM ${SCHEMA}.attempts
+       WHERE task_id = $1 AND state = 'running' AND heartbeat_at >= now() - ($5 * interval '1 millisecond'))
+     RETURNING id`,
+    [a.taskId, a.engineAttempt, a.worker, a.engineWorker, staleMs],
+  );
+  return r.rows[0] ? Number(r.rows[0].id) : undefined;
+}
+
 export async function setAttemptPrefix(db: Queryable, attemptId: number, prefix: string): Promise<void> {
   await db.query(`UPDATE ${SCHEMA}.attempts SET output_prefix = $2 WHERE id = $1`, [attemptId, prefix]);
 }

@@ -45,7 +45,7 @@ import {
   unlockTaskJobs,
   recordFencedAttempt,
   setAttemptPrefix,
-  startAttempt,
+  startAttemptIfIdle,
 } from './tasks.repository.js';
 
 /** How long a worker waits before starting its job engine again after it stopped by itself. */
@@ -186,12 +186,23 @@ export class PipelineWorker {
     const run = await getRun(db, task.runId);
     if (!run || run.state !== 'running' || !this.rt.graph.has(run.job)) return;
     const job = this.rt.graph.get(run.job);
-    const attemptId = await startAttempt(db, {
-      taskId: task.id,
-      engineAttempt: helpers.job.attempts,
-      worker: this.name,
-      engineWorker: helpers.job.locked_by,
-    });
+    const attemptId = await startAttemptIfIdle(
+      db,
+      {
+        taskId: task.id,
+        engineAttempt: helpers.job.attempts,
+        worker: this.name,
+        engineWorker: helpers.job.locked_by,
+      },
+      this.rt.settings.staleAfterMs,
+    );
+    // Thrown: the engine tries the job again after its backoff, by when the running attempt has
+    // completed the task (nothing to do then) or been declared lost.
+    if (attemptId === undefined)
+      throw new RemoraError(
+        'TaskBusy',
+        `task ${task.id} (${run.job} ${run.partitionKey} ${task.key}) is being run by another attempt; not started twice`,
+      );
     const abort = new AbortController();
     this.active.set(attemptId, abort);
     const prefix = attemptPrefix(run.job, run.partitionKey, run.id, attemptId);
