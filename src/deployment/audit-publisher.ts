@@ -21,7 +21,11 @@ import path from 'node:path';
 import type { ObjectStore } from '../objectstore/object-store.js';
 import { hourKeyOf, hourPath, instanceOfLog, MUSKIE_LOG_ROOT } from '../frontdoor/audit-log.js';
 import type { Queryable } from '../metadata/moray.repository.js';
-import { markHourPublished, unpublishedHours } from '../metadata/frontdoor-hours.repository.js';
+import {
+  forgetOldPublishedHours,
+  markHourPublished,
+  unpublishedHours,
+} from '../metadata/frontdoor-hours.repository.js';
 
 export { MUSKIE_LOG_ROOT };
 
@@ -62,6 +66,8 @@ export async function publishFinishedHours(
       }
       await markHourPublished(registry.db, registry.instance, hour);
     }
+    // The registry's retention (one row per instance per hour otherwise grows for ever).
+    await forgetOldPublishedHours(registry.db, now);
   }
   return published;
 }

@@ -84,3 +84,21 @@ export async function markHourPublished(db: Queryable, instance: string, hour: s
     [instance, hour],
   );
 }
+
+/** How long a published hour's row is kept: far past any rerun of that hour's metering. */
+export const FRONTDOOR_HOURS_KEPT_DAYS = 90;
+
+/**
+ * Forget the published hours older than FRONTDOOR_HOURS_KEPT_DAYS before `now` (every instance's);
+ * an hour not yet published is kept whatever its age (its instance still owes its log). Returns
+ * how many rows went.
+ */
+export async function forgetOldPublishedHours(db: Queryable, now: Date): Promise<number> {
+  await ready(db);
+  const cutoff = new Date(now.getTime() - FRONTDOOR_HOURS_KEPT_DAYS * 86_400_000).toISOString().slice(0, 13);
+  const r = await db.query(
+    'DELETE FROM remora_frontdoor_hours WHERE hour < $1 AND published_at IS NOT NULL',
+    [cutoff],
+  );
+  return r.rowCount ?? 0;
+}
