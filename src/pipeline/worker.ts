@@ -133,7 +133,9 @@ export class PipelineWorker {
     const released = [...lost, ...orphans].filter((x) => x.engineWorker);
     if (released.length === 0) return;
     await unlockTaskJobs(this.rt.control, released);
-    this.rt.services.log(`released task(s) ${released.map((x) => x.taskId).join(', ')} of stopped attempts`);
+    this.rt.services.log(
+      `released task(s) ${released.map((x) => `${x.taskId} (held by ${x.engineWorker})`).join(', ')} of stopped workers`,
+    );
   }
 
   async stop(): Promise<void> {
