@@ -137,8 +137,9 @@ const UUID = '"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a
  *   the value JSON.parse gives; DuckDB writes -0 as 0, so a value of contentLength 0 that could
  *   hold the number -0 is not clean: a number token `-0` after `:`, `[` or `,` and whitespace,
  *   where JSON puts a value — not a `-0` inside a string, such as a uuid's `…-0a1b…`, which
- *   made most zero-byte records go raw before); sharks a list of objects with a non-empty string id (not a legacy `url`) and a null or
- *   string datacenter; when there are copies, their directory (creator, else owner) is a uuid;
+ *   sent about a third of zero-byte records raw before); sharks a list of objects with a
+ *   non-empty string id (not a legacy `url`) and a null or string datacenter; when there are
+ *   copies, their directory (creator, else owner) is a uuid;
  * - no string GC's plan carries holds `"`, `\` or a control character (JSON escapes them).
  * Found necessary by testing DuckDB (docs/gc.md); the scan's equivalence test holds it to
  * parseDeleteValue (test/gc-scan.test.ts).

@@ -1,11 +1,13 @@
 /**
  * The decisions of one partition group that act (remove a delete record, and move copies for
- * `eligible`), as columns: one entry per record, no object per decision. The scan fills it
- * straight from DuckDB's text for the records it decided in SQL (gc.scan.ts), and from
+ * `eligible`): one entry per record, no object per decision. The scan fills it with DuckDB's
+ * text itself for the records it decided in SQL (gc.scan.ts; addLines), and from
  * RecordDecision objects for the others (decideObject); the plan is written from it and the
  * apply reads it (gc.apply.ts applyActions). Measured (docs/gc.md "Bench"): a decision object,
  * its record, its copies and its plan line per acting record, then the apply's own objects, were
- * most of a group's time in Node and of its garbage collection.
+ * most of a group's time in Node and of its garbage collection; in the fifth pass, a string per
+ * field of each acting record (as columns) still cost more in garbage collection than reading the
+ * fields off the one string when needed.
  */
 import { RemoraError } from '../../core/errors.js';
 import type { CopyRef, RecordDecision, Verdict } from './gc.plan.js';

@@ -11,8 +11,9 @@
  * shard, the objectId's latest `_mtime`, no copies, the grace), mapped to a verdict by gc.plan.ts
  * VERDICT_BY_CLASS (the rules stay there). DuckDB counts every clean record per verdict (counts,
  * backlog), sends the first examples of each verdict whole, and sends the records that act as
- * short lines in no order, which Node reads field by field into columns (gc.actions.ts GcActions:
- * no object per record; the plan is written and the apply runs from them). Node does nothing per
+ * short lines in no order, which Node keeps as they came (gc.actions.ts GcActions.addLines: the
+ * string and each line's separator positions, no object or string per record; the plan is
+ * written and the apply runs from them, reading a field when needed). Node does nothing per
  * record that does not act. (Plan lines built by DuckDB were measured slower than Node's:
  * gc.actions.ts.) Any other objectId travels with its records' raw text and is decided by
  * `decideObject` exactly as written. Both ways are tested equal (test/gc-scan.test.ts:
