@@ -134,9 +134,12 @@ const UUID = '"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a
  *   read given twice;
  * - objectId a string of ASCII letters, digits, dashes; owner a non-empty string; creator null or
  *   a string; contentLength null or an integer of at most 15 digits (Number() of its text is then
- *   the value JSON.parse gives; DuckDB writes -0 as 0, so a value that could hold -0 is not
- *   clean); sharks a list of objects with a non-empty string id (not a legacy `url`) and a null or
- *   string datacenter; when there are copies, their directory (creator, else owner) is a uuid;
+ *   the value JSON.parse gives; DuckDB writes -0 as 0, so a value of contentLength 0 that could
+ *   hold the number -0 is not clean: a number token `-0` after `:`, `[` or `,` and whitespace,
+ *   where JSON puts a value — not a `-0` inside a string, such as a uuid's `…-0a1b…`, which
+ *   sent about a third of zero-byte records raw before); sharks a list of objects with a
+ *   non-empty string id (not a legacy `url`) and a null or string datacenter; when there are
+ *   copies, their directory (creator, else owner) is a uuid;
  * - no string GC's plan carries holds `"`, `\` or a control character (JSON escapes them).
  * Found necessary by testing DuckDB (docs/gc.md); the scan's equivalence test holds it to
  * parseDeleteValue (test/gc-scan.test.ts).
@@ -161,7 +164,7 @@ export function deleteRecordCleanSql(c: {
   AND ${plain(`${f}.owner`, PLAIN_NONEMPTY)}
   AND (${f}.creator IS NULL OR ${plain(`${f}.creator`)})
   AND (${f}.contentLength IS NULL OR coalesce(regexp_full_match(${f}.contentLength::VARCHAR, '0|-?[1-9][0-9]{0,14}'), false))
-  AND NOT (${f}.contentLength::VARCHAR = '0' AND contains(${c.value}, '-0'))
+  AND NOT (${f}.contentLength::VARCHAR = '0' AND coalesce(regexp_matches(${c.value}, '${String.raw`[:\[,]\s*-0`}'), true))
   AND ${f}.sharks IS NOT NULL
   AND coalesce(list_bool_and(list_transform(${f}.sharks, s -> s IS NOT NULL
     AND ${plain('s.manta_storage_id', PLAIN_NONEMPTY)} AND (s.datacenter IS NULL OR ${plain('s.datacenter')}))), true)

@@ -1,41 +1,52 @@
 /**
  * The decisions of one partition group that act (remove a delete record, and move copies for
- * `eligible`), as columns: one entry per record, no object per decision. The scan fills it
- * straight from DuckDB's text for the records it decided in SQL (gc.scan.ts), and from
+ * `eligible`): one entry per record, no object per decision. The scan fills it with DuckDB's
+ * text itself for the records it decided in SQL (gc.scan.ts; addLines), and from
  * RecordDecision objects for the others (decideObject); the plan is written from it and the
  * apply reads it (gc.apply.ts applyActions). Measured (docs/gc.md "Bench"): a decision object,
  * its record, its copies and its plan line per acting record, then the apply's own objects, were
- * most of a group's time in Node and of its garbage collection.
+ * most of a group's time in Node and of its garbage collection; in the fifth pass, a string per
+ * field of each acting record (as columns) still cost more in garbage collection than reading the
+ * fields off the one string when needed.
  */
-import type { CopyRef, RecordDecision, RecordRef, Verdict } from './gc.plan.js';
+import { RemoraError } from '../../core/errors.js';
+import type { CopyRef, RecordDecision, Verdict } from './gc.plan.js';
 
 /** Separator of a shark's id and datacenter, and of one shark from the next, in `sharks` text. */
 export const SHARK_SEPARATOR = '\x1e';
+/** Separators of the scan's acting lines (addLines): one record from the next, one field from the next. */
+export const LINE_SEPARATOR = '\x1d';
+export const FIELD_SEPARATOR = '\x1f';
+
+/** Fields of an acting line (addLines); `at` keeps one more separator position per line. */
+const LINE_FIELDS = 10;
+/** Field numbers of an acting line. */
+const F_CLASS = 0;
+const F_MTIME = 1;
+const F_COPIES = 2;
+const F_LENGTH = 3;
+const F_SHARD = 4;
+const F_KEY = 5;
+const F_ETAG = 6;
+const F_OBJECTID = 7;
+const F_OWNER = 8;
+const F_SHARKS = 9;
 
 export class GcActions {
   /** Per record. */
   readonly verdicts: Verdict[] = [];
-  readonly shards: string[] = [];
-  readonly keys: string[] = [];
-  readonly etags: string[] = [];
-  readonly mtimes: number[] = [];
-  /** Copies the record names, and the bytes of one (when the record says). */
-  readonly copies: number[] = [];
-  readonly contentLengths: (number | undefined)[] = [];
-  /** Eligible records: the objectId as the record spells it and the copies' directory ('' otherwise). */
-  readonly objectIds: string[] = [];
-  readonly owners: string[] = [];
   /**
-   * Eligible records: the copies to move, as `node SS datacenter SS node SS datacenter …`
-   * (SHARK_SEPARATOR; an empty datacenter for none) for plain records, or the decision's own list.
+   * Per record: the decision it came from (its plan line is then written by planLine, which
+   * escapes what JSON escapes), or, for a record of the scan's acting lines (addLines), the index
+   * in `at` of its separator positions in `text`. Those records hold no string JSON would escape
+   * (table-specs.ts deleteRecordCleanSql), so their lines are written as they are. Their fields
+   * stay in the scan's one string until read: no string per field and record (which lived as
+   * long as the task, and whose garbage collection cost more than reading them, measured).
    */
-  readonly sharks: (string | readonly CopyRef[])[] = [];
-  /**
-   * The decision a record came from, if any: its plan line is then written by planLine, which
-   * escapes what JSON escapes. Records added with addPlain hold no string JSON would escape
-   * (table-specs.ts deleteRecordCleanSql), so their lines are written as they are.
-   */
-  private readonly from: (RecordDecision | undefined)[] = [];
+  private readonly from: (RecordDecision | number)[] = [];
+  /** Acting lines: per line, the position of the separator before each field and after the last. */
+  private readonly at: number[] = [];
+  private text = '';
 
   get length(): number {
     return this.verdicts.length;
@@ -50,53 +61,92 @@ export class GcActions {
 
   /** A decision that acts (cleanup). */
   addDecision(d: RecordDecision): void {
-    const eligible = d.verdict === 'eligible' && d.tombstone.length > 0;
-    this.push(d.verdict, d.record, d.copies, d.contentLength);
-    this.objectIds.push(eligible ? d.tombstone[0]!.objectId : '');
-    this.owners.push(eligible ? d.tombstone[0]!.owner : '');
-    this.sharks.push(d.tombstone);
+    this.verdicts.push(d.verdict);
     this.from.push(d);
   }
 
   /**
-   * A record decided in SQL whose strings need no JSON escaping (gc_clean): `sharks` as
-   * SHARK_SEPARATOR text, read only when the verdict is `eligible`.
+   * The scan's acting lines (gc.scan.ts `acts`): records split by LINE_SEPARATOR, each `class
+   * mtime copies contentLength shard key etag objectId dir sharks` split by FIELD_SEPARATOR
+   * (class: gc.plan.ts VERDICT_BY_CLASS's index; contentLength empty for none; objectId, dir and
+   * sharks — `node SS datacenter SS node …`, SHARK_SEPARATOR, an empty datacenter for none — only
+   * when eligible). Once per GcActions.
    */
-  addPlain(
-    verdict: Verdict,
-    record: RecordRef,
-    copies: number,
-    contentLength: number | undefined,
-    objectId: string,
-    owner: string,
-    sharks: string,
-  ): void {
-    const eligible = verdict === 'eligible';
-    this.push(verdict, record, copies, contentLength);
-    this.objectIds.push(eligible ? objectId : '');
-    this.owners.push(eligible ? owner : '');
-    this.sharks.push(eligible ? sharks : '');
-    this.from.push(undefined);
+  addLines(text: string, verdictOfClass: readonly Verdict[]): void {
+    if (this.text !== '') throw new RemoraError('Internal', 'gc actions: acting lines added twice');
+    this.text = text;
+    const at = this.at;
+    for (let start = 0; start < text.length;) {
+      let end = text.indexOf(LINE_SEPARATOR, start);
+      if (end < 0) end = text.length;
+      const base = at.length;
+      at.push(start - 1);
+      let p = start - 1;
+      for (let i = 1; i < LINE_FIELDS; i++) {
+        p = text.indexOf(FIELD_SEPARATOR, p + 1);
+        if (p < 0 || p > end)
+          throw new RemoraError('Internal', `gc scan: an acting record without its ${LINE_FIELDS} fields`);
+        at.push(p);
+      }
+      at.push(end);
+      const verdict = verdictOfClass[Number(this.field(base, F_CLASS))];
+      if (verdict === undefined) throw new RemoraError('Internal', 'gc scan: an acting record of no class');
+      this.verdicts.push(verdict);
+      this.from.push(base);
+      start = end + 1;
+    }
   }
 
-  private push(verdict: Verdict, r: RecordRef, copies: number, contentLength: number | undefined) {
-    this.verdicts.push(verdict);
-    this.shards.push(r.shard);
-    this.keys.push(r.key);
-    this.etags.push(r.etag);
-    this.mtimes.push(r.mtime);
-    this.copies.push(copies);
-    this.contentLengths.push(contentLength);
+  /** Field f of acting line at `base` in `at`. */
+  private field(base: number, f: number): string {
+    return this.text.slice(this.at[base + f]! + 1, this.at[base + f + 1]);
+  }
+
+  /** Record i's delete record: where it is, and what its cleanup is conditional on. */
+  shard(i: number): string {
+    const d = this.from[i]!;
+    return typeof d === 'number' ? this.field(d, F_SHARD) : d.record.shard;
+  }
+  key(i: number): string {
+    const d = this.from[i]!;
+    return typeof d === 'number' ? this.field(d, F_KEY) : d.record.key;
+  }
+  etag(i: number): string {
+    const d = this.from[i]!;
+    return typeof d === 'number' ? this.field(d, F_ETAG) : d.record.etag;
+  }
+  mtime(i: number): number {
+    const d = this.from[i]!;
+    return typeof d === 'number' ? Number(this.field(d, F_MTIME)) : d.record.mtime;
+  }
+  /** Copies record i names. */
+  copies(i: number): number {
+    const d = this.from[i]!;
+    return typeof d === 'number' ? Number(this.field(d, F_COPIES)) : d.copies;
+  }
+  /** Bytes of one of record i's copies, when the record says. */
+  contentLength(i: number): number | undefined {
+    const d = this.from[i]!;
+    if (typeof d !== 'number') return d.contentLength;
+    const cl = this.field(d, F_LENGTH);
+    return cl === '' ? undefined : Number(cl);
+  }
+  /** Eligible records with copies: the objectId as the record spells it ('' otherwise). */
+  objectId(i: number): string {
+    const d = this.from[i]!;
+    if (typeof d === 'number') return this.verdicts[i] === 'eligible' ? this.field(d, F_OBJECTID) : '';
+    return d.verdict === 'eligible' && d.tombstone.length > 0 ? d.tombstone[0]!.objectId : '';
   }
 
   /** Record i's copies to move (none unless eligible). */
   tombstone(i: number): CopyRef[] {
-    const s = this.sharks[i]!;
-    if (typeof s !== 'string') return [...s];
-    const owner = this.owners[i]!;
-    const objectId = this.objectIds[i]!;
+    const d = this.from[i]!;
+    if (typeof d !== 'number') return [...d.tombstone];
+    if (this.verdicts[i] !== 'eligible') return [];
+    const owner = this.field(d, F_OWNER);
+    const objectId = this.field(d, F_OBJECTID);
     const out: CopyRef[] = [];
-    eachShark(s, (node, datacenter) =>
+    eachShark(this.field(d, F_SHARKS), (node, datacenter) =>
       out.push(datacenter !== undefined ? { node, datacenter, owner, objectId } : { node, owner, objectId }),
     );
     return out;
@@ -104,7 +154,11 @@ export class GcActions {
 
   /** Whether record i moves copies (eligible, with copies). */
   movesCopies(i: number): boolean {
-    return this.verdicts[i] === 'eligible' && this.sharks[i]!.length > 0;
+    if (this.verdicts[i] !== 'eligible') return false;
+    const d = this.from[i]!;
+    return typeof d === 'number'
+      ? this.at[d + F_SHARKS + 1]! > this.at[d + F_SHARKS]! + 1
+      : d.tombstone.length > 0;
   }
 
   /** Whether any record moves copies. */
@@ -115,42 +169,60 @@ export class GcActions {
 
   /** Add the nodes of record i's copies to `nodes`, each once (no object per copy). */
   addNodes(i: number, nodes: string[]): void {
-    const s = this.sharks[i]!;
-    const add = (node: string) => {
+    const d = this.from[i]!;
+    if (typeof d !== 'number') {
+      for (const c of d.tombstone) if (!nodes.includes(c.node)) nodes.push(c.node);
+      return;
+    }
+    if (this.verdicts[i] !== 'eligible') return;
+    // eachShark's walk over the line's sharks field, without a callback or a string of the field.
+    const s = this.text;
+    const end = this.at[d + F_SHARKS + 1]!;
+    for (let at = this.at[d + F_SHARKS]! + 1; at < end;) {
+      const a = s.indexOf(SHARK_SEPARATOR, at);
+      const node = s.slice(at, a);
       if (!nodes.includes(node)) nodes.push(node);
-    };
-    if (typeof s !== 'string') for (const c of s) add(c.node);
-    else eachShark(s, add);
+      const b = s.indexOf(SHARK_SEPARATOR, a + 1);
+      at = b < 0 || b > end ? end : b + 1;
+    }
   }
 
   /** Record i as a decision (without `detail`, which only examples carry). */
   decision(i: number): RecordDecision {
     const d: RecordDecision = {
-      record: { shard: this.shards[i]!, key: this.keys[i]!, etag: this.etags[i]!, mtime: this.mtimes[i]! },
+      record: { shard: this.shard(i), key: this.key(i), etag: this.etag(i), mtime: this.mtime(i) },
       verdict: this.verdicts[i]!,
       tombstone: this.verdicts[i] === 'eligible' ? this.tombstone(i) : [],
       cleanup: true,
-      copies: this.copies[i]!,
+      copies: this.copies(i),
     };
-    const cl = this.contentLengths[i];
+    const cl = this.contentLength(i);
     if (cl !== undefined) d.contentLength = cl;
     return d;
   }
 
   /** Record i's line of the plan (planLine's text). */
   planLine(i: number): string {
-    const from = this.from[i];
-    if (from) return planLine(from);
+    const d = this.from[i]!;
+    if (typeof d !== 'number') return planLine(d);
     let t = '';
-    const s = this.sharks[i]!;
-    if (this.verdicts[i] === 'eligible') {
-      const owner = this.owners[i]!;
-      const objectId = this.objectIds[i]!;
-      eachShark(s as string, (node, datacenter) => {
-        t += `${t === '' ? '' : ','}${plainCopy(node, datacenter, owner, objectId)}`;
-      });
+    const verdict = this.verdicts[i]!;
+    if (verdict === 'eligible') {
+      const owner = this.field(d, F_OWNER);
+      const objectId = this.field(d, F_OBJECTID);
+      // eachShark's walk, without a callback per line.
+      const s = this.text;
+      const end = this.at[d + F_SHARKS + 1]!;
+      for (let at = this.at[d + F_SHARKS]! + 1; at < end;) {
+        const a = s.indexOf(SHARK_SEPARATOR, at);
+        let b = s.indexOf(SHARK_SEPARATOR, a + 1);
+        if (b < 0 || b > end) b = end;
+        const copy = plainCopy(s.slice(at, a), b > a + 1 ? s.slice(a + 1, b) : undefined, owner, objectId);
+        t = t === '' ? copy : `${t},${copy}`;
+        at = b + 1;
+      }
     }
-    return plainLine(this.verdicts[i]!, this.shards[i]!, this.keys[i]!, this.etags[i]!, t);
+    return plainLine(verdict, this.field(d, F_SHARD), this.field(d, F_KEY), this.field(d, F_ETAG), t);
   }
 
   /**
@@ -190,19 +262,28 @@ function chunked(n: number, line: (i: number) => string): Buffer[] {
   const chunks: Buffer[] = [];
   let buf = Buffer.allocUnsafe(PLAN_CHUNK);
   let off = 0;
-  for (let i = 0; i < n; i++) {
-    const text = `${line(i)}\n`;
+  // Lines are joined into a string of up to PLAN_BATCH characters, written with one call: a
+  // Buffer write per line cost more than making the lines (measured, docs/gc.md "Bench").
+  let batch = '';
+  const flush = () => {
     // A UTF-16 unit is at most 3 bytes of UTF-8.
-    if (off + text.length * 3 > buf.length) {
+    if (off + batch.length * 3 > buf.length) {
       if (off > 0) chunks.push(buf.subarray(0, off));
-      buf = Buffer.allocUnsafe(Math.max(PLAN_CHUNK, text.length * 3));
+      buf = Buffer.allocUnsafe(Math.max(PLAN_CHUNK, batch.length * 3));
       off = 0;
     }
-    off += buf.write(text, off);
+    off += buf.write(batch, off);
+    batch = '';
+  };
+  for (let i = 0; i < n; i++) {
+    batch += `${line(i)}\n`;
+    if (batch.length >= PLAN_BATCH) flush();
   }
+  if (batch.length > 0) flush();
   if (off > 0) chunks.push(buf.subarray(0, off));
   return chunks;
 }
+const PLAN_BATCH = 1 << 16;
 const PLAN_CHUNK = 1 << 20;
 
 /**

@@ -109,14 +109,16 @@ export async function applyActions(a: GcActions, deps: GcApplyDeps): Promise<App
       cleanupOnly.push(i);
       continue;
     }
-    const objectId = a.objectIds[i]!;
-    let w = byObject.get(objectId);
-    if (!w) byObject.set(objectId, (w = { objectId, records: [], bytes: 0 }));
-    w.records.push(i);
-    // Records of one objectId that disagree on its size (two shards' metadata): the largest, so
-    // the figure does not depend on the order the records come in.
-    const bytes = a.contentLengths[i] ?? 0;
-    w.bytes = w.records.length === 1 ? bytes : Math.max(w.bytes, bytes);
+    const objectId = a.objectId(i);
+    const bytes = a.contentLength(i) ?? 0;
+    const w = byObject.get(objectId);
+    if (w === undefined) byObject.set(objectId, { objectId, records: [i], bytes });
+    else {
+      w.records.push(i);
+      // Records of one objectId that disagree on its size (two shards' metadata): the largest,
+      // so the figure does not depend on the order the records come in.
+      w.bytes = Math.max(w.bytes, bytes);
+    }
   }
 
   // 1. Re-check live metadata.
@@ -144,10 +146,12 @@ export async function applyActions(a: GcActions, deps: GcApplyDeps): Promise<App
       nodes.length = 0;
       for (const i of w.records) a.addNodes(i, nodes);
       for (const node of nodes) {
-        const n = perNode.get(node) ?? { copies: 0, bytes: 0 };
-        n.copies++;
-        n.bytes += w.bytes;
-        perNode.set(node, n);
+        const n = perNode.get(node);
+        if (n === undefined) perNode.set(node, { copies: 1, bytes: w.bytes });
+        else {
+          n.copies++;
+          n.bytes += w.bytes;
+        }
       }
       left.records += w.records.length;
       left.copies += nodes.length;
@@ -183,9 +187,10 @@ export async function applyActions(a: GcActions, deps: GcApplyDeps): Promise<App
   // shard and batch (a retried batch finds its removed rows `gone`).
   const byShard = new Map<string, number[]>();
   for (const i of done) {
-    const list = byShard.get(a.shards[i]!) ?? [];
-    list.push(i);
-    byShard.set(a.shards[i]!, list);
+    const shard = a.shard(i);
+    const list = byShard.get(shard);
+    if (list === undefined) byShard.set(shard, [i]);
+    else list.push(i);
   }
   for (const [shard, list] of byShard)
     for (let i = 0; i < list.length; i += CLEANUP_BATCH) {
@@ -194,17 +199,18 @@ export async function applyActions(a: GcActions, deps: GcApplyDeps): Promise<App
       const outcome = await deps.tier.deleteManyOnShard(
         shard,
         'manta_delete_log',
-        batch.map((j) => ({ key: a.keys[j]!, etag: a.etags[j]! })),
+        batch.map((j) => ({ key: a.key(j), etag: a.etag(j) })),
       );
       for (const j of batch) {
-        const o = outcome.get(a.keys[j]!);
+        const key = a.key(j);
+        const o = outcome.get(key);
         if (o === 'removed') r.count('deleteRecordsRemoved');
         else if (o === 'gone') r.count('deleteRecordsAlreadyGone');
         // Changed since the snapshot (moray rewrote it?): left for the next run, which reads the new one.
         else
           r.count('deleteRecordsChanged').event('delete-record-changed', 'warning', {
             shard,
-            key: a.keys[j]!,
+            key,
           });
       }
     }

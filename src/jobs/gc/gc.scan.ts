@@ -11,8 +11,9 @@
  * shard, the objectId's latest `_mtime`, no copies, the grace), mapped to a verdict by gc.plan.ts
  * VERDICT_BY_CLASS (the rules stay there). DuckDB counts every clean record per verdict (counts,
  * backlog), sends the first examples of each verdict whole, and sends the records that act as
- * short lines in no order, which Node reads field by field into columns (gc.actions.ts GcActions:
- * no object per record; the plan is written and the apply runs from them). Node does nothing per
+ * short lines in no order, which Node keeps as they came (gc.actions.ts GcActions.addLines: the
+ * string and each line's separator positions, no object or string per record; the plan is
+ * written and the apply runs from them, reading a field when needed). Node does nothing per
  * record that does not act. (Plan lines built by DuckDB were measured slower than Node's:
  * gc.actions.ts.) Any other objectId travels with its records' raw text and is decided by
  * `decideObject` exactly as written. Both ways are tested equal (test/gc-scan.test.ts:
@@ -20,10 +21,9 @@
  */
 import type { DuckDBConnection } from '@duckdb/node-api';
 import { DEFAULT_MAX_EXAMPLES } from '../../core/run-report.js';
-import { RemoraError } from '../../core/errors.js';
 import { sqlString } from '../../dumps/duckdb.js';
 import { deleteRecordCleanSql, deleteRecordFieldsSql } from '../../dumps/table-specs.js';
-import { eachShark, GcActions, SHARK_SEPARATOR } from './gc.actions.js';
+import { eachShark, FIELD_SEPARATOR, GcActions, LINE_SEPARATOR, SHARK_SEPARATOR } from './gc.actions.js';
 import { addRecordsToBacklog, addToBacklog, emptyBacklog, type GcBacklog } from './gc.backlog.js';
 import {
   CLEANS_UP,
@@ -45,8 +45,8 @@ const parquet = (files: readonly string[]) =>
   `read_parquet([${files.map(sqlString).join(', ')}], union_by_name = true)`;
 
 /** Separators of the scan's one string: records, fields, and a shark's id and datacenter. */
-const RS = '\x1d';
-const FS = '\x1f';
+const RS = LINE_SEPARATOR;
+const FS = FIELD_SEPARATOR;
 const SS = SHARK_SEPARATOR;
 const chr = (c: string) => `chr(${c.charCodeAt(0)})`;
 
@@ -65,14 +65,16 @@ const num = (x: number) => `CAST('${x}' AS DOUBLE)`;
 const json = (x: string) => `coalesce(to_json(${x})::VARCHAR, 'null')`;
 
 /**
- * The group's query; one row:
- *   rows     in (objectId, _mtime, _key, shard) order, records split by RS, fields by FS: the
- *            first DEFAULT_MAX_EXAMPLES clean records of each verdict (every clean record with
- *            `all`), whole, as examples; and every record of any other objectId, raw;
- *   acts     every clean record that acts (removes its delete record), in no order, with what its
- *            plan line and its apply read;
- *   n        delete records;
- *   counted  JSON: per verdict, the clean records: count, copies, bytes, oldest `_mtime`.
+ * The group's query; rows `(p, s, v, n, copies, bytes, oldest)`, one per output (each its own
+ * aggregate over the columns it reads: one aggregate over a tagged union of every record with
+ * every column cost ~25% more of the query's CPU, measured in the fifth pass, docs/gc.md):
+ *   p 1  s: every clean record that acts (removes its delete record), in no order, with what its
+ *        plan line and its apply read (GcActions.addLines);
+ *   p 2  s: in (objectId, _mtime, _key, shard) order, records split by RS, fields by FS: the
+ *        first DEFAULT_MAX_EXAMPLES clean records of each verdict (every clean record with
+ *        `all`), whole, as examples; and every record of any other objectId, raw;
+ *   p 3  n: delete records;
+ *   p 4  one row per verdict of clean records: v, and n, copies, bytes, oldest `_mtime` of them.
  *
  * A whole clean record is `class mtime latest copies contentLength live shard key etag objectId
  * dir sharks` (class: gc.plan.ts FactClass as a number, VERDICT_BY_CLASS's index; latest: the
@@ -155,38 +157,33 @@ function scanSql(manta: readonly string[], deleteLog: readonly string[], o: Scan
     k AS MATERIALIZED (SELECT *, ${verdicts}[1 + cls] AS v FROM (SELECT *, ${cls} AS cls,
             CASE WHEN creator IS NOT NULL AND creator <> '' THEN creator ELSE owner END AS dir
           FROM r WHERE oclean)),
-    -- kind: c a clean record (counted; its act line when it acts), e an example (its whole
-    -- line), r a raw record (its line).
-    lines AS (
-      SELECT 'c' AS kind, oid, _mtime, _key, shard, v, sharks, contentLength, NULL AS line,
-          CASE WHEN v IN (${acting}) THEN concat_ws(${chr(FS)}, cls::VARCHAR, _mtime::VARCHAR,
-            len(sharks)::VARCHAR, coalesce(contentLength::VARCHAR, ''), shard, _key, _etag,
-            CASE WHEN v = 'eligible' THEN concat_ws(${chr(FS)}, objectId, dir, ${sharks}) ELSE ${chr(FS)} || ${chr(FS)} END)
-          END AS act
-        FROM k
-      UNION ALL
-      SELECT 'e', oid, _mtime, _key, shard, NULL, NULL, NULL, concat_ws(${chr(FS)}, cls::VARCHAR, _mtime::VARCHAR,
+    -- The examples and the raw records (p 2).
+    x AS (
+      SELECT oid, _mtime, _key, shard, concat_ws(${chr(FS)}, cls::VARCHAR, _mtime::VARCHAR,
           CASE WHEN v = 'superseded' THEN latest::VARCHAR ELSE '' END,
           len(sharks)::VARCHAR, coalesce(contentLength::VARCHAR, ''),
           CASE WHEN v = 'live-reference' THEN to_json([lkey, lshard])::VARCHAR ELSE '' END,
           shard, CASE WHEN _key = '/' || objectId || '/' || _mtime::VARCHAR THEN '' ELSE _key END, _etag, objectId, dir,
-          ${sharks}), NULL
+          ${sharks}) AS line
         FROM ${examples}
       UNION ALL
-      SELECT 'r', oid, _mtime, _key, shard, NULL, NULL, NULL, concat_ws(${chr(FS)}, 'R', ${json('oid')}, ${json('_key')},
+      SELECT oid, _mtime, _key, shard, concat_ws(${chr(FS)}, 'R', ${json('oid')}, ${json('_key')},
           ${json('_etag')}, coalesce(_mtime::VARCHAR, ''), ${json('shard')}, ${json('lkey')}, ${json('lshard')},
-          ${json(`CASE WHEN clean THEN ${typed} ELSE _value END`)}), NULL
+          ${json(`CASE WHEN clean THEN ${typed} ELSE _value END`)})
         FROM r LEFT JOIN dv USING (filename, file_row_number) WHERE NOT oclean)
-    SELECT coalesce(string_agg(line, ${chr(RS)} ${order}) FILTER (WHERE kind <> 'c'), '') AS rows,
-      coalesce(string_agg(act, ${chr(RS)}) FILTER (WHERE act IS NOT NULL), '') AS acts,
-      count(*) FILTER (WHERE kind <> 'e') AS n,
-      to_json({${VERDICTS.map((v) => {
-        const w = `FILTER (WHERE v = ${sqlString(v)})`;
-        return `${sqlString(v)}: {'n': count(*) ${w}, 'copies': coalesce(sum(len(sharks)) ${w}, 0)::DOUBLE,
-          'bytes': coalesce(sum(len(sharks) * coalesce(contentLength, 0)) ${w}, 0)::DOUBLE,
-          'oldest': min(_mtime) ${w}::DOUBLE}`;
-      }).join(', ')}})::VARCHAR AS counted
-    FROM lines`;
+    SELECT 1 AS p, coalesce(string_agg(concat_ws(${chr(FS)}, cls::VARCHAR, _mtime::VARCHAR,
+            len(sharks)::VARCHAR, coalesce(contentLength::VARCHAR, ''), shard, _key, _etag,
+            CASE WHEN v = 'eligible' THEN concat_ws(${chr(FS)}, objectId, dir, ${sharks}) ELSE ${chr(FS)} || ${chr(FS)} END),
+          ${chr(RS)}), '') AS s, NULL::VARCHAR AS v, NULL::DOUBLE AS n, NULL::DOUBLE AS copies, NULL::DOUBLE AS bytes,
+        NULL::DOUBLE AS oldest
+      FROM k WHERE v IN (${acting})
+    UNION ALL
+    SELECT 2, coalesce(string_agg(line, ${chr(RS)} ${order}), ''), NULL, NULL, NULL, NULL, NULL FROM x
+    UNION ALL
+    SELECT 3, NULL, NULL, count(*), NULL, NULL, NULL FROM d
+    UNION ALL
+    SELECT 4, NULL, v, count(*), sum(len(sharks)), sum(len(sharks) * coalesce(contentLength, 0)), min(_mtime)
+      FROM k GROUP BY v`;
 }
 
 /** `manta` rows of the group whose `_value` is not JSON: they may name any objectId. */
@@ -227,9 +224,29 @@ export async function queryGroup(
 ): Promise<GroupRows> {
   if (files.deleteLog.length === 0)
     return { text: '', acts: '', counted: [], deleteRecords: 0, malformedLive: [] };
-  const [text, acts, n, counted] = (
-    await conn.runAndReadAll(scanSql(files.manta, files.deleteLog, o))
-  ).getRows()[0] as [string, string, bigint, string];
+  let text = '';
+  let acts = '';
+  let n = 0;
+  const counted: CountedRecords[] = [];
+  for (const row of (await conn.runAndReadAll(scanSql(files.manta, files.deleteLog, o))).getRows()) {
+    const [p, str, v, count, copies, bytes, oldest] = row as [
+      number,
+      string | null,
+      string | null,
+      ...(number | null)[],
+    ];
+    if (p === 1) acts = str ?? '';
+    else if (p === 2) text = str ?? '';
+    else if (p === 3) n = Number(count);
+    else
+      counted.push({
+        verdict: v as CountedRecords['verdict'],
+        n: Number(count),
+        copies: copies ?? 0,
+        bytes: bytes ?? 0,
+        oldest: oldest!,
+      });
+  }
   const malformedLive =
     files.manta.length === 0
       ? []
@@ -239,10 +256,8 @@ export async function queryGroup(
   return {
     text,
     acts,
-    counted: Object.entries(JSON.parse(counted) as Record<string, Omit<CountedRecords, 'verdict'>>)
-      .filter(([, c]) => c.n > 0)
-      .map(([verdict, c]) => ({ ...c, verdict: verdict as CountedRecords['verdict'] })),
-    deleteRecords: Number(n),
+    counted,
+    deleteRecords: n,
     malformedLive,
   };
 }
@@ -352,7 +367,7 @@ export function decideGroup(rows: GroupRows, o: GcOptions, tally = new DecisionT
     tally.example(wholeRecord(f));
   }
   flush();
-  addActs(rows.acts, tally.actions);
+  tally.actions.addLines(rows.acts, VERDICT_BY_CLASS);
   for (const c of rows.counted) tally.countMany(c);
   return tally;
 }
@@ -377,46 +392,6 @@ function wholeRecord(f: string[]): RecordDecision {
   const objectId = f[9]!;
   const record = { shard: f[6]!, key: f[7] === '' ? `/${objectId}/${f[1]}` : f[7]!, etag: f[8]!, mtime };
   return decisionOf(record, verdict, facts, contentLength, () => sharksOf(f[11]!), f[10]!, objectId);
-}
-
-/** Field i of a line whose separators are at `at` (at[0]: the one before the line). */
-function field(text: string, at: number[], i: number): string {
-  return text.slice(at[i]! + 1, at[i + 1]);
-}
-
-/**
- * The acting clean records (scanSql `acts`: `class mtime copies contentLength shard key etag
- * objectId dir sharks` each) into `actions`, read field by field off the one string: no array
- * per line, no object per record.
- */
-function addActs(text: string, actions: GcActions): void {
-  const FIELDS = 10;
-  const at = new Array<number>(FIELDS + 1);
-  for (let start = 0; start < text.length;) {
-    let end = text.indexOf(RS, start);
-    if (end < 0) end = text.length;
-    at[0] = start - 1;
-    for (let i = 1; i < FIELDS; i++) at[i] = text.indexOf(FS, at[i - 1]! + 1);
-    at[FIELDS] = end;
-    if (at[FIELDS - 1]! < 0 || at[FIELDS - 1]! > end)
-      throw new RemoraError('Internal', `gc scan: an acting record without its ${FIELDS} fields`);
-    const cl = field(text, at, 3);
-    actions.addPlain(
-      VERDICT_BY_CLASS[Number(field(text, at, 0))]!,
-      {
-        shard: field(text, at, 4),
-        key: field(text, at, 5),
-        etag: field(text, at, 6),
-        mtime: Number(field(text, at, 1)),
-      },
-      Number(field(text, at, 2)),
-      cl === '' ? undefined : Number(cl),
-      field(text, at, 7),
-      field(text, at, 8),
-      field(text, at, 9),
-    );
-    start = end + 1;
-  }
 }
 
 /** queryGroup then decideGroup, on one connection (every record sent when `tally` keeps them all). */
