@@ -18,7 +18,9 @@
  *   REMORA_BENCH_REBALANCE_BATCH (objects per claim, fixed; default the runner's: sized by time,
  *   8 to 64 × concurrency, and 1 GiB),
  *   REMORA_BENCH_REBALANCE_STEP_CPU=1 (also the CPU per object of each step).
- * Also printed: the rebalance's time by step of its claim batches (from the runner's onStep seam).
+ * Also printed: the rebalance's time by step of its claim batches (from the runner's onStep seam), and how
+ * busy the copy slots were on each side (copies in flight over concurrency × wall time, and the share
+ * of the wall time with none in flight: the runner's metadata work not overlapped by any copy).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
@@ -41,6 +43,7 @@ import {
 } from '../src/jobs/rebalance/rebalance.run.js';
 import { eachLimit } from '../src/core/concurrency.js';
 import type { ObjectGroup } from '../src/jobs/rebalance/rebalance.types.js';
+import type { StorageClient } from '../src/storage/storage-client.js';
 
 const SRC = { manta_storage_id: '1.stor.dc1.remora.local', datacenter: 'dc1' };
 const OTHER = { manta_storage_id: '2.stor.dc2.remora.local', datacenter: 'dc2' };
@@ -107,6 +110,50 @@ export default async function bench(): Promise<void> {
   }
 }
 
+/**
+ * Copies in flight (a GET started, its PUT not yet answered), integrated over time: how busy the
+ * copy slots are, and how long none is in flight (the runner's metadata steps alone).
+ */
+class SlotMeter {
+  private n = 0;
+  private since = performance.now();
+  /** Slot-milliseconds with a copy in flight, and milliseconds with none. */
+  busy = 0;
+  idle = 0;
+  private tick(): void {
+    const now = performance.now();
+    this.busy += this.n * (now - this.since);
+    if (this.n === 0) this.idle += now - this.since;
+    this.since = now;
+  }
+  start(): void {
+    this.tick();
+    this.n++;
+  }
+  end(): void {
+    this.tick();
+    this.n--;
+  }
+  read(): { busy: number; idle: number } {
+    this.tick();
+    return { busy: this.busy, idle: this.idle };
+  }
+}
+
+/** The runner's storage client, with its copies counted on `m` (every other call unchanged). */
+function metered(storage: StorageClient, m: SlotMeter): StorageClient {
+  const s = Object.create(storage) as StorageClient;
+  s.get = (...a: Parameters<StorageClient['get']>) => {
+    m.start();
+    return storage.get(...a).catch((err: unknown) => {
+      m.end();
+      throw err;
+    });
+  };
+  s.put = (...a: Parameters<StorageClient['put']>) => storage.put(...a).finally(() => m.end());
+  return s;
+}
+
 interface Cpu {
   self: number;
   pg: number;
@@ -150,29 +197,43 @@ async function runCase(
   const claims: number[] = []; // objects per claim batch, in order
   // CPU (ms) spent by this process (the runner or the baseline's client), PostgreSQL, the nodes.
   const cpu = { baseline: zero(), rebalance: zero() };
+  // Copy slots: slot-ms busy and ms with no copy in flight, per side.
+  const slots = { baseline: { busy: 0, idle: 0 }, rebalance: { busy: 0, idle: 0 } };
+  const meter = new SlotMeter();
+  const addSlots = (which: keyof typeof slots, m0: { busy: number; idle: number }) => {
+    const m1 = meter.read();
+    slots[which].busy += m1.busy - m0.busy;
+    slots[which].idle += m1.idle - m0.idle;
+  };
+  const runnerStorage = metered(d.storage, meter);
   const addCpu = (which: keyof typeof cpu, c0: Cpu) => addInto(cpu[which], c0, cpuNow());
   const baseline = async (slice: ObjectGroup[]) => {
     const c0 = cpuNow();
+    const m0 = meter.read();
     const t0 = performance.now();
     await eachLimit(slice, concurrency, async (g) => {
       // From OTHER: a round's rebalance may already have moved SRC's copy to tombstone.
+      meter.start();
       const got = await d.storage.get(url(OTHER.manta_storage_id)!, owner, g.objectId);
       await d.storage.put(url(BASELINE_DEST)!, owner, g.objectId, got.stream, {
         contentLength: g.contentLength,
       });
+      meter.end();
     });
     const s = (performance.now() - t0) / 1000;
     addCpu('baseline', c0);
+    addSlots('baseline', m0);
     return s;
   };
   const rebalance = async (slice: ObjectGroup[], round: number) => {
     const jobId = await planAll(d, slice, `${c.label} round ${round}`);
     const c0 = cpuNow();
+    const m0 = meter.read();
     let lastCpu = c0;
     const t1 = performance.now();
     let last = t1;
     const totals = await runJob(
-      { tier: d.tier, storage: d.storage, nodeUrl: url },
+      { tier: d.tier, storage: runnerStorage, nodeUrl: url },
       {
         jobId,
         concurrency,
@@ -195,6 +256,7 @@ async function runCase(
     complete.n += totals.outcomes.complete ?? 0;
     const s = (performance.now() - t1) / 1000;
     addCpu('rebalance', c0);
+    addSlots('rebalance', m0);
     return s;
   };
   for (let r = 0; r < rounds; r++) {
@@ -244,6 +306,13 @@ async function runCase(
         `${cpu.rebalance.nodes > 0 ? (cpu.baseline.nodes / cpu.rebalance.nodes).toFixed(2) : 'n/a'}`,
     );
   if (STEP_CPU) for (const [k, v] of Object.entries(stepCpu)) console.log(`    step ${k}: ${perObject(v)}`);
+  const pct = (x: number) => `${(100 * x).toFixed(0)}%`;
+  console.log(
+    `  copy slots busy (copies in flight / concurrency, over the wall time): baseline ` +
+      `${pct(slots.baseline.busy / (concurrency * base * 1000))}, rebalance ` +
+      `${pct(slots.rebalance.busy / (concurrency * moved * 1000))}; no copy in flight: ` +
+      `baseline ${pct(slots.baseline.idle / (base * 1000))}, rebalance ${pct(slots.rebalance.idle / (moved * 1000))} of the wall time`,
+  );
   const spent = Object.values(phases).reduce((a, b) => a + b, 0);
   console.log(
     `  rebalance time by step (claim batch ${batchSize ?? `sized by time: ${concurrency * DEFAULT_BATCH_PER_SLOT}–${concurrency * MAX_BATCH_PER_SLOT} objects, ~${DEFAULT_BATCH_TARGET_MS / 1000} s, ≤ ${DEFAULT_BATCH_BYTES / 2 ** 30} GiB`}; ${claims.length} claims, ${claims.length > 0 ? Math.round(c.count / claims.length) : 0} objects each on average, largest ${Math.max(0, ...claims)}): ` +
