@@ -32,7 +32,7 @@ import { snapshotJobWith } from '../src/jobs/snapshot/snapshot.job.js';
 import { unpackJob } from '../src/jobs/unpack/unpack.job.js';
 import type { JobDefinition } from '../src/pipeline/job.js';
 import { scheduleDay } from '../src/pipeline/operations.js';
-import { latestRuns, SCHEMA } from '../src/pipeline/runs.repository.js';
+import { latestRuns, SCHEMA, type RunRow } from '../src/pipeline/runs.repository.js';
 import {
   attemptsOfRun,
   completeAttempt,
@@ -44,7 +44,7 @@ import {
   tasksOfRun,
 } from '../src/pipeline/tasks.repository.js';
 import { ENGINE_SCHEMA, TASK_JOB_KEY_PREFIX } from '../src/pipeline/engine.js';
-import { openTestPipeline } from './helpers/pipeline.js';
+import { openTestPipeline, type TestPipeline } from './helpers/pipeline.js';
 import { copyBlock, plainDump, type Row } from './helpers/dump-text.js';
 
 const DAY = '2024-06-03';
@@ -80,6 +80,57 @@ async function until(what: string, ok: () => Promise<boolean>, tick?: () => Prom
     await sleep(50);
   }
   assert.fail(`timed out waiting until ${what}`);
+}
+
+/** Until the attempt is recorded as fenced (its end came after its task went to another). */
+async function untilFenced(tp: TestPipeline, runId: number, attemptId: number): Promise<void> {
+  await until(
+    `attempt ${attemptId} is recorded as fenced`,
+    async () =>
+      (await attemptsOfRun(tp.rt.control, runId))
+        .find((a) => a.id === attemptId)
+        ?.error?.includes('AttemptFenced') ?? false,
+  );
+}
+
+/** Its worker stalled: the attempt's heartbeat is late by more than any staleAfterMs. */
+async function ageAttempt(tp: TestPipeline, attemptId: number): Promise<void> {
+  await tp.rt.control.query(
+    `UPDATE ${SCHEMA}.attempts SET heartbeat_at = now() - interval '1 hour' WHERE id = $1`,
+    [attemptId],
+  );
+}
+
+/**
+ * A day job `name` of one task per key running `body`, scheduled for DAY with a worker running
+ * two attempts at a time; heartbeats far apart, so nothing is declared lost but what a test ages
+ * by hand. `run()`: the job's latest run.
+ */
+async function startGatedJob(
+  name: string,
+  keys: string[],
+  body: (key: string) => Promise<void>,
+): Promise<{ tp: TestPipeline; run: () => Promise<RunRow | undefined> }> {
+  const job: JobDefinition = {
+    name,
+    description: `${keys.length} task(s)`,
+    partition: 'day',
+    inputs: { external: [{ name: 'always', exists: () => Promise.resolve({ ready: true }) }] },
+    deadlineMs: 120_000,
+    split: () => Promise.resolve(keys.map((key) => ({ key }))),
+    runTask: async (ctx) => {
+      await body(ctx.task.key);
+      return { report: ctx.report.finish() };
+    },
+    commit: () => Promise.resolve({ output: null }),
+  };
+  const tp = await openTestPipeline({
+    jobs: [job],
+    settings: { heartbeatMs: 60_000, staleAfterMs: 150_000, concurrency: 2 },
+  });
+  await scheduleDay(tp.rt, DAY, 'test');
+  await tp.startWorker();
+  return { tp, run: async () => (await latestRuns(tp.rt.control, name, [DAY]))[0] };
 }
 
 test('an unpack attempt declared lost that finishes after its retry committed replaces nothing: AttemptFenced', async () => {
@@ -126,10 +177,7 @@ test('an unpack attempt declared lost that finishes after its retry committed re
     const run = (await unpackRun())!;
     const [first] = await attemptsOfRun(tp.rt.control, run.id);
     assert.equal(first!.state, 'running');
-    await tp.rt.control.query(
-      `UPDATE ${SCHEMA}.attempts SET heartbeat_at = now() - interval '1 hour' WHERE id = $1`,
-      [first!.id],
-    );
+    await ageAttempt(tp, first!.id);
     await tp.coordinator.reap();
 
     // The retry runs, and the run commits while the first attempt still runs.
@@ -155,13 +203,7 @@ test('an unpack attempt declared lost that finishes after its retry committed re
     const inputs = await PartitionInputs.open(tp.store, [ref]);
     assert.equal(inputs.manifests[0]!.runId, ref.runId);
 
-    await until(
-      'the first attempt is recorded as fenced',
-      async () =>
-        (await attemptsOfRun(tp.rt.control, run.id))
-          .find((a) => a.id === first!.id)
-          ?.error?.includes('AttemptFenced') ?? false,
-    );
+    await untilFenced(tp, run.id, first!.id);
 
     const attempts = await attemptsOfRun(tp.rt.control, run.id);
     const fenced = attempts.find((a) => a.id === first!.id)!;
@@ -206,10 +248,7 @@ test('the fence: an attempt declared lost cannot complete its task even when it 
     const start = (worker: string) =>
       startAttempt(tp.rt.control, { taskId: task!.id, engineAttempt: 1, worker, engineWorker: null });
     const lost = await start('stalled');
-    await tp.rt.control.query(
-      `UPDATE ${SCHEMA}.attempts SET heartbeat_at = now() - interval '1 hour' WHERE id = $1`,
-      [lost],
-    );
+    await ageAttempt(tp, lost);
     assert.deepEqual(
       (await reapLostAttempts(tp.rt.control, 1000)).map((l) => l.attemptId),
       [lost],
@@ -307,30 +346,12 @@ test('reaping a lost attempt releases only its own engine job: a live attempt of
   let release!: () => void;
   const gate = new Promise<void>((r) => (release = r));
   const started = new Map<string, number>();
-  const two: JobDefinition = {
-    name: 'two',
-    description: 'two tasks',
-    partition: 'day',
-    inputs: { external: [{ name: 'always', exists: () => Promise.resolve({ ready: true }) }] },
-    deadlineMs: 60_000,
-    split: () => Promise.resolve([{ key: 'a' }, { key: 'b' }]),
-    runTask: async (ctx) => {
-      const n = (started.get(ctx.task.key) ?? 0) + 1;
-      started.set(ctx.task.key, n);
-      if (n === 1) await gate; // each task's first attempt holds until released
-      return { report: ctx.report.finish() };
-    },
-    commit: () => Promise.resolve({ output: null }),
-  };
-  // Heartbeats far apart: nothing is declared lost but what the test ages by hand.
-  const tp = await openTestPipeline({
-    jobs: [two],
-    settings: { heartbeatMs: 60_000, staleAfterMs: 150_000, concurrency: 2 },
+  const { tp, run } = await startGatedJob('two', ['a', 'b'], async (key) => {
+    const n = (started.get(key) ?? 0) + 1;
+    started.set(key, n);
+    if (n === 1) await gate; // each task's first attempt holds until released
   });
   try {
-    await scheduleDay(tp.rt, DAY, 'test');
-    await tp.startWorker();
-    const run = async () => (await latestRuns(tp.rt.control, 'two', [DAY]))[0];
     await until(
       'both first attempts run',
       () => Promise.resolve(started.get('a') === 1 && started.get('b') === 1),
@@ -354,10 +375,7 @@ test('reaping a lost attempt releases only its own engine job: a live attempt of
     assert.equal(before.get(keyOf('b')), pool, 'one engine worker holds both');
 
     const [a1] = (await attemptsOfRun(tp.rt.control, r.id)).filter((x) => x.taskKey === 'a');
-    await tp.rt.control.query(
-      `UPDATE ${SCHEMA}.attempts SET heartbeat_at = now() - interval '1 hour' WHERE id = $1`,
-      [a1!.id],
-    );
+    await ageAttempt(tp, a1!.id);
     await tp.coordinator.reap();
     const after = await locks();
     assert.equal(after.get(keyOf('a')), null, "the lost attempt's job is released");
@@ -401,28 +419,11 @@ test("a fenced attempt's end does not start a third attempt while its retry runs
     return { p, release };
   });
   let started = 0;
-  const one: JobDefinition = {
-    name: 'one',
-    description: 'one task',
-    partition: 'day',
-    inputs: { external: [{ name: 'always', exists: () => Promise.resolve({ ready: true }) }] },
-    deadlineMs: 120_000,
-    split: () => Promise.resolve([{ key: 'only' }]),
-    runTask: async (ctx) => {
-      const n = started++;
-      if (n < 2) await gates[n]!.p;
-      return { report: ctx.report.finish() };
-    },
-    commit: () => Promise.resolve({ output: null }),
-  };
-  const tp = await openTestPipeline({
-    jobs: [one],
-    settings: { heartbeatMs: 60_000, staleAfterMs: 150_000, concurrency: 2 },
+  const { tp, run } = await startGatedJob('one', ['only'], async () => {
+    const n = started++;
+    if (n < 2) await gates[n]!.p;
   });
   try {
-    await scheduleDay(tp.rt, DAY, 'test');
-    await tp.startWorker();
-    const run = async () => (await latestRuns(tp.rt.control, 'one', [DAY]))[0];
     await until(
       'the first attempt runs',
       () => Promise.resolve(started === 1),
@@ -430,10 +431,7 @@ test("a fenced attempt's end does not start a third attempt while its retry runs
     );
     const r = (await run())!;
     const [first] = await attemptsOfRun(tp.rt.control, r.id);
-    await tp.rt.control.query(
-      `UPDATE ${SCHEMA}.attempts SET heartbeat_at = now() - interval '1 hour' WHERE id = $1`,
-      [first!.id],
-    );
+    await ageAttempt(tp, first!.id);
     await tp.coordinator.reap();
     await until(
       'the retry runs',
@@ -451,13 +449,7 @@ test("a fenced attempt's end does not start a third attempt while its retry runs
     assert.ok(held.locked_by, 'the retry holds the job');
 
     gates[0]!.release(); // the lost attempt ends: fenced
-    await until(
-      'the lost attempt is recorded as fenced',
-      async () =>
-        (await attemptsOfRun(tp.rt.control, r.id))
-          .find((a) => a.id === first!.id)
-          ?.error?.includes('AttemptFenced') ?? false,
-    );
+    await untilFenced(tp, r.id, first!.id);
     // Its end unlocked the retry's job (backoff e^attempts s): wait until the engine has claimed
     // it again and that claim has ended.
     await until(
