@@ -440,8 +440,8 @@ test("a fenced attempt's end does not start a third attempt while its retry runs
     );
     const engineJob = async () =>
       (
-        await tp.rt.control.query<{ locked_by: string | null; attempts: number; run_at: Date }>(
-          `SELECT locked_by, attempts, run_at FROM ${ENGINE_SCHEMA}.jobs WHERE key LIKE $1`,
+        await tp.rt.control.query<{ locked_by: string | null; attempts: number; last_error: string | null }>(
+          `SELECT locked_by, attempts, last_error FROM ${ENGINE_SCHEMA}.jobs WHERE key LIKE $1`,
           [`${TASK_JOB_KEY_PREFIX}%`],
         )
       ).rows[0]!;
@@ -456,11 +456,12 @@ test("a fenced attempt's end does not start a third attempt while its retry runs
       'the engine claimed the job again',
       async () => {
         const j = await engineJob();
-        return j.attempts > held.attempts && j.locked_by === null;
+        return (j.last_error ?? '').includes('not started twice') && j.locked_by === null;
       },
       () => sleep(200),
     );
     assert.equal(started, 2, 'no third attempt while the retry runs');
+    assert.equal((await engineJob()).attempts, held.attempts, 'the busy claim used up no engine attempt');
     const attempts = await attemptsOfRun(tp.rt.control, r.id);
     assert.deepEqual(
       attempts.map((a) => a.state),

@@ -123,6 +123,22 @@ export async function startAttempt(
 }
 
 /**
+ * Give back the engine attempt a claim counted (graphile-worker counts one at each claim), while
+ * `engineWorker` still holds the job: for a claim that started nothing (TaskBusy).
+ */
+export async function returnEngineAttempt(
+  db: Queryable,
+  engineJobId: string,
+  engineWorker: string | null,
+): Promise<void> {
+  await db.query(
+    `UPDATE ${ENGINE_SCHEMA}._private_jobs SET attempts = greatest(attempts - 1, 0)
+      WHERE id = $1::bigint AND locked_by = $2`,
+    [engineJobId, engineWorker],
+  );
+}
+
+/**
  * startAttempt, unless another attempt of the task is running with a heartbeat younger than
  * `staleMs` (undefined then). An engine job can be claimed while its task runs: a fenced attempt's
  * end is recorded by the engine as a failure of the job its retry now holds when both ran in one

@@ -45,6 +45,7 @@ import {
   unlockTaskJobs,
   recordFencedAttempt,
   setAttemptPrefix,
+  returnEngineAttempt,
   startAttemptIfIdle,
 } from './tasks.repository.js';
 
@@ -199,12 +200,15 @@ export class PipelineWorker {
       this.rt.settings.staleAfterMs,
     );
     // Thrown: the engine tries the job again after its backoff, by when the running attempt has
-    // completed the task (nothing to do then) or been declared lost.
-    if (attemptId === undefined)
+    // completed the task (nothing to do then) or been declared lost. The claim gives back the
+    // engine attempt it counted, so it never uses up the task's last one.
+    if (attemptId === undefined) {
+      await returnEngineAttempt(db, String(helpers.job.id), helpers.job.locked_by);
       throw new RemoraError(
         'TaskBusy',
         `task ${task.id} (${run.job} ${run.partitionKey} ${task.key}) is being run by another attempt; not started twice`,
       );
+    }
     const abort = new AbortController();
     this.active.set(attemptId, abort);
     const prefix = attemptPrefix(run.job, run.partitionKey, run.id, attemptId);
