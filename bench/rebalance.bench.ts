@@ -140,7 +140,7 @@ class SlotMeter {
   }
 }
 
-/** The runner's storage client, with its copies counted on `m` (every other call unchanged). */
+/** A storage client with its copies (GET then PUT) counted on `m`; every other call unchanged. */
 function metered(storage: StorageClient, m: SlotMeter): StorageClient {
   const s = Object.create(storage) as StorageClient;
   s.get = (...a: Parameters<StorageClient['get']>) => {
@@ -205,7 +205,8 @@ async function runCase(
     slots[which].busy += m1.busy - m0.busy;
     slots[which].idle += m1.idle - m0.idle;
   };
-  const runnerStorage = metered(d.storage, meter);
+  // Both sides' copies go through one metered client (the baseline's and the runner's).
+  const meteredStorage = metered(d.storage, meter);
   const addCpu = (which: keyof typeof cpu, c0: Cpu) => addInto(cpu[which], c0, cpuNow());
   const baseline = async (slice: ObjectGroup[]) => {
     const c0 = cpuNow();
@@ -213,12 +214,10 @@ async function runCase(
     const t0 = performance.now();
     await eachLimit(slice, concurrency, async (g) => {
       // From OTHER: a round's rebalance may already have moved SRC's copy to tombstone.
-      meter.start();
-      const got = await d.storage.get(url(OTHER.manta_storage_id)!, owner, g.objectId);
-      await d.storage.put(url(BASELINE_DEST)!, owner, g.objectId, got.stream, {
+      const got = await meteredStorage.get(url(OTHER.manta_storage_id)!, owner, g.objectId);
+      await meteredStorage.put(url(BASELINE_DEST)!, owner, g.objectId, got.stream, {
         contentLength: g.contentLength,
       });
-      meter.end();
     });
     const s = (performance.now() - t0) / 1000;
     addCpu('baseline', c0);
@@ -233,7 +232,7 @@ async function runCase(
     const t1 = performance.now();
     let last = t1;
     const totals = await runJob(
-      { tier: d.tier, storage: runnerStorage, nodeUrl: url },
+      { tier: d.tier, storage: meteredStorage, nodeUrl: url },
       {
         jobId,
         concurrency,
