@@ -5,6 +5,7 @@
  * GET to a test's `fault` (a bad NIC flipping bits, a link cut mid-transfer, a node dying while
  * it sends). Everything else passes unchanged, headers included, both ways.
  */
+import crypto from 'node:crypto';
 import http from 'node:http';
 import type net from 'node:net';
 import { pipeline, Transform } from 'node:stream';
@@ -21,6 +22,8 @@ export interface ProxiedRead {
   source: string;
   /** The fault wrapped this read's body. */
   faulted: boolean;
+  /** The MD5 (base64) of the bytes that left the proxy, once they all did (faulted reads only). */
+  sentMd5?: string;
 }
 
 const COPY_RE = /^\/[0-9a-f-]{36}\/([0-9a-f-]{36})$/;
@@ -78,19 +81,33 @@ export class FaultyNetwork {
       (answer) => {
         const copy = req.method === 'GET' && answer.statusCode === 200 ? COPY_RE.exec(req.url ?? '') : null;
         let fault: Transform | undefined;
+        let read: ProxiedRead | undefined;
         if (copy) {
           const objectId = copy[1]!;
           const attempt = this.attempts.get(objectId) ?? 0;
           this.attempts.set(objectId, attempt + 1);
           fault = this.fault({ objectId, source: { manta_storage_id: id }, attempt });
-          this.reads.push({ objectId, source: id, faulted: fault !== undefined });
+          read = { objectId, source: id, faulted: fault !== undefined };
+          this.reads.push(read);
         }
         res.writeHead(answer.statusCode ?? 502, answer.headers);
         const cut = (err: unknown) => {
           if (err) res.destroy(); // cut the reader off as the source cut us off
         };
-        if (fault) pipeline(answer, fault, res, cut);
-        else pipeline(answer, res, cut);
+        if (fault) {
+          const hash = crypto.createHash('md5');
+          const meter = new Transform({
+            transform(chunk: Buffer, _e, cb) {
+              hash.update(chunk);
+              cb(null, chunk);
+            },
+            flush(cb) {
+              read!.sentMd5 = hash.digest('base64');
+              cb();
+            },
+          });
+          pipeline(answer, fault, meter, res, cut);
+        } else pipeline(answer, res, cut);
       },
     );
     up.on('error', () => res.destroy());

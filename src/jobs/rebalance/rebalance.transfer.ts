@@ -23,7 +23,7 @@ import { eachLimit } from '../../core/concurrency.js';
 import { RemoraError } from '../../core/errors.js';
 import type { Shark } from '../../metadata/types.js';
 import type { PullCopy, PullResult, StorageClient } from '../../storage/storage-client.js';
-import { MAX_PULL_CONCURRENCY } from '../../storage/pull-handlers.js';
+import { DEFAULT_PULL_CONCURRENCY } from '../../storage/pull-handlers.js';
 import type { SkipReason } from './rebalance.types.js';
 
 /** Resolves a manta_storage_id to its base URL (undefined: not a known, running node). */
@@ -63,9 +63,9 @@ interface Pending {
 /**
  * Copy every object onto its destination, `concurrency` copies in flight overall: the copies are
  * grouped by destination, split into pull requests of at most PULL_BATCH_OBJECTS copies and
- * PULL_BATCH_BYTES (with a throttle, at most one second's worth past the first copy), each
- * request fetched on the node min(concurrency, MAX_PULL_CONCURRENCY) at a time, and as many
- * requests sent at once as fill `concurrency`. With a throttle, a request's bytes are taken from
+ * PULL_BATCH_BYTES (with a throttle, at most one second's worth past the first copy), and sent
+ * ceil(concurrency / DEFAULT_PULL_CONCURRENCY) at a time, each fetched on the node
+ * concurrency / that many copies at a time (8 → two requests of 4 at once). With a throttle, a request's bytes are taken from
  * it before the request is sent. The result per request, in order.
  */
 export async function copyObjects(t: Transfer, reqs: CopyRequest[], concurrency: number): Promise<CopyResult[]> {
@@ -93,8 +93,9 @@ export async function copyObjects(t: Transfer, reqs: CopyRequest[], concurrency:
     const p: Pending = { index, req, destUrl, sent };
     byDest.set(destUrl, [...(byDest.get(destUrl) ?? []), p]);
   }
-  const perRequest = Math.min(Math.max(1, concurrency), MAX_PULL_CONCURRENCY);
-  const lanes = Math.max(1, Math.floor(concurrency / perRequest));
+  // Requests at once × copies fetched at once within each ≈ concurrency.
+  const lanes = Math.max(1, Math.ceil(concurrency / DEFAULT_PULL_CONCURRENCY));
+  const perRequest = Math.max(1, Math.ceil(concurrency / lanes));
   const pending = [...byDest.values()].reduce((n, ps) => n + ps.length, 0);
   // Enough requests to keep every lane busy, each as big as that allows.
   const maxObjects = Math.max(1, Math.min(PULL_BATCH_OBJECTS, Math.ceil(pending / lanes)));
