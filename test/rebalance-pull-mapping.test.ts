@@ -35,7 +35,11 @@ function req(sources: string[], dest = '3.stor', bytes = 4096): CopyRequest {
 }
 
 /** One copy's answer without its names (distributed over the union). */
-type Answer = PullResult extends infer T ? (T extends PullResult ? Omit<T, 'owner' | 'objectId'> : never) : never;
+type Answer = PullResult extends infer T
+  ? T extends PullResult
+    ? Omit<T, 'owner' | 'objectId'>
+    : never
+  : never;
 
 /** A storage client whose pull answers with `answer(copy)` per copy, recording each request. */
 function scripted(answer: (c: PullCopy, url: string) => Answer | Error) {
@@ -47,7 +51,7 @@ function scripted(answer: (c: PullCopy, url: string) => Answer | Error) {
       for (const c of copies) {
         const a = answer(c, url);
         if (a instanceof Error) return Promise.reject(a);
-        out.push({ owner: c.owner, objectId: c.objectId, ...a } as PullResult);
+        out.push({ owner: c.owner, objectId: c.objectId, ...a });
       }
       return Promise.resolve(out);
     },
@@ -84,7 +88,10 @@ test('per-copy answers map to the single-object copy’s reasons', async () => {
         ],
       },
     ],
-    [full.objectId, { result: 'failed', attempts: [], destination: { kind: 'full', message: 'StorageNodeFull: no room' } }],
+    [
+      full.objectId,
+      { result: 'failed', attempts: [], destination: { kind: 'full', message: 'StorageNodeFull: no room' } },
+    ],
     [write.objectId, { result: 'failed', attempts: [], destination: { kind: 'write', message: 'EIO' } }],
     [
       unknownThenBad.objectId,
@@ -118,10 +125,9 @@ test('per-copy answers map to the single-object copy’s reasons', async () => {
   assert.equal(detail(8), '9.stor: address unknown');
   // The unknown source is not sent; the copies without any source, or destination, are not sent at all.
   const sent = calls.flatMap((c) => c.copies);
-  assert.deepEqual(
-    sent.find((c) => c.objectId === unknownThenBad.objectId)?.sources,
-    [{ id: '1.stor', url: 'http://n1' }],
-  );
+  assert.deepEqual(sent.find((c) => c.objectId === unknownThenBad.objectId)?.sources, [
+    { id: '1.stor', url: 'http://n1' },
+  ]);
   for (const x of [noSource, onlyUnknown, destUnknown])
     assert.ok(!sent.some((c) => c.objectId === x.objectId));
 });
@@ -145,17 +151,19 @@ test('a destination that refuses the connection, or fails the request: every cop
 });
 
 test('grouped by destination, split so `concurrency` copies are in flight; a request stays bounded in bytes', async () => {
-  const { storage, calls } = scripted((c) => ({ result: 'ok', source: '1.stor', md5: c.md5, bytes: c.bytes }));
+  const { storage, calls } = scripted((c) => ({
+    result: 'ok',
+    source: '1.stor',
+    md5: c.md5,
+    bytes: c.bytes,
+  }));
   const small = Array.from({ length: 20 }, (_, i) => req(['1.stor'], i % 2 ? '3.stor' : '4.stor'));
   await copyObjects({ storage, nodeUrl }, small, 8);
   // 8 in flight: 4 per request on the node, 2 requests at once; 10 copies per destination.
-  assert.deepEqual(
-    calls.map((c) => [c.url, c.copies.length, c.concurrency]).sort(),
-    [
-      ['http://n3', 10, 4],
-      ['http://n4', 10, 4],
-    ],
-  );
+  assert.deepEqual(calls.map((c) => [c.url, c.copies.length, c.concurrency]).sort(), [
+    ['http://n3', 10, 4],
+    ['http://n4', 10, 4],
+  ]);
   calls.length = 0;
   await copyObjects({ storage, nodeUrl }, small.slice(0, 3), 1);
   assert.deepEqual(

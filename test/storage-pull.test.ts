@@ -176,7 +176,13 @@ test('credential, method, and malformed or oversized bodies: named errors, nothi
   const many = JSON.stringify({
     copies: Array.from({ length: MAX_PULL_BATCH + 1 }, () => ({ ...good, objectId: crypto.randomUUID() })),
   });
-  const r = await rawRequest(dest.url, 'POST', '/pull', { 'content-type': 'application/json', ...AUTH }, many);
+  const r = await rawRequest(
+    dest.url,
+    'POST',
+    '/pull',
+    { 'content-type': 'application/json', ...AUTH },
+    many,
+  );
   assert.equal(r.status, 413, r.body);
   assert.equal((JSON.parse(r.body) as { code: string }).code, 'PullBatchTooLarge');
   assert.equal(fs.existsSync(file(dest, good)), false, 'nothing was fetched');
@@ -199,8 +205,13 @@ test('sources fail in order: unknown, no copy, wrong size, MD5 mismatch, then th
   assert.deepEqual(fs.readFileSync(file(dest, c)), a.body);
 
   assert.equal(rw?.result, 'failed');
-  assert.deepEqual(rw?.result === 'failed' && rw.attempts.map((x) => [x.source, x.kind]), [['1.stor', 'unreachable']]);
-  assert.match(rw?.result === 'failed' ? rw.attempts[0]!.message : '', /source copy has 11 bytes, the record says 10/);
+  assert.deepEqual(rw?.result === 'failed' && rw.attempts.map((x) => [x.source, x.kind]), [
+    ['1.stor', 'unreachable'],
+  ]);
+  assert.match(
+    rw?.result === 'failed' ? rw.attempts[0]!.message : '',
+    /source copy has 11 bytes, the record says 10/,
+  );
   assert.equal(ra?.result === 'failed' && ra.attempts[0]!.kind, 'unreachable');
   assert.match(ra?.result === 'failed' ? ra.attempts[0]!.message : '', /404: ObjectNotFound/);
   for (const x of [w, absent]) assert.equal(fs.existsSync(file(dest, x)), false);
@@ -249,7 +260,11 @@ test('on the wire: a corrupted transfer, then a cut one, each falls back to the 
   const cb = b.copy(N1(), S2());
   const cAlone = alone.copy(N1());
   fault = ({ objectId }) =>
-    objectId === ca.objectId ? flip() : objectId === cb.objectId || objectId === cAlone.objectId ? cut(300_000) : undefined;
+    objectId === ca.objectId
+      ? flip()
+      : objectId === cb.objectId || objectId === cAlone.objectId
+        ? cut(300_000)
+        : undefined;
   try {
     const [ra, rb, rAlone] = await client.pull(dest.url, [ca, cb, cAlone]);
     assert.ok(ra?.result === 'ok' && ra.source === '2.stor', JSON.stringify(ra));
@@ -281,7 +296,12 @@ test('a destination without room: `full`, no source tried, nothing written', asy
 });
 
 test('group commit: each copy fsynced then renamed, then each directory fsynced once, and only then the answer', async () => {
-  const objs = [await object([src1]), await object([src1]), await object([src1]), await object([src1], 4096, OTHER)];
+  const objs = [
+    await object([src1]),
+    await object([src1]),
+    await object([src1]),
+    await object([src1], 4096, OTHER),
+  ];
   const copies = objs.map((o) => o.copy(S1()));
   events.length = 0;
   let release!: () => void;
@@ -314,7 +334,11 @@ test('group commit: each copy fsynced then renamed, then each directory fsynced 
     assert.ok(f >= 0 && r > f, `fsync before rename of ${c.objectId}: ${events.join('\n')}`);
   }
   const dirs = events.filter((e) => e === `fsync ${OWNER}` || e === `fsync ${OTHER}`);
-  assert.deepEqual(dirs.sort(), [`fsync ${OWNER}`, `fsync ${OTHER}`].sort(), 'one fsync per directory, not per copy');
+  assert.deepEqual(
+    dirs.sort(),
+    [`fsync ${OWNER}`, `fsync ${OTHER}`].sort(),
+    'one fsync per directory, not per copy',
+  );
   const lastRename = Math.max(...events.map((e, i) => (e.startsWith('rename') ? i : -1)));
   assert.ok(events.indexOf(`fsync ${OWNER}`) > lastRename && events.indexOf(`fsync ${OTHER}`) > lastRename);
 });

@@ -166,7 +166,14 @@ export async function pullBatch(
         } catch {
           // replaced or moved since the rename: HEAD just omits the MD5
         }
-        results[i] = { owner: c.owner, objectId: c.objectId, result: 'ok', source: f.source, md5: f.md5, bytes: f.bytes };
+        results[i] = {
+          owner: c.owner,
+          objectId: c.objectId,
+          result: 'ok',
+          source: f.source,
+          md5: f.md5,
+          bytes: f.bytes,
+        };
       }
     }),
   );
@@ -269,16 +276,25 @@ async function fetchTo(
     if (writeFailed !== undefined) {
       const code = (writeFailed as { code?: string }).code;
       if (code === 'ENOSPC')
-        return { kind: 'full', message: `StorageNodeFull: no room writing the copy: ${messageOf(writeFailed)}` };
+        return {
+          kind: 'full',
+          message: `StorageNodeFull: no room writing the copy: ${messageOf(writeFailed)}`,
+        };
       return { kind: 'write', message: `writing the copy: ${messageOf(writeFailed)}` };
     }
-    return { kind: 'truncated', message: `source failed mid-transfer after ${bytes} of ${c.bytes} bytes: ${messageOf(err)}` };
+    return {
+      kind: 'truncated',
+      message: `source failed mid-transfer after ${bytes} of ${c.bytes} bytes: ${messageOf(err)}`,
+    };
   }
   if (bytes !== c.bytes)
     return { kind: 'truncated', message: `source failed mid-transfer: ${bytes} of ${c.bytes} bytes` };
   const md5 = hash.digest('base64');
   if (md5 !== c.md5)
-    return { kind: 'md5', message: `MD5 mismatch reading from ${source.id}: got ${md5}, the record says ${c.md5}` };
+    return {
+      kind: 'md5',
+      message: `MD5 mismatch reading from ${source.id}: got ${md5}, the record says ${c.md5}`,
+    };
   return { md5, bytes };
 }
 
@@ -404,7 +420,7 @@ function messageOf(err: unknown): string {
 function errorText(body: string): string {
   try {
     const p = JSON.parse(body) as { code?: unknown; message?: unknown };
-    if (typeof p.code === 'string') return `${p.code}: ${String(p.message ?? '')}`;
+    if (typeof p.code === 'string') return `${p.code}: ${typeof p.message === 'string' ? p.message : ''}`;
   } catch {
     // not JSON
   }

@@ -210,7 +210,11 @@ export class StorageClient {
    * failure and the destination's own, if any. More than MAX_PULL_BATCH copies go as several
    * requests. A failed request throws (no copy of that request is answered).
    */
-  async pull(nodeUrl: string, copies: PullCopy[], opts: { concurrency?: number } = {}): Promise<PullResult[]> {
+  async pull(
+    nodeUrl: string,
+    copies: PullCopy[],
+    opts: { concurrency?: number } = {},
+  ): Promise<PullResult[]> {
     const out: PullResult[] = [];
     for (let i = 0; i < copies.length; i += MAX_PULL_BATCH) {
       const part = copies.slice(i, i + MAX_PULL_BATCH);

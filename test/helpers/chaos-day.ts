@@ -793,7 +793,9 @@ export async function runChaosDay(o: ChaosOptions): Promise<ChaosResult> {
       corruptedReads: corrupted.map((x) => ({
         objectId: x.objectId,
         source: x.source,
-        committedOn: [...d.nodes].filter(([, n]) => holdsBytes(n.root, x.objectId, x.sentMd5)).map(([id]) => id),
+        committedOn: [...d.nodes]
+          .filter(([, n]) => holdsBytes(n.root, x.objectId, x.sentMd5))
+          .map(([id]) => id),
       })),
       workload: { morning, late: runs.late },
       duringMoves: mutated,
@@ -1141,7 +1143,8 @@ function holdsBytes(root: string, objectId: string, md5: string | undefined): bo
   if (md5 === undefined) return false; // the corrupted read never finished: nothing whole to commit
   for (const owner of fs.readdirSync(root)) {
     const f = path.join(root, owner, objectId);
-    if (fs.existsSync(f) && crypto.createHash('md5').update(fs.readFileSync(f)).digest('base64') === md5) return true;
+    if (fs.existsSync(f) && crypto.createHash('md5').update(fs.readFileSync(f)).digest('base64') === md5)
+      return true;
   }
   return false;
 }

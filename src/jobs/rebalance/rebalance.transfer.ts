@@ -68,7 +68,11 @@ interface Pending {
  * concurrency / that many copies at a time (8 → two requests of 4 at once). With a throttle, a request's bytes are taken from
  * it before the request is sent. The result per request, in order.
  */
-export async function copyObjects(t: Transfer, reqs: CopyRequest[], concurrency: number): Promise<CopyResult[]> {
+export async function copyObjects(
+  t: Transfer,
+  reqs: CopyRequest[],
+  concurrency: number,
+): Promise<CopyResult[]> {
   const results = new Array<CopyResult>(reqs.length);
   const byDest = new Map<string, Pending[]>();
   for (const [index, req] of reqs.entries()) {
