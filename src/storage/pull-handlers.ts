@@ -91,8 +91,14 @@ export type PullResult =
 /** What a node needs to fetch from others: one keep-alive agent, closed with the node. */
 export class Puller {
   readonly agent = new http.Agent({ keepAlive: true, maxSockets: 32 });
+  /** Aborted when the node closes: pulls in flight stop fetching and commit nothing more. */
+  private readonly closing = new AbortController();
   constructor(readonly sourceTimeoutMs = PULL_SOURCE_TIMEOUT_MS) {}
+  get signal(): AbortSignal {
+    return this.closing.signal;
+  }
   close(): void {
+    this.closing.abort(new Error('the storage node is closing'));
     this.agent.destroy();
   }
 }
@@ -209,6 +215,7 @@ async function pullOne(
           continue;
         }
         try {
+          puller.signal.throwIfAborted();
           await ctx.files.fsync(tmp, 'r+');
           await fs.promises.mkdir(path.dirname(dest), { recursive: true });
           const previous = await sizeOf(dest);
@@ -300,7 +307,11 @@ async function fetchTo(
 
 function get(puller: Puller, url: URL): Promise<http.IncomingMessage> {
   return new Promise((resolve, reject) => {
-    const req = http.get(url, { agent: puller.agent, timeout: puller.sourceTimeoutMs });
+    const req = http.get(url, {
+      agent: puller.agent,
+      timeout: puller.sourceTimeoutMs,
+      signal: puller.signal,
+    });
     req.on('timeout', () => req.destroy(new Error(`no data for ${puller.sourceTimeoutMs} ms`)));
     req.on('error', reject);
     req.on('response', (res) => {
