@@ -186,6 +186,14 @@ test('grouped by destination, split so `concurrency` copies are in flight; a req
     calls.map((c) => c.copies.length),
     [2, 2, 1],
   );
+  // The same objectId twice for one destination (never in a claim batch): never in one request.
+  calls.length = 0;
+  const once = req(['1.stor']);
+  await copyObjects({ storage, nodeUrl }, [once, { ...once }], 8);
+  assert.deepEqual(
+    calls.map((c) => c.copies.length),
+    [1, 1],
+  );
 });
 
 test('a throttle is paid for a request’s bytes before it is sent, and bounds a request to a second’s worth', async () => {

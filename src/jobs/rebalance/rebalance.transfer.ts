@@ -108,14 +108,19 @@ export async function copyObjects(
   for (const ps of byDest.values()) {
     let cur: Pending[] = [];
     let bytes = 0;
+    let ids = new Set<string>();
     for (const p of ps) {
-      if (cur.length > 0 && (cur.length >= maxObjects || bytes + p.req.bytes > maxBytes)) {
+      // A node refuses a request naming an objectId twice (two fetches would race on one rename).
+      const full = cur.length >= maxObjects || bytes + p.req.bytes > maxBytes || ids.has(p.req.objectId);
+      if (cur.length > 0 && full) {
         batches.push(cur);
         cur = [];
         bytes = 0;
+        ids = new Set();
       }
       cur.push(p);
       bytes += p.req.bytes;
+      ids.add(p.req.objectId);
     }
     if (cur.length > 0) batches.push(cur);
   }
