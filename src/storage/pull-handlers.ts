@@ -142,7 +142,14 @@ export async function pullBatch(
   const renamedInto = new Map<string, number[]>(); // directory → indexes of copies renamed into it
   const landed: (Fetched | undefined)[] = new Array<Fetched | undefined>(copies.length);
   await eachLimit(copies, concurrency, async (c, i) => {
-    const r = await pullOne(ctx, puller, c);
+    let r: Awaited<ReturnType<typeof pullOne>>;
+    try {
+      r = await pullOne(ctx, puller, c);
+    } catch (err) {
+      // Anything unforeseen (a statfs that failed) fails this copy alone, never its neighbours.
+      results[i] = failed(c, [], { kind: 'write', message: messageOf(err) });
+      return;
+    }
     if ('failed' in r) {
       results[i] = r.failed;
       return;
