@@ -140,7 +140,11 @@ class SlotMeter {
   }
 }
 
-/** A storage client with its copies (GET then PUT) counted on `m`; every other call unchanged. */
+/**
+ * A storage client with its copies counted on `m`: the baseline's GET then PUT, and the runner's
+ * pull requests (each counts as the copies the node fetches at once, for as long as the request
+ * takes: an approximation, the node's lanes drain at the end); every other call unchanged.
+ */
 function metered(storage: StorageClient, m: SlotMeter): StorageClient {
   const s = Object.create(storage) as StorageClient;
   s.get = (...a: Parameters<StorageClient['get']>) => {
@@ -151,6 +155,13 @@ function metered(storage: StorageClient, m: SlotMeter): StorageClient {
     });
   };
   s.put = (...a: Parameters<StorageClient['put']>) => storage.put(...a).finally(() => m.end());
+  s.pull = (...a: Parameters<StorageClient['pull']>) => {
+    const n = Math.min(a[1].length, a[2]?.concurrency ?? 4);
+    for (let i = 0; i < n; i++) m.start();
+    return storage.pull(...a).finally(() => {
+      for (let i = 0; i < n; i++) m.end();
+    });
+  };
   return s;
 }
 

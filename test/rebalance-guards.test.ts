@@ -40,7 +40,7 @@ import type { NodeDirectory } from '../src/storage/node-directory.js';
 import { planJob, type PlanResult, replanForRetry } from '../src/jobs/rebalance/rebalance.service.js';
 import { runJob, type RunStep, type RunTotals } from '../src/jobs/rebalance/rebalance.run.js';
 import { jobStatus, progressLine, verifyEvacuated } from '../src/jobs/rebalance/rebalance.status.js';
-import type { TransferFault } from '../src/jobs/rebalance/rebalance.transfer.js';
+import { FaultyNetwork, type TransferFault } from './helpers/faulty-network.js';
 import type { MantaObjectValue, Shark, StorageRecordValue } from '../src/metadata/types.js';
 
 const A1 = FOUR_NODES[0]!.id; // dc1, evacuated
@@ -208,10 +208,16 @@ test('run: every guard holds, acting between the steps', async () => {
     }
     await check(`after ${step} of ${ids.map(byId).join(',')}`);
   };
-  run1 = await runJob(
-    { tier: d.tier, storage: d.storage, nodeUrl },
-    { jobId: plan.jobId, concurrency: 2, batchSize: 1, leaseMs: 5000, fault, onStep },
-  );
+  // The destinations pull through a network that corrupts every read of o6.
+  const net = await FaultyNetwork.start([...d.nodes.keys()], nodeUrl, fault);
+  try {
+    run1 = await runJob(
+      { tier: d.tier, storage: d.storage, nodeUrl: net.nodeUrl },
+      { jobId: plan.jobId, concurrency: 2, batchSize: 1, leaseMs: 5000, onStep },
+    );
+  } finally {
+    await net.close();
+  }
   await failUpdatesOf(o('o2').key, false);
   assert.deepEqual(violations, []);
   assert.deepEqual(

@@ -28,7 +28,7 @@ import { planJob } from '../src/jobs/rebalance/rebalance.service.js';
 import { runJob } from '../src/jobs/rebalance/rebalance.run.js';
 import { replanForRetry } from '../src/jobs/rebalance/rebalance.service.js';
 import { jobStatus, verifyEvacuated } from '../src/jobs/rebalance/rebalance.status.js';
-import type { TransferFault } from '../src/jobs/rebalance/rebalance.transfer.js';
+import { FaultyNetwork, type TransferFault } from './helpers/faulty-network.js';
 import type { MantaObjectValue } from '../src/metadata/types.js';
 
 let d: Deployment;
@@ -107,11 +107,17 @@ async function freshPlan(evacuate: string) {
   return plan(evacuate);
 }
 
-function run(jobId: string, fault?: TransferFault, concurrency = 4) {
-  return runJob(
-    { tier: d.tier, storage: d.storage, nodeUrl },
-    { jobId, concurrency, leaseMs: 2000, ...(fault ? { fault } : {}) },
-  );
+/** A run; with `fault`, the destinations pull every copy through a FaultyNetwork that applies it. */
+async function run(jobId: string, fault?: TransferFault, concurrency = 4) {
+  const net = fault ? await FaultyNetwork.start([...d.nodes.keys()], nodeUrl, fault) : undefined;
+  try {
+    return await runJob(
+      { tier: d.tier, storage: d.storage, nodeUrl: net?.nodeUrl ?? nodeUrl },
+      { jobId, concurrency, leaseMs: 2000 },
+    );
+  } finally {
+    await net?.close();
+  }
 }
 
 /** A transform that runs `first` before letting the first chunk through. */

@@ -25,6 +25,10 @@ export const ERROR_CATALOG = {
   InternalCredentialRefused: { status: 401, exit: 2, retryable: false },
   // a batched tombstone request naming more copies, or sending more bytes, than a node takes at once
   TombstoneBatchTooLarge: { status: 413, exit: 2, retryable: false },
+  // a pull request (POST /pull) whose body is not a list of copies with md5, bytes and source URLs
+  PullBatchInvalid: { status: 400, exit: 2, retryable: false },
+  // a pull request naming more copies, or sending more bytes, than a node takes at once
+  PullBatchTooLarge: { status: 413, exit: 2, retryable: false },
   // front door
   NotEnoughStorageNodes: { status: 503, exit: 6, retryable: true },
   Unauthorized: { status: 401, exit: 2, retryable: false },

@@ -10,6 +10,9 @@
  *
  * The tombstone tree: `tombstone` (MOVE a copy in), `tombstoneDays` (list), `purgeTombstoneDay`,
  * `restore` (MOVE a copy back; tombstone-restore.ts finds the day).
+ *
+ * `pull` asks a node to fetch copies from other nodes itself (`POST /pull`, pull-handlers.ts):
+ * the bytes go node to node, not through this process.
  */
 import http from 'node:http';
 import readline from 'node:readline';
@@ -33,8 +36,9 @@ import {
   type TombstoneDayUsage,
 } from './tombstone-handlers.js';
 import { MD5_PREFIX } from './storage-handlers.js';
+import { MAX_PULL_BATCH, PULL_PATH, type PullCopy, type PullResult } from './pull-handlers.js';
 
-export type { TombstoneBatchResult, TombstoneDayUsage };
+export type { PullCopy, PullResult, TombstoneBatchResult, TombstoneDayUsage };
 
 /** What a purge of one tombstone day freed; `existed: false` when the node had no such day. */
 export interface TombstonePurge extends TombstoneDayUsage {
@@ -194,6 +198,50 @@ export class StorageClient {
         !results.every((r, j) => isBatchResult(r, part[j]!))
       )
         throw malformedAnswer(nodeUrl, 'a tombstone batch answer that does not match the request');
+      out.push(...results);
+    }
+    return out;
+  }
+
+  /**
+   * Ask the node at `nodeUrl` to fetch `copies` from their sources onto its disk (`POST /pull`),
+   * `concurrency` at a time on the node. One answer per copy, in order: 'ok' (the copy is in
+   * place with the given size and MD5, its directory fsynced) or 'failed' with each source's
+   * failure and the destination's own, if any. More than MAX_PULL_BATCH copies go as several
+   * requests. A failed request throws (no copy of that request is answered).
+   */
+  async pull(
+    nodeUrl: string,
+    copies: PullCopy[],
+    opts: { concurrency?: number } = {},
+  ): Promise<PullResult[]> {
+    const out: PullResult[] = [];
+    for (let i = 0; i < copies.length; i += MAX_PULL_BATCH) {
+      const part = copies.slice(i, i + MAX_PULL_BATCH);
+      for (const c of part) copyRequestPath(c.owner, c.objectId); // a bad id fails here, not on the wire
+      const body = Buffer.from(
+        JSON.stringify({
+          copies: part.map((c) => ({
+            owner: c.owner,
+            objectId: c.objectId,
+            md5: c.md5,
+            bytes: c.bytes,
+            sources: c.sources.map((s) => ({ id: s.id, url: s.url })),
+          })),
+          ...(opts.concurrency !== undefined ? { concurrency: opts.concurrency } : {}),
+        }),
+      );
+      const headers = { 'content-type': 'application/json', 'content-length': body.length };
+      const { res } = await this.send(nodeUrl, 'POST', PULL_PATH, headers, body);
+      if (res.statusCode !== 200) throw await errorFrom(nodeUrl, res);
+      const answer = (await jsonBody(nodeUrl, res)) as { results?: unknown };
+      const results = answer?.results;
+      if (
+        !Array.isArray(results) ||
+        results.length !== part.length ||
+        !results.every((r, j) => isPullResult(r, part[j]!))
+      )
+        throw malformedAnswer(nodeUrl, 'a pull answer that does not match the request');
       out.push(...results);
     }
     return out;
@@ -403,6 +451,31 @@ function isBatchResult(v: unknown, asked: CopyPath): v is TombstoneBatchResult {
   );
 }
 
+function isPullResult(v: unknown, asked: PullCopy): v is PullResult {
+  const o = v as Partial<{
+    owner: unknown;
+    objectId: unknown;
+    result: unknown;
+    source: unknown;
+    md5: unknown;
+    bytes: unknown;
+    attempts: unknown;
+  }> | null;
+  if (typeof o !== 'object' || o === null || o.owner !== asked.owner || o.objectId !== asked.objectId)
+    return false;
+  // An 'ok' must be for exactly the bytes asked for: the node checked them, this checks the node.
+  if (o.result === 'ok')
+    return typeof o.source === 'string' && o.md5 === asked.md5 && o.bytes === asked.bytes;
+  return (
+    o.result === 'failed' &&
+    Array.isArray(o.attempts) &&
+    o.attempts.every(
+      (a: { source?: unknown; kind?: unknown; message?: unknown } | null) =>
+        typeof a?.source === 'string' && typeof a.kind === 'string' && typeof a.message === 'string',
+    )
+  );
+}
+
 function malformedAnswer(nodeUrl: string, what: string): RemoraError {
   return new RemoraError('MalformedInput', `${nodeUrl} sent ${what}`, { details: { node: nodeUrl } });
 }
@@ -440,7 +513,7 @@ const STATUS_CODES: Record<number, ErrorCode> = {
   401: 'InternalCredentialRefused',
   404: 'ObjectNotFound',
   405: 'MethodNotAllowed',
-  413: 'TombstoneBatchTooLarge',
+  413: 'TombstoneBatchTooLarge', // or PullBatchTooLarge: the body names which
   416: 'RangeNotSatisfiable',
   469: 'Md5Mismatch',
   507: 'StorageNodeFull',

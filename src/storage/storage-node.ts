@@ -9,6 +9,7 @@
  *   GET  /manifest                the node's listing (MANTA-REFERENCE §2.4)
  *   GET  /md5/<owner>/<objectId>  the copy's MD5 computed from disk on the node (deep audit)
  *   /tombstone…                   list, purge a day, restore a copy (tombstone-handlers.ts)
+ *   POST /pull                    fetch a batch of copies from other nodes onto this one (pull-handlers.ts)
  *
  * Every request but a GET or HEAD of a copy (so PUT, MOVE, any other method, and the manifest)
  * must carry the deployment's internal credential (internal-auth.ts), checked before the method
@@ -42,6 +43,7 @@ import {
 } from './storage-handlers.js';
 import { MANIFEST_PATH, parseCopyTarget, TEMP_DIR, TOMBSTONE_DIR } from './storage-paths.js';
 import { isTombstoneTarget, routeTombstone } from './tombstone-handlers.js';
+import { handlePull, PULL_PATH, Puller } from './pull-handlers.js';
 
 export interface StorageNodeOptions {
   /** The directory that plays `/manta`. Created if missing. */
@@ -85,6 +87,7 @@ export class StorageNode {
     readonly capacity: CapacityTracker,
     private readonly server: http.Server,
     readonly url: string,
+    private readonly puller: Puller,
   ) {}
 
   /** Prepare the root, count its bytes when capped, and listen. */
@@ -105,12 +108,21 @@ export class StorageNode {
       now: () => clock.now(),
       files: opts.fileOps ?? durableFileOps,
     };
+    const puller = new Puller();
     const server = http.createServer({ keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS }, (req, res) => {
-      void route(ctx, auth, req, res);
+      void route(ctx, auth, puller, req, res);
     });
     const host = opts.host ?? '127.0.0.1';
     const port = await listenOn(server, opts.port ?? 0, host, `storage node ${opts.id}`);
-    const node = new StorageNode(opts.id, opts.datacenter, root, capacity, server, `http://${host}:${port}`);
+    const node = new StorageNode(
+      opts.id,
+      opts.datacenter,
+      root,
+      capacity,
+      server,
+      `http://${host}:${port}`,
+      puller,
+    );
     server.on('connection', (s) => {
       node.sockets.add(s);
       s.once('close', () => node.sockets.delete(s));
@@ -128,6 +140,7 @@ export class StorageNode {
       this.server.close(() => resolve());
       this.server.closeAllConnections();
       for (const s of this.sockets) s.destroy();
+      this.puller.close(); // pulls in flight fail their sources and remove their temp files
     });
     return this.closing;
   }
@@ -136,6 +149,7 @@ export class StorageNode {
 async function route(
   ctx: HandlerContext,
   auth: InternalCredential,
+  puller: Puller,
   req: http.IncomingMessage,
   res: http.ServerResponse,
 ): Promise<void> {
@@ -146,6 +160,12 @@ async function route(
     if (isTombstoneTarget(target)) {
       auth.check(req.headers.authorization, 'the tombstone tree');
       return await routeTombstone(ctx, req, res, target);
+    }
+    // Pulling writes copies, as PUT does.
+    if (target === PULL_PATH) {
+      auth.check(req.headers.authorization, 'pulling copies');
+      if (method !== 'POST') throw methodNotAllowed(method, 'POST');
+      return await handlePull(ctx, puller, req, res);
     }
     const manifest = target === MANIFEST_PATH || target.startsWith(`${MANIFEST_PATH}?`);
     // The manifest names every account's UUID and every objectId on the node: what a caller

@@ -35,6 +35,11 @@ export class ByteThrottle {
     this.last = this.clock.now();
   }
 
+  /** The average rate this throttle allows. */
+  get bytesPerSecond(): number {
+    return this.o.bytesPerSecond;
+  }
+
   private refill(): void {
     const now = this.clock.now();
     this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) / 1000) * this.o.bytesPerSecond);

@@ -58,7 +58,8 @@ import { attemptsOfRun, type AttemptRow } from '../../src/pipeline/tasks.reposit
 import { planJob, replanForRetry, type PlanResult } from '../../src/jobs/rebalance/rebalance.service.js';
 import { runJob, type RunTotals } from '../../src/jobs/rebalance/rebalance.run.js';
 import { verifyEvacuated } from '../../src/jobs/rebalance/rebalance.status.js';
-import { CorruptingProxy } from './corrupting-proxy.js';
+import { FaultyNetwork } from './faulty-network.js';
+import { Transform } from 'node:stream';
 import { freePort } from './net.js';
 
 const ROOT = path.resolve(import.meta.dirname, '..', '..');
@@ -146,7 +147,11 @@ export interface ChaosResult {
   };
   /** The SIGKILLed attempt, and whether another worker then completed its task. */
   killedAttempt?: { attemptId: number; state: string; retriedBy?: string; worker: string };
-  corruptedPuts: { path: string; status?: number }[];
+  /**
+   * Copies pulled with a flipped byte, and the nodes that hold those wrong bytes now (the
+   * destination's MD5 check must have refused them: none).
+   */
+  corruptedReads: { objectId: string; source: string; committedOn: string[] }[];
   workload: { morning: WorkloadSummary; late: WorkloadSummary };
   /** What users did while copies moved (links to moving objects, overwrites, deletes). */
   duringMoves: DuringMoves;
@@ -610,7 +615,7 @@ export async function runChaosDay(o: ChaosOptions): Promise<ChaosResult> {
       .map((x) => x.manta_storage_id)
       .sort(() => r.next() - 0.5);
     const others = nodes.map((n) => n.id).filter((id) => id !== schedule.evacuate && !used.includes(id));
-    const [corruptDest, fillDest, staleNode] = [...used, ...others];
+    const [fillDest, staleNode] = [...used, ...others];
     // Fill one destination the plan counts on: someone else's data lands there after the plan.
     const fillUrl = realUrl(fillDest!)!;
     const free = (await d.nodes.get(fillDest!)!.capacity.snapshot()).availableBytes;
@@ -622,10 +627,15 @@ export async function runChaosDay(o: ChaosOptions): Promise<ChaosResult> {
       injected: true,
       detail: `${free} bytes written after the plan; ${plan.destinations.find((x) => x.manta_storage_id === fillDest)?.objects ?? 0} objects planned there`,
     });
-    // Corrupt the first copy sent to another destination, on the wire.
-    const proxy = await CorruptingProxy.start(realUrl(corruptDest!)!, (n) => n === 0);
-    cleanups.push({ name: 'proxy', fn: () => proxy.close() });
-    const runUrl = (id: string) => (id === corruptDest ? proxy.url : realUrl(id));
+    // Corrupt the first copy a destination pulls, on the wire: the rebalance's nodes talk to
+    // each other through a proxy per node (the destinations fetch their copies through them).
+    const net = await FaultyNetwork.start(
+      nodes.map((n) => n.id),
+      realUrl,
+      ({ attempt }) => (attempt === 0 && !net.reads.some((x) => x.faulted) ? flipFirstByte() : undefined),
+    );
+    cleanups.push({ name: 'faulty network', fn: () => net.close() });
+    const runUrl = net.nodeUrl;
     const rb: ChaosResult['rebalance'] = {
       jobId: plan.jobId,
       planned: plan.objects,
@@ -684,13 +694,14 @@ export async function runChaosDay(o: ChaosOptions): Promise<ChaosResult> {
     if (mutated instanceof Error) throw mutated;
     const rebalanceFaultError = await rebalanceFaults;
     if (rebalanceFaultError) throw rebalanceFaultError;
-    await proxy.close();
+    await net.close();
+    const corrupted = net.reads.filter((x) => x.faulted);
     fault({
       kind: 'corrupt-transfer',
       phase: 'rebalance',
-      target: corruptDest!,
-      injected: proxy.puts.some((p) => p.corrupted),
-      detail: `corrupted PUTs answered ${JSON.stringify(proxy.puts.filter((p) => p.corrupted).map((p) => p.status))} (469 = refused by the MD5 check)`,
+      target: corrupted[0]?.source ?? '-',
+      injected: corrupted.length > 0,
+      detail: `copies pulled with a flipped byte: ${JSON.stringify(corrupted.map((x) => x.objectId))} (the destination's MD5 check refuses them: the next source, or skipped MD5Mismatch)`,
     });
     // A heartbeat goes stale: the retry must not choose that node, nor the full one.
     await d.pauseHeartbeat(staleNode!);
@@ -779,7 +790,13 @@ export async function runChaosDay(o: ChaosOptions): Promise<ChaosResult> {
       runs: pipelineRuns,
       rebalance: rb,
       ...(killed ? { killedAttempt: killed } : {}),
-      corruptedPuts: proxy.puts.filter((p) => p.corrupted).map((p) => ({ path: p.path, status: p.status })),
+      corruptedReads: corrupted.map((x) => ({
+        objectId: x.objectId,
+        source: x.source,
+        committedOn: [...d.nodes]
+          .filter(([, n]) => holdsBytes(n.root, x.objectId, x.sentMd5))
+          .map(([id]) => id),
+      })),
       workload: { morning, late: runs.late },
       duringMoves: mutated,
       unexpectedExits: workers.unexpected,
@@ -1104,4 +1121,30 @@ async function checkCopies(
     .filter(([, sets]) => sets.size > 1)
     .map(([id, sets]) => `${id}: ${[...sets].join(' | ')}`);
   return { checked: list.length, lost, fewerDcs, tombstoned, divergent };
+}
+
+/** XOR the first byte of the stream with 0xff: same length, different MD5. */
+function flipFirstByte(): Transform {
+  let done = false;
+  return new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      if (!done && chunk.length > 0) {
+        chunk = Buffer.from(chunk);
+        chunk[0] = chunk[0]! ^ 0xff;
+        done = true;
+      }
+      cb(null, chunk);
+    },
+  });
+}
+
+/** Whether any copy of `objectId` under `root` (any owner) has exactly the bytes of MD5 `md5`. */
+function holdsBytes(root: string, objectId: string, md5: string | undefined): boolean {
+  if (md5 === undefined) return false; // the corrupted read never finished: nothing whole to commit
+  for (const owner of fs.readdirSync(root)) {
+    const f = path.join(root, owner, objectId);
+    if (fs.existsSync(f) && crypto.createHash('md5').update(fs.readFileSync(f)).digest('base64') === md5)
+      return true;
+  }
+  return false;
 }

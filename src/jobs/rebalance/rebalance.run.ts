@@ -4,7 +4,7 @@
  *
  *   1. claim objects (state → assigned, with a lease)            rebalance_objects
  *   2. read every live record of their objectIds, all shards     analyze(): drop changed keys
- *   3. copy each object onto its destination, N at a time        Content-MD5 checked before rename
+ *   3. each destination pulls its copies, in batches, N in flight  size and MD5 checked before rename
  *   4. conditional update of every record (old → new shark)      one moray batch, else per record
  *   5. re-read: no live record may still name the old copy        (a link made during the move)
  *   6. MOVE the old copies to /tombstone/<day>/, one request per node  failure → post_processing
@@ -46,11 +46,11 @@ import {
   renewClaims,
 } from './rebalance.repository.js';
 import {
-  copyObject,
+  copyObjects,
+  type CopyRequest,
   destinationHasCopy,
   type NodeUrl,
   type Transfer,
-  type TransferFault,
 } from './rebalance.transfer.js';
 import { unionSharksOf } from './rebalance.sources.js';
 import type { Shark } from '../../metadata/types.js';
@@ -76,7 +76,6 @@ export interface RunOptions {
   batchTargetMs?: number;
   /** Bytes per claim past one object per copy slot (default DEFAULT_BATCH_BYTES). */
   batchBytes?: number;
-  fault?: TransferFault;
   /** Stop claiming new work when aborted (SIGINT): claimed objects finish first. */
   signal?: AbortSignal;
   /**
@@ -155,7 +154,6 @@ export async function runJob(deps: RunDeps, opts: RunOptions): Promise<RunTotals
     ...(opts.maxBytesPerSecond
       ? { throttle: new ByteThrottle({ bytesPerSecond: opts.maxBytesPerSecond }) }
       : {}),
-    ...(opts.fault ? { fault: opts.fault } : {}),
   };
   const db = deps.tier.control;
   const runStartedAt = (await db.query<{ now: Date }>('SELECT now()')).rows[0]!.now;
@@ -299,9 +297,10 @@ export async function moveObjects(
   });
   await step('read', work);
   const moving = () => work.filter((w) => !w.out && w.targets.length > 0);
+  const copying: { w: Work; req: CopyRequest }[] = [];
   await eachLimit(moving(), concurrency, async (w) => {
     const liveRows = live.rows.get(w.row.objectId) ?? [];
-    const req = {
+    const req: CopyRequest = {
       objectId: w.row.objectId,
       copyOwner: w.row.copyOwner,
       md5: w.row.md5,
@@ -312,9 +311,17 @@ export async function moveObjects(
       dest: w.row.newShark!,
     };
     if (w.row.attempts > 1 && (await destinationHasCopy(t, req))) return;
-    const r = await copyObject(t, req);
-    if (!r.ok) w.out = fail(w, 'skipped', r.reason, r.detail);
+    copying.push({ w, req });
   });
+  const copied = await copyObjects(
+    t,
+    copying.map((c) => c.req),
+    concurrency,
+  );
+  for (const [i, r] of copied.entries()) {
+    const w = copying[i]!.w;
+    if (!r.ok) w.out = fail(w, 'skipped', r.reason, r.detail);
+  }
   await step('copied', work);
   await updateAll(deps.tier, moving());
   await step('updated', work);
