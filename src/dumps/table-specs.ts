@@ -95,6 +95,23 @@ const SHARKS_SQL = `list_transform(v.sharks, s -> {'datacenter': s.datacenter,
 /** The table of delete records (GC's input): its chunks also carry `gc_clean` (CHUNK_SCHEMA 3). */
 export const DELETE_LOG_TABLE = 'manta_delete_log';
 
+/** The tables whose chunks carry `oid_uuid` (CHUNK_SCHEMA 4): the objectId as a UUID, for GC's live join. */
+export const OID_UUID_TABLES: ReadonlySet<string> = new Set(['manta', DELETE_LOG_TABLE]);
+
+/**
+ * `oid_uuid` of a text objectId `x` (CHUNK_SCHEMA 4): the UUID it spells when it is a canonical
+ * uuid in either case (8-4-4-4-12 hex digits), else NULL. DuckDB's cast also takes other spellings
+ * (no dashes, braces); the round trip to `lower(x)` refuses them, so two objectIds equal as GC
+ * compares them (lower-cased) have equal `oid_uuid`, two that differ never do, and every non-NULL
+ * `oid_uuid` is the objectId's exact lower-case text. GC's live join compares these 16 bytes
+ * instead of lower-casing every `manta` objectId (src/jobs/gc/gc.scan.ts); a NULL (an objectId that
+ * is not a canonical uuid) goes GC's text way. The same expression serves the scan for a delete
+ * record's objectId when the row holds none (its key names it).
+ */
+export function oidUuidSql(x: string): string {
+  return `CASE WHEN TRY_CAST(${x} AS UUID)::VARCHAR = lower(${x}) THEN TRY_CAST(${x} AS UUID) END`;
+}
+
 /**
  * The fields of a delete record's `_value` GC's decision reads (src/jobs/gc/gc.plan.ts
  * parseDeleteValue), each as its JSON text, for DuckDB's strict transform: a value missing any of
@@ -213,6 +230,11 @@ export function morayTableSpec(table: string, columns: string[]): TableSpec {
         _key, _etag, TRY_CAST(_mtime AS BIGINT) AS _mtime, TRY_CAST(_id AS BIGINT) AS _id,
         TRY_CAST(_vnode AS BIGINT) AS _vnode, TRY_CAST(_txn_snap AS BIGINT) AS _txn_snap,
         ${sqlString(source)} AS shard, _value, value_ok${
+          OID_UUID_TABLES.has(table)
+            ? `,
+        ${oidUuidSql('v.objectId')} AS oid_uuid`
+            : ''
+        }${
           table === DELETE_LOG_TABLE
             ? `,
         ${gcClean(source)} AS gc_clean`

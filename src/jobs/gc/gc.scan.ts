@@ -22,7 +22,8 @@
 import type { DuckDBConnection } from '@duckdb/node-api';
 import { DEFAULT_MAX_EXAMPLES } from '../../core/run-report.js';
 import { sqlString } from '../../dumps/duckdb.js';
-import { deleteRecordCleanSql, deleteRecordFieldsSql } from '../../dumps/table-specs.js';
+import { hasGcCleanColumn, hasOidUuidColumn } from '../../dumps/manifest.js';
+import { deleteRecordCleanSql, deleteRecordFieldsSql, oidUuidSql } from '../../dumps/table-specs.js';
 import { eachShark, FIELD_SEPARATOR, GcActions, LINE_SEPARATOR, SHARK_SEPARATOR } from './gc.actions.js';
 import { addRecordsToBacklog, addToBacklog, emptyBacklog, type GcBacklog } from './gc.backlog.js';
 import {
@@ -57,6 +58,16 @@ const VERDICTS = [...new Set(VERDICT_BY_CLASS)];
 export interface ScanOptions extends GcOptions {
   /** Every delete-log chunk has `gc_clean` (manifest.ts hasGcCleanColumn); else computed from `_value`. */
   gcCleanColumn: boolean;
+  /**
+   * Every `manta` chunk has `oid_uuid` (manifest.ts hasOidUuidColumn): the live join compares
+   * UUIDs, and only objectIds that are not uuids by text. Else every objectId by lower-cased text.
+   */
+  oidUuidColumn?: boolean;
+  /**
+   * With `oidUuidColumn`: some `manta` chunk may hold an objectId that is not a uuid (liveTextOf):
+   * the live join also reads those by text. False only when every chunk counted none.
+   */
+  liveText?: boolean;
   /** Send every record to Node, not only those that act or are examples (tests compare them all). */
   all?: boolean;
 }
@@ -116,12 +127,7 @@ function scanSql(manta: readonly string[], deleteLog: readonly string[], o: Scan
   const values = o.gcCleanColumn
     ? `SELECT filename, file_row_number, _value FROM ${rows(deleteLog)} WHERE gc_clean IS NULL OR NOT gc_clean`
     : `SELECT filename, file_row_number, _value FROM ${from} WHERE NOT (${clean})`;
-  const live =
-    manta.length === 0
-      ? 'SELECT NULL::VARCHAR AS oid, NULL::VARCHAR AS key, NULL::VARCHAR AS shard WHERE false'
-      : `SELECT lower(objectId) AS oid, min(key) AS key, arg_min(shard, key) AS shard FROM ${parquet(manta)}
-          WHERE type = 'object' AND objectId IS NOT NULL AND lower(objectId) IN (SELECT oid FROM o)
-          GROUP BY 1`;
+  const live = liveSql(manta, o);
   // gc.plan.ts classOf, bit by bit (FACT_CLASS_BITS), in doubles as JavaScript compares.
   const bits: Record<keyof FactClass, string> = {
     notProvable: `_mtime::DOUBLE >= ${num(o.earliestSnapshotMs)}`,
@@ -150,7 +156,9 @@ function scanSql(manta: readonly string[], deleteLog: readonly string[], o: Scan
   // r is not materialized: copying every record's columns once more cost more than joining twice.
   return `WITH d AS MATERIALIZED (${deletes}),
     dv AS (${values}),
-    o AS (SELECT oid, bool_and(clean) AS clean, max(_mtime) AS latest FROM d GROUP BY oid),
+    o AS (SELECT oid, bool_and(clean) AS clean, max(_mtime) AS latest${
+      o.oidUuidColumn ? `, ${oidUuidSql('oid')} AS u` : ''
+    } FROM d GROUP BY oid),
     l AS (${live}),
     r AS NOT MATERIALIZED (SELECT d.*, o.clean AS oclean, o.latest, l.key AS lkey, l.shard AS lshard
           FROM d JOIN o USING (oid) LEFT JOIN l USING (oid)),
@@ -184,6 +192,52 @@ function scanSql(manta: readonly string[], deleteLog: readonly string[], o: Scan
     UNION ALL
     SELECT 4, NULL, v, count(*), sum(len(sharks)), sum(len(sharks) * coalesce(contentLength, 0)), min(_mtime)
       FROM k GROUP BY v`;
+}
+
+/**
+ * The live `manta` object rows naming each objectId of `o` (the group's, lower-cased), one row
+ * per objectId: `(oid, key, shard)`, the smallest key naming it and that row's shard.
+ *
+ * With `oid_uuid` (CHUNK_SCHEMA 4): an objectId that is a canonical uuid (`o.u`, the same
+ * table-specs.ts oidUuidSql) is found by comparing `oid_uuid`, 16 bytes, with no objectId text read
+ * or lower-cased (that was 60–75 ms of a 1M group's ~200 ms query, docs/gc.md). Exact: a live row's
+ * `oid_uuid` equals `o.u` exactly when its lower-cased objectId is that text. Any other objectId
+ * (`o.u` NULL) can only be named by rows whose `oid_uuid` is NULL, which the text join reads — not at
+ * all when every chunk counted none (`liveText` false: ChunkInfo.oidNotUuid).
+ */
+function liveSql(manta: readonly string[], o: ScanOptions): string {
+  if (manta.length === 0)
+    return 'SELECT NULL::VARCHAR AS oid, NULL::VARCHAR AS key, NULL::VARCHAR AS shard WHERE false';
+  const text = (
+    where: string,
+    from: string,
+  ) => `SELECT lower(objectId) AS oid, min(key) AS key, arg_min(shard, key) AS shard
+    FROM ${parquet(manta)} WHERE type = 'object' AND objectId IS NOT NULL${where}
+      AND lower(objectId) IN (SELECT oid FROM ${from}) GROUP BY 1`;
+  if (!o.oidUuidColumn) return text('', 'o');
+  const typed = `SELECT o.oid, lu.key, lu.shard FROM (SELECT oid_uuid AS u, min(key) AS key, arg_min(shard, key) AS shard
+      FROM ${parquet(manta)} WHERE type = 'object' AND oid_uuid IN (SELECT u FROM o) GROUP BY 1) lu JOIN o USING (u)`;
+  return o.liveText === false
+    ? typed
+    : `${typed} UNION ALL ${text(' AND oid_uuid IS NULL', 'o WHERE u IS NULL')}`;
+}
+
+/**
+ * How the scan reads a group's chunks, from the lowest CHUNK_SCHEMA of the group's sources
+ * (PartitionInputs.withGroup: a column added later is absent below it) and its `manta` chunks.
+ * Before 3 no `gc_clean` (computed from `_value`); before 4 no `oid_uuid` (every objectId joined as
+ * text). The live join reads objectIds as text too (`liveText`) unless every `manta` chunk counted
+ * no objectId that is not a uuid (ChunkInfo.oidNotUuid, absent before CHUNK_SCHEMA 4).
+ */
+export function scanColumnsOf(
+  chunkSchema: number,
+  mantaChunks: readonly { oidNotUuid?: number }[],
+): Pick<ScanOptions, 'gcCleanColumn' | 'oidUuidColumn' | 'liveText'> {
+  return {
+    gcCleanColumn: hasGcCleanColumn({ chunkSchema }),
+    oidUuidColumn: hasOidUuidColumn({ chunkSchema }),
+    liveText: mantaChunks.some((c) => c.oidNotUuid !== 0),
+  };
 }
 
 /** `manta` rows of the group whose `_value` is not JSON: they may name any objectId. */
@@ -398,7 +452,7 @@ function wholeRecord(f: string[]): RecordDecision {
 export async function scanGroup(
   conn: DuckDBConnection,
   files: { manta: readonly string[]; deleteLog: readonly string[] },
-  o: GcOptions & { gcCleanColumn: boolean },
+  o: GcOptions & Pick<ScanOptions, 'gcCleanColumn' | 'oidUuidColumn' | 'liveText'>,
   tally?: DecisionTally,
 ): Promise<{ rows: GroupRows; tally: DecisionTally }> {
   const rows = await queryGroup(conn, files, { ...o, all: tally?.all !== undefined });
