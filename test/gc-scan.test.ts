@@ -158,7 +158,7 @@ async function scanAndCompare(
 
   const duck = await DuckDBInstance.create(':memory:');
   const conn = await duck.connect();
-  // Chunks as unpack wrote them before: CHUNK_SCHEMA 3 without `oid_uuid`, 2 also without `gc_clean`.
+  // Chunks as unpack wrote them before: CHUNK_SCHEMA 3 without `oid_uuid` and `gc_line`, 2 also without `gc_clean`.
   const olderChunks = async (list: string[], schema: number) => {
     const out: string[] = [];
     for (const f of list) {
@@ -166,7 +166,7 @@ async function scanAndCompare(
       const drop = (await conn.runAndReadAll(`SELECT name FROM parquet_schema(${sqlString(f)})`))
         .getRows()
         .map(([n]) => String(n))
-        .filter((n) => n === 'oid_uuid' || (schema < 3 && n === 'gc_clean'));
+        .filter((n) => n === 'oid_uuid' || n === 'gc_line' || (schema < 3 && n === 'gc_clean'));
       await conn.run(
         `COPY (SELECT * EXCLUDE (${drop.join(', ')}) FROM read_parquet(${sqlString(f)})) TO ${sqlString(o)} (FORMAT parquet)`,
       );

@@ -25,7 +25,8 @@ export const MANIFEST_VERSION = 1;
  * 4 added `oid_uuid` to `manta` and `manta_delete_log` chunks (table-specs.ts oidUuidSql: the
  * objectId as a UUID when it is a canonical uuid, else NULL) and, per chunk of those tables, the
  * manifest's `oidNotUuid` (chunk-writer.ts ChunkInfo); GC checks hasOidUuidColumn and joins by
- * lower-cased text on older chunks.
+ * lower-cased text on older chunks. Also `gc_line` on `manta_delete_log` chunks (table-specs.ts
+ * gcLineSql; hasGcLineColumn): GC computes it from the typed columns on older chunks.
  */
 export const CHUNK_SCHEMA = 4;
 
@@ -114,6 +115,11 @@ export function hasGcCleanColumn(m: Pick<SourceManifest, 'chunkSchema'>): boolea
 
 /** Whether the source's `manta` and `manta_delete_log` chunks have `oid_uuid` and `oidNotUuid` (CHUNK_SCHEMA 4). */
 export function hasOidUuidColumn(m: Pick<SourceManifest, 'chunkSchema'>): boolean {
+  return (m.chunkSchema ?? 1) >= 4;
+}
+
+/** Whether the source's `manta_delete_log` chunks have `gc_line` (CHUNK_SCHEMA 4). */
+export function hasGcLineColumn(m: Pick<SourceManifest, 'chunkSchema'>): boolean {
   return (m.chunkSchema ?? 1) >= 4;
 }
 
