@@ -101,6 +101,8 @@ async function scanAndCompare(
   notCleanWritten: number;
   /** Whether the new chunks' manifests made the live join read objectIds as text too. */
   liveText: boolean;
+  /** `manta` rows whose objectId is not a uuid, as the new chunks' manifests count them. */
+  oidNotUuid: number;
 }> {
   const rnd = new SeededRandom(label.length);
   const dir = fs.mkdtempSync(path.join(tmp, `${label}-`));
@@ -332,6 +334,7 @@ async function scanAndCompare(
   const kinds = scan.rows.text === '' ? [] : scan.rows.text.split('\x1d').map((l) => l[0]);
   return {
     liveText: liveText!,
+    oidNotUuid: [...files.A!.mantaChunks, ...files.B!.mantaChunks].reduce((n, c) => n + c.oidNotUuid!, 0),
     cleanWritten,
     notCleanWritten,
     decisions: scan.all,
@@ -555,6 +558,8 @@ test('adversarial records: the scan decides as the rows written do', async () =>
   ];
   const r = await scanAndCompare('adversarial', dels, lives, OPTS);
   assert.ok(r.liveText, 'unpack counted the live objectIds that are not uuids: the text join runs');
+  const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+  assert.equal(r.oidNotUuid, lives.filter((l) => !uuid.test(l.oid)).length, 'manifest: objectIds not uuids');
   const liveRef = (name: string) =>
     r.decisions.find((d) => d.record.shard === 'B' && d.record.key.startsWith(`/${named(name)}/`))?.verdict;
   for (const [name] of spelled) assert.equal(liveRef(name), 'live-reference', name);

@@ -93,18 +93,18 @@ const json = (x: string) => `coalesce(to_json(${x})::VARCHAR, 'null')`;
  *   p 3  n: delete records;
  *   p 4  one row per verdict of clean records: v, and n, copies, bytes, oldest `_mtime` of them.
  *
- * A whole clean record is `class mtime latest copies contentLength live shard key etag objectId
- * dir sharks` (class: gc.plan.ts FactClass as a number, VERDICT_BY_CLASS's index; latest: the
- * objectId's latest `_mtime`, only for `superseded` (its detail); live: `[key, shard]` as JSON,
- * only for `live-reference`; contentLength empty for none; key empty when it is
- * `/<objectId>/<mtime>`; dir: creator, else owner; sharks: id SS datacenter SS id …). An acting
- * one is `class mtime copies contentLength shard key etag objectId dir sharks`. A raw record has
- * every field JSON-encoded: `R oid _key _etag _mtime shard liveKey liveShard _value`; a clean
- * record of such an objectId carries, for `_value`, its typed columns as JSON (which hold what
- * JSON.parse of its `_value` gives, for every field the decision reads: deleteRecordCleanSql), so
- * `_value` is only kept for the records that are not clean. Splitting one delimited string costs
- * a fraction of reading DuckDB's values one by one; the separators are control characters, which
- * JSON always escapes and a clean record does not hold.
+ * A clean record's text is its `gc_line` (table-specs.ts gcLineSql: `mtime copies contentLength
+ * shard key etag objectId dir sharks`, written by unpack, CHUNK_SCHEMA 4, or computed here on older
+ * chunks), so its columns and `sharks` list are read and assembled once, at unpack. An acting record
+ * is `class` and its line (class: gc.plan.ts FactClass as a number, VERDICT_BY_CLASS's index; the
+ * objectId, dir and sharks are only read when eligible); an example `class latest live` and its
+ * line (latest: the objectId's latest `_mtime`, only for `superseded`, its detail; live: `[key,
+ * shard]` as JSON, only for `live-reference`). A record that is not clean has every field
+ * JSON-encoded: `R oid _key _etag _mtime shard liveKey liveShard _value`; a clean record of such an
+ * objectId is `C oid liveKey liveShard` (JSON) and its line, which holds what decideObject reads of
+ * its `_value` (deleteRecordCleanSql), so `_value` is only read for the records that are not clean.
+ * Splitting one delimited string costs a fraction of reading DuckDB's values one by one; the
+ * separators are control characters, which JSON always escapes and a clean record does not hold.
  */
 export function scanSql(manta: readonly string[], deleteLog: readonly string[], o: ScanOptions): string {
   // A delete record whose _value is not JSON has no objectId column: its key names it.
