@@ -554,6 +554,8 @@ test('adversarial records: the scan decides as the rows written do', async () =>
     { shard: 'A', oid: named('creator'), key: `/${OWNER}/stor/d` },
     { shard: 'B', oid: named('trailing comma'), key: `/${OWNER}/stor/f` },
     { shard: 'A', oid: named('upper-case objectId').toLowerCase(), key: `/${OWNER}/stor/g` },
+    // An objectId whose earlier record is not JSON (named by its key only) and whose later one is clean.
+    { shard: 'B', oid: named('earlier malformed'), key: `/${OWNER}/stor/h` },
     ...spelledLives,
   ];
   const r = await scanAndCompare('adversarial', dels, lives, OPTS);
@@ -563,6 +565,13 @@ test('adversarial records: the scan decides as the rows written do', async () =>
   const liveRef = (name: string) =>
     r.decisions.find((d) => d.record.shard === 'B' && d.record.key.startsWith(`/${named(name)}/`))?.verdict;
   for (const [name] of spelled) assert.equal(liveRef(name), 'live-reference', name);
+  assert.equal(
+    r.decisions.find(
+      (d) => d.record.key.startsWith(`/${named('earlier malformed (2)')}/`) && d.record.shard === 'B',
+    )?.verdict,
+    'live-reference',
+    'a live reference of an objectId one of whose records names it by its key only',
+  );
   // The cases did take the paths they were written for.
   const verdicts = new Set(r.decisions.map((d) => d.verdict));
   for (const v of [
