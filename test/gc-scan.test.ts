@@ -21,7 +21,15 @@ import { unpackDump } from '../src/dumps/unpack.js';
 import { CHUNK_SCHEMA } from '../src/dumps/manifest.js';
 import { sqlString } from '../src/dumps/duckdb.js';
 import { deleteRecordCleanSql, deleteRecordFieldsSql } from '../src/dumps/table-specs.js';
-import { DecisionTally, decideGroup, queryGroup, scanGroup, type GroupRows } from '../src/jobs/gc/gc.scan.js';
+import {
+  DecisionTally,
+  decideGroup,
+  queryGroup,
+  scanColumnsOf,
+  scanGroup,
+  type GroupRows,
+} from '../src/jobs/gc/gc.scan.js';
+import type { ChunkInfo } from '../src/dumps/chunk-writer.js';
 import { backlogOf, type GcBacklog } from '../src/jobs/gc/gc.backlog.js';
 import {
   decideObject,
@@ -91,6 +99,10 @@ async function scanAndCompare(
   raw: number;
   cleanWritten: number;
   notCleanWritten: number;
+  /** Whether the new chunks' manifests made the live join read objectIds as text too. */
+  liveText: boolean;
+  /** `manta` rows whose objectId is not a uuid, as the new chunks' manifests count them. */
+  oidNotUuid: number;
 }> {
   const rnd = new SeededRandom(label.length);
   const dir = fs.mkdtempSync(path.join(tmp, `${label}-`));
@@ -123,7 +135,7 @@ async function scanAndCompare(
   }
 
   const store = new LocalObjectStore(path.join(dir, 'store'));
-  const files: Record<string, { manta: string[]; deleteLog: string[] }> = {};
+  const files: Record<string, { manta: string[]; deleteLog: string[]; mantaChunks: ChunkInfo[] }> = {};
   for (const shard of ['A', 'B']) {
     const file = path.join(dir, `${shard}.sql`);
     fs.writeFileSync(
@@ -140,6 +152,7 @@ async function scanAndCompare(
     });
     assert.equal(u.manifest.chunkSchema, CHUNK_SCHEMA);
     files[shard] = {
+      mantaChunks: u.manifest.tables.manta?.chunks ?? [],
       manta: (u.manifest.tables.manta?.chunks ?? []).map((c) => store.localPath(c.path)),
       deleteLog: (u.manifest.tables.manta_delete_log?.chunks ?? []).map((c) => store.localPath(c.path)),
     };
@@ -147,18 +160,28 @@ async function scanAndCompare(
 
   const duck = await DuckDBInstance.create(':memory:');
   const conn = await duck.connect();
-  // Chunks as unpack wrote them before CHUNK_SCHEMA 3: the delete log without `gc_clean`.
-  const oldChunks = async (list: string[]) => {
+  // Chunks as unpack wrote them before: CHUNK_SCHEMA 3 without `oid_uuid` and `gc_line`, 2 also without `gc_clean`.
+  const olderChunks = async (list: string[], schema: number) => {
     const out: string[] = [];
     for (const f of list) {
-      const o = f.replace(/\.parquet$/, '.v2.parquet');
+      const o = f.replace(/\.parquet$/, `.v${schema}.parquet`);
+      const drop = (await conn.runAndReadAll(`SELECT name FROM parquet_schema(${sqlString(f)})`))
+        .getRows()
+        .map(([n]) => String(n))
+        .filter((n) => n === 'oid_uuid' || n === 'gc_line' || (schema < 3 && n === 'gc_clean'));
       await conn.run(
-        `COPY (SELECT * EXCLUDE (gc_clean) FROM read_parquet(${sqlString(f)})) TO ${sqlString(o)} (FORMAT parquet)`,
+        `COPY (SELECT * EXCLUDE (${drop.join(', ')}) FROM read_parquet(${sqlString(f)})) TO ${sqlString(o)} (FORMAT parquet)`,
       );
       out.push(o);
     }
     return out;
   };
+  const older = async (shard: string, schema: number) => ({
+    manta: await olderChunks(files[shard]!.manta, schema),
+    deleteLog: await olderChunks(files[shard]!.deleteLog, schema),
+    // The manifest of an older unpack counts no objectIds (ChunkInfo.oidNotUuid).
+    mantaChunks: files[shard]!.mantaChunks.map(({ oidNotUuid: _, ...c }) => c),
+  });
   const cleanRows = async (list: string[]) =>
     list.length === 0
       ? [0, 0]
@@ -173,38 +196,59 @@ async function scanAndCompare(
     ...files.A!.deleteLog,
     ...files.B!.deleteLog,
   ]);
-  // New chunks on both shards; old ones on both (gc_clean computed by the scan); one of each (the
-  // job then reads the lowest schema's way: manifest.ts hasGcCleanColumn of the group).
-  const layouts: [string, { manta: string[]; deleteLog: string[] }, boolean][] = [
+  // New chunks on both shards; older ones on both; one of each. The job reads a group the way
+  // its lowest schema allows (PartitionInputs.withGroup's chunkSchema → gc.scan.ts scanColumnsOf).
+  const layouts: [string, [number, typeof files.A][]][] = [
     [
       'new chunks',
-      {
-        manta: [...files.A!.manta, ...files.B!.manta],
-        deleteLog: [...files.A!.deleteLog, ...files.B!.deleteLog],
-      },
-      true,
+      [
+        [CHUNK_SCHEMA, files.A!],
+        [CHUNK_SCHEMA, files.B!],
+      ],
     ],
     [
-      'old chunks',
-      {
-        manta: [...files.A!.manta, ...files.B!.manta],
-        deleteLog: [...(await oldChunks(files.A!.deleteLog)), ...(await oldChunks(files.B!.deleteLog))],
-      },
-      false,
+      'schema 2 chunks',
+      [
+        [2, await older('A', 2)],
+        [2, await older('B', 2)],
+      ],
     ],
     [
-      'old and new chunks',
-      {
-        manta: [...files.A!.manta, ...files.B!.manta],
-        deleteLog: [...(await oldChunks(files.A!.deleteLog)), ...files.B!.deleteLog],
-      },
-      false,
+      'schema 3 chunks',
+      [
+        [3, await older('A', 3)],
+        [3, await older('B', 3)],
+      ],
+    ],
+    [
+      'schema 2 and new chunks',
+      [
+        [2, await older('A', 2)],
+        [CHUNK_SCHEMA, files.B!],
+      ],
+    ],
+    [
+      'schema 3 and new chunks',
+      [
+        [CHUNK_SCHEMA, files.A!],
+        [3, await older('B', 3)],
+      ],
     ],
   ];
+  let liveText: boolean | undefined;
   const scans: { label: string; rows: GroupRows; lean: GroupRows; all: RecordDecision[] }[] = [];
   try {
-    for (const [layout, f, gcCleanColumn] of layouts) {
-      const o = { ...opts, gcCleanColumn };
+    for (const [layout, sides] of layouts) {
+      const f = {
+        manta: sides.flatMap(([, x]) => x!.manta),
+        deleteLog: sides.flatMap(([, x]) => x!.deleteLog),
+      };
+      const columns = scanColumnsOf(
+        Math.min(...sides.map(([schema]) => schema)),
+        sides.flatMap(([, x]) => x!.mantaChunks),
+      );
+      liveText ??= columns.liveText;
+      const o = { ...opts, ...columns };
       const scan = await scanGroup(conn, f, o, new DecisionTally({ all: true }));
       scans.push({
         label: `${label}, ${layout}`,
@@ -289,6 +333,8 @@ async function scanAndCompare(
   const scan = scans[0]!;
   const kinds = scan.rows.text === '' ? [] : scan.rows.text.split('\x1d').map((l) => l[0]);
   return {
+    liveText: liveText!,
+    oidNotUuid: [...files.A!.mantaChunks, ...files.B!.mantaChunks].reduce((n, c) => n + c.oidNotUuid!, 0),
     cleanWritten,
     notCleanWritten,
     decisions: scan.all,
@@ -468,6 +514,36 @@ test('adversarial records: the scan decides as the rows written do', async () =>
     const oid = rnd.uuid();
     dels.push({ shard: 'B', oid, value: plain(oid), mtime: String(mtime), name });
   }
+  // objectIds GC's live join matches by UUID (a canonical uuid, in any case) or by text (anything
+  // else: unpack's oid_uuid is NULL, table-specs.ts oidUuidSql), each with a live row naming it.
+  const hex32 = () => rnd.uuid().replaceAll('-', '');
+  const spelled: [string, string, string][] = [
+    // [name, the delete record's objectId, the live row's]
+    ['upper-case delete record, lower-case live', rnd.uuid().toUpperCase(), ''],
+    ['lower-case delete record, upper-case live', rnd.uuid(), 'upper'],
+    ['mixed-case on both sides', mixedCase(rnd.uuid()), 'mixed'],
+    ['not a uuid, named by a live row', `not-a-uuid-${rnd.int(1e9)}`, 'upper'],
+    ['uuid without dashes on both sides', hex32(), 'upper'],
+    ['braced uuid on both sides', `{${rnd.uuid()}}`, 'upper'],
+  ];
+  const spelledLives: Live[] = [];
+  for (const [name, oid, live] of spelled) {
+    dels.push({ shard: 'B', oid, value: plain(oid), name });
+    const l = live === 'upper' ? oid.toUpperCase() : live === 'mixed' ? mixedCase(oid) : oid.toLowerCase();
+    spelledLives.push({ shard: 'A', oid: l, key: `/${OWNER}/stor/${name.replaceAll(' ', '-')}` });
+  }
+  // Spellings DuckDB's cast to UUID takes for the same value, which GC's text comparison tells
+  // apart: no live reference (a cast without oidUuidSql's round trip would find one).
+  for (const [name, del, live] of [
+    ['dashed delete record, undashed live row', 'dashed', 'undashed'],
+    ['undashed delete record, dashed live row', 'undashed', 'dashed'],
+    ['dashed delete record, braced live row', 'dashed', 'braced'],
+  ] as const) {
+    const u = rnd.uuid();
+    const spell = (k: string) => (k === 'dashed' ? u : k === 'braced' ? `{${u}}` : u.replaceAll('-', ''));
+    dels.push({ shard: 'A', oid: spell(del), value: plain(spell(del)), name });
+    spelledLives.push({ shard: 'B', oid: spell(live), key: `/${OWNER}/stor/${name.replaceAll(' ', '-')}` });
+  }
   // Live references: on the other shard for one objectId, under an upper-case spelling for another,
   // a live key holding separator characters for a third, two for a fourth (the smallest names it).
   const lives: Live[] = [
@@ -477,8 +553,25 @@ test('adversarial records: the scan decides as the rows written do', async () =>
     { shard: 'B', oid: named('creator'), key: `/${OWNER}/stor/e` },
     { shard: 'A', oid: named('creator'), key: `/${OWNER}/stor/d` },
     { shard: 'B', oid: named('trailing comma'), key: `/${OWNER}/stor/f` },
+    { shard: 'A', oid: named('upper-case objectId').toLowerCase(), key: `/${OWNER}/stor/g` },
+    // An objectId whose earlier record is not JSON (named by its key only) and whose later one is clean.
+    { shard: 'B', oid: named('earlier malformed'), key: `/${OWNER}/stor/h` },
+    ...spelledLives,
   ];
   const r = await scanAndCompare('adversarial', dels, lives, OPTS);
+  assert.ok(r.liveText, 'unpack counted the live objectIds that are not uuids: the text join runs');
+  const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+  assert.equal(r.oidNotUuid, lives.filter((l) => !uuid.test(l.oid)).length, 'manifest: objectIds not uuids');
+  const liveRef = (name: string) =>
+    r.decisions.find((d) => d.record.shard === 'B' && d.record.key.startsWith(`/${named(name)}/`))?.verdict;
+  for (const [name] of spelled) assert.equal(liveRef(name), 'live-reference', name);
+  assert.equal(
+    r.decisions.find(
+      (d) => d.record.key.startsWith(`/${named('earlier malformed (2)')}/`) && d.record.shard === 'B',
+    )?.verdict,
+    'live-reference',
+    'a live reference of an objectId one of whose records names it by its key only',
+  );
   // The cases did take the paths they were written for.
   const verdicts = new Set(r.decisions.map((d) => d.verdict));
   for (const v of [
@@ -501,6 +594,9 @@ test('adversarial records: the scan decides as the rows written do', async () =>
     'copies of a creator are named under the creator',
   );
 });
+
+/** A string with every other letter upper-cased. */
+const mixedCase = (x: string) => [...x].map((c, i) => (i % 2 ? c.toUpperCase() : c)).join('');
 
 /** A random delete record's value: mostly well-formed, with one fault now and then. */
 function randomValue(rnd: SeededRandom, oid: string): unknown {
@@ -569,6 +665,7 @@ test('random records: the scan decides as the rows written do (seeded)', async (
         });
     }
     const r = await scanAndCompare(`random-${seed}`, dels, lives, OPTS);
+    assert.equal(r.liveText, false, `seed ${seed}: every live objectId is a uuid: no text join`);
     assert.ok(r.clean > 0 && r.raw > 0, `seed ${seed}: both ways taken (${r.clean} as facts, ${r.raw} raw)`);
     assert.ok(
       r.cleanWritten > 0 && r.notCleanWritten > 0,

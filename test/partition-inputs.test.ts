@@ -137,3 +137,21 @@ test('unpack retention removes the unpacked days before the cut, and nothing els
     for (const p of keep) assert.ok(await store.head(p), p);
     for (const p of drop) assert.equal(await store.head(p), undefined, p);
   }));
+
+test('a group of sources unpacked under different chunk schemas reads as the lowest of them', () =>
+  withStore(async (store) => {
+    // GC reads `oid_uuid` (CHUNK_SCHEMA 4) only when no chunk of the group lacks it (gc.scan.ts scanColumnsOf).
+    const a = { ...manifest('2.moray', 'r1', 4, { manta: 5, manta_delete_log: 2 }), chunkSchema: 4 };
+    const b = { ...manifest('3.moray', 'r1', 4, { manta: 5, manta_delete_log: 0 }), chunkSchema: 3 };
+    const c = { ...manifest('4.moray', 'r1', 4, { manta: 0, manta_delete_log: 0 }), chunkSchema: 2 };
+    for (const m of [a, b, c]) await writeSourceManifest(store, m);
+    const inputs = await PartitionInputs.open(store, [a, b, c].map(ref));
+    const schema = (tables: string[]) =>
+      inputs.withGroup({ group: 0, groups: 4 }, tables, (g) => Promise.resolve(g.chunkSchema));
+    assert.equal(await schema(['manta', 'manta_delete_log']), 3);
+    assert.equal(
+      await schema(['manta_delete_log']),
+      4,
+      'a source with no chunk of the tables does not count',
+    );
+  }));

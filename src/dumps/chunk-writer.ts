@@ -13,7 +13,7 @@ import type { DuckDBConnection } from '@duckdb/node-api';
 import { partitionOf } from './partition.js';
 import { chunkPath } from './layout.js';
 import { adoptFile, type ObjectStore } from '../objectstore/object-store.js';
-import { ident, readCsvSql, readTsvSql, type TableSpec } from './table-specs.js';
+import { ident, OID_UUID_TABLES, readCsvSql, readTsvSql, type TableSpec } from './table-specs.js';
 import {
   CopyRowScanner,
   isInt64Bytes,
@@ -33,6 +33,12 @@ export interface ChunkInfo {
   rows: number;
   bytes: number;
   sha256: string;
+  /**
+   * `manta` and `manta_delete_log` chunks (CHUNK_SCHEMA 4): rows with an objectId that is not a
+   * canonical uuid (`oid_uuid` NULL, table-specs.ts oidUuidSql). 0 lets GC skip its text join on
+   * this chunk's objectIds (src/jobs/gc/gc.scan.ts). Absent before CHUNK_SCHEMA 4.
+   */
+  oidNotUuid?: number;
 }
 
 export interface ChunkContext {
@@ -539,7 +545,7 @@ export class PartitionedChunkWriter {
     rows: number,
     suffix: string,
   ): Promise<void> {
-    if (this.spec.checksValues) await this.reportBadValues(out);
+    const oidNotUuid = this.spec.checksValues ? await this.reportBadValues(out) : undefined;
     if (this.spec.kind === 'moray' && !this.ctx.store.localPath) {
       // The chunk leaves this machine: keep its keys for the duplicate-key check.
       const keys = out.replace(/\.parquet$/, '.keys.parquet');
@@ -560,16 +566,34 @@ export class PartitionedChunkWriter {
       suffix,
     );
     const put = await adoptFile(this.ctx.store, objectPath, out);
-    this.chunks.push({ path: objectPath, partition: p, segment, rows, bytes: put.bytes, sha256: put.sha256 });
+    this.chunks.push({
+      path: objectPath,
+      partition: p,
+      segment,
+      rows,
+      bytes: put.bytes,
+      sha256: put.sha256,
+      ...(oidNotUuid !== undefined ? { oidNotUuid } : {}),
+    });
   }
 
-  /** Rows whose `_value` is not JSON are kept (raw `_value`, typed columns NULL), reported, malformed. */
-  private async reportBadValues(parquet: string): Promise<void> {
-    const r = await this.ctx.withDuck((conn) =>
-      conn.runAndReadAll(
-        `SELECT count(*)::INTEGER AS n, min(_key) AS example FROM read_parquet(${sqlString(parquet)}) WHERE NOT value_ok`,
+  /**
+   * Rows whose `_value` is not JSON are kept (raw `_value`, typed columns NULL), reported, malformed.
+   * In the same read, for a table with `oid_uuid`, the rows whose objectId is not a uuid (returned:
+   * ChunkInfo.oidNotUuid).
+   */
+  private async reportBadValues(parquet: string): Promise<number | undefined> {
+    const oid = OID_UUID_TABLES.has(this.spec.table);
+    const from = `read_parquet(${sqlString(parquet)})`;
+    const [r, oids] = await this.ctx.withDuck(async (conn) => [
+      await conn.runAndReadAll(
+        `SELECT count(*)::INTEGER AS n, min(_key) AS example FROM ${from} WHERE NOT value_ok`,
       ),
-    );
+      // oid_uuid is NULL where objectId is (and where it is not a uuid).
+      oid
+        ? await conn.runAndReadAll(`SELECT (count(objectId) - count(oid_uuid))::INTEGER AS n FROM ${from}`)
+        : undefined,
+    ]);
     const row = r.getRowObjectsJson()[0];
     const n = Number(row?.n ?? 0);
     if (n > 0)
@@ -580,5 +604,6 @@ export class PartitionedChunkWriter {
         n,
       );
     if (n > 0) this.ctx.report.count('malformed', n);
+    return oids ? Number(oids.getRows()[0]![0]) : undefined;
   }
 }

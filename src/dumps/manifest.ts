@@ -22,8 +22,13 @@ export const MANIFEST_VERSION = 1;
  * hasCopiesColumn and fall back to `len(sharks)` on older chunks. 3 added `gc_clean` to
  * `manta_delete_log` chunks (table-specs.ts deleteRecordCleanSql: the record may go to GC as its
  * typed columns); GC checks hasGcCleanColumn and computes the same from `_value` on older chunks.
+ * 4 added `oid_uuid` to `manta` and `manta_delete_log` chunks (table-specs.ts oidUuidSql: the
+ * objectId as a UUID when it is a canonical uuid, else NULL) and, per chunk of those tables, the
+ * manifest's `oidNotUuid` (chunk-writer.ts ChunkInfo); GC checks hasOidUuidColumn and joins by
+ * lower-cased text on older chunks. Also `gc_line` on `manta_delete_log` chunks (table-specs.ts
+ * gcLineSql; hasGcLineColumn): GC computes it from the typed columns on older chunks.
  */
-export const CHUNK_SCHEMA = 3;
+export const CHUNK_SCHEMA = 4;
 
 export interface TableManifest {
   kind: 'moray' | 'generic' | 'mako';
@@ -106,6 +111,16 @@ export function hasCopiesColumn(m: SourceManifest): boolean {
 /** Whether the source's `manta_delete_log` chunks have the `gc_clean` column (CHUNK_SCHEMA 3). */
 export function hasGcCleanColumn(m: Pick<SourceManifest, 'chunkSchema'>): boolean {
   return (m.chunkSchema ?? 1) >= 3;
+}
+
+/** Whether the source's `manta` and `manta_delete_log` chunks have `oid_uuid` and `oidNotUuid` (CHUNK_SCHEMA 4). */
+export function hasOidUuidColumn(m: Pick<SourceManifest, 'chunkSchema'>): boolean {
+  return (m.chunkSchema ?? 1) >= 4;
+}
+
+/** Whether the source's `manta_delete_log` chunks have `gc_line` (CHUNK_SCHEMA 4). */
+export function hasGcLineColumn(m: Pick<SourceManifest, 'chunkSchema'>): boolean {
+  return (m.chunkSchema ?? 1) >= 4;
 }
 
 /** The chunks of a table on a day (all sources unless one is named), from the committed manifests. */

@@ -96,6 +96,51 @@ const SHARKS_SQL = `list_transform(v.sharks, s -> {'datacenter': s.datacenter,
 export const DELETE_LOG_TABLE = 'manta_delete_log';
 
 /**
+ * Separators of GC's text (src/jobs/gc/gc.actions.ts): one record from the next, one field from
+ * the next, a shark's id from its datacenter and one shark from the next. Control characters:
+ * a record that is `gc_clean` holds none in any field of its `gc_line`.
+ */
+export const GC_LINE_SEPARATOR = '\x1d';
+export const GC_FIELD_SEPARATOR = '\x1f';
+export const GC_SHARK_SEPARATOR = '\x1e';
+const chr = (c: string) => `chr(${c.charCodeAt(0)})`;
+
+/**
+ * `gc_line` of a delete record (CHUNK_SCHEMA 4, on `manta_delete_log` chunks where `gc_clean`):
+ * what GC's plan, apply and examples read of a clean record, as one string of GC_FIELD_SEPARATOR
+ * separated fields — `_mtime copies contentLength shard _key _etag objectId dir sharks`
+ * (contentLength empty for none; dir: the creator unless null or empty, else the owner; sharks:
+ * `id SS datacenter SS id SS datacenter …`, an empty datacenter for none) — from the chunk's typed
+ * columns, named as in the chunk. Written by unpack once, so GC reads one string per record instead
+ * of decoding the record's columns and its `sharks` list and assembling this text every day
+ * (docs/gc.md); GC computes the same on older chunks (gc.scan.ts).
+ */
+export function gcLineSql(copies = 'copies'): string {
+  const fs = chr(GC_FIELD_SEPARATOR);
+  const ss = chr(GC_SHARK_SEPARATOR);
+  return `concat_ws(${fs}, _mtime::VARCHAR, ${copies}::VARCHAR, coalesce(contentLength::VARCHAR, ''), shard, _key,
+    _etag, objectId, CASE WHEN creator IS NOT NULL AND creator <> '' THEN creator ELSE owner END,
+    array_to_string(list_transform(sharks, s -> s.manta_storage_id || ${ss} || coalesce(s.datacenter, '')), ${ss}))`;
+}
+
+/** The tables whose chunks carry `oid_uuid` (CHUNK_SCHEMA 4): the objectId as a UUID, for GC's live join. */
+export const OID_UUID_TABLES: ReadonlySet<string> = new Set(['manta', DELETE_LOG_TABLE]);
+
+/**
+ * `oid_uuid` of a text objectId `x` (CHUNK_SCHEMA 4): the UUID it spells when it is a canonical
+ * uuid in either case (8-4-4-4-12 hex digits), else NULL. DuckDB's cast also takes other spellings
+ * (no dashes, braces); the round trip to `lower(x)` refuses them, so two objectIds equal as GC
+ * compares them (lower-cased) have equal `oid_uuid`, two that differ never do, and every non-NULL
+ * `oid_uuid` is the objectId's exact lower-case text. GC's live join compares these 16 bytes
+ * instead of lower-casing every `manta` objectId (src/jobs/gc/gc.scan.ts); a NULL (an objectId that
+ * is not a canonical uuid) goes GC's text way. The same expression serves the scan for a delete
+ * record's objectId when the row holds none (its key names it).
+ */
+export function oidUuidSql(x: string): string {
+  return `CASE WHEN TRY_CAST(${x} AS UUID)::VARCHAR = lower(${x}) THEN TRY_CAST(${x} AS UUID) END`;
+}
+
+/**
  * The fields of a delete record's `_value` GC's decision reads (src/jobs/gc/gc.plan.ts
  * parseDeleteValue), each as its JSON text, for DuckDB's strict transform: a value missing any of
  * them, holding one twice, or not JSON gives NULL. JSON text, not VARCHAR: DuckDB casts a number
@@ -196,7 +241,8 @@ export function morayTableSpec(table: string, columns: string[]): TableSpec {
       const id = objIdx < 0 ? null : values[objIdx];
       return id ? id : (values[keyIdx] ?? '');
     },
-    select: (from, source) => `
+    select: (from, source) => {
+      const select = `
       WITH t AS (SELECT *, try(json_transform(_fields, ${sqlString(VALUE_SHAPE)})) AS v FROM ${from}),
       u AS (SELECT *, CASE WHEN _value IS NOT NULL THEN v IS NOT NULL END AS value_ok${
         table === DELETE_LOG_TABLE
@@ -213,12 +259,22 @@ export function morayTableSpec(table: string, columns: string[]): TableSpec {
         _key, _etag, TRY_CAST(_mtime AS BIGINT) AS _mtime, TRY_CAST(_id AS BIGINT) AS _id,
         TRY_CAST(_vnode AS BIGINT) AS _vnode, TRY_CAST(_txn_snap AS BIGINT) AS _txn_snap,
         ${sqlString(source)} AS shard, _value, value_ok${
+          OID_UUID_TABLES.has(table)
+            ? `,
+        ${oidUuidSql('v.objectId')} AS oid_uuid`
+            : ''
+        }${
           table === DELETE_LOG_TABLE
             ? `,
         ${gcClean(source)} AS gc_clean`
             : ''
         }
-      FROM u`,
+      FROM u`;
+      // gc_line over the chunk's own columns, for the records GC may read as typed columns.
+      return table === DELETE_LOG_TABLE
+        ? `SELECT *, CASE WHEN gc_clean THEN ${gcLineSql()} END AS gc_line FROM (${select})`
+        : select;
+    },
   };
 }
 

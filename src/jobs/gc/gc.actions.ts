@@ -11,12 +11,13 @@
  */
 import { RemoraError } from '../../core/errors.js';
 import type { CopyRef, RecordDecision, Verdict } from './gc.plan.js';
+import { GC_FIELD_SEPARATOR, GC_LINE_SEPARATOR, GC_SHARK_SEPARATOR } from '../../dumps/table-specs.js';
 
 /** Separator of a shark's id and datacenter, and of one shark from the next, in `sharks` text. */
-export const SHARK_SEPARATOR = '\x1e';
+export const SHARK_SEPARATOR = GC_SHARK_SEPARATOR;
 /** Separators of the scan's acting lines (addLines): one record from the next, one field from the next. */
-export const LINE_SEPARATOR = '\x1d';
-export const FIELD_SEPARATOR = '\x1f';
+export const LINE_SEPARATOR = GC_LINE_SEPARATOR;
+export const FIELD_SEPARATOR = GC_FIELD_SEPARATOR;
 
 /** Fields of an acting line (addLines); `at` keeps one more separator position per line. */
 const LINE_FIELDS = 10;

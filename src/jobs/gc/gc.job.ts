@@ -18,7 +18,7 @@ import { z } from 'zod';
 import { DAY_MS, dayOf } from '../../core/days.js';
 import { RemoraError } from '../../core/errors.js';
 import type { ReportBuilder } from '../../core/run-report.js';
-import { hasGcCleanColumn } from '../../dumps/manifest.js';
+import { groupChunks } from '../../dumps/manifest.js';
 import { PartitionInputs, type PartitionGroup, type UnpackRef } from '../../dumps/partition-inputs.js';
 import {
   outputType,
@@ -34,7 +34,7 @@ import { applyActions } from './gc.apply.js';
 import { addBacklog, backlogSchema, emptyBacklog, type GcBacklog } from './gc.backlog.js';
 import type { Verdict } from './gc.plan.js';
 import { DEFAULT_GRACE_MS } from './gc.rules.js';
-import { decideGroup, queryGroup, type DecisionTally } from './gc.scan.js';
+import { decideGroup, queryGroup, scanColumnsOf, type DecisionTally } from './gc.scan.js';
 
 export interface GcJobOptions {
   graceMs: number;
@@ -154,8 +154,14 @@ async function runGroup(ctx: TaskContext<GcTaskParams>, o: GcJobOptions, throttl
           queryGroup(
             conn,
             { manta: files.manta!, deleteLog: files.manta_delete_log! },
-            // Chunks before CHUNK_SCHEMA 3 have no `gc_clean`: the scan computes it from `_value`.
-            { ...opts, gcCleanColumn: hasGcCleanColumn({ chunkSchema }) },
+            // The group's lowest CHUNK_SCHEMA decides which columns the scan reads.
+            {
+              ...opts,
+              ...scanColumnsOf(
+                chunkSchema,
+                inputs.manifests.flatMap((m) => groupChunks(m, 'manta', group.group, group.groups)),
+              ),
+            },
           ),
         queued,
       ),

@@ -22,8 +22,14 @@
 import type { DuckDBConnection } from '@duckdb/node-api';
 import { DEFAULT_MAX_EXAMPLES } from '../../core/run-report.js';
 import { sqlString } from '../../dumps/duckdb.js';
-import { deleteRecordCleanSql, deleteRecordFieldsSql } from '../../dumps/table-specs.js';
-import { eachShark, FIELD_SEPARATOR, GcActions, LINE_SEPARATOR, SHARK_SEPARATOR } from './gc.actions.js';
+import { hasGcCleanColumn, hasGcLineColumn, hasOidUuidColumn } from '../../dumps/manifest.js';
+import {
+  deleteRecordCleanSql,
+  deleteRecordFieldsSql,
+  gcLineSql,
+  oidUuidSql,
+} from '../../dumps/table-specs.js';
+import { eachShark, FIELD_SEPARATOR, GcActions, LINE_SEPARATOR } from './gc.actions.js';
 import { addRecordsToBacklog, addToBacklog, emptyBacklog, type GcBacklog } from './gc.backlog.js';
 import {
   CLEANS_UP,
@@ -44,10 +50,9 @@ import {
 const parquet = (files: readonly string[]) =>
   `read_parquet([${files.map(sqlString).join(', ')}], union_by_name = true)`;
 
-/** Separators of the scan's one string: records, fields, and a shark's id and datacenter. */
+/** Separators of the scan's one string: records, fields (a shark's are table-specs.ts gcLineSql's). */
 const RS = LINE_SEPARATOR;
 const FS = FIELD_SEPARATOR;
-const SS = SHARK_SEPARATOR;
 const chr = (c: string) => `chr(${c.charCodeAt(0)})`;
 
 /** The verdicts a clean record can have (every one but `malformed`). */
@@ -57,6 +62,18 @@ const VERDICTS = [...new Set(VERDICT_BY_CLASS)];
 export interface ScanOptions extends GcOptions {
   /** Every delete-log chunk has `gc_clean` (manifest.ts hasGcCleanColumn); else computed from `_value`. */
   gcCleanColumn: boolean;
+  /**
+   * Every `manta` chunk has `oid_uuid` (manifest.ts hasOidUuidColumn): the live join compares
+   * UUIDs, and only objectIds that are not uuids by text. Else every objectId by lower-cased text.
+   */
+  oidUuidColumn?: boolean;
+  /**
+   * With `oidUuidColumn`: some `manta` chunk may hold an objectId that is not a uuid (liveTextOf):
+   * the live join also reads those by text. False only when every chunk counted none.
+   */
+  liveText?: boolean;
+  /** Every delete-log chunk has `gc_line` (CHUNK_SCHEMA 4, table-specs.ts gcLineSql); else computed. */
+  gcLineColumn?: boolean;
   /** Send every record to Node, not only those that act or are examples (tests compare them all). */
   all?: boolean;
 }
@@ -76,20 +93,20 @@ const json = (x: string) => `coalesce(to_json(${x})::VARCHAR, 'null')`;
  *   p 3  n: delete records;
  *   p 4  one row per verdict of clean records: v, and n, copies, bytes, oldest `_mtime` of them.
  *
- * A whole clean record is `class mtime latest copies contentLength live shard key etag objectId
- * dir sharks` (class: gc.plan.ts FactClass as a number, VERDICT_BY_CLASS's index; latest: the
- * objectId's latest `_mtime`, only for `superseded` (its detail); live: `[key, shard]` as JSON,
- * only for `live-reference`; contentLength empty for none; key empty when it is
- * `/<objectId>/<mtime>`; dir: creator, else owner; sharks: id SS datacenter SS id …). An acting
- * one is `class mtime copies contentLength shard key etag objectId dir sharks`. A raw record has
- * every field JSON-encoded: `R oid _key _etag _mtime shard liveKey liveShard _value`; a clean
- * record of such an objectId carries, for `_value`, its typed columns as JSON (which hold what
- * JSON.parse of its `_value` gives, for every field the decision reads: deleteRecordCleanSql), so
- * `_value` is only kept for the records that are not clean. Splitting one delimited string costs
- * a fraction of reading DuckDB's values one by one; the separators are control characters, which
- * JSON always escapes and a clean record does not hold.
+ * A clean record's text is its `gc_line` (table-specs.ts gcLineSql: `mtime copies contentLength
+ * shard key etag objectId dir sharks`, written by unpack, CHUNK_SCHEMA 4, or computed here on older
+ * chunks), so its columns and `sharks` list are read and assembled once, at unpack. An acting record
+ * is `class` and its line (class: gc.plan.ts FactClass as a number, VERDICT_BY_CLASS's index; the
+ * objectId, dir and sharks are only read when eligible); an example `class latest live` and its
+ * line (latest: the objectId's latest `_mtime`, only for `superseded`, its detail; live: `[key,
+ * shard]` as JSON, only for `live-reference`). A record that is not clean has every field
+ * JSON-encoded: `R oid _key _etag _mtime shard liveKey liveShard _value`; a clean record of such an
+ * objectId is `C oid liveKey liveShard` (JSON) and its line, which holds what decideObject reads of
+ * its `_value` (deleteRecordCleanSql), so `_value` is only read for the records that are not clean.
+ * Splitting one delimited string costs a fraction of reading DuckDB's values one by one; the
+ * separators are control characters, which JSON always escapes and a clean record does not hold.
  */
-function scanSql(manta: readonly string[], deleteLog: readonly string[], o: ScanOptions): string {
+export function scanSql(manta: readonly string[], deleteLog: readonly string[], o: ScanOptions): string {
   // A delete record whose _value is not JSON has no objectId column: its key names it.
   const clean = o.gcCleanColumn
     ? 'coalesce(gc_clean, false)'
@@ -107,8 +124,20 @@ function scanSql(manta: readonly string[], deleteLog: readonly string[], o: Scan
   const from = o.gcCleanColumn
     ? rows(deleteLog)
     : `(SELECT *, ${deleteRecordFieldsSql('_value')} AS gf FROM ${rows(deleteLog)})`;
+  // What a clean record's plan, apply and example read, as one string (table-specs.ts gcLineSql):
+  // unpack's column (CHUNK_SCHEMA 4), else the same computed here from the typed columns.
+  const line = o.gcLineColumn ? 'gc_line' : `CASE WHEN ${clean} THEN ${gcLineSql('len(sharks)')} END`;
+  const copies = o.gcLineColumn ? 'copies' : 'len(sharks)';
   const deletes = `SELECT lower(coalesce(objectId, split_part(_key, '/', 2))) AS oid, _key, _etag, _mtime,
-        shard, objectId, owner, creator, contentLength, sharks, ${clean} AS clean, filename, file_row_number FROM ${from}`;
+        shard, ${copies} AS copies, contentLength, ${clean} AS clean, ${line} AS line, filename, file_row_number${
+          // The objectId's UUID (oidUuidSql of the grouping key): unpack's column where the row has
+          // an objectId (the same expression of the same text, lower-cased or not), else from the key.
+          // The cast costs ~250 ns a row (~7 ms for a 1M group's keys); reading the column ~1 ms.
+          o.oidUuidColumn
+            ? `, CASE WHEN objectId IS NOT NULL THEN oid_uuid ELSE ${oidUuidSql(`split_part(_key, '/', 2)`)} END AS u`
+            : ''
+        }
+      FROM ${from}`;
   // `_value` of the records that are not clean only: decoding every record's (the whole previous
   // record as JSON text) was most of the delete log's read (measured 92 ms against 23 ms for a
   // 28k-record group). With `gc_clean` the reader skips the others by its filter; on older chunks
@@ -116,18 +145,13 @@ function scanSql(manta: readonly string[], deleteLog: readonly string[], o: Scan
   const values = o.gcCleanColumn
     ? `SELECT filename, file_row_number, _value FROM ${rows(deleteLog)} WHERE gc_clean IS NULL OR NOT gc_clean`
     : `SELECT filename, file_row_number, _value FROM ${from} WHERE NOT (${clean})`;
-  const live =
-    manta.length === 0
-      ? 'SELECT NULL::VARCHAR AS oid, NULL::VARCHAR AS key, NULL::VARCHAR AS shard WHERE false'
-      : `SELECT lower(objectId) AS oid, min(key) AS key, arg_min(shard, key) AS shard FROM ${parquet(manta)}
-          WHERE type = 'object' AND objectId IS NOT NULL AND lower(objectId) IN (SELECT oid FROM o)
-          GROUP BY 1`;
+  const live = liveSql(manta, o);
   // gc.plan.ts classOf, bit by bit (FACT_CLASS_BITS), in doubles as JavaScript compares.
   const bits: Record<keyof FactClass, string> = {
     notProvable: `_mtime::DOUBLE >= ${num(o.earliestSnapshotMs)}`,
     live: 'lkey IS NOT NULL',
     later: '_mtime::DOUBLE < latest::DOUBLE',
-    noCopies: 'len(sharks) = 0',
+    noCopies: 'copies = 0',
     inGrace: `${num(o.now)} - _mtime::DOUBLE <= ${num(o.graceMs)}`,
   };
   const cls = FACT_CLASS_BITS.map((b, i) => `CASE WHEN ${bits[b]} THEN ${1 << i} ELSE 0 END`).join(' + ');
@@ -137,11 +161,6 @@ function scanSql(manta: readonly string[], deleteLog: readonly string[], o: Scan
     .map(sqlString)
     .join(', ');
   const order = 'ORDER BY oid, _mtime, _key, shard';
-  const sharks = `array_to_string(list_transform(sharks, s -> s.manta_storage_id || ${chr(SS)}
-    || coalesce(s.datacenter, '')), ${chr(SS)})`;
-  // The typed columns a clean record's decision reads, as JSON (its `_value` is not kept).
-  const typed = `to_json({'objectId': objectId, 'owner': owner, 'creator': creator,
-    'contentLength': contentLength, 'sharks': sharks})::VARCHAR`;
   // The first examples of each verdict: one top-N per verdict (a window numbering every record
   // in order cost more than the rest of the query).
   const examples = o.all
@@ -150,40 +169,82 @@ function scanSql(manta: readonly string[], deleteLog: readonly string[], o: Scan
   // r is not materialized: copying every record's columns once more cost more than joining twice.
   return `WITH d AS MATERIALIZED (${deletes}),
     dv AS (${values}),
-    o AS (SELECT oid, bool_and(clean) AS clean, max(_mtime) AS latest FROM d GROUP BY oid),
+    o AS (SELECT oid, bool_and(clean) AS clean, max(_mtime) AS latest${
+      o.oidUuidColumn ? ', any_value(u) AS u' : ''
+    } FROM d GROUP BY oid),
     l AS (${live}),
     r AS NOT MATERIALIZED (SELECT d.*, o.clean AS oclean, o.latest, l.key AS lkey, l.shard AS lshard
           FROM d JOIN o USING (oid) LEFT JOIN l USING (oid)),
-    k AS MATERIALIZED (SELECT *, ${verdicts}[1 + cls] AS v FROM (SELECT *, ${cls} AS cls,
-            CASE WHEN creator IS NOT NULL AND creator <> '' THEN creator ELSE owner END AS dir
-          FROM r WHERE oclean)),
-    -- The examples and the raw records (p 2).
+    k AS MATERIALIZED (SELECT *, ${verdicts}[1 + cls] AS v FROM (SELECT *, ${cls} AS cls FROM r WHERE oclean)),
+    -- The examples and the records of other objectIds (p 2).
     x AS (
-      SELECT oid, _mtime, _key, shard, concat_ws(${chr(FS)}, cls::VARCHAR, _mtime::VARCHAR,
+      SELECT oid, _mtime, _key, shard, concat_ws(${chr(FS)}, cls::VARCHAR,
           CASE WHEN v = 'superseded' THEN latest::VARCHAR ELSE '' END,
-          len(sharks)::VARCHAR, coalesce(contentLength::VARCHAR, ''),
-          CASE WHEN v = 'live-reference' THEN to_json([lkey, lshard])::VARCHAR ELSE '' END,
-          shard, CASE WHEN _key = '/' || objectId || '/' || _mtime::VARCHAR THEN '' ELSE _key END, _etag, objectId, dir,
-          ${sharks}) AS line
+          CASE WHEN v = 'live-reference' THEN to_json([lkey, lshard])::VARCHAR ELSE '' END, line) AS line
         FROM ${examples}
       UNION ALL
-      SELECT oid, _mtime, _key, shard, concat_ws(${chr(FS)}, 'R', ${json('oid')}, ${json('_key')},
-          ${json('_etag')}, coalesce(_mtime::VARCHAR, ''), ${json('shard')}, ${json('lkey')}, ${json('lshard')},
-          ${json(`CASE WHEN clean THEN ${typed} ELSE _value END`)})
+      SELECT oid, _mtime, _key, shard, CASE WHEN clean
+          THEN concat_ws(${chr(FS)}, 'C', ${json('oid')}, ${json('lkey')}, ${json('lshard')}, line)
+          ELSE concat_ws(${chr(FS)}, 'R', ${json('oid')}, ${json('_key')}, ${json('_etag')}, coalesce(_mtime::VARCHAR, ''),
+            ${json('shard')}, ${json('lkey')}, ${json('lshard')}, ${json('_value')}) END
         FROM r LEFT JOIN dv USING (filename, file_row_number) WHERE NOT oclean)
-    SELECT 1 AS p, coalesce(string_agg(concat_ws(${chr(FS)}, cls::VARCHAR, _mtime::VARCHAR,
-            len(sharks)::VARCHAR, coalesce(contentLength::VARCHAR, ''), shard, _key, _etag,
-            CASE WHEN v = 'eligible' THEN concat_ws(${chr(FS)}, objectId, dir, ${sharks}) ELSE ${chr(FS)} || ${chr(FS)} END),
-          ${chr(RS)}), '') AS s, NULL::VARCHAR AS v, NULL::DOUBLE AS n, NULL::DOUBLE AS copies, NULL::DOUBLE AS bytes,
-        NULL::DOUBLE AS oldest
+    SELECT 1 AS p, coalesce(string_agg(concat_ws(${chr(FS)}, cls::VARCHAR, line), ${chr(RS)}), '') AS s,
+        NULL::VARCHAR AS v, NULL::DOUBLE AS n, NULL::DOUBLE AS copies, NULL::DOUBLE AS bytes, NULL::DOUBLE AS oldest
       FROM k WHERE v IN (${acting})
     UNION ALL
     SELECT 2, coalesce(string_agg(line, ${chr(RS)} ${order}), ''), NULL, NULL, NULL, NULL, NULL FROM x
     UNION ALL
     SELECT 3, NULL, NULL, count(*), NULL, NULL, NULL FROM d
     UNION ALL
-    SELECT 4, NULL, v, count(*), sum(len(sharks)), sum(len(sharks) * coalesce(contentLength, 0)), min(_mtime)
+    SELECT 4, NULL, v, count(*), sum(copies), sum(copies * coalesce(contentLength, 0)), min(_mtime)
       FROM k GROUP BY v`;
+}
+
+/**
+ * The live `manta` object rows naming each objectId of `o` (the group's, lower-cased), one row
+ * per objectId: `(oid, key, shard)`, the smallest key naming it and that row's shard.
+ *
+ * With `oid_uuid` (CHUNK_SCHEMA 4): an objectId that is a canonical uuid (`o.u`, the same
+ * table-specs.ts oidUuidSql) is found by comparing `oid_uuid`, 16 bytes, with no objectId text read
+ * or lower-cased (that was 60–75 ms of a 1M group's ~200 ms query, docs/gc.md). Exact: a live row's
+ * `oid_uuid` equals `o.u` exactly when its lower-cased objectId is that text. Any other objectId
+ * (`o.u` NULL) can only be named by rows whose `oid_uuid` is NULL, which the text join reads — not at
+ * all when every chunk counted none (`liveText` false: ChunkInfo.oidNotUuid).
+ */
+function liveSql(manta: readonly string[], o: ScanOptions): string {
+  if (manta.length === 0)
+    return 'SELECT NULL::VARCHAR AS oid, NULL::VARCHAR AS key, NULL::VARCHAR AS shard WHERE false';
+  const text = (
+    where: string,
+    from: string,
+  ) => `SELECT lower(objectId) AS oid, min(key) AS key, arg_min(shard, key) AS shard
+    FROM ${parquet(manta)} WHERE type = 'object' AND objectId IS NOT NULL${where}
+      AND lower(objectId) IN (SELECT oid FROM ${from}) GROUP BY 1`;
+  if (!o.oidUuidColumn) return text('', 'o');
+  const typed = `SELECT o.oid, lu.key, lu.shard FROM (SELECT oid_uuid AS u, min(key) AS key, arg_min(shard, key) AS shard
+      FROM ${parquet(manta)} WHERE type = 'object' AND oid_uuid IN (SELECT u FROM o) GROUP BY 1) lu JOIN o USING (u)`;
+  return o.liveText === false
+    ? typed
+    : `${typed} UNION ALL ${text(' AND oid_uuid IS NULL', 'o WHERE u IS NULL')}`;
+}
+
+/**
+ * How the scan reads a group's chunks, from the lowest CHUNK_SCHEMA of the group's sources
+ * (PartitionInputs.withGroup: a column added later is absent below it) and its `manta` chunks.
+ * Before 3 no `gc_clean` (computed from `_value`); before 4 no `oid_uuid` (every objectId joined as
+ * text). The live join reads objectIds as text too (`liveText`) unless every `manta` chunk counted
+ * no objectId that is not a uuid (ChunkInfo.oidNotUuid, absent before CHUNK_SCHEMA 4).
+ */
+export function scanColumnsOf(
+  chunkSchema: number,
+  mantaChunks: readonly { oidNotUuid?: number }[],
+): Pick<ScanOptions, 'gcCleanColumn' | 'oidUuidColumn' | 'liveText' | 'gcLineColumn'> {
+  return {
+    gcCleanColumn: hasGcCleanColumn({ chunkSchema }),
+    oidUuidColumn: hasOidUuidColumn({ chunkSchema }),
+    gcLineColumn: hasGcLineColumn({ chunkSchema }),
+    liveText: mantaChunks.some((c) => c.oidNotUuid !== 0),
+  };
 }
 
 /** `manta` rows of the group whose `_value` is not JSON: they may name any objectId. */
@@ -333,6 +394,44 @@ function decodeRaw(f: string[]): { oid: string; record: DeleteRecord; liveKey: S
   };
 }
 
+/**
+ * A clean record of an objectId that has records that are not (scanSql `C`): JSON `oid liveKey
+ * liveShard`, then its gc_line. Its `_value` as the fields decideObject reads of it, which hold what
+ * JSON.parse of its `_value` gives (table-specs.ts deleteRecordCleanSql): the objectId, the copies
+ * and contentLength, and the copies' directory as the owner (the creator when one is named: the
+ * directory is all the decision reads of either).
+ */
+function decodeCleanOfOther(f: string[]): {
+  oid: string;
+  record: DeleteRecord;
+  liveKey: Str;
+  liveShard: Str;
+} {
+  const j = (x: string | undefined) => JSON.parse(x!) as Str;
+  const mtime = Number(f[4]);
+  return {
+    oid: j(f[1]) ?? '',
+    liveKey: j(f[2]),
+    liveShard: j(f[3]),
+    record: {
+      key: f[8]!,
+      etag: f[9]!,
+      mtime,
+      shard: f[7]!,
+      value: {
+        objectId: f[10],
+        owner: f[11],
+        sharks: sharksOf(f[12]!).map((c) =>
+          c.datacenter !== undefined
+            ? { manta_storage_id: c.node, datacenter: c.datacenter }
+            : { manta_storage_id: c.node },
+        ),
+        ...(f[6] === '' ? {} : { contentLength: Number(f[6]) }),
+      },
+    },
+  };
+}
+
 function sharksOf(text: string): { node: string; datacenter?: string }[] {
   const out: { node: string; datacenter?: string }[] = [];
   eachShark(text, (node, datacenter) => out.push(datacenter !== undefined ? { node, datacenter } : { node }));
@@ -353,8 +452,8 @@ export function decideGroup(rows: GroupRows, o: GcOptions, tally = new DecisionT
   };
   for (const line of rows.text === '' ? [] : rows.text.split(RS)) {
     const f = line.split(FS);
-    if (f[0] === 'R') {
-      const { oid, record, liveKey, liveShard } = decodeRaw(f);
+    if (f[0] === 'R' || f[0] === 'C') {
+      const { oid, record, liveKey, liveShard } = f[0] === 'R' ? decodeRaw(f) : decodeCleanOfOther(f);
       if (!raw || raw.objectId !== oid) {
         flush();
         raw = { objectId: oid, live: [], deletes: [] };
@@ -372,33 +471,32 @@ export function decideGroup(rows: GroupRows, o: GcOptions, tally = new DecisionT
   return tally;
 }
 
-/** A clean record sent whole (scanSql), as its decision. */
+/** A clean record sent whole (scanSql: `class latest live` and its gc_line), as its decision. */
 function wholeRecord(f: string[]): RecordDecision {
   const verdict = VERDICT_BY_CLASS[Number(f[0])]!;
-  const mtime = Number(f[1]);
-  const contentLength = f[4] === '' ? undefined : Number(f[4]);
+  const mtime = Number(f[3]);
+  const contentLength = f[5] === '' ? undefined : Number(f[5]);
   let live: LiveRef | undefined;
-  if (f[5] !== '') {
-    const [key, shard] = JSON.parse(f[5]!) as [string, string];
+  if (f[2] !== '') {
+    const [key, shard] = JSON.parse(f[2]!) as [string, string];
     live = { key, shard };
   }
   // latestMtime is only read (detailOf) when a later record made this one superseded.
   const facts: RecordFacts = {
     mtime,
-    latestMtime: f[2] === '' ? mtime : Number(f[2]),
+    latestMtime: f[1] === '' ? mtime : Number(f[1]),
     live,
-    copies: Number(f[3]),
+    copies: Number(f[4]),
   };
-  const objectId = f[9]!;
-  const record = { shard: f[6]!, key: f[7] === '' ? `/${objectId}/${f[1]}` : f[7]!, etag: f[8]!, mtime };
-  return decisionOf(record, verdict, facts, contentLength, () => sharksOf(f[11]!), f[10]!, objectId);
+  const record = { shard: f[6]!, key: f[7]!, etag: f[8]!, mtime };
+  return decisionOf(record, verdict, facts, contentLength, () => sharksOf(f[11]!), f[10]!, f[9]!);
 }
 
 /** queryGroup then decideGroup, on one connection (every record sent when `tally` keeps them all). */
 export async function scanGroup(
   conn: DuckDBConnection,
   files: { manta: readonly string[]; deleteLog: readonly string[] },
-  o: GcOptions & { gcCleanColumn: boolean },
+  o: GcOptions & Pick<ScanOptions, 'gcCleanColumn' | 'oidUuidColumn' | 'liveText' | 'gcLineColumn'>,
   tally?: DecisionTally,
 ): Promise<{ rows: GroupRows; tally: DecisionTally }> {
   const rows = await queryGroup(conn, files, { ...o, all: tally?.all !== undefined });
