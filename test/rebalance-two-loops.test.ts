@@ -51,6 +51,7 @@ test(
       const batch2Copied = new Promise<void>((resolve) => (secondCopied = resolve));
       let gateTimedOut = false;
       const linked = new Set<string>();
+      let links = 0;
       const onStep = async (step: RunStep, ids: string[]) => {
         if (step === 'read') {
           batches++;
@@ -63,11 +64,11 @@ test(
         // object still in play: its re-read must keep the old copy it names.
         if (step === 'copied' && ids.length > 0) {
           const o = onA1.get(ids[0]!)!;
-          const linkKey = key(`/alice/stor/tl/link-${b}`);
+          const linkKey = key(`/alice/stor/tl/link-${++links}`);
           await d.tier.putObject(
             'manta',
             linkKey,
-            { ...o.value, key: linkKey, name: `link-${b}` },
+            { ...o.value, key: linkKey, name: `link-${links}` },
             { etag: null },
           );
           linked.add(o.value.objectId);
@@ -88,6 +89,7 @@ test(
         }
       };
       const outcomes: string[] = [];
+      const details = new Map<string, string>();
       const totals = await runJob(
         { tier: d.tier, storage: d.storage, nodeUrl },
         {
@@ -96,15 +98,13 @@ test(
           batchSize: 4,
           onStep,
           onOutcomes: (outs) => {
-            for (const { outcome } of outs) outcomes.push(outcome.objectId);
+            for (const { outcome } of outs) {
+              outcomes.push(outcome.objectId);
+              details.set(outcome.objectId, outcome.detail ?? '');
+            }
           },
         },
       );
-      assert.equal(gateTimedOut, false, `batch 2 never copied while batch 1 waited: ${events.join(' ')}`);
-      const at = (e: string) => events.indexOf(e);
-      assert.ok(at('2:copied') >= 0 && at('2:copied') < at('1:tombstoned'), events.join(' '));
-      assert.ok(batches >= 3, `${batches} batches`);
-
       // Exactly one outcome and one claim per object: no object moved twice.
       const n = onA1.size;
       assert.equal(
@@ -120,6 +120,11 @@ test(
       );
       assert.equal(rows.rows.length, n);
       for (const r of rows.rows) assert.equal(r.attempts, 1, `${r.object_id} claimed ${r.attempts} times`);
+      assert.equal(gateTimedOut, false, `batch 2 never copied while batch 1 waited: ${events.join(' ')}`);
+      const at = (e: string) => events.indexOf(e);
+      assert.ok(at('2:copied') >= 0 && at('2:copied') < at('1:tombstoned'), events.join(' '));
+      assert.ok(batches >= 3, `${batches} batches`);
+
       assert.deepEqual(
         totals.outcomes,
         { complete: n - linked.size, 'skipped:EtagConflict': linked.size },
@@ -134,6 +139,8 @@ test(
         const onOld = path.join(root(A1), owner, objectId);
         const rec = (await d.tier.getObject<MantaObjectValue>('manta', o.value.key))!.value;
         if (linked.has(objectId)) {
+          // Kept by the re-read of step 5, before any MOVE (not tombstoned, then put back by 6b).
+          assert.match(details.get(objectId)!, /\(made during the move\) still names the old copy/, objectId);
           // Skipped: the old copy stays, byte for byte, for the link that names it.
           assert.ok(fs.readFileSync(onOld).equals(o.body), objectId);
           continue;
