@@ -11,6 +11,11 @@
  *   6b. re-read once more: a record naming the old copy now         → restore it (a link that raced 5)
  *   7. record outcomes (complete / post_processing / skipped / error)
  *
+ * A runner runs DEFAULT_CLAIM_LOOPS of these claim → move loops at once, as that many runners on
+ * one job would (claims are per-object leases, disjoint between loops): each does every step
+ * above for its own batch, in order; their copies share the `concurrency` copy slots (the pull
+ * lanes), so one batch's metadata steps (1, 2, 4–7) run while the other's copies are in flight.
+ *
  * Step 2 judges every live record of the objectId on its own (rebalance.metadata.ts analyze): no
  * record may end with fewer datacenters or one node twice, and all must end naming the same
  * copies. A record that cannot be read (malformed `_value`) blocks its object (`error
@@ -126,7 +131,9 @@ export const DEFAULT_CONCURRENCY = 8;
  * than DEFAULT_BATCH_TARGET_MS, the next holds as many objects as fit in that time at its pace
  * (at most MAX_BATCH_PER_SLOT per slot, and still at most 1 GiB), so small objects go in big batches (their per-batch metadata
  * work, round trips and commits spread over more objects: docs/rebalance.md) while outcomes are
- * still recorded every ~2 s; a slow or throttled run keeps the first size.
+ * still recorded every ~2 s; a slow or throttled run keeps the first size. With several claim
+ * loops each claims its share of these sizes (at least `concurrency`), so the objects a runner
+ * holds at once stay what one loop held, and sizes its next claim from its own last batch.
  */
 export const DEFAULT_BATCH_PER_SLOT = 8;
 export const MAX_BATCH_PER_SLOT = 64;
