@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ManualClock } from '../src/core/clock.js';
-import { eachLimit, mapLimit } from '../src/core/concurrency.js';
+import { eachLimit, mapLimit, Slots } from '../src/core/concurrency.js';
 import { addDays, assertDay, daysBetween, isDay } from '../src/core/days.js';
 import { isRemoraError, RemoraError } from '../src/core/errors.js';
 import { withBackoff } from '../src/core/retry.js';
@@ -53,6 +53,31 @@ test('eachLimit: the first error stops new items, running ones finish, then it i
     eachLimit([1], 0, () => Promise.resolve()),
     RangeError,
   );
+});
+
+test('Slots: callers sharing it never run more than its size at once, waiters go first in first served', async () => {
+  const slots = new Slots(2);
+  let running = 0;
+  let most = 0;
+  const order: string[] = [];
+  const job = (name: string) =>
+    slots.run(async () => {
+      order.push(name);
+      most = Math.max(most, ++running);
+      await new Promise((r) => setImmediate(r));
+      running--;
+      if (name === 'a2') throw new Error('a2 failed');
+      return name;
+    });
+  // Two callers (as two claim loops) each start their items with their own limit of 2.
+  const a = Promise.allSettled([eachLimit(['a1', 'a2', 'a3'], 2, (n) => job(n).then(() => undefined))]);
+  const b = Promise.all(['b1', 'b2'].map(job));
+  assert.deepEqual(await b, ['b1', 'b2']);
+  await a;
+  assert.equal(most, 2);
+  // a1 and a2 took both slots; b1, b2 waited and went in the order they came; a failure frees its slot.
+  assert.deepEqual(order.slice(0, 4), ['a1', 'a2', 'b1', 'b2']);
+  assert.throws(() => new Slots(0), RangeError);
 });
 
 test('withBackoff: retries retryable errors with growing waits, stops at once on others', async () => {

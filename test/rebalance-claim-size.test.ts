@@ -66,6 +66,9 @@ test(
         {
           jobId,
           concurrency,
+          // One claim loop: this test follows one loop's sizes, batch after batch (with two, each
+          // loop sizes its own claims the same way, from half the sizes: rebalance-two-loops.test.ts).
+          claimLoops: 1,
           batchTargetMs: 2000,
           onStep: (step, ids) => {
             if (step === 'copied') clock.advance(ids.length * msPerObject());

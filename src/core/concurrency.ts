@@ -39,3 +39,30 @@ export async function mapLimit<T, R>(
   });
   return out;
 }
+
+/**
+ * A counted limit shared by several callers: at most `size` of the functions given to `run` at
+ * once, the rest waiting in the order they came (first in, first served).
+ */
+export class Slots {
+  private free: number;
+  private readonly waiting: (() => void)[] = [];
+
+  constructor(readonly size: number) {
+    if (!(Number.isInteger(size) && size >= 1)) throw new RangeError(`Slots: size ${size} is not ≥ 1`);
+    this.free = size;
+  }
+
+  async run<R>(fn: () => Promise<R>): Promise<R> {
+    if (this.free > 0) this.free--;
+    else await new Promise<void>((resolve) => this.waiting.push(resolve));
+    try {
+      return await fn();
+    } finally {
+      // Hand the slot straight to the next waiter, else give it back.
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.free++;
+    }
+  }
+}

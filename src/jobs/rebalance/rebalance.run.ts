@@ -11,6 +11,11 @@
  *   6b. re-read once more: a record naming the old copy now         → restore it (a link that raced 5)
  *   7. record outcomes (complete / post_processing / skipped / error)
  *
+ * A runner runs DEFAULT_CLAIM_LOOPS of these claim → move loops at once, as that many runners on
+ * one job would (claims are per-object leases, disjoint between loops): each does every step
+ * above for its own batch, in order; their copies share the `concurrency` copy slots (the pull
+ * lanes), so one batch's metadata steps (1, 2, 4–7) run while the other's copies are in flight.
+ *
  * Step 2 judges every live record of the objectId on its own (rebalance.metadata.ts analyze): no
  * record may end with fewer datacenters or one node twice, and all must end naming the same
  * copies. A record that cannot be read (malformed `_value`) blocks its object (`error
@@ -27,7 +32,7 @@
  * no step can leave two copies on one node.
  */
 import { ReportBuilder, type RunReport } from '../../core/run-report.js';
-import { eachLimit } from '../../core/concurrency.js';
+import { eachLimit, Slots } from '../../core/concurrency.js';
 import { ByteThrottle } from '../../storage/throttle.js';
 import os from 'node:os';
 import { type Clock, systemClock } from '../../core/clock.js';
@@ -50,6 +55,7 @@ import {
   type CopyRequest,
   destinationHasCopy,
   type NodeUrl,
+  pullLanes,
   type Transfer,
 } from './rebalance.transfer.js';
 import { unionSharksOf } from './rebalance.sources.js';
@@ -76,6 +82,12 @@ export interface RunOptions {
   batchTargetMs?: number;
   /** Bytes per claim past one object per copy slot (default DEFAULT_BATCH_BYTES). */
   batchBytes?: number;
+  /**
+   * Claim loops run at once (default DEFAULT_CLAIM_LOOPS): each claims its own batch and does
+   * every step of the move for it, in order, as separate runners would; their copies share the
+   * `concurrency` copy slots, so one batch's metadata steps overlap another's copies.
+   */
+  claimLoops?: number;
   /** Stop claiming new work when aborted (SIGINT): claimed objects finish first. */
   signal?: AbortSignal;
   /**
@@ -119,7 +131,9 @@ export const DEFAULT_CONCURRENCY = 8;
  * than DEFAULT_BATCH_TARGET_MS, the next holds as many objects as fit in that time at its pace
  * (at most MAX_BATCH_PER_SLOT per slot, and still at most 1 GiB), so small objects go in big batches (their per-batch metadata
  * work, round trips and commits spread over more objects: docs/rebalance.md) while outcomes are
- * still recorded every ~2 s; a slow or throttled run keeps the first size.
+ * still recorded every ~2 s; a slow or throttled run keeps the first size. With several claim
+ * loops each claims its share of these sizes (at least `concurrency`), so the objects a runner
+ * holds at once stay what one loop held, and sizes its next claim from its own last batch.
  */
 export const DEFAULT_BATCH_PER_SLOT = 8;
 export const MAX_BATCH_PER_SLOT = 64;
@@ -143,14 +157,23 @@ export function nextClaimSize(p: {
   return Math.max(p.base, Math.min(p.max, fit));
 }
 export const DEFAULT_LEASE_MS = 30_000;
+/**
+ * Two claim loops per runner: while one batch's metadata steps run (claim, live read, update,
+ * re-read, tombstone, outcomes), the other batch's copies keep the copy slots busy
+ * (docs/rebalance.md, "Two claim loops").
+ */
+export const DEFAULT_CLAIM_LOOPS = 2;
 
 export async function runJob(deps: RunDeps, opts: RunOptions): Promise<RunTotals> {
   const runner = `${os.hostname()}:${process.pid}:${Date.now().toString(36)}`;
   const concurrency = Math.max(1, opts.concurrency ?? DEFAULT_CONCURRENCY);
   const leaseMs = opts.leaseMs ?? DEFAULT_LEASE_MS;
+  const loops = Math.max(1, opts.claimLoops ?? DEFAULT_CLAIM_LOOPS);
   const t: Transfer = {
     storage: deps.storage,
     nodeUrl: deps.nodeUrl,
+    // Both loops' pull requests draw from one set of lanes: `concurrency` copies in flight in all.
+    pullSlots: new Slots(pullLanes(concurrency)),
     ...(opts.maxBytesPerSecond
       ? { throttle: new ByteThrottle({ bytesPerSecond: opts.maxBytesPerSecond }) }
       : {}),
@@ -161,11 +184,15 @@ export async function runJob(deps: RunDeps, opts: RunOptions): Promise<RunTotals
   const totals: Omit<RunTotals, 'report'> = { claimed: 0, outcomes: {} };
   const renew = setInterval(() => void renewClaims(db, opts.jobId, runner).catch(() => {}), leaseMs / 3);
   const clock = deps.clock ?? systemClock;
-  const base = opts.batchSize ?? concurrency * DEFAULT_BATCH_PER_SLOT;
-  const max = opts.batchSize ?? concurrency * MAX_BATCH_PER_SLOT;
-  let limit = base;
-  try {
-    while (!opts.signal?.aborted) {
+  // Objects held at once over all loops stay what one loop held: each loop claims its share.
+  const base =
+    opts.batchSize ?? Math.max(concurrency, Math.ceil((concurrency * DEFAULT_BATCH_PER_SLOT) / loops));
+  const max = opts.batchSize ?? Math.max(base, Math.ceil((concurrency * MAX_BATCH_PER_SLOT) / loops));
+  // The first error of any loop: no loop claims again; batches in hand finish, then it is thrown.
+  let failure: { error: unknown } | undefined;
+  const claimLoop = async (claimed: () => void) => {
+    let limit = base;
+    while (!opts.signal?.aborted && failure === undefined) {
       const started = clock.now();
       const rows = await claimObjects(db, {
         jobId: opts.jobId,
@@ -177,8 +204,10 @@ export async function runJob(deps: RunDeps, opts: RunOptions): Promise<RunTotals
         runStartedAt,
         ...(opts.dest ? { dest: opts.dest } : {}),
       });
+      claimed();
       if (rows.length === 0) {
         // A crashed runner's claims become claimable when their lease runs out: wait for them.
+        // (This runner's other loop holds its claims as this runner: they are not waited for.)
         if ((await countHeldElsewhere(db, opts.jobId, runner, opts.dest)) === 0) break;
         await new Promise((r) => setTimeout(r, Math.min(1000, leaseMs / 2)));
         continue;
@@ -205,9 +234,35 @@ export async function runJob(deps: RunDeps, opts: RunOptions): Promise<RunTotals
         reportOutcome(report, o);
       }
     }
+  };
+  try {
+    // Each loop starts once the one before it has claimed, so their copies take turns rather
+    // than starting (and then waiting on the metadata) in step.
+    const running: Promise<void>[] = [];
+    let before: Promise<void> = Promise.resolve();
+    for (let i = 0; i < loops; i++) {
+      let claimed!: () => void;
+      const hasClaimed = new Promise<void>((resolve) => (claimed = resolve));
+      const after = before;
+      running.push(
+        (async () => {
+          try {
+            await after;
+            await claimLoop(claimed);
+          } catch (error) {
+            failure ??= { error };
+          } finally {
+            claimed();
+          }
+        })(),
+      );
+      before = hasClaimed;
+    }
+    await Promise.all(running);
   } finally {
     clearInterval(renew);
   }
+  if (failure) throw failure.error;
   return { ...totals, report: report.finish() };
 }
 

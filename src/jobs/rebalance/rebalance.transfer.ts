@@ -19,7 +19,7 @@
  * other source tried.
  */
 import { ByteThrottle } from '../../storage/throttle.js';
-import { eachLimit } from '../../core/concurrency.js';
+import { eachLimit, Slots } from '../../core/concurrency.js';
 import { RemoraError } from '../../core/errors.js';
 import type { Shark } from '../../metadata/types.js';
 import type { PullCopy, PullResult, StorageClient } from '../../storage/storage-client.js';
@@ -45,6 +45,17 @@ export interface Transfer {
   nodeUrl: NodeUrl;
   /** Shared by every transfer of one runner (`--max-bytes-per-second`). */
   throttle?: ByteThrottle;
+  /**
+   * Pull requests in flight, shared by every copy step of one runner (its claim loops,
+   * rebalance.run.ts): at most `pullLanes(concurrency)` requests at once over all of them.
+   * Without it, each `copyObjects` call has its own lanes.
+   */
+  pullSlots?: Slots;
+}
+
+/** Pull requests sent at once for `concurrency` copies in flight (8 → 2 requests of 4 copies). */
+export function pullLanes(concurrency: number): number {
+  return Math.max(1, Math.ceil(concurrency / DEFAULT_PULL_CONCURRENCY));
 }
 
 /** Copies of one pull request at most (the Rust agent's assignments held ≤ 50 tasks). */
@@ -65,8 +76,9 @@ interface Pending {
  * grouped by destination, split into pull requests of at most PULL_BATCH_OBJECTS copies and
  * PULL_BATCH_BYTES (with a throttle, at most one second's worth past the first copy), and sent
  * ceil(concurrency / DEFAULT_PULL_CONCURRENCY) at a time, each fetched on the node
- * concurrency / that many copies at a time (8 → two requests of 4 at once). With a throttle, a request's bytes are taken from
- * it before the request is sent. The result per request, in order.
+ * concurrency / that many copies at a time (8 → two requests of 4 at once); with `t.pullSlots`, those
+ * lanes are shared with the runner's other claim loop. With a throttle, a request's bytes are
+ * taken from it once the request has its lane, before it is sent. The result per request, in order.
  */
 export async function copyObjects(
   t: Transfer,
@@ -98,7 +110,7 @@ export async function copyObjects(
     byDest.set(destUrl, [...(byDest.get(destUrl) ?? []), p]);
   }
   // Requests at once × copies fetched at once within each ≈ concurrency.
-  const lanes = Math.max(1, Math.ceil(concurrency / DEFAULT_PULL_CONCURRENCY));
+  const lanes = pullLanes(concurrency);
   const perRequest = Math.max(1, Math.ceil(concurrency / lanes));
   const pending = [...byDest.values()].reduce((n, ps) => n + ps.length, 0);
   // Enough requests to keep every lane busy, each as big as that allows.
@@ -124,7 +136,7 @@ export async function copyObjects(
     }
     if (cur.length > 0) batches.push(cur);
   }
-  await eachLimit(batches, lanes, async (batch) => {
+  const send = async (batch: Pending[]) => {
     if (t.throttle) await t.throttle.take(batch.reduce((n, p) => n + p.req.bytes, 0));
     let answers: PullResult[];
     try {
@@ -137,7 +149,9 @@ export async function copyObjects(
       return;
     }
     for (const [i, a] of answers.entries()) results[batch[i]!.index] = outcomeOf(batch[i]!, a);
-  });
+  };
+  const slots = t.pullSlots;
+  await eachLimit(batches, lanes, (batch) => (slots ? slots.run(() => send(batch)) : send(batch)));
   return results;
 }
 
