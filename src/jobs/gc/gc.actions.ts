@@ -33,19 +33,6 @@ const F_OBJECTID = 7;
 const F_OWNER = 8;
 const F_SHARKS = 9;
 
-/**
- * What a dry run's acting lines would move, counted by DuckDB (gc.scan.ts movingSql): the
- * objectIds of the eligible lines with copies (split by LINE_SEPARATOR, for the re-check), their
- * records, copies and bytes, and per node its copies and bytes — as applyActions counts the lines.
- */
-export interface MovingCopies {
-  objectIds: string;
-  records: number;
-  copies: number;
-  bytes: number;
-  perNode: { node: string; copies: number; bytes: number }[];
-}
-
 export class GcActions {
   /** Per record. */
   readonly verdicts: Verdict[] = [];
@@ -61,8 +48,6 @@ export class GcActions {
   /** Acting lines: per line, the position of the separator before each field and after the last. */
   private readonly at: number[] = [];
   private text = '';
-  /** A dry run's acting lines, counted (gc.scan.ts movingSql); the records decided in Node are not in it. */
-  moving: MovingCopies | undefined;
 
   get length(): number {
     return this.verdicts.length;
@@ -111,11 +96,6 @@ export class GcActions {
       this.from.push(base);
       start = end + 1;
     }
-  }
-
-  /** Whether record i is one of the acting lines (addLines), not a decision made in Node. */
-  isLine(i: number): boolean {
-    return typeof this.from[i] === 'number';
   }
 
   /** Field f of acting line at `base` in `at`. */

@@ -33,7 +33,7 @@ import type { MetadataTier } from '../../metadata/metadata-tier.js';
 import type { StorageClient } from '../../storage/storage-client.js';
 import type { MoveTree } from '../../storage/storage-paths.js';
 import type { ByteThrottle } from '../../storage/throttle.js';
-import { GcActions, LINE_SEPARATOR, type MovingCopies } from './gc.actions.js';
+import { GcActions } from './gc.actions.js';
 import type { CopyRef, RecordDecision } from './gc.plan.js';
 
 export interface GcApplyDeps {
@@ -101,10 +101,6 @@ function copiesOf(a: GcActions, w: ObjectWork): CopyRef[] {
 }
 
 export async function applyActions(a: GcActions, deps: GcApplyDeps): Promise<ApplyLeft> {
-  if (deps.dryRun && a.moving !== undefined) {
-    const left = await dryRunCounted(a, a.moving, deps);
-    if (left !== undefined) return left;
-  }
   const r = deps.report;
   const byObject = new Map<string, ObjectWork>();
   const cleanupOnly: number[] = [];
@@ -218,119 +214,6 @@ export async function applyActions(a: GcActions, deps: GcApplyDeps): Promise<App
           });
       }
     }
-  return left;
-}
-
-/**
- * A dry run whose acting lines DuckDB counted (`moving`, gc.scan.ts movingSql): the same re-check,
- * counters and what is left as applyActions's dry run, without grouping or counting the lines one
- * by one. The re-check asks about the same objectIds (the records decided in Node first, then the
- * lines'); an objectId it cancels has its records' copies taken back out of DuckDB's counts (read
- * from its lines, only then). The records decided in Node are grouped and counted as applyActions
- * does. Undefined (nothing done) if both name one objectId, which the scan never sends (a clean
- * objectId's records are all lines, any other's all decisions): applyActions then does it all.
- */
-async function dryRunCounted(
-  a: GcActions,
-  m: MovingCopies,
-  deps: GcApplyDeps,
-): Promise<ApplyLeft | undefined> {
-  const r = deps.report;
-  const byObject = new Map<string, ObjectWork>();
-  let cleanupOnly = 0;
-  let lines = 0;
-  for (let i = 0; i < a.length; i++) {
-    if (a.isLine(i)) {
-      lines++;
-      continue;
-    }
-    if (!a.movesCopies(i)) {
-      cleanupOnly++;
-      continue;
-    }
-    const objectId = a.objectId(i);
-    const bytes = a.contentLength(i) ?? 0;
-    const w = byObject.get(objectId);
-    if (w === undefined) byObject.set(objectId, { objectId, records: [i], bytes });
-    else {
-      w.records.push(i);
-      w.bytes = Math.max(w.bytes, bytes);
-    }
-  }
-  const ids = m.objectIds === '' ? [] : m.objectIds.split(LINE_SEPARATOR);
-  if (byObject.size > 0) for (const id of ids) if (byObject.has(id)) return undefined;
-  // The lines that act and move nothing.
-  cleanupOnly += lines - m.records;
-
-  // 1. Re-check live metadata, as applyActions does.
-  const work = byObject.size > 0 ? [...byObject.keys(), ...ids] : ids;
-  const cancelled = new Set<string>();
-  for (let i = 0; i < work.length; i += RECHECK_BATCH) {
-    const batch = work.slice(i, i + RECHECK_BATCH);
-    const live = await deps.tier.findByObjectIds(batch);
-    for (const objectId of batch) {
-      const refs = live.get(objectId) ?? [];
-      if (refs.length > 0) {
-        r.count('recheckCancelled').event('recheck-cancelled', 'info', {
-          objectId,
-          reference: `${refs[0]!.key} on ${refs[0]!.shard}`,
-        });
-        cancelled.add(objectId);
-      }
-    }
-  }
-
-  const left: ApplyLeft = { records: m.records, copies: m.copies, bytes: m.bytes };
-  const perNode = new Map<string, { copies: number; bytes: number }>();
-  for (const n of m.perNode) perNode.set(n.node, { copies: n.copies, bytes: n.bytes });
-  const nodes: string[] = [];
-  const count = (sign: 1 | -1, records: number, bytes: number) => {
-    for (const node of nodes) {
-      const n = perNode.get(node);
-      if (n === undefined) perNode.set(node, { copies: 1, bytes });
-      else {
-        n.copies += sign;
-        n.bytes += sign * bytes;
-        if (n.copies === 0) perNode.delete(node);
-      }
-    }
-    left.records += sign * records;
-    left.copies += sign * nodes.length;
-    left.bytes += sign * nodes.length * bytes;
-  };
-  // The lines of objectIds the re-check cancelled: out of DuckDB's counts.
-  const gone = new Map<string, ObjectWork>();
-  if (cancelled.size > byObject.size || [...cancelled].some((id) => !byObject.has(id)))
-    for (let i = 0; i < a.length; i++) {
-      if (!a.isLine(i) || !a.movesCopies(i)) continue;
-      const objectId = a.objectId(i);
-      if (!cancelled.has(objectId)) continue;
-      const bytes = a.contentLength(i) ?? 0;
-      const w = gone.get(objectId);
-      if (w === undefined) gone.set(objectId, { objectId, records: [i], bytes });
-      else {
-        w.records.push(i);
-        w.bytes = Math.max(w.bytes, bytes);
-      }
-    }
-  for (const w of gone.values()) {
-    nodes.length = 0;
-    for (const i of w.records) a.addNodes(i, nodes);
-    count(-1, w.records.length, w.bytes);
-  }
-  // The records decided in Node that the re-check cleared: counted as applyActions counts them.
-  for (const w of byObject.values()) {
-    if (cancelled.has(w.objectId)) continue;
-    nodes.length = 0;
-    for (const i of w.records) a.addNodes(i, nodes);
-    count(1, w.records.length, w.bytes);
-  }
-  for (const [node, n] of perNode)
-    r.count('copiesWouldTombstone', n.copies)
-      .count(`copiesWouldTombstone.${node}`, n.copies)
-      .count('bytesWouldTombstone', n.bytes)
-      .count(`bytesWouldTombstone.${node}`, n.bytes);
-  r.count('deleteRecordsWouldRemove', cleanupOnly + left.records);
   return left;
 }
 

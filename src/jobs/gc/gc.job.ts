@@ -157,8 +157,6 @@ async function runGroup(ctx: TaskContext<GcTaskParams>, o: GcJobOptions, throttl
             // The group's lowest CHUNK_SCHEMA decides which columns the scan reads.
             {
               ...opts,
-              // A dry run's copies are counted by DuckDB (gc.scan.ts movingSql).
-              ...(dryRun ? { dryRun } : {}),
               ...scanColumnsOf(
                 chunkSchema,
                 inputs.manifests.flatMap((m) => groupChunks(m, 'manta', group.group, group.groups)),

@@ -26,11 +26,10 @@ import { hasGcCleanColumn, hasGcLineColumn, hasOidUuidColumn } from '../../dumps
 import {
   deleteRecordCleanSql,
   deleteRecordFieldsSql,
-  GC_SHARK_SEPARATOR,
   gcLineSql,
   oidUuidSql,
 } from '../../dumps/table-specs.js';
-import { eachShark, FIELD_SEPARATOR, GcActions, LINE_SEPARATOR, type MovingCopies } from './gc.actions.js';
+import { eachShark, FIELD_SEPARATOR, GcActions, LINE_SEPARATOR } from './gc.actions.js';
 import { addRecordsToBacklog, addToBacklog, emptyBacklog, type GcBacklog } from './gc.backlog.js';
 import {
   CLEANS_UP,
@@ -77,12 +76,6 @@ export interface ScanOptions extends GcOptions {
   gcLineColumn?: boolean;
   /** Send every record to Node, not only those that act or are examples (tests compare them all). */
   all?: boolean;
-  /**
-   * A dry run (`remora gc plan`): DuckDB also counts the copies the clean records would move, per
-   * node and in all, and lists their objectIds for the re-check (scanSql p 5, p 6; GroupRows
-   * `moving`), so the dry run's apply groups and counts nothing per record (gc.apply.ts).
-   */
-  dryRun?: boolean;
 }
 
 const num = (x: number) => `CAST('${x}' AS DOUBLE)`;
@@ -173,7 +166,6 @@ export function scanSql(manta: readonly string[], deleteLog: readonly string[], 
   const examples = o.all
     ? 'k'
     : `(${VERDICTS.map((v) => `(SELECT * FROM k WHERE v = ${sqlString(v)} ${order} LIMIT ${DEFAULT_MAX_EXAMPLES})`).join(' UNION ALL ')})`;
-  const moving = o.dryRun ? movingSql() : undefined;
   // r is not materialized: copying every record's columns once more cost more than joining twice.
   return `WITH d AS MATERIALIZED (${deletes}),
     dv AS (${values}),
@@ -184,7 +176,6 @@ export function scanSql(manta: readonly string[], deleteLog: readonly string[], 
     r AS NOT MATERIALIZED (SELECT d.*, o.clean AS oclean, o.latest, l.key AS lkey, l.shard AS lshard
           FROM d JOIN o USING (oid) LEFT JOIN l USING (oid)),
     k AS MATERIALIZED (SELECT *, ${verdicts}[1 + cls] AS v FROM (SELECT *, ${cls} AS cls FROM r WHERE oclean)),
-    ${moving?.cte ?? ''}
     -- The examples and the records of other objectIds (p 2).
     x AS (
       SELECT oid, _mtime, _key, shard, concat_ws(${chr(FS)}, cls::VARCHAR,
@@ -206,34 +197,7 @@ export function scanSql(manta: readonly string[], deleteLog: readonly string[], 
     SELECT 3, NULL, NULL, count(*), NULL, NULL, NULL FROM d
     UNION ALL
     SELECT 4, NULL, v, count(*), sum(copies), sum(copies * coalesce(contentLength, 0)), min(_mtime)
-      FROM k GROUP BY v${moving?.rows ?? ''}`;
-}
-
-/**
- * A dry run's copies to move (scanSql with `dryRun`), as gc.apply.ts applyActions groups and counts
- * the acting lines: the eligible clean records with copies, grouped by their objectId as the record
- * spells it (the acting line's objectId, `gc_line`'s 7th field), each objectId's bytes the largest
- * `contentLength` of its records (none: 0), its nodes every node its records name, once (the nodes
- * of `gc_line`'s `sharks`, `node SS datacenter SS node …`). Rows:
- *   p 5  one per node: v the node, n the objectIds naming it, bytes the sum of their bytes;
- *   p 6  s the objectIds (split by RS), n their records, copies their nodes, bytes Σ nodes × bytes.
- */
-function movingSql(): { cte: string; rows: string } {
-  const field = (n: number) => `split_part(line, ${chr(FS)}, ${n})`;
-  const sharks = field(9);
-  // Every other element of `node SS datacenter SS node …`: the nodes.
-  const nodes = `list_slice(string_split(${sharks}, ${chr(GC_SHARK_SEPARATOR)}), 1, -1, 2)`;
-  return {
-    cte: `e AS MATERIALIZED (SELECT ${field(7)} AS id, count(*) AS recs,
-        max(coalesce(contentLength::DOUBLE, 0)) AS b, list_distinct(flatten(list(${nodes}))) AS nodes
-      FROM k WHERE v = 'eligible' AND ${sharks} <> '' GROUP BY 1),`,
-    rows: `
-    UNION ALL
-    SELECT 5, NULL, node, count(*), NULL, sum(b), NULL FROM (SELECT unnest(nodes) AS node, b FROM e) GROUP BY node
-    UNION ALL
-    SELECT 6, coalesce(string_agg(id, ${chr(RS)}), ''), NULL, sum(recs), sum(len(nodes)), sum(len(nodes) * b), NULL
-      FROM e`,
-  };
+      FROM k GROUP BY v`;
 }
 
 /**
@@ -308,8 +272,6 @@ export interface GroupRows {
   deleteRecords: number;
   /** Examples (up to 5) of live rows whose `_value` is not JSON; the re-check still guards them. */
   malformedLive: { key: string; shard: string }[];
-  /** A dry run's (ScanOptions `dryRun`): the copies the acting lines would move, counted. */
-  moving?: MovingCopies;
 }
 
 /**
@@ -327,9 +289,6 @@ export async function queryGroup(
   let acts = '';
   let n = 0;
   const counted: CountedRecords[] = [];
-  const moving: MovingCopies | undefined = o.dryRun
-    ? { objectIds: '', records: 0, copies: 0, bytes: 0, perNode: [] }
-    : undefined;
   for (const row of (await conn.runAndReadAll(scanSql(files.manta, files.deleteLog, o))).getRows()) {
     const [p, str, v, count, copies, bytes, oldest] = row as [
       number,
@@ -340,13 +299,7 @@ export async function queryGroup(
     if (p === 1) acts = str ?? '';
     else if (p === 2) text = str ?? '';
     else if (p === 3) n = Number(count);
-    else if (p === 5) moving!.perNode.push({ node: v!, copies: Number(count), bytes: bytes ?? 0 });
-    else if (p === 6) {
-      moving!.objectIds = str ?? '';
-      moving!.records = Number(count ?? 0);
-      moving!.copies = copies ?? 0;
-      moving!.bytes = bytes ?? 0;
-    } else
+    else
       counted.push({
         verdict: v as CountedRecords['verdict'],
         n: Number(count),
@@ -367,7 +320,6 @@ export async function queryGroup(
     counted,
     deleteRecords: n,
     malformedLive,
-    ...(moving ? { moving } : {}),
   };
 }
 
@@ -515,7 +467,6 @@ export function decideGroup(rows: GroupRows, o: GcOptions, tally = new DecisionT
   }
   flush();
   tally.actions.addLines(rows.acts, VERDICT_BY_CLASS);
-  if (rows.moving) tally.actions.moving = rows.moving;
   for (const c of rows.counted) tally.countMany(c);
   return tally;
 }
