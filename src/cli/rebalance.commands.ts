@@ -337,8 +337,11 @@ function addRunOptions(cmd: Command): Command {
   return cmd
     .option('--job <id>', 'the job (default: the newest)')
     .option('--node <dest>', 'only objects bound for this destination node')
-    .option('--concurrency <N>', `objects copied at once (default ${DEFAULT_CONCURRENCY})`)
-    .option('--max-bytes-per-second <B>', 'throttle the bytes this process copies')
+    .option(
+      '--concurrency <N>',
+      `objects copied at once, over all destinations (default ${DEFAULT_CONCURRENCY})`,
+    )
+    .option('--max-bytes-per-second <B>', 'throttle the bytes this process has the destinations pull')
     .option('--quiet', 'no live progress lines on stderr')
     .option(
       '--lease-ms <ms>',
@@ -429,7 +432,7 @@ export function registerRebalanceCommands(program: Command): void {
 
   addRunOptions(rb.command('run'))
     .description(
-      'Move the planned objects: copy (MD5 checked before rename), update every record with its etag, then tombstone the old copy. Resumable; one process drives every destination.',
+      'Move the planned objects: each destination pulls its copies from the source nodes (size and MD5 checked before rename), then every record is updated with its etag, then the old copy is tombstoned. Resumable; one process drives every destination.',
     )
     .action(
       action(async (f: RunFlags, cmd: Command) => {
