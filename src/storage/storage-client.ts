@@ -180,27 +180,11 @@ export class StorageClient {
    * as several requests. A failed request throws (no answer for any copy of that request).
    */
   async tombstoneBatch(nodeUrl: string, day: string, copies: CopyPath[]): Promise<TombstoneBatchResult[]> {
-    const out: TombstoneBatchResult[] = [];
-    for (let i = 0; i < copies.length; i += MAX_TOMBSTONE_BATCH) {
-      const part = copies.slice(i, i + MAX_TOMBSTONE_BATCH);
-      for (const c of part) copyRequestPath(c.owner, c.objectId); // a bad id fails here, not on the wire
-      const body = Buffer.from(
-        JSON.stringify({ copies: part.map((c) => ({ owner: c.owner, objectId: c.objectId })) }),
-      );
-      const headers = { 'content-type': 'application/json', 'content-length': body.length };
-      const { res } = await this.send(nodeUrl, 'POST', tombstoneDayRequestPath(day), headers, body);
-      if (res.statusCode !== 200) throw await errorFrom(nodeUrl, res);
-      const answer = (await jsonBody(nodeUrl, res)) as { results?: unknown };
-      const results = answer?.results;
-      if (
-        !Array.isArray(results) ||
-        results.length !== part.length ||
-        !results.every((r, j) => isBatchResult(r, part[j]!))
-      )
-        throw malformedAnswer(nodeUrl, 'a tombstone batch answer that does not match the request');
-      out.push(...results);
-    }
-    return out;
+    return this.postBatches(nodeUrl, tombstoneDayRequestPath(day), copies, MAX_TOMBSTONE_BATCH, {
+      body: (part) => ({ copies: part.map((c) => ({ owner: c.owner, objectId: c.objectId })) }),
+      matches: isBatchResult,
+      what: 'a tombstone batch answer that does not match the request',
+    });
   }
 
   /**
@@ -215,33 +199,49 @@ export class StorageClient {
     copies: PullCopy[],
     opts: { concurrency?: number } = {},
   ): Promise<PullResult[]> {
-    const out: PullResult[] = [];
-    for (let i = 0; i < copies.length; i += MAX_PULL_BATCH) {
-      const part = copies.slice(i, i + MAX_PULL_BATCH);
+    return this.postBatches(nodeUrl, PULL_PATH, copies, MAX_PULL_BATCH, {
+      body: (part) => ({
+        copies: part.map((c) => ({
+          owner: c.owner,
+          objectId: c.objectId,
+          md5: c.md5,
+          bytes: c.bytes,
+          sources: c.sources.map((s) => ({ id: s.id, url: s.url })),
+        })),
+        ...(opts.concurrency !== undefined ? { concurrency: opts.concurrency } : {}),
+      }),
+      matches: isPullResult,
+      what: 'a pull answer that does not match the request',
+    });
+  }
+
+  /**
+   * POST `copies` to a batched route, at most `max` a request, in order; each answer must be
+   * `{results:[…]}` with one result per copy that `matches` it, else MalformedAnswer (`what`).
+   */
+  private async postBatches<C extends CopyPath, R>(
+    nodeUrl: string,
+    route: string,
+    copies: C[],
+    max: number,
+    o: { body: (part: C[]) => object; matches: (r: unknown, c: C) => r is R; what: string },
+  ): Promise<R[]> {
+    const out: R[] = [];
+    for (let i = 0; i < copies.length; i += max) {
+      const part = copies.slice(i, i + max);
       for (const c of part) copyRequestPath(c.owner, c.objectId); // a bad id fails here, not on the wire
-      const body = Buffer.from(
-        JSON.stringify({
-          copies: part.map((c) => ({
-            owner: c.owner,
-            objectId: c.objectId,
-            md5: c.md5,
-            bytes: c.bytes,
-            sources: c.sources.map((s) => ({ id: s.id, url: s.url })),
-          })),
-          ...(opts.concurrency !== undefined ? { concurrency: opts.concurrency } : {}),
-        }),
-      );
+      const body = Buffer.from(JSON.stringify(o.body(part)));
       const headers = { 'content-type': 'application/json', 'content-length': body.length };
-      const { res } = await this.send(nodeUrl, 'POST', PULL_PATH, headers, body);
+      const { res } = await this.send(nodeUrl, 'POST', route, headers, body);
       if (res.statusCode !== 200) throw await errorFrom(nodeUrl, res);
       const answer = (await jsonBody(nodeUrl, res)) as { results?: unknown };
       const results = answer?.results;
       if (
         !Array.isArray(results) ||
         results.length !== part.length ||
-        !results.every((r, j) => isPullResult(r, part[j]!))
+        !results.every((r, j) => o.matches(r, part[j]!))
       )
-        throw malformedAnswer(nodeUrl, 'a pull answer that does not match the request');
+        throw malformedAnswer(nodeUrl, o.what);
       out.push(...results);
     }
     return out;
