@@ -43,9 +43,9 @@ type Answer = PullResult extends infer T
 
 /** A storage client whose pull answers with `answer(copy)` per copy, recording each request. */
 function scripted(answer: (c: PullCopy, url: string) => Answer | Error) {
-  const calls: { url: string; copies: PullCopy[]; concurrency?: number }[] = [];
+  const calls: { url: string; copies: PullCopy[]; concurrency?: number; bytesPerSecond?: number }[] = [];
   const storage = {
-    pull: (url: string, copies: PullCopy[], opts: { concurrency?: number } = {}) => {
+    pull: (url: string, copies: PullCopy[], opts: { concurrency?: number; bytesPerSecond?: number } = {}) => {
       calls.push({ url, copies, ...opts });
       const out: PullResult[] = [];
       for (const c of copies) {
@@ -204,12 +204,17 @@ test('a throttle is paid for a request’s bytes before it is sent, and bounds a
     order.push(`take ${bytes}`);
     return take(bytes);
   };
-  const { storage } = scripted((c) => {
+  const { storage, calls } = scripted((c) => {
     order.push(`pull ${c.objectId.slice(0, 4)}`);
     return { result: 'ok', source: '1.stor', md5: c.md5, bytes: c.bytes };
   });
   const reqs = Array.from({ length: 3 }, () => req(['1.stor'], '3.stor', 4096));
   await copyObjects({ storage, nodeUrl, throttle }, reqs, 1);
+  // And the node reads each request's bytes no faster than the throttle's rate.
+  assert.deepEqual(
+    calls.map((c) => c.bytesPerSecond),
+    [10_000, 10_000],
+  );
   // 4096 × 2 ≤ 10 000 < 4096 × 3: two requests, each paid before it is sent.
   assert.deepEqual(
     order.map((x) => x.split(' ')[0]),

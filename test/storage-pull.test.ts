@@ -283,6 +283,29 @@ test('on the wire: a corrupted transfer, then a cut one, each falls back to the 
   }
 });
 
+test('bytesPerSecond: the node reads the request’s bytes no faster (after a second’s burst); a bad rate is PullBatchInvalid', async () => {
+  const a = await object([src1], 48 * 1024);
+  const c = a.copy(S1());
+  const t0 = Date.now();
+  const [r] = await client.pull(dest.url, [c], { bytesPerSecond: 16 * 1024 });
+  const ms = Date.now() - t0;
+  assert.equal(r?.result, 'ok');
+  assert.deepEqual(fs.readFileSync(file(dest, c)), a.body);
+  // 16 KiB pass at once (the burst), the other 32 KiB at 16 KiB/s: about 2 s at the least.
+  assert.ok(ms >= 1500, `48 KiB at 16 KiB/s took only ${ms} ms`);
+  for (const bad of [0, -5, 1.5, '100']) {
+    const res = await rawRequest(
+      dest.url,
+      'POST',
+      '/pull',
+      { 'content-type': 'application/json', ...AUTH },
+      JSON.stringify({ copies: [c], bytesPerSecond: bad }),
+    );
+    assert.equal(res.status, 400, String(bad));
+    assert.match(res.body, /PullBatchInvalid.*bytesPerSecond/, String(bad));
+  }
+});
+
 test('a destination without room: `full`, no source tried, nothing written', async () => {
   const big = await object([src1], 2 * 1024 * 1024); // the node's cap is 1 MB
   const fits = await object([src1], 1000);

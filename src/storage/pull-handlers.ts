@@ -5,7 +5,9 @@
  * MANTA-REFERENCE §3.5, §8). The bytes go source → destination directly, never through the job
  * that asked for them. Credentialed (it writes copies, as PUT does).
  *
- *   body    `{"copies":[{"owner","objectId","md5","bytes","sources":[{"id","url"}…]}…],"concurrency"?:N}`
+ *   body    `{"copies":[{"owner","objectId","md5","bytes","sources":[{"id","url"}…]}…],"concurrency"?:N,
+ *           "bytesPerSecond"?:B}` (B: the request's bytes are read from the sources at most that fast, bursts
+ *           up to one second's worth: the caller's `--max-bytes-per-second` holds on the wire too)
  *           (at most MAX_PULL_BATCH copies, MAX_PULL_SOURCES sources each, MAX_PULL_BATCH_BYTES of JSON)
  *   answer  200 `{"results":[…]}`, one per copy in request order:
  *             `{"owner","objectId","result":"ok","source":<id>,"md5","bytes"}`
@@ -39,6 +41,7 @@ import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { eachLimit } from '../core/concurrency.js';
 import { RemoraError } from '../core/errors.js';
+import { ByteThrottle } from './throttle.js';
 import type { HandlerContext } from './storage-handlers.js';
 import { copyFile, type CopyPath, parseCopyTarget, TEMP_DIR } from './storage-paths.js';
 
@@ -88,8 +91,15 @@ export type PullResult =
       destination?: { kind: PullDestinationKind; message: string };
     });
 
+/** What one pull request fetches with: the node's agent, and a signal that stops it. */
+export interface PullScope {
+  readonly agent: http.Agent;
+  readonly sourceTimeoutMs: number;
+  readonly signal: AbortSignal;
+}
+
 /** What a node needs to fetch from others: one keep-alive agent, closed with the node. */
-export class Puller {
+export class Puller implements PullScope {
   readonly agent = new http.Agent({ keepAlive: true, maxSockets: 32 });
   /** Aborted when the node closes: pulls in flight stop fetching and commit nothing more. */
   private readonly closing = new AbortController();
@@ -110,11 +120,23 @@ export async function handlePull(
   req: http.IncomingMessage,
   res: http.ServerResponse,
 ): Promise<void> {
-  const { copies, concurrency } = parsePull(await readBody(req));
+  const { copies, concurrency, bytesPerSecond } = parsePull(await readBody(req));
+  // The caller gone (a runner killed mid-request): stop fetching, commit nothing more, and leave
+  // no temp file, as a PUT whose connection drops does.
+  const gone = new AbortController();
+  res.once('close', () => {
+    if (!res.writableFinished) gone.abort(new Error('the caller closed the connection'));
+  });
+  const scope: PullScope = {
+    agent: puller.agent,
+    sourceTimeoutMs: puller.sourceTimeoutMs,
+    signal: AbortSignal.any([puller.signal, gone.signal]),
+  };
   res.writeHead(200, { 'content-type': 'application/json' });
   const keepalive = setInterval(() => res.write(' '), PULL_KEEPALIVE_MS);
   try {
-    const results = await pullBatch(ctx, puller, copies, concurrency);
+    const pace = bytesPerSecond === undefined ? undefined : new ByteThrottle({ bytesPerSecond });
+    const results = await pullBatch(ctx, scope, copies, concurrency, pace);
     res.end(JSON.stringify({ results }));
   } finally {
     clearInterval(keepalive);
@@ -134,9 +156,11 @@ interface Fetched {
  */
 export async function pullBatch(
   ctx: HandlerContext,
-  puller: Puller,
+  puller: PullScope,
   copies: PullCopy[],
   concurrency: number,
+  /** Shared by the request's fetches: its bytes come in no faster than this allows. */
+  pace?: ByteThrottle,
 ): Promise<PullResult[]> {
   const results: PullResult[] = new Array<PullResult>(copies.length);
   const renamedInto = new Map<string, number[]>(); // directory → indexes of copies renamed into it
@@ -144,7 +168,7 @@ export async function pullBatch(
   await eachLimit(copies, concurrency, async (c, i) => {
     let r: Awaited<ReturnType<typeof pullOne>>;
     try {
-      r = await pullOne(ctx, puller, c);
+      r = await pullOne(ctx, puller, c, pace);
     } catch (err) {
       // Anything unforeseen (a statfs that failed) fails this copy alone, never its neighbours.
       results[i] = failed(c, [], { kind: 'write', message: messageOf(err) });
@@ -196,8 +220,9 @@ export async function pullBatch(
 /** One copy: reserve room, then each source in order until one yields the right bytes; renamed into place. */
 async function pullOne(
   ctx: HandlerContext,
-  puller: Puller,
+  puller: PullScope,
   c: PullCopy,
+  pace: ByteThrottle | undefined,
 ): Promise<Fetched | { failed: PullResult }> {
   const dest = copyFile(ctx.root, c);
   const attempts: PullAttempt[] = [];
@@ -215,7 +240,7 @@ async function pullOne(
       const tmp = path.join(ctx.root, TEMP_DIR, `${c.objectId}.${randomUUID()}`);
       let renamed = false;
       try {
-        const got = await fetchTo(puller, c, source, tmp);
+        const got = await fetchTo(puller, c, source, tmp, pace);
         if ('kind' in got) {
           if (isDestinationFailure(got)) return { failed: failed(c, attempts, got) };
           attempts.push({ source: source.id, kind: got.kind, message: got.message });
@@ -252,10 +277,11 @@ function isDestinationFailure(f: FetchFailure): f is DestinationFailure {
 
 /** GET the copy from one source into `tmp`, checking its size and MD5 against the request. */
 async function fetchTo(
-  puller: Puller,
+  puller: PullScope,
   c: PullCopy,
   source: PullSource,
   tmp: string,
+  pace: ByteThrottle | undefined,
 ): Promise<{ md5: string; bytes: number } | FetchFailure> {
   let res: http.IncomingMessage;
   try {
@@ -285,7 +311,7 @@ async function fetchTo(
   const out = fs.createWriteStream(tmp, { flags: 'wx', mode: 0o644 });
   out.once('error', (e) => (writeFailed ??= e));
   try {
-    await pipeline(res, meter, out);
+    await (pace ? pipeline(res, pace.stream(), meter, out) : pipeline(res, meter, out));
   } catch (err) {
     if (writeFailed !== undefined) {
       const code = (writeFailed as { code?: string }).code;
@@ -312,7 +338,7 @@ async function fetchTo(
   return { md5, bytes };
 }
 
-function get(puller: Puller, url: URL): Promise<http.IncomingMessage> {
+function get(puller: PullScope, url: URL): Promise<http.IncomingMessage> {
   return new Promise((resolve, reject) => {
     const req = http.get(url, {
       agent: puller.agent,
@@ -356,14 +382,18 @@ async function readBody(req: http.IncomingMessage): Promise<string> {
 }
 
 /** The request body → copies; anything malformed is PullBatchInvalid naming the entry, nothing fetched. */
-export function parsePull(text: string): { copies: PullCopy[]; concurrency: number } {
+export function parsePull(text: string): {
+  copies: PullCopy[];
+  concurrency: number;
+  bytesPerSecond?: number;
+} {
   let body: unknown;
   try {
     body = JSON.parse(text);
   } catch {
     throw invalid('the body is not JSON');
   }
-  const b = body as { copies?: unknown; concurrency?: unknown } | null;
+  const b = body as { copies?: unknown; concurrency?: unknown; bytesPerSecond?: unknown } | null;
   const list = b?.copies;
   if (!Array.isArray(list))
     throw invalid('the body must be {"copies":[{"owner","objectId","md5","bytes","sources"},…]}');
@@ -374,6 +404,13 @@ export function parsePull(text: string): { copies: PullCopy[]; concurrency: numb
     if (!Number.isInteger(n) || (n as number) < 1 || (n as number) > MAX_PULL_CONCURRENCY)
       throw invalid(`concurrency must be an integer from 1 to ${MAX_PULL_CONCURRENCY}`);
     concurrency = n as number;
+  }
+  let bytesPerSecond: number | undefined;
+  if (b!.bytesPerSecond !== undefined) {
+    const n = b!.bytesPerSecond;
+    if (!Number.isSafeInteger(n) || (n as number) < 1)
+      throw invalid('bytesPerSecond must be a positive integer');
+    bytesPerSecond = n as number;
   }
   const seen = new Set<string>();
   const copies = list.map((entry, i): PullCopy => {
@@ -398,7 +435,7 @@ export function parsePull(text: string): { copies: PullCopy[]; concurrency: numb
     const sources = e.sources.map((s, j) => parseSource(s, `copies[${i}].sources[${j}]`));
     return { ...copy, md5: e.md5, bytes: e.bytes as number, sources };
   });
-  return { copies, concurrency };
+  return { copies, concurrency, ...(bytesPerSecond !== undefined ? { bytesPerSecond } : {}) };
 }
 
 function parseSource(s: unknown, where: string): PullSource {

@@ -197,7 +197,7 @@ export class StorageClient {
   async pull(
     nodeUrl: string,
     copies: PullCopy[],
-    opts: { concurrency?: number } = {},
+    opts: { concurrency?: number; bytesPerSecond?: number } = {},
   ): Promise<PullResult[]> {
     return this.postBatches(nodeUrl, PULL_PATH, copies, MAX_PULL_BATCH, {
       body: (part) => ({
@@ -209,6 +209,7 @@ export class StorageClient {
           sources: c.sources.map((s) => ({ id: s.id, url: s.url })),
         })),
         ...(opts.concurrency !== undefined ? { concurrency: opts.concurrency } : {}),
+        ...(opts.bytesPerSecond !== undefined ? { bytesPerSecond: opts.bytesPerSecond } : {}),
       }),
       matches: isPullResult,
       what: 'a pull answer that does not match the request',

@@ -140,7 +140,12 @@ export async function copyObjects(
     if (t.throttle) await t.throttle.take(batch.reduce((n, p) => n + p.req.bytes, 0));
     let answers: PullResult[];
     try {
-      answers = await t.storage.pull(batch[0]!.destUrl, batch.map(toPullCopy), { concurrency: perRequest });
+      // The node reads the request's bytes no faster than the throttle's rate either, so a copy
+      // bigger than a second's worth (paid above before the request) does not burst on the wire.
+      answers = await t.storage.pull(batch[0]!.destUrl, batch.map(toPullCopy), {
+        concurrency: perRequest,
+        ...(t.throttle ? { bytesPerSecond: t.throttle.bytesPerSecond } : {}),
+      });
     } catch (err) {
       // The destination refused the connection, failed, or answered nothing usable: it holds no
       // copy of this request we may count on, and no other source would help.
