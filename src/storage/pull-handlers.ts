@@ -42,7 +42,7 @@ import { pipeline } from 'node:stream/promises';
 import { eachLimit } from '../core/concurrency.js';
 import { RemoraError } from '../core/errors.js';
 import { ByteThrottle } from './throttle.js';
-import type { HandlerContext } from './storage-handlers.js';
+import { BASE64_MD5_RE, type HandlerContext, readBoundedBody, sizeOf } from './storage-handlers.js';
 import { copyFile, type CopyPath, parseCopyTarget, TEMP_DIR } from './storage-paths.js';
 
 export const PULL_PATH = '/pull';
@@ -59,8 +59,6 @@ export const DEFAULT_PULL_CONCURRENCY = 4;
 export const PULL_KEEPALIVE_MS = 5000;
 /** A source that sends nothing for this long fails that attempt. */
 export const PULL_SOURCE_TIMEOUT_MS = 30_000;
-
-const BASE64_MD5_RE = /^[A-Za-z0-9+/]{22}==$/;
 
 export interface PullSource {
   /** manta_storage_id, for messages. */
@@ -120,7 +118,9 @@ export async function handlePull(
   req: http.IncomingMessage,
   res: http.ServerResponse,
 ): Promise<void> {
-  const { copies, concurrency, bytesPerSecond } = parsePull(await readBody(req));
+  const { copies, concurrency, bytesPerSecond } = parsePull(
+    await readBoundedBody(req, MAX_PULL_BATCH_BYTES, tooLarge),
+  );
   // The caller gone (a runner killed mid-request): stop fetching, commit nothing more, and leave
   // no temp file, as a PUT whose connection drops does.
   const gone = new AbortController();
@@ -368,19 +368,6 @@ function failed(
   };
 }
 
-async function readBody(req: http.IncomingMessage): Promise<string> {
-  const declared = Number(req.headers['content-length'] ?? 0);
-  if (declared > MAX_PULL_BATCH_BYTES) throw tooLarge(`${declared} bytes`);
-  const chunks: Buffer[] = [];
-  let bytes = 0;
-  for await (const chunk of req) {
-    bytes += (chunk as Buffer).length;
-    if (bytes > MAX_PULL_BATCH_BYTES) throw tooLarge(`more than ${MAX_PULL_BATCH_BYTES} bytes`);
-    chunks.push(chunk as Buffer);
-  }
-  return Buffer.concat(chunks).toString('utf8');
-}
-
 /** The request body → copies; anything malformed is PullBatchInvalid naming the entry, nothing fetched. */
 export function parsePull(text: string): {
   copies: PullCopy[];
@@ -490,12 +477,4 @@ async function readText(res: http.IncomingMessage): Promise<string> {
     n += (c as Buffer).length;
   }
   return Buffer.concat(chunks).toString('utf8');
-}
-
-async function sizeOf(file: string): Promise<number> {
-  try {
-    return (await fs.promises.stat(file)).size;
-  } catch {
-    return 0;
-  }
 }

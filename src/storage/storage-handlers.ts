@@ -53,7 +53,8 @@ export const durableFileOps: DurableFileOps = {
 
 /** Batch manifest lines into chunks of about this size: one write per line would cost a syscall each. */
 const MANIFEST_CHUNK_BYTES = 64 * 1024;
-const BASE64_MD5_RE = /^[A-Za-z0-9+/]{22}==$/;
+/** A Content-MD5: the base64 of a 16-byte MD5 digest. */
+export const BASE64_MD5_RE = /^[A-Za-z0-9+/]{22}==$/;
 
 function header(req: http.IncomingMessage, name: string): string | undefined {
   const v = req.headers[name];
@@ -303,7 +304,29 @@ function truncated(bytes: number, expected: number | undefined, cause?: unknown)
   return new RemoraError('TruncatedTransfer', `upload ended after ${bytes}${of} bytes`, { cause });
 }
 
-async function sizeOf(file: string): Promise<number> {
+/**
+ * A request's whole body as text, refused with `tooLarge(what)` beyond `maxBytes`, declared
+ * (Content-Length) or sent: the batched routes' JSON bodies (tombstone, pull).
+ */
+export async function readBoundedBody(
+  req: http.IncomingMessage,
+  maxBytes: number,
+  tooLarge: (what: string) => RemoraError,
+): Promise<string> {
+  const declared = Number(req.headers['content-length'] ?? 0);
+  if (declared > maxBytes) throw tooLarge(`${declared} bytes`);
+  const chunks: Buffer[] = [];
+  let bytes = 0;
+  for await (const chunk of req) {
+    bytes += (chunk as Buffer).length;
+    if (bytes > maxBytes) throw tooLarge(`more than ${maxBytes} bytes`);
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** The size of a file, 0 when there is none. */
+export async function sizeOf(file: string): Promise<number> {
   try {
     return (await fs.promises.stat(file)).size;
   } catch {

@@ -22,7 +22,7 @@ import fs from 'node:fs';
 import type http from 'node:http';
 import path from 'node:path';
 import { RemoraError } from '../core/errors.js';
-import type { HandlerContext } from './storage-handlers.js';
+import { type HandlerContext, readBoundedBody } from './storage-handlers.js';
 import {
   copyFile,
   type CopyPath,
@@ -76,7 +76,7 @@ export async function routeTombstone(
       return sendJson(res, 200, { days: await listTombstoneDays(ctx.root) });
     case 'POST': {
       const day = parseTombstoneDayTarget(target);
-      const copies = parseBatch(await readBatchBody(req));
+      const copies = parseBatch(await readBoundedBody(req, MAX_TOMBSTONE_BATCH_BYTES, batchTooLarge));
       return sendJson(res, 200, { day, results: await tombstoneBatch(ctx, day, copies) });
     }
     case 'DELETE':
@@ -175,21 +175,6 @@ function describeFsError(err: unknown): { code: string; message: string } {
     code: typeof e.code === 'string' ? e.code : 'Internal',
     message: typeof e.message === 'string' ? e.message : String(err),
   };
-}
-
-/** The body, refused as TombstoneBatchTooLarge beyond MAX_TOMBSTONE_BATCH_BYTES (declared or sent). */
-async function readBatchBody(req: http.IncomingMessage): Promise<string> {
-  const declared = Number(req.headers['content-length'] ?? 0);
-  if (declared > MAX_TOMBSTONE_BATCH_BYTES) throw batchTooLarge(`${declared} bytes`);
-  const chunks: Buffer[] = [];
-  let bytes = 0;
-  for await (const chunk of req) {
-    bytes += (chunk as Buffer).length;
-    if (bytes > MAX_TOMBSTONE_BATCH_BYTES)
-      throw batchTooLarge(`more than ${MAX_TOMBSTONE_BATCH_BYTES} bytes`);
-    chunks.push(chunk as Buffer);
-  }
-  return Buffer.concat(chunks).toString('utf8');
 }
 
 /** `{"copies":[{"owner","objectId"}…]}`: every entry a valid copy, no objectId twice, at most MAX_TOMBSTONE_BATCH. */
