@@ -103,7 +103,8 @@ export const DELETE_LOG_TABLE = 'manta_delete_log';
 export const GC_LINE_SEPARATOR = '\x1d';
 export const GC_FIELD_SEPARATOR = '\x1f';
 export const GC_SHARK_SEPARATOR = '\x1e';
-const chr = (c: string) => `chr(${c.charCodeAt(0)})`;
+/** A one-character string as DuckDB SQL (`chr(n)`): the separators above, which no literal should hold raw. */
+export const sqlChr = (c: string) => `chr(${c.charCodeAt(0)})`;
 
 /**
  * `gc_line` of a delete record (CHUNK_SCHEMA 4, on `manta_delete_log` chunks where `gc_clean`):
@@ -116,8 +117,8 @@ const chr = (c: string) => `chr(${c.charCodeAt(0)})`;
  * (docs/gc.md); GC computes the same on older chunks (gc.scan.ts).
  */
 export function gcLineSql(copies = 'copies'): string {
-  const fs = chr(GC_FIELD_SEPARATOR);
-  const ss = chr(GC_SHARK_SEPARATOR);
+  const fs = sqlChr(GC_FIELD_SEPARATOR);
+  const ss = sqlChr(GC_SHARK_SEPARATOR);
   return `concat_ws(${fs}, _mtime::VARCHAR, ${copies}::VARCHAR, coalesce(contentLength::VARCHAR, ''), shard, _key,
     _etag, objectId, CASE WHEN creator IS NOT NULL AND creator <> '' THEN creator ELSE owner END,
     array_to_string(list_transform(sharks, s -> s.manta_storage_id || ${ss} || coalesce(s.datacenter, '')), ${ss}))`;

@@ -28,6 +28,7 @@ import {
   deleteRecordFieldsSql,
   gcLineSql,
   oidUuidSql,
+  sqlChr,
 } from '../../dumps/table-specs.js';
 import { eachShark, FIELD_SEPARATOR, GcActions, LINE_SEPARATOR } from './gc.actions.js';
 import { addRecordsToBacklog, addToBacklog, emptyBacklog, type GcBacklog } from './gc.backlog.js';
@@ -53,7 +54,6 @@ const parquet = (files: readonly string[]) =>
 /** Separators of the scan's one string: records, fields (a shark's are table-specs.ts gcLineSql's). */
 const RS = LINE_SEPARATOR;
 const FS = FIELD_SEPARATOR;
-const chr = (c: string) => `chr(${c.charCodeAt(0)})`;
 
 /** The verdicts a clean record can have (every one but `malformed`). */
 const VERDICTS = [...new Set(VERDICT_BY_CLASS)];
@@ -178,21 +178,21 @@ export function scanSql(manta: readonly string[], deleteLog: readonly string[], 
     k AS MATERIALIZED (SELECT *, ${verdicts}[1 + cls] AS v FROM (SELECT *, ${cls} AS cls FROM r WHERE oclean)),
     -- The examples and the records of other objectIds (p 2).
     x AS (
-      SELECT oid, _mtime, _key, shard, concat_ws(${chr(FS)}, cls::VARCHAR,
+      SELECT oid, _mtime, _key, shard, concat_ws(${sqlChr(FS)}, cls::VARCHAR,
           CASE WHEN v = 'superseded' THEN latest::VARCHAR ELSE '' END,
           CASE WHEN v = 'live-reference' THEN to_json([lkey, lshard])::VARCHAR ELSE '' END, line) AS line
         FROM ${examples}
       UNION ALL
       SELECT oid, _mtime, _key, shard, CASE WHEN clean
-          THEN concat_ws(${chr(FS)}, 'C', ${json('oid')}, ${json('lkey')}, ${json('lshard')}, line)
-          ELSE concat_ws(${chr(FS)}, 'R', ${json('oid')}, ${json('_key')}, ${json('_etag')}, coalesce(_mtime::VARCHAR, ''),
+          THEN concat_ws(${sqlChr(FS)}, 'C', ${json('oid')}, ${json('lkey')}, ${json('lshard')}, line)
+          ELSE concat_ws(${sqlChr(FS)}, 'R', ${json('oid')}, ${json('_key')}, ${json('_etag')}, coalesce(_mtime::VARCHAR, ''),
             ${json('shard')}, ${json('lkey')}, ${json('lshard')}, ${json('_value')}) END
         FROM r LEFT JOIN dv USING (filename, file_row_number) WHERE NOT oclean)
-    SELECT 1 AS p, coalesce(string_agg(concat_ws(${chr(FS)}, cls::VARCHAR, line), ${chr(RS)}), '') AS s,
+    SELECT 1 AS p, coalesce(string_agg(concat_ws(${sqlChr(FS)}, cls::VARCHAR, line), ${sqlChr(RS)}), '') AS s,
         NULL::VARCHAR AS v, NULL::DOUBLE AS n, NULL::DOUBLE AS copies, NULL::DOUBLE AS bytes, NULL::DOUBLE AS oldest
       FROM k WHERE v IN (${acting})
     UNION ALL
-    SELECT 2, coalesce(string_agg(line, ${chr(RS)} ${order}), ''), NULL, NULL, NULL, NULL, NULL FROM x
+    SELECT 2, coalesce(string_agg(line, ${sqlChr(RS)} ${order}), ''), NULL, NULL, NULL, NULL, NULL FROM x
     UNION ALL
     SELECT 3, NULL, NULL, count(*), NULL, NULL, NULL FROM d
     UNION ALL
