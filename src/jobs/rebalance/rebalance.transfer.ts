@@ -19,7 +19,7 @@
  * other source tried.
  */
 import { ByteThrottle } from '../../storage/throttle.js';
-import { eachLimit, Slots } from '../../core/concurrency.js';
+import { Slots } from '../../core/concurrency.js';
 import { RemoraError } from '../../core/errors.js';
 import type { Shark } from '../../metadata/types.js';
 import type { PullCopy, PullResult, StorageClient } from '../../storage/storage-client.js';
@@ -155,8 +155,9 @@ export async function copyObjects(
     }
     for (const [i, a] of answers.entries()) results[batch[i]!.index] = outcomeOf(batch[i]!, a);
   };
-  const slots = t.pullSlots;
-  await eachLimit(batches, lanes, (batch) => (slots ? slots.run(() => send(batch)) : send(batch)));
+  // Alone, this call's own lanes; in a runner, the lanes its claim loops share.
+  const slots = t.pullSlots ?? new Slots(lanes);
+  await Promise.all(batches.map((batch) => slots.run(() => send(batch))));
   return results;
 }
 
