@@ -14,7 +14,7 @@ import type { CopyRef, RecordDecision, Verdict } from './gc.plan.js';
 import { GC_FIELD_SEPARATOR, GC_LINE_SEPARATOR, GC_SHARK_SEPARATOR } from '../../dumps/table-specs.js';
 
 /** Separator of a shark's id and datacenter, and of one shark from the next, in `sharks` text. */
-export const SHARK_SEPARATOR = GC_SHARK_SEPARATOR;
+const SHARK_SEPARATOR = GC_SHARK_SEPARATOR;
 /** Separators of the scan's acting lines (addLines): one record from the next, one field from the next. */
 export const LINE_SEPARATOR = GC_LINE_SEPARATOR;
 export const FIELD_SEPARATOR = GC_FIELD_SEPARATOR;

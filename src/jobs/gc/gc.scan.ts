@@ -106,7 +106,7 @@ const json = (x: string) => `coalesce(to_json(${x})::VARCHAR, 'null')`;
  * Splitting one delimited string costs a fraction of reading DuckDB's values one by one; the
  * separators are control characters, which JSON always escapes and a clean record does not hold.
  */
-export function scanSql(manta: readonly string[], deleteLog: readonly string[], o: ScanOptions): string {
+function scanSql(manta: readonly string[], deleteLog: readonly string[], o: ScanOptions): string {
   // A delete record whose _value is not JSON has no objectId column: its key names it.
   const clean = o.gcCleanColumn
     ? 'coalesce(gc_clean, false)'
