@@ -162,22 +162,29 @@ test(
       // After every shard's snapshot, before any listing: more writes, and faults on them.
       const late: Copy[] = [];
       const hookAt = { start: 0, end: 0 };
+      // The hook's own failure fails every manifests task (they all await it): keep it for the message.
+      let hookError: unknown;
       const jobs = jobsWithHookBeforeListings(async () => {
         hookAt.start = Date.now();
-        await runWorkload(
-          d.tier,
-          d.frontdoorUrl,
-          { ...DEFAULT_SPEC, seed: 14, objects: 20, maxObjectBytes: 8 * 1024, accounts: 1 },
-          { accountPrefix: 'late' },
-        );
-        const known = new Set(copies.map((c) => `${c.objectId}@${c.node}`));
-        late.push(
-          ...copiesOf(await liveObjects(d)).filter(
-            (c) => c.bytes > 0 && !known.has(`${c.objectId}@${c.node}`),
-          ),
-        );
-        for (const c of late.slice(0, 3)) fs.rmSync(fileOf(d, c));
-        for (const c of late.slice(3, 5)) flipByte(fileOf(d, c), rnd);
+        try {
+          await runWorkload(
+            d.tier,
+            d.frontdoorUrl,
+            { ...DEFAULT_SPEC, seed: 14, objects: 20, maxObjectBytes: 8 * 1024, accounts: 1 },
+            { accountPrefix: 'late' },
+          );
+          const known = new Set(copies.map((c) => `${c.objectId}@${c.node}`));
+          late.push(
+            ...copiesOf(await liveObjects(d)).filter(
+              (c) => c.bytes > 0 && !known.has(`${c.objectId}@${c.node}`),
+            ),
+          );
+          for (const c of late.slice(0, 3)) fs.rmSync(fileOf(d, c));
+          for (const c of late.slice(3, 5)) flipByte(fileOf(d, c), rnd);
+        } catch (err) {
+          hookError = err;
+          throw err;
+        }
         hookAt.end = Date.now();
       });
       const day = dayOf(Date.now());
@@ -197,7 +204,10 @@ test(
       );
       assert.ok(
         runs.every((r) => r.state === 'succeeded'),
-        runs.map((r) => `${r.job} ${r.partitionKey}: ${r.state} ${r.error ?? ''}`).join('\n'),
+        runs.map((r) => `${r.job} ${r.partitionKey}: ${r.state} ${r.error ?? ''}`).join('\n') +
+          (hookError === undefined
+            ? ''
+            : `\nthe late-write hook failed: ${String((hookError as Error)?.stack ?? hookError)}`),
       );
       assert.ok(late.length >= 5, `late copies: ${late.length}`);
       // The late writes ran whole, after every committed snapshot (what the test's expectations rest on).
