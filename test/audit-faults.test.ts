@@ -207,7 +207,7 @@ test(
         runs.map((r) => `${r.job} ${r.partitionKey}: ${r.state} ${r.error ?? ''}`).join('\n') +
           (hookError === undefined
             ? ''
-            : `\nthe late-write hook failed: ${String((hookError as Error)?.stack ?? hookError)}`),
+            : `\nthe late-write hook failed: ${hookError instanceof Error ? (hookError.stack ?? hookError.message) : JSON.stringify(hookError)}`),
       );
       assert.ok(late.length >= 5, `late copies: ${late.length}`);
       // The late writes ran whole, after every committed snapshot (what the test's expectations rest on).
