@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { decideObject, type DeleteRecord, type GcOptions } from '../src/jobs/gc/gc.plan.js';
-import { planChunks, planLine } from '../src/jobs/gc/gc.actions.js';
+import { PLAN_HEADER, planChunks, planLine, readPlanLine } from '../src/jobs/gc/gc.actions.js';
 
 const OID = '0dbe2527-e6b2-e1bc-ecf6-f4fe07b2451d';
 const OWNER = '074d493f-c3e5-cf02-bb85-c30c1bf85de5';
@@ -226,23 +226,28 @@ test('the plan in buffers: every line, in order, whole, in UTF-8 (multi-byte str
   ];
   const chunks = planChunks(decisions);
   assert.ok(chunks.length > 2, 'more than one buffer');
-  assert.equal(Buffer.concat(chunks).toString('utf8'), decisions.map((x) => `${planLine(x)}\n`).join(''));
-  assert.deepEqual(planChunks([]), []);
+  assert.equal(
+    Buffer.concat(chunks).toString('utf8'),
+    PLAN_HEADER + decisions.map((x) => `${planLine(x)}\n`).join(''),
+  );
+  assert.deepEqual(planChunks([]), [Buffer.from(PLAN_HEADER)]);
 });
 
-test('a plan line is JSON.stringify of the decision, whether written by hand or not', () => {
+test('a plan line reads back as the decision, whatever its strings hold (tabs, newlines, backslashes escaped)', () => {
   const strings = [
     'A',
     '',
-    'a"b',
+    'a\tb',
+    'a\nb',
+    'a\rb',
     'a\\b',
-    'a\x1fb',
-    'a\x7fb',
+    '\\t',
+    'a\\\tb',
+    '\\',
     'stör',
     '\u2028',
     '😀',
     '\ud800x',
-    'x\udfff',
     '/x/1',
   ];
   for (const s of strings)
@@ -263,25 +268,51 @@ test('a plan line is JSON.stringify of the decision, whether written by hand or 
         },
         cleanup: true,
         copies: 2,
+        contentLength: 7,
         tombstone: [copy(where === 'datacenter' ? s : 'dc1'), copy(undefined)],
       };
-      const expected = JSON.stringify({
-        verdict: d.verdict,
-        shard: d.record.shard,
-        key: d.record.key,
-        etag: d.record.etag,
-        tombstone: d.tombstone,
-      });
-      assert.equal(planLine(d), expected, `${where} = ${JSON.stringify(s)}`);
+      const line = planLine(d);
+      assert.ok(!line.includes('\n') && !line.includes('\r'), `one line: ${where} = ${JSON.stringify(s)}`);
+      assert.deepEqual(
+        readPlanLine(line),
+        {
+          verdict: 'eligible',
+          mtime: 1,
+          copies: 2,
+          contentLength: 7,
+          shard: d.record.shard,
+          key: d.record.key,
+          etag: d.record.etag,
+          objectId: where === 'objectId' ? s : OID,
+          directory: where === 'owner' ? s : OWNER,
+          // An empty datacenter reads as none.
+          copiesOnNodes: d.tombstone.map((c) =>
+            c.datacenter ? { node: c.node, datacenter: c.datacenter } : { node: c.node },
+          ),
+        },
+        `${where} = ${JSON.stringify(s)}`,
+      );
     }
-  assert.equal(
-    planLine({
-      verdict: 'zero-byte',
-      record: { shard: 'A', key: 'k', etag: 'E', mtime: 1 },
-      cleanup: true,
-      copies: 0,
-      tombstone: [],
-    }),
-    '{"verdict":"zero-byte","shard":"A","key":"k","etag":"E","tombstone":[]}',
-  );
+  // A cleanup without copies: no objectId, directory or copy; no contentLength stays none.
+  const zero = planLine({
+    verdict: 'zero-byte',
+    record: { shard: 'A', key: 'k', etag: 'E', mtime: 1 },
+    cleanup: true,
+    copies: 0,
+    tombstone: [],
+  });
+  assert.equal(zero, 'zero-byte\t1\t0\t\tA\tk\tE\t\t');
+  assert.deepEqual(readPlanLine(zero), {
+    verdict: 'zero-byte',
+    mtime: 1,
+    copies: 0,
+    shard: 'A',
+    key: 'k',
+    etag: 'E',
+    objectId: '',
+    directory: '',
+    copiesOnNodes: [],
+  });
+  assert.equal(PLAN_HEADER.split('\t').length, 9 + 3, 'the header names the columns');
+  assert.throws(() => readPlanLine('eligible\t1\t2'), /UsageError|not a gc plan line/);
 });

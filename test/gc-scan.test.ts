@@ -160,17 +160,27 @@ async function scanAndCompare(
 
   const duck = await DuckDBInstance.create(':memory:');
   const conn = await duck.connect();
-  // Chunks as unpack wrote them before: CHUNK_SCHEMA 3 without `oid_uuid` and `gc_line`, 2 also without `gc_clean`.
+  // Chunks as unpack wrote them before: CHUNK_SCHEMA 4 with `gc_line` separated by control
+  // characters (GC must compute the line instead), 3 without `oid_uuid` and `gc_line`, 2 also
+  // without `gc_clean`.
   const olderChunks = async (list: string[], schema: number) => {
     const out: string[] = [];
     for (const f of list) {
       const o = f.replace(/\.parquet$/, `.v${schema}.parquet`);
-      const drop = (await conn.runAndReadAll(`SELECT name FROM parquet_schema(${sqlString(f)})`))
+      const names = (await conn.runAndReadAll(`SELECT name FROM parquet_schema(${sqlString(f)})`))
         .getRows()
-        .map(([n]) => String(n))
-        .filter((n) => n === 'oid_uuid' || n === 'gc_line' || (schema < 3 && n === 'gc_clean'));
+        .map(([n]) => String(n));
+      const drop = names.filter(
+        (n) => (schema < 4 && (n === 'oid_uuid' || n === 'gc_line')) || (schema < 3 && n === 'gc_clean'),
+      );
+      const select =
+        schema === 4 && names.includes('gc_line')
+          ? `* REPLACE (translate(gc_line, chr(9), chr(31)) AS gc_line)`
+          : drop.length > 0
+            ? `* EXCLUDE (${drop.join(', ')})`
+            : '*';
       await conn.run(
-        `COPY (SELECT * EXCLUDE (${drop.join(', ')}) FROM read_parquet(${sqlString(f)})) TO ${sqlString(o)} (FORMAT parquet)`,
+        `COPY (SELECT ${select} FROM read_parquet(${sqlString(f)})) TO ${sqlString(o)} (FORMAT parquet)`,
       );
       out.push(o);
     }
@@ -218,6 +228,20 @@ async function scanAndCompare(
       [
         [3, await older('A', 3)],
         [3, await older('B', 3)],
+      ],
+    ],
+    [
+      'schema 4 chunks',
+      [
+        [4, await older('A', 4)],
+        [4, await older('B', 4)],
+      ],
+    ],
+    [
+      'schema 4 and new chunks',
+      [
+        [CHUNK_SCHEMA, files.A!],
+        [4, await older('B', 4)],
       ],
     ],
     [
@@ -331,7 +355,7 @@ async function scanAndCompare(
     assert.equal(lean.decided, written.length);
   }
   const scan = scans[0]!;
-  const kinds = scan.rows.text === '' ? [] : scan.rows.text.split('\x1d').map((l) => l[0]);
+  const kinds = scan.rows.text === '' ? [] : scan.rows.text.split('\n').map((l) => l[0]);
   return {
     liveText: liveText!,
     oidNotUuid: [...files.A!.mantaChunks, ...files.B!.mantaChunks].reduce((n, c) => n + c.oidNotUuid!, 0),

@@ -25,10 +25,12 @@ export const MANIFEST_VERSION = 1;
  * 4 added `oid_uuid` to `manta` and `manta_delete_log` chunks (table-specs.ts oidUuidSql: the
  * objectId as a UUID when it is a canonical uuid, else NULL) and, per chunk of those tables, the
  * manifest's `oidNotUuid` (chunk-writer.ts ChunkInfo); GC checks hasOidUuidColumn and joins by
- * lower-cased text on older chunks. Also `gc_line` on `manta_delete_log` chunks (table-specs.ts
- * gcLineSql; hasGcLineColumn): GC computes it from the typed columns on older chunks.
+ * lower-cased text on older chunks. Also `gc_line` on `manta_delete_log` chunks, with control-character
+ * separators. 5 writes `gc_line` with tabs (table-specs.ts gcLineSql: a clean record's line is then a
+ * line of GC's plan as it is; hasGcLineColumn): GC computes it from the typed columns on older chunks,
+ * schema 4's included.
  */
-export const CHUNK_SCHEMA = 4;
+export const CHUNK_SCHEMA = 5;
 
 export interface TableManifest {
   kind: 'moray' | 'generic' | 'mako';
@@ -118,9 +120,9 @@ export function hasOidUuidColumn(m: Pick<SourceManifest, 'chunkSchema'>): boolea
   return (m.chunkSchema ?? 1) >= 4;
 }
 
-/** Whether the source's `manta_delete_log` chunks have `gc_line` (CHUNK_SCHEMA 4). */
+/** Whether the source's `manta_delete_log` chunks have `gc_line` as GC reads it (CHUNK_SCHEMA 5: tab-separated). */
 export function hasGcLineColumn(m: Pick<SourceManifest, 'chunkSchema'>): boolean {
-  return (m.chunkSchema ?? 1) >= 4;
+  return (m.chunkSchema ?? 1) >= 5;
 }
 
 /** The chunks of a table on a day (all sources unless one is named), from the committed manifests. */

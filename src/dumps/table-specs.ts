@@ -96,32 +96,32 @@ const SHARKS_SQL = `list_transform(v.sharks, s -> {'datacenter': s.datacenter,
 export const DELETE_LOG_TABLE = 'manta_delete_log';
 
 /**
- * Separators of GC's text (src/jobs/gc/gc.actions.ts): one record from the next, one field from
- * the next, a shark's id from its datacenter and one shark from the next. Control characters:
- * a record that is `gc_clean` holds none in any field of its `gc_line`.
+ * Separators of GC's text (src/jobs/gc/gc.actions.ts, and its plan): one record from the next,
+ * one field from the next (a copy's node and datacenter are fields too). A record that is
+ * `gc_clean` holds no control character in any field of its `gc_line`, so these two never occur
+ * inside a field, and a clean record's line is a line of GC's tab-separated plan as it is.
  */
-export const GC_LINE_SEPARATOR = '\x1d';
-export const GC_FIELD_SEPARATOR = '\x1f';
-export const GC_SHARK_SEPARATOR = '\x1e';
+export const GC_LINE_SEPARATOR = '\n';
+export const GC_FIELD_SEPARATOR = '\t';
 /** A one-character string as DuckDB SQL (`chr(n)`): the separators above, which no literal should hold raw. */
 export const sqlChr = (c: string) => `chr(${c.charCodeAt(0)})`;
 
 /**
- * `gc_line` of a delete record (CHUNK_SCHEMA 4, on `manta_delete_log` chunks where `gc_clean`):
+ * `gc_line` of a delete record (CHUNK_SCHEMA 5, on `manta_delete_log` chunks where `gc_clean`):
  * what GC's plan, apply and examples read of a clean record, as one string of GC_FIELD_SEPARATOR
- * separated fields — `_mtime copies contentLength shard _key _etag objectId dir sharks`
- * (contentLength empty for none; dir: the creator unless null or empty, else the owner; sharks:
- * `id SS datacenter SS id SS datacenter …`, an empty datacenter for none) — from the chunk's typed
- * columns, named as in the chunk. Written by unpack once, so GC reads one string per record instead
- * of decoding the record's columns and its `sharks` list and assembling this text every day
- * (docs/gc.md); GC computes the same on older chunks (gc.scan.ts).
+ * separated fields — `_mtime copies contentLength shard _key _etag objectId dir`, then each
+ * shark's `id datacenter` (contentLength and a datacenter empty for none; dir: the creator unless
+ * null or empty, else the owner) — from the chunk's typed columns, named as in the chunk. Written
+ * by unpack once, so GC reads one string per record instead of decoding the record's columns and
+ * its `sharks` list and assembling this text every day (docs/gc.md); GC computes the same on older
+ * chunks (gc.scan.ts). (CHUNK_SCHEMA 4 wrote it with control-character separators, which the plan
+ * then had to map: GC computes the line on those chunks too.)
  */
 export function gcLineSql(copies = 'copies'): string {
   const fs = sqlChr(GC_FIELD_SEPARATOR);
-  const ss = sqlChr(GC_SHARK_SEPARATOR);
   return `concat_ws(${fs}, _mtime::VARCHAR, ${copies}::VARCHAR, coalesce(contentLength::VARCHAR, ''), shard, _key,
     _etag, objectId, CASE WHEN creator IS NOT NULL AND creator <> '' THEN creator ELSE owner END,
-    array_to_string(list_transform(sharks, s -> s.manta_storage_id || ${ss} || coalesce(s.datacenter, '')), ${ss}))`;
+    CASE WHEN len(sharks) > 0 THEN array_to_string(list_transform(sharks, s -> s.manta_storage_id || ${fs} || coalesce(s.datacenter, '')), ${fs}) END)`;
 }
 
 /** The tables whose chunks carry `oid_uuid` (CHUNK_SCHEMA 4): the objectId as a UUID, for GC's live join. */

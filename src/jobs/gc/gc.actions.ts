@@ -10,19 +10,37 @@
  * fields off the one string when needed.
  */
 import { RemoraError } from '../../core/errors.js';
-import type { CopyRef, RecordDecision, Verdict } from './gc.plan.js';
-import { GC_FIELD_SEPARATOR, GC_LINE_SEPARATOR, GC_SHARK_SEPARATOR } from '../../dumps/table-specs.js';
+import { CLEANS_UP, type CopyRef, type RecordDecision, type Verdict } from './gc.plan.js';
+import { GC_FIELD_SEPARATOR, GC_LINE_SEPARATOR } from '../../dumps/table-specs.js';
 
-/** Separator of a shark's id and datacenter, and of one shark from the next, in `sharks` text. */
-const SHARK_SEPARATOR = GC_SHARK_SEPARATOR;
-/** Separators of the scan's acting lines (addLines): one record from the next, one field from the next. */
-export const LINE_SEPARATOR = GC_LINE_SEPARATOR;
-export const FIELD_SEPARATOR = GC_FIELD_SEPARATOR;
+/**
+ * The plan's text (docs/gc.md "The plan"): one line per acting delete record, tab-separated —
+ * PLAN_COLUMNS, then a node and its datacenter for each copy the record names (objectId, directory
+ * and copies only for `eligible`: what moves to tombstone). A field holding a tab, a newline, a
+ * carriage return or a backslash has them escaped as PostgreSQL's COPY TEXT does (`\t`, `\n`,
+ * `\r`, `\\`). The scan's acting lines (gc.scan.ts `acts`) are lines of clean records, which hold
+ * none of these (table-specs.ts deleteRecordCleanSql): they are the plan as they come.
+ */
+export const PLAN_LINE_SEPARATOR = GC_LINE_SEPARATOR;
+export const PLAN_FIELD_SEPARATOR = GC_FIELD_SEPARATOR;
+export const PLAN_COLUMNS = [
+  'verdict',
+  'mtime',
+  'copies',
+  'contentLength',
+  'shard',
+  'key',
+  'etag',
+  'objectId',
+  'directory',
+] as const;
+/** The plan's first line: its columns, then what follows them. */
+export const PLAN_HEADER = `#${PLAN_COLUMNS.join(PLAN_FIELD_SEPARATOR)}${PLAN_FIELD_SEPARATOR}node${PLAN_FIELD_SEPARATOR}datacenter${PLAN_FIELD_SEPARATOR}…\n`;
 
-/** Fields of an acting line (addLines); `at` keeps one more separator position per line. */
-const LINE_FIELDS = 10;
-/** Field numbers of an acting line. */
-const F_CLASS = 0;
+/** Fixed fields of an acting line (addLines); `at` keeps one more position per line (its end). */
+const LINE_FIELDS = PLAN_COLUMNS.length;
+/** Field numbers of an acting line; its copies follow F_DIR (shardsStart). */
+const F_VERDICT = 0;
 const F_MTIME = 1;
 const F_COPIES = 2;
 const F_LENGTH = 3;
@@ -30,28 +48,38 @@ const F_SHARD = 4;
 const F_KEY = 5;
 const F_ETAG = 6;
 const F_OBJECTID = 7;
-const F_OWNER = 8;
-const F_SHARKS = 9;
+const F_DIR = 8;
+/** Per line in `at`: the separator before each fixed field, the end of the fixed fields, the line's end. */
+const AT_PER_LINE = LINE_FIELDS + 2;
+
+/** The verdicts an acting line may have: those that clean up (gc.plan.ts CLEANS_UP). */
+const ACTING_VERDICTS: ReadonlyMap<string, Verdict> = new Map(
+  (Object.keys(CLEANS_UP) as Verdict[]).filter((v) => CLEANS_UP[v]).map((v) => [v, v]),
+);
 
 export class GcActions {
   /** Per record. */
   readonly verdicts: Verdict[] = [];
   /**
    * Per record: the decision it came from (its plan line is then written by planLine, which
-   * escapes what JSON escapes), or, for a record of the scan's acting lines (addLines), the index
-   * in `at` of its separator positions in `text`. Those records hold no string JSON would escape
-   * (table-specs.ts deleteRecordCleanSql), so their lines are written as they are. Their fields
-   * stay in the scan's one string until read: no string per field and record (which lived as
-   * long as the task, and whose garbage collection cost more than reading them, measured).
+   * escapes what needs it), or, for a record of the scan's acting lines (addLines), the index in
+   * `at` of its positions in `text`. Those records hold nothing the plan escapes (table-specs.ts
+   * deleteRecordCleanSql), so their lines are the plan as they are. Their fields stay in the
+   * scan's one string until read: no string per field and record (which lived as long as the
+   * task, and whose garbage collection cost more than reading them, measured).
    */
   private readonly from: (RecordDecision | number)[] = [];
   /**
-   * Acting lines: per line, the position of the separator before each field and after the last
-   * (a typed array grown by doubling: pushing ~11 numbers a line onto an array was ~5 ms of a
-   * 1M group's addLines, measured).
+   * Acting lines: per line (AT_PER_LINE), the position of the separator before each fixed field,
+   * the end of the last fixed field (a separator when copies follow), and the line's end (a typed
+   * array grown by doubling: pushing ~11 numbers a line onto an array was ~5 ms of a 1M group's
+   * addLines, measured).
    */
   private at = new Int32Array(0);
   private text = '';
+  /** Records [textFrom, textTo) of `from` are the acting lines, in `text` order. */
+  private textFrom = -1;
+  private textTo = -1;
 
   get length(): number {
     return this.verdicts.length;
@@ -71,22 +99,20 @@ export class GcActions {
   }
 
   /**
-   * The scan's acting lines (gc.scan.ts `acts`): records split by LINE_SEPARATOR, each `class
-   * mtime copies contentLength shard key etag objectId dir sharks` split by FIELD_SEPARATOR
-   * (class: gc.plan.ts VERDICT_BY_CLASS's index; contentLength empty for none; objectId, dir and
-   * sharks — `node SS datacenter SS node …`, SHARK_SEPARATOR, an empty datacenter for none — only
-   * when eligible). Once per GcActions.
+   * The scan's acting lines (gc.scan.ts `acts`): plan lines of clean records, as DuckDB wrote
+   * them. Once per GcActions.
    */
-  addLines(text: string, verdictOfClass: readonly Verdict[]): void {
-    if (this.text !== '') throw new RemoraError('Internal', 'gc actions: acting lines added twice');
+  addLines(text: string): void {
+    if (this.textFrom >= 0) throw new RemoraError('Internal', 'gc actions: acting lines added twice');
     this.text = text;
+    this.textFrom = this.from.length;
     // Room for lines of ~200 characters (grown when they are shorter).
-    let at = new Int32Array(Math.max(64, Math.ceil(text.length / 200) * (LINE_FIELDS + 1)));
+    let at = new Int32Array(Math.max(64, Math.ceil(text.length / 200) * AT_PER_LINE));
     let n = 0;
     for (let start = 0; start < text.length;) {
-      let end = text.indexOf(LINE_SEPARATOR, start);
+      let end = text.indexOf(PLAN_LINE_SEPARATOR, start);
       if (end < 0) end = text.length;
-      if (n + LINE_FIELDS + 1 > at.length) {
+      if (n + AT_PER_LINE > at.length) {
         const grown = new Int32Array(at.length * 2);
         grown.set(at);
         at = grown;
@@ -95,25 +121,48 @@ export class GcActions {
       const base = n;
       at[n++] = start - 1;
       let p = start - 1;
-      for (let i = 1; i < LINE_FIELDS; i++) {
-        p = text.indexOf(FIELD_SEPARATOR, p + 1);
-        if (p < 0 || p > end)
-          throw new RemoraError('Internal', `gc scan: an acting record without its ${LINE_FIELDS} fields`);
+      for (let i = 1; i <= LINE_FIELDS; i++) {
+        p = text.indexOf(PLAN_FIELD_SEPARATOR, p + 1);
+        if (p < 0 || p > end) {
+          // The last fixed field ends the line when no copy follows.
+          if (i === LINE_FIELDS) p = end;
+          else
+            throw new RemoraError('Internal', `gc scan: an acting record without its ${LINE_FIELDS} fields`);
+        }
         at[n++] = p;
       }
       at[n++] = end;
       this.at = at;
-      const verdict = verdictOfClass[Number(this.field(base, F_CLASS))];
-      if (verdict === undefined) throw new RemoraError('Internal', 'gc scan: an acting record of no class');
+      const verdict = ACTING_VERDICTS.get(this.field(base, F_VERDICT));
+      if (verdict === undefined)
+        throw new RemoraError('Internal', 'gc scan: an acting record of no acting verdict');
       this.verdicts.push(verdict);
       this.from.push(base);
       start = end + 1;
     }
+    this.textTo = this.from.length;
   }
 
   /** Field f of acting line at `base` in `at`. */
   private field(base: number, f: number): string {
     return this.text.slice(this.at[base + f]! + 1, this.at[base + f + 1]);
+  }
+
+  /**
+   * Each copy of acting line `base` (the node and datacenter pairs after its fixed fields),
+   * without an object per copy; an empty datacenter is none.
+   */
+  private eachCopy(base: number, fn: (node: string, datacenter: string | undefined) => void): void {
+    const s = this.text;
+    const end = this.at[base + LINE_FIELDS + 1]!;
+    for (let p = this.at[base + LINE_FIELDS]!; p < end;) {
+      const a = s.indexOf(PLAN_FIELD_SEPARATOR, p + 1);
+      if (a < 0 || a >= end) throw new RemoraError('Internal', 'gc scan: a copy without its datacenter');
+      let b = s.indexOf(PLAN_FIELD_SEPARATOR, a + 1);
+      if (b < 0 || b > end) b = end;
+      fn(s.slice(p + 1, a), b > a + 1 ? s.slice(a + 1, b) : undefined);
+      p = b;
+    }
   }
 
   /** Record i's delete record: where it is, and what its cleanup is conditional on. */
@@ -157,10 +206,10 @@ export class GcActions {
     const d = this.from[i]!;
     if (typeof d !== 'number') return [...d.tombstone];
     if (this.verdicts[i] !== 'eligible') return [];
-    const owner = this.field(d, F_OWNER);
+    const owner = this.field(d, F_DIR);
     const objectId = this.field(d, F_OBJECTID);
     const out: CopyRef[] = [];
-    eachShark(this.field(d, F_SHARKS), (node, datacenter) =>
+    this.eachCopy(d, (node, datacenter) =>
       out.push(datacenter !== undefined ? { node, datacenter, owner, objectId } : { node, owner, objectId }),
     );
     return out;
@@ -170,8 +219,9 @@ export class GcActions {
   movesCopies(i: number): boolean {
     if (this.verdicts[i] !== 'eligible') return false;
     const d = this.from[i]!;
+    // A copy follows the fixed fields when a separator ends them (not the line's end).
     return typeof d === 'number'
-      ? this.at[d + F_SHARKS + 1]! > this.at[d + F_SHARKS]! + 1
+      ? this.at[d + LINE_FIELDS]! < this.at[d + LINE_FIELDS + 1]!
       : d.tombstone.length > 0;
   }
 
@@ -189,16 +239,9 @@ export class GcActions {
       return;
     }
     if (this.verdicts[i] !== 'eligible') return;
-    // eachShark's walk over the line's sharks field, without a callback or a string of the field.
-    const s = this.text;
-    const end = this.at[d + F_SHARKS + 1]!;
-    for (let at = this.at[d + F_SHARKS]! + 1; at < end;) {
-      const a = s.indexOf(SHARK_SEPARATOR, at);
-      const node = s.slice(at, a);
+    this.eachCopy(d, (node) => {
       if (!nodes.includes(node)) nodes.push(node);
-      const b = s.indexOf(SHARK_SEPARATOR, a + 1);
-      at = b < 0 || b > end ? end : b + 1;
-    }
+    });
   }
 
   /** Record i as a decision (without `detail`, which only examples carry). */
@@ -218,58 +261,29 @@ export class GcActions {
   /** Record i's line of the plan (planLine's text). */
   planLine(i: number): string {
     const d = this.from[i]!;
-    if (typeof d !== 'number') return planLine(d);
-    let t = '';
-    const verdict = this.verdicts[i]!;
-    if (verdict === 'eligible') {
-      const owner = this.field(d, F_OWNER);
-      const objectId = this.field(d, F_OBJECTID);
-      // eachShark's walk, without a callback per line.
-      const s = this.text;
-      const end = this.at[d + F_SHARKS + 1]!;
-      for (let at = this.at[d + F_SHARKS]! + 1; at < end;) {
-        const a = s.indexOf(SHARK_SEPARATOR, at);
-        let b = s.indexOf(SHARK_SEPARATOR, a + 1);
-        if (b < 0 || b > end) b = end;
-        const copy = plainCopy(s.slice(at, a), b > a + 1 ? s.slice(a + 1, b) : undefined, owner, objectId);
-        t = t === '' ? copy : `${t},${copy}`;
-        at = b + 1;
-      }
-    }
-    return plainLine(verdict, this.field(d, F_SHARD), this.field(d, F_KEY), this.field(d, F_ETAG), t);
+    return typeof d === 'number'
+      ? this.text.slice(this.at[d]! + 1, this.at[d + LINE_FIELDS + 1])
+      : planLine(d);
   }
 
   /**
-   * The plan as UTF-8 in buffers of 1 MiB or more, each line written straight into one: no
-   * string of the whole plan (9 MB at 22k records) to build, flatten and copy again.
+   * The plan as UTF-8 buffers: PLAN_HEADER, then each record's line in order; the acting lines
+   * are DuckDB's text as it came (no line rebuilt in JavaScript: building and encoding 11 MB of
+   * JSON lines was a third of a 1M group's time in Node, docs/gc.md).
    */
   planChunks(): Buffer[] {
-    return chunked(this.length, (i) => this.planLine(i));
+    const out: Buffer[] = [Buffer.from(PLAN_HEADER)];
+    const lines = (from: number, to: number) => {
+      if (to > from) out.push(...chunked(to - from, (i) => planLine(this.from[from + i] as RecordDecision)));
+    };
+    if (this.textFrom < 0) lines(0, this.length);
+    else {
+      lines(0, this.textFrom);
+      if (this.text !== '') out.push(Buffer.from(this.text), Buffer.from(PLAN_LINE_SEPARATOR));
+      lines(this.textTo, this.length);
+    }
+    return out;
   }
-}
-
-/**
- * Each copy of `sharks` text (`node SS datacenter SS node SS datacenter …`; an empty datacenter
- * for none), without an object per copy.
- */
-export function eachShark(s: string, fn: (node: string, datacenter: string | undefined) => void): void {
-  for (let at = 0; at < s.length;) {
-    const a = s.indexOf(SHARK_SEPARATOR, at);
-    const b = s.indexOf(SHARK_SEPARATOR, a + 1);
-    const end = b < 0 ? s.length : b;
-    fn(s.slice(at, a), end > a + 1 ? s.slice(a + 1, end) : undefined);
-    at = end + 1;
-  }
-}
-
-/** A tombstone entry of a plan line whose strings need no escaping (JSON.stringify's text). */
-function plainCopy(node: string, datacenter: string | undefined, owner: string, objectId: string): string {
-  return `{"node":"${node}",${datacenter !== undefined ? `"datacenter":"${datacenter}",` : ''}"owner":"${owner}","objectId":"${objectId}"}`;
-}
-
-/** A plan line whose strings need no escaping, its tombstone entries already written (`t`). */
-function plainLine(verdict: Verdict, shard: string, key: string, etag: string, t: string): string {
-  return `{"verdict":"${verdict}","shard":"${shard}","key":"${key}","etag":"${etag}","tombstone":[${t}]}`;
 }
 
 function chunked(n: number, line: (i: number) => string): Buffer[] {
@@ -290,7 +304,7 @@ function chunked(n: number, line: (i: number) => string): Buffer[] {
     batch = '';
   };
   for (let i = 0; i < n; i++) {
-    batch += `${line(i)}\n`;
+    batch += `${line(i)}${PLAN_LINE_SEPARATOR}`;
     if (batch.length >= PLAN_BATCH) flush();
   }
   if (batch.length > 0) flush();
@@ -300,43 +314,70 @@ function chunked(n: number, line: (i: number) => string): Buffer[] {
 const PLAN_BATCH = 1 << 16;
 const PLAN_CHUNK = 1 << 20;
 
-/**
- * Characters after which a string's JSON is not `"` + itself + `"`: JSON.stringify escapes `"`,
- * `\`, control characters and lone surrogates (a valid pair is also matched here: the slow way
- * is then taken, which is only slower).
- */
-// eslint-disable-next-line no-control-regex -- the control characters JSON escapes
-const NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/;
+/** What the plan escapes in a field (PostgreSQL COPY TEXT's escapes). */
+const NEEDS_ESCAPE = /[\t\n\r\\]/;
+const ESCAPES: Readonly<Record<string, string>> = { '\t': '\\t', '\n': '\\n', '\r': '\\r', '\\': '\\\\' };
+const UNESCAPES: Readonly<Record<string, string>> = { t: '\t', n: '\n', r: '\r', '\\': '\\' };
+
+/** A field of a plan line: itself, unless it holds what the plan escapes. */
+function planField(s: string): string {
+  return NEEDS_ESCAPE.test(s) ? s.replace(/[\t\n\r\\]/g, (c) => ESCAPES[c]!) : s;
+}
 
 /**
- * One line of the plan: `JSON.stringify({verdict, shard, key, etag, tombstone})`, written out by
- * hand when no string needs escaping, which is ~5x faster (measured); else by JSON.stringify
- * itself. The same text either way (test/gc-plan.test.ts).
+ * One line of the plan (PLAN_HEADER): the decision's verdict, its delete record's mtime, copies,
+ * contentLength (empty for none), shard, key and etag, and for an eligible record with copies
+ * its objectId, directory and each copy's node and datacenter (empty for none). The scan's
+ * acting lines are this same text for the records it decides (test/gc-scan.test.ts).
  */
 export function planLine(d: RecordDecision): string {
   const r = d.record;
-  let plain = !NEEDS_ESCAPE.test(r.shard) && !NEEDS_ESCAPE.test(r.key) && !NEEDS_ESCAPE.test(r.etag);
-  for (const c of d.tombstone)
-    plain &&=
-      !NEEDS_ESCAPE.test(c.node) &&
-      !(c.datacenter !== undefined && NEEDS_ESCAPE.test(c.datacenter)) &&
-      !NEEDS_ESCAPE.test(c.owner) &&
-      !NEEDS_ESCAPE.test(c.objectId);
-  if (!plain)
-    return JSON.stringify({
-      verdict: d.verdict,
-      shard: r.shard,
-      key: r.key,
-      etag: r.etag,
-      tombstone: d.tombstone,
-    });
-  let t = '';
-  for (const c of d.tombstone)
-    t += `${t === '' ? '' : ','}${plainCopy(c.node, c.datacenter, c.owner, c.objectId)}`;
-  return plainLine(d.verdict, r.shard, r.key, r.etag, t);
+  let line = `${d.verdict}\t${r.mtime}\t${d.copies}\t${d.contentLength ?? ''}\t${planField(r.shard)}\t${planField(
+    r.key,
+  )}\t${planField(r.etag)}\t`;
+  const first = d.verdict === 'eligible' ? d.tombstone[0] : undefined;
+  if (first === undefined) return `${line}\t`;
+  line += `${planField(first.objectId)}\t${planField(first.owner)}`;
+  for (const c of d.tombstone) line += `\t${planField(c.node)}\t${planField(c.datacenter ?? '')}`;
+  return line;
 }
 
-/** The plan of `decisions` (planLine per line), as planChunks writes it. */
+/** One line of a plan, read back (tests, and tools reading plans): the fields planLine wrote. */
+export function readPlanLine(line: string): {
+  verdict: string;
+  mtime: number;
+  copies: number;
+  contentLength?: number;
+  shard: string;
+  key: string;
+  etag: string;
+  objectId: string;
+  directory: string;
+  copiesOnNodes: { node: string; datacenter?: string }[];
+} {
+  const f = line
+    .split(PLAN_FIELD_SEPARATOR)
+    .map((x) => x.replace(/\\(.)/g, (all, c: string) => UNESCAPES[c] ?? all));
+  if (f.length < LINE_FIELDS || (f.length - LINE_FIELDS) % 2 !== 0)
+    throw new RemoraError('UsageError', `not a gc plan line: ${JSON.stringify(line.slice(0, 200))}`);
+  const copiesOnNodes: { node: string; datacenter?: string }[] = [];
+  for (let i = LINE_FIELDS; i < f.length; i += 2)
+    copiesOnNodes.push(f[i + 1] === '' ? { node: f[i]! } : { node: f[i]!, datacenter: f[i + 1]! });
+  return {
+    verdict: f[F_VERDICT]!,
+    mtime: Number(f[F_MTIME]),
+    copies: Number(f[F_COPIES]),
+    ...(f[F_LENGTH] === '' ? {} : { contentLength: Number(f[F_LENGTH]) }),
+    shard: f[F_SHARD]!,
+    key: f[F_KEY]!,
+    etag: f[F_ETAG]!,
+    objectId: f[F_OBJECTID]!,
+    directory: f[F_DIR]!,
+    copiesOnNodes,
+  };
+}
+
+/** The plan of `decisions` (PLAN_HEADER, then planLine per line), as planChunks writes it. */
 export function planChunks(decisions: readonly RecordDecision[]): Buffer[] {
-  return chunked(decisions.length, (i) => planLine(decisions[i]!));
+  return [Buffer.from(PLAN_HEADER), ...chunked(decisions.length, (i) => planLine(decisions[i]!))];
 }

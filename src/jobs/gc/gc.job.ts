@@ -179,9 +179,11 @@ async function runGroup(ctx: TaskContext<GcTaskParams>, o: GcJobOptions, throttl
   decided();
 
   // The plan first, under this attempt's own prefix: what was decided is on record before any move.
-  const plan = `${ctx.outputPrefix}plan.ndjson`;
+  const plan = `${ctx.outputPrefix}plan.tsv`;
+  const planned = report.phase('plan');
   const chunks = actions.planChunks();
-  await store.put(plan, chunks.length === 0 ? '' : Readable.from(chunks));
+  await store.put(plan, Readable.from(chunks));
+  planned();
 
   const backlog = tally.backlog;
   const applied = report.phase(dryRun ? 'recheck' : 'apply');
