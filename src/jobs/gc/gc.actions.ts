@@ -239,9 +239,17 @@ export class GcActions {
       return;
     }
     if (this.verdicts[i] !== 'eligible') return;
-    this.eachCopy(d, (node) => {
+    // eachCopy's walk, without a callback or the datacenter's string (the dry run's count per node).
+    const s = this.text;
+    const end = this.at[d + LINE_FIELDS + 1]!;
+    for (let p = this.at[d + LINE_FIELDS]!; p < end;) {
+      const a = s.indexOf(PLAN_FIELD_SEPARATOR, p + 1);
+      if (a < 0 || a >= end) throw new RemoraError('Internal', 'gc scan: a copy without its datacenter');
+      const node = s.slice(p + 1, a);
       if (!nodes.includes(node)) nodes.push(node);
-    });
+      const b = s.indexOf(PLAN_FIELD_SEPARATOR, a + 1);
+      p = b < 0 || b > end ? end : b;
+    }
   }
 
   /** Record i as a decision (without `detail`, which only examples carry). */

@@ -100,41 +100,70 @@ function copiesOf(a: GcActions, w: ObjectWork): CopyRef[] {
   return out;
 }
 
+/**
+ * The records that move copies, by objectId, as columns (no object or array per objectId: a
+ * 1M group has ~23k, and the dry run only counts them): per objectId its text, its largest
+ * size, and its records as a chain (`first`, then `next` of each record, -1 ends it).
+ */
+class ByObject {
+  readonly ids: string[] = [];
+  readonly bytes: number[] = [];
+  readonly first: number[] = [];
+  private readonly last: number[] = [];
+  private readonly index = new Map<string, number>();
+  readonly next: Int32Array;
+
+  constructor(records: number) {
+    this.next = new Int32Array(records).fill(-1);
+  }
+
+  add(objectId: string, record: number, bytes: number): void {
+    const k = this.index.get(objectId);
+    if (k === undefined) {
+      this.index.set(objectId, this.ids.length);
+      this.ids.push(objectId);
+      this.bytes.push(bytes);
+      this.first.push(record);
+      this.last.push(record);
+      return;
+    }
+    this.next[this.last[k]!] = record;
+    this.last[k] = record;
+    // Records of one objectId that disagree on its size (two shards' metadata): the largest,
+    // so the figure does not depend on the order the records come in.
+    if (bytes > this.bytes[k]!) this.bytes[k] = bytes;
+  }
+
+  records(k: number): number[] {
+    const out: number[] = [];
+    for (let i = this.first[k]!; i >= 0; i = this.next[i]!) out.push(i);
+    return out;
+  }
+}
+
 export async function applyActions(a: GcActions, deps: GcApplyDeps): Promise<ApplyLeft> {
   const r = deps.report;
-  const byObject = new Map<string, ObjectWork>();
+  const byObject = new ByObject(a.length);
   const cleanupOnly: number[] = [];
   for (let i = 0; i < a.length; i++) {
-    if (!a.movesCopies(i)) {
-      cleanupOnly.push(i);
-      continue;
-    }
-    const objectId = a.objectId(i);
-    const bytes = a.contentLength(i) ?? 0;
-    const w = byObject.get(objectId);
-    if (w === undefined) byObject.set(objectId, { objectId, records: [i], bytes });
-    else {
-      w.records.push(i);
-      // Records of one objectId that disagree on its size (two shards' metadata): the largest,
-      // so the figure does not depend on the order the records come in.
-      w.bytes = Math.max(w.bytes, bytes);
-    }
+    if (!a.movesCopies(i)) cleanupOnly.push(i);
+    else byObject.add(a.objectId(i), i, a.contentLength(i) ?? 0);
   }
 
   // 1. Re-check live metadata.
-  const work = [...byObject.values()];
-  const cleared: ObjectWork[] = [];
-  for (let i = 0; i < work.length; i += RECHECK_BATCH) {
-    const batch = work.slice(i, i + RECHECK_BATCH);
-    const live = await deps.tier.findByObjectIds(batch.map((w) => w.objectId));
-    for (const w of batch) {
-      const refs = live.get(w.objectId) ?? [];
+  const ids = byObject.ids;
+  const cleared: number[] = [];
+  for (let i = 0; i < ids.length; i += RECHECK_BATCH) {
+    const batch = ids.slice(i, i + RECHECK_BATCH);
+    const live = await deps.tier.findByObjectIds(batch);
+    for (let k = i; k < i + batch.length; k++) {
+      const refs = live.get(ids[k]!) ?? [];
       if (refs.length > 0) {
         r.count('recheckCancelled').event('recheck-cancelled', 'info', {
-          objectId: w.objectId,
+          objectId: ids[k]!,
           reference: `${refs[0]!.key} on ${refs[0]!.shard}`,
         });
-      } else cleared.push(w);
+      } else cleared.push(k);
     }
   }
 
@@ -142,35 +171,44 @@ export async function applyActions(a: GcActions, deps: GcApplyDeps): Promise<App
   if (deps.dryRun) {
     const perNode = new Map<string, { copies: number; bytes: number }>();
     const nodes: string[] = [];
-    for (const w of cleared) {
+    let records = 0;
+    for (const k of cleared) {
       nodes.length = 0;
-      for (const i of w.records) a.addNodes(i, nodes);
+      for (let i = byObject.first[k]!; i >= 0; i = byObject.next[i]!) {
+        a.addNodes(i, nodes);
+        records++;
+      }
+      const b = byObject.bytes[k]!;
       for (const node of nodes) {
         const n = perNode.get(node);
-        if (n === undefined) perNode.set(node, { copies: 1, bytes: w.bytes });
+        if (n === undefined) perNode.set(node, { copies: 1, bytes: b });
         else {
           n.copies++;
-          n.bytes += w.bytes;
+          n.bytes += b;
         }
       }
-      left.records += w.records.length;
       left.copies += nodes.length;
-      left.bytes += nodes.length * w.bytes;
+      left.bytes += nodes.length * b;
     }
+    left.records = records;
     for (const [node, n] of perNode)
       r.count('copiesWouldTombstone', n.copies)
         .count(`copiesWouldTombstone.${node}`, n.copies)
         .count('bytesWouldTombstone', n.bytes)
         .count(`bytesWouldTombstone.${node}`, n.bytes);
-    const removable = cleanupOnly.length + cleared.reduce((n, w) => n + w.records.length, 0);
-    r.count('deleteRecordsWouldRemove', removable);
+    r.count('deleteRecordsWouldRemove', cleanupOnly.length + records);
     // Nothing moved: everything the re-check cleared is eligible and not moved yet (counted above).
     return left;
   }
+  const work: ObjectWork[] = cleared.map((k) => ({
+    objectId: ids[k]!,
+    records: byObject.records(k),
+    bytes: byObject.bytes[k]!,
+  }));
 
   // 2. Move copies; an objectId whose copies all moved (or were gone) gets its records cleaned up.
   const done: number[] = [...cleanupOnly];
-  await eachLimit(cleared, MOVES_IN_PARALLEL, async (w) => {
+  await eachLimit(work, MOVES_IN_PARALLEL, async (w) => {
     if (deps.signal?.aborted) return;
     const copies = copiesOf(a, w);
     let moved = 0;
