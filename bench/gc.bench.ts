@@ -122,6 +122,49 @@ async function build(n: number, dir: string): Promise<Built> {
   }
 }
 
+/**
+ * Kept inputs unpacked under an older CHUNK_SCHEMA are unpacked again from their kept dumps (same
+ * partitions): GC reads older chunks the slower way (computing what unpack now writes), so timing
+ * them would measure a path a new deployment never takes. Returns a note for the output.
+ */
+async function reunpackStale(dir: string): Promise<string> {
+  const { LocalObjectStore } = await import('../src/objectstore/object-store.js');
+  const { unpackDump } = await import('../src/dumps/unpack.js');
+  const { CHUNK_SCHEMA } = await import('../src/dumps/manifest.js');
+  const store = new LocalObjectStore(path.join(dir, 'objects'));
+  const file = path.join(dir, 'sources.json');
+  const sources = JSON.parse(fs.readFileSync(file, 'utf8')) as { manifestPath: string }[];
+  const manifests = sources.map(
+    (s) =>
+      JSON.parse(fs.readFileSync(store.localPath(s.manifestPath), 'utf8')) as {
+        source: string;
+        chunkSchema?: number;
+        partitions: number;
+        input: { path: string }[];
+      },
+  );
+  const oldest = Math.min(...manifests.map((m) => m.chunkSchema ?? 1));
+  if (oldest >= CHUNK_SCHEMA) return '';
+  const t0 = Date.now();
+  const fresh = [];
+  for (const m of manifests) {
+    const u = await unpackDump(
+      store,
+      m.input.map((i) => i.path),
+      { shard: m.source, partitions: m.partitions },
+    );
+    fresh.push({
+      source: u.manifest.source,
+      day: u.manifest.day,
+      runId: u.manifest.runId,
+      partitions: u.manifest.partitions,
+      manifestPath: u.manifestPath,
+    });
+  }
+  fs.writeFileSync(file, JSON.stringify(fresh));
+  return `; unpacked again for CHUNK_SCHEMA ${CHUNK_SCHEMA} (kept: ${oldest}) in ${((Date.now() - t0) / 1000).toFixed(1)} s`;
+}
+
 interface GcPhase {
   deleteRecords: number;
   eligible: number;
@@ -137,6 +180,7 @@ async function scanSize(n: number): Promise<number> {
   const dir = KEEP ? path.join(KEEP, String(n)) : fs.mkdtempSync(path.join(os.tmpdir(), 'remora-bench-gc-'));
   try {
     const built = await keptOrBuilt(KEEP, dir, (d) => build(n, d));
+    if (KEEP) built.note += await reunpackStale(dir);
     const m = phaseChild<{ records: number; scanSeconds: number; maxRssMB: number }>('metering.phase.ts', [
       dir,
       String(CONCURRENCY),
@@ -150,7 +194,7 @@ async function scanSize(n: number): Promise<number> {
       `gc scan + decision, ${f(total)} records (${f(built.manta)} manta, ${f(built.deleteLog)} delete records = ${((100 * built.deleteLog) / total).toFixed(1)}%):\n` +
         `  ${built.note}\n` +
         `  gc        ${g.seconds.toFixed(2)} s wall, ${g.tasks} tasks ${CONCURRENCY} at a time, CPU ${g.cpuSeconds.toFixed(2)} s ` +
-        `(task time: scan ${ph('scan')} s, decide ${ph('decide')} s, re-check from memory ${ph('recheck')} s); ` +
+        `(task time: scan ${ph('scan')} s, decide ${ph('decide')} s, plan ${ph('plan')} s, re-check from memory ${ph('recheck')} s); ` +
         `${f(g.eligible)} eligible; verdict ${g.verdict}\n` +
         `  gc        ${f(gcRate)} records/s (${f(built.deleteLog / g.seconds)} delete records/s); peak RSS ${f(g.maxRssMB)} MB\n` +
         `  metering  ${f(meteringRate)} records/s (${f(m.records)} manta records in ${m.scanSeconds.toFixed(2)} s, same chunks); peak RSS ${f(m.maxRssMB)} MB\n` +
