@@ -9,10 +9,12 @@
  * overwrites and deletes raised so that about one record in ten is a delete record, dated ten days
  * back (provable and past grace: every decision is made); snapshot; unpack as the pipeline does.
  * Timed, each in a child process (peak RSS is its own): storage metering's `runTask` over every
- * partition group (bench/metering.phase.ts), then gc's `runTask` as a dry run (bench/gc.phase.ts:
- * scan, decide, write the plan; the re-check answered from memory), both 2 tasks at a time.
- * records/s = every record of both tables / wall seconds for GC; `manta` records / wall seconds
- * for metering (the only table it reads).
+ * partition group (bench/metering.phase.ts); gc's scan and decision of every group (the job's split,
+ * then gc.job.ts scanAndDecide per task: the query and every record decided and counted), the step
+ * the target names; then gc's whole `runTask` as a dry run (bench/gc.phase.ts: scan, decide, write
+ * the plan, the re-check answered from memory), all 2 tasks at a time. records/s = every record of
+ * both tables / wall seconds for GC; `manta` records / wall seconds for metering (the only table it
+ * reads). Both GC ratios are printed.
  *
  * Apply. N objects with two copies each on four loopback storage nodes and one delete record
  * each on the index shards; timed: `applyDecisions` for all of them (re-check on every shard,
@@ -185,20 +187,24 @@ async function scanSize(n: number): Promise<number> {
       dir,
       String(CONCURRENCY),
     ]);
+    const d = phaseChild<GcPhase>('gc.phase.ts', [dir, String(CONCURRENCY), 'decision']);
     const g = phaseChild<GcPhase>('gc.phase.ts', [dir, String(CONCURRENCY)]);
     const total = built.manta + built.deleteLog;
+    const decisionRate = total / d.seconds;
     const gcRate = total / g.seconds;
     const meteringRate = m.records / m.scanSeconds;
     const ph = (k: string) => ((g.phasesMs[k] ?? 0) / 1000).toFixed(2);
     process.stdout.write(
       `gc scan + decision, ${f(total)} records (${f(built.manta)} manta, ${f(built.deleteLog)} delete records = ${((100 * built.deleteLog) / total).toFixed(1)}%):\n` +
         `  ${built.note}\n` +
-        `  gc        ${g.seconds.toFixed(2)} s wall, ${g.tasks} tasks ${CONCURRENCY} at a time, CPU ${g.cpuSeconds.toFixed(2)} s ` +
+        `  decision  ${d.seconds.toFixed(2)} s wall, CPU ${d.cpuSeconds.toFixed(2)} s: ${f(decisionRate)} records/s (scan and decision of every task, gc.job.ts scanAndDecide); peak RSS ${f(d.maxRssMB)} MB\n` +
+        `  dry run   ${g.seconds.toFixed(2)} s wall, ${g.tasks} tasks ${CONCURRENCY} at a time, CPU ${g.cpuSeconds.toFixed(2)} s ` +
         `(task time: scan ${ph('scan')} s, decide ${ph('decide')} s, plan ${ph('plan')} s, re-check from memory ${ph('recheck')} s); ` +
         `${f(g.eligible)} eligible; verdict ${g.verdict}\n` +
-        `  gc        ${f(gcRate)} records/s (${f(built.deleteLog / g.seconds)} delete records/s); peak RSS ${f(g.maxRssMB)} MB\n` +
+        `  dry run   ${f(gcRate)} records/s (${f(built.deleteLog / g.seconds)} delete records/s); peak RSS ${f(g.maxRssMB)} MB\n` +
         `  metering  ${f(meteringRate)} records/s (${f(m.records)} manta records in ${m.scanSeconds.toFixed(2)} s, same chunks); peak RSS ${f(m.maxRssMB)} MB\n` +
-        `  gc / metering per record: ${(gcRate / meteringRate).toFixed(2)} (target ≥ 1)\n`,
+        `  gc scan + decision / metering per record: ${(decisionRate / meteringRate).toFixed(2)} (target ≥ 1)\n` +
+        `  gc whole dry-run task (+ plan written, re-check from memory) / metering: ${(gcRate / meteringRate).toFixed(2)}\n`,
     );
     return g.maxRssMB;
   } finally {

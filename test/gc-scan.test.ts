@@ -742,3 +742,86 @@ test('gc_clean: a -0 inside a string keeps a zero-byte record clean; the number 
     duck.closeSync();
   }
 });
+
+test('live rows whose _value is not JSON: unpack counts them per chunk; the scan looks for them only where counted', async () => {
+  const dir = fs.mkdtempSync(path.join(tmp, 'malformed-live-'));
+  const store = new LocalObjectStore(path.join(dir, 'store'));
+  const oid = '0f7e3c2a-1b4d-4e5f-8a9b-0c1d2e3f4a5b';
+  const del: Row = [
+    '1',
+    null,
+    `/${oid}/${OLD}`,
+    JSON.stringify(plain(oid)),
+    'ABCD0001',
+    String(OLD),
+    '1',
+    oid,
+  ];
+  const live = (n: number, value: string): Row => [
+    String(n),
+    null,
+    `/${OWNER}/stor/x${n}`,
+    value,
+    'EEEEEEEE',
+    String(OLD),
+    '1',
+    null,
+  ];
+  const unpacked = async (shard: string, manta: Row[]) => {
+    const file = path.join(dir, `${shard}.sql`);
+    fs.writeFileSync(
+      file,
+      plainDump([copyBlock('manta', manta, COLS), copyBlock('manta_delete_log', [del], COLS)]),
+    );
+    const u = await unpackDump(store, [file], {
+      shard,
+      partitions: 1,
+      thresholds: { maxMalformedShare: 1, minRecordsForShare: 0 },
+    });
+    return {
+      chunks: u.manifest.tables.manta!.chunks,
+      files: {
+        manta: u.manifest.tables.manta!.chunks.map((c) => store.localPath(c.path)),
+        deleteLog: u.manifest.tables.manta_delete_log!.chunks.map((c) => store.localPath(c.path)),
+      },
+    };
+  };
+  const bad = await unpacked('A', [live(2, '{nope'), live(3, JSON.stringify({ type: 'directory' }))]);
+  const good = await unpacked('B', [live(4, JSON.stringify({ type: 'directory' }))]);
+  assert.deepEqual(
+    bad.chunks.map((c) => c.valueNotJson),
+    [1],
+  );
+  assert.deepEqual(
+    good.chunks.map((c) => c.valueNotJson),
+    [0],
+  );
+  const duck = await DuckDBInstance.create(':memory:');
+  const conn = await duck.connect();
+  try {
+    const opts = { now: NOW, graceMs: GRACE, earliestSnapshotMs: SNAPSHOT };
+    const scan = async (sides: (typeof bad)[]) =>
+      queryGroup(
+        conn,
+        { manta: sides.flatMap((s) => s.files.manta), deleteLog: sides.flatMap((s) => s.files.deleteLog) },
+        {
+          ...opts,
+          ...scanColumnsOf(
+            CHUNK_SCHEMA,
+            sides.flatMap((s) => s.chunks),
+          ),
+        },
+      );
+    // Counted on one chunk of the group: looked for, and found.
+    assert.deepEqual((await scan([bad, good])).malformedLive, [{ key: `/${OWNER}/stor/x2`, shard: 'A' }]);
+    assert.deepEqual((await scan([bad])).malformedLive, [{ key: `/${OWNER}/stor/x2`, shard: 'A' }]);
+    // None counted: not looked for (the group's rows hold none).
+    assert.equal(scanColumnsOf(CHUNK_SCHEMA, good.chunks).malformedLive, false);
+    assert.deepEqual((await scan([good])).malformedLive, []);
+    // A manifest from before the count (absent): looked for.
+    assert.equal(scanColumnsOf(4, [{}]).malformedLive, true);
+  } finally {
+    conn.closeSync();
+    duck.closeSync();
+  }
+});

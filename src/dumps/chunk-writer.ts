@@ -39,6 +39,12 @@ export interface ChunkInfo {
    * this chunk's objectIds (src/jobs/gc/gc.scan.ts). Absent before CHUNK_SCHEMA 4.
    */
   oidNotUuid?: number;
+  /**
+   * Moray chunks (CHUNK_SCHEMA 5): rows whose `_value` is not JSON (`value_ok` false; reported as
+   * malformed). 0 on every `manta` chunk of a group lets GC skip its look for such live rows
+   * (src/jobs/gc/gc.scan.ts). Absent before CHUNK_SCHEMA 5.
+   */
+  valueNotJson?: number;
 }
 
 export interface ChunkContext {
@@ -545,7 +551,7 @@ export class PartitionedChunkWriter {
     rows: number,
     suffix: string,
   ): Promise<void> {
-    const oidNotUuid = this.spec.checksValues ? await this.reportBadValues(out) : undefined;
+    const counted = this.spec.checksValues ? await this.reportBadValues(out) : undefined;
     if (this.spec.kind === 'moray' && !this.ctx.store.localPath) {
       // The chunk leaves this machine: keep its keys for the duplicate-key check.
       const keys = out.replace(/\.parquet$/, '.keys.parquet');
@@ -573,16 +579,19 @@ export class PartitionedChunkWriter {
       rows,
       bytes: put.bytes,
       sha256: put.sha256,
-      ...(oidNotUuid !== undefined ? { oidNotUuid } : {}),
+      ...(counted?.oidNotUuid !== undefined ? { oidNotUuid: counted.oidNotUuid } : {}),
+      ...(counted !== undefined ? { valueNotJson: counted.valueNotJson } : {}),
     });
   }
 
   /**
-   * Rows whose `_value` is not JSON are kept (raw `_value`, typed columns NULL), reported, malformed.
-   * In the same read, for a table with `oid_uuid`, the rows whose objectId is not a uuid (returned:
-   * ChunkInfo.oidNotUuid).
+   * Rows whose `_value` is not JSON are kept (raw `_value`, typed columns NULL), reported, malformed
+   * (returned: ChunkInfo.valueNotJson). In the same read, for a table with `oid_uuid`, the rows whose
+   * objectId is not a uuid (ChunkInfo.oidNotUuid).
    */
-  private async reportBadValues(parquet: string): Promise<number | undefined> {
+  private async reportBadValues(
+    parquet: string,
+  ): Promise<{ valueNotJson: number; oidNotUuid: number | undefined }> {
     const oid = OID_UUID_TABLES.has(this.spec.table);
     const from = `read_parquet(${sqlString(parquet)})`;
     const [r, oids] = await this.ctx.withDuck(async (conn) => [
@@ -604,6 +613,6 @@ export class PartitionedChunkWriter {
         n,
       );
     if (n > 0) this.ctx.report.count('malformed', n);
-    return oids ? Number(oids.getRows()[0]![0]) : undefined;
+    return { valueNotJson: n, oidNotUuid: oids ? Number(oids.getRows()[0]![0]) : undefined };
   }
 }

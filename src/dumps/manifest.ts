@@ -28,7 +28,8 @@ export const MANIFEST_VERSION = 1;
  * lower-cased text on older chunks. Also `gc_line` on `manta_delete_log` chunks, with control-character
  * separators. 5 writes `gc_line` with tabs (table-specs.ts gcLineSql: a clean record's line is then a
  * line of GC's plan as it is; hasGcLineColumn): GC computes it from the typed columns on older chunks,
- * schema 4's included.
+ * schema 4's included. 5 also counts, per moray chunk, the rows whose `_value` is not JSON
+ * (chunk-writer.ts ChunkInfo.valueNotJson), so GC looks for such `manta` rows only where there are.
  */
 export const CHUNK_SCHEMA = 5;
 

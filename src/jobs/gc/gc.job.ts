@@ -135,9 +135,17 @@ function countDecisions(report: ReportBuilder, tally: DecisionTally): void {
 /** Per node, objects and bytes per second, shared by every task of this process. */
 type Throttles = Map<string, { objects: ByteThrottle; bytes: ByteThrottle }>;
 
-async function runGroup(ctx: TaskContext<GcTaskParams>, o: GcJobOptions, throttles: Throttles) {
-  const { sources, earliestSnapshotMs, dryRun, ...group } = ctx.task.params;
-  const { store, duck, clock, tier, nodes } = ctx.services;
+/**
+ * The scan and the decision of the task's group: DuckDB's query (gc.scan.ts queryGroup), then every
+ * delete record decided and counted into the report (decideGroup). What the task does before it
+ * writes its plan; `npm run bench` (gc) also times this step alone.
+ */
+export async function scanAndDecide(
+  ctx: Pick<TaskContext<GcTaskParams>, 'task' | 'services' | 'report'>,
+  o: Pick<GcJobOptions, 'graceMs'>,
+): Promise<{ tally: DecisionTally; now: number }> {
+  const { sources, earliestSnapshotMs, dryRun: _, ...group } = ctx.task.params;
+  const { store, duck, clock } = ctx.services;
   const report = ctx.report;
   const inputs = await PartitionInputs.open(store, sources);
   const scanned = report.phase('scan');
@@ -175,8 +183,16 @@ async function runGroup(ctx: TaskContext<GcTaskParams>, o: GcJobOptions, throttl
   const decided = report.phase('decide');
   const tally = decideGroup(rows, opts);
   countDecisions(report, tally);
-  const actions = tally.actions;
   decided();
+  return { tally, now };
+}
+
+async function runGroup(ctx: TaskContext<GcTaskParams>, o: GcJobOptions, throttles: Throttles) {
+  const { dryRun } = ctx.task.params;
+  const { store, clock, tier, nodes } = ctx.services;
+  const report = ctx.report;
+  const { tally, now } = await scanAndDecide(ctx, o);
+  const actions = tally.actions;
 
   // The plan first, under this attempt's own prefix: what was decided is on record before any move.
   const plan = `${ctx.outputPrefix}plan.tsv`;

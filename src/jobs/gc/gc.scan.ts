@@ -77,8 +77,13 @@ export interface ScanOptions extends GcOptions {
    * the live join also reads those by text. False only when every chunk counted none.
    */
   liveText?: boolean;
-  /** Every delete-log chunk has `gc_line` (CHUNK_SCHEMA 4, table-specs.ts gcLineSql); else computed. */
+  /** Every delete-log chunk has `gc_line` (CHUNK_SCHEMA 5, table-specs.ts gcLineSql); else computed. */
   gcLineColumn?: boolean;
+  /**
+   * Some `manta` chunk of the group may hold rows whose `_value` is not JSON (malformedLiveSql):
+   * false only when every chunk counted none (ChunkInfo.valueNotJson, CHUNK_SCHEMA 5).
+   */
+  malformedLive?: boolean;
   /** Send every record to Node, not only those that act or are examples (tests compare them all). */
   all?: boolean;
 }
@@ -249,13 +254,14 @@ function liveSql(manta: readonly string[], o: ScanOptions): string {
  */
 export function scanColumnsOf(
   chunkSchema: number,
-  mantaChunks: readonly { oidNotUuid?: number }[],
-): Pick<ScanOptions, 'gcCleanColumn' | 'oidUuidColumn' | 'liveText' | 'gcLineColumn'> {
+  mantaChunks: readonly { oidNotUuid?: number; valueNotJson?: number }[],
+): Pick<ScanOptions, 'gcCleanColumn' | 'oidUuidColumn' | 'liveText' | 'gcLineColumn' | 'malformedLive'> {
   return {
     gcCleanColumn: hasGcCleanColumn({ chunkSchema }),
     oidUuidColumn: hasOidUuidColumn({ chunkSchema }),
     gcLineColumn: hasGcLineColumn({ chunkSchema }),
     liveText: mantaChunks.some((c) => c.oidNotUuid !== 0),
+    malformedLive: mantaChunks.some((c) => c.valueNotJson !== 0),
   };
 }
 
@@ -321,7 +327,7 @@ export async function queryGroup(
       });
   }
   const malformedLive =
-    files.manta.length === 0
+    files.manta.length === 0 || o.malformedLive === false
       ? []
       : (await conn.runAndReadAll(malformedLiveSql(files.manta)))
           .getRows()
@@ -510,7 +516,8 @@ function wholeRecord(f: string[]): RecordDecision {
 export async function scanGroup(
   conn: DuckDBConnection,
   files: { manta: readonly string[]; deleteLog: readonly string[] },
-  o: GcOptions & Pick<ScanOptions, 'gcCleanColumn' | 'oidUuidColumn' | 'liveText' | 'gcLineColumn'>,
+  o: GcOptions &
+    Pick<ScanOptions, 'gcCleanColumn' | 'oidUuidColumn' | 'liveText' | 'gcLineColumn' | 'malformedLive'>,
   tally?: DecisionTally,
 ): Promise<{ rows: GroupRows; tally: DecisionTally }> {
   const rows = await queryGroup(conn, files, { ...o, all: tally?.all !== undefined });
