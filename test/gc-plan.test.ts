@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { decideObject, type DeleteRecord, type GcOptions } from '../src/jobs/gc/gc.plan.js';
-import { PLAN_HEADER, planChunks, planLine, readPlanLine } from '../src/jobs/gc/gc.actions.js';
+import { GcActions, PLAN_HEADER, planChunks, planLine, readPlanLine } from '../src/jobs/gc/gc.actions.js';
 
 const OID = '0dbe2527-e6b2-e1bc-ecf6-f4fe07b2451d';
 const OWNER = '074d493f-c3e5-cf02-bb85-c30c1bf85de5';
@@ -315,4 +315,26 @@ test('a plan line reads back as the decision, whatever its strings hold (tabs, n
   });
   assert.equal(PLAN_HEADER.split('\t').length, 9 + 3, 'the header names the columns');
   assert.throws(() => readPlanLine('eligible\t1\t2'), /UsageError|not a gc plan line/);
+});
+
+test("the scan's acting lines are the plan as they came, in buffers cut after a line", () => {
+  const line = (i: number) =>
+    ['eligible', '1', '2', '7', 'A', `/${OID}/${i}`, 'E', OID, OWNER, 'n1', 'dc1', 'n2', ''].join('\t');
+  const lines = Array.from({ length: 12_000 }, (_, i) => line(i));
+  // Multi-byte strings; the last copy's empty datacenter is none.
+  lines[9] = ['eligible', '1', '1', '', 'A', '/sté😀', 'E', OID, OWNER, 'n😀', 'dc'].join('\t');
+  const text = lines.join('\n');
+  const a = new GcActions();
+  a.addLines(text);
+  assert.equal(a.length, lines.length);
+  assert.deepEqual(a.tombstone(9), [{ node: 'n😀', datacenter: 'dc', owner: OWNER, objectId: OID }]);
+  assert.deepEqual(
+    a.tombstone(0).map((c) => c.datacenter),
+    ['dc1', undefined],
+  );
+  const chunks = [...a.planChunks()];
+  assert.ok(chunks.length > 2, `${chunks.length} buffers`);
+  assert.equal(Buffer.concat(chunks).toString('utf8'), `${PLAN_HEADER}${text}\n`);
+  for (const c of chunks) assert.equal(c.at(-1), 0x0a, 'each buffer ends a line');
+  assert.equal(a.planLine(9), lines[9]);
 });

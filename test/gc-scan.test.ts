@@ -350,7 +350,7 @@ async function scanAndCompare(
       `${l}: actions`,
     );
     const lines = (chunks: Buffer[]) => Buffer.concat(chunks).toString('utf8').split('\n').sort();
-    assert.deepEqual(lines(lean.actions.planChunks()), lines(planChunks(acting)), `${l}: plan`);
+    assert.deepEqual(lines([...lean.actions.planChunks()]), lines(planChunks(acting)), `${l}: plan`);
     assert.deepEqual(await dryRun(GcActions.of(all)), await dryRun(lean.actions), `${l}: dry run`);
     assert.equal(lean.decided, written.length);
   }

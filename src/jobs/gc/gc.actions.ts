@@ -275,22 +275,30 @@ export class GcActions {
   }
 
   /**
-   * The plan as UTF-8 buffers: PLAN_HEADER, then each record's line in order; the acting lines
-   * are DuckDB's text as it came (no line rebuilt in JavaScript: building and encoding 11 MB of
-   * JSON lines was a third of a 1M group's time in Node, docs/gc.md).
+   * The plan as UTF-8 buffers, made as they are read: PLAN_HEADER, then each record's line in
+   * order; the acting lines are DuckDB's text as it came (no line rebuilt in JavaScript: building
+   * and encoding 11 MB of JSON lines was a third of a 1M group's time in Node, docs/gc.md), encoded
+   * ~1 MiB at a time, cut after a line (a buffer of the whole text per task held its bytes twice
+   * and raised the peak RSS of long runs, measured).
    */
-  planChunks(): Buffer[] {
-    const out: Buffer[] = [Buffer.from(PLAN_HEADER)];
-    const lines = (from: number, to: number) => {
-      if (to > from) out.push(...chunked(to - from, (i) => planLine(this.from[from + i] as RecordDecision)));
-    };
-    if (this.textFrom < 0) lines(0, this.length);
-    else {
-      lines(0, this.textFrom);
-      if (this.text !== '') out.push(Buffer.from(this.text), Buffer.from(PLAN_LINE_SEPARATOR));
-      lines(this.textTo, this.length);
+  *planChunks(): Generator<Buffer> {
+    yield Buffer.from(PLAN_HEADER);
+    const lines = (from: number, to: number) =>
+      to > from ? chunked(to - from, (i) => planLine(this.from[from + i] as RecordDecision)) : [];
+    if (this.textFrom < 0) {
+      yield* lines(0, this.length);
+      return;
     }
-    return out;
+    yield* lines(0, this.textFrom);
+    const t = this.text;
+    for (let start = 0; start < t.length;) {
+      let end =
+        start + PLAN_CHUNK >= t.length ? t.length : t.indexOf(PLAN_LINE_SEPARATOR, start + PLAN_CHUNK);
+      if (end < 0) end = t.length;
+      yield Buffer.from(`${t.slice(start, end)}${PLAN_LINE_SEPARATOR}`);
+      start = end + 1;
+    }
+    yield* lines(this.textTo, this.length);
   }
 }
 
