@@ -30,7 +30,7 @@ export interface GcDryRun {
   tasks: number;
   report: RunReport;
   backlog: GcBacklog;
-  /** Where the plans (one NDJSON per partition group) were written. */
+  /** Where the plans (one tab-separated `plan.tsv` per partition group, docs/gc.md) were written. */
   planPrefix: string;
 }
 

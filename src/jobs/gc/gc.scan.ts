@@ -11,11 +11,10 @@
  * shard, the objectId's latest `_mtime`, no copies, the grace), mapped to a verdict by gc.plan.ts
  * VERDICT_BY_CLASS (the rules stay there). DuckDB counts every clean record per verdict (counts,
  * backlog), sends the first examples of each verdict whole, and sends the records that act as
- * short lines in no order, which Node keeps as they came (gc.actions.ts GcActions.addLines: the
- * string and each line's separator positions, no object or string per record; the plan is
- * written and the apply runs from them, reading a field when needed). Node does nothing per
- * record that does not act. (Plan lines built by DuckDB were measured slower than Node's:
- * gc.actions.ts.) Any other objectId travels with its records' raw text and is decided by
+ * their plan lines in no order (gc.actions.ts PLAN_HEADER), which Node keeps as they came
+ * (GcActions.addLines: the string and each line's separator positions, no object or string per
+ * record; the plan is that text, and the apply runs from it, reading a field when needed). Node
+ * does nothing per record that does not act. Any other objectId travels with its records' raw text and is decided by
  * `decideObject` exactly as written. Both ways are tested equal (test/gc-scan.test.ts:
  * adversarial records, and random ones against the rows as written, on new and old chunks).
  */
@@ -95,8 +94,8 @@ const json = (x: string) => `coalesce(to_json(${x})::VARCHAR, 'null')`;
  * The group's query; rows `(p, s, v, n, copies, bytes, oldest)`, one per output (each its own
  * aggregate over the columns it reads: one aggregate over a tagged union of every record with
  * every column cost ~25% more of the query's CPU, measured in the fifth pass, docs/gc.md):
- *   p 1  s: every clean record that acts (removes its delete record), in no order, with what its
- *        plan line and its apply read (GcActions.addLines);
+ *   p 1  s: every clean record that acts (removes its delete record), in no order, as its plan
+ *        line (GcActions.addLines);
  *   p 2  s: in (objectId, _mtime, _key, shard) order, records split by RS, fields by FS: the
  *        first DEFAULT_MAX_EXAMPLES clean records of each verdict (every clean record with
  *        `all`), whole, as examples; and every record of any other objectId, raw;
@@ -104,17 +103,17 @@ const json = (x: string) => `coalesce(to_json(${x})::VARCHAR, 'null')`;
  *   p 4  one row per verdict of clean records: v, and n, copies, bytes, oldest `_mtime` of them.
  *
  * A clean record's text is its `gc_line` (table-specs.ts gcLineSql: `mtime copies contentLength
- * shard key etag objectId dir sharks`, written by unpack, CHUNK_SCHEMA 4, or computed here on older
- * chunks), so its columns and `sharks` list are read and assembled once, at unpack. An acting record
- * is `class` and its line (class: gc.plan.ts FactClass as a number, VERDICT_BY_CLASS's index; the
- * objectId, dir and sharks are only read when eligible); an example `class latest live` and its
+ * shard key etag objectId dir`, then each shark's `id datacenter`, written by unpack, CHUNK_SCHEMA 5,
+ * or computed here on older chunks), so its columns and `sharks` list are read and assembled once,
+ * at unpack. An acting record is its verdict and its line when eligible, else its verdict and the
+ * line's first six fields (the plan's columns); an example `class latest live` and its
  * line (latest: the objectId's latest `_mtime`, only for `superseded`, its detail; live: `[key,
  * shard]` as JSON, only for `live-reference`). A record that is not clean has every field
  * JSON-encoded: `R oid _key _etag _mtime shard liveKey liveShard _value`; a clean record of such an
  * objectId is `C oid liveKey liveShard` (JSON) and its line, which holds what decideObject reads of
  * its `_value` (deleteRecordCleanSql), so `_value` is only read for the records that are not clean.
  * Splitting one delimited string costs a fraction of reading DuckDB's values one by one; the
- * separators are control characters, which JSON always escapes and a clean record does not hold.
+ * separators are a tab and a newline, which JSON always escapes and a clean record does not hold.
  */
 function scanSql(manta: readonly string[], deleteLog: readonly string[], o: ScanOptions): string {
   // A delete record whose _value is not JSON has no objectId column: its key names it.
@@ -135,7 +134,7 @@ function scanSql(manta: readonly string[], deleteLog: readonly string[], o: Scan
     ? rows(deleteLog)
     : `(SELECT *, ${deleteRecordFieldsSql('_value')} AS gf FROM ${rows(deleteLog)})`;
   // What a clean record's plan, apply and example read, as one string (table-specs.ts gcLineSql):
-  // unpack's column (CHUNK_SCHEMA 4), else the same computed here from the typed columns.
+  // unpack's column (CHUNK_SCHEMA 5), else the same computed here from the typed columns.
   const line = o.gcLineColumn ? 'gc_line' : `CASE WHEN ${clean} THEN ${gcLineSql('len(sharks)')} END`;
   const copies = o.gcLineColumn ? 'copies' : 'len(sharks)';
   const deletes = `SELECT lower(coalesce(objectId, split_part(_key, '/', 2))) AS oid, _key, _etag, _mtime,
@@ -249,8 +248,10 @@ function liveSql(manta: readonly string[], o: ScanOptions): string {
  * How the scan reads a group's chunks, from the lowest CHUNK_SCHEMA of the group's sources
  * (PartitionInputs.withGroup: a column added later is absent below it) and its `manta` chunks.
  * Before 3 no `gc_clean` (computed from `_value`); before 4 no `oid_uuid` (every objectId joined as
- * text). The live join reads objectIds as text too (`liveText`) unless every `manta` chunk counted
- * no objectId that is not a uuid (ChunkInfo.oidNotUuid, absent before CHUNK_SCHEMA 4).
+ * text); before 5 no `gc_line` as the scan reads it (computed). The live join reads objectIds as
+ * text too (`liveText`) unless every `manta` chunk counted no objectId that is not a uuid
+ * (ChunkInfo.oidNotUuid, absent before CHUNK_SCHEMA 4); the look for live rows whose `_value` is
+ * not JSON runs unless every `manta` chunk counted none (ChunkInfo.valueNotJson, absent before 5).
  */
 export function scanColumnsOf(
   chunkSchema: number,
