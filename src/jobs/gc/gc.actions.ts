@@ -14,7 +14,7 @@ import { CLEANS_UP, type CopyRef, type RecordDecision, type Verdict } from './gc
 import { GC_FIELD_SEPARATOR, GC_LINE_SEPARATOR } from '../../dumps/table-specs.js';
 
 /**
- * The plan's text (docs/gc.md "The plan"): one line per acting delete record, tab-separated —
+ * The plan's text (`plan.tsv`, docs/gc.md): one line per acting delete record, tab-separated —
  * PLAN_COLUMNS, then a node and its datacenter for each copy the record names (objectId, directory
  * and copies only for `eligible`: what moves to tombstone). A field holding a tab, a newline, a
  * carriage return or a backslash has them escaped as PostgreSQL's COPY TEXT does (`\t`, `\n`,
@@ -39,7 +39,7 @@ export const PLAN_HEADER = `#${PLAN_COLUMNS.join(PLAN_FIELD_SEPARATOR)}${PLAN_FI
 
 /** Fixed fields of an acting line (addLines); `at` keeps one more position per line (its end). */
 const LINE_FIELDS = PLAN_COLUMNS.length;
-/** Field numbers of an acting line; its copies follow F_DIR (shardsStart). */
+/** Field numbers of an acting line; its copies follow F_DIR. */
 const F_VERDICT = 0;
 const F_MTIME = 1;
 const F_COPIES = 2;
