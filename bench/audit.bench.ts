@@ -50,6 +50,7 @@ async function build(n: number, dir: string): Promise<Built> {
   const { LocalObjectStore } = await import('../src/objectstore/object-store.js');
   const { snapshotAll } = await import('../src/dumps/snapshot.js');
   const { unpackDump } = await import('../src/dumps/unpack.js');
+  const { unpackRefOf } = await import('../src/dumps/partition-inputs.js');
   const { ingestMakoListing } = await import('../src/dumps/mako.js');
   const { PartitionInputs } = await import('../src/dumps/partition-inputs.js');
   const { DuckPool, sqlString } = await import('../src/dumps/duckdb.js');
@@ -75,13 +76,7 @@ async function build(n: number, dir: string): Promise<Built> {
         expectedRows: d.rows,
       });
       manifests.push(u.manifest);
-      sources.push({
-        source: u.manifest.source,
-        day: u.manifest.day,
-        runId: u.manifest.runId,
-        partitions: u.manifest.partitions,
-        manifestPath: u.manifestPath,
-      });
+      sources.push(unpackRefOf(u));
     }
     const tBuild = (Date.now() - t0) / 1000;
     const t1 = Date.now();

@@ -32,6 +32,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ensureBenchPostgres, keptOrBuilt, phaseChild } from './support.js';
 import { DEFAULT_SPEC, type WorkloadSpec } from '../src/workload/generator.js';
+import type { UnpackRef } from '../src/dumps/partition-inputs.js';
 
 const SIZES = (process.env.REMORA_BENCH_GC_RECORDS ?? '1000000,3000000').split(',').map(Number);
 const COPIES = Number(process.env.REMORA_BENCH_GC_COPIES ?? 20_000);
@@ -60,6 +61,7 @@ async function build(n: number, dir: string): Promise<Built> {
   const { LocalObjectStore } = await import('../src/objectstore/object-store.js');
   const { snapshotAll } = await import('../src/dumps/snapshot.js');
   const { unpackDump } = await import('../src/dumps/unpack.js');
+  const { unpackRefOf } = await import('../src/dumps/partition-inputs.js');
   const { tier, config, cleanup } = await openTestTier(testConfig());
   try {
     const spec: WorkloadSpec = {
@@ -97,13 +99,7 @@ async function build(n: number, dir: string): Promise<Built> {
         partitions: 'auto',
         expectedRows: d.rows,
       });
-      sources.push({
-        source: u.manifest.source,
-        day: u.manifest.day,
-        runId: u.manifest.runId,
-        partitions: u.manifest.partitions,
-        manifestPath: u.manifestPath,
-      });
+      sources.push(unpackRefOf(u));
     }
     const tUnpack = (Date.now() - t2) / 1000;
     fs.writeFileSync(path.join(dir, 'sources.json'), JSON.stringify(sources));
@@ -132,18 +128,13 @@ async function build(n: number, dir: string): Promise<Built> {
 async function reunpackStale(dir: string): Promise<string> {
   const { LocalObjectStore } = await import('../src/objectstore/object-store.js');
   const { unpackDump } = await import('../src/dumps/unpack.js');
+  const { PartitionInputs, unpackRefOf } = await import('../src/dumps/partition-inputs.js');
   const { CHUNK_SCHEMA } = await import('../src/dumps/manifest.js');
   const store = new LocalObjectStore(path.join(dir, 'objects'));
   const file = path.join(dir, 'sources.json');
-  const sources = JSON.parse(fs.readFileSync(file, 'utf8')) as { manifestPath: string }[];
-  const manifests = sources.map(
-    (s) =>
-      JSON.parse(fs.readFileSync(store.localPath(s.manifestPath), 'utf8')) as {
-        source: string;
-        chunkSchema?: number;
-        partitions: number;
-        input: { path: string }[];
-      },
+  const { manifests } = await PartitionInputs.open(
+    store,
+    JSON.parse(fs.readFileSync(file, 'utf8')) as UnpackRef[],
   );
   const oldest = Math.min(...manifests.map((m) => m.chunkSchema ?? 1));
   if (oldest >= CHUNK_SCHEMA) return '';
@@ -155,15 +146,11 @@ async function reunpackStale(dir: string): Promise<string> {
       m.input.map((i) => i.path),
       { shard: m.source, partitions: m.partitions },
     );
-    fresh.push({
-      source: u.manifest.source,
-      day: u.manifest.day,
-      runId: u.manifest.runId,
-      partitions: u.manifest.partitions,
-      manifestPath: u.manifestPath,
-    });
+    fresh.push(unpackRefOf(u));
   }
-  fs.writeFileSync(file, JSON.stringify(fresh));
+  // A new file in its place (kept inputs may be hard-linked copies of others).
+  fs.writeFileSync(`${file}.tmp`, JSON.stringify(fresh));
+  fs.renameSync(`${file}.tmp`, file);
   return `; unpacked again for CHUNK_SCHEMA ${CHUNK_SCHEMA} (kept: ${oldest}) in ${((Date.now() - t0) / 1000).toFixed(1)} s`;
 }
 

@@ -72,18 +72,13 @@ const UNPACK_TAG = `schema ${CHUNK_SCHEMA}, auto P at ${DEFAULT_ROWS_PER_PARTITI
 async function unpackAll(dir: string, dumps: Dump[]): Promise<number> {
   const { LocalObjectStore } = await import('../src/objectstore/object-store.js');
   const { unpackDump } = await import('../src/dumps/unpack.js');
+  const { unpackRefOf } = await import('../src/dumps/partition-inputs.js');
   const store = new LocalObjectStore(path.join(dir, 'objects'));
   const t = Date.now();
   const sources = [];
   for (const d of dumps) {
     const u = await unpackDump(store, [d.path], { shard: d.shard, partitions: 'auto', expectedRows: d.rows });
-    sources.push({
-      source: u.manifest.source,
-      day: u.manifest.day,
-      runId: u.manifest.runId,
-      partitions: u.manifest.partitions,
-      manifestPath: u.manifestPath,
-    });
+    sources.push(unpackRefOf(u));
   }
   fs.writeFileSync(path.join(dir, 'sources.json'), JSON.stringify(sources));
   return (Date.now() - t) / 1000;

@@ -34,6 +34,20 @@ export const unpackRefSchema = z.object({
 });
 export type UnpackRef = z.infer<typeof unpackRefSchema>;
 
+/** The reference to an unpack's committed manifest (what the unpack job outputs). */
+export function unpackRefOf(u: {
+  manifest: Pick<SourceManifest, 'source' | 'day' | 'runId' | 'partitions'>;
+  manifestPath: string;
+}): UnpackRef {
+  return {
+    source: u.manifest.source,
+    day: u.manifest.day,
+    runId: u.manifest.runId,
+    partitions: u.manifest.partitions,
+    manifestPath: u.manifestPath,
+  };
+}
+
 /** One task's share of the inputs: partition group `group` of `groups` (partitionGroups). */
 export interface PartitionGroup {
   group: number;

@@ -10,7 +10,7 @@
  */
 import { RemoraError } from '../../core/errors.js';
 import type { ReportThresholds } from '../../core/run-report.js';
-import { unpackRefSchema, type UnpackRef } from '../../dumps/partition-inputs.js';
+import { unpackRefOf, unpackRefSchema, type UnpackRef } from '../../dumps/partition-inputs.js';
 import { UNPACKED_ROOT } from '../../dumps/layout.js';
 import { refusedUnpackReport, unpackDump, type UnpackResult } from '../../dumps/unpack.js';
 import { commitStagedManifest, discardStagedManifest } from '../../dumps/source-commit.js';
@@ -81,13 +81,7 @@ export function unpackJob(o: UnpackJobOptions): JobDefinition<unknown, UnpackRef
           'bytesWritten',
           t.chunks.reduce((a, c) => a + c.bytes, 0),
         );
-      const output: UnpackRef = {
-        source: r.manifest.source,
-        day: r.manifest.day,
-        runId: r.manifest.runId,
-        partitions: r.manifest.partitions,
-        manifestPath: r.manifestPath,
-      };
+      const output: UnpackRef = unpackRefOf(r);
       return { report: ctx.report.finish(), output };
     },
     // A fenced attempt's staged chunks and manifest: never committed, so removed.
