@@ -239,17 +239,9 @@ export class GcActions {
       return;
     }
     if (this.verdicts[i] !== 'eligible') return;
-    // eachCopy's walk, without a callback or the datacenter's string (the dry run's count per node).
-    const s = this.text;
-    const end = this.at[d + LINE_FIELDS + 1]!;
-    for (let p = this.at[d + LINE_FIELDS]!; p < end;) {
-      const a = s.indexOf(PLAN_FIELD_SEPARATOR, p + 1);
-      if (a < 0 || a >= end) throw new RemoraError('Internal', 'gc scan: a copy without its datacenter');
-      const node = s.slice(p + 1, a);
+    this.eachCopy(d, (node) => {
       if (!nodes.includes(node)) nodes.push(node);
-      const b = s.indexOf(PLAN_FIELD_SEPARATOR, a + 1);
-      p = b < 0 || b > end ? end : b;
-    }
+    });
   }
 
   /** Record i as a decision (without `detail`, which only examples carry). */
@@ -331,13 +323,13 @@ const PLAN_BATCH = 1 << 16;
 const PLAN_CHUNK = 1 << 20;
 
 /** What the plan escapes in a field (PostgreSQL COPY TEXT's escapes). */
-const NEEDS_ESCAPE = /[\t\n\r\\]/;
+const NEEDS_ESCAPE = /[\t\n\r\\]/g;
 const ESCAPES: Readonly<Record<string, string>> = { '\t': '\\t', '\n': '\\n', '\r': '\\r', '\\': '\\\\' };
 const UNESCAPES: Readonly<Record<string, string>> = { t: '\t', n: '\n', r: '\r', '\\': '\\' };
 
 /** A field of a plan line: itself, unless it holds what the plan escapes. */
 function planField(s: string): string {
-  return NEEDS_ESCAPE.test(s) ? s.replace(/[\t\n\r\\]/g, (c) => ESCAPES[c]!) : s;
+  return s.replace(NEEDS_ESCAPE, (c) => ESCAPES[c]!);
 }
 
 /**
@@ -376,9 +368,6 @@ export function readPlanLine(line: string): {
     .map((x) => x.replace(/\\(.)/g, (all, c: string) => UNESCAPES[c] ?? all));
   if (f.length < LINE_FIELDS || (f.length - LINE_FIELDS) % 2 !== 0)
     throw new RemoraError('UsageError', `not a gc plan line: ${JSON.stringify(line.slice(0, 200))}`);
-  const copiesOnNodes: { node: string; datacenter?: string }[] = [];
-  for (let i = LINE_FIELDS; i < f.length; i += 2)
-    copiesOnNodes.push(f[i + 1] === '' ? { node: f[i]! } : { node: f[i]!, datacenter: f[i + 1]! });
   return {
     verdict: f[F_VERDICT]!,
     mtime: Number(f[F_MTIME]),
@@ -389,8 +378,19 @@ export function readPlanLine(line: string): {
     etag: f[F_ETAG]!,
     objectId: f[F_OBJECTID]!,
     directory: f[F_DIR]!,
-    copiesOnNodes,
+    copiesOnNodes: copiesOfFields(f, LINE_FIELDS),
   };
+}
+
+/**
+ * The copies of a line split into fields `f`, from field `from` on: each a node and its datacenter
+ * (empty: none). A plan line's (readPlanLine) and a `gc_line`'s (gc.scan.ts).
+ */
+export function copiesOfFields(f: readonly string[], from: number): { node: string; datacenter?: string }[] {
+  const out: { node: string; datacenter?: string }[] = [];
+  for (let i = from; i + 1 < f.length; i += 2)
+    out.push(f[i + 1] !== '' ? { node: f[i]!, datacenter: f[i + 1]! } : { node: f[i]! });
+  return out;
 }
 
 /** The plan of `decisions` (PLAN_HEADER, then planLine per line), as planChunks writes it. */

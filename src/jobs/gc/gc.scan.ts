@@ -31,7 +31,7 @@ import {
   oidUuidSql,
   sqlChr,
 } from '../../dumps/table-specs.js';
-import { GcActions } from './gc.actions.js';
+import { copiesOfFields, GcActions } from './gc.actions.js';
 import { addRecordsToBacklog, addToBacklog, emptyBacklog, type GcBacklog } from './gc.backlog.js';
 import {
   CLEANS_UP,
@@ -244,6 +244,12 @@ function liveSql(manta: readonly string[], o: ScanOptions): string {
     : `${typed} UNION ALL ${text(' AND oid_uuid IS NULL', 'o WHERE u IS NULL')}`;
 }
 
+/** What the group's chunks hold that the scan reads (scanColumnsOf). */
+export type ScanColumns = Pick<
+  ScanOptions,
+  'gcCleanColumn' | 'oidUuidColumn' | 'liveText' | 'gcLineColumn' | 'malformedLive'
+>;
+
 /**
  * How the scan reads a group's chunks, from the lowest CHUNK_SCHEMA of the group's sources
  * (PartitionInputs.withGroup: a column added later is absent below it) and its `manta` chunks.
@@ -256,7 +262,7 @@ function liveSql(manta: readonly string[], o: ScanOptions): string {
 export function scanColumnsOf(
   chunkSchema: number,
   mantaChunks: readonly { oidNotUuid?: number; valueNotJson?: number }[],
-): Pick<ScanOptions, 'gcCleanColumn' | 'oidUuidColumn' | 'liveText' | 'gcLineColumn' | 'malformedLive'> {
+): ScanColumns {
   return {
     gcCleanColumn: hasGcCleanColumn({ chunkSchema }),
     oidUuidColumn: hasOidUuidColumn({ chunkSchema }),
@@ -440,7 +446,7 @@ function decodeCleanOfOther(f: string[]): {
       value: {
         objectId: f[10],
         owner: f[11],
-        sharks: sharksOf(f, 12).map((c) =>
+        sharks: copiesOfFields(f, 12).map((c) =>
           c.datacenter !== undefined
             ? { manta_storage_id: c.node, datacenter: c.datacenter }
             : { manta_storage_id: c.node },
@@ -449,14 +455,6 @@ function decodeCleanOfOther(f: string[]): {
       },
     },
   };
-}
-
-/** The copies of a line split into fields `f`, from field `from` on: each a node and its datacenter (empty: none). */
-function sharksOf(f: readonly string[], from: number): { node: string; datacenter?: string }[] {
-  const out: { node: string; datacenter?: string }[] = [];
-  for (let i = from; i + 1 < f.length; i += 2)
-    out.push(f[i + 1] !== '' ? { node: f[i]!, datacenter: f[i + 1]! } : { node: f[i]! });
-  return out;
 }
 
 /**
@@ -510,15 +508,14 @@ function wholeRecord(f: string[]): RecordDecision {
     copies: Number(f[4]),
   };
   const record = { shard: f[6]!, key: f[7]!, etag: f[8]!, mtime };
-  return decisionOf(record, verdict, facts, contentLength, () => sharksOf(f, 11), f[10]!, f[9]!);
+  return decisionOf(record, verdict, facts, contentLength, () => copiesOfFields(f, 11), f[10]!, f[9]!);
 }
 
 /** queryGroup then decideGroup, on one connection (every record sent when `tally` keeps them all). */
 export async function scanGroup(
   conn: DuckDBConnection,
   files: { manta: readonly string[]; deleteLog: readonly string[] },
-  o: GcOptions &
-    Pick<ScanOptions, 'gcCleanColumn' | 'oidUuidColumn' | 'liveText' | 'gcLineColumn' | 'malformedLive'>,
+  o: GcOptions & ScanColumns,
   tally?: DecisionTally,
 ): Promise<{ rows: GroupRows; tally: DecisionTally }> {
   const rows = await queryGroup(conn, files, { ...o, all: tally?.all !== undefined });
